@@ -1,0 +1,103 @@
+/* Building sockhash keys from socket fields. Plain inline functions over plain values, so the
+ * same code runs in the sock_ops program and in host unit tests. */
+#ifndef MESHLANE_SOCK_KEY_H
+#define MESHLANE_SOCK_KEY_H
+
+#include "meshlane/shared.h"
+
+#ifdef __BPF__
+#include <bpf/bpf_endian.h>
+#define ML_INLINE static __always_inline
+#define ML_HTONL(x) bpf_htonl(x)
+#define ML_NTOHL(x) bpf_ntohl(x)
+#else
+#include <arpa/inet.h>
+#define ML_INLINE static inline
+#define ML_HTONL(x) htonl(x)
+#define ML_NTOHL(x) ntohl(x)
+#endif
+
+#define ML_AF_INET 2
+#define ML_AF_INET6 10
+
+/* Fields of a socket as sock_ops sees them; addresses in network byte order. */
+struct ml_sock_fields {
+	__u32 family;
+	__u32 local_ip4;
+	__u32 remote_ip4;
+	__u32 local_ip6[4];
+	__u32 remote_ip6[4];
+	__u32 local_port;  /* host byte order */
+	__u32 remote_port; /* as in bpf_sock_ops: network order port in the upper 16 bits */
+	__u32 snd_una;     /* at the established callback: local ISN + 1 */
+	__u32 rcv_nxt;     /* at the established callback: remote ISN + 1 */
+	__u64 netns_cookie;
+};
+
+ML_INLINE void ml_ip4_to_mapped(__u32 ip4, __u32 out[4])
+{
+	out[0] = 0;
+	out[1] = 0;
+	out[2] = ML_HTONL(0x0000ffff);
+	out[3] = ip4;
+}
+
+ML_INLINE int ml_ip6_is_mapped_v4(const __u32 ip6[4])
+{
+	return ip6[0] == 0 && ip6[1] == 0 && ip6[2] == ML_HTONL(0x0000ffff);
+}
+
+/* Loopback: 127.0.0.0/8 (plain or v4-mapped) or ::1. Addresses are already in mapped form. */
+ML_INLINE int ml_ip6_is_loopback(const __u32 ip6[4])
+{
+	if (ml_ip6_is_mapped_v4(ip6))
+		return (ML_NTOHL(ip6[3]) >> 24) == 127;
+	return ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0 && ip6[3] == ML_HTONL(1);
+}
+
+/* Fills this socket's own key and its peer's key. Returns 0, or -1 for a family that cannot be
+ * spliced. */
+ML_INLINE int ml_build_keys(const struct ml_sock_fields *f, struct ml_sock_key *self,
+			    struct ml_sock_key *peer)
+{
+	__u32 local[4], remote[4];
+
+	if (f->family == ML_AF_INET) {
+		ml_ip4_to_mapped(f->local_ip4, local);
+		ml_ip4_to_mapped(f->remote_ip4, remote);
+	} else if (f->family == ML_AF_INET6) {
+		for (int i = 0; i < 4; i++) {
+			local[i] = f->local_ip6[i];
+			remote[i] = f->remote_ip6[i];
+		}
+	} else {
+		return -1;
+	}
+
+	__u64 scope = ml_ip6_is_loopback(remote) ? f->netns_cookie : 0;
+	__u16 local_port = (__u16)f->local_port;
+	__u16 remote_port = (__u16)ML_NTOHL(f->remote_port);
+
+	for (int i = 0; i < 4; i++) {
+		self->local_ip6[i] = local[i];
+		self->remote_ip6[i] = remote[i];
+		peer->local_ip6[i] = remote[i];
+		peer->remote_ip6[i] = local[i];
+	}
+	self->scope = scope;
+	self->local_port = local_port;
+	self->remote_port = remote_port;
+	self->local_seq = f->snd_una;
+	self->remote_seq = f->rcv_nxt;
+	self->pad = 0;
+
+	peer->scope = scope;
+	peer->local_port = remote_port;
+	peer->remote_port = local_port;
+	peer->local_seq = f->rcv_nxt;
+	peer->remote_seq = f->snd_una;
+	peer->pad = 0;
+	return 0;
+}
+
+#endif /* MESHLANE_SOCK_KEY_H */

@@ -1,0 +1,70 @@
+#include "meshlane/counters.hpp"
+
+#include <sstream>
+
+#include "meshlane/bpf_map.hpp"
+#include "meshlane/pin_layout.hpp"
+
+namespace meshlane {
+
+const char* counter_name(ml_counter counter) {
+  switch (counter) {
+    case ML_CTR_SOCKETS_ADDED:
+      return "sockets_added";
+    case ML_CTR_SOCKETS_ADD_FAILED:
+      return "sockets_add_failed";
+    case ML_CTR_SOCKETS_SKIPPED_PORT:
+      return "sockets_skipped_by_port";
+    case ML_CTR_MESSAGES_REDIRECTED:
+      return "messages_redirected";
+    case ML_CTR_BYTES_REDIRECTED:
+      return "bytes_redirected";
+    case ML_CTR_REDIRECT_FAILED:
+      return "redirect_failed";
+    case ML_CTR_MAX:
+      break;
+  }
+  return "unknown";
+}
+
+Result<Counters> read_counters(const std::string& bpffs_dir) {
+  PinLayout pins{bpffs_dir};
+  auto map = TypedMap<std::uint32_t, std::uint64_t>::open_pin(pins.map(ML_COUNTERS_MAP_NAME));
+  if (!map) {
+    return make_error(map.error().errnum,
+                      map.error().context + " (is meshlaned running or its datapath pinned "
+                                            "under " + bpffs_dir + "?)");
+  }
+  Counters counters;
+  for (std::uint32_t index = 0; index < ML_CTR_MAX; ++index) {
+    auto per_cpu = map->lookup_percpu(index);
+    if (!per_cpu) {
+      return per_cpu.error();
+    }
+    for (std::uint64_t value : per_cpu.value()) {
+      counters.values.at(index) += value;
+    }
+  }
+  return counters;
+}
+
+nlohmann::json counters_to_json(const Counters& counters) {
+  nlohmann::json object = nlohmann::json::object();
+  for (int index = 0; index < ML_CTR_MAX; ++index) {
+    auto counter = static_cast<ml_counter>(index);
+    object[counter_name(counter)] = counters[counter];
+  }
+  return object;
+}
+
+std::string counters_to_table(const Counters& counters) {
+  std::ostringstream out;
+  for (int index = 0; index < ML_CTR_MAX; ++index) {
+    auto counter = static_cast<ml_counter>(index);
+    std::string name = counter_name(counter);
+    out << name << std::string(26 - name.size(), ' ') << counters[counter] << '\n';
+  }
+  return out.str();
+}
+
+}  // namespace meshlane

@@ -1,0 +1,547 @@
+# Shared helpers for the meshlane integration tests (tests/netns/test_*.sh). Source it:
+#
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# Environment: MESHLANE_BIN (directory holding meshlaned and ml_xfer; default
+# $MESHLANE_SRC/build/bin), MESHLANE_SRC (source tree; default: two levels above this file),
+# BPFTOOL (default /usr/sbin/bpftool), ML_KEEP_LOGS=1 keeps the work directory.
+#
+# Safety rules every test follows through these helpers:
+#   - nothing is ever attached to the cgroup v2 root: tests make their own child cgroup
+#     (ml_make_cgroup), run their processes in it and point daemon.cgroup at it;
+#   - traffic stays inside network namespaces the test creates (ml_make_netns);
+#   - everything made is undone by a cleanup stack run from an EXIT trap, in reverse order:
+#     background processes are killed by PID, `meshlaned --cleanup` removes the pins and
+#     attachments, namespaces are deleted, cgroups are emptied and removed.
+#
+# Failures print "FAIL: <test>: <why>" on stderr and exit 1; ml_pass prints "PASS: <test>".
+
+set -euo pipefail
+
+ML_TEST_NAME=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
+ML_TEST_NAME=${ML_TEST_NAME#test_}
+MESHLANE_SRC=${MESHLANE_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+MESHLANE_BIN=${MESHLANE_BIN:-$MESHLANE_SRC/build/bin}
+MESHLANED=${MESHLANED:-$MESHLANE_BIN/meshlaned}
+ML_XFER=${ML_XFER:-$MESHLANE_BIN/ml_xfer}
+BPFTOOL=${BPFTOOL:-/usr/sbin/bpftool}
+# A short tag unique to this test run, used in names of namespaces, cgroups and pins.
+ML_TAG="${ML_TEST_NAME//_/-}-$$"
+
+ML_CLEANUP=()
+ML_WORKDIR=""
+ML_DAEMON_PID=""
+ML_DAEMON_LOG=""
+ML_CONFIG=""
+ML_BPFFS_DIR=""
+ML_CG=""
+ML_CG_REL=""
+
+ml_log() { echo "--- [$ML_TEST_NAME] $*" >&2; }
+
+ml_fail() {
+  echo "FAIL: $ML_TEST_NAME: $*" >&2
+  exit 1
+}
+
+ml_pass() { echo "PASS: $ML_TEST_NAME"; }
+
+# ml_defer CMD [ARGS...]: run CMD ARGS at exit (last deferred runs first).
+ml_defer() {
+  local q
+  q=$(printf '%q ' "$@")
+  ML_CLEANUP+=("$q")
+}
+
+ml__run_cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  local i
+  for ((i = ${#ML_CLEANUP[@]} - 1; i >= 0; i--)); do
+    eval "${ML_CLEANUP[i]}" </dev/null
+  done
+  if [[ -n $ML_WORKDIR && -d $ML_WORKDIR ]]; then
+    if [[ $rc -ne 0 || ${ML_KEEP_LOGS:-0} == 1 ]]; then
+      echo "--- [$ML_TEST_NAME] logs kept in $ML_WORKDIR" >&2
+    else
+      rm -rf -- "$ML_WORKDIR"
+    fi
+  fi
+  exit "$rc"
+}
+trap ml__run_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+ml_require_root() {
+  [[ $(id -u) -eq 0 ]] || ml_fail "must run as root (needs netns, cgroups and BPF)"
+}
+
+# ml_require_cmd CMD...: every CMD must be executable (a path or a name on PATH).
+ml_require_cmd() {
+  local c
+  for c in "$@"; do
+    command -v "$c" >/dev/null 2>&1 || ml_fail "required command not found: $c"
+  done
+}
+
+# Decodes the octal escapes (\040 etc.) mountinfo uses in paths.
+ml__unescape() { printf '%b' "${1//\\/\\0}"; }
+
+# Prints the cgroup v2 mount point, discovered from /proc/self/mountinfo.
+ml_cgroup2_mount() {
+  local line fields i mp
+  while IFS= read -r line; do
+    read -r -a fields <<<"$line"
+    for ((i = 6; i < ${#fields[@]}; i++)); do
+      if [[ ${fields[i]} == "-" ]]; then
+        if [[ ${fields[i + 1]:-} == cgroup2 ]]; then
+          mp=$(ml__unescape "${fields[4]}")
+          echo "$mp"
+          return 0
+        fi
+        break
+      fi
+    done
+  done </proc/self/mountinfo
+  return 1
+}
+
+# ml_make_cgroup [SUFFIX]: creates <cgroup2 mount>/meshlane-test-<tag>[-SUFFIX] and sets ML_CG
+# (absolute path) and ML_CG_REL (path below the mount). Removed at exit.
+ml_make_cgroup() {
+  local suffix=${1:+-$1}
+  local mnt
+  mnt=$(ml_cgroup2_mount) || ml_fail "no cgroup2 filesystem in /proc/self/mountinfo"
+  ML_CG_MOUNT=$mnt
+  ML_CG_REL="meshlane-test-$ML_TAG$suffix"
+  ML_CG="$mnt/$ML_CG_REL"
+  [[ $ML_CG != "$mnt" && $ML_CG != "$mnt/" ]] || ml_fail "refusing to use the cgroup v2 root"
+  mkdir "$ML_CG" || ml_fail "cannot create cgroup $ML_CG"
+  ml_defer ml_remove_cgroup "$ML_CG"
+  ml_log "cgroup $ML_CG"
+}
+
+# ml_remove_cgroup DIR: kills the processes left in DIR (only test processes run there), then
+# removes it. Only ever called on cgroups this test made.
+ml_remove_cgroup() {
+  local cg=$1 i pid
+  [[ -d $cg ]] || return 0
+  for ((i = 0; i < 50; i++)); do
+    local pids
+    pids=$(cat "$cg/cgroup.procs" 2>/dev/null || true)
+    [[ -z $pids ]] && break
+    if [[ -e $cg/cgroup.kill ]]; then
+      echo 1 >"$cg/cgroup.kill" 2>/dev/null || true
+    else
+      for pid in $pids; do kill -KILL "$pid" 2>/dev/null || true; done
+    fi
+    sleep 0.1
+  done
+  for ((i = 0; i < 50; i++)); do
+    rmdir "$cg" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "WARN: [$ML_TEST_NAME] could not remove cgroup $cg" >&2
+}
+
+# ml_make_netns VAR [SUFFIX]: creates a network namespace with lo up, stores its name in VAR.
+# Deleted at exit (after the processes still in it are killed).
+ml_make_netns() {
+  ML__NS="ml-$ML_TAG-${2:-ns}"
+  ip netns add "$ML__NS" || ml_fail "cannot create netns $ML__NS"
+  ml_defer ml_delete_netns "$ML__NS"
+  ip netns exec "$ML__NS" ip link set lo up || ml_fail "cannot bring lo up in $ML__NS"
+  printf -v "$1" '%s' "$ML__NS"
+}
+
+ml_delete_netns() {
+  local ns=$1 pid
+  for pid in $(ip netns pids "$ns" 2>/dev/null); do
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  ip netns del "$ns" 2>/dev/null || true
+}
+
+# ml__argv CGROUP NETNS CMD [ARGS...]: sets ML__ARGV to a command line that joins cgroup
+# CGROUP (absolute path; "-" for none), enters network namespace NETNS ("-" for the current
+# one) and execs CMD, so that the process started keeps one PID throughout. The cgroup is
+# joined before entering the netns (`ip netns exec` remounts /sys, hiding the cgroup fs).
+ml__argv() {
+  local cg=$1 ns=$2
+  shift 2
+  ML__ARGV=()
+  if [[ $cg != - ]]; then
+    ML__ARGV=(bash -c 'echo $$ >"$0/cgroup.procs" || exit 125; exec "$@"' "$cg")
+  fi
+  if [[ $ns != - ]]; then
+    ML__ARGV+=(ip netns exec "$ns")
+  fi
+  ML__ARGV+=("$@")
+}
+
+# ml_in CGROUP NETNS CMD [ARGS...]: runs CMD in CGROUP and NETNS (see ml__argv), in the
+# foreground.
+ml_in() {
+  ml__argv "$@"
+  "${ML__ARGV[@]}"
+}
+
+# ml_bg VAR OUTFILE ERRFILE CGROUP NETNS CMD [ARGS...]: like ml_in, in the background; the PID
+# goes to VAR and the process is killed at exit if still running.
+ml_bg() {
+  local var=$1 out=$2 err=$3
+  shift 3
+  ml__argv "$@"
+  "${ML__ARGV[@]}" >"$out" 2>"$err" </dev/null &
+  ML__BG_PID=$!
+  ml_defer ml_kill_pid "$ML__BG_PID"
+  printf -v "$var" '%s' "$ML__BG_PID"
+}
+
+# ml_kill_pid PID: SIGTERM, then SIGKILL after 3 s; reaps it.
+ml_kill_pid() {
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 30; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# ml_wait_file FILE PID WHAT [SECONDS]: waits for FILE to exist while PID lives.
+ml_wait_file() {
+  local file=$1 pid=$2 what=$3 secs=${4:-10} i
+  for ((i = 0; i < secs * 20; i++)); do
+    [[ -e $file ]] && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
+# ml_setup: common start of every test: root, tools, work directory.
+ml_setup() {
+  ml_require_root
+  ml_require_cmd ip bash grep sed awk
+  ML_WORKDIR=$(mktemp -d "/tmp/meshlane-test-$ML_TAG.XXXXXX")
+}
+
+ml_require_meshlane() {
+  [[ -x $MESHLANED ]] || ml_fail "meshlaned not found at $MESHLANED (set MESHLANE_BIN)"
+  [[ -x $ML_XFER ]] || ml_fail "ml_xfer not found at $ML_XFER (set MESHLANE_BIN)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# The daemon
+
+# ml_write_config FILE [EXTRA_LINE...]: a config for this test: unique bpffs_dir, the test
+# cgroup, and EXTRA_LINEs appended inside [acceleration] (start one with "[table]" to move on).
+ml_write_config() {
+  local file=$1
+  shift
+  [[ -n $ML_CG_REL ]] || ml_fail "ml_write_config before ml_make_cgroup"
+  ML_BPFFS_DIR=${ML_BPFFS_DIR:-/sys/fs/bpf/meshlane-test-$ML_TAG}
+  {
+    echo "# generated by tests/netns/lib.sh for $ML_TEST_NAME"
+    echo "[daemon]"
+    echo "bpffs_dir = \"$ML_BPFFS_DIR\""
+    echo "cgroup = \"$ML_CG_REL\""
+    echo "log_level = \"debug\""
+    echo ""
+    echo "[acceleration]"
+    echo "enabled = true"
+    local l
+    for l in "$@"; do echo "$l"; done
+  } >"$file"
+}
+
+# ml_daemon_start [EXTRA_LINE...]: writes $ML_WORKDIR/meshlane-N.toml (see ml_write_config),
+# starts `meshlaned --config` in the background and waits up to 30 s for "meshlaned ready".
+# Sets ML_CONFIG, ML_DAEMON_PID, ML_DAEMON_LOG. At exit: the daemon is killed and
+# `meshlaned --cleanup` is run.
+ML_DAEMON_SEQ=0
+ml_daemon_start() {
+  ml_require_meshlane
+  ML_DAEMON_SEQ=$((ML_DAEMON_SEQ + 1))
+  ML_CONFIG="$ML_WORKDIR/meshlane-$ML_DAEMON_SEQ.toml"
+  ML_DAEMON_LOG="$ML_WORKDIR/meshlaned-$ML_DAEMON_SEQ.log"
+  ml_write_config "$ML_CONFIG" "$@"
+  ml_defer ml_daemon_cleanup_quiet "$ML_CONFIG"
+  "$MESHLANED" --config "$ML_CONFIG" >"$ML_DAEMON_LOG" 2>&1 </dev/null &
+  ML_DAEMON_PID=$!
+  ml_defer ml_kill_pid "$ML_DAEMON_PID"
+  local i
+  for ((i = 0; i < 300; i++)); do
+    if grep -q 'meshlaned ready' "$ML_DAEMON_LOG" 2>/dev/null; then
+      ml_log "meshlaned ready (pid $ML_DAEMON_PID, config $ML_CONFIG)"
+      return 0
+    fi
+    if ! kill -0 "$ML_DAEMON_PID" 2>/dev/null; then
+      local rc=0
+      wait "$ML_DAEMON_PID" || rc=$?
+      ml_dump_daemon_log
+      ml_fail "meshlaned exited with status $rc before logging 'meshlaned ready'"
+    fi
+    sleep 0.1
+  done
+  ml_dump_daemon_log
+  ml_fail "meshlaned did not log 'meshlaned ready' within 30 s"
+}
+
+ml_dump_daemon_log() {
+  [[ -n $ML_DAEMON_LOG && -f $ML_DAEMON_LOG ]] || return 0
+  echo "----- meshlaned log ($ML_DAEMON_LOG) -----" >&2
+  tail -n 60 "$ML_DAEMON_LOG" >&2
+  echo "----- end of meshlaned log -----" >&2
+}
+
+# ml_daemon_stop: SIGTERM to the daemon, waits (10 s), sets ML_DAEMON_RC to its exit status.
+ml_daemon_stop() {
+  local pid=$ML_DAEMON_PID i
+  [[ -n $pid ]] || ml_fail "ml_daemon_stop: no daemon running"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    ml_dump_daemon_log
+    ml_fail "meshlaned (pid $pid) still running 10 s after SIGTERM"
+  fi
+  ML_DAEMON_RC=0
+  wait "$pid" || ML_DAEMON_RC=$?
+  ML_DAEMON_PID=""
+}
+
+# ml_daemon_cleanup [CONFIG]: `meshlaned --config CONFIG --cleanup`; fails the test on error.
+ml_daemon_cleanup() {
+  local cfg=${1:-$ML_CONFIG} rc=0
+  "$MESHLANED" --config "$cfg" --cleanup >"$ML_WORKDIR/cleanup.out" 2>&1 || rc=$?
+  if [[ $rc -ne 0 ]]; then
+    cat "$ML_WORKDIR/cleanup.out" >&2
+    ml_fail "meshlaned --cleanup exited with status $rc"
+  fi
+}
+
+# At exit: never fails, but says when the daemon left its bpffs directory behind, and then
+# removes it (it is unique to this test run).
+ml_daemon_cleanup_quiet() {
+  local cfg=$1 dir
+  [[ -x $MESHLANED ]] && "$MESHLANED" --config "$cfg" --cleanup >/dev/null 2>&1 </dev/null
+  dir=$(sed -n 's/^bpffs_dir = "\(.*\)"$/\1/p' "$cfg" 2>/dev/null | sed -n 1p)
+  if [[ -n $dir && $dir == /sys/fs/bpf/meshlane-test-* && -e $dir ]]; then
+    echo "WARN: [$ML_TEST_NAME] $dir still exists after meshlaned --cleanup; removing it" >&2
+    rm -rf -- "$dir"
+  fi
+}
+
+# ml_restart_daemon [EXTRA_LINE...]: stop (SIGTERM, must exit 0), --cleanup, start anew.
+ml_restart_daemon() {
+  ml_daemon_stop
+  [[ $ML_DAEMON_RC -eq 0 ]] || ml_fail "meshlaned exited with status $ML_DAEMON_RC on SIGTERM"
+  ml_daemon_cleanup
+  ml_daemon_start "$@"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Counters
+
+# ml_stats_json: prints the one-line JSON object of `meshlaned --stats -o json`.
+ml_stats_json() {
+  local out rc=0
+  out=$("$MESHLANED" --config "$ML_CONFIG" --stats -o json 2>"$ML_WORKDIR/stats.err") || rc=$?
+  if [[ $rc -ne 0 ]]; then
+    cat "$ML_WORKDIR/stats.err" >&2
+    ml_fail "meshlaned --stats -o json exited with status $rc"
+  fi
+  # Flatten: the object may be pretty-printed over several lines.
+  printf '%s' "$out" | tr -d '\n'
+  echo
+}
+
+# ml_json_int JSON KEY: the integer value of "KEY" in a flat JSON object.
+ml_json_int() {
+  local json=$1 key=$2 v
+  v=$(printf '%s\n' "$json" | grep -o "\"$key\"[[:space:]]*:[[:space:]]*-\{0,1\}[0-9]\{1,\}" |
+    sed -n 1p | sed 's/.*:[[:space:]]*//') || true
+  [[ -n $v ]] || ml_fail "no integer field \"$key\" in JSON: $json"
+  echo "$v"
+}
+
+# ml_json_field JSON KEY: the raw value of "KEY" (string without quotes, or true/false/number).
+ml_json_field() {
+  local json=$1 key=$2
+  printf '%s\n' "$json" | sed -n "s/.*\"$key\"[[:space:]]*:[[:space:]]*\(\"\([^\"]*\)\"\|\([^,}]*\)\).*/\2\3/p" |
+    sed -n 1p
+}
+
+ML_COUNTERS="sockets_added sockets_add_failed sockets_skipped_by_port messages_redirected bytes_redirected redirect_failed"
+
+# ml_snapshot PREFIX: stores every counter in variables PREFIX_<counter>.
+ml_snapshot() {
+  ML__JSON=$(ml_stats_json)
+  for ML__C in $ML_COUNTERS; do
+    printf -v "${1}_$ML__C" '%s' "$(ml_json_int "$ML__JSON" "$ML__C")"
+  done
+}
+
+# ml_delta A B COUNTER: prints B_COUNTER - A_COUNTER.
+ml_delta() {
+  local a="${1}_$3" b="${2}_$3"
+  echo $((${!b} - ${!a}))
+}
+
+# ml_show_delta A B: one line with every counter's change.
+ml_show_delta() {
+  local c line=""
+  for c in $ML_COUNTERS; do line+=" $c=+$(ml_delta "$1" "$2" "$c")"; done
+  ml_log "counters:$line"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Traffic
+
+# ml_xfer_server_bg VAR CGROUP NETNS LABEL ARGS...: starts `ml_xfer server ARGS` and waits until
+# it listens. PID in VAR; stdout/stderr in $ML_WORKDIR/LABEL.server.{out,err}.
+ml_xfer_server_bg() {
+  local var=$1 cg=$2 ns=$3 label=$4
+  shift 4
+  local ready="$ML_WORKDIR/$label.ready"
+  rm -f "$ready"
+  ml_bg ML__SERVER_PID "$ML_WORKDIR/$label.server.out" "$ML_WORKDIR/$label.server.err" \
+    "$cg" "$ns" "$ML_XFER" server --ready-file "$ready" "$@"
+  if ! ml_wait_file "$ready" "$ML__SERVER_PID" "ml_xfer server" 10; then
+    cat "$ML_WORKDIR/$label.server.err" >&2
+    ml_fail "$label: ml_xfer server did not start listening"
+  fi
+  printf -v "$var" '%s' "$ML__SERVER_PID"
+}
+
+# ml__xfer_result LABEL ROLE RC: checks the exit status and final JSON line of one side.
+# Prints that line to stderr; on success adds its bytes_sent to ML_XFER_WIRE and returns 0,
+# otherwise sets ML__XFER_ERR and returns 1.
+ml__xfer_result() {
+  local label=$1 role=$2 rc=$3
+  local out="$ML_WORKDIR/$label.$role.out" err="$ML_WORKDIR/$label.$role.err"
+  local last
+  last=$(tail -n1 "$out" 2>/dev/null || true)
+  echo "    $label $role (exit $rc): $last" >&2
+  if [[ $rc -ne 0 || $(ml_json_field "$last" ok) != true ]]; then
+    echo "----- $label $role stderr -----" >&2
+    tail -n 20 "$err" >&2
+    ML__XFER_ERR="ml_xfer $role exited with status $rc: $(ml_json_field "$last" error)"
+    return 1
+  fi
+  ML_XFER_WIRE=$((ML_XFER_WIRE + $(ml_json_int "$last" bytes_sent)))
+}
+
+# ml_xfer_wait_server PID LABEL: waits for a server started by ml_xfer_server_bg; sets
+# ML__SERVER_RC.
+ml_xfer_wait_server() {
+  ML__SERVER_RC=0
+  wait "$1" || ML__SERVER_RC=$?
+}
+
+# ml_xfer_client CGROUP NETNS LABEL ARGS...: runs `ml_xfer client ARGS` in the foreground;
+# sets ML__CLIENT_RC.
+ml_xfer_client() {
+  local cg=$1 ns=$2 label=$3
+  shift 3
+  ML__CLIENT_RC=0
+  ml_in "$cg" "$ns" "$ML_XFER" client "$@" >"$ML_WORKDIR/$label.client.out" \
+    2>"$ML_WORKDIR/$label.client.err" </dev/null || ML__CLIENT_RC=$?
+}
+
+# ml_xfer_check LABEL CLIENT_RC SERVER_RC: checks both sides of a transfer (both reported),
+# fails the test if either failed. Sets ML_XFER_WIRE to the bytes both sides sent.
+ml_xfer_check() {
+  local label=$1 errs=""
+  ML_XFER_WIRE=0
+  ml__xfer_result "$label" client "$2" || errs+=" [client] $ML__XFER_ERR"
+  ml__xfer_result "$label" server "$3" || errs+=" [server] $ML__XFER_ERR"
+  [[ -z $errs ]] || ml_fail "$label:$errs"
+}
+
+# ml_xfer_pair CGROUP NETNS LABEL "SERVER ARGS" "CLIENT ARGS" [COMMON ARGS...]: one checked
+# transfer; afterwards ML_XFER_WIRE holds the bytes both sides sent (headers included).
+ml_xfer_pair() {
+  local cg=$1 ns=$2 label=$3 sargs=$4 cargs=$5
+  shift 5
+  # shellcheck disable=SC2086  # the argument strings are split on purpose
+  ml_xfer_server_bg ML__PAIR_PID "$cg" "$ns" "$label" $sargs "$@"
+  # shellcheck disable=SC2086
+  ml_xfer_client "$cg" "$ns" "$label" $cargs "$@"
+  ml_xfer_wait_server "$ML__PAIR_PID" "$label"
+  ml_xfer_check "$label" "$ML__CLIENT_RC" "$ML__SERVER_RC"
+}
+
+# ml_wait_listen NETNS PORT [SECONDS]: waits until a TCP socket listens on PORT in NETNS.
+ml_wait_listen() {
+  local ns=$1 port=$2 secs=${3:-10} i
+  for ((i = 0; i < secs * 20; i++)); do
+    if ip netns exec "$ns" ss -Htln "sport = :$port" 2>/dev/null | grep -q .; then
+      return 0
+    fi
+    sleep 0.05
+  done
+  ml_fail "nothing listens on port $port in $ns after $secs s"
+}
+
+# ---------------------------------------------------------------------------------------------
+# BPF objects
+
+# ml_bpf_named KIND: the "ID: type name ..." lines of every KIND (prog or map) named ml_*.
+ml_bpf_named() {
+  "$BPFTOOL" "$1" show 2>/dev/null | grep -E '^[0-9]+: .*name ml_' || true
+}
+
+# ml_bpf_ml_links: the first lines of every bpf_link whose program is named ml_*.
+ml_bpf_ml_links() {
+  local ids line pid
+  ids=" $("$BPFTOOL" prog show 2>/dev/null | sed -n 's/^\([0-9]\{1,\}\): .*name ml_.*/\1/p' | tr '\n' ' ') "
+  "$BPFTOOL" link show 2>/dev/null | grep -E '^[0-9]+: ' | while IFS= read -r line; do
+    pid=$(sed -n 's/.* prog \([0-9]\{1,\}\).*/\1/p' <<<"$line")
+    if [[ -n $pid && $ids == *" $pid "* ]]; then echo "$line"; fi
+  done
+}
+
+# ml_cgroup_progs CGROUP: the programs attached to exactly this cgroup (bpftool cgroup show).
+ml_cgroup_progs() {
+  "$BPFTOOL" cgroup show "$1" 2>/dev/null | grep -E '^[[:space:]]*[0-9]+' || true
+}
+
+# ---------------------------------------------------------------------------------------------
+# Assertions on counter deltas between two ml_snapshot PREFIXes
+
+# ml_assert_spliced A B WIRE LABEL: the traffic between snapshots A and B (WIRE bytes sent in
+# total, both directions, nothing else in the cgroup) went through the sockhash: messages were
+# redirected and bytes_redirected is at least 90% of WIRE (the first message of a connection
+# may race with the peer's insertion) and not more than WIRE + 1% + 1 MiB.
+ml_assert_spliced() {
+  local a=$1 b=$2 wire=$3 label=$4 bytes msgs
+  bytes=$(ml_delta "$a" "$b" bytes_redirected)
+  msgs=$(ml_delta "$a" "$b" messages_redirected)
+  ml_show_delta "$a" "$b"
+  [[ $msgs -gt 0 ]] ||
+    ml_fail "$label: messages_redirected did not rise: the connection was not spliced"
+  [[ $((bytes * 10)) -ge $((wire * 9)) ]] ||
+    ml_fail "$label: bytes_redirected rose by $bytes, less than 90% of the $wire bytes sent"
+  [[ $bytes -le $((wire + wire / 100 + 1048576)) ]] ||
+    ml_fail "$label: bytes_redirected rose by $bytes, more than the $wire bytes sent (+1% +1 MiB)"
+  ml_log "$label: spliced: $bytes of $wire bytes redirected in $msgs messages"
+}
+
+# ml_assert_not_spliced A B LABEL: nothing was redirected between snapshots A and B.
+ml_assert_not_spliced() {
+  local a=$1 b=$2 label=$3 bytes msgs
+  bytes=$(ml_delta "$a" "$b" bytes_redirected)
+  msgs=$(ml_delta "$a" "$b" messages_redirected)
+  ml_show_delta "$a" "$b"
+  [[ $bytes -eq 0 && $msgs -eq 0 ]] ||
+    ml_fail "$label: expected no splicing, but $msgs messages / $bytes bytes were redirected"
+}

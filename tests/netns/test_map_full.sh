@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# A full sockhash must not break connections: with sockhash_max_entries = 2, 8 parallel
+# connections (16 sockets) all transfer and verify their bytes, and sockets_add_failed counts
+# the sockets that did not fit. Afterwards, with every socket closed, the map has room again:
+# a new connection is spliced.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ml_setup
+ml_require_meshlane
+ml_make_cgroup
+ml_make_netns NS
+ml_daemon_start "sockhash_max_entries = 2"
+
+ml_snapshot before
+ml_xfer_pair "$ML_CG" "$NS" full "--listen 127.0.0.1:5201 --connections 8" \
+  "--connect 127.0.0.1:5201 --parallel 8" --bytes 32M --max-write 1M --timeout 90
+ml_snapshot after
+ml_show_delta before after
+failed=$(ml_delta before after sockets_add_failed)
+[[ $failed -gt 0 ]] ||
+  ml_fail "sockets_add_failed did not rise with 16 sockets and sockhash_max_entries = 2"
+
+ml_snapshot before2
+ml_xfer_pair "$ML_CG" "$NS" after-full "--listen 127.0.0.1:5202" "--connect 127.0.0.1:5202" \
+  --bytes 16M --timeout 60
+ml_snapshot after2
+added=$(ml_delta before2 after2 sockets_added)
+[[ $added -ge 2 ]] ||
+  ml_fail "after the connections closed, sockets_added rose by only $added for a new connection: closed sockets still fill the sockhash?"
+ml_assert_spliced before2 after2 "$ML_XFER_WIRE" "new connection after map full"
+ml_pass

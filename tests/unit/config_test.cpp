@@ -1,0 +1,243 @@
+#include "meshlane/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace meshlane {
+namespace {
+
+constexpr const char* kSource = "meshlane.toml";
+
+// gmock's HasSubstr would need libgmock, which the test target does not link.
+::testing::AssertionResult contains(const std::string& text, const std::string& part) {
+  if (text.find(part) != std::string::npos) {
+    return ::testing::AssertionSuccess();
+  }
+  return ::testing::AssertionFailure()
+         << "\"" << text << "\"\n  does not contain\n\"" << part << "\"";
+}
+
+Config parse_ok(const std::string& text) {
+  Result<Config> config = parse_config(text, kSource);
+  EXPECT_TRUE(config.ok()) << (config.ok() ? "" : config.error().message());
+  return config.ok() ? *config : Config{};
+}
+
+std::string parse_error(const std::string& text) {
+  Result<Config> config = parse_config(text, kSource);
+  EXPECT_FALSE(config.ok()) << "expected an error for:\n" << text;
+  return config.ok() ? "" : config.error().message();
+}
+
+void expect_default(const Config& config) {
+  const Config defaults;
+  EXPECT_EQ(config.daemon.bpffs_dir, defaults.daemon.bpffs_dir);
+  EXPECT_EQ(config.daemon.cgroup, defaults.daemon.cgroup);
+  EXPECT_EQ(config.daemon.log_level, defaults.daemon.log_level);
+  EXPECT_EQ(config.acceleration.enabled, defaults.acceleration.enabled);
+  EXPECT_EQ(config.acceleration.sockhash_max_entries, defaults.acceleration.sockhash_max_entries);
+  EXPECT_EQ(config.acceleration.include_ports, defaults.acceleration.include_ports);
+  EXPECT_EQ(config.acceleration.exclude_ports, defaults.acceleration.exclude_ports);
+}
+
+TEST(ParseConfig, EmptyTextGivesDefaults) {
+  const Config config = parse_ok("");
+  expect_default(config);
+  EXPECT_EQ(config.daemon.bpffs_dir, "/sys/fs/bpf/meshlane");
+  EXPECT_EQ(config.daemon.cgroup, "");
+  EXPECT_EQ(config.daemon.log_level, "info");
+  EXPECT_TRUE(config.acceleration.enabled);
+  EXPECT_EQ(config.acceleration.sockhash_max_entries, 65536u);
+}
+
+TEST(ParseConfig, EmptyTablesGiveDefaults) {
+  expect_default(parse_ok("[daemon]\n[acceleration]\n"));
+}
+
+TEST(ParseConfig, EveryKeyIsParsed) {
+  const Config config = parse_ok(R"(
+[daemon]
+bpffs_dir = "/sys/fs/bpf/test"
+cgroup = "meshlane-test"
+log_level = "debug"
+
+[acceleration]
+enabled = false
+sockhash_max_entries = 1024
+include_ports = [8080, 9090]
+exclude_ports = [22]
+)");
+  EXPECT_EQ(config.daemon.bpffs_dir, "/sys/fs/bpf/test");
+  EXPECT_EQ(config.daemon.cgroup, "meshlane-test");
+  EXPECT_EQ(config.daemon.log_level, "debug");
+  EXPECT_FALSE(config.acceleration.enabled);
+  EXPECT_EQ(config.acceleration.sockhash_max_entries, 1024u);
+  EXPECT_EQ(config.acceleration.include_ports, (std::vector<std::uint16_t>{8080, 9090}));
+  EXPECT_EQ(config.acceleration.exclude_ports, (std::vector<std::uint16_t>{22}));
+}
+
+TEST(ParseConfig, MissingKeysKeepDefaults) {
+  const Config config = parse_ok("[acceleration]\nexclude_ports = [22]\n");
+  EXPECT_EQ(config.daemon.bpffs_dir, "/sys/fs/bpf/meshlane");
+  EXPECT_TRUE(config.acceleration.enabled);
+  EXPECT_EQ(config.acceleration.exclude_ports, (std::vector<std::uint16_t>{22}));
+}
+
+TEST(ParseConfig, DottedKeysAndInlineTablesAreEquivalent) {
+  const Config dotted = parse_ok("daemon.log_level = \"warn\"\n");
+  EXPECT_EQ(dotted.daemon.log_level, "warn");
+  const Config inline_table = parse_ok("acceleration = { enabled = false }\n");
+  EXPECT_FALSE(inline_table.acceleration.enabled);
+}
+
+TEST(ParseConfig, RangeLimitsAreAccepted) {
+  const Config config =
+      parse_ok("[acceleration]\nsockhash_max_entries = 16777216\ninclude_ports = [1, 65535]\n");
+  EXPECT_EQ(config.acceleration.sockhash_max_entries, 16777216u);
+  EXPECT_EQ(config.acceleration.include_ports, (std::vector<std::uint16_t>{1, 65535}));
+  EXPECT_EQ(
+      parse_ok("[acceleration]\nsockhash_max_entries = 1\n").acceleration.sockhash_max_entries, 1u);
+}
+
+TEST(ParseConfig, EveryLogLevelIsAccepted) {
+  for (const char* level : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
+    EXPECT_EQ(parse_ok(std::string("[daemon]\nlog_level = \"") + level + "\"\n").daemon.log_level,
+              level);
+  }
+}
+
+TEST(ParseConfig, UnknownTableIsRejected) {
+  const std::string message = parse_error("[daemon]\n\n[servers]\nport = 1\n");
+  EXPECT_TRUE(contains(message, "meshlane.toml:3:"));
+  EXPECT_TRUE(contains(message, "servers: unknown table (known tables: daemon, acceleration)"));
+}
+
+TEST(ParseConfig, UnknownTopLevelKeyIsRejected) {
+  EXPECT_TRUE(contains(parse_error("log_level = \"info\"\n"),
+                       "meshlane.toml:1:1: log_level: unknown table"));
+}
+
+TEST(ParseConfig, UnknownKeyNamesFileLineColumnAndKey) {
+  const std::string message = parse_error("[daemon]\nlog_level = \"info\"\ncolour = \"blue\"\n");
+  EXPECT_EQ(message,
+            "meshlane.toml:3:1: daemon.colour: unknown key (known keys: bpffs_dir, cgroup, "
+            "log_level)");
+}
+
+TEST(ParseConfig, UnknownAccelerationKeyIsRejected) {
+  EXPECT_TRUE(contains(parse_error("[acceleration]\n  include_port = [80]\n"),
+                       "meshlane.toml:2:3: acceleration.include_port: unknown key (known keys: "
+                       "enabled, sockhash_max_entries, include_ports, exclude_ports)"));
+}
+
+TEST(ParseConfig, NestedTableIsAnUnknownKey) {
+  EXPECT_TRUE(contains(parse_error("[daemon.extra]\nx = 1\n"), "daemon.extra: unknown key"));
+}
+
+TEST(ParseConfig, WrongTypeNamesExpectedAndActualType) {
+  EXPECT_TRUE(contains(parse_error("[acceleration]\nenabled = \"yes\"\n"),
+                       "meshlane.toml:2:11: acceleration.enabled: expected a boolean (true or "
+                       "false), got string"));
+  EXPECT_TRUE(contains(parse_error("[daemon]\ncgroup = 5\n"),
+                       "daemon.cgroup: expected a string, got integer"));
+  EXPECT_TRUE(contains(parse_error("[acceleration]\nsockhash_max_entries = 1024.0\n"),
+                       "acceleration.sockhash_max_entries: expected an integer 1..16777216, "
+                       "got float"));
+  EXPECT_TRUE(contains(parse_error("[acceleration]\ninclude_ports = 80\n"),
+                       "acceleration.include_ports: expected an array of port numbers"));
+  EXPECT_TRUE(contains(parse_error("[acceleration]\ninclude_ports = [80, \"http\"]\n"),
+                       "acceleration.include_ports[1]: expected an integer 1..65535, got string"));
+  EXPECT_TRUE(contains(parse_error("daemon = 3\n"), "daemon: expected a table, got integer"));
+}
+
+TEST(ParseConfig, OutOfRangePortIsRejected) {
+  EXPECT_TRUE(contains(parse_error("[acceleration]\nexclude_ports = [22, 70000]\n"),
+                       "meshlane.toml:2:22: acceleration.exclude_ports[1]: 70000 is out of range "
+                       "(allowed 1..65535)"));
+  EXPECT_TRUE(contains(parse_error("[acceleration]\ninclude_ports = [0]\n"),
+                       "acceleration.include_ports[0]: 0 is out of range (allowed 1..65535)"));
+}
+
+TEST(ParseConfig, DuplicatePortIsRejected) {
+  EXPECT_TRUE(contains(parse_error("[acceleration]\ninclude_ports = [80, 443, 80]\n"),
+                       "acceleration.include_ports[2]: duplicate port 80"));
+}
+
+TEST(ParseConfig, SamePortInIncludeAndExcludeIsAllowed) {
+  const Config config = parse_ok("[acceleration]\ninclude_ports = [80]\nexclude_ports = [80]\n");
+  EXPECT_EQ(config.acceleration.exclude_ports, (std::vector<std::uint16_t>{80}));
+}
+
+TEST(ParseConfig, SockhashSizeOutOfRangeIsRejected) {
+  EXPECT_TRUE(contains(parse_error("[acceleration]\nsockhash_max_entries = 0\n"),
+                       "acceleration.sockhash_max_entries: 0 is out of range (allowed "
+                       "1..16777216)"));
+  EXPECT_TRUE(
+      contains(parse_error("[acceleration]\nsockhash_max_entries = 16777217\n"), "out of range"));
+}
+
+TEST(ParseConfig, BadLogLevelListsAllowedLevels) {
+  EXPECT_TRUE(contains(parse_error("[daemon]\nlog_level = \"verbose\"\n"),
+                       "meshlane.toml:2:13: daemon.log_level: unknown log level \"verbose\" "
+                       "(allowed: trace, debug, info, warn, error, critical, off)"));
+}
+
+TEST(ParseConfig, RelativeOrEmptyBpffsDirIsRejected) {
+  EXPECT_TRUE(contains(parse_error("[daemon]\nbpffs_dir = \"sys/fs/bpf/meshlane\"\n"),
+                       "daemon.bpffs_dir: \"sys/fs/bpf/meshlane\" is not an absolute path"));
+  EXPECT_TRUE(
+      contains(parse_error("[daemon]\nbpffs_dir = \"\"\n"), "daemon.bpffs_dir: must not be empty"));
+}
+
+TEST(ParseConfig, SyntaxErrorHasLineAndColumn) {
+  const std::string message = parse_error("[daemon]\nlog_level = \n");
+  EXPECT_TRUE(contains(message, "meshlane.toml:2:"));
+  EXPECT_TRUE(contains(message, ": TOML syntax error: "));
+}
+
+TEST(ParseConfig, DuplicateKeyIsASyntaxError) {
+  EXPECT_TRUE(
+      contains(parse_error("[daemon]\ncgroup = \"a\"\ncgroup = \"b\"\n"), "meshlane.toml:3:"));
+}
+
+TEST(ParseConfig, ErrorsAreNotSystemErrors) {
+  Result<Config> config = parse_config("[nope]\n", kSource);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.error().errnum, 0);
+}
+
+TEST(LoadConfigFile, MissingFileNamesPathAndErrno) {
+  const std::string path = "/nonexistent/meshlane-test/meshlane.toml";
+  Result<Config> config = load_config_file(path);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.error().errnum, ENOENT);
+  EXPECT_TRUE(contains(config.error().message(), "cannot read config file " + path));
+}
+
+TEST(LoadConfigFile, DirectoryIsUnreadable) {
+  Result<Config> config = load_config_file(MESHLANE_FIXTURE_DIR);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.error().errnum, EISDIR);
+}
+
+TEST(LoadConfigFile, ShippedConfigParsesToTheDefaults) {
+  const std::string path = MESHLANE_FIXTURE_DIR "/../../config/meshlane.toml";
+  Result<Config> config = load_config_file(path);
+  ASSERT_TRUE(config.ok()) << config.error().message();
+  expect_default(*config);
+}
+
+TEST(LoadConfigFile, ErrorsNameTheFilePath) {
+  // Any non-TOML file will do: the point is that the path is the source in the message.
+  const std::string path = MESHLANE_FIXTURE_DIR "/mountinfo/hybrid.txt";
+  Result<Config> config = load_config_file(path);
+  ASSERT_FALSE(config.ok());
+  EXPECT_TRUE(contains(config.error().message(), path + ":1:"));
+}
+
+}  // namespace
+}  // namespace meshlane
