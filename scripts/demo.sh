@@ -89,8 +89,8 @@ cleanup() {
   fi
   if [ -n "$cgroup_dir" ] && [ -d "$cgroup_dir" ]; then
     # Anything still in the demo cgroup was started by this script (e.g. an interrupted client).
-    local attempt
-    for attempt in 1 2 3 4 5 6 7 8 9 10; do
+    local _
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
       rmdir "$cgroup_dir" 2>/dev/null && break
       while read -r pid; do kill -KILL "$pid" 2>/dev/null; done <"$cgroup_dir/cgroup.procs"
       sleep 0.2

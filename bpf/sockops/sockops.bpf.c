@@ -8,6 +8,8 @@
 #include <bpf/bpf_endian.h>
 
 #include "meshlane/counters.bpf.h"
+#include "meshlane/intercept.h"
+#include "meshlane/maps.bpf.h"
 #include "meshlane/shared.h"
 #include "meshlane/sock_key.h"
 
@@ -17,27 +19,68 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u8 accelerate = 1;
 /* Non-zero when acceleration.include_ports is non-empty: only listed ports are spliced. */
 const volatile __u8 port_include_mode = 0;
+/* acceleration.splice_blocking_sockets. Off by default: the kernel's sockmap receive path
+ * (tcp_bpf_recvmsg) can return EAGAIN to a *blocking* recv() when the reader is woken without
+ * data, which breaks applications that use blocking sockets. See docs/datapath.md. */
+const volatile __u8 splice_blocking_sockets = 0;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_SOCKHASH);
-	__uint(max_entries, 65536); /* replaced at load time by acceleration.sockhash_max_entries */
-	__type(key, struct ml_sock_key);
-	__type(value, __u64);
-} ml_sockhash_v1 SEC(".maps");
+#define ML_O_NONBLOCK 04000
 
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct ml_sock_state);
-} ml_sockstate_v1 SEC(".maps");
+enum socket_mode {
+	SOCKET_MODE_UNKNOWN = 0, /* no file yet (a connection not accepted yet) */
+	SOCKET_MODE_BLOCKING,
+	SOCKET_MODE_NONBLOCKING,
+};
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u16);
-	__type(value, __u8);
-} ml_ports_v1 SEC(".maps");
+/* Whether the application reads this socket non-blocking, from the file's O_NONBLOCK. */
+static __always_inline enum socket_mode socket_mode_of(struct bpf_sock *sk)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	struct socket *sock;
+	struct file *file;
+
+	if (!tp)
+		return SOCKET_MODE_UNKNOWN;
+	sock = tp->inet_conn.icsk_inet.sk.sk_socket;
+	if (!sock)
+		return SOCKET_MODE_UNKNOWN;
+	file = sock->file;
+	if (!file)
+		return SOCKET_MODE_UNKNOWN;
+	return (file->f_flags & ML_O_NONBLOCK) ? SOCKET_MODE_NONBLOCKING : SOCKET_MODE_BLOCKING;
+}
+
+/* A listener's mode at listen() stands in for the mode of the connections it accepts, which
+ * have no file yet when they are established. */
+static __always_inline void record_listener(struct bpf_sock_ops *skops)
+{
+	struct ml_listener_key key = {
+		.netns_cookie = bpf_get_netns_cookie(skops),
+		.port = (__u16)skops->local_port,
+	};
+	struct bpf_sock *sk = skops->sk;
+	__u8 mode = SOCKET_MODE_UNKNOWN;
+
+	if (sk)
+		mode = socket_mode_of(sk);
+	bpf_map_update_elem(&ml_listeners_v1, &key, &mode, BPF_ANY);
+}
+
+static __always_inline int reader_may_block(struct bpf_sock_ops *skops, struct bpf_sock *sk,
+					    int active)
+{
+	struct ml_listener_key key = {};
+	__u8 *mode;
+
+	if (splice_blocking_sockets)
+		return 0;
+	if (active)
+		return socket_mode_of(sk) != SOCKET_MODE_NONBLOCKING;
+	key.netns_cookie = bpf_get_netns_cookie(skops);
+	key.port = (__u16)skops->local_port;
+	mode = bpf_map_lookup_elem(&ml_listeners_v1, &key);
+	return !mode || *mode != SOCKET_MODE_NONBLOCKING;
+}
 
 static __always_inline __u8 port_rule(__u16 port)
 {
@@ -79,7 +122,37 @@ static __always_inline void read_fields(struct bpf_sock_ops *skops, struct ml_so
 	f->netns_cookie = bpf_get_netns_cookie(skops);
 }
 
-static __always_inline void add_established(struct bpf_sock_ops *skops)
+/* The client end of an intercepted connection files its original destination under the
+ * connection's tuple, where getsockopt on the proxy's accepted socket finds it. */
+static __always_inline void file_orig_dst(const struct ml_sock_state *state,
+					  const struct ml_sock_key *self)
+{
+	struct ml_flow_key flow = {};
+
+	ml_flow_key_from_client(self, &flow);
+	bpf_map_update_elem(&ml_origdst_v1, &flow, &state->orig_dst, BPF_ANY);
+}
+
+/* Each spliced connection is counted once, by its client end, under its hop kind. */
+static __always_inline void count_spliced_hop(__u8 hop)
+{
+	switch (hop) {
+	case ML_HOP_APP_TO_PROXY:
+		ml_count(ML_CTR_SPLICED_APP_PROXY, 1);
+		break;
+	case ML_HOP_PROXY_TO_PROXY:
+		ml_count(ML_CTR_SPLICED_PROXY_PROXY, 1);
+		break;
+	case ML_HOP_PROXY_TO_APP:
+		ml_count(ML_CTR_SPLICED_PROXY_APP, 1);
+		break;
+	default:
+		ml_count(ML_CTR_SPLICED_OTHER, 1);
+		break;
+	}
+}
+
+static __always_inline void add_established(struct bpf_sock_ops *skops, int active)
 {
 	struct ml_sock_fields fields = {};
 	struct ml_sock_key self = {};
@@ -94,28 +167,41 @@ static __always_inline void add_established(struct bpf_sock_ops *skops)
 		return;
 	if (ml_build_keys(&fields, &self, &state->peer) != 0)
 		return;
+	if (active && state->has_orig_dst)
+		file_orig_dst(state, &self);
+	state->fallback = 1;
+	if (!accelerate)
+		return;
 	if (!ports_allow_splice(self.local_port, self.remote_port)) {
-		state->fallback = 1;
 		ml_count(ML_CTR_SOCKETS_SKIPPED_PORT, 1);
 		return;
 	}
-	state->fallback = 0;
+	if (reader_may_block(skops, sk, active)) {
+		ml_count(ML_CTR_SOCKETS_SKIPPED_BLOCKING, 1);
+		return;
+	}
 	if (bpf_sock_hash_update(skops, &ml_sockhash_v1, &self, BPF_ANY) != 0) {
 		ml_count(ML_CTR_SOCKETS_ADD_FAILED, 1);
 		return;
 	}
+	state->fallback = 0;
 	ml_count(ML_CTR_SOCKETS_ADDED, 1);
+	if (active)
+		count_spliced_hop(state->hop);
 }
 
 SEC("sockops")
 int ml_sockops(struct bpf_sock_ops *skops)
 {
-	if (!accelerate)
-		return 1;
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		add_established(skops, 1);
+		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
-		add_established(skops);
+		add_established(skops, 0);
+		break;
+	case BPF_SOCK_OPS_TCP_LISTEN_CB:
+		record_listener(skops);
 		break;
 	default:
 		break;

@@ -42,10 +42,9 @@ bool path_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-// Every map this object pins, by name.
-std::array<bpf_map*, 4> pinned_maps(sockops_bpf* skel) {
-  return {skel->maps.ml_sockhash_v1, skel->maps.ml_sockstate_v1, skel->maps.ml_counters_v1,
-          skel->maps.ml_ports_v1};
+// meshlane's own maps are named ml_*; libbpf's internal ones (.rodata, .bss) are not pinned.
+bool is_pinned_map(const bpf_map* map) {
+  return std::string_view(bpf_map__name(map)).starts_with("ml_");
 }
 
 Status sync_port_rules(bpf_map* map, const AccelerationConfig& acceleration) {
@@ -118,19 +117,44 @@ Result<AttachOutcome> attach_pinned_link(const std::string& pin, int prog_fd, Un
   return replaced ? AttachOutcome::kReplaced : AttachOutcome::kCreated;
 }
 
+// libbpf hands over a verifier rejection as one long message; its end says why. Warnings keep
+// the last lines, the full text goes to debug.
+constexpr std::size_t kVerifierTailLines = 25;
+
+std::string tail_lines(const std::string& text, std::size_t count) {
+  std::size_t position = text.size();
+  for (std::size_t seen = 0; position > 0 && seen <= count;) {
+    position = text.rfind('\n', position - 1);
+    if (position == std::string::npos) {
+      return text;
+    }
+    ++seen;
+  }
+  return "[... " + std::to_string(position) + " bytes of verifier log, see log_level = \"debug\"]" +
+         text.substr(position);
+}
+
 int libbpf_log(libbpf_print_level level, const char* format, va_list args) {
   if (level == LIBBPF_DEBUG && !spdlog::should_log(spdlog::level::trace)) {
     return 0;
   }
-  std::array<char, 4096> line{};
-  int length = std::vsnprintf(line.data(), line.size(), format, args);
-  std::string text(line.data());
+  va_list measure;
+  va_copy(measure, args);
+  int length = std::vsnprintf(nullptr, 0, format, measure);
+  va_end(measure);
+  if (length <= 0) {
+    return length;
+  }
+  std::string text(static_cast<std::size_t>(length) + 1, '\0');
+  std::vsnprintf(text.data(), text.size(), format, args);
+  text.resize(static_cast<std::size_t>(length));
   while (!text.empty() && text.back() == '\n') {
     text.pop_back();
   }
   switch (level) {
     case LIBBPF_WARN:
-      spdlog::warn("libbpf: {}", text);
+      spdlog::debug("libbpf: {}", text);
+      spdlog::warn("libbpf: {}", tail_lines(text, kVerifierTailLines));
       break;
     case LIBBPF_INFO:
       spdlog::debug("libbpf: {}", text);
@@ -167,10 +191,15 @@ Result<Datapath> Datapath::start(const Config& config, const std::string& cgroup
   sockops_bpf* skel = datapath.skeleton_.get();
   skel->rodata->accelerate = config.acceleration.enabled ? 1 : 0;
   skel->rodata->port_include_mode = config.acceleration.include_ports.empty() ? 0 : 1;
+  skel->rodata->splice_blocking_sockets = config.acceleration.splice_blocking_sockets ? 1 : 0;
   bpf_map__set_max_entries(skel->maps.ml_sockhash_v1, config.acceleration.sockhash_max_entries);
 
   datapath.maps_adopted_ = path_exists(pins.map(ML_SOCKHASH_MAP_NAME));
-  for (bpf_map* map : pinned_maps(skel)) {
+  bpf_map* map = nullptr;
+  bpf_object__for_each_map(map, skel->obj) {
+    if (!is_pinned_map(map)) {
+      continue;
+    }
     if (int err = bpf_map__set_pin_path(map, pins.map(bpf_map__name(map)).c_str()); err != 0) {
       return make_error(err, std::string("cannot set pin path of map ") + bpf_map__name(map));
     }
@@ -258,8 +287,7 @@ Result<CleanupReport> remove_datapath(const std::string& bpffs_dir) {
     }
     ++report.pins_removed;
   }
-  for (const char* name : {ML_SOCKHASH_MAP_NAME, ML_SOCK_STATE_MAP_NAME, ML_COUNTERS_MAP_NAME,
-                           ML_PORTS_MAP_NAME}) {
+  for (const char* name : kPinnedMapNames) {
     std::string pin = pins.map(name);
     if (!path_exists(pin)) {
       continue;

@@ -16,7 +16,7 @@
 #
 # Failures print "FAIL: <test>: <why>" on stderr and exit 1; ml_pass prints "PASS: <test>".
 
-set -euo pipefail
+set -eEuo pipefail
 
 ML_TEST_NAME=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
 ML_TEST_NAME=${ML_TEST_NAME#test_}
@@ -56,7 +56,7 @@ ml_defer() {
 ml__run_cleanup() {
   local rc=$?
   set +e
-  trap - EXIT INT TERM
+  trap - EXIT INT TERM ERR
   local i
   for ((i = ${#ML_CLEANUP[@]} - 1; i >= 0; i--)); do
     eval "${ML_CLEANUP[i]}" </dev/null
@@ -71,6 +71,8 @@ ml__run_cleanup() {
   exit "$rc"
 }
 trap ml__run_cleanup EXIT
+# A command failing outside any check still says where, instead of ending the test silently.
+trap 'echo "FAIL: $ML_TEST_NAME: unexpected failure (status $?) at ${BASH_SOURCE[0]}:$LINENO: $BASH_COMMAND" >&2' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -109,11 +111,12 @@ ml_cgroup2_mount() {
 }
 
 # ml_make_cgroup [SUFFIX]: creates <cgroup2 mount>/meshlane-test-<tag>[-SUFFIX] and sets ML_CG
-# (absolute path) and ML_CG_REL (path below the mount). Removed at exit.
+# (absolute path), ML_CG_REL (path below the mount) and ML_CG_MOUNT. Removed at exit.
 ml_make_cgroup() {
   local suffix=${1:+-$1}
   local mnt
   mnt=$(ml_cgroup2_mount) || ml_fail "no cgroup2 filesystem in /proc/self/mountinfo"
+  # shellcheck disable=SC2034  # for the tests
   ML_CG_MOUNT=$mnt
   ML_CG_REL="meshlane-test-$ML_TAG$suffix"
   ML_CG="$mnt/$ML_CG_REL"
@@ -213,9 +216,9 @@ ml_kill_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
-# ml_wait_file FILE PID WHAT [SECONDS]: waits for FILE to exist while PID lives.
+# ml_wait_file FILE PID [SECONDS]: waits for FILE to exist while PID lives.
 ml_wait_file() {
-  local file=$1 pid=$2 what=$3 secs=${4:-10} i
+  local file=$1 pid=$2 secs=${3:-10} i
   for ((i = 0; i < secs * 20; i++)); do
     [[ -e $file ]] && return 0
     kill -0 "$pid" 2>/dev/null || return 1
@@ -319,6 +322,7 @@ ml_daemon_stop() {
 }
 
 # ml_daemon_cleanup [CONFIG]: `meshlaned --config CONFIG --cleanup`; fails the test on error.
+# shellcheck disable=SC2120  # CONFIG defaults to ML_CONFIG
 ml_daemon_cleanup() {
   local cfg=${1:-$ML_CONFIG} rc=0
   "$MESHLANED" --config "$cfg" --cleanup >"$ML_WORKDIR/cleanup.out" 2>&1 || rc=$?
@@ -384,9 +388,10 @@ ML_COUNTERS="sockets_added sockets_add_failed sockets_skipped_by_port messages_r
 
 # ml_snapshot PREFIX: stores every counter in variables PREFIX_<counter>.
 ml_snapshot() {
-  ML__JSON=$(ml_stats_json)
+  ML__JSON=$(ml_stats_json) || exit 1
   for ML__C in $ML_COUNTERS; do
-    printf -v "${1}_$ML__C" '%s' "$(ml_json_int "$ML__JSON" "$ML__C")"
+    ML__V=$(ml_json_int "$ML__JSON" "$ML__C") || exit 1
+    printf -v "${1}_$ML__C" '%s' "$ML__V"
   done
 }
 
@@ -415,7 +420,7 @@ ml_xfer_server_bg() {
   rm -f "$ready"
   ml_bg ML__SERVER_PID "$ML_WORKDIR/$label.server.out" "$ML_WORKDIR/$label.server.err" \
     "$cg" "$ns" "$ML_XFER" server --ready-file "$ready" "$@"
-  if ! ml_wait_file "$ready" "$ML__SERVER_PID" "ml_xfer server" 10; then
+  if ! ml_wait_file "$ready" "$ML__SERVER_PID" 10; then
     cat "$ML_WORKDIR/$label.server.err" >&2
     ml_fail "$label: ml_xfer server did not start listening"
   fi
@@ -437,7 +442,9 @@ ml__xfer_result() {
     ML__XFER_ERR="ml_xfer $role exited with status $rc: $(ml_json_field "$last" error)"
     return 1
   fi
-  ML_XFER_WIRE=$((ML_XFER_WIRE + $(ml_json_int "$last" bytes_sent)))
+  local sent
+  sent=$(ml_json_int "$last" bytes_sent) || exit 1
+  ML_XFER_WIRE=$((ML_XFER_WIRE + sent))
 }
 
 # ml_xfer_wait_server PID LABEL: waits for a server started by ml_xfer_server_bg; sets
@@ -507,7 +514,7 @@ ml_bpf_ml_links() {
   "$BPFTOOL" link show 2>/dev/null | grep -E '^[0-9]+: ' | while IFS= read -r line; do
     pid=$(sed -n 's/.* prog \([0-9]\{1,\}\).*/\1/p' <<<"$line")
     if [[ -n $pid && $ids == *" $pid "* ]]; then echo "$line"; fi
-  done
+  done || true
 }
 
 # ml_cgroup_progs CGROUP: the programs attached to exactly this cgroup (bpftool cgroup show).

@@ -24,14 +24,14 @@ run() {
   ml_assert_spliced before after "$ML_XFER_WIRE" "$label"
 }
 
-W="--min-write 1 --max-write 4M --timeout 90"
-run v4-1GiB "--listen 127.0.0.1:5201" "--connect 127.0.0.1:5201" --bytes 1G --seed 11 $W
-run v6 "--listen [::1]:5202" "--connect [::1]:5202" --bytes 64M --seed 12 $W
-run v4mapped "--listen [::]:5203" "--connect [::ffff:127.0.0.1]:5203" --bytes 64M --seed 13 $W
+W=(--min-write 1 --max-write 4M --timeout 90)
+run v4-1GiB "--listen 127.0.0.1:5201" "--connect 127.0.0.1:5201" --bytes 1G --seed 11 "${W[@]}"
+run v6 "--listen [::1]:5202" "--connect [::1]:5202" --bytes 64M --seed 12 "${W[@]}"
+run v4mapped "--listen [::]:5203" "--connect [::ffff:127.0.0.1]:5203" --bytes 64M --seed 13 "${W[@]}"
 port=5204
 for mode in peek fionread epoll; do
   run "read-$mode" "--listen 127.0.0.1:$port --connections 2" \
-    "--connect 127.0.0.1:$port --parallel 2" --bytes 64M --seed $port --read-mode "$mode" $W
+    "--connect 127.0.0.1:$port --parallel 2" --bytes 64M --seed $port --read-mode "$mode" "${W[@]}"
   port=$((port + 1))
 done
 ml_pass

@@ -11,14 +11,14 @@ ml_make_netns NSA a
 ml_make_netns NSB b
 ml_daemon_start
 
-COMMON="--bytes 256M --timeout 90"
+COMMON=(--bytes 256M --timeout 90)
 ml_snapshot before
-ml_xfer_server_bg SA "$ML_CG" "$NSA" ns-a --listen 127.0.0.1:5201 --seed 1001 $COMMON
-ml_xfer_server_bg SB "$ML_CG" "$NSB" ns-b --listen 127.0.0.1:5201 --seed 2002 $COMMON
+ml_xfer_server_bg SA "$ML_CG" "$NSA" ns-a --listen 127.0.0.1:5201 --seed 1001 "${COMMON[@]}"
+ml_xfer_server_bg SB "$ML_CG" "$NSB" ns-b --listen 127.0.0.1:5201 --seed 2002 "${COMMON[@]}"
 ml_bg CA "$ML_WORKDIR/ns-a.client.out" "$ML_WORKDIR/ns-a.client.err" "$ML_CG" "$NSA" \
-  "$ML_XFER" client --connect 127.0.0.1:5201 --bind 127.0.0.1:40000 --seed 1001 $COMMON
+  "$ML_XFER" client --connect 127.0.0.1:5201 --bind 127.0.0.1:40000 --seed 1001 "${COMMON[@]}"
 ml_bg CB "$ML_WORKDIR/ns-b.client.out" "$ML_WORKDIR/ns-b.client.err" "$ML_CG" "$NSB" \
-  "$ML_XFER" client --connect 127.0.0.1:5201 --bind 127.0.0.1:40000 --seed 2002 $COMMON
+  "$ML_XFER" client --connect 127.0.0.1:5201 --bind 127.0.0.1:40000 --seed 2002 "${COMMON[@]}"
 rc_ca=0 rc_cb=0 rc_sa=0 rc_sb=0
 wait "$CA" || rc_ca=$?
 wait "$CB" || rc_cb=$?

@@ -29,14 +29,127 @@ struct ml_sock_key {
 	__u32 pad; /* always zero: keys are hashed as raw bytes */
 };
 
-/* Per-socket state kept in socket-local storage by sock_ops and read by sk_msg. */
+/* The destination an application asked for before interception rewrote it: what
+ * SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST answer. */
+struct ml_orig_dst {
+	__u32 ip6[4]; /* IPv6 or v4-mapped, network byte order */
+	__u16 port; /* host byte order */
+	__u16 family; /* AF_INET or AF_INET6: the address family the application used */
+};
+
+/* Kinds of hop a spliced connection can be, counted separately. */
+enum ml_hop {
+	ML_HOP_OTHER = 0, /* a local connection that is not a mesh hop */
+	ML_HOP_APP_TO_PROXY, /* app -> its outbound sidecar (or node proxy) */
+	ML_HOP_PROXY_TO_PROXY, /* proxy -> a workload's inbound proxy on this node */
+	ML_HOP_PROXY_TO_APP, /* inbound proxy -> its app */
+	ML_HOP_MAX,
+};
+
+/* Per-socket state kept in socket-local storage: connect hooks record the original destination
+ * and hop kind, sock_ops the peer's key, sk_msg reads it on every send. */
 struct ml_sock_state {
 	struct ml_sock_key peer; /* key of the peer socket in the sockhash */
+	struct ml_orig_dst orig_dst; /* valid when has_orig_dst */
 	/* Set once a send could not be redirected (peer not in the map yet, or gone). From then on
 	 * this socket always uses the normal stack: bytes already in the peer's TCP receive queue
 	 * must not be overtaken by bytes redirected into its sockmap ingress queue. */
-	__u32 fallback;
+	__u8 fallback;
+	__u8 has_orig_dst;
+	__u8 hop; /* enum ml_hop */
+	__u8 pad;
+};
+
+/* Key of ml_origdst_v1: one TCP connection as (client, server) seen from the server side.
+ * scope follows ml_sock_key: the netns cookie for loopback connections, else 0. */
+struct ml_flow_key {
+	__u64 scope;
+	__u32 client_ip6[4];
+	__u32 server_ip6[4];
+	__u16 client_port; /* host byte order */
+	__u16 server_port; /* host byte order */
 	__u32 pad;
+};
+
+/* A workload (pod) as the datapath sees it. Value of ml_workloads_v1, keyed by the pod's netns
+ * cookie (__u64). */
+struct ml_workload {
+	__u32 id; /* non-zero, unique: scopes the port and CIDR rules */
+	__u32 proxy_uid;
+	__u32 proxy_gid;
+	__u16 outbound_port;
+	__u16 inbound_port;
+	__u32 flags; /* ML_WL_* */
+	__u32 passthrough_ip6[4]; /* inbound proxy's upstream source, when ML_WL_PASSTHROUGH */
+	__u32 node_proxy_ip6[4]; /* sidecarless target, when ML_WL_NODE_PROXY */
+	__u16 node_proxy_port;
+	__u16 pad16;
+	__u32 pad32;
+	__u64 netns_cookie;
+};
+
+#define ML_WL_PASSTHROUGH (1u << 0)
+#define ML_WL_NODE_PROXY (1u << 1)
+#define ML_WL_INCLUDE_OUT_PORTS (1u << 2) /* only listed outbound ports are intercepted */
+#define ML_WL_INCLUDE_IN_PORTS (1u << 3)
+#define ML_WL_INCLUDE_OUT_CIDRS (1u << 4)
+
+/* Key of ml_pod_ips_v1: a pod address (IPv6 or v4-mapped) -> struct ml_workload of its pod.
+ * Lets a proxy's connect to a pod on this node go to that pod's inbound proxy. */
+struct ml_ip_key {
+	__u32 ip6[4];
+};
+
+/* Key of ml_port_rules_v1 (value: __u8 ML_RULE_INCLUDE / ML_RULE_EXCLUDE). */
+struct ml_port_rule_key {
+	__u32 workload_id;
+	__u16 port; /* host byte order */
+	__u8 direction; /* ML_DIR_* */
+	__u8 pad;
+};
+
+/* Key of the LPM trie ml_cidr_rules_v1 (value: __u8 ML_RULE_*). prefixlen counts the bits of
+ * workload_id and list first: 64 + the prefix length in the IPv6/v4-mapped space. */
+struct ml_cidr_rule_key {
+	__u32 prefixlen;
+	__u32 workload_id; /* stored big-endian so the trie compares it bytewise */
+	__u32 list; /* ML_CIDR_LIST_*, big-endian */
+	__u32 ip6[4];
+};
+
+#define ML_DIR_OUTBOUND 1
+#define ML_DIR_INBOUND 2
+#define ML_RULE_INCLUDE 1
+#define ML_RULE_EXCLUDE 2
+#define ML_CIDR_LIST_OUT_INCLUDE 1
+#define ML_CIDR_LIST_OUT_EXCLUDE 2
+#define ML_CIDR_LIST_IN_EXCLUDE 3
+#define ML_CIDR_KEY_PREFIX_BITS 64
+
+/* Key of ml_listeners_v1 (value: __u8 socket mode at listen()). */
+struct ml_listener_key {
+	__u64 netns_cookie;
+	__u16 port; /* host byte order */
+	__u16 pad16;
+	__u32 pad32;
+};
+
+/* Key and value of ml_tc_flows_v1: connections from off the node that tc steers to a pod's
+ * inbound proxy. Keyed from the pod's side so both directions find the entry. */
+struct ml_tc_flow_key {
+	__u32 remote_ip6[4];
+	__u32 local_ip6[4]; /* the pod address */
+	__u16 remote_port; /* host byte order */
+	__u16 pad16;
+	__u32 pad32;
+};
+
+struct ml_tc_flow {
+	__u16 orig_port; /* the app port the client connected to */
+	__u16 inbound_port; /* the inbound proxy port it was steered to */
+	__u8 fin_in; /* FIN seen from the remote side */
+	__u8 fin_out; /* FIN seen from the pod side */
+	__u16 pad;
 };
 
 /* Indexes into the per-CPU counter array ml_counters_v1. Append only: renumbering or
@@ -48,6 +161,19 @@ enum ml_counter {
 	ML_CTR_MESSAGES_REDIRECTED,
 	ML_CTR_BYTES_REDIRECTED,
 	ML_CTR_REDIRECT_FAILED,      /* send went to the normal stack; socket now in fallback */
+	ML_CTR_INTERCEPT_OUTBOUND,   /* app connect sent to its outbound proxy */
+	ML_CTR_INTERCEPT_NODE_PROXY, /* app connect sent to the node-level proxy */
+	ML_CTR_INTERCEPT_INBOUND,    /* proxy connect sent to a local workload's inbound proxy */
+	ML_CTR_INTERCEPT_INBOUND_TC, /* connection from off the node steered by tc */
+	ML_CTR_BYPASS_EXCLUDED,      /* not intercepted: excluded port or CIDR */
+	ML_CTR_BYPASS_PROXY,         /* the proxy's own connect, passed untouched */
+	ML_CTR_ORIG_DST_ANSWERED,    /* SO_ORIGINAL_DST answered */
+	ML_CTR_ORIG_DST_UNKNOWN,     /* SO_ORIGINAL_DST asked for a connection we did not steer */
+	ML_CTR_SPLICED_APP_PROXY,    /* connections spliced, by hop kind (counted once each) */
+	ML_CTR_SPLICED_PROXY_PROXY,
+	ML_CTR_SPLICED_PROXY_APP,
+	ML_CTR_SPLICED_OTHER,
+	ML_CTR_SOCKETS_SKIPPED_BLOCKING, /* not spliced: the application may read it blocking */
 	ML_CTR_MAX,
 };
 
@@ -61,5 +187,12 @@ enum ml_port_rule {
 #define ML_SOCKHASH_MAP_NAME "ml_sockhash_v1"
 #define ML_PORTS_MAP_NAME "ml_ports_v1"
 #define ML_SOCK_STATE_MAP_NAME "ml_sockstate_v1"
+#define ML_ORIG_DST_MAP_NAME "ml_origdst_v1"
+#define ML_WORKLOADS_MAP_NAME "ml_workloads_v1"
+#define ML_POD_IPS_MAP_NAME "ml_pod_ips_v1"
+#define ML_PORT_RULES_MAP_NAME "ml_portrules_v1"
+#define ML_CIDR_RULES_MAP_NAME "ml_cidrrules_v1"
+#define ML_TC_FLOWS_MAP_NAME "ml_tcflows_v1"
+#define ML_LISTENERS_MAP_NAME "ml_listeners_v1"
 
 #endif /* MESHLANE_SHARED_H */

@@ -1,7 +1,9 @@
 // meshlaned configuration: the TOML file documented key by key in config/meshlane.toml.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,12 +32,77 @@ struct AccelerationConfig {
   std::vector<std::uint16_t> include_ports;
   // Connections with either end's port in this list are never spliced (wins over include).
   std::vector<std::uint16_t> exclude_ports;
+  // Also splice sockets that the application may read in blocking mode. Off by default: the
+  // kernel's sockmap receive path can then return EAGAIN to a blocking recv() (docs/datapath.md).
+  bool splice_blocking_sockets = false;
+};
+
+// An address prefix, IPv4 or IPv6. IPv4 prefixes are kept as v4-mapped IPv6 (::ffff:a.b.c.d,
+// prefix length + 96), the form the datapath compares against.
+struct Cidr {
+  std::array<std::uint8_t, 16> address{};  // network byte order
+  std::uint8_t prefix_length = 0;          // 0..128, in the v4-mapped space for IPv4
+  bool is_ipv4 = false;
+};
+
+// An IPv4 or IPv6 address, IPv4 kept v4-mapped.
+struct IpAddress {
+  std::array<std::uint8_t, 16> bytes{};  // network byte order
+  bool is_ipv4 = false;
+};
+
+enum class MeshKind { kIstio, kLinkerd, kCustom };
+
+// A pod: a network namespace with its addresses and mesh settings. Presets fill every field
+// for istio and linkerd; explicit keys override them; "custom" requires every port and uid.
+struct WorkloadConfig {
+  std::string name;                 // unique, [A-Za-z0-9_.-]{1,63}
+  std::string netns;                // path of a netns file, e.g. /var/run/netns/podA
+  std::vector<IpAddress> ips;       // the pod's addresses (at least one)
+  MeshKind mesh = MeshKind::kIstio;
+  std::uint32_t proxy_uid = 1337;   // the sidecar's connects are never intercepted
+  std::uint32_t proxy_gid = 1337;
+  std::uint16_t outbound_port = 15001;
+  std::uint16_t inbound_port = 15006;
+  // Source address the inbound proxy uses for its upstream to the app (Istio: 127.0.0.6);
+  // unset for meshes without one.
+  std::optional<IpAddress> inbound_passthrough_source;
+  // Ports and prefixes. Outbound: destination port/address of the app's connect. Inbound:
+  // the pod's port that is connected to / the peer's address. When an include list is
+  // non-empty only what it lists is intercepted; exclude wins over include.
+  std::vector<std::uint16_t> include_outbound_ports;
+  std::vector<std::uint16_t> exclude_outbound_ports;
+  std::vector<std::uint16_t> include_inbound_ports;
+  std::vector<std::uint16_t> exclude_inbound_ports;  // istio: 15008 15020 15021 15090
+  std::vector<Cidr> include_outbound_cidrs;
+  std::vector<Cidr> exclude_outbound_cidrs;
+  std::vector<Cidr> exclude_inbound_cidrs;
+  // Sidecarless (ambient style): outbound connects go to this node-level proxy instead of an
+  // in-pod sidecar. Port 0 means "use outbound_port".
+  std::optional<IpAddress> node_proxy_address;
+  std::uint16_t node_proxy_port = 0;
+  // Interface inside the netns that carries traffic from off the node (tc programs).
+  std::string interface = "eth0";
 };
 
 struct Config {
   DaemonConfig daemon;
   AccelerationConfig acceleration;
+  std::vector<WorkloadConfig> workloads;
 };
+
+// The preset for a mesh: ports, uids and non-intercepted ports. kCustom returns zeros.
+WorkloadConfig workload_preset(MeshKind mesh);
+
+// "istio", "linkerd", "custom".
+const char* to_string(MeshKind mesh);
+
+// Parses "198.18.0.10", "fd00::10", "::ffff:1.2.3.4". nullopt when malformed.
+std::optional<IpAddress> parse_ip_address(std::string_view text);
+// Parses "198.18.0.0/15", "fd00::/8"; a bare address is a full-length prefix. Host bits must
+// be zero. nullopt when malformed.
+std::optional<Cidr> parse_cidr(std::string_view text);
+std::string to_string(const IpAddress& address);
 
 // Parses TOML text; source_name (a file path) is used in error messages:
 // "<source>:<line>:<column>: <key>: <what is wrong>".

@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Mesh interception without iptables. connect4/connect6 send a workload's TCP connects to its
+ * proxy (outbound) or to a local workload's inbound proxy, keeping the original destination in
+ * socket storage; sock_ops (bpf/sockops) files it per connection; getsockopt answers
+ * SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST from it, exactly as iptables REDIRECT would. */
+#include "vmlinux.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "meshlane/counters.bpf.h"
+#include "meshlane/intercept.h"
+#include "meshlane/maps.bpf.h"
+#include "meshlane/rules.bpf.h"
+#include "meshlane/shared.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define SOCK_STREAM 1
+#define SOL_IP 0
+#define SOL_IPV6 41
+#define SO_ORIGINAL_DST 80
+#define IP6T_SO_ORIGINAL_DST 80
+
+const volatile __u8 intercept = 1;
+
+static __always_inline void lookup_rules(const struct ml_connect_request *req,
+					 const struct ml_workload *self,
+					 const struct ml_workload *dst_pod,
+					 struct ml_connect_rules *rules)
+{
+	rules->out_port = ml_port_rule(self->id, ML_DIR_OUTBOUND, req->dst_port);
+	rules->out_cidr_exclude = ml_cidr_listed(self->id, ML_CIDR_LIST_OUT_EXCLUDE, req->dst_ip6);
+	rules->out_cidr_include = (self->flags & ML_WL_INCLUDE_OUT_CIDRS) ?
+		ml_cidr_listed(self->id, ML_CIDR_LIST_OUT_INCLUDE, req->dst_ip6) : 0;
+	rules->dst_in_port = dst_pod ? ml_port_rule(dst_pod->id, ML_DIR_INBOUND, req->dst_port) : 0;
+}
+
+/* Decides, records the original destination and hop kind, and returns the verdict. */
+static __always_inline int handle_connect(struct bpf_sock_addr *ctx,
+					  struct ml_connect_request *req,
+					  struct ml_connect_verdict *verdict)
+{
+	struct ml_connect_rules rules = {};
+	struct ml_workload *self, *dst_pod;
+	struct ml_sock_state *state;
+	__u64 uid_gid;
+
+	if (!intercept || ctx->type != SOCK_STREAM)
+		return 0;
+	req->netns_cookie = bpf_get_netns_cookie(ctx);
+	self = bpf_map_lookup_elem(&ml_workloads_v1, &req->netns_cookie);
+	if (!self)
+		return 0;
+	uid_gid = bpf_get_current_uid_gid();
+	req->uid = (__u32)uid_gid;
+	req->gid = (__u32)(uid_gid >> 32);
+	dst_pod = ml_pod_of(req->dst_ip6);
+	lookup_rules(req, self, dst_pod, &rules);
+	ml_decide_connect(req, self, dst_pod, &rules, verdict);
+	if (verdict->counter < ML_CTR_MAX)
+		ml_count(verdict->counter, 1);
+	if (verdict->hop == ML_HOP_OTHER && !verdict->record_orig_dst)
+		return verdict->action;
+
+	state = bpf_sk_storage_get(&ml_sockstate_v1, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!state)
+		return verdict->action;
+	state->hop = verdict->hop;
+	state->has_orig_dst = verdict->record_orig_dst;
+	if (verdict->record_orig_dst) {
+		ml_ip6_copy(state->orig_dst.ip6, req->dst_ip6);
+		state->orig_dst.port = req->dst_port;
+		state->orig_dst.family = req->dst_is_mapped ? ML_AF_INET : ML_AF_INET6;
+	}
+	return verdict->action;
+}
+
+SEC("cgroup/connect4")
+int ml_connect4(struct bpf_sock_addr *ctx)
+{
+	struct ml_connect_request req = {};
+	struct ml_connect_verdict verdict = {};
+	struct bpf_sock *sk = ctx->sk;
+
+	ml_ip4_to_mapped(ctx->user_ip4, req.dst_ip6);
+	req.dst_port = bpf_ntohs((__u16)ctx->user_port);
+	req.dst_is_mapped = 1;
+	if (sk && sk->src_ip4)
+		ml_ip4_to_mapped(sk->src_ip4, req.src_ip6);
+	if (handle_connect(ctx, &req, &verdict) == ML_CONNECT_REDIRECT) {
+		ctx->user_ip4 = verdict.new_ip6[3];
+		ctx->user_port = bpf_htons(verdict.new_port);
+	}
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int ml_connect6(struct bpf_sock_addr *ctx)
+{
+	struct ml_connect_request req = {};
+	struct ml_connect_verdict verdict = {};
+	struct bpf_sock *sk = ctx->sk;
+
+	req.dst_ip6[0] = ctx->user_ip6[0];
+	req.dst_ip6[1] = ctx->user_ip6[1];
+	req.dst_ip6[2] = ctx->user_ip6[2];
+	req.dst_ip6[3] = ctx->user_ip6[3];
+	req.dst_port = bpf_ntohs((__u16)ctx->user_port);
+	req.dst_is_mapped = ml_ip6_is_mapped_v4(req.dst_ip6);
+	if (sk) {
+		req.src_ip6[0] = sk->src_ip6[0];
+		req.src_ip6[1] = sk->src_ip6[1];
+		req.src_ip6[2] = sk->src_ip6[2];
+		req.src_ip6[3] = sk->src_ip6[3];
+	}
+	if (handle_connect(ctx, &req, &verdict) == ML_CONNECT_REDIRECT) {
+		ctx->user_ip6[0] = verdict.new_ip6[0];
+		ctx->user_ip6[1] = verdict.new_ip6[1];
+		ctx->user_ip6[2] = verdict.new_ip6[2];
+		ctx->user_ip6[3] = verdict.new_ip6[3];
+		ctx->user_port = bpf_htons(verdict.new_port);
+	}
+	return 1;
+}
+
+/* The accepted socket's view of its connection: client = remote end, server = local end. */
+static __always_inline void flow_key_from_accepted(struct bpf_sockopt *ctx, struct bpf_sock *sk,
+						   struct ml_flow_key *key)
+{
+	if (sk->family == ML_AF_INET) {
+		ml_ip4_to_mapped(sk->dst_ip4, key->client_ip6);
+		ml_ip4_to_mapped(sk->src_ip4, key->server_ip6);
+	} else {
+		key->client_ip6[0] = sk->dst_ip6[0];
+		key->client_ip6[1] = sk->dst_ip6[1];
+		key->client_ip6[2] = sk->dst_ip6[2];
+		key->client_ip6[3] = sk->dst_ip6[3];
+		key->server_ip6[0] = sk->src_ip6[0];
+		key->server_ip6[1] = sk->src_ip6[1];
+		key->server_ip6[2] = sk->src_ip6[2];
+		key->server_ip6[3] = sk->src_ip6[3];
+	}
+	key->client_port = bpf_ntohs((__u16)sk->dst_port);
+	key->server_port = (__u16)sk->src_port;
+	key->scope = ml_ip6_is_loopback(key->client_ip6) ? bpf_get_netns_cookie(ctx) : 0;
+}
+
+static __always_inline int answer_ipv4(struct bpf_sockopt *ctx, const struct ml_orig_dst *orig)
+{
+	struct sockaddr_in *addr = ctx->optval;
+
+	if ((void *)(addr + 1) > ctx->optval_end || !ml_ip6_is_mapped_v4(orig->ip6))
+		return 0;
+	addr->sin_family = ML_AF_INET;
+	addr->sin_port = bpf_htons(orig->port);
+	addr->sin_addr.s_addr = orig->ip6[3];
+	ctx->optlen = sizeof(*addr);
+	return 1;
+}
+
+static __always_inline int answer_ipv6(struct bpf_sockopt *ctx, const struct ml_orig_dst *orig)
+{
+	struct sockaddr_in6 *addr = ctx->optval;
+
+	if ((void *)(addr + 1) > ctx->optval_end)
+		return 0;
+	__builtin_memset(addr, 0, sizeof(*addr));
+	addr->sin6_family = ML_AF_INET6;
+	addr->sin6_port = bpf_htons(orig->port);
+	addr->sin6_addr.in6_u.u6_addr32[0] = orig->ip6[0];
+	addr->sin6_addr.in6_u.u6_addr32[1] = orig->ip6[1];
+	addr->sin6_addr.in6_u.u6_addr32[2] = orig->ip6[2];
+	addr->sin6_addr.in6_u.u6_addr32[3] = orig->ip6[3];
+	ctx->optlen = sizeof(*addr);
+	return 1;
+}
+
+SEC("cgroup/getsockopt")
+int ml_getsockopt(struct bpf_sockopt *ctx)
+{
+	struct ml_flow_key key = {};
+	struct ml_orig_dst *orig;
+	struct bpf_sock *sk = ctx->sk;
+	int answered;
+
+	if (ctx->optname != SO_ORIGINAL_DST || (ctx->level != SOL_IP && ctx->level != SOL_IPV6))
+		return 1;
+	if (!sk || ctx->retval == 0) /* the kernel (conntrack) already answered */
+		return 1;
+	flow_key_from_accepted(ctx, sk, &key);
+	orig = bpf_map_lookup_elem(&ml_origdst_v1, &key);
+	if (!orig) {
+		ml_count(ML_CTR_ORIG_DST_UNKNOWN, 1);
+		return 1;
+	}
+	answered = ctx->level == SOL_IP ? answer_ipv4(ctx, orig) : answer_ipv6(ctx, orig);
+	if (answered) {
+		ctx->retval = 0;
+		ml_count(ML_CTR_ORIG_DST_ANSWERED, 1);
+	}
+	return 1;
+}

@@ -1,0 +1,186 @@
+/* The interception decision for one TCP connect, as a pure function over plain structs: the
+ * cgroup connect4/connect6 programs do the map lookups and call it, host unit tests call it
+ * with hand-made inputs. Mirrors the istio-iptables rules (see docs/interception.md). */
+#ifndef MESHLANE_INTERCEPT_H
+#define MESHLANE_INTERCEPT_H
+
+#include "meshlane/shared.h"
+#include "meshlane/sock_key.h"
+
+struct ml_connect_request {
+	__u32 dst_ip6[4]; /* IPv6 or v4-mapped */
+	__u32 src_ip6[4]; /* address the socket is bound to, zero when unbound */
+	__u16 dst_port; /* host byte order */
+	__u16 dst_is_mapped; /* dst given as IPv4 (connect4, or ::ffff:a.b.c.d in connect6) */
+	__u32 uid;
+	__u32 gid;
+	__u32 pad;
+	__u64 netns_cookie;
+};
+
+/* Results of the rule lookups for this connect; 0 means no rule. */
+struct ml_connect_rules {
+	__u8 out_port; /* (own workload, outbound, dst port) */
+	__u8 out_cidr_include; /* dst address in own outbound include CIDRs */
+	__u8 out_cidr_exclude; /* dst address in own outbound exclude CIDRs */
+	__u8 dst_in_port; /* (destination pod's workload, inbound, dst port) */
+};
+
+enum ml_connect_action {
+	ML_CONNECT_PASS = 0,
+	ML_CONNECT_REDIRECT = 1,
+};
+
+struct ml_connect_verdict {
+	__u32 action; /* enum ml_connect_action */
+	__u32 counter; /* ML_CTR_* to count, ML_CTR_MAX for none */
+	__u32 new_ip6[4]; /* when REDIRECT: IPv6 or v4-mapped */
+	__u16 new_port; /* when REDIRECT, host byte order */
+	__u8 hop; /* enum ml_hop of the resulting connection */
+	__u8 record_orig_dst; /* the proxy will ask for the original destination */
+};
+
+ML_INLINE int ml_ip6_equal(const __u32 a[4], const __u32 b[4])
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+ML_INLINE void ml_ip6_copy(__u32 dst[4], const __u32 src[4])
+{
+	dst[0] = src[0];
+	dst[1] = src[1];
+	dst[2] = src[2];
+	dst[3] = src[3];
+}
+
+ML_INLINE void ml_set_loopback(__u32 out[4], int mapped)
+{
+	if (mapped) {
+		ml_ip4_to_mapped(ML_HTONL(0x7f000001), out);
+		return;
+	}
+	out[0] = 0;
+	out[1] = 0;
+	out[2] = 0;
+	out[3] = ML_HTONL(1);
+}
+
+ML_INLINE int ml_is_proxy(const struct ml_workload *wl, const struct ml_connect_request *req)
+{
+	return req->uid == wl->proxy_uid || req->gid == wl->proxy_gid;
+}
+
+/* Whether a port list allows interception: excluded never, and in include mode only listed. */
+ML_INLINE int ml_port_intercepted(__u8 rule, int include_mode)
+{
+	if (rule == ML_RULE_EXCLUDE)
+		return 0;
+	return !include_mode || rule == ML_RULE_INCLUDE;
+}
+
+ML_INLINE void ml_verdict_pass(struct ml_connect_verdict *v, __u32 counter, __u8 hop)
+{
+	v->action = ML_CONNECT_PASS;
+	v->counter = counter;
+	v->hop = hop;
+	v->record_orig_dst = 0;
+}
+
+ML_INLINE void ml_verdict_redirect(struct ml_connect_verdict *v, const __u32 ip6[4], __u16 port,
+				   __u32 counter, __u8 hop)
+{
+	v->action = ML_CONNECT_REDIRECT;
+	v->counter = counter;
+	ml_ip6_copy(v->new_ip6, ip6);
+	v->new_port = port;
+	v->hop = hop;
+	v->record_orig_dst = 1;
+}
+
+/* A mesh proxy's own connect: untouched, except towards a workload on this node, which goes
+ * to that workload's inbound proxy (istio: ISTIO_OUTPUT's uid-owner rules). */
+ML_INLINE void ml_decide_proxy_connect(const struct ml_connect_request *req,
+				       const struct ml_workload *self,
+				       const struct ml_workload *dst_pod,
+				       const struct ml_connect_rules *rules,
+				       struct ml_connect_verdict *v)
+{
+	if (!dst_pod || req->dst_port == dst_pod->inbound_port ||
+	    !ml_port_intercepted(rules->dst_in_port, dst_pod->flags & ML_WL_INCLUDE_IN_PORTS)) {
+		ml_verdict_pass(v, ML_CTR_BYPASS_PROXY, ML_HOP_OTHER);
+		return;
+	}
+	if (dst_pod->netns_cookie == self->netns_cookie) {
+		/* Its own pod: the inbound proxy's upstream to the app passes. With a passthrough
+		 * source (istio 127.0.0.6) only connects from it pass; others go inbound. */
+		if (!(self->flags & ML_WL_PASSTHROUGH) ||
+		    ml_ip6_equal(req->src_ip6, self->passthrough_ip6)) {
+			ml_verdict_pass(v, ML_CTR_MAX, ML_HOP_PROXY_TO_APP);
+			return;
+		}
+	}
+	ml_verdict_redirect(v, req->dst_ip6, dst_pod->inbound_port, ML_CTR_INTERCEPT_INBOUND,
+			    ML_HOP_PROXY_TO_PROXY);
+}
+
+/* An application's connect: to its outbound proxy unless loopback, its own pod, or excluded. */
+ML_INLINE void ml_decide_app_connect(const struct ml_connect_request *req,
+				     const struct ml_workload *self,
+				     const struct ml_workload *dst_pod,
+				     const struct ml_connect_rules *rules,
+				     struct ml_connect_verdict *v)
+{
+	__u32 target[4];
+
+	if (ml_ip6_is_loopback(req->dst_ip6) ||
+	    (dst_pod && dst_pod->netns_cookie == self->netns_cookie)) {
+		ml_verdict_pass(v, ML_CTR_MAX, ML_HOP_OTHER);
+		return;
+	}
+	if (!ml_port_intercepted(rules->out_port, self->flags & ML_WL_INCLUDE_OUT_PORTS) ||
+	    rules->out_cidr_exclude ||
+	    ((self->flags & ML_WL_INCLUDE_OUT_CIDRS) && !rules->out_cidr_include)) {
+		ml_verdict_pass(v, ML_CTR_BYPASS_EXCLUDED, ML_HOP_OTHER);
+		return;
+	}
+	if (self->flags & ML_WL_NODE_PROXY) {
+		ml_verdict_redirect(v, self->node_proxy_ip6,
+				    self->node_proxy_port ? self->node_proxy_port : self->outbound_port,
+				    ML_CTR_INTERCEPT_NODE_PROXY, ML_HOP_APP_TO_PROXY);
+		return;
+	}
+	ml_set_loopback(target, req->dst_is_mapped);
+	ml_verdict_redirect(v, target, self->outbound_port, ML_CTR_INTERCEPT_OUTBOUND,
+			    ML_HOP_APP_TO_PROXY);
+}
+
+/* self: the workload of the connecting process's netns, NULL when it is not a workload.
+ * dst_pod: the workload owning the destination address, NULL when none on this node. */
+ML_INLINE void ml_decide_connect(const struct ml_connect_request *req,
+				 const struct ml_workload *self, const struct ml_workload *dst_pod,
+				 const struct ml_connect_rules *rules, struct ml_connect_verdict *v)
+{
+	if (!self) {
+		ml_verdict_pass(v, ML_CTR_MAX, ML_HOP_OTHER);
+		return;
+	}
+	if (ml_is_proxy(self, req))
+		ml_decide_proxy_connect(req, self, dst_pod, rules, v);
+	else
+		ml_decide_app_connect(req, self, dst_pod, rules, v);
+}
+
+/* Key under which sock_ops files the original destination of a connection it saw established
+ * from the client side, and under which getsockopt looks it up from the server side. */
+ML_INLINE void ml_flow_key_from_client(const struct ml_sock_key *client_key,
+				       struct ml_flow_key *out)
+{
+	out->scope = client_key->scope;
+	ml_ip6_copy(out->client_ip6, client_key->local_ip6);
+	ml_ip6_copy(out->server_ip6, client_key->remote_ip6);
+	out->client_port = client_key->local_port;
+	out->server_port = client_key->remote_port;
+	out->pad = 0;
+}
+
+#endif /* MESHLANE_INTERCEPT_H */

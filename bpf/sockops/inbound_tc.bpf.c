@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Inbound interception for traffic that enters a pod from off the node or from processes that
+ * are not workloads: on the pod's interface (clsact), ingress steers a new connection to an
+ * app port to the inbound proxy port and files the original destination for getsockopt;
+ * egress restores the app port on the replies. Flow state lives in an LRU map and is removed
+ * on RST or after both FINs. */
+#include "vmlinux.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "meshlane/counters.bpf.h"
+#include "meshlane/intercept.h"
+#include "meshlane/maps.bpf.h"
+#include "meshlane/rules.bpf.h"
+#include "meshlane/shared.h"
+#include "meshlane/tc_flow.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define TC_ACT_OK 0
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP_NUM 6
+
+/* A parsed TCP/IP packet: where its TCP header is and its addresses (v4-mapped for IPv4). */
+struct packet {
+	__u32 src_ip6[4];
+	__u32 dst_ip6[4];
+	__u32 tcp_offset;
+	__u16 src_port;
+	__u16 dst_port;
+	__u8 tcp_flags;
+	__u8 is_ipv4;
+};
+
+static __always_inline int parse_tcp(struct __sk_buff *skb, struct packet *pkt)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct tcphdr *tcp;
+
+	if ((void *)(eth + 1) > data_end)
+		return -1;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_TCP_NUM || ip->ihl < 5)
+			return -1;
+		if (ip->frag_off & bpf_htons(0x3fff)) /* fragments carry no usable TCP header */
+			return -1;
+		ml_ip4_to_mapped(ip->saddr, pkt->src_ip6);
+		ml_ip4_to_mapped(ip->daddr, pkt->dst_ip6);
+		pkt->tcp_offset = sizeof(*eth) + ip->ihl * 4;
+		pkt->is_ipv4 = 1;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP_NUM)
+			return -1;
+		ml_ip6_copy(pkt->src_ip6, ip6->saddr.in6_u.u6_addr32);
+		ml_ip6_copy(pkt->dst_ip6, ip6->daddr.in6_u.u6_addr32);
+		pkt->tcp_offset = sizeof(*eth) + sizeof(*ip6);
+		pkt->is_ipv4 = 0;
+	} else {
+		return -1;
+	}
+	tcp = data + pkt->tcp_offset;
+	if ((void *)(tcp + 1) > data_end)
+		return -1;
+	pkt->src_port = bpf_ntohs(tcp->source);
+	pkt->dst_port = bpf_ntohs(tcp->dest);
+	pkt->tcp_flags = ((__u8 *)tcp)[13];
+	return 0;
+}
+
+/* Rewrites the TCP source or destination port and fixes the checksum. */
+static __always_inline void rewrite_port(struct __sk_buff *skb, const struct packet *pkt,
+					 int destination, __u16 old_port, __u16 new_port)
+{
+	__u32 port_offset = pkt->tcp_offset + (destination ? offsetof(struct tcphdr, dest) :
+							      offsetof(struct tcphdr, source));
+	__be16 old_be = bpf_htons(old_port);
+	__be16 new_be = bpf_htons(new_port);
+
+	bpf_l4_csum_replace(skb, pkt->tcp_offset + offsetof(struct tcphdr, check), old_be, new_be,
+			    sizeof(new_be));
+	bpf_skb_store_bytes(skb, port_offset, &new_be, sizeof(new_be), 0);
+}
+
+static __always_inline void flow_key(struct ml_tc_flow_key *key, const __u32 remote[4],
+				     const __u32 local[4], __u16 remote_port)
+{
+	ml_ip6_copy(key->remote_ip6, remote);
+	ml_ip6_copy(key->local_ip6, local);
+	key->remote_port = remote_port;
+	key->pad16 = 0;
+	key->pad32 = 0;
+}
+
+static __always_inline void start_flow(const struct packet *pkt, const struct ml_workload *wl,
+				       const struct ml_tc_flow_key *key)
+{
+	struct ml_tc_flow flow = {
+		.orig_port = pkt->dst_port,
+		.inbound_port = wl->inbound_port,
+	};
+	struct ml_orig_dst orig = {
+		.port = pkt->dst_port,
+		.family = pkt->is_ipv4 ? ML_AF_INET : ML_AF_INET6,
+	};
+	struct ml_flow_key accepted = {
+		.client_port = pkt->src_port,
+		.server_port = wl->inbound_port,
+	};
+
+	ml_ip6_copy(orig.ip6, pkt->dst_ip6);
+	ml_ip6_copy(accepted.client_ip6, pkt->src_ip6);
+	ml_ip6_copy(accepted.server_ip6, pkt->dst_ip6);
+	bpf_map_update_elem(&ml_tcflows_v1, key, &flow, BPF_ANY);
+	bpf_map_update_elem(&ml_origdst_v1, &accepted, &orig, BPF_ANY);
+	ml_count(ML_CTR_INTERCEPT_INBOUND_TC, 1);
+}
+
+SEC("tc")
+int ml_tc_ingress(struct __sk_buff *skb)
+{
+	struct ml_tc_flow_key key;
+	struct packet pkt = {};
+	struct ml_workload *wl;
+	struct ml_tc_flow *flow;
+
+	if (parse_tcp(skb, &pkt) != 0)
+		return TC_ACT_OK;
+	wl = ml_pod_of(pkt.dst_ip6);
+	if (!wl)
+		return TC_ACT_OK;
+	flow_key(&key, pkt.src_ip6, pkt.dst_ip6, pkt.src_port);
+	if ((pkt.tcp_flags & (ML_TCP_SYN | ML_TCP_ACK)) == ML_TCP_SYN) {
+		__u8 rule = ml_port_rule(wl->id, ML_DIR_INBOUND, pkt.dst_port);
+		int src_excluded = ml_cidr_listed(wl->id, ML_CIDR_LIST_IN_EXCLUDE, pkt.src_ip6);
+
+		if (!ml_tc_should_steer(wl, pkt.dst_port, rule, src_excluded))
+			return TC_ACT_OK;
+		start_flow(&pkt, wl, &key);
+		rewrite_port(skb, &pkt, 1, pkt.dst_port, wl->inbound_port);
+		return TC_ACT_OK;
+	}
+	flow = bpf_map_lookup_elem(&ml_tcflows_v1, &key);
+	if (!flow || pkt.dst_port != flow->orig_port)
+		return TC_ACT_OK;
+	rewrite_port(skb, &pkt, 1, pkt.dst_port, flow->inbound_port);
+	if (ml_tc_flow_track(flow, pkt.tcp_flags, 1) == ML_TC_FLOW_DELETE)
+		bpf_map_delete_elem(&ml_tcflows_v1, &key);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int ml_tc_egress(struct __sk_buff *skb)
+{
+	struct ml_tc_flow_key key;
+	struct packet pkt = {};
+	struct ml_tc_flow *flow;
+
+	if (parse_tcp(skb, &pkt) != 0)
+		return TC_ACT_OK;
+	flow_key(&key, pkt.dst_ip6, pkt.src_ip6, pkt.dst_port);
+	flow = bpf_map_lookup_elem(&ml_tcflows_v1, &key);
+	if (!flow || pkt.src_port != flow->inbound_port)
+		return TC_ACT_OK;
+	rewrite_port(skb, &pkt, 0, pkt.src_port, flow->orig_port);
+	if (ml_tc_flow_track(flow, pkt.tcp_flags, 0) == ML_TC_FLOW_DELETE)
+		bpf_map_delete_elem(&ml_tcflows_v1, &key);
+	return TC_ACT_OK;
+}
