@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -29,6 +30,13 @@ constexpr std::int64_t kMinPort = 1;
 constexpr std::int64_t kMaxPort = 65535;
 constexpr std::int64_t kMinSockhashEntries = 1;
 constexpr std::int64_t kMaxSockhashEntries = 16777216;  // 2^24: keeps map memory bounded
+// (uid_t)-1 and (gid_t)-1 mean "no id" to the kernel, so they cannot name the proxy.
+constexpr std::int64_t kMaxProxyId = 4294967294;
+// Workload names end up in pin and log names; 63 keeps them short and path-safe.
+constexpr std::size_t kMaxWorkloadNameLength = 63;
+constexpr std::size_t kMaxInterfaceNameLength = 15;  // IFNAMSIZ - 1
+constexpr std::array<MeshKind, 3> kMeshKinds = {MeshKind::kIstio, MeshKind::kLinkerd,
+                                                MeshKind::kCustom};
 constexpr std::array<std::string_view, 7> kLogLevels = {"trace", "debug",    "info", "warn",
                                                         "error", "critical", "off"};
 
@@ -180,27 +188,115 @@ Status read_integer(const Field& field, std::int64_t min, std::int64_t max, std:
   return {};
 }
 
-Status read_ports(const Field& field, std::vector<std::uint16_t>& out) {
+Status read_port(const Field& field, std::uint16_t& out) {
+  std::int64_t port = 0;
+  if (Status status = read_integer(field, kMinPort, kMaxPort, port); !status) {
+    return status;
+  }
+  out = static_cast<std::uint16_t>(port);
+  return {};
+}
+
+Status read_address(const Field& field, IpAddress& out) {
+  const auto* value = field.node.as_string();
+  if (value == nullptr) {
+    return field.wrong_type(R"(an address string, e.g. "10.0.0.5" or "fd00::5")");
+  }
+  const std::optional<IpAddress> address = parse_ip_address(value->get());
+  if (!address) {
+    return field.error("\"" + value->get() + "\" is not an IPv4 or IPv6 address");
+  }
+  out = *address;
+  return {};
+}
+
+std::string cidr_to_string(const Cidr& cidr) {
+  const unsigned length = cidr.is_ipv4 ? cidr.prefix_length - 96u : cidr.prefix_length;
+  return to_string(IpAddress{cidr.address, cidr.is_ipv4}) + "/" + std::to_string(length);
+}
+
+// Why parse_cidr() rejected `text`. Host bits set is the common slip ("10.0.0.1/8"), so that
+// case names the network the user probably meant.
+std::string cidr_problem(std::string_view text) {
+  const std::string quoted = "\"" + std::string(text) + "\"";
+  const std::size_t slash = text.find('/');
+  const std::string_view address_text = text.substr(0, slash);
+  const std::optional<IpAddress> address = parse_ip_address(address_text);
+  if (!address || slash == std::string_view::npos) {
+    return quoted + R"( is not an address prefix (expected e.g. "10.0.0.0/8" or "fd00::/8"))";
+  }
+  // The same length on an all-zero address separates a bad length from bad host bits.
+  const bool written_as_ipv6 = address_text.find(':') != std::string_view::npos;
+  const std::string length(text.substr(slash + 1));
+  const std::optional<Cidr> zero = parse_cidr((written_as_ipv6 ? "::/" : "0.0.0.0/") + length);
+  if (!zero) {
+    return quoted + ": the prefix length must be 0..32 for IPv4 or 0..128 for IPv6";
+  }
+  IpAddress network{address->bytes, !written_as_ipv6};
+  for (std::size_t bit = zero->prefix_length; bit < 128; ++bit) {
+    network.bytes[bit / 8] &= static_cast<std::uint8_t>(~(0x80u >> (bit % 8)));
+  }
+  return quoted + " has host bits set (every bit after the first " + length +
+         " must be zero; the network is \"" + to_string(network) + "/" + length + "\")";
+}
+
+Status read_cidr(const Field& field, Cidr& out) {
+  const auto* value = field.node.as_string();
+  if (value == nullptr) {
+    return field.wrong_type(R"(an address prefix string, e.g. "10.0.0.0/8" or "fd00::/8")");
+  }
+  const std::optional<Cidr> cidr = parse_cidr(value->get());
+  if (!cidr) {
+    return field.error(cidr_problem(value->get()));
+  }
+  out = *cidr;
+  return {};
+}
+
+// Element equality and naming for read_distinct_list(); Cidr and IpAddress have no operator==.
+bool same(std::uint16_t a, std::uint16_t b) { return a == b; }
+bool same(const IpAddress& a, const IpAddress& b) { return a.bytes == b.bytes; }
+bool same(const Cidr& a, const Cidr& b) {
+  return a.address == b.address && a.prefix_length == b.prefix_length;
+}
+std::string describe(std::uint16_t port) { return std::to_string(port); }
+std::string describe(const IpAddress& address) { return to_string(address); }
+std::string describe(const Cidr& cidr) { return cidr_to_string(cidr); }
+
+// Reads an array of distinct values: a repeat is harmless to the datapath but usually a
+// copy-paste slip in the file.
+template <typename T>
+Status read_distinct_list(const Field& field, std::string_view expected, std::string_view noun,
+                          Status (*read_element)(const Field&, T&), std::vector<T>& out) {
   const toml::array* array = field.node.as_array();
   if (array == nullptr) {
-    return field.wrong_type("an array of port numbers (integers 1..65535)");
+    return field.wrong_type(expected);
   }
-  std::vector<std::uint16_t> ports;
+  std::vector<T> values;
   for (std::size_t i = 0; i < array->size(); ++i) {
     const Field element = field.element(i, *array->get(i));
-    std::int64_t port = 0;
-    if (Status status = read_integer(element, kMinPort, kMaxPort, port); !status) {
+    T value{};
+    if (Status status = read_element(element, value); !status) {
       return status;
     }
-    // A repeated port is harmless to the datapath but usually a copy-paste slip in the file.
-    if (std::find(ports.begin(), ports.end(), port) != ports.end()) {
-      return element.error("duplicate port " + std::to_string(port) +
-                           " (each port may be listed once)");
+    if (std::any_of(values.begin(), values.end(), [&](const T& v) { return same(v, value); })) {
+      return element.error("duplicate " + std::string(noun) + " " + describe(value) + " (each " +
+                           std::string(noun) + " may be listed once)");
     }
-    ports.push_back(static_cast<std::uint16_t>(port));
+    values.push_back(value);
   }
-  out = std::move(ports);
+  out = std::move(values);
   return {};
+}
+
+Status read_ports(const Field& field, std::vector<std::uint16_t>& out) {
+  return read_distinct_list(field, "an array of port numbers (integers 1..65535)", "port",
+                            read_port, out);
+}
+
+Status read_cidrs(const Field& field, std::vector<Cidr>& out) {
+  return read_distinct_list(field, "an array of address prefixes, e.g. [\"10.0.0.0/8\"]", "prefix",
+                            read_cidr, out);
 }
 
 Status read_bpffs_dir(const Field& field, std::string& out) {
@@ -233,6 +329,177 @@ Status read_log_level(const Field& field, std::string& out) {
   return {};
 }
 
+Status read_proxy_id(const Field& field, std::uint32_t& out) {
+  std::int64_t id = 0;
+  if (Status status = read_integer(field, 0, kMaxProxyId, id); !status) {
+    return status;
+  }
+  out = static_cast<std::uint32_t>(id);
+  return {};
+}
+
+Status read_workload_name(const Field& field, std::string& out) {
+  std::string name;
+  if (Status status = read_string(field, name); !status) {
+    return status;
+  }
+  const bool allowed_chars = std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  });
+  if (name.empty() || name.size() > kMaxWorkloadNameLength || !allowed_chars) {
+    return field.error("\"" + name +
+                       "\" is not a valid workload name (1..63 characters from A-Z a-z 0-9 _ . -)");
+  }
+  out = std::move(name);
+  return {};
+}
+
+Status read_netns(const Field& field, std::string& out) {
+  std::string path;
+  if (Status status = read_string(field, path); !status) {
+    return status;
+  }
+  if (path.empty() || path.front() != '/') {
+    return field.error("\"" + path +
+                       "\" is not an absolute path (the pod's network namespace file is "
+                       "required, e.g. \"/var/run/netns/pod-a\")");
+  }
+  out = std::move(path);
+  return {};
+}
+
+Status read_mesh(const Field& field, MeshKind& out) {
+  std::string name;
+  if (Status status = read_string(field, name); !status) {
+    return status;
+  }
+  for (MeshKind mesh : kMeshKinds) {
+    if (name == to_string(mesh)) {
+      out = mesh;
+      return {};
+    }
+  }
+  return field.error("unknown mesh \"" + name + "\" (allowed: istio, linkerd, custom)");
+}
+
+Status read_ips(const Field& field, std::vector<IpAddress>& out) {
+  std::vector<IpAddress> ips;
+  Status status = read_distinct_list(field, "an array of address strings, e.g. [\"10.0.0.5\"]",
+                                     "address", read_address, ips);
+  if (!status) {
+    return status;
+  }
+  if (ips.empty()) {
+    return field.error("must list at least one address of the pod");
+  }
+  out = std::move(ips);
+  return {};
+}
+
+Status read_optional_address(const Field& field, std::optional<IpAddress>& out) {
+  IpAddress address;
+  if (Status status = read_address(field, address); !status) {
+    return status;
+  }
+  out = address;
+  return {};
+}
+
+// A decimal port 1..65535 as written after the ':' of node_proxy; no sign, no leading zero.
+std::optional<std::uint16_t> parse_port_text(std::string_view text) {
+  if (text.empty() || text.size() > 5 || text.front() == '0') {
+    return std::nullopt;
+  }
+  std::uint32_t port = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') {
+      return std::nullopt;
+    }
+    port = port * 10 + static_cast<std::uint32_t>(c - '0');
+  }
+  if (port > static_cast<std::uint32_t>(kMaxPort)) {
+    return std::nullopt;
+  }
+  return static_cast<std::uint16_t>(port);
+}
+
+struct HostPort {
+  std::string_view host;
+  std::optional<std::string_view> port;
+};
+
+// "ADDR", "ADDR:PORT" (IPv4) or "[ADDR]:PORT" / "[ADDR]"; a bare IPv6 address (two or more
+// colons) has no port, as in URLs.
+std::optional<HostPort> split_host_port(std::string_view text) {
+  if (!text.empty() && text.front() == '[') {
+    const std::size_t close = text.find(']');
+    if (close == std::string_view::npos) {
+      return std::nullopt;
+    }
+    const std::string_view rest = text.substr(close + 1);
+    if (rest.empty()) {
+      return HostPort{text.substr(1, close - 1), std::nullopt};
+    }
+    if (rest.front() != ':') {
+      return std::nullopt;
+    }
+    return HostPort{text.substr(1, close - 1), rest.substr(1)};
+  }
+  const std::size_t colon = text.find(':');
+  if (colon != std::string_view::npos && text.find(':', colon + 1) == std::string_view::npos) {
+    return HostPort{text.substr(0, colon), text.substr(colon + 1)};
+  }
+  return HostPort{text, std::nullopt};
+}
+
+Status read_node_proxy(const Field& field, WorkloadConfig& workload) {
+  std::string text;
+  if (Status status = read_string(field, text); !status) {
+    return status;
+  }
+  const std::string forms =
+      " (expected ADDR, ADDR:PORT or [IPv6]:PORT, e.g. \"10.0.0.1:15001\" "
+      "or \"[fd00::1]:15001\")";
+  const std::optional<HostPort> parts = split_host_port(text);
+  const std::optional<IpAddress> address =
+      parts ? parse_ip_address(parts->host) : std::optional<IpAddress>();
+  if (!address) {
+    return field.error("\"" + text + "\" does not start with an IPv4 or IPv6 address" + forms);
+  }
+  std::uint16_t port = 0;  // 0: the node proxy listens on outbound_port
+  if (parts->port) {
+    const std::optional<std::uint16_t> parsed = parse_port_text(*parts->port);
+    if (!parsed) {
+      return field.error("\"" + text + "\": port \"" + std::string(*parts->port) +
+                         "\" is not an integer 1..65535" + forms);
+    }
+    port = *parsed;
+  }
+  workload.node_proxy_address = address;
+  workload.node_proxy_port = port;
+  return {};
+}
+
+// The kernel's dev_valid_name(): what `ip link` would refuse can never match an interface.
+Status read_interface(const Field& field, std::string& out) {
+  std::string name;
+  if (Status status = read_string(field, name); !status) {
+    return status;
+  }
+  const bool bad_char = std::any_of(name.begin(), name.end(), [](char c) {
+    return c == '/' || c == ':' || c == ' ' || (c >= '\t' && c <= '\r');
+  });
+  if (name.empty() || name.size() > kMaxInterfaceNameLength || name == "." || name == ".." ||
+      bad_char) {
+    return field.error("\"" + name +
+                       "\" is not a valid interface name (1..15 characters, no '/', ':' or "
+                       "spaces, not \".\" or \"..\")");
+  }
+  out = std::move(name);
+  return {};
+}
+
 // ---- Tables ---------------------------------------------------------------------------------
 
 Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
@@ -245,8 +512,10 @@ Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
 }
 
 Status parse_acceleration_table(const Field& field, AccelerationConfig& acceleration) {
-  const std::array<KeyReader, 4> readers = {{
+  const std::array<KeyReader, 5> readers = {{
       {"enabled", [&](const Field& f) { return read_bool(f, acceleration.enabled); }},
+      {"splice_blocking_sockets",
+       [&](const Field& f) { return read_bool(f, acceleration.splice_blocking_sockets); }},
       {"sockhash_max_entries",
        [&](const Field& f) {
          std::int64_t entries = 0;
@@ -262,17 +531,194 @@ Status parse_acceleration_table(const Field& field, AccelerationConfig& accelera
   return read_table(field, readers);
 }
 
-// The top level holds only tables; add new ones (e.g. [[workload]]) here.
+// Readers for every [[workload]] key, writing into `w`; the preset is already in `w`, so a
+// key that is read replaces the preset's value (lists included) and one left out keeps it.
+std::array<KeyReader, 18> workload_readers(WorkloadConfig& w) {
+  return {{
+      {"name", [&](const Field& f) { return read_workload_name(f, w.name); }},
+      {"netns", [&](const Field& f) { return read_netns(f, w.netns); }},
+      {"ips", [&](const Field& f) { return read_ips(f, w.ips); }},
+      {"mesh", [&](const Field& f) { return read_mesh(f, w.mesh); }},
+      {"proxy_uid", [&](const Field& f) { return read_proxy_id(f, w.proxy_uid); }},
+      {"proxy_gid", [&](const Field& f) { return read_proxy_id(f, w.proxy_gid); }},
+      {"outbound_port", [&](const Field& f) { return read_port(f, w.outbound_port); }},
+      {"inbound_port", [&](const Field& f) { return read_port(f, w.inbound_port); }},
+      {"inbound_passthrough_source",
+       [&](const Field& f) { return read_optional_address(f, w.inbound_passthrough_source); }},
+      {"include_outbound_ports",
+       [&](const Field& f) { return read_ports(f, w.include_outbound_ports); }},
+      {"exclude_outbound_ports",
+       [&](const Field& f) { return read_ports(f, w.exclude_outbound_ports); }},
+      {"include_inbound_ports",
+       [&](const Field& f) { return read_ports(f, w.include_inbound_ports); }},
+      {"exclude_inbound_ports",
+       [&](const Field& f) { return read_ports(f, w.exclude_inbound_ports); }},
+      {"include_outbound_cidrs",
+       [&](const Field& f) { return read_cidrs(f, w.include_outbound_cidrs); }},
+      {"exclude_outbound_cidrs",
+       [&](const Field& f) { return read_cidrs(f, w.exclude_outbound_cidrs); }},
+      {"exclude_inbound_cidrs",
+       [&](const Field& f) { return read_cidrs(f, w.exclude_inbound_cidrs); }},
+      {"node_proxy", [&](const Field& f) { return read_node_proxy(f, w); }},
+      {"interface", [&](const Field& f) { return read_interface(f, w.interface); }},
+  }};
+}
+
+// A key absent from the table is reported at the table's header, the nearest place to add it.
+Status require_keys(const Field& field, const toml::table& table,
+                    std::span<const std::string_view> keys, std::string_view what) {
+  for (std::string_view key : keys) {
+    if (!table.contains(key)) {
+      return config_error(field.source_name, table.source(), join_key(field.dotted_key, key), what);
+    }
+  }
+  return {};
+}
+
+Status check_required_workload_keys(const Field& field, const toml::table& table, MeshKind mesh) {
+  constexpr std::array<std::string_view, 3> kAlways = {"name", "netns", "ips"};
+  if (Status status = require_keys(field, table, kAlways, "required"); !status) {
+    return status;
+  }
+  // A custom mesh has no preset to fall back on, and 0 is never a sensible port or proxy id.
+  constexpr std::array<std::string_view, 4> kForCustom = {"proxy_uid", "proxy_gid", "outbound_port",
+                                                          "inbound_port"};
+  if (mesh == MeshKind::kCustom) {
+    return require_keys(field, table, kForCustom, "required when mesh = \"custom\"");
+  }
+  return {};
+}
+
+// With one port for both directions the proxy could not tell outbound from inbound.
+Status check_proxy_ports(const Field& field, const toml::table& table,
+                         const WorkloadConfig& workload) {
+  if (workload.outbound_port != workload.inbound_port) {
+    return {};
+  }
+  const std::string_view key = table.contains("inbound_port") ? "inbound_port" : "outbound_port";
+  const toml::node* node = table.get(key);
+  return config_error(field.source_name, node != nullptr ? node->source() : table.source(),
+                      join_key(field.dotted_key, key),
+                      "outbound_port and inbound_port are both " +
+                          std::to_string(workload.inbound_port) + " (they must differ)");
+}
+
+Status parse_workload_table(const Field& field, WorkloadConfig& workload) {
+  const toml::table* table = field.node.as_table();
+  if (table == nullptr) {
+    return field.wrong_type("a table");
+  }
+  // toml++ iterates keys sorted by name, not in file order: read the mesh first so that its
+  // preset is in place before any explicit key that overrides it.
+  MeshKind mesh = MeshKind::kIstio;
+  if (const toml::node* node = table->get("mesh"); node != nullptr) {
+    const Field mesh_field{field.source_name, join_key(field.dotted_key, "mesh"), *node};
+    if (Status status = read_mesh(mesh_field, mesh); !status) {
+      return status;
+    }
+  }
+  workload = workload_preset(mesh);
+  if (Status status = read_table(field, workload_readers(workload)); !status) {
+    return status;
+  }
+  if (Status status = check_required_workload_keys(field, *table, mesh); !status) {
+    return status;
+  }
+  return check_proxy_ports(field, *table, workload);
+}
+
+// Names identify workloads in logs, pins and the control API, so they must be unique.
+Status check_unique_name(const Field& element, std::span<const WorkloadConfig> earlier,
+                         const std::string& name) {
+  for (std::size_t i = 0; i < earlier.size(); ++i) {
+    if (earlier[i].name == name) {
+      const toml::node& name_node = *element.node.as_table()->get("name");
+      return config_error(element.source_name, name_node.source(),
+                          join_key(element.dotted_key, "name"),
+                          "duplicate workload name \"" + name + "\" (also used by workload[" +
+                              std::to_string(i) + "])");
+    }
+  }
+  return {};
+}
+
+Status parse_workloads(const Field& field, std::vector<WorkloadConfig>& out) {
+  const toml::array* array = field.node.as_array();
+  if (array == nullptr) {
+    return field.wrong_type("an array of tables (write each workload as a [[workload]] section)");
+  }
+  std::vector<WorkloadConfig> workloads;
+  for (std::size_t i = 0; i < array->size(); ++i) {
+    const Field element = field.element(i, *array->get(i));
+    WorkloadConfig workload;
+    if (Status status = parse_workload_table(element, workload); !status) {
+      return status;
+    }
+    if (Status status = check_unique_name(element, workloads, workload.name); !status) {
+      return status;
+    }
+    workloads.push_back(std::move(workload));
+  }
+  out = std::move(workloads);
+  return {};
+}
+
+// The top level holds only tables; add new ones here.
 Status parse_root(const std::string& source_name, const toml::table& root, Config& config) {
-  const std::array<KeyReader, 2> tables = {{
+  const std::array<KeyReader, 3> tables = {{
       {"daemon", [&](const Field& f) { return parse_daemon_table(f, config.daemon); }},
       {"acceleration",
        [&](const Field& f) { return parse_acceleration_table(f, config.acceleration); }},
+      {"workload", [&](const Field& f) { return parse_workloads(f, config.workloads); }},
   }};
   return read_entries(source_name, root, "", tables, "table");
 }
 
 }  // namespace
+
+const char* to_string(MeshKind mesh) {
+  switch (mesh) {
+    case MeshKind::kIstio:
+      return "istio";
+    case MeshKind::kLinkerd:
+      return "linkerd";
+    case MeshKind::kCustom:
+      return "custom";
+  }
+  return "unknown";  // only reachable through a cast from an out-of-range integer
+}
+
+// Values from istio-iptables and linkerd's proxy-init defaults (see the field notes).
+WorkloadConfig workload_preset(MeshKind mesh) {
+  WorkloadConfig preset;  // the struct's defaults are Istio's ports and ids
+  preset.mesh = mesh;
+  switch (mesh) {
+    case MeshKind::kIstio:
+      preset.proxy_uid = 1337;
+      preset.proxy_gid = 1337;
+      preset.outbound_port = 15001;
+      preset.inbound_port = 15006;
+      // HBONE, health (agent and Envoy) and Prometheus ports are served by the sidecar itself.
+      preset.exclude_inbound_ports = {15008, 15020, 15021, 15090};
+      preset.inbound_passthrough_source =
+          IpAddress{{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 6}, true};
+      break;
+    case MeshKind::kLinkerd:
+      preset.proxy_uid = 2102;
+      preset.proxy_gid = 2102;
+      preset.outbound_port = 4140;
+      preset.inbound_port = 4143;
+      preset.exclude_inbound_ports = {4190, 4191};  // tap and admin
+      break;
+    case MeshKind::kCustom:
+      preset.proxy_uid = 0;
+      preset.proxy_gid = 0;
+      preset.outbound_port = 0;
+      preset.inbound_port = 0;
+      break;
+  }
+  return preset;
+}
 
 Result<Config> parse_config(std::string_view toml_text, const std::string& source_name) {
   toml::table root;

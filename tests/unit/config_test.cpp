@@ -42,6 +42,7 @@ void expect_default(const Config& config) {
   EXPECT_EQ(config.acceleration.sockhash_max_entries, defaults.acceleration.sockhash_max_entries);
   EXPECT_EQ(config.acceleration.include_ports, defaults.acceleration.include_ports);
   EXPECT_EQ(config.acceleration.exclude_ports, defaults.acceleration.exclude_ports);
+  EXPECT_TRUE(config.workloads.empty());
 }
 
 TEST(ParseConfig, EmptyTextGivesDefaults) {
@@ -113,7 +114,8 @@ TEST(ParseConfig, EveryLogLevelIsAccepted) {
 TEST(ParseConfig, UnknownTableIsRejected) {
   const std::string message = parse_error("[daemon]\n\n[servers]\nport = 1\n");
   EXPECT_TRUE(contains(message, "meshlane.toml:3:"));
-  EXPECT_TRUE(contains(message, "servers: unknown table (known tables: daemon, acceleration)"));
+  EXPECT_TRUE(
+      contains(message, "servers: unknown table (known tables: daemon, acceleration, workload)"));
 }
 
 TEST(ParseConfig, UnknownTopLevelKeyIsRejected) {
