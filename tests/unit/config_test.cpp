@@ -68,6 +68,7 @@ log_level = "debug"
 
 [acceleration]
 enabled = false
+splice_blocking_sockets = true
 sockhash_max_entries = 1024
 include_ports = [8080, 9090]
 exclude_ports = [22]
@@ -76,6 +77,7 @@ exclude_ports = [22]
   EXPECT_EQ(config.daemon.cgroup, "meshlane-test");
   EXPECT_EQ(config.daemon.log_level, "debug");
   EXPECT_FALSE(config.acceleration.enabled);
+  EXPECT_TRUE(config.acceleration.splice_blocking_sockets);
   EXPECT_EQ(config.acceleration.sockhash_max_entries, 1024u);
   EXPECT_EQ(config.acceleration.include_ports, (std::vector<std::uint16_t>{8080, 9090}));
   EXPECT_EQ(config.acceleration.exclude_ports, (std::vector<std::uint16_t>{22}));
@@ -133,7 +135,8 @@ TEST(ParseConfig, UnknownKeyNamesFileLineColumnAndKey) {
 TEST(ParseConfig, UnknownAccelerationKeyIsRejected) {
   EXPECT_TRUE(contains(parse_error("[acceleration]\n  include_port = [80]\n"),
                        "meshlane.toml:2:3: acceleration.include_port: unknown key (known keys: "
-                       "enabled, sockhash_max_entries, include_ports, exclude_ports)"));
+                       "enabled, splice_blocking_sockets, sockhash_max_entries, include_ports, "
+                       "exclude_ports)"));
 }
 
 TEST(ParseConfig, NestedTableIsAnUnknownKey) {
