@@ -397,12 +397,22 @@ Status read_ips(const Field& field, std::vector<IpAddress>& out) {
   return {};
 }
 
-Status read_optional_address(const Field& field, std::optional<IpAddress>& out) {
-  IpAddress address;
-  if (Status status = read_address(field, address); !status) {
+// The addresses the inbound proxy binds for its upstream connection to the app. [] is allowed:
+// it removes the preset's addresses. The datapath has room for kMaxPassthroughSources.
+Status read_passthrough_sources(const Field& field, std::vector<IpAddress>& out) {
+  std::vector<IpAddress> sources;
+  Status status =
+      read_distinct_list(field, "an array of address strings, e.g. [\"127.0.0.6\", \"::6\"]",
+                         "address", read_address, sources);
+  if (!status) {
     return status;
   }
-  out = address;
+  if (sources.size() > kMaxPassthroughSources) {
+    return field.error("lists " + std::to_string(sources.size()) + " addresses (at most " +
+                       std::to_string(kMaxPassthroughSources) +
+                       " allowed, e.g. one IPv4 and one IPv6 address)");
+  }
+  out = std::move(sources);
   return {};
 }
 
@@ -543,8 +553,8 @@ std::array<KeyReader, 18> workload_readers(WorkloadConfig& w) {
       {"proxy_gid", [&](const Field& f) { return read_proxy_id(f, w.proxy_gid); }},
       {"outbound_port", [&](const Field& f) { return read_port(f, w.outbound_port); }},
       {"inbound_port", [&](const Field& f) { return read_port(f, w.inbound_port); }},
-      {"inbound_passthrough_source",
-       [&](const Field& f) { return read_optional_address(f, w.inbound_passthrough_source); }},
+      {"inbound_passthrough_sources",
+       [&](const Field& f) { return read_passthrough_sources(f, w.inbound_passthrough_sources); }},
       {"include_outbound_ports",
        [&](const Field& f) { return read_ports(f, w.include_outbound_ports); }},
       {"exclude_outbound_ports",
@@ -700,8 +710,11 @@ WorkloadConfig workload_preset(MeshKind mesh) {
       preset.inbound_port = 15006;
       // HBONE, health (agent and Envoy) and Prometheus ports are served by the sidecar itself.
       preset.exclude_inbound_ports = {15008, 15020, 15021, 15090};
-      preset.inbound_passthrough_source =
-          IpAddress{{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 6}, true};
+      // Envoy binds these for its upstream connection to the app (inbound passthrough).
+      preset.inbound_passthrough_sources = {
+          IpAddress{{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 6}, true},  // 127.0.0.6
+          IpAddress{{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6}, false},         // ::6
+      };
       break;
     case MeshKind::kLinkerd:
       preset.proxy_uid = 2102;

@@ -15,12 +15,18 @@
 #include "meshlane/kernel_features.hpp"
 #include "meshlane/mounts.hpp"
 #include "meshlane/shared.h"
+#include "inbound_tc.skel.h"
+#include "intercept.skel.h"
 #include "sockops.skel.h"
 
 namespace meshlane {
 
-void SockopsSkeletonDeleter::operator()(sockops_bpf* skeleton) const {
-  sockops_bpf__destroy(skeleton);
+void SkeletonDeleter::operator()(sockops_bpf* skeleton) const { sockops_bpf__destroy(skeleton); }
+void SkeletonDeleter::operator()(intercept_bpf* skeleton) const {
+  intercept_bpf__destroy(skeleton);
+}
+void SkeletonDeleter::operator()(inbound_tc_bpf* skeleton) const {
+  inbound_tc_bpf__destroy(skeleton);
 }
 
 const char* to_string(AttachOutcome outcome) {
@@ -153,6 +159,11 @@ int libbpf_log(libbpf_print_level level, const char* format, va_list args) {
   }
   switch (level) {
     case LIBBPF_WARN:
+      if (text.find("Exclusivity flag on") != std::string::npos) {
+        // A clsact qdisc that already exists: expected when re-attaching tc filters.
+        spdlog::debug("libbpf: {}", text);
+        break;
+      }
       spdlog::debug("libbpf: {}", text);
       spdlog::warn("libbpf: {}", tail_lines(text, kVerifierTailLines));
       break;
@@ -166,7 +177,142 @@ int libbpf_log(libbpf_print_level level, const char* format, va_list args) {
   return length;
 }
 
+// Points every ml_* map of an object at its pin, so the first object to load creates and pins
+// the shared maps and the others reuse them.
+Status prepare_maps(bpf_object* object, const PinLayout& pins, const AccelerationConfig& acceleration) {
+  bpf_map* map = nullptr;
+  bpf_object__for_each_map(map, object) {
+    if (!is_pinned_map(map)) {
+      continue;
+    }
+    if (std::string_view(bpf_map__name(map)) == ML_SOCKHASH_MAP_NAME) {
+      bpf_map__set_max_entries(map, acceleration.sockhash_max_entries);
+    }
+    if (int err = bpf_map__set_pin_path(map, pins.map(bpf_map__name(map)).c_str()); err != 0) {
+      return make_error(err, std::string("cannot set pin path of map ") + bpf_map__name(map));
+    }
+  }
+  return {};
+}
+
+Status load_error(int err, const char* object) {
+  return make_error(err, std::string("cannot load the ") + object +
+                             " BPF programs (see the libbpf lines above; if a pinned map could "
+                             "not be reused, its layout or size changed: run 'meshlaned "
+                             "--cleanup' to remove the old datapath, or restore the old "
+                             "acceleration.sockhash_max_entries)");
+}
+
+bool is_link_on_cgroup(int link_fd, std::uint64_t cgroup_id) {
+  bpf_link_info info{};
+  __u32 length = sizeof(info);
+  return bpf_obj_get_info_by_fd(link_fd, &info, &length) == 0 &&
+         info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id == cgroup_id;
+}
+
 }  // namespace
+
+TcPrograms Datapath::tc_programs() const {
+  return {bpf_program__fd(inbound_tc_->progs.ml_tc_ingress),
+          bpf_program__fd(inbound_tc_->progs.ml_tc_egress)};
+}
+
+Status Datapath::load_objects(const Config& config) {
+  sockops_.reset(sockops_bpf__open());
+  intercept_.reset(intercept_bpf__open());
+  inbound_tc_.reset(inbound_tc_bpf__open());
+  if (!sockops_ || !intercept_ || !inbound_tc_) {
+    return make_error(errno, "cannot open the meshlane BPF objects");
+  }
+  sockops_->rodata->accelerate = config.acceleration.enabled ? 1 : 0;
+  sockops_->rodata->port_include_mode = config.acceleration.include_ports.empty() ? 0 : 1;
+  sockops_->rodata->splice_blocking_sockets = config.acceleration.splice_blocking_sockets ? 1 : 0;
+
+  maps_adopted_ = path_exists(pins_.map(ML_SOCKHASH_MAP_NAME));
+  for (bpf_object* object : {sockops_->obj, intercept_->obj, inbound_tc_->obj}) {
+    if (auto status = prepare_maps(object, pins_, config.acceleration); !status) {
+      return status;
+    }
+  }
+  // sockops first: it defines every shared map, the other two reuse the pins it made.
+  if (int err = sockops_bpf__load(sockops_.get()); err != 0) {
+    return load_error(err, "sockops");
+  }
+  if (int err = intercept_bpf__load(intercept_.get()); err != 0) {
+    return load_error(err, "cgroup interception");
+  }
+  if (int err = inbound_tc_bpf__load(inbound_tc_.get()); err != 0) {
+    return load_error(err, "inbound tc");
+  }
+  return sync_port_rules(sockops_->maps.ml_ports_v1, config.acceleration);
+}
+
+Status Datapath::attach_cgroup_programs(const std::string& cgroup_path) {
+  cgroup_fd_.reset(::open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!cgroup_fd_) {
+    return make_error(errno, "cannot open cgroup " + cgroup_path);
+  }
+  const std::uint64_t cgroup_id = cgroup_id_of(cgroup_path);
+  struct CgroupProgram {
+    std::string_view link_name;
+    const char* what;
+    bpf_program* program;
+    bpf_attach_type type;
+  };
+  const std::array<CgroupProgram, 4> programs = {{
+      {kSockopsLinkName, "sock_ops", sockops_->progs.ml_sockops, BPF_CGROUP_SOCK_OPS},
+      {kConnect4LinkName, "connect4", intercept_->progs.ml_connect4, BPF_CGROUP_INET4_CONNECT},
+      {kConnect6LinkName, "connect6", intercept_->progs.ml_connect6, BPF_CGROUP_INET6_CONNECT},
+      {kGetsockoptLinkName, "getsockopt", intercept_->progs.ml_getsockopt,
+       BPF_CGROUP_GETSOCKOPT},
+  }};
+  for (const CgroupProgram& entry : programs) {
+    const int prog_fd = bpf_program__fd(entry.program);
+    const int cgroup_fd = cgroup_fd_.get();
+    const std::string pin = pins_.link(entry.link_name);
+    UniqueFd link;
+    auto outcome = attach_pinned_link(
+        pin, prog_fd, link, [cgroup_id](int fd) { return is_link_on_cgroup(fd, cgroup_id); },
+        [&] { return bpf_link_create(prog_fd, cgroup_fd, entry.type, nullptr); });
+    if (!outcome) {
+      return make_error(outcome.error().errnum, outcome.error().context + " (" + entry.what +
+                                                    " on cgroup " + cgroup_path + ")");
+    }
+    links_.push_back(std::move(link));
+    attachments_.push_back({std::string(entry.what) + " on " + cgroup_path, pin, outcome.value()});
+  }
+  return {};
+}
+
+Status Datapath::attach_sk_msg() {
+  const int prog_fd = bpf_program__fd(sockops_->progs.ml_sk_msg);
+  const int sockhash_fd = bpf_map__fd(sockops_->maps.ml_sockhash_v1);
+  const bool maps_adopted = maps_adopted_;
+  const std::string pin = pins_.link(kSkMsgLinkName);
+  UniqueFd link;
+  auto outcome = attach_pinned_link(
+      pin, prog_fd, link,
+      // A link pinned next to a sockhash that was just created belongs to a map that is gone.
+      [maps_adopted](int) { return maps_adopted; },
+      [&] { return bpf_link_create(prog_fd, sockhash_fd, BPF_SK_MSG_VERDICT, nullptr); });
+  if (outcome) {
+    links_.push_back(std::move(link));
+    attachments_.push_back({"sk_msg on the sockhash", pin, outcome.value()});
+    return {};
+  }
+  if (outcome.error().errnum != EINVAL && outcome.error().errnum != EOPNOTSUPP) {
+    return outcome.error();
+  }
+  // Kernels before 6.10 have no sockmap links: attach to the pinned map, which keeps the
+  // program for as long as the map lives.
+  if (bpf_prog_attach(prog_fd, sockhash_fd, BPF_SK_MSG_VERDICT, 0) != 0) {
+    return make_error(errno, "cannot attach sk_msg to the sockhash");
+  }
+  attachments_.push_back({"sk_msg on the sockhash (kernel has no sockmap links: attached to "
+                          "the pinned map)",
+                          pins_.map(ML_SOCKHASH_MAP_NAME), AttachOutcome::kCreated});
+  return {};
+}
 
 Result<Datapath> Datapath::start(const Config& config, const std::string& cgroup_path) {
   libbpf_set_print(libbpf_log);
@@ -179,84 +325,18 @@ Result<Datapath> Datapath::start(const Config& config, const std::string& cgroup
   }
   Datapath datapath;
   datapath.pins_ = PinLayout{config.daemon.bpffs_dir};
-  const PinLayout& pins = datapath.pins_;
-  if (::mkdir(pins.links_dir().c_str(), 0700) != 0 && errno != EEXIST) {
-    return make_error(errno, "cannot create " + pins.links_dir());
+  if (::mkdir(datapath.pins_.links_dir().c_str(), 0700) != 0 && errno != EEXIST) {
+    return make_error(errno, "cannot create " + datapath.pins_.links_dir());
   }
-
-  datapath.skeleton_.reset(sockops_bpf__open());
-  if (!datapath.skeleton_) {
-    return make_error(errno, "cannot open the sockops BPF object");
-  }
-  sockops_bpf* skel = datapath.skeleton_.get();
-  skel->rodata->accelerate = config.acceleration.enabled ? 1 : 0;
-  skel->rodata->port_include_mode = config.acceleration.include_ports.empty() ? 0 : 1;
-  skel->rodata->splice_blocking_sockets = config.acceleration.splice_blocking_sockets ? 1 : 0;
-  bpf_map__set_max_entries(skel->maps.ml_sockhash_v1, config.acceleration.sockhash_max_entries);
-
-  datapath.maps_adopted_ = path_exists(pins.map(ML_SOCKHASH_MAP_NAME));
-  bpf_map* map = nullptr;
-  bpf_object__for_each_map(map, skel->obj) {
-    if (!is_pinned_map(map)) {
-      continue;
-    }
-    if (int err = bpf_map__set_pin_path(map, pins.map(bpf_map__name(map)).c_str()); err != 0) {
-      return make_error(err, std::string("cannot set pin path of map ") + bpf_map__name(map));
-    }
-  }
-  if (int err = sockops_bpf__load(skel); err != 0) {
-    return make_error(err,
-                      "cannot load the sockops BPF programs (see the libbpf lines above; if a "
-                      "pinned map could not be reused, its layout or size changed: run "
-                      "'meshlaned --cleanup' to remove the old datapath, or restore the old "
-                      "acceleration.sockhash_max_entries)");
-  }
-  if (auto status = sync_port_rules(skel->maps.ml_ports_v1, config.acceleration); !status) {
+  if (auto status = datapath.load_objects(config); !status) {
     return status.error();
   }
-
-  datapath.cgroup_fd_.reset(::open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!datapath.cgroup_fd_) {
-    return make_error(errno, "cannot open cgroup " + cgroup_path);
+  // sk_msg first: a socket that sock_ops adds must find its verdict program in place.
+  if (auto status = datapath.attach_sk_msg(); !status) {
+    return status.error();
   }
-  const std::uint64_t cgroup_id = cgroup_id_of(cgroup_path);
-  const int cgroup_fd = datapath.cgroup_fd_.get();
-
-  int sockops_prog = bpf_program__fd(skel->progs.ml_sockops);
-  auto sockops = attach_pinned_link(
-      pins.link(kSockopsLinkName), sockops_prog, datapath.sockops_link_,
-      [cgroup_id](int link_fd) {
-        bpf_link_info info{};
-        __u32 length = sizeof(info);
-        return bpf_obj_get_info_by_fd(link_fd, &info, &length) == 0 &&
-               info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id == cgroup_id;
-      },
-      [&] { return bpf_link_create(sockops_prog, cgroup_fd, BPF_CGROUP_SOCK_OPS, nullptr); });
-  if (!sockops) {
-    return make_error(sockops.error().errnum,
-                      sockops.error().context + " (sock_ops on cgroup " + cgroup_path + ")");
-  }
-  datapath.sockops_outcome_ = sockops.value();
-
-  int sk_msg_prog = bpf_program__fd(skel->progs.ml_sk_msg);
-  int sockhash_fd = bpf_map__fd(skel->maps.ml_sockhash_v1);
-  const bool maps_adopted = datapath.maps_adopted_;
-  auto sk_msg = attach_pinned_link(
-      pins.link(kSkMsgLinkName), sk_msg_prog, datapath.sk_msg_link_,
-      // A link pinned next to a sockhash that was just created belongs to a map that is gone.
-      [maps_adopted](int) { return maps_adopted; },
-      [&] { return bpf_link_create(sk_msg_prog, sockhash_fd, BPF_SK_MSG_VERDICT, nullptr); });
-  if (!sk_msg && (sk_msg.error().errnum == EINVAL || sk_msg.error().errnum == EOPNOTSUPP)) {
-    // Kernels before 6.10 have no sockmap links: attach to the pinned map, which keeps the
-    // program for as long as the map lives.
-    if (bpf_prog_attach(sk_msg_prog, sockhash_fd, BPF_SK_MSG_VERDICT, 0) != 0) {
-      return make_error(errno, "cannot attach sk_msg to the sockhash");
-    }
-    datapath.sk_msg_uses_link_ = false;
-  } else if (!sk_msg) {
-    return sk_msg.error();
-  } else {
-    datapath.sk_msg_outcome_ = sk_msg.value();
+  if (auto status = datapath.attach_cgroup_programs(cgroup_path); !status) {
+    return status.error();
   }
   return datapath;
 }
@@ -269,7 +349,7 @@ Result<CleanupReport> remove_datapath(const std::string& bpffs_dir) {
   if (!fs::exists(bpffs_dir, ec)) {
     return report;
   }
-  for (std::string_view name : {kSockopsLinkName, kSkMsgLinkName}) {
+  for (std::string_view name : kLinkNames) {
     std::string pin = pins.link(name);
     if (!path_exists(pin)) {
       continue;

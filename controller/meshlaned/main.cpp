@@ -6,12 +6,14 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
+#include <functional>
 #include <iostream>
 
 #include "meshlane/config.hpp"
 #include "meshlane/counters.hpp"
 #include "meshlane/datapath.hpp"
 #include "meshlane/mounts.hpp"
+#include "meshlane/workloads.hpp"
 
 namespace {
 
@@ -34,6 +36,10 @@ int print_stats(const meshlane::Config& config, bool json) {
 }
 
 int cleanup(const meshlane::Config& config) {
+  int visited = meshlane::detach_workload_filters(config.workloads);
+  if (visited > 0) {
+    spdlog::info("cleanup: removed tc filters of {} workload(s)", visited);
+  }
   auto report = meshlane::remove_datapath(config.daemon.bpffs_dir);
   if (!report) {
     spdlog::error("cleanup failed: {}", report.error().message());
@@ -44,7 +50,28 @@ int cleanup(const meshlane::Config& config) {
   return kExitOk;
 }
 
-int run(const meshlane::Config& config) {
+// SIGHUP: re-reads the config file and applies its workloads. A file that does not parse, or a
+// workload whose namespace cannot be resolved, changes nothing.
+void reload_workloads(const std::string& config_path, const meshlane::Config& running,
+                      meshlane::WorkloadManager& workloads) {
+  spdlog::info("SIGHUP: reloading workloads from {}", config_path);
+  auto fresh = meshlane::load_config_file(config_path);
+  if (!fresh) {
+    spdlog::error("reload rejected, nothing changed: {}", fresh.error().message());
+    return;
+  }
+  if (fresh->daemon.bpffs_dir != running.daemon.bpffs_dir ||
+      fresh->daemon.cgroup != running.daemon.cgroup) {
+    spdlog::warn("reload: [daemon] changes take effect only after a restart");
+  }
+  if (auto status = workloads.apply(fresh->workloads); !status) {
+    spdlog::error("reload rejected, nothing changed: {}", status.error().message());
+    return;
+  }
+  spdlog::info("reload: {} workload(s) applied", workloads.applied_count());
+}
+
+int run(const std::string& config_path, const meshlane::Config& config) {
   auto mount = meshlane::find_cgroup2_mount();
   if (!mount) {
     spdlog::error("{}", mount.error().message());
@@ -65,23 +92,24 @@ int run(const meshlane::Config& config) {
   const auto& pins = datapath->pins();
   spdlog::info("maps {} under {}", datapath->maps_adopted() ? "adopted" : "created and pinned",
                pins.dir);
-  spdlog::info("sock_ops on {}: {} (pin {})", cgroup.value(),
-               meshlane::to_string(datapath->sockops_outcome()),
-               pins.link(meshlane::kSockopsLinkName));
-  if (datapath->sk_msg_uses_link()) {
-    spdlog::info("sk_msg on sockhash: {} (pin {})", meshlane::to_string(datapath->sk_msg_outcome()),
-                 pins.link(meshlane::kSkMsgLinkName));
-  } else {
-    spdlog::info("sk_msg on sockhash: attached to the pinned map (kernel has no sockmap links)");
+  for (const auto& attachment : datapath->attachments()) {
+    spdlog::info("{}: {} (pin {})", attachment.what, meshlane::to_string(attachment.outcome),
+                 attachment.pin);
   }
   spdlog::info("acceleration {}, sockhash capacity {}",
                config.acceleration.enabled ? "on" : "off",
                config.acceleration.sockhash_max_entries);
+  meshlane::WorkloadManager workloads(config.daemon.bpffs_dir, datapath->tc_programs());
+  if (auto status = workloads.apply(config.workloads); !status) {
+    spdlog::error("{}", status.error().message());
+    return kExitConfig;
+  }
+  spdlog::info("{} workload(s) applied", workloads.applied_count());
   spdlog::info("meshlaned ready");
 
   boost::asio::io_context io;
-  boost::asio::signal_set signals(io, SIGTERM, SIGINT);
-  signals.async_wait([&](const boost::system::error_code& error, int signal_number) {
+  boost::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
+  stop_signals.async_wait([&](const boost::system::error_code& error, int signal_number) {
     if (!error) {
       spdlog::info("received {}; exiting, the datapath stays pinned and attached "
                    "(meshlaned --cleanup removes it)",
@@ -89,6 +117,16 @@ int run(const meshlane::Config& config) {
       io.stop();
     }
   });
+  boost::asio::signal_set reload_signal(io, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_reload =
+      [&](const boost::system::error_code& error, int) {
+        if (error) {
+          return;
+        }
+        reload_workloads(config_path, config, workloads);
+        reload_signal.async_wait(on_reload);
+      };
+  reload_signal.async_wait(on_reload);
   io.run();
   return kExitOk;
 }
@@ -128,5 +166,5 @@ int main(int argc, char** argv) {
   if (do_cleanup) {
     return cleanup(config.value());
   }
-  return run(config.value());
+  return run(config_path, config.value());
 }

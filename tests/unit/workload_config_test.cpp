@@ -18,6 +18,7 @@ namespace {
 
 using Bytes = std::array<std::uint8_t, 16>;
 using Ports = std::vector<std::uint16_t>;
+using Texts = std::vector<std::string>;
 
 constexpr const char* kSource = "meshlane.toml";
 
@@ -69,6 +70,14 @@ IpAddress address(std::string_view text) {
 
 std::string text_of(const std::optional<IpAddress>& parsed) {
   return parsed ? to_string(*parsed) : "(unset)";
+}
+
+Texts texts_of(const std::vector<IpAddress>& addresses) {
+  Texts texts;
+  for (const IpAddress& a : addresses) {
+    texts.push_back(to_string(a));
+  }
+  return texts;
 }
 
 // ---- parse_ip_address / to_string -----------------------------------------------------------
@@ -182,9 +191,14 @@ TEST(WorkloadPreset, Istio) {
   EXPECT_TRUE(preset.exclude_outbound_ports.empty());
   EXPECT_TRUE(preset.include_inbound_ports.empty());
   EXPECT_TRUE(preset.include_outbound_ports.empty());
-  ASSERT_TRUE(preset.inbound_passthrough_source.has_value());
-  EXPECT_EQ(preset.inbound_passthrough_source->bytes, mapped(127, 0, 0, 6));
-  EXPECT_TRUE(preset.inbound_passthrough_source->is_ipv4);
+  // Envoy's upstream source addresses toward the app: 127.0.0.6 for IPv4, ::6 for IPv6.
+  ASSERT_EQ(preset.inbound_passthrough_sources.size(), 2u);
+  EXPECT_EQ(preset.inbound_passthrough_sources[0].bytes, mapped(127, 0, 0, 6));
+  EXPECT_TRUE(preset.inbound_passthrough_sources[0].is_ipv4);
+  EXPECT_EQ(preset.inbound_passthrough_sources[1].bytes,
+            (Bytes{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6}));
+  EXPECT_FALSE(preset.inbound_passthrough_sources[1].is_ipv4);
+  EXPECT_LE(preset.inbound_passthrough_sources.size(), kMaxPassthroughSources);
   EXPECT_FALSE(preset.node_proxy_address.has_value());
   EXPECT_EQ(preset.interface, "eth0");
 }
@@ -198,7 +212,7 @@ TEST(WorkloadPreset, Linkerd) {
   EXPECT_EQ(preset.inbound_port, 4143);
   EXPECT_EQ(preset.exclude_inbound_ports, (Ports{4190, 4191}));
   EXPECT_TRUE(preset.exclude_outbound_ports.empty());
-  EXPECT_FALSE(preset.inbound_passthrough_source.has_value());
+  EXPECT_TRUE(preset.inbound_passthrough_sources.empty());
 }
 
 TEST(WorkloadPreset, CustomIsAllZero) {
@@ -209,7 +223,7 @@ TEST(WorkloadPreset, CustomIsAllZero) {
   EXPECT_EQ(preset.outbound_port, 0);
   EXPECT_EQ(preset.inbound_port, 0);
   EXPECT_TRUE(preset.exclude_inbound_ports.empty());
-  EXPECT_FALSE(preset.inbound_passthrough_source.has_value());
+  EXPECT_TRUE(preset.inbound_passthrough_sources.empty());
 }
 
 TEST(WorkloadPreset, MeshNames) {
@@ -237,7 +251,7 @@ TEST(ParseWorkload, IstioPresetIsTheDefault) {
   EXPECT_EQ(w.outbound_port, 15001);
   EXPECT_EQ(w.inbound_port, 15006);
   EXPECT_EQ(w.exclude_inbound_ports, (Ports{15008, 15020, 15021, 15090}));
-  EXPECT_EQ(text_of(w.inbound_passthrough_source), "127.0.0.6");
+  EXPECT_EQ(texts_of(w.inbound_passthrough_sources), (Texts{"127.0.0.6", "::6"}));
   EXPECT_TRUE(w.include_outbound_cidrs.empty());
   EXPECT_FALSE(w.node_proxy_address.has_value());
   EXPECT_EQ(w.node_proxy_port, 0);
@@ -254,7 +268,7 @@ TEST(ParseWorkload, LinkerdPreset) {
   EXPECT_EQ(w.inbound_port, 4143);
   EXPECT_EQ(w.exclude_inbound_ports, (Ports{4190, 4191}));
   EXPECT_TRUE(w.exclude_outbound_ports.empty());
-  EXPECT_FALSE(w.inbound_passthrough_source.has_value());
+  EXPECT_TRUE(w.inbound_passthrough_sources.empty());
 }
 
 TEST(ParseWorkload, OverridingOnePortKeepsTheRestOfThePreset) {
@@ -263,7 +277,7 @@ TEST(ParseWorkload, OverridingOnePortKeepsTheRestOfThePreset) {
   EXPECT_EQ(w.inbound_port, 15006);
   EXPECT_EQ(w.proxy_uid, 1337u);
   EXPECT_EQ(w.exclude_inbound_ports, (Ports{15008, 15020, 15021, 15090}));
-  EXPECT_EQ(text_of(w.inbound_passthrough_source), "127.0.0.6");
+  EXPECT_EQ(texts_of(w.inbound_passthrough_sources), (Texts{"127.0.0.6", "::6"}));
 }
 
 // toml++ hands keys over sorted by name; "inbound_port" sorts before "mesh" and must still win
@@ -288,6 +302,32 @@ TEST(ParseWorkload, GivenListReplacesThePresetList) {
   EXPECT_EQ(w.exclude_inbound_ports, (Ports{4191}));
 }
 
+TEST(ParseWorkload, GivenPassthroughSourcesReplaceThePresets) {
+  EXPECT_EQ(texts_of(parse_workload("inbound_passthrough_sources = [\"127.0.0.7\"]\n")
+                         .inbound_passthrough_sources),
+            (Texts{"127.0.0.7"}));
+  EXPECT_EQ(texts_of(parse_workload("inbound_passthrough_sources = [\"::7\", \"127.0.0.7\"]\n")
+                         .inbound_passthrough_sources),
+            (Texts{"::7", "127.0.0.7"}));
+  // Under linkerd, whose preset has none, a list adds them.
+  EXPECT_EQ(texts_of(parse_workload("mesh = \"linkerd\"\ninbound_passthrough_sources = "
+                                    "[\"127.0.0.6\"]\n")
+                         .inbound_passthrough_sources),
+            (Texts{"127.0.0.6"}));
+}
+
+// An empty list is how istio's preset addresses are removed (with the old single-address key
+// there was no way to).
+TEST(ParseWorkload, EmptyPassthroughSourcesRemoveThePresets) {
+  const WorkloadConfig w = parse_workload("inbound_passthrough_sources = []\n");
+  EXPECT_EQ(w.mesh, MeshKind::kIstio);
+  EXPECT_TRUE(w.inbound_passthrough_sources.empty());
+  EXPECT_EQ(w.inbound_port, 15006);  // the rest of the preset stays
+  EXPECT_EQ(w.exclude_inbound_ports, (Ports{15008, 15020, 15021, 15090}));
+  EXPECT_TRUE(parse_workload("mesh = \"linkerd\"\ninbound_passthrough_sources = []\n")
+                  .inbound_passthrough_sources.empty());
+}
+
 TEST(ParseWorkload, EveryKeyIsParsed) {
   const Config config = parse_ok(R"(
 [[workload]]
@@ -299,7 +339,7 @@ proxy_uid = 0
 proxy_gid = 4294967294
 outbound_port = 1
 inbound_port = 65535
-inbound_passthrough_source = "fd00::6"
+inbound_passthrough_sources = ["fd00::6", "10.244.1.6"]
 include_outbound_ports = [80, 443]
 exclude_outbound_ports = [3306]
 include_inbound_ports = [8080]
@@ -322,7 +362,7 @@ interface = "veth-0123456789"
   EXPECT_EQ(w.proxy_gid, 4294967294u);
   EXPECT_EQ(w.outbound_port, 1);
   EXPECT_EQ(w.inbound_port, 65535);
-  EXPECT_EQ(text_of(w.inbound_passthrough_source), "fd00::6");
+  EXPECT_EQ(texts_of(w.inbound_passthrough_sources), (Texts{"fd00::6", "10.244.1.6"}));
   EXPECT_EQ(w.include_outbound_ports, (Ports{80, 443}));
   EXPECT_EQ(w.exclude_outbound_ports, (Ports{3306}));
   EXPECT_EQ(w.include_inbound_ports, (Ports{8080}));
@@ -386,7 +426,7 @@ TEST(ParseWorkload, CustomMeshRequiresIdsAndPorts) {
   EXPECT_EQ(w.outbound_port, 3);
   EXPECT_EQ(w.inbound_port, 4);
   EXPECT_TRUE(w.exclude_inbound_ports.empty());
-  EXPECT_FALSE(w.inbound_passthrough_source.has_value());
+  EXPECT_TRUE(w.inbound_passthrough_sources.empty());
 }
 
 TEST(ParseWorkload, NameNetnsAndIpsAreRequired) {
@@ -447,7 +487,7 @@ TEST(ParseWorkload, UnknownKeyNamesLineAndKnownKeys) {
   EXPECT_EQ(workload_error("\n  colour = \"blue\"\n"),
             "meshlane.toml:6:3: workload[0].colour: unknown key (known keys: name, netns, ips, "
             "mesh, proxy_uid, proxy_gid, outbound_port, inbound_port, "
-            "inbound_passthrough_source, include_outbound_ports, exclude_outbound_ports, "
+            "inbound_passthrough_sources, include_outbound_ports, exclude_outbound_ports, "
             "include_inbound_ports, exclude_inbound_ports, include_outbound_cidrs, "
             "exclude_outbound_cidrs, exclude_inbound_cidrs, node_proxy, interface)");
 }
@@ -466,11 +506,18 @@ TEST(ParseWorkload, BadAddressIsRejected) {
                         "ips = [\"10.0.0.5\", \"10.0.0.300\"]\n"),
             "meshlane.toml:4:20: workload[0].ips[1]: \"10.0.0.300\" is not an IPv4 or IPv6 "
             "address");
-  EXPECT_TRUE(contains(workload_error("inbound_passthrough_source = \"localhost\"\n"),
-                       "meshlane.toml:5:30: workload[0].inbound_passthrough_source: "
-                       "\"localhost\" is not an IPv4 or IPv6 address"));
-  EXPECT_TRUE(contains(workload_error("inbound_passthrough_source = 127\n"),
-                       "workload[0].inbound_passthrough_source: expected an address string"));
+  EXPECT_EQ(workload_error("inbound_passthrough_sources = [\"::6\", \"localhost\"]\n"),
+            "meshlane.toml:5:39: workload[0].inbound_passthrough_sources[1]: \"localhost\" is "
+            "not an IPv4 or IPv6 address");
+  EXPECT_TRUE(contains(workload_error("inbound_passthrough_sources = [127]\n"),
+                       "workload[0].inbound_passthrough_sources[0]: expected an address string, "
+                       "e.g. \"10.0.0.5\" or \"fd00::5\", got integer"));
+  // The old single-address form is not accepted.
+  EXPECT_TRUE(contains(workload_error("inbound_passthrough_sources = \"127.0.0.6\"\n"),
+                       "meshlane.toml:5:31: workload[0].inbound_passthrough_sources: expected an "
+                       "array of address strings, e.g. [\"127.0.0.6\", \"::6\"], got string"));
+  EXPECT_TRUE(contains(workload_error("inbound_passthrough_source = \"127.0.0.6\"\n"),
+                       "meshlane.toml:5:1: workload[0].inbound_passthrough_source: unknown key"));
   EXPECT_TRUE(contains(parse_error("[[workload]]\nips = \"10.0.0.5\"\n"),
                        "workload[0].ips: expected an array of address strings"));
 }
@@ -479,6 +526,22 @@ TEST(ParseWorkload, DuplicateAddressIsRejectedInEitherForm) {
   EXPECT_TRUE(contains(parse_error("[[workload]]\nips = [\"10.0.0.5\", \"::ffff:10.0.0.5\"]\n"),
                        "workload[0].ips[1]: duplicate address 10.0.0.5 (each address may be "
                        "listed once)"));
+  EXPECT_EQ(workload_error("inbound_passthrough_sources = [\"127.0.0.6\", \"::ffff:127.0.0.6\"]\n"),
+            "meshlane.toml:5:45: workload[0].inbound_passthrough_sources[1]: duplicate address "
+            "127.0.0.6 (each address may be listed once)");
+}
+
+TEST(ParseWorkload, AtMostTwoPassthroughSources) {
+  ASSERT_EQ(kMaxPassthroughSources, 2u);
+  EXPECT_EQ(workload_error("inbound_passthrough_sources = [\"127.0.0.6\", \"::6\", "
+                           "\"127.0.0.7\"]\n"),
+            "meshlane.toml:5:31: workload[0].inbound_passthrough_sources: lists 3 addresses (at "
+            "most 2 allowed, e.g. one IPv4 and one IPv6 address)");
+  // Two of one family are fine; the limit is on the count only.
+  EXPECT_EQ(
+      texts_of(parse_workload("inbound_passthrough_sources = [\"127.0.0.6\", \"127.0.0.7\"]\n")
+                   .inbound_passthrough_sources),
+      (Texts{"127.0.0.6", "127.0.0.7"}));
 }
 
 TEST(ParseWorkload, CidrWithHostBitsNamesTheNetwork) {
@@ -623,13 +686,14 @@ TEST(ShippedConfig, WorkloadExampleParsesWhenUncommented) {
   EXPECT_EQ(reviews.mesh, MeshKind::kIstio);
   EXPECT_EQ(reviews.ips.size(), 2u);
   EXPECT_EQ(reviews.exclude_inbound_ports, (Ports{15008, 15020, 15021, 15090, 9901}));
-  EXPECT_EQ(text_of(reviews.inbound_passthrough_source), "127.0.0.6");
+  EXPECT_EQ(texts_of(reviews.inbound_passthrough_sources), (Texts{"127.0.0.6", "::6"}));
   EXPECT_FALSE(reviews.node_proxy_address.has_value());
   const WorkloadConfig& web = config.workloads[1];
   EXPECT_EQ(web.name, "web");
   EXPECT_EQ(web.mesh, MeshKind::kLinkerd);
   EXPECT_EQ(web.outbound_port, 4140);
   EXPECT_EQ(web.exclude_inbound_ports, (Ports{4190, 4191}));
+  EXPECT_TRUE(web.inbound_passthrough_sources.empty());
 }
 
 }  // namespace

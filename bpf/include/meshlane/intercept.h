@@ -65,6 +65,15 @@ ML_INLINE void ml_set_loopback(__u32 out[4], int mapped)
 	out[3] = ML_HTONL(1);
 }
 
+ML_INLINE int ml_is_passthrough_source(const struct ml_workload *wl, const __u32 src[4])
+{
+	for (int i = 0; i < ML_MAX_PASSTHROUGH; i++) {
+		if (i < (int)wl->passthrough_count && ml_ip6_equal(src, wl->passthrough_ip6[i]))
+			return 1;
+	}
+	return 0;
+}
+
 ML_INLINE int ml_is_proxy(const struct ml_workload *wl, const struct ml_connect_request *req)
 {
 	return req->uid == wl->proxy_uid || req->gid == wl->proxy_gid;
@@ -111,10 +120,9 @@ ML_INLINE void ml_decide_proxy_connect(const struct ml_connect_request *req,
 		return;
 	}
 	if (dst_pod->netns_cookie == self->netns_cookie) {
-		/* Its own pod: the inbound proxy's upstream to the app passes. With a passthrough
-		 * source (istio 127.0.0.6) only connects from it pass; others go inbound. */
-		if (!(self->flags & ML_WL_PASSTHROUGH) ||
-		    ml_ip6_equal(req->src_ip6, self->passthrough_ip6)) {
+		/* Its own pod: the inbound proxy's upstream to the app passes. With passthrough
+		 * sources (istio 127.0.0.6, ::6) only connects from them pass; others go inbound. */
+		if (self->passthrough_count == 0 || ml_is_passthrough_source(self, req->src_ip6)) {
 			ml_verdict_pass(v, ML_CTR_MAX, ML_HOP_PROXY_TO_APP);
 			return;
 		}

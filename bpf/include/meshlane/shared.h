@@ -71,6 +71,8 @@ struct ml_flow_key {
 	__u32 pad;
 };
 
+#define ML_MAX_PASSTHROUGH 2
+
 /* A workload (pod) as the datapath sees it. Value of ml_workloads_v1, keyed by the pod's netns
  * cookie (__u64). */
 struct ml_workload {
@@ -80,7 +82,9 @@ struct ml_workload {
 	__u16 outbound_port;
 	__u16 inbound_port;
 	__u32 flags; /* ML_WL_* */
-	__u32 passthrough_ip6[4]; /* inbound proxy's upstream source, when ML_WL_PASSTHROUGH */
+	__u32 passthrough_count; /* valid entries of passthrough_ip6 */
+	/* Source addresses of the inbound proxy's upstream to its app (istio 127.0.0.6, ::6). */
+	__u32 passthrough_ip6[ML_MAX_PASSTHROUGH][4];
 	__u32 node_proxy_ip6[4]; /* sidecarless target, when ML_WL_NODE_PROXY */
 	__u16 node_proxy_port;
 	__u16 pad16;
@@ -88,7 +92,6 @@ struct ml_workload {
 	__u64 netns_cookie;
 };
 
-#define ML_WL_PASSTHROUGH (1u << 0)
 #define ML_WL_NODE_PROXY (1u << 1)
 #define ML_WL_INCLUDE_OUT_PORTS (1u << 2) /* only listed outbound ports are intercepted */
 #define ML_WL_INCLUDE_IN_PORTS (1u << 3)

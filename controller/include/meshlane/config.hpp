@@ -53,6 +53,8 @@ struct IpAddress {
 
 enum class MeshKind { kIstio, kLinkerd, kCustom };
 
+inline constexpr std::size_t kMaxPassthroughSources = 2;  // ML_MAX_PASSTHROUGH in shared.h
+
 // A pod: a network namespace with its addresses and mesh settings. Presets fill every field
 // for istio and linkerd; explicit keys override them; "custom" requires every port and uid.
 struct WorkloadConfig {
@@ -64,9 +66,9 @@ struct WorkloadConfig {
   std::uint32_t proxy_gid = 1337;
   std::uint16_t outbound_port = 15001;
   std::uint16_t inbound_port = 15006;
-  // Source address the inbound proxy uses for its upstream to the app (Istio: 127.0.0.6);
-  // unset for meshes without one.
-  std::optional<IpAddress> inbound_passthrough_source;
+  // Source addresses the inbound proxy uses for its upstream to the app (Istio: 127.0.0.6 and
+  // ::6); empty for meshes without one. At most kMaxPassthroughSources.
+  std::vector<IpAddress> inbound_passthrough_sources;
   // Ports and prefixes. Outbound: destination port/address of the app's connect. Inbound:
   // the pod's port that is connected to / the peer's address. When an include list is
   // non-empty only what it lists is intercepted; exclude wins over include.

@@ -1,10 +1,11 @@
-// The splicing datapath: loads the sockops object, pins its maps, attaches sock_ops to the
-// configured cgroup and sk_msg to the sockhash through pinned links, and adopts what an
-// earlier run left pinned instead of loading duplicates.
+// The datapath: loads the BPF objects (sockops, cgroup interception, inbound tc), pins their
+// maps, attaches the cgroup programs and sk_msg through pinned links, and adopts what an earlier
+// run left pinned instead of loading duplicates.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "meshlane/config.hpp"
 #include "meshlane/error.hpp"
@@ -12,17 +13,36 @@
 #include "meshlane/unique_fd.hpp"
 
 struct sockops_bpf;
+struct intercept_bpf;
+struct inbound_tc_bpf;
 
 namespace meshlane {
 
-struct SockopsSkeletonDeleter {
+// Move-only owners of the generated skeletons.
+struct SkeletonDeleter {
   void operator()(sockops_bpf* skeleton) const;
+  void operator()(intercept_bpf* skeleton) const;
+  void operator()(inbound_tc_bpf* skeleton) const;
 };
-using SockopsSkeleton = std::unique_ptr<sockops_bpf, SockopsSkeletonDeleter>;
+using SockopsSkeleton = std::unique_ptr<sockops_bpf, SkeletonDeleter>;
+using InterceptSkeleton = std::unique_ptr<intercept_bpf, SkeletonDeleter>;
+using InboundTcSkeleton = std::unique_ptr<inbound_tc_bpf, SkeletonDeleter>;
 
 // How an attachment came to be, for the start-up log.
 enum class AttachOutcome { kCreated, kAdoptedAndUpdated, kReplaced };
 const char* to_string(AttachOutcome outcome);
+
+struct AttachReport {
+  std::string what;  // e.g. "connect4 on /sys/fs/cgroup/unified/x"
+  std::string pin;
+  AttachOutcome outcome = AttachOutcome::kCreated;
+};
+
+// Program fds the workload manager attaches with tc.
+struct TcPrograms {
+  int ingress_fd = -1;
+  int egress_fd = -1;
+};
 
 class Datapath {
  public:
@@ -34,23 +54,24 @@ class Datapath {
   ~Datapath() = default;
 
   [[nodiscard]] const PinLayout& pins() const { return pins_; }
-  [[nodiscard]] AttachOutcome sockops_outcome() const { return sockops_outcome_; }
-  [[nodiscard]] AttachOutcome sk_msg_outcome() const { return sk_msg_outcome_; }
   [[nodiscard]] bool maps_adopted() const { return maps_adopted_; }
-  [[nodiscard]] bool sk_msg_uses_link() const { return sk_msg_uses_link_; }
+  [[nodiscard]] const std::vector<AttachReport>& attachments() const { return attachments_; }
+  [[nodiscard]] TcPrograms tc_programs() const;
 
  private:
   Datapath() = default;
+  Status load_objects(const Config& config);
+  Status attach_cgroup_programs(const std::string& cgroup_path);
+  Status attach_sk_msg();
 
   PinLayout pins_;
-  SockopsSkeleton skeleton_;
+  SockopsSkeleton sockops_;
+  InterceptSkeleton intercept_;
+  InboundTcSkeleton inbound_tc_;
   UniqueFd cgroup_fd_;
-  UniqueFd sockops_link_;
-  UniqueFd sk_msg_link_;
-  AttachOutcome sockops_outcome_ = AttachOutcome::kCreated;
-  AttachOutcome sk_msg_outcome_ = AttachOutcome::kCreated;
+  std::vector<UniqueFd> links_;
+  std::vector<AttachReport> attachments_;
   bool maps_adopted_ = false;
-  bool sk_msg_uses_link_ = true;
 };
 
 struct CleanupReport {

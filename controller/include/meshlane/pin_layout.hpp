@@ -30,5 +30,10 @@ inline constexpr std::array<const char*, 11> kPinnedMapNames = {
 // Link pin names. A link pin is the attachment: removing it (and detaching) unhooks the program.
 inline constexpr std::string_view kSockopsLinkName = "ml_sockops_cgroup";
 inline constexpr std::string_view kSkMsgLinkName = "ml_sk_msg_sockhash";
+inline constexpr std::string_view kConnect4LinkName = "ml_connect4_cgroup";
+inline constexpr std::string_view kConnect6LinkName = "ml_connect6_cgroup";
+inline constexpr std::string_view kGetsockoptLinkName = "ml_getsockopt_cgroup";
+inline constexpr std::array<std::string_view, 5> kLinkNames = {
+    kSockopsLinkName, kSkMsgLinkName, kConnect4LinkName, kConnect6LinkName, kGetsockoptLinkName};
 
 }  // namespace meshlane

@@ -1,0 +1,65 @@
+// Workloads (pods) as the kernel sees them: built from the config, written to the pinned maps
+// as a desired state, with tc filters on each pod's interface.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "meshlane/config.hpp"
+#include "meshlane/datapath.hpp"
+#include "meshlane/error.hpp"
+#include "meshlane/shared.h"
+
+namespace meshlane {
+
+// A workload whose namespace was found: the cookie the kernel identifies it by.
+struct ResolvedWorkload {
+  WorkloadConfig config;
+  std::uint64_t netns_cookie = 0;
+  std::uint32_t id = 0;  // non-zero; scopes its port and CIDR rules
+};
+
+// Everything the maps should hold for a set of workloads.
+struct WorkloadMaps {
+  std::vector<std::pair<std::uint64_t, ml_workload>> workloads;    // ml_workloads_v1
+  std::vector<std::pair<ml_ip_key, ml_workload>> pod_ips;          // ml_pod_ips_v1
+  std::vector<std::pair<ml_port_rule_key, std::uint8_t>> port_rules;  // ml_portrules_v1
+  std::vector<std::pair<ml_cidr_rule_key, std::uint8_t>> cidr_rules;  // ml_cidrrules_v1
+};
+
+ml_workload make_kernel_workload(const ResolvedWorkload& workload);
+WorkloadMaps build_workload_maps(const std::vector<ResolvedWorkload>& workloads);
+
+// Applies workloads to the pinned maps and tc filters. Resolving is all or nothing: if any
+// namespace or interface is missing, nothing changes and the error names it.
+class WorkloadManager {
+ public:
+  WorkloadManager(std::string bpffs_dir, TcPrograms tc_programs)
+      : bpffs_dir_(std::move(bpffs_dir)), tc_programs_(tc_programs) {}
+
+  Status apply(const std::vector<WorkloadConfig>& workloads);
+
+  [[nodiscard]] std::size_t applied_count() const { return applied_.size(); }
+
+ private:
+  struct Attachment {
+    std::string netns;
+    std::string interface;
+  };
+
+  std::string bpffs_dir_;
+  TcPrograms tc_programs_;
+  std::map<std::string, Attachment> applied_;  // by workload name
+};
+
+// Resolves netns cookies for the configured workloads (ids by sorted name).
+Result<std::vector<ResolvedWorkload>> resolve_workloads(const std::vector<WorkloadConfig>& configs);
+
+// Removes meshlane's tc filters from every configured workload (for --cleanup). Missing
+// namespaces are fine; returns the number of workloads visited.
+int detach_workload_filters(const std::vector<WorkloadConfig>& workloads);
+
+}  // namespace meshlane

@@ -1,0 +1,231 @@
+#include "meshlane/workloads.hpp"
+
+#include <arpa/inet.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "meshlane/bpf_map.hpp"
+#include "meshlane/netns.hpp"
+#include "meshlane/pin_layout.hpp"
+#include "meshlane/tc_attach.hpp"
+
+namespace meshlane {
+
+namespace {
+
+void copy_address(const std::array<std::uint8_t, 16>& bytes, __u32 out[4]) {
+  std::memcpy(out, bytes.data(), bytes.size());
+}
+
+void add_port_rules(std::uint32_t id, std::uint8_t direction,
+                    const std::vector<std::uint16_t>& include,
+                    const std::vector<std::uint16_t>& exclude, WorkloadMaps& maps) {
+  // Exclusion wins: written last, it replaces an include of the same port.
+  std::map<std::uint16_t, std::uint8_t> rules;
+  for (std::uint16_t port : include) {
+    rules[port] = ML_RULE_INCLUDE;
+  }
+  for (std::uint16_t port : exclude) {
+    rules[port] = ML_RULE_EXCLUDE;
+  }
+  for (const auto& [port, rule] : rules) {
+    ml_port_rule_key key{};
+    key.workload_id = id;
+    key.port = port;
+    key.direction = direction;
+    maps.port_rules.emplace_back(key, rule);
+  }
+}
+
+void add_cidr_rules(std::uint32_t id, std::uint32_t list, std::uint8_t rule,
+                    const std::vector<Cidr>& cidrs, WorkloadMaps& maps) {
+  for (const Cidr& cidr : cidrs) {
+    ml_cidr_rule_key key{};
+    key.prefixlen = ML_CIDR_KEY_PREFIX_BITS + cidr.prefix_length;
+    key.workload_id = htonl(id);
+    key.list = htonl(list);
+    copy_address(cidr.address, key.ip6);
+    maps.cidr_rules.emplace_back(key, rule);
+  }
+}
+
+template <typename Key>
+std::string key_bytes(const Key& key) {
+  return {reinterpret_cast<const char*>(&key), sizeof(key)};
+}
+
+// Writes every desired entry, then deletes the entries nobody wants any more.
+template <typename Key, typename Value>
+Status sync_map(const std::string& pin, const std::vector<std::pair<Key, Value>>& desired) {
+  auto map = TypedMap<Key, Value>::open_pin(pin);
+  if (!map) {
+    return map.error();
+  }
+  std::set<std::string> wanted;
+  for (const auto& [key, value] : desired) {
+    if (auto status = map->update(key, value); !status) {
+      return status;
+    }
+    wanted.insert(key_bytes(key));
+  }
+  for (const Key& key : map->keys()) {
+    if (wanted.count(key_bytes(key)) == 0) {
+      if (auto status = map->erase(key); !status) {
+        return status;
+      }
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+ml_workload make_kernel_workload(const ResolvedWorkload& workload) {
+  const WorkloadConfig& config = workload.config;
+  ml_workload kernel{};
+  kernel.id = workload.id;
+  kernel.netns_cookie = workload.netns_cookie;
+  kernel.proxy_uid = config.proxy_uid;
+  kernel.proxy_gid = config.proxy_gid;
+  kernel.outbound_port = config.outbound_port;
+  kernel.inbound_port = config.inbound_port;
+  const std::size_t sources =
+      std::min<std::size_t>(config.inbound_passthrough_sources.size(), ML_MAX_PASSTHROUGH);
+  kernel.passthrough_count = static_cast<std::uint32_t>(sources);
+  for (std::size_t i = 0; i < sources; ++i) {
+    copy_address(config.inbound_passthrough_sources[i].bytes, kernel.passthrough_ip6[i]);
+  }
+  if (config.node_proxy_address) {
+    kernel.flags |= ML_WL_NODE_PROXY;
+    copy_address(config.node_proxy_address->bytes, kernel.node_proxy_ip6);
+    kernel.node_proxy_port = config.node_proxy_port;
+  }
+  if (!config.include_outbound_ports.empty()) {
+    kernel.flags |= ML_WL_INCLUDE_OUT_PORTS;
+  }
+  if (!config.include_inbound_ports.empty()) {
+    kernel.flags |= ML_WL_INCLUDE_IN_PORTS;
+  }
+  if (!config.include_outbound_cidrs.empty()) {
+    kernel.flags |= ML_WL_INCLUDE_OUT_CIDRS;
+  }
+  return kernel;
+}
+
+WorkloadMaps build_workload_maps(const std::vector<ResolvedWorkload>& workloads) {
+  WorkloadMaps maps;
+  for (const ResolvedWorkload& workload : workloads) {
+    const WorkloadConfig& config = workload.config;
+    const ml_workload kernel = make_kernel_workload(workload);
+    maps.workloads.emplace_back(workload.netns_cookie, kernel);
+    for (const IpAddress& ip : config.ips) {
+      ml_ip_key key{};
+      copy_address(ip.bytes, key.ip6);
+      maps.pod_ips.emplace_back(key, kernel);
+    }
+    add_port_rules(workload.id, ML_DIR_OUTBOUND, config.include_outbound_ports,
+                   config.exclude_outbound_ports, maps);
+    add_port_rules(workload.id, ML_DIR_INBOUND, config.include_inbound_ports,
+                   config.exclude_inbound_ports, maps);
+    add_cidr_rules(workload.id, ML_CIDR_LIST_OUT_INCLUDE, ML_RULE_INCLUDE,
+                   config.include_outbound_cidrs, maps);
+    add_cidr_rules(workload.id, ML_CIDR_LIST_OUT_EXCLUDE, ML_RULE_EXCLUDE,
+                   config.exclude_outbound_cidrs, maps);
+    add_cidr_rules(workload.id, ML_CIDR_LIST_IN_EXCLUDE, ML_RULE_EXCLUDE,
+                   config.exclude_inbound_cidrs, maps);
+  }
+  return maps;
+}
+
+Result<std::vector<ResolvedWorkload>> resolve_workloads(const std::vector<WorkloadConfig>& configs) {
+  std::vector<const WorkloadConfig*> by_name;
+  for (const WorkloadConfig& config : configs) {
+    by_name.push_back(&config);
+  }
+  std::sort(by_name.begin(), by_name.end(),
+            [](const auto* a, const auto* b) { return a->name < b->name; });
+  std::vector<ResolvedWorkload> resolved;
+  std::set<std::uint64_t> cookies;
+  for (const WorkloadConfig* config : by_name) {
+    auto cookie = netns_cookie_of(config->netns);
+    if (!cookie) {
+      return make_error(cookie.error().errnum,
+                        "workload " + config->name + ": " + cookie.error().context);
+    }
+    if (!cookies.insert(cookie.value()).second) {
+      return make_error(EINVAL, "workload " + config->name + ": netns " + config->netns +
+                                    " is already another workload's namespace");
+    }
+    if (auto index = interface_index_in(config->netns, config->interface); !index) {
+      return make_error(index.error().errnum,
+                        "workload " + config->name + ": " + index.error().context);
+    }
+    resolved.push_back({*config, cookie.value(), static_cast<std::uint32_t>(resolved.size() + 1)});
+  }
+  return resolved;
+}
+
+Status WorkloadManager::apply(const std::vector<WorkloadConfig>& workloads) {
+  auto resolved = resolve_workloads(workloads);
+  if (!resolved) {
+    return resolved.error();
+  }
+  const WorkloadMaps maps = build_workload_maps(resolved.value());
+  const PinLayout pins{bpffs_dir_};
+  // Rules before the workloads that refer to them, so a new workload is never seen without
+  // its exclusions.
+  if (auto status = sync_map(pins.map(ML_PORT_RULES_MAP_NAME), maps.port_rules); !status) {
+    return status;
+  }
+  if (auto status = sync_map(pins.map(ML_CIDR_RULES_MAP_NAME), maps.cidr_rules); !status) {
+    return status;
+  }
+  if (auto status = sync_map(pins.map(ML_WORKLOADS_MAP_NAME), maps.workloads); !status) {
+    return status;
+  }
+  if (auto status = sync_map(pins.map(ML_POD_IPS_MAP_NAME), maps.pod_ips); !status) {
+    return status;
+  }
+
+  std::map<std::string, Attachment> now_applied;
+  for (const ResolvedWorkload& workload : resolved.value()) {
+    const WorkloadConfig& config = workload.config;
+    if (auto status = attach_tc(config.netns, config.interface, tc_programs_); !status) {
+      return status;
+    }
+    now_applied[config.name] = {config.netns, config.interface};
+    spdlog::info("workload {}: netns {} (cookie {}), {} address(es), mesh {}, tc on {}",
+                 config.name, config.netns, workload.netns_cookie, config.ips.size(),
+                 to_string(config.mesh), config.interface);
+  }
+  for (const auto& [name, attachment] : applied_) {
+    auto still = now_applied.find(name);
+    if (still == now_applied.end() || still->second.netns != attachment.netns ||
+        still->second.interface != attachment.interface) {
+      if (auto status = detach_tc(attachment.netns, attachment.interface); !status) {
+        spdlog::warn("workload {} removed, but its tc filters stay: {}", name,
+                     status.error().message());
+      } else {
+        spdlog::info("workload {} removed", name);
+      }
+    }
+  }
+  applied_ = std::move(now_applied);
+  return {};
+}
+
+int detach_workload_filters(const std::vector<WorkloadConfig>& workloads) {
+  int visited = 0;
+  for (const WorkloadConfig& config : workloads) {
+    if (auto status = detach_tc(config.netns, config.interface); !status) {
+      spdlog::warn("workload {}: {}", config.name, status.error().message());
+    }
+    ++visited;
+  }
+  return visited;
+}
+
+}  // namespace meshlane
