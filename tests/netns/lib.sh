@@ -15,6 +15,14 @@
 #     attachments, namespaces are deleted, cgroups are emptied and removed.
 #
 # Failures print "FAIL: <test>: <why>" on stderr and exit 1; ml_pass prints "PASS: <test>".
+#
+# Blocking sockets are not spliced by default: the kernel's sockmap receive path can return
+# EAGAIN to a blocking recv(), so the datapath only splices a client socket that is O_NONBLOCK
+# when it connects and a server socket whose listener was O_NONBLOCK at listen() (recorded when
+# listen() is called, so servers must start after the daemon is ready); the others are counted
+# in sockets_skipped_blocking (acceleration.splice_blocking_sockets = true turns this off).
+# Traffic that a test expects to be spliced therefore runs `ml_xfer --nonblocking` on both
+# sides; test_blocking_guard.sh checks the guard itself.
 
 set -eEuo pipefail
 
@@ -384,7 +392,8 @@ ml_json_field() {
     sed -n 1p
 }
 
-ML_COUNTERS="sockets_added sockets_add_failed sockets_skipped_by_port messages_redirected bytes_redirected redirect_failed"
+# (--stats -o json has more counters; these are the ones the tests check.)
+ML_COUNTERS="sockets_added sockets_add_failed sockets_skipped_by_port sockets_skipped_blocking messages_redirected bytes_redirected redirect_failed"
 
 # ml_snapshot PREFIX: stores every counter in variables PREFIX_<counter>.
 ml_snapshot() {
@@ -445,6 +454,16 @@ ml__xfer_result() {
   local sent
   sent=$(ml_json_int "$last" bytes_sent) || exit 1
   ML_XFER_WIRE=$((ML_XFER_WIRE + sent))
+}
+
+# ml_xfer_last LABEL ROLE: the final JSON line of one side of transfer LABEL.
+ml_xfer_last() { tail -n1 "$ML_WORKDIR/$1.$2.out" 2>/dev/null || true; }
+
+# ml_xfer_assert_mode LABEL ROLE true|false: that side ran with "nonblocking" as given.
+ml_xfer_assert_mode() {
+  local got
+  got=$(ml_json_field "$(ml_xfer_last "$1" "$2")" nonblocking)
+  [[ $got == "$3" ]] || ml_fail "$1: ml_xfer $2 reports nonblocking=$got, expected $3"
 }
 
 # ml_xfer_wait_server PID LABEL: waits for a server started by ml_xfer_server_bg; sets
@@ -526,14 +545,18 @@ ml_cgroup_progs() {
 # Assertions on counter deltas between two ml_snapshot PREFIXes
 
 # ml_assert_spliced A B WIRE LABEL: the traffic between snapshots A and B (WIRE bytes sent in
-# total, both directions, nothing else in the cgroup) went through the sockhash: messages were
-# redirected and bytes_redirected is at least 90% of WIRE (the first message of a connection
-# may race with the peer's insertion) and not more than WIRE + 1% + 1 MiB.
+# total, both directions, nothing else in the cgroup) went through the sockhash: no socket was
+# refused as blocking, messages were redirected and bytes_redirected is at least 90% of WIRE
+# (the first message of a connection may race with the peer's insertion) and not more than
+# WIRE + 1% + 1 MiB.
 ml_assert_spliced() {
-  local a=$1 b=$2 wire=$3 label=$4 bytes msgs
+  local a=$1 b=$2 wire=$3 label=$4 bytes msgs blocking
   bytes=$(ml_delta "$a" "$b" bytes_redirected)
   msgs=$(ml_delta "$a" "$b" messages_redirected)
+  blocking=$(ml_delta "$a" "$b" sockets_skipped_blocking)
   ml_show_delta "$a" "$b"
+  [[ $blocking -eq 0 ]] ||
+    ml_fail "$label: sockets_skipped_blocking rose by $blocking: the datapath saw blocking sockets (ml_xfer without --nonblocking, or a listener made before the daemon was ready?)"
   [[ $msgs -gt 0 ]] ||
     ml_fail "$label: messages_redirected did not rise: the connection was not spliced"
   [[ $((bytes * 10)) -ge $((wire * 9)) ]] ||
@@ -541,6 +564,21 @@ ml_assert_spliced() {
   [[ $bytes -le $((wire + wire / 100 + 1048576)) ]] ||
     ml_fail "$label: bytes_redirected rose by $bytes, more than the $wire bytes sent (+1% +1 MiB)"
   ml_log "$label: spliced: $bytes of $wire bytes redirected in $msgs messages"
+}
+
+# ml_assert_skipped_blocking A B N LABEL: between snapshots A and B, nothing was redirected and
+# sockets_skipped_blocking rose by exactly N.
+ml_assert_skipped_blocking() {
+  local a=$1 b=$2 n=$3 label=$4 bytes msgs blocking
+  bytes=$(ml_delta "$a" "$b" bytes_redirected)
+  msgs=$(ml_delta "$a" "$b" messages_redirected)
+  blocking=$(ml_delta "$a" "$b" sockets_skipped_blocking)
+  ml_show_delta "$a" "$b"
+  [[ $bytes -eq 0 && $msgs -eq 0 ]] ||
+    ml_fail "$label: blocking sockets must not be spliced, but $msgs messages / $bytes bytes were redirected"
+  [[ $blocking -eq $n ]] ||
+    ml_fail "$label: sockets_skipped_blocking rose by $blocking, expected exactly $n"
+  ml_log "$label: not spliced, $blocking sockets skipped as blocking"
 }
 
 # ml_assert_not_spliced A B LABEL: nothing was redirected between snapshots A and B.

@@ -10,6 +10,8 @@
 #      bpftool lists nothing named ml_* (when the machine had no ml_* objects before the
 #      test; otherwise only this test's objects are checked); --cleanup again exits 0;
 #      --stats fails; traffic still works, unspliced.
+# Traffic is `ml_xfer --nonblocking` (sockets O_NONBLOCK from their creation), which the
+# datapath splices by default; blocking sockets are not spliced (see test_blocking_guard.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ml_setup
 ml_require_meshlane
@@ -61,7 +63,7 @@ ml_log "this daemon's objects: progs [$our_progs] maps [$our_maps] links [$our_l
 # --- traffic with the daemon running
 ml_snapshot s0
 ml_xfer_pair "$ML_CG" "$NS" with-daemon "--listen 127.0.0.1:5201" "--connect 127.0.0.1:5201" \
-  --bytes 16M --timeout 60
+  --nonblocking --bytes 16M --timeout 60
 ml_snapshot s1
 ml_assert_spliced s0 s1 "$ML_XFER_WIRE" "with the daemon running"
 
@@ -76,7 +78,7 @@ attached_after=$(ml_cgroup_progs "$ML_CG")
   ml_fail "cgroup attachments changed on SIGTERM: before [$attached] after [$attached_after]"
 ml_snapshot s2
 ml_xfer_pair "$ML_CG" "$NS" after-sigterm "--listen 127.0.0.1:5202" "--connect 127.0.0.1:5202" \
-  --bytes 16M --timeout 60
+  --nonblocking --bytes 16M --timeout 60
 ml_snapshot s3
 ml_assert_spliced s2 s3 "$ML_XFER_WIRE" "after the daemon exited"
 
@@ -112,5 +114,5 @@ rc=0
 [[ $rc -ne 0 ]] || ml_fail "--stats exited 0 with nothing pinned: $(cat "$ML_WORKDIR/stats-after.out")"
 
 ml_xfer_pair "$ML_CG" "$NS" after-cleanup "--listen 127.0.0.1:5203" "--connect 127.0.0.1:5203" \
-  --bytes 16M --timeout 60
+  --nonblocking --bytes 16M --timeout 60
 ml_pass

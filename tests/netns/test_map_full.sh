@@ -3,6 +3,8 @@
 # connections (16 sockets) all transfer and verify their bytes, and sockets_add_failed counts
 # the sockets that did not fit. Afterwards, with every socket closed, the map has room again:
 # a new connection is spliced.
+# Traffic is `ml_xfer --nonblocking` so that the only reason for a socket not to be spliced is
+# the full map (blocking sockets are never spliced by default: test_blocking_guard.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ml_setup
 ml_require_meshlane
@@ -12,16 +14,19 @@ ml_daemon_start "sockhash_max_entries = 2"
 
 ml_snapshot before
 ml_xfer_pair "$ML_CG" "$NS" full "--listen 127.0.0.1:5201 --connections 8" \
-  "--connect 127.0.0.1:5201 --parallel 8" --bytes 32M --max-write 1M --timeout 90
+  "--connect 127.0.0.1:5201 --parallel 8" --nonblocking --bytes 32M --max-write 1M --timeout 90
 ml_snapshot after
 ml_show_delta before after
 failed=$(ml_delta before after sockets_add_failed)
 [[ $failed -gt 0 ]] ||
   ml_fail "sockets_add_failed did not rise with 16 sockets and sockhash_max_entries = 2"
+blocking=$(ml_delta before after sockets_skipped_blocking)
+[[ $blocking -eq 0 ]] ||
+  ml_fail "sockets_skipped_blocking rose by $blocking for non-blocking sockets"
 
 ml_snapshot before2
 ml_xfer_pair "$ML_CG" "$NS" after-full "--listen 127.0.0.1:5202" "--connect 127.0.0.1:5202" \
-  --bytes 16M --timeout 60
+  --nonblocking --bytes 16M --timeout 60
 ml_snapshot after2
 added=$(ml_delta before2 after2 sockets_added)
 [[ $added -ge 2 ]] ||

@@ -3,6 +3,7 @@
 # client bound to 127.0.0.1:40000, transferring concurrently with different seeds. Each side
 # checks that it gets exactly its own peer's stream (a stream from the other namespace carries
 # the other seed and is reported), and the counters show both pairs were spliced.
+# Traffic is `ml_xfer --nonblocking`: blocking sockets are not spliced by default.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ml_setup
 ml_require_meshlane
@@ -11,7 +12,7 @@ ml_make_netns NSA a
 ml_make_netns NSB b
 ml_daemon_start
 
-COMMON=(--bytes 256M --timeout 90)
+COMMON=(--nonblocking --bytes 256M --timeout 90)
 ml_snapshot before
 ml_xfer_server_bg SA "$ML_CG" "$NSA" ns-a --listen 127.0.0.1:5201 --seed 1001 "${COMMON[@]}"
 ml_xfer_server_bg SB "$ML_CG" "$NSB" ns-b --listen 127.0.0.1:5201 --seed 2002 "${COMMON[@]}"

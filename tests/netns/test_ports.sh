@@ -7,6 +7,8 @@
 #   include_ports = [server port]  -> spliced, nothing skipped
 #   include_ports = [client port]  -> spliced (either end)
 #   include and exclude the server port -> not spliced (exclude wins)
+# Traffic is `ml_xfer --nonblocking`, so that the port rules alone decide: nothing may be
+# counted in sockets_skipped_blocking.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ml_setup
 ml_require_meshlane
@@ -31,10 +33,12 @@ case_() {
   ml_log "$label: ${lines[*]}"
   ml_snapshot before
   ml_xfer_pair "$ML_CG" "$NS" "$label" "--listen 127.0.0.1:5201" \
-    "--connect 127.0.0.1:5201 --bind 127.0.0.1:$CPORT" --bytes 8M --timeout 60
+    "--connect 127.0.0.1:5201 --bind 127.0.0.1:$CPORT" --nonblocking --bytes 8M --timeout 60
   ml_snapshot after
-  local skipped
+  local skipped blocking
   skipped=$(ml_delta before after sockets_skipped_by_port)
+  blocking=$(ml_delta before after sockets_skipped_blocking)
+  [[ $blocking -eq 0 ]] || ml_fail "$label: sockets_skipped_blocking rose by $blocking for non-blocking sockets"
   if [[ $expect == spliced ]]; then
     ml_assert_spliced before after "$ML_XFER_WIRE" "$label"
     [[ $skipped -eq 0 ]] || ml_fail "$label: sockets_skipped_by_port rose by $skipped for a connection that should be spliced"

@@ -26,12 +26,22 @@
 // MSG_PEEK agreeing with the following recv, FIONREAD > 0 whenever data is readable, and
 // edge-triggered epoll wakeups not being lost (a lost one ends in the --timeout watchdog).
 //
+// Blocking and non-blocking sockets. By default every socket is blocking (as most applications
+// use them) and reads are blocking calls, so a blocking recv() failing with EAGAIN is an error.
+// With --nonblocking (implied by --read-mode epoll) every socket is O_NONBLOCK from the start:
+// the server's listening socket before listen(), accepted sockets through
+// accept4(SOCK_NONBLOCK), client sockets before connect() (EINPROGRESS is waited for with
+// poll). Every read and write is then a non-blocking call preceded or followed by poll(), and
+// EAGAIN only means "wait" (counted in eagain_waits). meshlane's datapath splices only
+// sockets opened this way by default (a blocking reader of a spliced socket can see EAGAIN).
+//
 // Exit status: 0 success; 1 data mismatch or wrong socket behaviour (early EOF, extra bytes,
 // FIONREAD trap, peek/recv disagreement, errors during the transfer); 2 usage or setup errors
 // (bad arguments, socket/bind/listen/connect/accept failures); 3 watchdog timeout.
 // FIONREAD, blocking-EAGAIN and peek failures name the trap in the error message.
 // The last line on stdout is a JSON object:
-//   {"role":..,"connections":..,"bytes_sent":..,"bytes_received":..,"ok":..,"error":"..",...}
+//   {"role":..,"connections":..,"bytes_sent":..,"bytes_received":..,"ok":..,"error":"..",
+//    "read_mode":..,"nonblocking":true|false,"blocking_eagain":..,"eagain_waits":..,...}
 // bytes_sent/bytes_received count every byte on the wire, headers included.
 
 #include <arpa/inet.h>
@@ -190,7 +200,7 @@ struct Options {
   double timeout_s = 120;
   bool quiet = false;
   std::optional<std::uint64_t> corrupt_at;  // self-test: flip one sent payload byte
-  bool allow_blocking_eagain = false;       // diagnosis only: retry instead of failing
+  bool nonblocking = false;                 // every socket O_NONBLOCK, poll() + EAGAIN = wait
 };
 
 const char kUsage[] =
@@ -218,16 +228,19 @@ const char kUsage[] =
     "                       peek: recv(MSG_PEEK) then recv of the same length must match\n"
     "                       fionread: poll(POLLIN), ioctl(FIONREAD), read exactly that much;\n"
     "                         FIONREAD == 0 while data is readable is reported as an error\n"
-    "                       epoll: non-blocking socket, edge-triggered epoll, read to EAGAIN\n"
+    "                       epoll: edge-triggered epoll, read to EAGAIN (implies\n"
+    "                         --nonblocking)\n"
+    "  --nonblocking      every socket is O_NONBLOCK from the start: the listening socket\n"
+    "                     before listen(), accepted ones via accept4(SOCK_NONBLOCK), client\n"
+    "                     ones before connect(); reads and writes use poll() and treat EAGAIN\n"
+    "                     as 'wait'. Without it sockets are blocking and a blocking recv()\n"
+    "                     failing with EAGAIN is an error.\n"
     "  --connections N    server: connections to serve before exiting (default 1)\n"
     "  --parallel K       client: concurrent connections (default 1)\n"
     "  --ready-file FILE  server: create FILE once listening (stdout always gets 'listening')\n"
     "  --timeout SEC      watchdog; exit 3 when exceeded (default 120)\n"
     "  --quiet            no progress messages on stderr\n"
     "  --corrupt-at N     self-test of the checker: flip the sent payload byte at offset N\n"
-    "  --allow-blocking-eagain\n"
-    "                     diagnosis only: when recv() on a blocking socket fails with EAGAIN\n"
-    "                     (a sockmap trap; normally an error), count it and retry\n"
     "\n"
     "exit status: 0 ok, 1 data mismatch or socket behaviour error, 2 usage/setup error,\n"
     "3 timeout. The last stdout line is a JSON summary.\n";
@@ -301,8 +314,8 @@ Options parse_args(int argc, char** argv) {
       o.quiet = true;
       continue;
     }
-    if (a == "--allow-blocking-eagain") {
-      o.allow_blocking_eagain = true;
+    if (a == "--nonblocking") {
+      o.nonblocking = true;
       continue;
     }
     std::string val;
@@ -391,6 +404,9 @@ Options parse_args(int argc, char** argv) {
   }
   if (o.connections < 1 || o.parallel < 1) {
     usage_error("--connections and --parallel must be at least 1");
+  }
+  if (o.read_mode == ReadMode::kEpoll) {
+    o.nonblocking = true;  // edge-triggered epoll needs non-blocking reads to drain
   }
   return o;
 }
@@ -488,6 +504,26 @@ std::string errno_str(const char* what, int e) {
   return std::string(what) + ": " + std::strerror(e) + " (errno " + std::to_string(e) + ")";
 }
 
+// Waits (no time limit: the watchdog has one) until poll() reports one of EVENTS on FD, or an
+// error or hang-up condition, which the following call then reports. Returns 0 or an errno.
+int wait_fd(int fd, short events) {
+  for (;;) {
+    pollfd p{fd, events, 0};
+    int r = ::poll(&p, 1, -1);
+    if (r > 0) {
+      return 0;
+    }
+    if (r < 0 && errno != EINTR) {
+      return errno;
+    }
+  }
+}
+
+bool fd_nonblocking(int fd) {
+  int fl = ::fcntl(fd, F_GETFL);
+  return fl >= 0 && (fl & O_NONBLOCK) != 0;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Results
 
@@ -512,6 +548,7 @@ class Summary {
   std::atomic<std::uint64_t> bytes_received{0};
   std::atomic<int> connections_done{0};
   std::atomic<std::uint64_t> blocking_eagain{0};
+  std::atomic<std::uint64_t> eagain_waits{0};
 
  private:
   std::mutex mu_;
@@ -549,15 +586,17 @@ void print_summary(const Failure& f) {
   std::lock_guard<std::mutex> lock(g_out_mu);
   std::printf(
       "{\"role\":\"%s\",\"connections\":%d,\"bytes_sent\":%llu,\"bytes_received\":%llu,"
-      "\"ok\":%s,\"error\":\"%s\",\"read_mode\":\"%s\",\"seed\":%llu,\"payload_bytes\":%llu,"
-      "\"blocking_eagain\":%llu,\"elapsed_s\":%.3f}\n",
+      "\"ok\":%s,\"error\":\"%s\",\"read_mode\":\"%s\",\"nonblocking\":%s,\"seed\":%llu,"
+      "\"payload_bytes\":%llu,\"blocking_eagain\":%llu,\"eagain_waits\":%llu,"
+      "\"elapsed_s\":%.3f}\n",
       g_opts.role.c_str(), g_summary.connections_done.load(),
       static_cast<unsigned long long>(g_summary.bytes_sent.load()),
       static_cast<unsigned long long>(g_summary.bytes_received.load()),
       f.code == kExitOk ? "true" : "false", json_escape(f.message).c_str(),
-      read_mode_name(g_opts.read_mode), static_cast<unsigned long long>(g_opts.seed),
-      static_cast<unsigned long long>(g_opts.bytes),
-      static_cast<unsigned long long>(g_summary.blocking_eagain.load()), secs);
+      read_mode_name(g_opts.read_mode), g_opts.nonblocking ? "true" : "false",
+      static_cast<unsigned long long>(g_opts.seed), static_cast<unsigned long long>(g_opts.bytes),
+      static_cast<unsigned long long>(g_summary.blocking_eagain.load()),
+      static_cast<unsigned long long>(g_summary.eagain_waits.load()), secs);
   std::fflush(stdout);
 }
 
@@ -585,12 +624,13 @@ class Conn {
 
   // Runs the writer and the reader concurrently; returns when both are done.
   void run() {
-    if (g_opts.read_mode == ReadMode::kEpoll) {
-      int fl = ::fcntl(fd_, F_GETFL);
-      if (fl < 0 || ::fcntl(fd_, F_SETFL, fl | O_NONBLOCK) < 0) {
-        fail(kExitUsage, errno_str("fcntl(O_NONBLOCK)", errno));
-        return;
-      }
+    // The socket's mode was set where it was created (before listen/connect, or by accept4),
+    // because that is what the datapath sees; here it is only checked.
+    if (fd_nonblocking(fd_) != g_opts.nonblocking) {
+      fail(kExitUsage, std::string("socket is ") +
+                           (g_opts.nonblocking ? "blocking" : "non-blocking") +
+                           ", expected the opposite (O_NONBLOCK not as requested)");
+      return;
     }
     std::thread writer([this] { write_side(); });
     read_side();
@@ -608,8 +648,8 @@ class Conn {
 
   // ---- writer ----
 
-  // Sends all of buf; handles short writes and EAGAIN (the socket is non-blocking in epoll
-  // mode). Returns false on error (already reported).
+  // Sends all of buf; handles short writes and EAGAIN (the socket is non-blocking with
+  // --nonblocking: EAGAIN means wait for POLLOUT). Returns false on error (already reported).
   bool send_all(const std::uint8_t* buf, std::size_t n) {
     std::size_t off = 0;
     while (off < n) {
@@ -624,9 +664,11 @@ class Conn {
         continue;
       }
       if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        pollfd p{fd_, POLLOUT, 0};
-        if (::poll(&p, 1, -1) < 0 && errno != EINTR) {
-          fail(kExitBehaviour, errno_str("poll(POLLOUT)", errno));
+        if (g_opts.nonblocking) {
+          g_summary.eagain_waits.fetch_add(1);
+        }
+        if (int e = wait_fd(fd_, POLLOUT); e != 0) {
+          fail(kExitBehaviour, errno_str("poll(POLLOUT)", e));
           return false;
         }
         continue;
@@ -774,16 +816,23 @@ class Conn {
 
   std::size_t next_read_size() { return read_sizes_.log_uniform(1, g_opts.max_read); }
 
-  // recv() without MSG_DONTWAIT on a blocking socket (no SO_RCVTIMEO) must block, never fail
-  // with EAGAIN. A socket in a sockmap with only an sk_msg program has been seen to do it
-  // (tcp_bpf_recvmsg returns -EAGAIN when woken without queued data, e.g. by the FIN or by a
-  // write-space wakeup), which breaks every application that reads with blocking calls.
-  // Returns true to retry (diagnosis mode), false after reporting the error.
-  bool blocking_eagain(const char* what) {
-    g_summary.blocking_eagain.fetch_add(1);
-    if (g_opts.allow_blocking_eagain) {
+  // A recv() that failed with EAGAIN. With --nonblocking that only means "no data yet": wait
+  // for POLLIN and return true to retry. Otherwise the socket is blocking, and recv() without
+  // MSG_DONTWAIT on a blocking socket (no SO_RCVTIMEO) must block, never fail with EAGAIN. A
+  // socket in a sockmap with only an sk_msg program has been seen to do it (tcp_bpf_recvmsg
+  // returns -EAGAIN when woken without queued data, e.g. by the FIN or by a write-space
+  // wakeup), which breaks every application that reads with blocking calls: reported as an
+  // error (returns false).
+  bool recv_eagain(const char* what) {
+    if (g_opts.nonblocking) {
+      g_summary.eagain_waits.fetch_add(1);
+      if (int e = wait_fd(fd_, POLLIN); e != 0) {
+        recv_error("poll(POLLIN)", e);
+        return false;
+      }
       return true;
     }
+    g_summary.blocking_eagain.fetch_add(1);
     fail(kExitBehaviour, std::string(what) + " on a blocking socket failed with EAGAIN after " +
                              std::to_string(received_) +
                              " bytes received (blocking-recv EAGAIN trap: a blocking read must "
@@ -803,7 +852,7 @@ class Conn {
         continue;
       }
       if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        if (blocking_eagain("recv")) {
+        if (recv_eagain("recv")) {
           continue;
         }
         return;
@@ -830,7 +879,7 @@ class Conn {
         continue;
       }
       if (p < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        if (blocking_eagain("recv(MSG_PEEK)")) {
+        if (recv_eagain("recv(MSG_PEEK)")) {
           continue;
         }
         return;
@@ -906,7 +955,11 @@ class Conn {
           at_eof();
           return;
         }
-        if (pk < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        if (pk < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+          g_summary.eagain_waits.fetch_add(1);
+          continue;  // back to poll()
+        }
+        if (pk < 0 && errno == EINTR) {
           continue;
         }
         if (pk < 0) {
@@ -990,7 +1043,8 @@ class Conn {
           continue;
         }
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-          break;
+          g_summary.eagain_waits.fetch_add(1);
+          break;  // drained: back to epoll_wait
         }
         if (r < 0) {
           recv_error("recv", errno);
@@ -1071,7 +1125,10 @@ int run_server() {
   if (!addr) {
     usage_error("--listen: " + err);
   }
-  int lfd = ::socket(addr->family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  // With --nonblocking the listening socket is O_NONBLOCK from its creation, so before
+  // listen(): the datapath records a listener's mode when it starts listening.
+  const int nb = g_opts.nonblocking ? SOCK_NONBLOCK : 0;
+  int lfd = ::socket(addr->family(), SOCK_STREAM | SOCK_CLOEXEC | nb, 0);
   if (lfd < 0) {
     return setup_fail(errno_str("socket", errno));
   }
@@ -1106,8 +1163,17 @@ int run_server() {
   for (int i = 0; i < g_opts.connections; ++i) {
     sockaddr_storage peer{};
     socklen_t plen = sizeof peer;
-    int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_CLOEXEC);
+    int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_CLOEXEC | nb);
     if (fd < 0 && errno == EINTR) {
+      --i;
+      continue;
+    }
+    if (fd < 0 && g_opts.nonblocking &&
+        (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED)) {
+      if (int e = wait_fd(lfd, POLLIN); e != 0) {
+        g_summary.fail(kExitUsage, errno_str("poll(POLLIN) on the listening socket", e));
+        break;
+      }
       --i;
       continue;
     }
@@ -1151,7 +1217,10 @@ int run_client() {
   // Connect everything first so that all connections then run at the same time.
   std::vector<std::pair<int, std::string>> fds;
   for (int i = 0; i < g_opts.parallel; ++i) {
-    int fd = ::socket(addr->family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    // With --nonblocking the socket is O_NONBLOCK before connect(), so when the connection
+    // is established (which is when the datapath looks at it) it is already non-blocking.
+    int fd = ::socket(addr->family(),
+                      SOCK_STREAM | SOCK_CLOEXEC | (g_opts.nonblocking ? SOCK_NONBLOCK : 0), 0);
     if (fd < 0) {
       g_summary.fail(kExitUsage, errno_str("socket", errno));
       break;
@@ -1169,8 +1238,18 @@ int run_client() {
         break;
       }
     }
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr->ss), addr->len) < 0) {
-      g_summary.fail(kExitUsage, errno_str(("connect " + g_opts.connect).c_str(), errno));
+    int cr = ::connect(fd, reinterpret_cast<sockaddr*>(&addr->ss), addr->len);
+    int ce = cr < 0 ? errno : 0;
+    if (cr < 0 && g_opts.nonblocking && (ce == EINPROGRESS || ce == EINTR)) {
+      // Wait for the handshake to finish, then read its result.
+      ce = wait_fd(fd, POLLOUT);
+      socklen_t elen = sizeof ce;
+      if (ce == 0 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &ce, &elen) < 0) {
+        ce = errno;
+      }
+    }
+    if (ce != 0) {
+      g_summary.fail(kExitUsage, errno_str(("connect " + g_opts.connect).c_str(), ce));
       ::close(fd);
       break;
     }
