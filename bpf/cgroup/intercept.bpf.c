@@ -142,7 +142,8 @@ static __always_inline void flow_key_from_accepted(struct bpf_sockopt *ctx, stru
 	}
 	key->client_port = bpf_ntohs((__u16)sk->dst_port);
 	key->server_port = (__u16)sk->src_port;
-	key->scope = ml_ip6_is_loopback(key->client_ip6) ? bpf_get_netns_cookie(ctx) : 0;
+	key->scope = (ml_ip6_is_loopback(key->client_ip6) || ml_ip6_is_loopback(key->server_ip6)) ?
+			     bpf_get_netns_cookie(ctx) : 0;
 }
 
 static __always_inline int answer_ipv4(struct bpf_sockopt *ctx, const struct ml_orig_dst *orig)

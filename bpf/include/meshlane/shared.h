@@ -12,7 +12,7 @@
 /* Identifies one end of a TCP connection so that its peer can be found:
  * - addresses are IPv6 or IPv4-mapped IPv6 (::ffff:a.b.c.d), so an AF_INET socket and an
  *   AF_INET6 socket talking over IPv4 produce matching keys;
- * - scope is the netns cookie when the remote address is loopback (127.0.0.0/8, ::1): identical
+ * - scope is the netns cookie when either address is loopback (127.0.0.0/8, ::1): identical
  *   loopback tuples in two namespaces must never meet. Otherwise 0, so that hops between
  *   namespaces on this node (pod to pod over veths) can still be spliced;
  * - local_seq/remote_seq are the sequence numbers each side started with (ISN + 1), read at

@@ -74,7 +74,9 @@ ML_INLINE int ml_build_keys(const struct ml_sock_fields *f, struct ml_sock_key *
 		return -1;
 	}
 
-	__u64 scope = ml_ip6_is_loopback(remote) ? f->netns_cookie : 0;
+	/* A connection with a loopback end never leaves its namespace, so both ends scope the key
+	 * to it (127.0.0.6 -> pod IP is loopback on one end only). */
+	__u64 scope = (ml_ip6_is_loopback(remote) || ml_ip6_is_loopback(local)) ? f->netns_cookie : 0;
 	__u16 local_port = (__u16)f->local_port;
 	__u16 remote_port = (__u16)ML_NTOHL(f->remote_port);
 

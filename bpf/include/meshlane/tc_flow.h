@@ -4,6 +4,7 @@
 #define MESHLANE_TC_FLOW_H
 
 #include "meshlane/shared.h"
+#include "meshlane/sock_key.h" /* ML_INLINE */
 
 #define ML_TCP_FIN 0x01
 #define ML_TCP_SYN 0x02

@@ -1,0 +1,169 @@
+// Steering and close tracking of the inbound tc programs (bpf/include/meshlane/tc_flow.h).
+#include <gtest/gtest.h>
+
+#include <cstdint>
+
+extern "C" {
+// tc_flow.h uses ML_INLINE without defining it; sock_key.h defines it for both sides.
+#include "meshlane/sock_key.h"
+#include "meshlane/tc_flow.h"
+}
+
+namespace {
+
+ml_workload istio_pod() {
+  ml_workload wl{};
+  wl.id = 1;
+  wl.proxy_uid = 1337;
+  wl.proxy_gid = 1337;
+  wl.outbound_port = 15001;
+  wl.inbound_port = 15006;
+  wl.netns_cookie = 100;
+  return wl;
+}
+
+// ---- ml_tc_should_steer ---------------------------------------------------------------------
+
+TEST(TcShouldSteer, AppPortIsSteered) {
+  const ml_workload wl = istio_pod();
+  EXPECT_TRUE(ml_tc_should_steer(&wl, 8080, 0, 0));
+  EXPECT_TRUE(ml_tc_should_steer(&wl, 80, 0, 0));
+}
+
+TEST(TcShouldSteer, InboundPortIsNotSteered) {
+  const ml_workload wl = istio_pod();
+  EXPECT_FALSE(ml_tc_should_steer(&wl, 15006, 0, 0));
+  // Even when listed in include mode: it already is the inbound proxy.
+  ml_workload include = istio_pod();
+  include.flags |= ML_WL_INCLUDE_IN_PORTS;
+  EXPECT_FALSE(ml_tc_should_steer(&include, 15006, ML_RULE_INCLUDE, 0));
+}
+
+TEST(TcShouldSteer, OutboundPortIsNotSteered) {
+  const ml_workload wl = istio_pod();
+  EXPECT_FALSE(ml_tc_should_steer(&wl, 15001, 0, 0));
+}
+
+TEST(TcShouldSteer, ExcludedPortIsNotSteered) {
+  const ml_workload wl = istio_pod();
+  EXPECT_FALSE(ml_tc_should_steer(&wl, 15020, ML_RULE_EXCLUDE, 0));
+  EXPECT_FALSE(ml_tc_should_steer(&wl, 15090, ML_RULE_EXCLUDE, 0));
+}
+
+TEST(TcShouldSteer, IncludeModeSteersOnlyListedPorts) {
+  ml_workload wl = istio_pod();
+  wl.flags |= ML_WL_INCLUDE_IN_PORTS;
+  EXPECT_FALSE(ml_tc_should_steer(&wl, 9090, 0, 0));
+  EXPECT_TRUE(ml_tc_should_steer(&wl, 8080, ML_RULE_INCLUDE, 0));
+  EXPECT_FALSE(ml_tc_should_steer(&wl, 8080, ML_RULE_EXCLUDE, 0));
+  // Only the inbound include flag matters here.
+  ml_workload outbound_only = istio_pod();
+  outbound_only.flags |= ML_WL_INCLUDE_OUT_PORTS | ML_WL_INCLUDE_OUT_CIDRS;
+  EXPECT_TRUE(ml_tc_should_steer(&outbound_only, 9090, 0, 0));
+}
+
+TEST(TcShouldSteer, ExcludedSourceIsNotSteered) {
+  const ml_workload wl = istio_pod();
+  EXPECT_FALSE(ml_tc_should_steer(&wl, 8080, 0, 1));
+  ml_workload include = istio_pod();
+  include.flags |= ML_WL_INCLUDE_IN_PORTS;
+  EXPECT_FALSE(ml_tc_should_steer(&include, 8080, ML_RULE_INCLUDE, 1));
+}
+
+// ---- ml_tc_flow_track -----------------------------------------------------------------------
+
+constexpr int kInbound = 1;
+constexpr int kOutbound = 0;
+
+ml_tc_flow steered_flow() {
+  ml_tc_flow flow{};
+  flow.orig_port = 8080;
+  flow.inbound_port = 15006;
+  return flow;
+}
+
+void expect_untouched_ports(const ml_tc_flow& flow) {
+  EXPECT_EQ(flow.orig_port, 8080);
+  EXPECT_EQ(flow.inbound_port, 15006);
+}
+
+TEST(TcFlowTrack, DataKeepsTheFlow) {
+  ml_tc_flow flow = steered_flow();
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kInbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_SYN | ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(flow.fin_in, 0);
+  EXPECT_EQ(flow.fin_out, 0);
+  expect_untouched_ports(flow);
+}
+
+TEST(TcFlowTrack, RstDeletesAtOnceInEitherDirection) {
+  ml_tc_flow in = steered_flow();
+  EXPECT_EQ(ml_tc_flow_track(&in, ML_TCP_RST, kInbound), ML_TC_FLOW_DELETE);
+  ml_tc_flow out = steered_flow();
+  EXPECT_EQ(ml_tc_flow_track(&out, ML_TCP_RST | ML_TCP_ACK, kOutbound), ML_TC_FLOW_DELETE);
+  ml_tc_flow half_closed = steered_flow();
+  half_closed.fin_in = 1;
+  EXPECT_EQ(ml_tc_flow_track(&half_closed, ML_TCP_RST, kOutbound), ML_TC_FLOW_DELETE);
+}
+
+TEST(TcFlowTrack, FinFromTheRemoteSetsFinIn) {
+  ml_tc_flow flow = steered_flow();
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kInbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(flow.fin_in, 1);
+  EXPECT_EQ(flow.fin_out, 0);
+  expect_untouched_ports(flow);
+}
+
+TEST(TcFlowTrack, FinFromThePodSetsFinOut) {
+  ml_tc_flow flow = steered_flow();
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(flow.fin_in, 0);
+  EXPECT_EQ(flow.fin_out, 1);
+}
+
+TEST(TcFlowTrack, AckAfterOneFinKeepsTheFlow) {
+  ml_tc_flow flow = steered_flow();
+  ASSERT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kInbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kInbound), ML_TC_FLOW_KEEP);
+}
+
+TEST(TcFlowTrack, RemoteClosesFirstFinalAckFromRemoteDeletes) {
+  ml_tc_flow flow = steered_flow();
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kInbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
+  // The pod's FIN+ACK completes both FINs but must still leave the entry for the last ACK.
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(flow.fin_in, 1);
+  EXPECT_EQ(flow.fin_out, 1);
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kInbound), ML_TC_FLOW_DELETE);
+}
+
+TEST(TcFlowTrack, PodClosesFirstFinalAckFromPodDeletes) {
+  ml_tc_flow flow = steered_flow();
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kInbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kOutbound), ML_TC_FLOW_DELETE);
+}
+
+TEST(TcFlowTrack, FinAckWithBothFinsSeenDoesNotDeleteYet) {
+  // A retransmitted FIN after both FINs were seen: the final ACK is still to come.
+  ml_tc_flow flow = steered_flow();
+  flow.fin_in = 1;
+  flow.fin_out = 1;
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kInbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(flow.fin_in, 1);
+  EXPECT_EQ(flow.fin_out, 1);
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kInbound), ML_TC_FLOW_DELETE);
+}
+
+TEST(TcFlowTrack, SegmentWithoutAckAfterBothFinsKeeps) {
+  ml_tc_flow flow = steered_flow();
+  flow.fin_in = 1;
+  flow.fin_out = 1;
+  EXPECT_EQ(ml_tc_flow_track(&flow, 0, kInbound), ML_TC_FLOW_KEEP);
+}
+
+}  // namespace
