@@ -5,6 +5,7 @@
 // would otherwise silently leave a default in force.
 
 #include "meshlane/config.hpp"
+#include "meshlane/text_file.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -749,29 +750,11 @@ Result<Config> parse_config(std::string_view toml_text, const std::string& sourc
 }
 
 Result<Config> load_config_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return make_error(errno, "cannot read config file " + path);
+  auto text = read_text_file(path);
+  if (!text) {
+    return make_error(text.error().errnum, "cannot read config file " + path);
   }
-  std::string text;
-  char buffer[4096];
-  for (;;) {
-    const ssize_t count = ::read(fd, buffer, sizeof buffer);
-    if (count < 0 && errno == EINTR) {
-      continue;
-    }
-    if (count < 0) {
-      const int read_errno = errno;
-      ::close(fd);
-      return make_error(read_errno, "cannot read config file " + path);
-    }
-    if (count == 0) {
-      break;
-    }
-    text.append(buffer, static_cast<std::size_t>(count));
-  }
-  ::close(fd);
-  return parse_config(text, path);
+  return parse_config(text.value(), path);
 }
 
 }  // namespace meshlane

@@ -3,6 +3,7 @@
 // things around.
 
 #include "meshlane/mounts.hpp"
+#include "meshlane/text_file.hpp"
 
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -97,31 +98,7 @@ std::optional<std::string> find_first_mount_of_type(std::string_view mountinfo_t
   return std::nullopt;
 }
 
-Result<std::string> read_mountinfo() {
-  const int fd = ::open(kMountinfoPath, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return make_error(errno, std::string("cannot read ") + kMountinfoPath);
-  }
-  std::string text;
-  char buffer[4096];
-  for (;;) {
-    const ssize_t count = ::read(fd, buffer, sizeof buffer);
-    if (count < 0 && errno == EINTR) {
-      continue;
-    }
-    if (count < 0) {
-      const int read_errno = errno;
-      ::close(fd);
-      return make_error(read_errno, std::string("cannot read ") + kMountinfoPath);
-    }
-    if (count == 0) {
-      break;
-    }
-    text.append(buffer, static_cast<std::size_t>(count));
-  }
-  ::close(fd);
-  return text;
-}
+Result<std::string> read_mountinfo() { return read_text_file(kMountinfoPath); }
 
 // Filesystem magic of the filesystem holding `path`, or the errno of statfs().
 Result<long> filesystem_magic(const std::string& path) {  // NOLINT(google-runtime-int)
