@@ -11,5 +11,10 @@ fi
 
 scripts/deps.sh
 scripts/build.sh
-cd build
-ctest --output-on-failure --timeout 900 "$@"
+(cd build && ctest --output-on-failure --timeout 900 "$@")
+
+# The controller's unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+echo "test.sh: unit tests with ASan+UBSan (build-sanitize/)"
+cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMESHLANE_SANITIZERS=ON >/dev/null
+ninja -C build-sanitize meshlane_unit_tests >/dev/null
+(cd build-sanitize && ctest --output-on-failure -L unit -j2)
