@@ -152,6 +152,18 @@ static __always_inline void count_spliced_hop(__u8 hop)
 	}
 }
 
+/* A connection that tc steered in from off the node: its peer is never a local socket, so it
+ * is not worth a place in the sockhash. */
+static __always_inline int steered_from_outside(const struct ml_sock_key *self)
+{
+	struct ml_tc_flow_key key = {};
+
+	ml_ip6_copy(key.remote_ip6, self->remote_ip6);
+	ml_ip6_copy(key.local_ip6, self->local_ip6);
+	key.remote_port = self->remote_port;
+	return bpf_map_lookup_elem(&ml_tcflows_v1, &key) != NULL;
+}
+
 static __always_inline void add_established(struct bpf_sock_ops *skops, int active)
 {
 	struct ml_sock_fields fields = {};
@@ -170,7 +182,7 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 	if (active && state->has_orig_dst)
 		file_orig_dst(state, &self);
 	state->fallback = 1;
-	if (!accelerate)
+	if (!accelerate || (!active && steered_from_outside(&self)))
 		return;
 	if (!ports_allow_splice(self.local_port, self.remote_port)) {
 		ml_count(ML_CTR_SOCKETS_SKIPPED_PORT, 1);
