@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include <toml++/toml.h>
+#include <nlohmann/json.hpp>
 
 namespace meshlane {
 namespace {
@@ -36,6 +38,9 @@ constexpr std::int64_t kMaxProxyId = 4294967294;
 // Workload names end up in pin and log names; 63 keeps them short and path-safe.
 constexpr std::size_t kMaxWorkloadNameLength = 63;
 constexpr std::size_t kMaxInterfaceNameLength = 15;  // IFNAMSIZ - 1
+constexpr std::size_t kMaxSocketPathLength = 107;    // sizeof(sockaddr_un::sun_path) - 1
+constexpr std::int64_t kMaxSocketMode = 0777;
+constexpr std::size_t kMaxGroupNameLength = 32;
 constexpr std::array<MeshKind, 3> kMeshKinds = {MeshKind::kIstio, MeshKind::kLinkerd,
                                                 MeshKind::kCustom};
 constexpr std::array<std::string_view, 7> kLogLevels = {"trace", "debug",    "info", "warn",
@@ -88,10 +93,17 @@ std::string_view type_name(toml::node_type type) {
 }
 
 // "<source>:<line>:<column>: <dotted.key>: <what>", the one shape of every config error.
+// Values built in memory (parse_workload_json) have no position: line 0. Then the message is
+// "[<source>: ]<dotted.key>: <what>".
 Error config_error(const std::string& source_name, const toml::source_region& region,
                    std::string_view dotted_key, std::string_view what) {
-  std::string context = source_name + ":" + std::to_string(region.begin.line) + ":" +
-                        std::to_string(region.begin.column) + ": ";
+  std::string context;
+  if (region.begin.line != 0) {
+    context = source_name + ":" + std::to_string(region.begin.line) + ":" +
+              std::to_string(region.begin.column) + ": ";
+  } else if (!source_name.empty()) {
+    context = source_name + ": ";
+  }
   if (!dotted_key.empty()) {
     context.append(dotted_key).append(": ");
   }
@@ -318,6 +330,86 @@ Status read_bpffs_dir(const Field& field, std::string& out) {
   return {};
 }
 
+// An absolute path for daemon.socket / daemon.state_dir. `example` ends the messages.
+Status read_absolute_path(const Field& field, std::string_view example, std::string& out) {
+  std::string path;
+  if (Status status = read_string(field, path); !status) {
+    return status;
+  }
+  if (path.empty() || path.front() != '/') {
+    return field.error("\"" + path + "\" is not an absolute path (e.g. \"" + std::string(example) +
+                       "\")");
+  }
+  out = std::move(path);
+  return {};
+}
+
+Status read_socket_path(const Field& field, std::string& out) {
+  std::string path;
+  if (Status status = read_absolute_path(field, "/run/meshlane/meshlane.sock", path); !status) {
+    return status;
+  }
+  if (path.size() > kMaxSocketPathLength || path.back() == '/') {
+    return field.error("\"" + path + "\" cannot name a Unix socket (at most " +
+                       std::to_string(kMaxSocketPathLength) +
+                       " bytes, not ending in '/', e.g. \"/run/meshlane/meshlane.sock\")");
+  }
+  out = std::move(path);
+  return {};
+}
+
+// Permission bits as an octal string ("0660", as systemd's SocketMode=) or an integer, which
+// TOML lets one write in octal (0o660).
+Status read_socket_mode(const Field& field, std::uint32_t& out) {
+  const std::string allowed =
+      " (allowed: permission bits 0..0777 as an octal string such as \"0660\" or a TOML octal "
+      "integer such as 0o660)";
+  if (const auto* text = field.node.as_string(); text != nullptr) {
+    const std::string& value = text->get();
+    const bool octal =
+        !value.empty() && value.size() <= 4 &&
+        std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '7'; });
+    std::uint32_t mode = 0;
+    for (char c : value) {
+      mode = mode * 8 + static_cast<std::uint32_t>(c - '0');
+    }
+    if (!octal || mode > kMaxSocketMode) {
+      return field.error("\"" + value + "\" is not a file mode" + allowed);
+    }
+    out = mode;
+    return {};
+  }
+  const auto* number = field.node.as_integer();
+  if (number == nullptr) {
+    return field.wrong_type("a file mode, e.g. \"0660\" or 0o660");
+  }
+  if (number->get() < 0 || number->get() > kMaxSocketMode) {
+    return field.error(std::to_string(number->get()) + " is not a file mode" + allowed);
+  }
+  out = static_cast<std::uint32_t>(number->get());
+  return {};
+}
+
+// A group name as useradd/groupadd accept it, or a numeric gid.
+Status read_socket_group(const Field& field, std::string& out) {
+  std::string group;
+  if (Status status = read_string(field, group); !status) {
+    return status;
+  }
+  const bool allowed_chars = std::all_of(group.begin(), group.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  });
+  if (group.size() > kMaxGroupNameLength || !allowed_chars ||
+      (!group.empty() && group.front() == '-')) {
+    return field.error("\"" + group +
+                       "\" is not a group name or gid (\"\" for root only, or up to 32 "
+                       "characters from A-Z a-z 0-9 _ . -, not starting with '-')");
+  }
+  out = std::move(group);
+  return {};
+}
+
 Status read_log_level(const Field& field, std::string& out) {
   std::string level;
   if (Status status = read_string(field, level); !status) {
@@ -514,10 +606,17 @@ Status read_interface(const Field& field, std::string& out) {
 // ---- Tables ---------------------------------------------------------------------------------
 
 Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
-  const std::array<KeyReader, 3> readers = {{
+  const std::array<KeyReader, 7> readers = {{
       {"bpffs_dir", [&](const Field& f) { return read_bpffs_dir(f, daemon.bpffs_dir); }},
       {"cgroup", [&](const Field& f) { return read_string(f, daemon.cgroup); }},
       {"log_level", [&](const Field& f) { return read_log_level(f, daemon.log_level); }},
+      {"socket", [&](const Field& f) { return read_socket_path(f, daemon.socket); }},
+      {"socket_mode", [&](const Field& f) { return read_socket_mode(f, daemon.socket_mode); }},
+      {"socket_group", [&](const Field& f) { return read_socket_group(f, daemon.socket_group); }},
+      {"state_dir",
+       [&](const Field& f) {
+         return read_absolute_path(f, "/var/lib/meshlane", daemon.state_dir);
+       }},
   }};
   return read_table(field, readers);
 }
@@ -685,7 +784,126 @@ Status parse_root(const std::string& source_name, const toml::table& root, Confi
   return read_entries(source_name, root, "", tables, "table");
 }
 
+// ---- JSON input (control socket, state file) -------------------------------------------------
+
+// Converts JSON into the equivalent TOML value so that the readers above check it. TOML has no
+// null, and integers above INT64_MAX cannot be represented: both are reported here.
+Status json_to_toml(const nlohmann::json& value, const std::string& source_name,
+                    const std::string& dotted_key, const std::function<void(toml::node&&)>& emit,
+                    int depth);
+
+Error json_error(const std::string& source_name, const std::string& dotted_key,
+                 std::string_view what) {
+  return config_error(source_name, toml::source_region{}, dotted_key, what);
+}
+
+Status json_to_toml(const nlohmann::json& value, const std::string& source_name,
+                    const std::string& dotted_key, const std::function<void(toml::node&&)>& emit,
+                    int depth) {
+  // No workload key nests; the limit only keeps hostile input from exhausting the stack.
+  constexpr int kMaxDepth = 8;
+  if (depth > kMaxDepth) {
+    return json_error(source_name, dotted_key, "nested too deeply");
+  }
+  switch (value.type()) {
+    case nlohmann::json::value_t::string: {
+      toml::value<std::string> node(value.get<std::string>());
+      emit(std::move(node));
+      return {};
+    }
+    case nlohmann::json::value_t::boolean: {
+      toml::value<bool> node(value.get<bool>());
+      emit(std::move(node));
+      return {};
+    }
+    case nlohmann::json::value_t::number_integer: {
+      toml::value<std::int64_t> node(value.get<std::int64_t>());
+      emit(std::move(node));
+      return {};
+    }
+    case nlohmann::json::value_t::number_unsigned: {
+      const auto number = value.get<std::uint64_t>();
+      if (number > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+        return json_error(source_name, dotted_key, std::to_string(number) + " is out of range");
+      }
+      toml::value<std::int64_t> node(static_cast<std::int64_t>(number));
+      emit(std::move(node));
+      return {};
+    }
+    case nlohmann::json::value_t::number_float: {
+      toml::value<double> node(value.get<double>());
+      emit(std::move(node));
+      return {};
+    }
+    case nlohmann::json::value_t::array: {
+      toml::array array;
+      for (std::size_t i = 0; i < value.size(); ++i) {
+        Status status = json_to_toml(value[i], source_name,
+                                     dotted_key + "[" + std::to_string(i) + "]",
+                                     [&](toml::node&& element) {
+                                       array.push_back(std::move(element));
+                                     },
+                                     depth + 1);
+        if (!status) {
+          return status;
+        }
+      }
+      emit(std::move(array));
+      return {};
+    }
+    case nlohmann::json::value_t::object: {
+      toml::table table;
+      for (const auto& [key, element] : value.items()) {
+        Status status = json_to_toml(element, source_name, join_key(dotted_key, key),
+                                     [&](toml::node&& node) {
+                                       table.insert_or_assign(key, std::move(node));
+                                     },
+                                     depth + 1);
+        if (!status) {
+          return status;
+        }
+      }
+      emit(std::move(table));
+      return {};
+    }
+    case nlohmann::json::value_t::null:
+      return json_error(source_name, dotted_key,
+                        "null is not allowed (leave the key out to keep its default)");
+    case nlohmann::json::value_t::binary:
+    case nlohmann::json::value_t::discarded:
+      break;
+  }
+  return json_error(source_name, dotted_key, "unsupported JSON value");
+}
+
 }  // namespace
+
+Result<WorkloadConfig> parse_workload_json(const nlohmann::json& object,
+                                           const std::string& source_name,
+                                           const std::string& key_prefix) {
+  if (!object.is_object()) {
+    return json_error(source_name, key_prefix,
+                      std::string("expected a JSON object, got ") + object.type_name());
+  }
+  toml::table table;
+  Status converted = json_to_toml(
+      object, source_name, key_prefix,
+      [&](toml::node&& node) {
+        if (auto* converted_table = node.as_table(); converted_table != nullptr) {
+          table = std::move(*converted_table);
+        }
+      },
+      0);
+  if (!converted) {
+    return converted.error();
+  }
+  WorkloadConfig workload;
+  if (Status status = parse_workload_table(Field{source_name, key_prefix, table}, workload);
+      !status) {
+    return status.error();
+  }
+  return workload;
+}
 
 const char* to_string(MeshKind mesh) {
   switch (mesh) {

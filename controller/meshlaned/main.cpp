@@ -2,17 +2,29 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <chrono>
 #include <csignal>
+#include <ctime>
 #include <functional>
 #include <iostream>
 
 #include "meshlane/config.hpp"
+#include "meshlane/control_api.hpp"
+#include "meshlane/control_conns.hpp"
+#include "meshlane/control_server.hpp"
+#include "meshlane/control_workloads.hpp"
 #include "meshlane/counters.hpp"
 #include "meshlane/datapath.hpp"
+#include "meshlane/kernel_features.hpp"
 #include "meshlane/mounts.hpp"
+#include "meshlane/netns.hpp"
 #include "meshlane/workloads.hpp"
 
 namespace {
@@ -36,7 +48,15 @@ int print_stats(const meshlane::Config& config, bool json) {
 }
 
 int cleanup(const meshlane::Config& config) {
-  int visited = meshlane::detach_workload_filters(config.workloads);
+  // The live workloads' filters too; their state file stays, so a restarted daemon brings them
+  // back.
+  std::vector<meshlane::WorkloadConfig> workloads = config.workloads;
+  if (auto live = meshlane::control::load_live_workloads(config.daemon.state_dir)) {
+    workloads.insert(workloads.end(), live->begin(), live->end());
+  } else {
+    spdlog::warn("cleanup: {}", live.error().message());
+  }
+  int visited = meshlane::detach_workload_filters(workloads);
   if (visited > 0) {
     spdlog::info("cleanup: removed tc filters of {} workload(s)", visited);
   }
@@ -45,30 +65,124 @@ int cleanup(const meshlane::Config& config) {
     spdlog::error("cleanup failed: {}", report.error().message());
     return kExitRuntime;
   }
-  spdlog::info("cleanup: detached {} link(s), removed {} pin(s) under {}",
-               report->links_detached, report->pins_removed, config.daemon.bpffs_dir);
+  spdlog::info("cleanup: detached {} link(s), removed {} pin(s) under {}", report->links_detached,
+               report->pins_removed, config.daemon.bpffs_dir);
   return kExitOk;
 }
 
-// SIGHUP: re-reads the config file and applies its workloads. A file that does not parse, or a
-// workload whose namespace cannot be resolved, changes nothing.
+// What the control methods read from the running daemon.
+class DaemonBackend final : public meshlane::control::ControlBackend {
+ public:
+  DaemonBackend(const meshlane::Config& config, const meshlane::Datapath& datapath,
+                std::string cgroup_path, std::vector<meshlane::KernelFeature> features)
+      : config_(config),
+        datapath_(datapath),
+        cgroup_path_(std::move(cgroup_path)),
+        features_(std::move(features)),
+        started_steady_(std::chrono::steady_clock::now()),
+        started_wall_(std::time(nullptr)) {}
+
+  nlohmann::json status() override {
+    nlohmann::json features = nlohmann::json::array();
+    for (const auto& feature : features_) {
+      features.push_back({{"name", feature.name},
+                          {"needed_for", feature.needed_for},
+                          {"present", feature.present}});
+    }
+    nlohmann::json attachments = nlohmann::json::array();
+    for (const auto& attachment : datapath_.attachments()) {
+      attachments.push_back({{"what", attachment.what},
+                             {"pin", attachment.pin},
+                             {"outcome", meshlane::to_string(attachment.outcome)}});
+    }
+    utsname host{};
+    ::uname(&host);
+    char started[32] = {};
+    std::tm utc{};
+    ::gmtime_r(&started_wall_, &utc);
+    std::strftime(started, sizeof started, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
+        std::chrono::steady_clock::now() - started_steady_);
+    return {
+        {"version", MESHLANE_VERSION},
+        {"pid", ::getpid()},
+        {"started_at", started},
+        {"uptime_seconds", uptime.count()},
+        {"kernel_release", host.release},
+        {"kernel_features", features},
+        {"attachments", attachments},
+        {"bpffs_dir", config_.daemon.bpffs_dir},
+        {"maps_adopted", datapath_.maps_adopted()},
+        {"cgroup", cgroup_path_},
+        {"acceleration",
+         {{"enabled", config_.acceleration.enabled},
+          {"sockhash_max_entries", config_.acceleration.sockhash_max_entries}}},
+        {"socket", config_.daemon.socket},
+        {"state_dir", config_.daemon.state_dir},
+    };
+  }
+
+  meshlane::Result<meshlane::Counters> counters() override {
+    return meshlane::read_counters(config_.daemon.bpffs_dir);
+  }
+
+  meshlane::Result<std::vector<ml_sock_key>> sockhash_keys() override {
+    return meshlane::control::read_sockhash_keys(config_.daemon.bpffs_dir);
+  }
+
+  std::optional<std::uint64_t> netns_cookie(const std::string& netns_path) override {
+    auto cookie = meshlane::netns_cookie_of(netns_path);
+    if (!cookie) {
+      return std::nullopt;
+    }
+    return cookie.value();
+  }
+
+ private:
+  const meshlane::Config& config_;
+  const meshlane::Datapath& datapath_;
+  std::string cgroup_path_;
+  std::vector<meshlane::KernelFeature> features_;
+  std::chrono::steady_clock::time_point started_steady_;
+  std::time_t started_wall_;
+};
+
+// One client per file descriptor: the default soft limit (1024) would cap the control socket
+// below its client limit.
+void raise_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+      spdlog::debug("cannot raise RLIMIT_NOFILE: {}", std::strerror(errno));
+    }
+  }
+}
+
+// SIGHUP: re-reads the config file and applies its workloads with the live ones. A file that
+// does not parse, or a workload whose namespace cannot be resolved, changes nothing.
 void reload_workloads(const std::string& config_path, const meshlane::Config& running,
-                      meshlane::WorkloadManager& workloads) {
+                      meshlane::control::WorkloadRegistry& workloads) {
   spdlog::info("SIGHUP: reloading workloads from {}", config_path);
   auto fresh = meshlane::load_config_file(config_path);
   if (!fresh) {
     spdlog::error("reload rejected, nothing changed: {}", fresh.error().message());
     return;
   }
-  if (fresh->daemon.bpffs_dir != running.daemon.bpffs_dir ||
-      fresh->daemon.cgroup != running.daemon.cgroup) {
+  const auto& now = fresh->daemon;
+  const auto& was = running.daemon;
+  if (now.bpffs_dir != was.bpffs_dir || now.cgroup != was.cgroup || now.socket != was.socket ||
+      now.socket_mode != was.socket_mode || now.socket_group != was.socket_group ||
+      now.state_dir != was.state_dir) {
     spdlog::warn("reload: [daemon] changes take effect only after a restart");
   }
-  if (auto status = workloads.apply(fresh->workloads); !status) {
+  if (auto status = workloads.reload(fresh->workloads); !status) {
     spdlog::error("reload rejected, nothing changed: {}", status.error().message());
     return;
   }
-  spdlog::info("reload: {} workload(s) applied", workloads.applied_count());
+  spdlog::info("reload: {} workload(s) applied ({} from the config file, {} live)",
+               workloads.config_count() + workloads.live_count(), workloads.config_count(),
+               workloads.live_count());
 }
 
 int run(const std::string& config_path, const meshlane::Config& config) {
@@ -84,6 +198,19 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   }
   spdlog::info("cgroup v2 mounted at {}; attaching to {}", mount.value(), cgroup.value());
 
+  raise_file_limit();
+  std::vector<meshlane::KernelFeature> features = meshlane::probe_splice_features();
+  auto socket_group = meshlane::control::resolve_socket_group(config.daemon.socket_group);
+  if (!socket_group) {
+    spdlog::error("{}", socket_group.error().message());
+    return kExitConfig;
+  }
+  auto saved_live = meshlane::control::load_live_workloads(config.daemon.state_dir);
+  if (!saved_live) {
+    spdlog::error("{}", saved_live.error().message());
+    return kExitConfig;
+  }
+
   auto datapath = meshlane::Datapath::start(config, cgroup.value());
   if (!datapath) {
     spdlog::error("{}", datapath.error().message());
@@ -96,24 +223,60 @@ int run(const std::string& config_path, const meshlane::Config& config) {
     spdlog::info("{}: {} (pin {})", attachment.what, meshlane::to_string(attachment.outcome),
                  attachment.pin);
   }
-  spdlog::info("acceleration {}, sockhash capacity {}",
-               config.acceleration.enabled ? "on" : "off",
+  spdlog::info("acceleration {}, sockhash capacity {}", config.acceleration.enabled ? "on" : "off",
                config.acceleration.sockhash_max_entries);
-  meshlane::WorkloadManager workloads(config.daemon.bpffs_dir, datapath->tc_programs());
-  if (auto status = workloads.apply(config.workloads); !status) {
+  meshlane::WorkloadManager manager(config.daemon.bpffs_dir, datapath->tc_programs());
+  meshlane::control::WorkloadRegistry workloads(
+      [&manager](const std::vector<meshlane::WorkloadConfig>& desired) {
+        return manager.apply(desired);
+      },
+      [&config](const std::vector<meshlane::WorkloadConfig>& live) {
+        return meshlane::control::save_live_workloads(config.daemon.state_dir, live);
+      });
+  auto resolvable = [](const meshlane::WorkloadConfig& workload) -> meshlane::Status {
+    auto resolved = meshlane::resolve_workloads({workload});
+    if (!resolved) {
+      return resolved.error();
+    }
+    return {};
+  };
+  if (auto status = workloads.start(config.workloads, std::move(saved_live.value()), resolvable);
+      !status) {
     spdlog::error("{}", status.error().message());
     return kExitConfig;
   }
-  spdlog::info("{} workload(s) applied", workloads.applied_count());
-  spdlog::info("meshlaned ready");
+  spdlog::info("{} workload(s) applied ({} from the config file, {} live from {})",
+               manager.applied_count(), workloads.config_count(), workloads.live_count(),
+               meshlane::control::workload_state_path(config.daemon.state_dir));
 
   boost::asio::io_context io;
+  DaemonBackend backend(config, datapath.value(), cgroup.value(), std::move(features));
+  meshlane::control::ControlApi api(backend, workloads, {*socket_group, *socket_group});
+  meshlane::control::ServerOptions server_options;
+  server_options.path = config.daemon.socket;
+  server_options.mode = config.daemon.socket_mode;
+  server_options.group = *socket_group;
+  auto server = meshlane::control::Server::start(
+      io, server_options,
+      [&api](const meshlane::control::PeerCredentials& peer, std::string_view line) {
+        return api.handle_line(peer, line);
+      });
+  if (!server) {
+    spdlog::error("{}", server.error().message());
+    return kExitRuntime;
+  }
+  spdlog::info("control socket {} (mode {:04o}, group {})", config.daemon.socket,
+               config.daemon.socket_mode,
+               config.daemon.socket_group.empty() ? "root only" : config.daemon.socket_group);
+  spdlog::info("meshlaned ready");
+
   boost::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
   stop_signals.async_wait([&](const boost::system::error_code& error, int signal_number) {
     if (!error) {
-      spdlog::info("received {}; exiting, the datapath stays pinned and attached "
-                   "(meshlaned --cleanup removes it)",
-                   strsignal(signal_number));
+      spdlog::info(
+          "received {}; exiting, the datapath stays pinned and attached "
+          "(meshlaned --cleanup removes it)",
+          strsignal(signal_number));
       io.stop();
     }
   });
@@ -128,6 +291,7 @@ int run(const std::string& config_path, const meshlane::Config& config) {
       };
   reload_signal.async_wait(on_reload);
   io.run();
+  server->reset();  // removes the socket file before the daemon exits
   return kExitOk;
 }
 
@@ -140,9 +304,9 @@ int main(int argc, char** argv) {
   bool do_stats = false;
   std::string output = "text";
   app.add_option("-c,--config", config_path, "TOML configuration file")->capture_default_str();
-  auto* cleanup_flag = app.add_flag(
-      "--cleanup", do_cleanup,
-      "detach and unpin everything meshlaned made under daemon.bpffs_dir, then exit");
+  auto* cleanup_flag =
+      app.add_flag("--cleanup", do_cleanup,
+                   "detach and unpin everything meshlaned made under daemon.bpffs_dir, then exit");
   app.add_flag("--stats", do_stats, "print the datapath counters and exit")->excludes(cleanup_flag);
   app.add_option("-o,--output", output, "output format of --stats")
       ->check(CLI::IsMember({"text", "json"}))
@@ -150,6 +314,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("meshlaned ") + MESHLANE_VERSION);
   CLI11_PARSE(app, argc, argv);
 
+  // A client that disconnects mid-response must not kill the daemon.
+  std::signal(SIGPIPE, SIG_IGN);
   spdlog::set_default_logger(spdlog::stderr_color_mt("meshlaned"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
 

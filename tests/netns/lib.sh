@@ -263,6 +263,8 @@ ml_write_config() {
     echo "bpffs_dir = \"$ML_BPFFS_DIR\""
     echo "cgroup = \"$ML_CG_REL\""
     echo "log_level = \"debug\""
+    echo "socket = \"$ML_WORKDIR/meshlane.sock\""
+    echo "state_dir = \"$ML_WORKDIR/state\""
     echo ""
     echo "[acceleration]"
     echo "enabled = true"

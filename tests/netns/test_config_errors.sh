@@ -54,6 +54,8 @@ base() {
 bpffs_dir = "$ML_BPFFS_DIR"
 cgroup = "$ML_CG_REL"
 log_level = "info"
+socket = "$ML_WORKDIR/meshlane.sock"
+state_dir = "$ML_WORKDIR/state"
 
 [acceleration]
 enabled = true
@@ -69,37 +71,37 @@ base | sed '4i bogus_key = 1' >"$cfg"
 expect_error unknown-key-daemon 4 bogus_key run
 expect_error unknown-key-cleanup 4 bogus_key --cleanup
 expect_error unknown-key-stats 4 bogus_key --stats
-# Unknown key in [acceleration], line 9.
+# Unknown key in [acceleration], line 11.
 { base; echo "sockhash_entries = 5"; } >"$cfg"
-expect_error unknown-key-accel 9 sockhash_entries run
-# Unknown table: its key (line 10) or its header (line 9) is reported.
+expect_error unknown-key-accel 11 sockhash_entries run
+# Unknown table: its key (line 12) or its header (line 11) is reported.
 { base; echo "[bogus]"; echo "x = 1"; } >"$cfg"
 rc=0
 timeout 20 "$MESHLANED" --config "$cfg" >/dev/null 2>"$ML_WORKDIR/unknown-table.err" </dev/null || rc=$?
 [[ $rc -eq 1 ]] || ml_fail "unknown-table: exit status $rc, expected 1: $(cat "$ML_WORKDIR/unknown-table.err")"
-grep -qE "$cfg:(9|10):[0-9]+: [^ ]*(bogus|x)[^ ]*: " "$ML_WORKDIR/unknown-table.err" ||
-  ml_fail "unknown-table: stderr does not name $cfg:9 or :10 and the table: $(cat "$ML_WORKDIR/unknown-table.err")"
+grep -qE "$cfg:(11|12):[0-9]+: [^ ]*(bogus|x)[^ ]*: " "$ML_WORKDIR/unknown-table.err" ||
+  ml_fail "unknown-table: stderr does not name $cfg:11 or :12 and the table: $(cat "$ML_WORKDIR/unknown-table.err")"
 ml_log "unknown-table: $(head -n1 "$ML_WORKDIR/unknown-table.err")"
 nothing_pinned unknown-table
 # Wrong types.
 base | sed 's/^sockhash_max_entries = .*/sockhash_max_entries = "many"/' >"$cfg"
-expect_error wrong-type-int 8 sockhash_max_entries run
+expect_error wrong-type-int 10 sockhash_max_entries run
 base | sed 's/^enabled = .*/enabled = 1/' >"$cfg"
-expect_error wrong-type-bool 7 enabled run
+expect_error wrong-type-bool 9 enabled run
 base | sed 's/^log_level = .*/log_level = 3/' >"$cfg"
 expect_error wrong-type-string 4 log_level run
 { base; echo 'exclude_ports = "5201"'; } >"$cfg"
-expect_error wrong-type-array 9 exclude_ports run
+expect_error wrong-type-array 11 exclude_ports run
 { base; echo 'include_ports = ["http"]'; } >"$cfg"
-expect_error wrong-type-element 9 include_ports run
+expect_error wrong-type-element 11 include_ports run
 # Out of range.
 { base; echo 'exclude_ports = [70000]'; } >"$cfg"
-expect_error port-out-of-range 9 exclude_ports run
+expect_error port-out-of-range 11 exclude_ports run
 base | sed 's/^sockhash_max_entries = .*/sockhash_max_entries = -1/' >"$cfg"
-expect_error negative-entries 8 sockhash_max_entries run
-# TOML syntax error on line 7.
+expect_error negative-entries 10 sockhash_max_entries run
+# TOML syntax error on line 9.
 base | sed 's/^enabled = .*/enabled = /' >"$cfg"
-expect_error syntax-error 7 - run
+expect_error syntax-error 9 - run
 
 # Missing file.
 rc=0

@@ -38,6 +38,10 @@ void expect_default(const Config& config) {
   EXPECT_EQ(config.daemon.bpffs_dir, defaults.daemon.bpffs_dir);
   EXPECT_EQ(config.daemon.cgroup, defaults.daemon.cgroup);
   EXPECT_EQ(config.daemon.log_level, defaults.daemon.log_level);
+  EXPECT_EQ(config.daemon.socket, defaults.daemon.socket);
+  EXPECT_EQ(config.daemon.socket_mode, defaults.daemon.socket_mode);
+  EXPECT_EQ(config.daemon.socket_group, defaults.daemon.socket_group);
+  EXPECT_EQ(config.daemon.state_dir, defaults.daemon.state_dir);
   EXPECT_EQ(config.acceleration.enabled, defaults.acceleration.enabled);
   EXPECT_EQ(config.acceleration.sockhash_max_entries, defaults.acceleration.sockhash_max_entries);
   EXPECT_EQ(config.acceleration.include_ports, defaults.acceleration.include_ports);
@@ -53,6 +57,82 @@ TEST(ParseConfig, EmptyTextGivesDefaults) {
   EXPECT_EQ(config.daemon.log_level, "info");
   EXPECT_TRUE(config.acceleration.enabled);
   EXPECT_EQ(config.acceleration.sockhash_max_entries, 65536u);
+}
+
+TEST(ParseConfig, ControlSocketDefaults) {
+  const Config config = parse_ok("");
+  EXPECT_EQ(config.daemon.socket, "/run/meshlane/meshlane.sock");
+  EXPECT_EQ(config.daemon.socket_mode, 0660u);
+  EXPECT_EQ(config.daemon.socket_group, "");
+  EXPECT_EQ(config.daemon.state_dir, "/var/lib/meshlane");
+}
+
+TEST(ParseConfig, ControlSocketKeysAreParsed) {
+  const Config config = parse_ok(R"(
+[daemon]
+socket = "/tmp/ml/ctl.sock"
+socket_mode = "0600"
+socket_group = "meshlane-ops"
+state_dir = "/tmp/ml/state"
+)");
+  EXPECT_EQ(config.daemon.socket, "/tmp/ml/ctl.sock");
+  EXPECT_EQ(config.daemon.socket_mode, 0600u);
+  EXPECT_EQ(config.daemon.socket_group, "meshlane-ops");
+  EXPECT_EQ(config.daemon.state_dir, "/tmp/ml/state");
+}
+
+TEST(ParseConfig, SocketModeAsOctalStringOrInteger) {
+  EXPECT_EQ(parse_ok("[daemon]\nsocket_mode = 0o640\n").daemon.socket_mode, 0640u);
+  EXPECT_EQ(parse_ok("[daemon]\nsocket_mode = \"666\"\n").daemon.socket_mode, 0666u);
+  EXPECT_EQ(parse_ok("[daemon]\nsocket_mode = \"0\"\n").daemon.socket_mode, 0u);
+  EXPECT_EQ(parse_ok("[daemon]\nsocket_mode = 0o777\n").daemon.socket_mode, 0777u);
+}
+
+TEST(ParseConfig, BadSocketModeIsRejected) {
+  // 660 written in decimal is 0o1224: beyond the permission bits.
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket_mode = 660\n"),
+                       "meshlane.toml:2:15: daemon.socket_mode: 660 is not a file mode (allowed: "
+                       "permission bits 0..0777"));
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket_mode = \"0689\"\n"),
+                       "daemon.socket_mode: \"0689\" is not a file mode"));
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket_mode = \"4755\"\n"), "is not a file mode"));
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket_mode = \"\"\n"), "is not a file mode"));
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket_mode = -1\n"), "is not a file mode"));
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket_mode = true\n"),
+                       "daemon.socket_mode: expected a file mode, e.g. \"0660\" or 0o660, got "
+                       "boolean"));
+}
+
+TEST(ParseConfig, BadSocketPathIsRejected) {
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket = \"run/ml.sock\"\n"),
+                       "daemon.socket: \"run/ml.sock\" is not an absolute path"));
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket = \"\"\n"), "is not an absolute path"));
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket = \"/run/meshlane/\"\n"),
+                       "cannot name a Unix socket"));
+  const std::string long_path = "/" + std::string(107, 'a');
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket = \"" + long_path + "\"\n"),
+                       "cannot name a Unix socket (at most 107 bytes"));
+  EXPECT_EQ(parse_ok("[daemon]\nsocket = \"" + long_path.substr(0, 107) + "\"\n").daemon.socket,
+            long_path.substr(0, 107));
+}
+
+TEST(ParseConfig, BadSocketGroupIsRejected) {
+  EXPECT_EQ(parse_ok("[daemon]\nsocket_group = \"1234\"\n").daemon.socket_group, "1234");
+  EXPECT_EQ(parse_ok("[daemon]\nsocket_group = \"\"\n").daemon.socket_group, "");
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket_group = \"ops team\"\n"),
+                       "daemon.socket_group: \"ops team\" is not a group name or gid"));
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket_group = \"-x\"\n"), "is not a group name"));
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket_group = \"" + std::string(33, 'g') + "\"\n"),
+                       "is not a group name"));
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket_group = 100\n"),
+                       "daemon.socket_group: expected a string, got integer"));
+}
+
+TEST(ParseConfig, RelativeStateDirIsRejected) {
+  EXPECT_TRUE(contains(parse_error("[daemon]\nstate_dir = \"var/lib/meshlane\"\n"),
+                       "meshlane.toml:2:13: daemon.state_dir: \"var/lib/meshlane\" is not an "
+                       "absolute path (e.g. \"/var/lib/meshlane\")"));
+  EXPECT_TRUE(contains(parse_error("[daemon]\nstate_dir = \"\"\n"), "is not an absolute path"));
 }
 
 TEST(ParseConfig, EmptyTablesGiveDefaults) {
@@ -129,7 +209,7 @@ TEST(ParseConfig, UnknownKeyNamesFileLineColumnAndKey) {
   const std::string message = parse_error("[daemon]\nlog_level = \"info\"\ncolour = \"blue\"\n");
   EXPECT_EQ(message,
             "meshlane.toml:3:1: daemon.colour: unknown key (known keys: bpffs_dir, cgroup, "
-            "log_level)");
+            "log_level, socket, socket_mode, socket_group, state_dir)");
 }
 
 TEST(ParseConfig, UnknownAccelerationKeyIsRejected) {

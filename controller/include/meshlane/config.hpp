@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "meshlane/error.hpp"
 
 namespace meshlane {
@@ -21,6 +23,18 @@ struct DaemonConfig {
   std::string cgroup;
   // spdlog level name: trace, debug, info, warn, error, critical, off.
   std::string log_level = "info";
+  // Unix stream socket of the control protocol (docs/control-protocol.md). Absolute path, at
+  // most 107 bytes (sun_path). Its directory is created (mode 0755) when missing.
+  std::string socket = "/run/meshlane/meshlane.sock";
+  // Permission bits of the socket file (0..0777); connect() needs write permission.
+  std::uint32_t socket_mode = 0660;
+  // Group that owns the socket file and whose members may use the control protocol besides
+  // uid 0 (checked with SO_PEERCRED/SO_PEERGROUPS). "" = root only. A group name or a
+  // numeric gid; resolved when the daemon starts.
+  std::string socket_group;
+  // Where the daemon keeps state that must survive a restart (workloads added over the control
+  // socket). Absolute path; created (mode 0700) when missing.
+  std::string state_dir = "/var/lib/meshlane";
 };
 
 struct AccelerationConfig {
@@ -110,6 +124,14 @@ std::string to_string(const IpAddress& address);
 // "<source>:<line>:<column>: <key>: <what is wrong>".
 // Unknown tables and keys are rejected, as are values of the wrong type or out of range.
 Result<Config> parse_config(std::string_view toml_text, const std::string& source_name);
+
+// Parses one workload given as a JSON object (a control request's params, the state file) with
+// the keys, presets and checks of a [[workload]] section. JSON null is rejected; floats and
+// other wrong types get the same messages as in TOML. Errors read
+// "[<source>: ]<key_prefix>.<key>: <what is wrong>".
+Result<WorkloadConfig> parse_workload_json(const nlohmann::json& object,
+                                           const std::string& source_name,
+                                           const std::string& key_prefix);
 
 // Reads and parses a file. A missing or unreadable file is an error naming the path.
 Result<Config> load_config_file(const std::string& path);

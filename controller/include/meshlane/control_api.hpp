@@ -1,0 +1,83 @@
+// The control protocol's methods: access control, parameter checks and results. The daemon
+// plugs in its datapath through ControlBackend; the unit tests plug in a fake.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "meshlane/control_protocol.hpp"
+#include "meshlane/control_server.hpp"
+#include "meshlane/control_workloads.hpp"
+#include "meshlane/counters.hpp"
+#include "meshlane/error.hpp"
+#include "meshlane/shared.h"
+
+namespace meshlane::control {
+
+// kRead methods only look; kWrite methods change what the datapath does.
+enum class Access { kRead, kWrite };
+const char* to_string(Access access);
+
+struct MethodInfo {
+  std::string_view name;
+  Access access;
+  std::string_view summary;
+};
+
+// Every method, in the order docs/control-protocol.md lists them.
+const std::vector<MethodInfo>& methods();
+
+// Who may call what: uid 0 always; members of `group` (primary or supplementary gid) for both
+// read and write methods. Separate fields so that read access can be widened later on its own.
+struct AccessPolicy {
+  std::optional<gid_t> write_group;
+  std::optional<gid_t> read_group;
+};
+
+bool is_allowed(const PeerCredentials& peer, const AccessPolicy& policy, Access access);
+
+// What the methods read from the running daemon.
+class ControlBackend {
+ public:
+  virtual ~ControlBackend() = default;
+  // The daemon's part of the status result (version, uptime, kernel, attach points, ...).
+  virtual nlohmann::json status() = 0;
+  virtual Result<Counters> counters() = 0;
+  virtual Result<std::vector<ml_sock_key>> sockhash_keys() = 0;
+  // The netns cookie of a workload's namespace; nullopt when it cannot be read.
+  virtual std::optional<std::uint64_t> netns_cookie(const std::string& netns_path) = 0;
+};
+
+class ControlApi {
+ public:
+  ControlApi(ControlBackend& backend, WorkloadRegistry& workloads, AccessPolicy policy)
+      : backend_(backend), workloads_(workloads), policy_(policy) {}
+
+  // One request line in, one response line out (the server's LineHandler).
+  Reply handle_line(const PeerCredentials& peer, std::string_view line);
+
+  // A parsed request: the result object or the error.
+  Outcome<nlohmann::json> call(const PeerCredentials& peer, const Request& request);
+
+ private:
+  Outcome<nlohmann::json> status(const Params& params);
+  Outcome<nlohmann::json> stats(const Params& params);
+  Outcome<nlohmann::json> workload_list(const Params& params);
+  Outcome<nlohmann::json> workload_get(const Params& params);
+  Outcome<nlohmann::json> workload_add(const nlohmann::json& params);
+  Outcome<nlohmann::json> workload_del(const Params& params);
+  Outcome<nlohmann::json> conns(const Params& params);
+
+  ControlBackend& backend_;
+  WorkloadRegistry& workloads_;
+  AccessPolicy policy_;
+};
+
+}  // namespace meshlane::control

@@ -1,0 +1,46 @@
+// Spliced connections as the control protocol's "conns" method reports them: the keys of the
+// pinned sockhash (one per spliced socket), with their addresses and the workloads they belong
+// to.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "meshlane/config.hpp"
+#include "meshlane/error.hpp"
+#include "meshlane/shared.h"
+
+namespace meshlane::control {
+
+// Every key of the sockhash pinned under bpffs_dir (ml_sockhash_v1), walked with
+// bpf_map_get_next_key. Keys that vanish during the walk are simply missed.
+Result<std::vector<ml_sock_key>> read_sockhash_keys(const std::string& bpffs_dir);
+
+// Which workload an address or a loopback scope (netns cookie) belongs to.
+struct WorkloadIndex {
+  std::map<std::array<std::uint8_t, 16>, std::string> by_address;  // v4-mapped or IPv6 bytes
+  std::map<std::uint64_t, std::string> by_netns_cookie;
+
+  void add(const WorkloadConfig& workload, std::uint64_t netns_cookie);
+};
+
+// "198.18.0.10:8080" or "[fd00::10]:8080" (v4-mapped addresses shown as IPv4).
+std::string endpoint_text(const __u32 ip6[4], std::uint16_t port);
+
+// The peer socket's key: what sock_ops stored as ml_sock_state.peer for this socket.
+ml_sock_key peer_key(const ml_sock_key& key);
+
+// {"connections":[{"local","remote","scope","workload","remote_workload","peer_in_map"}...],
+//  "total":N,"shown":M,"truncated":bool}, at most `limit` entries, sorted by local then remote.
+// A side belongs to a workload when its address is one of the workload's, or, for loopback
+// sockets (scope != 0), when the scope is the workload's netns cookie.
+nlohmann::json describe_connections(const std::vector<ml_sock_key>& keys,
+                                    const WorkloadIndex& index, std::size_t limit);
+
+}  // namespace meshlane::control

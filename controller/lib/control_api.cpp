@@ -1,0 +1,223 @@
+#include "meshlane/control_api.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+
+#include "meshlane/control_conns.hpp"
+
+namespace meshlane::control {
+
+namespace {
+
+const std::vector<MethodInfo> kMethods = {
+    {"status", Access::kRead, "daemon version, uptime, kernel features, attach points, counts"},
+    {"stats", Access::kRead, "the datapath counters"},
+    {"workload.list", Access::kRead, "every workload, from the config file and live"},
+    {"workload.get", Access::kRead, "one workload's effective settings"},
+    {"workload.add", Access::kWrite, "add or replace a live workload (idempotent)"},
+    {"workload.del", Access::kWrite, "delete a live workload"},
+    {"conns", Access::kRead, "spliced sockets now in the sockhash, with their workloads"},
+};
+
+bool in_group(const PeerCredentials& peer, const std::optional<gid_t>& group) {
+  if (!group) {
+    return false;
+  }
+  return peer.gid == *group ||
+         std::find(peer.groups.begin(), peer.groups.end(), *group) != peer.groups.end();
+}
+
+std::string known_methods() {
+  std::string names;
+  for (const MethodInfo& method : kMethods) {
+    names += (names.empty() ? "" : ", ") + std::string(method.name);
+  }
+  return names;
+}
+
+nlohmann::json entry_json(const WorkloadRegistry::Entry& entry) {
+  return {{"name", entry.workload->name},
+          {"source", to_string(entry.source)},
+          {"spec", workload_to_json(*entry.workload)}};
+}
+
+}  // namespace
+
+const char* to_string(Access access) { return access == Access::kRead ? "read" : "write"; }
+
+const std::vector<MethodInfo>& methods() { return kMethods; }
+
+bool is_allowed(const PeerCredentials& peer, const AccessPolicy& policy, Access access) {
+  if (peer.uid == 0) {
+    return true;
+  }
+  return in_group(peer, policy.write_group) ||
+         (access == Access::kRead && in_group(peer, policy.read_group));
+}
+
+Reply ControlApi::handle_line(const PeerCredentials& peer, std::string_view line) {
+  auto parsed = parse_request(line);
+  if (auto* bad = std::get_if<RequestError>(&parsed)) {
+    spdlog::debug("control: bad request from pid {}: {}", peer.pid, bad->error.message);
+    return {encode_error(bad->id, bad->error), bad->close};
+  }
+  const Request& request = std::get<Request>(parsed);
+  Outcome<nlohmann::json> outcome = call(peer, request);
+  if (auto* error = std::get_if<ControlError>(&outcome)) {
+    spdlog::debug("control: {} from pid {} uid {}: {}: {}", request.method, peer.pid, peer.uid,
+                  to_string(error->code), error->message);
+    return {encode_error(request.id, *error), false};
+  }
+  return {encode_result(request.id, std::get<nlohmann::json>(outcome)), false};
+}
+
+Outcome<nlohmann::json> ControlApi::call(const PeerCredentials& peer, const Request& request) {
+  auto method = std::find_if(kMethods.begin(), kMethods.end(),
+                             [&](const MethodInfo& m) { return m.name == request.method; });
+  if (method == kMethods.end()) {
+    return ControlError{
+        ErrorCode::kUnknownMethod,
+        "unknown method \"" + request.method + "\" (known methods: " + known_methods() + ")"};
+  }
+  if (!is_allowed(peer, policy_, method->access)) {
+    std::string who = policy_.write_group
+                          ? "uid 0 or members of gid " + std::to_string(*policy_.write_group)
+                          : std::string("uid 0 (daemon.socket_group is unset)");
+    return ControlError{ErrorCode::kPermissionDenied,
+                        "uid " + std::to_string(peer.uid) + " (gid " + std::to_string(peer.gid) +
+                            ") may not call " + request.method + ": " + to_string(method->access) +
+                            " methods are open to " + who};
+  }
+  const Params params(request.params);
+  const std::string_view name = method->name;
+  if (name == "status") {
+    return status(params);
+  }
+  if (name == "stats") {
+    return stats(params);
+  }
+  if (name == "workload.list") {
+    return workload_list(params);
+  }
+  if (name == "workload.get") {
+    return workload_get(params);
+  }
+  if (name == "workload.add") {
+    return workload_add(request.params);
+  }
+  if (name == "workload.del") {
+    return workload_del(params);
+  }
+  if (name == "conns") {
+    return conns(params);
+  }
+  return ControlError{ErrorCode::kInternal, "method " + request.method + " has no handler"};
+}
+
+Outcome<nlohmann::json> ControlApi::status(const Params& params) {
+  if (auto error = params.only({})) {
+    return *error;
+  }
+  nlohmann::json result = backend_.status();
+  result["protocol"] = kProtocolVersion;
+  result["workloads"] = {{"total", workloads_.config_count() + workloads_.live_count()},
+                         {"config", workloads_.config_count()},
+                         {"live", workloads_.live_count()}};
+  return result;
+}
+
+Outcome<nlohmann::json> ControlApi::stats(const Params& params) {
+  if (auto error = params.only({})) {
+    return *error;
+  }
+  auto counters = backend_.counters();
+  if (!counters) {
+    return ControlError{ErrorCode::kUnavailable, counters.error().message()};
+  }
+  return nlohmann::json{{"counters", counters_to_json(counters.value())}};
+}
+
+Outcome<nlohmann::json> ControlApi::workload_list(const Params& params) {
+  if (auto error = params.only({})) {
+    return *error;
+  }
+  nlohmann::json list = nlohmann::json::array();
+  for (const WorkloadRegistry::Entry& entry : workloads_.list()) {
+    list.push_back(entry_json(entry));
+  }
+  return nlohmann::json{{"workloads", list}, {"total", list.size()}};
+}
+
+Outcome<nlohmann::json> ControlApi::workload_get(const Params& params) {
+  if (auto error = params.only({"name"})) {
+    return *error;
+  }
+  std::optional<std::string> name;
+  if (auto error = params.string("name", true, name)) {
+    return *error;
+  }
+  const WorkloadRegistry::Entry entry = workloads_.find(*name);
+  if (entry.workload == nullptr) {
+    return ControlError{ErrorCode::kNotFound, "no workload named " + *name};
+  }
+  return entry_json(entry);
+}
+
+Outcome<nlohmann::json> ControlApi::workload_add(const nlohmann::json& params) {
+  auto workload = parse_workload_json(params, "", "params");
+  if (!workload) {
+    return invalid_params(workload.error().message());
+  }
+  Outcome<AddOutcome> outcome = workloads_.add(workload.value());
+  if (auto* error = std::get_if<ControlError>(&outcome)) {
+    return *error;
+  }
+  return nlohmann::json{{"name", workload->name},
+                        {"outcome", to_string(std::get<AddOutcome>(outcome))},
+                        {"spec", workload_to_json(workload.value())}};
+}
+
+Outcome<nlohmann::json> ControlApi::workload_del(const Params& params) {
+  if (auto error = params.only({"name", "missing_ok"})) {
+    return *error;
+  }
+  std::optional<std::string> name;
+  if (auto error = params.string("name", true, name)) {
+    return *error;
+  }
+  std::optional<bool> missing_ok;
+  if (auto error = params.boolean("missing_ok", missing_ok)) {
+    return *error;
+  }
+  Outcome<DeleteOutcome> outcome = workloads_.remove(*name, missing_ok.value_or(false));
+  if (auto* error = std::get_if<ControlError>(&outcome)) {
+    return *error;
+  }
+  return nlohmann::json{{"name", *name}, {"outcome", to_string(std::get<DeleteOutcome>(outcome))}};
+}
+
+Outcome<nlohmann::json> ControlApi::conns(const Params& params) {
+  if (auto error = params.only({"limit"})) {
+    return *error;
+  }
+  std::optional<std::int64_t> limit;
+  if (auto error = params.integer("limit", 0, std::numeric_limits<std::int64_t>::max(), limit)) {
+    return *error;
+  }
+  auto keys = backend_.sockhash_keys();
+  if (!keys) {
+    return ControlError{ErrorCode::kUnavailable, keys.error().message()};
+  }
+  WorkloadIndex index;
+  for (const WorkloadRegistry::Entry& entry : workloads_.list()) {
+    index.add(*entry.workload, backend_.netns_cookie(entry.workload->netns).value_or(0));
+  }
+  const std::int64_t shown = limit.value_or(kDefaultConnsLimit);
+  return describe_connections(keys.value(), index,
+                              shown == 0 ? keys->size() : static_cast<std::size_t>(shown));
+}
+
+}  // namespace meshlane::control

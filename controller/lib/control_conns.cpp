@@ -1,0 +1,138 @@
+#include "meshlane/control_conns.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+#include <string_view>
+#include <tuple>
+
+#include "meshlane/bpf_map.hpp"
+#include "meshlane/pin_layout.hpp"
+#include "meshlane/sock_key.h"
+
+namespace meshlane::control {
+
+namespace {
+
+std::array<std::uint8_t, 16> address_bytes(const __u32 ip6[4]) {
+  std::array<std::uint8_t, 16> bytes{};
+  std::memcpy(bytes.data(), ip6, bytes.size());
+  return bytes;
+}
+
+std::string key_bytes(const ml_sock_key& key) {
+  return {reinterpret_cast<const char*>(&key), sizeof key};
+}
+
+nlohmann::json owner(const WorkloadIndex& index, const __u32 ip6[4], std::uint64_t scope) {
+  if (auto found = index.by_address.find(address_bytes(ip6)); found != index.by_address.end()) {
+    return found->second;
+  }
+  if (scope != 0) {
+    if (auto found = index.by_netns_cookie.find(scope); found != index.by_netns_cookie.end()) {
+      return found->second;
+    }
+  }
+  return nullptr;
+}
+
+auto sort_key(const ml_sock_key& key) {
+  return std::make_tuple(address_bytes(key.local_ip6), key.local_port,
+                         address_bytes(key.remote_ip6), key.remote_port, key.scope, key.local_seq);
+}
+
+}  // namespace
+
+Result<std::vector<ml_sock_key>> read_sockhash_keys(const std::string& bpffs_dir) {
+  // The sockhash's value is a socket, which user space cannot read: only the keys matter here.
+  const PinLayout pins{bpffs_dir};
+  auto fd = open_pinned(pins.map(ML_SOCKHASH_MAP_NAME));
+  if (!fd) {
+    return fd.error();
+  }
+  auto info = map_info(fd->get());
+  if (!info) {
+    return info.error();
+  }
+  if (info->key_size != sizeof(ml_sock_key)) {
+    return make_error(EINVAL, "map " + info->name + " has key size " +
+                                  std::to_string(info->key_size) + ", this build expects " +
+                                  std::to_string(sizeof(ml_sock_key)));
+  }
+  std::vector<ml_sock_key> keys;
+  ml_sock_key current{};
+  ml_sock_key next{};
+  const ml_sock_key* previous = nullptr;
+  while (bpf_map_get_next_key(fd->get(), previous, &next) == 0) {
+    keys.push_back(next);
+    current = next;
+    previous = &current;
+    if (keys.size() > info->max_entries) {
+      break;  // a map churning under the walk can restart it; never loop forever
+    }
+  }
+  return keys;
+}
+
+void WorkloadIndex::add(const WorkloadConfig& workload, std::uint64_t netns_cookie) {
+  for (const IpAddress& address : workload.ips) {
+    by_address.emplace(address.bytes, workload.name);
+  }
+  if (netns_cookie != 0) {
+    by_netns_cookie.emplace(netns_cookie, workload.name);
+  }
+}
+
+std::string endpoint_text(const __u32 ip6[4], std::uint16_t port) {
+  IpAddress address{address_bytes(ip6), ml_ip6_is_mapped_v4(ip6) != 0};
+  const std::string host = to_string(address);
+  return (address.is_ipv4 ? host : "[" + host + "]") + ":" + std::to_string(port);
+}
+
+ml_sock_key peer_key(const ml_sock_key& key) {
+  ml_sock_key peer{};
+  peer.scope = key.scope;
+  std::memcpy(peer.local_ip6, key.remote_ip6, sizeof peer.local_ip6);
+  std::memcpy(peer.remote_ip6, key.local_ip6, sizeof peer.remote_ip6);
+  peer.local_seq = key.remote_seq;
+  peer.remote_seq = key.local_seq;
+  peer.local_port = key.remote_port;
+  peer.remote_port = key.local_port;
+  peer.pad = 0;
+  return peer;
+}
+
+nlohmann::json describe_connections(const std::vector<ml_sock_key>& keys,
+                                    const WorkloadIndex& index, std::size_t limit) {
+  std::set<std::string> present;
+  for (const ml_sock_key& key : keys) {
+    present.insert(key_bytes(key));
+  }
+  std::vector<const ml_sock_key*> sorted;
+  sorted.reserve(keys.size());
+  for (const ml_sock_key& key : keys) {
+    sorted.push_back(&key);
+  }
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto* a, const auto* b) { return sort_key(*a) < sort_key(*b); });
+  nlohmann::json connections = nlohmann::json::array();
+  for (const ml_sock_key* key : sorted) {
+    if (connections.size() >= limit) {
+      break;
+    }
+    connections.push_back({
+        {"local", endpoint_text(key->local_ip6, key->local_port)},
+        {"remote", endpoint_text(key->remote_ip6, key->remote_port)},
+        {"scope", key->scope},
+        {"workload", owner(index, key->local_ip6, key->scope)},
+        {"remote_workload", owner(index, key->remote_ip6, key->scope)},
+        {"peer_in_map", present.count(key_bytes(peer_key(*key))) != 0},
+    });
+  }
+  return {{"connections", connections},
+          {"total", keys.size()},
+          {"shown", connections.size()},
+          {"truncated", connections.size() < keys.size()}};
+}
+
+}  // namespace meshlane::control

@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# The control socket end to end, driven with meshlanectl against a daemon on the test's own
+# cgroup: status and stats fields; a workload added live is intercepted from its next
+# connection and no longer once deleted, while an established connection of the pod carries on;
+# conns lists the pod's spliced sockets; peers that are neither root nor in socket_group are
+# refused; malformed JSON and an oversized frame get structured errors and the daemon keeps
+# serving; the live workload survives a daemon restart; exit codes.
+# shellcheck source=control_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/control_lib.sh"
+
+ctl_setup
+ml_make_cgroup
+ctl_make_pods POD_A POD_B
+ml_log "pods: A $POD_A (198.18.0.10), B $POD_B (198.18.0.11)"
+
+# First run: the socket is world-writable so that a non-root peer reaches the credential check.
+ctl_daemon_start 'socket_mode = "0666"'
+
+# ---- status and stats ---------------------------------------------------------------------------
+ctl_ok -o json status
+STATUS=$CTL_OUT
+ctl_assert_json "$STATUS" 'j["protocol"] == 1 and j["version"] != ""' "status version"
+ctl_assert_json "$STATUS" 'j["uptime_seconds"] >= 0 and j["pid"] > 0' "status uptime/pid"
+ctl_assert_json "$STATUS" "j[\"bpffs_dir\"] == \"$ML_BPFFS_DIR\"" "status bpffs_dir"
+ctl_assert_json "$STATUS" "j[\"cgroup\"] == \"$ML_CG\"" "status cgroup"
+ctl_assert_json "$STATUS" "j[\"socket\"] == \"$CTL_SOCKET\"" "status socket"
+ctl_assert_json "$STATUS" 'len(j["kernel_features"]) > 0 and all(f["present"] for f in j["kernel_features"])' \
+  "status kernel features"
+ctl_assert_json "$STATUS" "any(a[\"what\"] == \"connect4 on $ML_CG\" for a in j[\"attachments\"])" \
+  "status attach points"
+ctl_assert_json "$STATUS" 'len(j["attachments"]) == 5' "status attach point count"
+ctl_assert_json "$STATUS" 'j["workloads"] == {"total": 0, "config": 0, "live": 0}' "status workloads"
+ctl_ok status
+grep -q '^version  *[0-9]' <<<"$CTL_OUT" || ml_fail "status table has no version line: $CTL_OUT"
+grep -q '^connect6 on ' <<<"$CTL_OUT" || ml_fail "status table lists no connect6 attach point"
+[[ $(stat -c %a "$CTL_SOCKET") == 666 ]] || ml_fail "socket mode is $(stat -c %a "$CTL_SOCKET"), expected 666"
+
+ctl_ok -o json stats
+for counter in sockets_added intercepted_outbound spliced_other bytes_redirected; do
+  ctl_assert_json "$CTL_OUT" "isinstance(j[\"counters\"][\"$counter\"], int)" "stats $counter"
+done
+# The same numbers as meshlaned --stats (nothing runs in the cgroup right now).
+DIRECT=$(ml_stats_json)
+[[ $(ml_json_int "$DIRECT" sockets_added) == $(ctl_json "$CTL_OUT" 'j["counters"]["sockets_added"]') ]] ||
+  ml_fail "stats over the socket differ from meshlaned --stats: $CTL_OUT vs $DIRECT"
+ctl_ok stats
+grep -q '^intercepted_outbound  *[0-9]' <<<"$CTL_OUT" || ml_fail "stats table: $CTL_OUT"
+
+# ---- interception follows live workload changes -------------------------------------------------
+
+# app_connect LABEL: the app in pod A connects to pod B's 198.18.0.11:8080. Pod B serves there;
+# pod A's "sidecar" (an ml_xfer server on 127.0.0.1:15001, istio's outbound port) serves too.
+# Sets SERVED to the one that got the connection: podb or sidecar.
+app_connect() {
+  local label=$1 b_pid a_pid i
+  ml_xfer_server_bg b_pid "$ML_CG" "$POD_B" "$label-podb" --listen 0.0.0.0:8080 --bytes 64K --timeout 20
+  ml_xfer_server_bg a_pid "$ML_CG" "$POD_A" "$label-sidecar" --listen 127.0.0.1:15001 --bytes 64K --timeout 20
+  ml_xfer_client "$ML_CG" "$POD_A" "$label" --connect 198.18.0.11:8080 --bytes 64K --timeout 20
+  [[ $ML__CLIENT_RC -eq 0 ]] ||
+    ml_fail "$label: the app's transfer failed (status $ML__CLIENT_RC): $(tail -n 3 "$ML_WORKDIR/$label.client.err")"
+  SERVED=""
+  for ((i = 0; i < 100; i++)); do
+    if [[ $(ml_xfer_last "$label-podb" server) == *'"ok":true'* ]]; then
+      SERVED=podb
+    fi
+    if [[ $(ml_xfer_last "$label-sidecar" server) == *'"ok":true'* ]]; then
+      SERVED+=sidecar
+    fi
+    [[ -z $SERVED ]] || break
+    sleep 0.05
+  done
+  # The server that did not get the connection is still waiting for one.
+  ml_kill_pid "$b_pid"
+  ml_kill_pid "$a_pid"
+  ml_log "$label: the app's connect to 198.18.0.11:8080 was served by ${SERVED:-nobody}"
+}
+
+BEFORE=$(ctl_counter intercepted_outbound)
+app_connect before
+[[ $SERVED == podb ]] || ml_fail "before the workload exists, pod B must get the app's connection"
+[[ $(ctl_counter intercepted_outbound) == "$BEFORE" ]] ||
+  ml_fail "intercepted_outbound rose without any workload"
+
+# A loopback connection inside pod A, established before the pod becomes a workload.
+ctl_hold_start HOLD_PID "$POD_A" 9000
+
+ctl_ok workload add pod-a --netns "$POD_A" --ip 198.18.0.10 --ip fd00::10
+[[ $CTL_OUT == "workload pod-a added" ]] || ml_fail "workload add printed: $CTL_OUT"
+ctl_ok workload add pod-a --netns "/var/run/netns/$POD_A" --ip 198.18.0.10 --ip fd00::10
+[[ $CTL_OUT == "workload pod-a unchanged" ]] || ml_fail "adding the same workload again printed: $CTL_OUT"
+ctl_ok -o json workload get pod-a
+ctl_assert_json "$CTL_OUT" 'j["source"] == "live" and j["spec"]["outbound_port"] == 15001 and j["spec"]["ips"] == ["198.18.0.10", "fd00::10"]' \
+  "workload get"
+ctl_ok workload list
+grep -qE "^pod-a +live +istio +/var/run/netns/$POD_A +198.18.0.10, fd00::10$" <<<"$CTL_OUT" ||
+  ml_fail "workload list: $CTL_OUT"
+ctl_ok -o json status
+ctl_assert_json "$CTL_OUT" 'j["workloads"] == {"total": 1, "config": 0, "live": 1}' "status after add"
+
+app_connect live
+[[ $SERVED == sidecar ]] ||
+  ml_fail "after workload add, the app's next connection must go to its sidecar"
+AFTER=$(ctl_counter intercepted_outbound)
+[[ $AFTER -eq $((BEFORE + 1)) ]] ||
+  ml_fail "intercepted_outbound went from $BEFORE to $AFTER, expected one more"
+ml_log "live workload intercepted: intercepted_outbound $BEFORE -> $AFTER"
+
+# conns: the held loopback connection, both ends spliced, scoped to pod A's namespace.
+ctl_ok -o json conns
+ctl_assert_json "$CTL_OUT" 'any(c["local"] == "127.0.0.1:9000" and c["workload"] == "pod-a" and c["remote_workload"] == "pod-a" and c["peer_in_map"] and c["scope"] != 0 for c in j["connections"])' \
+  "conns lists the held connection as pod-a's"
+ctl_ok conns
+grep -qE '^127\.0\.0\.1:9000 +127\.0\.0\.1:[0-9]+ +pod-a +pod-a +yes +netns [0-9]+$' <<<"$CTL_OUT" ||
+  ml_fail "conns table: $CTL_OUT"
+
+# Deleting stops interception for new connections; the established one carries on.
+ctl_ok workload del pod-a
+[[ $CTL_OUT == "workload pod-a deleted" ]] || ml_fail "workload del printed: $CTL_OUT"
+app_connect deleted
+[[ $SERVED == podb ]] || ml_fail "after workload del, pod B must get the app's connection again"
+[[ $(ctl_counter intercepted_outbound) == "$AFTER" ]] ||
+  ml_fail "intercepted_outbound rose after the workload was deleted"
+ctl_hold_finish "$HOLD_PID" 9000
+ml_log "deleted workload: not intercepted any more, established connection intact"
+
+ctl workload del pod-a
+ctl_expect_rc 2 "deleting a missing workload"
+grep -q 'not_found' <<<"$CTL_ERR" || ml_fail "deleting a missing workload: $CTL_ERR"
+ctl_ok workload del pod-a --missing-ok
+
+# ---- who may call --------------------------------------------------------------------------------
+ctl_as 65534 65534 -o json workload add intruder --netns "$POD_B" --ip 198.18.0.11
+ctl_expect_rc 2 "non-root workload add"
+ctl_assert_json "$CTL_OUT" 'j["error"]["code"] == "permission_denied"' "non-root workload add"
+ctl_as 65534 65534 status
+ctl_expect_rc 2 "non-root status (socket_group unset: root only)"
+ctl_ok -o json workload list
+ctl_assert_json "$CTL_OUT" 'j["total"] == 0' "nothing was added by the non-root peer"
+
+# ---- bad input -------------------------------------------------------------------------------------
+state=$(printf '{"v":1,"id":1,"method":\n' | ctl_raw "$ML_WORKDIR/raw1")
+ctl_assert_json "$(head -n1 "$ML_WORKDIR/raw1")" 'j["error"]["code"] == "parse_error" and j["id"] is None' "malformed JSON"
+[[ $state == closed ]] || ml_fail "the daemon kept a connection open after malformed JSON"
+
+state=$("$PYTHON" -c 'import sys; sys.stdout.write("{\"v\":1,\"id\":2,\"method\":\"status\",\"params\":{\"x\":\"" + "a" * (1 << 20) + "\"}}\n")' |
+  ctl_raw "$ML_WORKDIR/raw2")
+ctl_assert_json "$(head -n1 "$ML_WORKDIR/raw2")" 'j["error"]["code"] == "frame_too_large"' "oversized frame"
+[[ $state == closed ]] || ml_fail "the daemon kept a connection open after an oversized frame"
+
+printf '%s\n' '{"v":1,"id":3,"method":"workload.rm"}' | ctl_raw "$ML_WORKDIR/raw3" >/dev/null
+ctl_assert_json "$(head -n1 "$ML_WORKDIR/raw3")" 'j["error"]["code"] == "unknown_method" and j["id"] == 3' "unknown method"
+printf '%s\n' '{"v":1,"id":4,"method":"stats","params":{"workload":"x"}}' | ctl_raw "$ML_WORKDIR/raw4" >/dev/null
+ctl_assert_json "$(head -n1 "$ML_WORKDIR/raw4")" 'j["error"]["code"] == "invalid_params"' "unknown parameter"
+printf '%s\n' '{"v":1,"id":5,"method":"workload.add","params":{"name":"x","netns":"/x","ips":["300.1.1.1"]}}' |
+  ctl_raw "$ML_WORKDIR/raw5" >/dev/null
+ctl_assert_json "$(head -n1 "$ML_WORKDIR/raw5")" 'j["error"] == {"code": "invalid_params", "message": "params.ips[0]: \"300.1.1.1\" is not an IPv4 or IPv6 address"}' \
+  "workload.add validation"
+
+kill -0 "$ML_DAEMON_PID" 2>/dev/null || ml_fail "meshlaned died on bad input"
+ctl_ok -o json status
+ml_log "bad input answered with structured errors; the daemon keeps serving"
+
+# ---- exit codes -------------------------------------------------------------------------------------
+ctl workload get nope
+ctl_expect_rc 2 "workload get of a missing workload"
+ctl workload add
+ctl_expect_rc 1 "workload add without arguments"
+ctl bogus
+ctl_expect_rc 1 "unknown command"
+ctl workload --help
+ctl_expect_rc 0 "workload --help"
+grep -q 'add' <<<"$CTL_OUT" || ml_fail "workload --help lists no add: $CTL_OUT"
+CTL_SOCKET_SAVED=$CTL_SOCKET
+CTL_SOCKET="$ML_WORKDIR/nothing.sock"
+ctl status
+CTL_SOCKET=$CTL_SOCKET_SAVED
+ctl_expect_rc 3 "no daemon at the socket"
+grep -q 'is meshlaned running' <<<"$CTL_ERR" || ml_fail "connect failure message: $CTL_ERR"
+
+# ---- the live workload survives a restart ----------------------------------------------------------
+ctl_ok workload add pod-a --netns "$POD_A" --ip 198.18.0.10 --ip fd00::10 --exclude-outbound-ports 9999
+[[ -f $CTL_STATE_DIR/workloads.json ]] || ml_fail "no state file in $CTL_STATE_DIR"
+ml_daemon_stop
+[[ $ML_DAEMON_RC -eq 0 ]] || ml_fail "meshlaned exited with status $ML_DAEMON_RC on SIGTERM"
+[[ ! -e $CTL_SOCKET ]] || ml_fail "the socket file outlived the daemon"
+
+# Second run: root-only file mode, but the socket belongs to group nogroup.
+ctl_daemon_start 'socket_mode = "0660"' 'socket_group = "nogroup"'
+[[ $(stat -c '%a %G' "$CTL_SOCKET") == "660 nogroup" ]] ||
+  ml_fail "socket is $(stat -c '%a %G' "$CTL_SOCKET"), expected 660 nogroup"
+ctl_ok -o json workload get pod-a
+ctl_assert_json "$CTL_OUT" 'j["source"] == "live" and j["spec"]["exclude_outbound_ports"] == [9999]' \
+  "workload after restart"
+BEFORE=$(ctl_counter intercepted_outbound)
+app_connect restarted
+[[ $SERVED == sidecar ]] || ml_fail "after a restart, the live workload must still be intercepted"
+[[ $(ctl_counter intercepted_outbound) -eq $((BEFORE + 1)) ]] || ml_fail "intercepted_outbound did not rise after the restart"
+
+# Members of socket_group may call; others cannot even connect (file mode).
+ctl_as 65534 65534 -o json status
+ctl_expect_rc 0 "status by a member of socket_group"
+ctl_as 65534 65533 status
+ctl_expect_rc 3 "status by a non-member (socket file mode 0660)"
+
+ctl_ok workload del pod-a
+ml_pass
