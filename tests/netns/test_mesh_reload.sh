@@ -1,0 +1,699 @@
+#!/usr/bin/env bash
+# Workloads changed on SIGHUP while traffic flows (istio preset, no iptables rule anywhere).
+# Pods A (198.18.0.10, fd00::10) and B (.11, ::11) on a node bridge, each with a sidecar
+# (uid/gid 1337, outbound 15001, inbound 15006, passthrough source 127.0.0.6 / ::6); B excludes
+# inbound port 9090. The daemon starts with B as the only workload. Two rounds, the same steps
+# each: IPv4 with HAProxy sidecars, then IPv6 with ml_proxy sidecars (HAProxy only asks SOL_IP):
+#   0. A is not a workload: no tc filter on A's eth0, B has its filters. A -> B:9090 goes
+#      direct (B's app sees A's address, no proxy log line); A -> B:8080 does not pass A's
+#      sidecar (no log line, intercepted_outbound flat) and is steered by B's tc to B's
+#      inbound sidecar (intercepted_inbound_tc). Long-lived connection LL-tc opens: A's app ->
+#      B:8081 (steered by B's tc), a paced transfer in both directions.
+#   1. A is added to the config file, SIGHUP: the daemon logs "reload: 2 workload(s) applied";
+#      A's eth0 has meshlane's tc ingress and egress filters; A -> B:8080 passes A's sidecar
+#      (its log shows orig B:8080, then B's inbound sidecar from A's address; the app sees the
+#      passthrough source; intercepted_outbound, intercepted_inbound_local and
+#      orig_dst_answered rise, intercepted_inbound_tc does not); A -> B:9090 passes A's
+#      sidecar too (orig B:9090), which reaches B's app directly (B's app sees A's address,
+#      intercepted_inbound_local flat). Long-lived connection LL-sidecar opens: A's app -> A's
+#      sidecar -> B's sidecar -> B:8082.
+#   2. Broken configs, each with A left out (so a partial apply would show as A removed),
+#      SIGHUP after each: an unknown key, then a workload whose netns does not exist. Each
+#      time the daemon logs "reload rejected, nothing changed" naming the problem, logs no
+#      "reload: N workload(s) applied", keeps running; A's tc filters remain and A -> B:8080
+#      still passes A's sidecar (orig B:8080, intercepted_outbound rises).
+#   3. A is removed from the config file, SIGHUP: "reload: 1 workload(s) applied" and
+#      "workload pod-a removed"; A's tc filters are gone, B's remain; A -> B:9090 goes direct
+#      again (A's address, no proxy log line) and A -> B:8080 no longer passes A's sidecar
+#      (no log line, intercepted_outbound flat) but is still steered by B's tc to B's inbound
+#      sidecar (B is still a workload).
+#   4. Both long-lived connections, which must have moved bytes in both directions between
+#      every two steps (LL-tc across steps 1-3, LL-sidecar across steps 2-3, i.e. across A's
+#      removal), finish: every byte verified both ways, exact counts, a single connection
+#      each, B's app saw the passthrough source (both went through B's inbound sidecar).
+# Round 2 re-adds A after its removal in round 1. Then SIGTERM (exit 0) + meshlaned --cleanup:
+# no tc filter anywhere, no pin, nothing attached to the test cgroup.
+# The long-lived connections are a small paced Python sender/checker (written to the work
+# directory), non-blocking sockets as a mesh app would use. The daemon gets its own control
+# socket and state directory in the work directory.
+# shellcheck source-path=SCRIPTDIR source=mesh_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/mesh_lib.sh"
+
+UID_ISTIO=1337
+OUT=15001
+IN=15006
+EXCL_IN="15008, 15020, 15021, 15090"
+APP=8080
+EXCL=9090
+LL_TC_PORT=8081
+LL_SC_PORT=8082
+LL_BYTES=$((32 << 20))
+
+# ---------------------------------------------------------------------------------------------
+# The paced long-lived transfer
+
+write_paced_py() {
+  cat >"$1" <<'PY'
+# Paced bidirectional TCP transfer with end-to-end verification (tests/netns/test_mesh_reload.sh).
+#   paced.py server|client --addr HOST:PORT --bytes N --seed S --finish-file F
+#                          --progress-file F [--ready-file F] [--timeout SEC]
+# Each side sends N bytes of a deterministic stream (keyed by seed and role) in writes of
+# 1..16 KiB, one every 20 ms, holding back the last 1 MiB until --finish-file exists; then it
+# sends the rest at full speed and shuts down its write side. The reader checks every byte
+# against the peer's stream and that EOF comes exactly after N bytes. Sockets are non-blocking
+# from their creation (listener before listen(), client before connect()). The server accepts
+# one connection. --progress-file holds "SENT RECEIVED", rewritten every 100 ms. Last stdout
+# line: JSON {"role","ok","error","bytes_sent","bytes_received","peer","local"}.
+# Exit: 0 ok, 1 data or connection error, 2 setup error, 3 timeout.
+import errno, json, os, random, selectors, socket, sys, time
+
+BLOCK = 65536
+INTERVAL = 0.02
+CHUNK_MAX = 16384
+RESERVE = 1 << 20
+
+def parse(argv):
+    o = {"role": argv[1], "timeout": 85.0, "ready-file": None}
+    i = 2
+    while i < len(argv):
+        o[argv[i][2:]] = argv[i + 1]
+        i += 2
+    o["bytes"] = int(o["bytes"]); o["seed"] = int(o["seed"]); o["timeout"] = float(o["timeout"])
+    return o
+
+def split_addr(a):
+    host, port = a.rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+def fmt(sa):
+    host, port = sa[0], sa[1]
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+class Stream:
+    def __init__(self, seed, role):
+        self.key = seed * 4 + role
+        self.cache = {}
+    def block(self, k):
+        b = self.cache.get(k)
+        if b is None:
+            if len(self.cache) > 8:
+                self.cache.clear()
+            b = random.Random(self.key * 1000003 + k).randbytes(BLOCK)
+            self.cache[k] = b
+        return b
+    def get(self, off, n):
+        out = bytearray()
+        while n > 0:
+            k, o = divmod(off, BLOCK)
+            part = self.block(k)[o:o + n]
+            out += part
+            off += len(part); n -= len(part)
+        return bytes(out)
+
+def main():
+    o = parse(sys.argv)
+    role = 0 if o["role"] == "client" else 1
+    n_bytes = o["bytes"]
+    start = time.monotonic()
+    deadline = start + o["timeout"]
+    result = {"role": o["role"], "ok": False, "error": "", "bytes_sent": 0,
+              "bytes_received": 0, "peer": "", "local": ""}
+    def finish(code, err=""):
+        result["error"] = err
+        result["ok"] = code == 0
+        print(json.dumps(result), flush=True)
+        sys.exit(code)
+    host, port = split_addr(o["addr"])
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.setblocking(False)
+        if role == 1:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if fam == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind((host, port))
+            s.listen(4)
+            if o["ready-file"]:
+                open(o["ready-file"], "w").close()
+            sel = selectors.DefaultSelector()
+            sel.register(s, selectors.EVENT_READ)
+            if not sel.select(max(0.0, deadline - time.monotonic())):
+                finish(3, "timeout waiting for the connection")
+            conn, peer = s.accept()
+            conn.setblocking(False)
+            s.close()
+            sel.close()
+        else:
+            rc = s.connect_ex((host, port))
+            if rc not in (0, errno.EINPROGRESS):
+                finish(2, f"connect: {os.strerror(rc)}")
+            sel = selectors.DefaultSelector()
+            sel.register(s, selectors.EVENT_WRITE)
+            if not sel.select(max(0.0, deadline - time.monotonic())):
+                finish(3, "timeout connecting")
+            sel.close()
+            rc = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if rc != 0:
+                finish(2, f"connect: {os.strerror(rc)}")
+            conn, peer = s, s.getpeername()
+    except OSError as e:
+        finish(2, f"setup: {e}")
+    result["peer"] = fmt(peer)
+    result["local"] = fmt(conn.getsockname())
+    print(f"{o['role']}: connected local={result['local']} peer={result['peer']}",
+          file=sys.stderr, flush=True)
+
+    tx = Stream(o["seed"], role)
+    rx = Stream(o["seed"], 1 - role)
+    sizes = random.Random(o["seed"] * 4 + role + 2)
+    sent = received = quota = 0
+    shut = eof = finishing = False
+    next_send = time.monotonic()
+    last_progress = 0.0
+    sel = selectors.DefaultSelector()
+    sel.register(conn, selectors.EVENT_READ)
+
+    def progress():
+        tmp = o["progress-file"] + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{sent} {received}\n")
+        os.replace(tmp, o["progress-file"])
+
+    try:
+        while not (shut and eof):
+            now = time.monotonic()
+            if now > deadline:
+                result["bytes_sent"], result["bytes_received"] = sent, received
+                progress()
+                finish(3, f"timeout: sent {sent}, received {received} of {n_bytes}")
+            if not finishing and os.path.exists(o["finish-file"]):
+                finishing = True
+            if finishing:
+                quota = n_bytes
+            else:
+                if next_send < now - 1.0:
+                    next_send = now
+                while now >= next_send and quota < n_bytes - RESERVE:
+                    quota = min(n_bytes - RESERVE, quota + sizes.randint(1, CHUNK_MAX))
+                    next_send += INTERVAL
+            while not shut and sent < quota:
+                try:
+                    w = conn.send(tx.get(sent, min(quota - sent, BLOCK)))
+                except BlockingIOError:
+                    break
+                sent += w
+            if not shut and sent == n_bytes:
+                conn.shutdown(socket.SHUT_WR)
+                shut = True
+            events = 0 if eof else selectors.EVENT_READ
+            if not shut and sent < quota:
+                events |= selectors.EVENT_WRITE
+            wait = 0.05
+            if not finishing and quota < n_bytes - RESERVE:
+                wait = min(wait, max(0.0, next_send - now))
+            if events:
+                sel.modify(conn, events)
+                ready = sel.select(wait)
+            else:
+                time.sleep(wait)
+                ready = []
+            for _, ev in ready:
+                if not ev & selectors.EVENT_READ:
+                    continue
+                try:
+                    data = conn.recv(BLOCK)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    eof = True
+                    if received != n_bytes:
+                        raise ValueError(f"EOF after {received} of {n_bytes} bytes")
+                    continue
+                if received + len(data) > n_bytes:
+                    raise ValueError(f"more than {n_bytes} bytes received")
+                want = rx.get(received, len(data))
+                if data != want:
+                    bad = next(i for i in range(len(data)) if data[i] != want[i])
+                    raise ValueError(f"data mismatch at byte {received + bad}")
+                received += len(data)
+            if time.monotonic() - last_progress >= 0.1:
+                progress()
+                last_progress = time.monotonic()
+    except (OSError, ValueError) as e:
+        result["bytes_sent"], result["bytes_received"] = sent, received
+        progress()
+        finish(1, str(e))
+    conn.close()
+    result["bytes_sent"], result["bytes_received"] = sent, received
+    progress()
+    finish(0)
+
+main()
+PY
+}
+
+# ll_start LABEL SERVER_NS LISTEN CLIENT_NS CONNECT: starts both sides of a paced long-lived
+# transfer; returns once the client is connected. Files: $ML_WORKDIR/LABEL.{server,client}.*
+declare -A LL_SPID LL_CPID LL_LAST_S LL_LAST_C
+ll_start() {
+  local label=$1 sns=$2 listen=$3 cns=$4 connect=$5 pid i
+  local base="$ML_WORKDIR/$label" seed=$((RANDOM + 1))
+  rm -f "$base.finish" "$base.ready"
+  ml_bg pid "$base.server.out" "$base.server.err" "$ML_CG" "$sns" "$PY" "$PACED" server \
+    --addr "$listen" --bytes "$LL_BYTES" --seed "$seed" --finish-file "$base.finish" \
+    --progress-file "$base.server.progress" --ready-file "$base.ready"
+  LL_SPID[$label]=$pid
+  if ! ml_wait_file "$base.ready" "$pid" 10; then
+    cat "$base.server.err" "$base.server.out" >&2
+    ml_fail "$label: long-lived server did not start listening"
+  fi
+  ml_bg pid "$base.client.out" "$base.client.err" "$ML_CG" "$cns" "$PY" "$PACED" client \
+    --addr "$connect" --bytes "$LL_BYTES" --seed "$seed" --finish-file "$base.finish" \
+    --progress-file "$base.client.progress"
+  LL_CPID[$label]=$pid
+  for ((i = 0; i < 100; i++)); do
+    [[ -s $base.client.progress && -s $base.server.progress ]] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  [[ -s $base.client.progress && -s $base.server.progress ]] || {
+    cat "$base.client.err" "$base.client.out" "$base.server.err" "$base.server.out" >&2
+    ml_fail "$label: long-lived connection $connect from $cns did not start"
+  }
+  LL_LAST_S[$label]=0
+  LL_LAST_C[$label]=0
+  ml_log "$label: long-lived connection $connect from $cns open: $(sed -n 1p "$base.client.err")"
+}
+
+# ll_checkpoint LABEL WHAT: both sides still run and each received more bytes since the last
+# checkpoint (the connection kept moving data in both directions through WHAT).
+ll_checkpoint() {
+  local label=$1 what=$2 base="$ML_WORKDIR/$1" role pid s c
+  for role in server client; do
+    if [[ $role == server ]]; then pid=${LL_SPID[$label]}; else pid=${LL_CPID[$label]}; fi
+    kill -0 "$pid" 2>/dev/null || {
+      cat "$base.$role.err" "$base.$role.out" >&2
+      ml_fail "$label: the long-lived $role exited during $what"
+    }
+  done
+  # Give the 100 ms progress file a moment so even a fast step shows movement.
+  sleep 0.3
+  read -r _ s <"$base.server.progress"
+  read -r _ c <"$base.client.progress"
+  [[ $s -gt ${LL_LAST_S[$label]} && $c -gt ${LL_LAST_C[$label]} ]] ||
+    ml_fail "$label: the long-lived connection stopped moving during $what (server received $s, was ${LL_LAST_S[$label]}; client received $c, was ${LL_LAST_C[$label]})"
+  ml_log "$label: still transferring after $what (server received $s, client received $c of $LL_BYTES)"
+  LL_LAST_S[$label]=$s
+  LL_LAST_C[$label]=$c
+}
+
+# ll_finish LABEL EXPECT_PEER: lets both sides send the rest, waits for them and checks: exit
+# 0, ok, LL_BYTES sent and received by each side, and the server saw the client EXPECT_PEER
+# (an address without port).
+ll_finish() {
+  local label=$1 expect=$2 base="$ML_WORKDIR/$1" role pid rc last errs="" peer
+  touch "$base.finish"
+  for role in server client; do
+    if [[ $role == server ]]; then pid=${LL_SPID[$label]}; else pid=${LL_CPID[$label]}; fi
+    rc=0
+    wait "$pid" || rc=$?
+    last=$(tail -n1 "$base.$role.out" 2>/dev/null || true)
+    echo "    $label $role (exit $rc): $last" >&2
+    if [[ $rc -ne 0 || $(ml_json_field "$last" ok) != true ]]; then
+      tail -n 20 "$base.$role.err" >&2
+      errs+=" [$role] exit $rc: $(ml_json_field "$last" error)"
+      continue
+    fi
+    [[ $(ml_json_int "$last" bytes_sent) -eq $LL_BYTES &&
+      $(ml_json_int "$last" bytes_received) -eq $LL_BYTES ]] ||
+      errs+=" [$role] byte counts differ from $LL_BYTES: $last"
+  done
+  [[ -z $errs ]] || ml_fail "$label: long-lived connection failed:$errs"
+  peer=$(ml_json_field "$(tail -n1 "$base.server.out")" peer)
+  [[ $(mesh_peer_host "$peer") == "$expect" ]] ||
+    ml_fail "$label: B's app saw client $peer, expected $expect"
+  ml_log "$label: finished, $LL_BYTES bytes each way verified, B's app saw $peer"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Config and daemon
+
+# write_cfg WITH_A [EXTRA_LINE...]: writes $ML_CONFIG atomically: B always, A when WITH_A is 1,
+# then EXTRA_LINEs (inside [acceleration] unless they open a table). The control socket and
+# the state directory are this test's own.
+write_cfg() {
+  local with_a=$1 tmp="$ML_CONFIG.tmp"
+  shift
+  MESH_WL_LINES=()
+  if [[ $with_a == 1 ]]; then
+    mesh_workload pod-a "$NS_A" "\"$(mesh_v4 10)\", \"$(mesh_v6 10)\"" istio
+  fi
+  mesh_workload pod-b "$NS_B" "\"$(mesh_v4 11)\", \"$(mesh_v6 11)\"" istio \
+    "exclude_inbound_ports = [$EXCL_IN, $EXCL]"
+  local extra=("$@")
+  # Anything after a "[[workload]]" must come after the workloads: put EXTRA_LINEs first.
+  ml_write_config "$tmp" "${extra[@]}" "${MESH_WL_LINES[@]}"
+  grep -q '^socket = ' "$tmp" || sed -i "/^\[daemon\]\$/a socket = \"$ML_WORKDIR/meshlaned.sock\"" "$tmp"
+  grep -q '^state_dir = ' "$tmp" || sed -i "/^\[daemon\]\$/a state_dir = \"$ML_WORKDIR/state\"" "$tmp"
+  mv -f "$tmp" "$ML_CONFIG"
+}
+
+# daemon_start: as ml_daemon_start, with write_cfg's config (B only). --cleanup at exit uses a
+# copy that names both pods, so that it removes every tc filter whatever config was last
+# written (a broken one would not parse).
+daemon_start() {
+  ml_require_meshlane
+  ML_DAEMON_SEQ=$((ML_DAEMON_SEQ + 1))
+  ML_CONFIG="$ML_WORKDIR/meshlane-$ML_DAEMON_SEQ.toml"
+  ML_DAEMON_LOG="$ML_WORKDIR/meshlaned-$ML_DAEMON_SEQ.log"
+  write_cfg 1
+  cp "$ML_CONFIG" "$ML_WORKDIR/cleanup.toml"
+  write_cfg 0
+  ml_defer ml_daemon_cleanup_quiet "$ML_WORKDIR/cleanup.toml"
+  "$MESHLANED" --config "$ML_CONFIG" >"$ML_DAEMON_LOG" 2>&1 </dev/null &
+  ML_DAEMON_PID=$!
+  ml_defer ml_kill_pid "$ML_DAEMON_PID"
+  local i
+  for ((i = 0; i < 300; i++)); do
+    if grep -q 'meshlaned ready' "$ML_DAEMON_LOG" 2>/dev/null; then
+      ml_log "meshlaned ready (pid $ML_DAEMON_PID, config $ML_CONFIG)"
+      return 0
+    fi
+    if ! kill -0 "$ML_DAEMON_PID" 2>/dev/null; then
+      local rc=0
+      wait "$ML_DAEMON_PID" || rc=$?
+      ml_dump_daemon_log
+      ml_fail "meshlaned exited with status $rc before logging 'meshlaned ready'"
+    fi
+    sleep 0.1
+  done
+  ml_dump_daemon_log
+  ml_fail "meshlaned did not log 'meshlaned ready' within 30 s"
+}
+
+# sighup LABEL: SIGHUP to the daemon; waits (10 s) for its verdict on the reload and leaves
+# the log lines written since in RELOAD_LINES. The daemon must still run.
+sighup() {
+  local label=$1 start i
+  kill -0 "$ML_DAEMON_PID" 2>/dev/null || ml_fail "$label: meshlaned is not running"
+  start=$(wc -l <"$ML_DAEMON_LOG")
+  kill -HUP "$ML_DAEMON_PID"
+  for ((i = 0; i < 200; i++)); do
+    RELOAD_LINES=$(tail -n "+$((start + 1))" "$ML_DAEMON_LOG")
+    grep -qE 'reload: [0-9]+ workload\(s\) applied|reload rejected' <<<"$RELOAD_LINES" && break
+    kill -0 "$ML_DAEMON_PID" 2>/dev/null || {
+      ml_dump_daemon_log
+      ml_fail "$label: meshlaned exited after SIGHUP"
+    }
+    sleep 0.05
+  done
+  [[ $i -lt 200 ]] || {
+    ml_dump_daemon_log
+    ml_fail "$label: meshlaned logged neither 'reload: N workload(s) applied' nor 'reload rejected' within 10 s of SIGHUP"
+  }
+  sleep 0.2 # the lines that follow the verdict, and a daemon that would die of it
+  RELOAD_LINES=$(tail -n "+$((start + 1))" "$ML_DAEMON_LOG")
+  kill -0 "$ML_DAEMON_PID" 2>/dev/null || {
+    ml_dump_daemon_log
+    ml_fail "$label: meshlaned exited after SIGHUP"
+  }
+  ml_log "$label: daemon after SIGHUP:"$'\n'"$RELOAD_LINES"
+}
+
+# expect_applied LABEL N: the reload was applied with N workloads.
+expect_applied() {
+  grep -qE "reload: $2 workload\(s\) applied \($2 from the config file, 0 live\)" <<<"$RELOAD_LINES" || {
+    ml_dump_daemon_log
+    ml_fail "$1: no 'reload: $2 workload(s) applied ($2 from the config file, 0 live)' after SIGHUP"
+  }
+  ! grep -q 'reload rejected' <<<"$RELOAD_LINES" || ml_fail "$1: the reload was rejected"
+}
+
+# expect_rejected LABEL WHAT_RE: the reload was rejected with a message matching WHAT_RE.
+expect_rejected() {
+  grep -qE "reload rejected, nothing changed: .*$2" <<<"$RELOAD_LINES" || {
+    ml_dump_daemon_log
+    ml_fail "$1: no 'reload rejected, nothing changed: ...$2...' after SIGHUP"
+  }
+  ! grep -qE 'reload: [0-9]+ workload\(s\) applied' <<<"$RELOAD_LINES" ||
+    ml_fail "$1: a rejected reload logged 'workload(s) applied'"
+  ! grep -v 'reload rejected' <<<"$RELOAD_LINES" | grep -qE 'workload [^ ]+ removed|workload [^ ]+: netns' ||
+    ml_fail "$1: a rejected reload changed workloads"
+}
+
+# ---------------------------------------------------------------------------------------------
+# tc filters
+
+# tc_has NS: meshlane's ingress and egress programs are on NS's eth0.
+tc_has() {
+  ip netns exec "$1" tc filter show dev eth0 ingress 2>/dev/null | grep -q 'ml_tc_ingress' &&
+    ip netns exec "$1" tc filter show dev eth0 egress 2>/dev/null | grep -q 'ml_tc_egress'
+}
+
+expect_tc() {
+  tc_has "$2" || {
+    mesh_tc_filters "$2" >&2
+    ml_fail "$1: meshlane's tc ingress/egress filters are not on eth0 in $2"
+  }
+}
+
+expect_no_tc() {
+  [[ -z $(mesh_tc_filters "$2") ]] || {
+    mesh_tc_filters "$2" >&2
+    ml_fail "$1: tc filters on eth0 in $2, which is not a workload"
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# The checks of one connection from A
+
+# a_via_sidecar LABEL FAM KIND PORT: A -> B:PORT passes A's sidecar (its log shows orig B:PORT)
+# and intercepted_outbound rises.
+a_via_sidecar() {
+  local label=$1 fam=$2 kind=$3 port=$4 a b sa
+  a=$(mesh__addr "$fam" 10)
+  b=$(mesh__addr "$fam" 11)
+  sa=$(mesh_log_lines "$LOG_A")
+  ml_snapshot s0
+  mesh_xfer "$label" "$NS_B" "[::]:$port" "$NS_A" "$b:$port" --bytes 1M --timeout 30
+  mesh__expect_log "$label" "$LOG_A" "$sa" "$(mesh__log_re "$kind" outbound '[^ ]+' "$b:$port")" \
+    "A's outbound sidecar did not carry it to the original destination $b:$port"
+  ml_snapshot s1
+  ml_show_delta s0 s1
+  mesh_assert_rose s0 s1 "$label" intercepted_outbound
+  mesh_assert_rose s0 s1 "$label" orig_dst_answered
+  mesh_assert_flat s0 s1 "$label" intercepted_inbound_tc
+}
+
+# a_mesh LABEL FAM KIND: A -> B:8080 passes A's sidecar, then B's inbound sidecar (from A's
+# address) via intercepted_inbound_local; B's app sees the passthrough source.
+a_mesh() {
+  local label=$1 fam=$2 kind=$3 a b sb
+  a=$(mesh__addr "$fam" 10)
+  b=$(mesh__addr "$fam" 11)
+  sb=$(mesh_log_lines "$LOG_B")
+  a_via_sidecar "$label" "$fam" "$kind" "$APP"
+  mesh__expect_log "$label" "$LOG_B" "$sb" \
+    "$(mesh__log_re "$kind" inbound "$(mesh_re "$a"):[0-9]+" "$b:$APP")" \
+    "B's inbound sidecar did not carry it (from A's address) to $b:$APP"
+  mesh_assert_rose s0 s1 "$label" intercepted_inbound_local
+  mesh_assert_rose s0 s1 "$label" orig_dst_answered 2
+  [[ $(mesh_peer_host "$MESH_SERVER_PEER") == "$SRC" ]] ||
+    ml_fail "$label: B's app saw client $MESH_SERVER_PEER, expected B's inbound sidecar from $SRC"
+}
+
+# a_excl_direct LABEL FAM: A -> B:9090 (excluded inbound in B) goes direct: B's app sees A's
+# address, no proxy logs a line, intercepted_outbound flat.
+a_excl_direct() {
+  local label=$1 fam=$2 a b
+  a=$(mesh__addr "$fam" 10)
+  b=$(mesh__addr "$fam" 11)
+  mesh__mark "$LOG_A" "$LOG_B"
+  ml_snapshot s0
+  mesh_xfer "$label" "$NS_B" "[::]:$EXCL" "$NS_A" "$b:$EXCL" --bytes 1M --timeout 30
+  mesh__expect_quiet "$label" "$LOG_A" "$LOG_B"
+  ml_snapshot s1
+  ml_show_delta s0 s1
+  [[ $(mesh_peer_host "$MESH_SERVER_PEER") == "$(mesh_peer_host "$a:0")" ]] ||
+    ml_fail "$label: B's app saw client $MESH_SERVER_PEER, expected A's own address $a (direct)"
+  mesh_assert_flat s0 s1 "$label" intercepted_outbound
+  mesh_assert_flat s0 s1 "$label" intercepted_inbound_tc
+  mesh_assert_flat s0 s1 "$label" intercepted_inbound_local
+}
+
+# a_not_workload LABEL FAM KIND: A -> B:8080 does not pass A's sidecar (no line in its log,
+# intercepted_outbound flat) and is steered by B's tc to B's inbound sidecar, which logs A's
+# address; B's app sees the passthrough source.
+a_not_workload() {
+  local label=$1 fam=$2 kind=$3 a b sb
+  a=$(mesh__addr "$fam" 10)
+  b=$(mesh__addr "$fam" 11)
+  mesh__mark "$LOG_A"
+  sb=$(mesh_log_lines "$LOG_B")
+  ml_snapshot s0
+  mesh_xfer "$label" "$NS_B" "[::]:$APP" "$NS_A" "$b:$APP" --bytes 1M --timeout 30
+  mesh__expect_log "$label" "$LOG_B" "$sb" \
+    "$(mesh__log_re "$kind" inbound "$(mesh_re "$a"):[0-9]+" "$b:$APP")" \
+    "B's tc did not steer A's connection to B's inbound sidecar"
+  mesh__expect_quiet "$label" "$LOG_A"
+  ml_snapshot s1
+  ml_show_delta s0 s1
+  [[ $(mesh_peer_host "$MESH_SERVER_PEER") == "$SRC" ]] ||
+    ml_fail "$label: B's app saw client $MESH_SERVER_PEER, expected B's inbound sidecar from $SRC"
+  mesh_assert_flat s0 s1 "$label" intercepted_outbound
+  mesh_assert_flat s0 s1 "$label" intercepted_inbound_local
+  mesh_assert_rose s0 s1 "$label" intercepted_inbound_tc
+}
+
+# ---------------------------------------------------------------------------------------------
+# One round: steps 0-4 in one address family
+
+round() {
+  local fam=$1 kind=$2 p=v$1 b
+  b=$(mesh__addr "$fam" 11)
+
+  # 0. A is not a workload.
+  ml_log "$p round: A is not a workload"
+  expect_no_tc "$p-start" "$NS_A"
+  expect_tc "$p-start" "$NS_B"
+  a_excl_direct "$p-0-excl-direct" "$fam"
+  a_not_workload "$p-0-not-workload" "$fam" "$kind"
+  ml_snapshot l0
+  ll_start "$p-ll-tc" "$NS_B" "[::]:$LL_TC_PORT" "$NS_A" "$b:$LL_TC_PORT"
+  ml_snapshot l1
+  mesh_assert_rose l0 l1 "$p-ll-tc" intercepted_inbound_tc
+  mesh_assert_flat l0 l1 "$p-ll-tc" intercepted_outbound
+  ll_checkpoint "$p-ll-tc" "its start"
+
+  # 1. A becomes a workload.
+  ml_log "$p round: A added to the config, SIGHUP"
+  write_cfg 1
+  sighup "$p-1-add"
+  expect_applied "$p-1-add" 2
+  expect_tc "$p-1-add" "$NS_A"
+  expect_tc "$p-1-add" "$NS_B"
+  a_mesh "$p-1-mesh" "$fam" "$kind"
+  # 9090 is not excluded in A: through A's sidecar, which connects to B:9090 directly (B
+  # excludes it inbound), so B's app sees A's address.
+  a_via_sidecar "$p-1-excl-via-sidecar" "$fam" "$kind" "$EXCL"
+  mesh_assert_flat s0 s1 "$p-1-excl-via-sidecar" intercepted_inbound_local
+  [[ $(mesh_peer_host "$MESH_SERVER_PEER") == "$(mesh_peer_host "$(mesh__addr "$fam" 10):0")" ]] ||
+    ml_fail "$p-1-excl-via-sidecar: B's app saw client $MESH_SERVER_PEER, expected A's address (A's sidecar, direct to B)"
+  ll_checkpoint "$p-ll-tc" "adding A"
+  ml_snapshot l0
+  ll_start "$p-ll-sidecar" "$NS_B" "[::]:$LL_SC_PORT" "$NS_A" "$b:$LL_SC_PORT"
+  ml_snapshot l1
+  mesh_assert_rose l0 l1 "$p-ll-sidecar" intercepted_outbound
+  mesh_assert_rose l0 l1 "$p-ll-sidecar" intercepted_inbound_local
+  mesh_assert_flat l0 l1 "$p-ll-sidecar" intercepted_inbound_tc
+  ll_checkpoint "$p-ll-sidecar" "its start"
+
+  # 2. Broken configs (without A) are rejected as a whole.
+  ml_log "$p round: broken configs, SIGHUP"
+  write_cfg 0 "no_such_key_$fam = true"
+  sighup "$p-2-unknown-key"
+  expect_rejected "$p-2-unknown-key" "no_such_key_$fam"
+  write_cfg 0 "" "[[workload]]" "name = \"ghost\"" \
+    "netns = \"/var/run/netns/ml-$ML_TAG-ghost\"" "ips = [\"$(mesh_v4 99)\"]" "mesh = \"istio\""
+  [[ ! -e /var/run/netns/ml-$ML_TAG-ghost ]] || ml_fail "ml-$ML_TAG-ghost exists"
+  sighup "$p-2-missing-netns"
+  expect_rejected "$p-2-missing-netns" "ghost"
+  # The daemon reads the file only on SIGHUP; the good one goes back for --stats, which parses it.
+  write_cfg 1
+  expect_tc "$p-2-rejected" "$NS_A"
+  expect_tc "$p-2-rejected" "$NS_B"
+  a_mesh "$p-2-still-mesh" "$fam" "$kind"
+  ll_checkpoint "$p-ll-tc" "the rejected reloads"
+  ll_checkpoint "$p-ll-sidecar" "the rejected reloads"
+
+  # 3. A is removed.
+  ml_log "$p round: A removed from the config, SIGHUP"
+  write_cfg 0
+  sighup "$p-3-remove"
+  expect_applied "$p-3-remove" 1
+  grep -q 'workload pod-a removed' <<<"$RELOAD_LINES" ||
+    ml_fail "$p-3-remove: no 'workload pod-a removed' in the daemon log"
+  expect_no_tc "$p-3-remove" "$NS_A"
+  expect_tc "$p-3-remove" "$NS_B"
+  a_excl_direct "$p-3-excl-direct" "$fam"
+  a_not_workload "$p-3-not-workload" "$fam" "$kind"
+  ll_checkpoint "$p-ll-tc" "removing A"
+  ll_checkpoint "$p-ll-sidecar" "removing A"
+
+  # 4. The long-lived connections complete.
+  ll_finish "$p-ll-tc" "$SRC"
+  ll_finish "$p-ll-sidecar" "$SRC"
+  # Each went through B's inbound sidecar, LL-sidecar through A's as well.
+  local a_re
+  a_re=$(mesh_re "$(mesh__addr "$fam" 10)")
+  mesh__expect_log "$p-ll-tc" "$LOG_B" 0 "$(mesh__log_re "$kind" inbound "$a_re:[0-9]+" "$b:$LL_TC_PORT")" \
+    "B's inbound sidecar has no line for the long-lived connection to $b:$LL_TC_PORT"
+  mesh__expect_log "$p-ll-sidecar" "$LOG_A" 0 "$(mesh__log_re "$kind" outbound '[^ ]+' "$b:$LL_SC_PORT")" \
+    "A's outbound sidecar has no line for the long-lived connection to $b:$LL_SC_PORT"
+  ! grep -qE -- "$(mesh__log_re "$kind" outbound '[^ ]+' "$b:$LL_TC_PORT")" "$LOG_A" ||
+    ml_fail "$p-ll-tc: A's sidecar carried the long-lived connection opened before A was a workload"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+mesh_setup
+ml_require_meshlane
+ml_require_cmd python3
+PY=$(python3 -c 'import sys; print(sys.executable)')
+PACED="$MESH_DIR/paced.py"
+write_paced_py "$PACED"
+# shellcheck disable=SC2119  # no suffix
+ml_make_cgroup
+mesh_make_node
+mesh_add_pod NS_A a 10
+mesh_add_pod NS_B b 11
+mesh_assert_no_iptables "$NS_A" "$NS_B"
+
+daemon_start
+grep -qE '1 workload\(s\) applied \(1 from the config file, 0 live' "$ML_DAEMON_LOG" ||
+  ml_fail "the daemon did not start with exactly one workload (B)"
+
+# IPv4: HAProxy sidecars.
+ml_log "IPv4 round: HAProxy sidecars"
+mesh_start_haproxy pa "$NS_A" hap-a "$UID_ISTIO" "$OUT" "$IN" 127.0.0.6
+mesh_start_haproxy pb "$NS_B" hap-b "$UID_ISTIO" "$OUT" "$IN" 127.0.0.6
+LOG_A="$MESH_DIR/hap-a.log" LOG_B="$MESH_DIR/hap-b.log" SRC=127.0.0.6
+round 4 haproxy
+ml_kill_pid "$pa"
+ml_kill_pid "$pb"
+
+# IPv6: ml_proxy sidecars; A is added again after its removal.
+ml_log "IPv6 round: ml_proxy sidecars"
+mesh_start_ml_proxy pa "$NS_A" mlp-a "$UID_ISTIO" --listen "$OUT" --listen "$IN" \
+  --source "$IN:127.0.0.6" --source "$IN:::6"
+mesh_start_ml_proxy pb "$NS_B" mlp-b "$UID_ISTIO" --listen "$OUT" --listen "$IN" \
+  --source "$IN:127.0.0.6" --source "$IN:::6"
+LOG_A="$MESH_DIR/mlp-a.log" LOG_B="$MESH_DIR/mlp-b.log" SRC=::6
+round 6 ml_proxy
+if grep -h '^error' "$LOG_A" "$LOG_B" >&2; then
+  ml_fail "ml_proxy logged errors (above)"
+fi
+
+[[ $(grep -c 'reload rejected, nothing changed' "$ML_DAEMON_LOG") -eq 4 ]] ||
+  ml_fail "expected exactly 4 rejected reloads in the daemon log"
+mesh_assert_no_iptables "$NS_A" "$NS_B"
+
+ml_log "SIGTERM + meshlaned --cleanup"
+ml_daemon_stop
+[[ $ML_DAEMON_RC -eq 0 ]] || ml_fail "meshlaned exited with status $ML_DAEMON_RC on SIGTERM"
+ml_daemon_cleanup
+for ns in "$NS_A" "$NS_B"; do
+  [[ -z $(mesh_tc_filters "$ns") ]] || {
+    mesh_tc_filters "$ns" >&2
+    ml_fail "tc filters left on eth0 in $ns after meshlaned --cleanup"
+  }
+done
+[[ ! -e $ML_BPFFS_DIR ]] || ml_fail "$ML_BPFFS_DIR still exists after meshlaned --cleanup"
+[[ -z $(ml_cgroup_progs "$ML_CG") ]] || {
+  ml_cgroup_progs "$ML_CG" >&2
+  ml_fail "programs still attached to $ML_CG after meshlaned --cleanup"
+}
+ml_pass
