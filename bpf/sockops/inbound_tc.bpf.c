@@ -132,20 +132,23 @@ int ml_tc_ingress(struct __sk_buff *skb)
 
 	if (parse_tcp(skb, &pkt) != 0)
 		return TC_ACT_OK;
-	wl = ml_pod_of(pkt.dst_ip6);
-	if (!wl)
-		return TC_ACT_OK;
 	flow_key(&key, pkt.src_ip6, pkt.dst_ip6, pkt.src_port);
 	if ((pkt.tcp_flags & (ML_TCP_SYN | ML_TCP_ACK)) == ML_TCP_SYN) {
-		__u8 rule = ml_port_rule(wl->id, ML_DIR_INBOUND, pkt.dst_port);
-		int src_excluded = ml_cidr_listed(wl->id, ML_CIDR_LIST_IN_EXCLUDE, pkt.src_ip6);
+		__u8 rule;
 
-		if (!ml_tc_should_steer(wl, pkt.dst_port, rule, src_excluded))
+		wl = ml_pod_of(pkt.dst_ip6);
+		if (!wl)
+			return TC_ACT_OK;
+		rule = ml_port_rule(wl->id, ML_DIR_INBOUND, pkt.dst_port);
+		if (!ml_tc_should_steer(wl, pkt.dst_port, rule,
+					ml_cidr_listed(wl->id, ML_CIDR_LIST_IN_EXCLUDE, pkt.src_ip6)))
 			return TC_ACT_OK;
 		start_flow(&pkt, wl, &key);
 		rewrite_port(skb, &pkt, 1, pkt.dst_port, wl->inbound_port);
 		return TC_ACT_OK;
 	}
+	/* Established flows are looked up without the workload: a pod removed from meshlane keeps
+	 * its steered connections until they end (the filters stay until the flows are gone). */
 	flow = bpf_map_lookup_elem(&ml_tcflows_v1, &key);
 	if (!flow || pkt.dst_port != flow->orig_port)
 		return TC_ACT_OK;

@@ -196,7 +196,8 @@ Status WorkloadManager::apply(const std::vector<WorkloadConfig>& workloads) {
     if (auto status = attach_tc(config.netns, config.interface, tc_programs_); !status) {
       return status;
     }
-    now_applied[config.name] = {config.netns, config.interface};
+    now_applied[config.name] = {config.netns, config.interface, config.ips};
+    draining_.erase(config.name);
     spdlog::info("workload {}: netns {} (cookie {}), {} address(es), mesh {}, tc on {}",
                  config.name, config.netns, workload.netns_cookie, config.ips.size(),
                  to_string(config.mesh), config.interface);
@@ -205,16 +206,55 @@ Status WorkloadManager::apply(const std::vector<WorkloadConfig>& workloads) {
     auto still = now_applied.find(name);
     if (still == now_applied.end() || still->second.netns != attachment.netns ||
         still->second.interface != attachment.interface) {
-      if (auto status = detach_tc(attachment.netns, attachment.interface); !status) {
-        spdlog::warn("workload {} removed, but its tc filters stay: {}", name,
-                     status.error().message());
-      } else {
-        spdlog::info("workload {} removed", name);
-      }
+      spdlog::info("workload {} removed; its tc filters stay until its steered connections end",
+                   name);
+      draining_[name] = {attachment, std::chrono::steady_clock::now()};
     }
   }
   applied_ = std::move(now_applied);
+  reap_draining();
   return {};
+}
+
+Result<std::size_t> count_steered_flows(const std::string& bpffs_dir,
+                                        const std::vector<IpAddress>& ips) {
+  const PinLayout pins{bpffs_dir};
+  auto flows = TypedMap<ml_tc_flow_key, ml_tc_flow>::open_pin(pins.map(ML_TC_FLOWS_MAP_NAME));
+  if (!flows) {
+    return flows.error();
+  }
+  std::size_t count = 0;
+  for (const ml_tc_flow_key& key : flows->keys()) {
+    for (const IpAddress& ip : ips) {
+      if (std::memcmp(key.local_ip6, ip.bytes.data(), ip.bytes.size()) == 0) {
+        ++count;
+        break;
+      }
+    }
+  }
+  return count;
+}
+
+std::size_t WorkloadManager::reap_draining(std::chrono::steady_clock::duration max_drain) {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = draining_.begin(); it != draining_.end();) {
+    const Attachment& attachment = it->second.attachment;
+    auto flows = count_steered_flows(bpffs_dir_, attachment.ips);
+    const bool drained = flows && flows.value() == 0;
+    if (!drained && now - it->second.since < max_drain) {
+      ++it;
+      continue;
+    }
+    if (auto status = detach_tc(attachment.netns, attachment.interface); !status) {
+      spdlog::warn("workload {}: cannot remove its tc filters: {}", it->first,
+                   status.error().message());
+    } else {
+      spdlog::info("workload {}: tc filters removed ({})", it->first,
+                   drained ? "no steered connection left" : "drain time exceeded");
+    }
+    it = draining_.erase(it);
+  }
+  return draining_.size();
 }
 
 int detach_workload_filters(const std::vector<WorkloadConfig>& workloads) {

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <csignal>
 #include <ctime>
@@ -28,6 +29,8 @@
 #include "meshlane/workloads.hpp"
 
 namespace {
+
+constexpr std::chrono::seconds kDrainCheckInterval{2};
 
 constexpr int kExitOk = 0;
 constexpr int kExitConfig = 1;
@@ -290,6 +293,20 @@ int run(const std::string& config_path, const meshlane::Config& config) {
         reload_signal.async_wait(on_reload);
       };
   reload_signal.async_wait(on_reload);
+
+  // Removed workloads keep their tc filters until their steered connections end.
+  boost::asio::steady_timer drain_timer(io);
+  std::function<void(const boost::system::error_code&)> on_drain_tick =
+      [&](const boost::system::error_code& error) {
+        if (error) {
+          return;
+        }
+        manager.reap_draining();
+        drain_timer.expires_after(kDrainCheckInterval);
+        drain_timer.async_wait(on_drain_tick);
+      };
+  drain_timer.expires_after(kDrainCheckInterval);
+  drain_timer.async_wait(on_drain_tick);
   io.run();
   server->reset();  // removes the socket file before the daemon exits
   return kExitOk;

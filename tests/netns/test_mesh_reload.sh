@@ -2,7 +2,8 @@
 # Workloads changed on SIGHUP while traffic flows (istio preset, no iptables rule anywhere).
 # Pods A (198.18.0.10, fd00::10) and B (.11, ::11) on a node bridge, each with a sidecar
 # (uid/gid 1337, outbound 15001, inbound 15006, passthrough source 127.0.0.6 / ::6); B excludes
-# inbound port 9090. The daemon starts with B as the only workload. Two rounds, the same steps
+# inbound port 9090. Host X (.100, ::100) on the same bridge is never a workload (it stands in
+# for another node). The daemon starts with B as the only workload. Two rounds, the same steps
 # each: IPv4 with HAProxy sidecars, then IPv6 with ml_proxy sidecars (HAProxy only asks SOL_IP):
 #   0. A is not a workload: no tc filter on A's eth0, B has its filters. A -> B:9090 goes
 #      direct (B's app sees A's address, no proxy log line); A -> B:8080 does not pass A's
@@ -16,21 +17,32 @@
 #      orig_dst_answered rise, intercepted_inbound_tc does not); A -> B:9090 passes A's
 #      sidecar too (orig B:9090), which reaches B's app directly (B's app sees A's address,
 #      intercepted_inbound_local flat). Long-lived connection LL-sidecar opens: A's app -> A's
-#      sidecar -> B's sidecar -> B:8082.
+#      sidecar -> B's sidecar -> B:8082. Long-lived connection LL-in opens: X's app -> A:8083
+#      (A's app listens there), steered by A's tc to A's inbound sidecar: A's app sees the
+#      passthrough source, intercepted_inbound_tc rises, intercepted_outbound and
+#      intercepted_inbound_local do not (ml_proxy logs the accept from X's address at once,
+#      HAProxy at the connection's end: checked in step 4).
 #   2. Broken configs, each with A left out (so a partial apply would show as A removed),
 #      SIGHUP after each: an unknown key, then a workload whose netns does not exist. Each
 #      time the daemon logs "reload rejected, nothing changed" naming the problem, logs no
 #      "reload: N workload(s) applied", keeps running; A's tc filters remain and A -> B:8080
 #      still passes A's sidecar (orig B:8080, intercepted_outbound rises).
 #   3. A is removed from the config file, SIGHUP: "reload: 1 workload(s) applied" and
-#      "workload pod-a removed"; A's tc filters are gone, B's remain; A -> B:9090 goes direct
-#      again (A's address, no proxy log line) and A -> B:8080 no longer passes A's sidecar
-#      (no log line, intercepted_outbound flat) but is still steered by B's tc to B's inbound
-#      sidecar (B is still a workload).
-#   4. Both long-lived connections, which must have moved bytes in both directions between
-#      every two steps (LL-tc across steps 1-3, LL-sidecar across steps 2-3, i.e. across A's
-#      removal), finish: every byte verified both ways, exact counts, a single connection
-#      each, B's app saw the passthrough source (both went through B's inbound sidecar).
+#      "workload pod-a removed; its tc filters stay until its steered connections end", and
+#      no "tc filters removed" yet: LL-in is still open, so A's tc filters stay (B's remain).
+#      A -> B:9090 goes direct again (A's address, no proxy log line) and A -> B:8080 no
+#      longer passes A's sidecar (no log line, intercepted_outbound flat) but is still steered
+#      by B's tc to B's inbound sidecar (B is still a workload). A NEW connection X -> A:8083
+#      is no longer steered: A's app sees X's own address, no proxy logs a line,
+#      intercepted_inbound_tc flat. A's tc filters are still there while LL-in is open.
+#   4. The long-lived connections, which must have moved bytes in both directions between
+#      every two steps (LL-tc across steps 1-3, LL-sidecar and LL-in across steps 2-3, i.e.
+#      across A's removal), finish: every byte verified both ways, exact counts, a single
+#      connection each, the server's app saw the passthrough source (LL-tc and LL-sidecar
+#      went through B's inbound sidecar, LL-in through A's, whose log has a line for it from
+#      X's address). LL-in first: until it has ended, no "tc filters removed" for pod-a; then,
+#      within 10 s, the daemon logs "workload pod-a: tc filters removed (no steered connection
+#      left)", A's tc filters are gone and B's remain.
 # Round 2 re-adds A after its removal in round 1. Then SIGTERM (exit 0) + meshlaned --cleanup:
 # no tc filter anywhere, no pin, nothing attached to the test cgroup.
 # The long-lived connections are a small paced Python sender/checker (written to the work
@@ -47,6 +59,7 @@ APP=8080
 EXCL=9090
 LL_TC_PORT=8081
 LL_SC_PORT=8082
+LL_IN_PORT=8083
 LL_BYTES=$((32 << 20))
 
 # ---------------------------------------------------------------------------------------------
@@ -310,6 +323,14 @@ ll_checkpoint() {
   LL_LAST_C[$label]=$c
 }
 
+# ll_server_peer LABEL: the client address (without port) the long-lived server accepted.
+ll_server_peer() {
+  local line
+  line=$(sed -n 's/^server: connected local=[^ ]* peer=\([^ ]*\)$/\1/p' "$ML_WORKDIR/$1.server.err" | sed -n 1p)
+  [[ -n $line ]] || ml_fail "$1: the long-lived server logged no 'server: connected ... peer=...' line"
+  mesh_peer_host "$line"
+}
+
 # ll_finish LABEL EXPECT_PEER: lets both sides send the rest, waits for them and checks: exit
 # 0, ok, LL_BYTES sent and received by each side, and the server saw the client EXPECT_PEER
 # (an address without port).
@@ -334,8 +355,8 @@ ll_finish() {
   [[ -z $errs ]] || ml_fail "$label: long-lived connection failed:$errs"
   peer=$(ml_json_field "$(tail -n1 "$base.server.out")" peer)
   [[ $(mesh_peer_host "$peer") == "$expect" ]] ||
-    ml_fail "$label: B's app saw client $peer, expected $expect"
-  ml_log "$label: finished, $LL_BYTES bytes each way verified, B's app saw $peer"
+    ml_fail "$label: the server's app saw client $peer, expected $expect"
+  ml_log "$label: finished, $LL_BYTES bytes each way verified, the server's app saw $peer"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -548,17 +569,46 @@ a_not_workload() {
   mesh_assert_rose s0 s1 "$label" intercepted_inbound_tc
 }
 
+# x_to_a_direct LABEL FAM: a new connection X -> A:8083 (A is not intercepted) goes direct:
+# A's app sees X's own address, no proxy logs a line, no interception counter moves.
+x_to_a_direct() {
+  local label=$1 fam=$2 a x
+  a=$(mesh__addr "$fam" 10)
+  x=$(mesh__addr "$fam" 100)
+  mesh__mark "$LOG_A" "$LOG_B"
+  ml_snapshot s0
+  mesh_xfer "$label" "$NS_A" "[::]:$LL_IN_PORT" "$NS_X" "$a:$LL_IN_PORT" --bytes 1M --timeout 30
+  mesh__expect_quiet "$label" "$LOG_A" "$LOG_B"
+  ml_snapshot s1
+  ml_show_delta s0 s1
+  [[ $(mesh_peer_host "$MESH_SERVER_PEER") == "$(mesh_peer_host "$x:0")" ]] ||
+    ml_fail "$label: A's app saw client $MESH_SERVER_PEER, expected X's own address $x (direct)"
+  mesh_assert_flat s0 s1 "$label" intercepted_inbound_tc
+  mesh_assert_flat s0 s1 "$label" intercepted_inbound_local
+  mesh_assert_flat s0 s1 "$label" intercepted_outbound
+}
+
+# drain_lines FROM: the daemon log lines after line FROM that report pod-a's tc filters removed.
+drain_lines() {
+  tail -n "+$(($1 + 1))" "$ML_DAEMON_LOG" | grep -F 'workload pod-a: tc filters removed' || true
+}
+
 # ---------------------------------------------------------------------------------------------
 # One round: steps 0-4 in one address family
 
 round() {
-  local fam=$1 kind=$2 p=v$1 b
+  local fam=$1 kind=$2 p=v$1 a b x a_re x_re
+  a=$(mesh__addr "$fam" 10)
   b=$(mesh__addr "$fam" 11)
+  x=$(mesh__addr "$fam" 100)
+  a_re=$(mesh_re "$a")
+  x_re=$(mesh_re "$x")
 
   # 0. A is not a workload.
   ml_log "$p round: A is not a workload"
   expect_no_tc "$p-start" "$NS_A"
   expect_tc "$p-start" "$NS_B"
+  expect_no_tc "$p-start" "$NS_X"
   a_excl_direct "$p-0-excl-direct" "$fam"
   a_not_workload "$p-0-not-workload" "$fam" "$kind"
   ml_snapshot l0
@@ -590,6 +640,24 @@ round() {
   mesh_assert_rose l0 l1 "$p-ll-sidecar" intercepted_inbound_local
   mesh_assert_flat l0 l1 "$p-ll-sidecar" intercepted_inbound_tc
   ll_checkpoint "$p-ll-sidecar" "its start"
+  # LL-in: X (not a workload) -> A:8083, steered by A's tc to A's inbound sidecar.
+  local sa_in
+  sa_in=$(mesh_log_lines "$LOG_A")
+  ml_snapshot l0
+  ll_start "$p-ll-in" "$NS_A" "[::]:$LL_IN_PORT" "$NS_X" "$a:$LL_IN_PORT"
+  ml_snapshot l1
+  ml_show_delta l0 l1
+  mesh_assert_rose l0 l1 "$p-ll-in" intercepted_inbound_tc
+  mesh_assert_flat l0 l1 "$p-ll-in" intercepted_outbound
+  mesh_assert_flat l0 l1 "$p-ll-in" intercepted_inbound_local
+  [[ $(ll_server_peer "$p-ll-in") == "$SRC" ]] ||
+    ml_fail "$p-ll-in: A's app saw client $(ll_server_peer "$p-ll-in"), expected A's inbound sidecar from $SRC"
+  if [[ $kind == ml_proxy ]]; then # HAProxy logs at the connection's end (checked in step 4)
+    mesh__expect_log "$p-ll-in" "$LOG_A" "$sa_in" \
+      "$(mesh__log_re "$kind" inbound "$x_re:[0-9]+" "$a:$LL_IN_PORT")" \
+      "A's inbound sidecar did not carry X's connection to $a:$LL_IN_PORT"
+  fi
+  ll_checkpoint "$p-ll-in" "its start"
 
   # 2. Broken configs (without A) are rejected as a whole.
   ml_log "$p round: broken configs, SIGHUP"
@@ -608,27 +676,69 @@ round() {
   a_mesh "$p-2-still-mesh" "$fam" "$kind"
   ll_checkpoint "$p-ll-tc" "the rejected reloads"
   ll_checkpoint "$p-ll-sidecar" "the rejected reloads"
+  ll_checkpoint "$p-ll-in" "the rejected reloads"
 
   # 3. A is removed.
   ml_log "$p round: A removed from the config, SIGHUP"
+  local removed_at
+  removed_at=$(wc -l <"$ML_DAEMON_LOG")
   write_cfg 0
   sighup "$p-3-remove"
   expect_applied "$p-3-remove" 1
   grep -q 'workload pod-a removed' <<<"$RELOAD_LINES" ||
     ml_fail "$p-3-remove: no 'workload pod-a removed' in the daemon log"
-  expect_no_tc "$p-3-remove" "$NS_A"
+  grep -qF 'workload pod-a removed; its tc filters stay until its steered connections end' \
+    <<<"$RELOAD_LINES" ||
+    ml_fail "$p-3-remove: no 'workload pod-a removed; its tc filters stay until its steered connections end' in the daemon log"
+  [[ -z $(drain_lines "$removed_at") ]] || {
+    drain_lines "$removed_at" >&2
+    ml_fail "$p-3-remove: pod-a's tc filters were removed while LL-in, steered by them, is open"
+  }
+  # LL-in still needs A's filters: they stay (B's too).
+  expect_tc "$p-3-remove" "$NS_A"
   expect_tc "$p-3-remove" "$NS_B"
+  ll_checkpoint "$p-ll-in" "removing A"
   a_excl_direct "$p-3-excl-direct" "$fam"
   a_not_workload "$p-3-not-workload" "$fam" "$kind"
+  x_to_a_direct "$p-3-x-direct" "$fam"
   ll_checkpoint "$p-ll-tc" "removing A"
   ll_checkpoint "$p-ll-sidecar" "removing A"
+  ll_checkpoint "$p-ll-in" "removing A and a direct connection to A:$LL_IN_PORT"
+  expect_tc "$p-3-draining" "$NS_A"
+  [[ -z $(drain_lines "$removed_at") ]] || {
+    drain_lines "$removed_at" >&2
+    ml_fail "$p-3-draining: pod-a's tc filters were removed while LL-in, steered by them, is open"
+  }
 
-  # 4. The long-lived connections complete.
+  # 4. The long-lived connections complete: LL-in first (ll_finish returns once both of its
+  # ends have exited), then A's filters go.
+  ll_finish "$p-ll-in" "$SRC"
+  local t0 ms drained
+  t0=$(date +%s%N)
+  while :; do
+    drained=$(drain_lines "$removed_at")
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    [[ -z $drained && $ms -le 10000 ]] || break
+    sleep 0.1
+  done
+  [[ -n $drained && $ms -le 10000 ]] || {
+    ml_dump_daemon_log
+    mesh_tc_filters "$NS_A" >&2
+    ml_fail "$p-4-drained: no 'workload pod-a: tc filters removed' in the daemon log within 10 s of LL-in's end"
+  }
+  ml_log "$p-4-drained: after ${ms} ms: $drained"
+  grep -qF 'workload pod-a: tc filters removed (no steered connection left)' <<<"$drained" || {
+    ml_dump_daemon_log
+    ml_fail "$p-4-drained: pod-a's tc filters were removed for another reason than 'no steered connection left'"
+  }
+  expect_no_tc "$p-4-drained" "$NS_A"
+  expect_tc "$p-4-drained" "$NS_B"
+  mesh__expect_log "$p-ll-in" "$LOG_A" "$sa_in" \
+    "$(mesh__log_re "$kind" inbound "$x_re:[0-9]+" "$a:$LL_IN_PORT")" \
+    "A's inbound sidecar has no line for the long-lived connection from $x to $a:$LL_IN_PORT"
   ll_finish "$p-ll-tc" "$SRC"
   ll_finish "$p-ll-sidecar" "$SRC"
   # Each went through B's inbound sidecar, LL-sidecar through A's as well.
-  local a_re
-  a_re=$(mesh_re "$(mesh__addr "$fam" 10)")
   mesh__expect_log "$p-ll-tc" "$LOG_B" 0 "$(mesh__log_re "$kind" inbound "$a_re:[0-9]+" "$b:$LL_TC_PORT")" \
     "B's inbound sidecar has no line for the long-lived connection to $b:$LL_TC_PORT"
   mesh__expect_log "$p-ll-sidecar" "$LOG_A" 0 "$(mesh__log_re "$kind" outbound '[^ ]+' "$b:$LL_SC_PORT")" \
@@ -650,7 +760,8 @@ ml_make_cgroup
 mesh_make_node
 mesh_add_pod NS_A a 10
 mesh_add_pod NS_B b 11
-mesh_assert_no_iptables "$NS_A" "$NS_B"
+mesh_add_host NS_X x 100
+mesh_assert_no_iptables "$NS_A" "$NS_B" "$NS_X"
 
 daemon_start
 grep -qE '1 workload\(s\) applied \(1 from the config file, 0 live' "$ML_DAEMON_LOG" ||
@@ -679,13 +790,13 @@ fi
 
 [[ $(grep -c 'reload rejected, nothing changed' "$ML_DAEMON_LOG") -eq 4 ]] ||
   ml_fail "expected exactly 4 rejected reloads in the daemon log"
-mesh_assert_no_iptables "$NS_A" "$NS_B"
+mesh_assert_no_iptables "$NS_A" "$NS_B" "$NS_X"
 
 ml_log "SIGTERM + meshlaned --cleanup"
 ml_daemon_stop
 [[ $ML_DAEMON_RC -eq 0 ]] || ml_fail "meshlaned exited with status $ML_DAEMON_RC on SIGTERM"
 ml_daemon_cleanup
-for ns in "$NS_A" "$NS_B"; do
+for ns in "$NS_A" "$NS_B" "$NS_X"; do
   [[ -z $(mesh_tc_filters "$ns") ]] || {
     mesh_tc_filters "$ns" >&2
     ml_fail "tc filters left on eth0 in $ns after meshlaned --cleanup"

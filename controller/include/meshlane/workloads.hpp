@@ -2,6 +2,7 @@
 // as a desired state, with tc filters on each pod's interface.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -40,20 +41,37 @@ class WorkloadManager {
   WorkloadManager(std::string bpffs_dir, TcPrograms tc_programs)
       : bpffs_dir_(std::move(bpffs_dir)), tc_programs_(tc_programs) {}
 
+  // A workload that is removed stops being intercepted at once, but its tc filters stay until
+  // the connections they steered have ended (see reap_draining), so none of them breaks.
   Status apply(const std::vector<WorkloadConfig>& workloads);
 
+  // Detaches the filters of removed workloads that no longer carry a steered flow, or that
+  // have drained for longer than max_drain. Returns how many are still draining.
+  std::size_t reap_draining(std::chrono::steady_clock::duration max_drain = std::chrono::hours(1));
+
   [[nodiscard]] std::size_t applied_count() const { return applied_.size(); }
+  [[nodiscard]] std::size_t draining_count() const { return draining_.size(); }
 
  private:
   struct Attachment {
     std::string netns;
     std::string interface;
+    std::vector<IpAddress> ips;
+  };
+  struct Draining {
+    Attachment attachment;
+    std::chrono::steady_clock::time_point since;
   };
 
   std::string bpffs_dir_;
   TcPrograms tc_programs_;
   std::map<std::string, Attachment> applied_;  // by workload name
+  std::map<std::string, Draining> draining_;   // removed, filters kept for open flows
 };
+
+// Number of tc-steered flows whose pod-side address is one of `ips` (ml_tcflows_v1).
+Result<std::size_t> count_steered_flows(const std::string& bpffs_dir,
+                                        const std::vector<IpAddress>& ips);
 
 // Resolves netns cookies for the configured workloads (ids by sorted name).
 Result<std::vector<ResolvedWorkload>> resolve_workloads(const std::vector<WorkloadConfig>& configs);
