@@ -30,14 +30,15 @@ static __always_inline void lookup_rules(const struct ml_connect_request *req,
 {
 	rules->out_port = ml_port_rule(self->id, ML_DIR_OUTBOUND, req->dst_port);
 	rules->out_cidr_exclude = ml_cidr_listed(self->id, ML_CIDR_LIST_OUT_EXCLUDE, req->dst_ip6);
-	rules->out_cidr_include = (self->flags & ML_WL_INCLUDE_OUT_CIDRS) ?
-		ml_cidr_listed(self->id, ML_CIDR_LIST_OUT_INCLUDE, req->dst_ip6) : 0;
+	rules->out_cidr_include =
+		(self->flags & ML_WL_INCLUDE_OUT_CIDRS) ?
+			ml_cidr_listed(self->id, ML_CIDR_LIST_OUT_INCLUDE, req->dst_ip6) :
+			0;
 	rules->dst_in_port = dst_pod ? ml_port_rule(dst_pod->id, ML_DIR_INBOUND, req->dst_port) : 0;
 }
 
 /* Decides, records the original destination and hop kind, and returns the verdict. */
-static __always_inline int handle_connect(struct bpf_sock_addr *ctx,
-					  struct ml_connect_request *req,
+static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_connect_request *req,
 					  struct ml_connect_verdict *verdict)
 {
 	struct ml_connect_rules rules = {};
@@ -143,7 +144,8 @@ static __always_inline void flow_key_from_accepted(struct bpf_sockopt *ctx, stru
 	key->client_port = bpf_ntohs((__u16)sk->dst_port);
 	key->server_port = (__u16)sk->src_port;
 	key->scope = (ml_ip6_is_loopback(key->client_ip6) || ml_ip6_is_loopback(key->server_ip6)) ?
-			     bpf_get_netns_cookie(ctx) : 0;
+			     bpf_get_netns_cookie(ctx) :
+			     0;
 }
 
 static __always_inline int answer_ipv4(struct bpf_sockopt *ctx, const struct ml_orig_dst *orig)

@@ -79,7 +79,7 @@ static __always_inline void rewrite_port(struct __sk_buff *skb, const struct pac
 					 int destination, __u16 old_port, __u16 new_port)
 {
 	__u32 port_offset = pkt->tcp_offset + (destination ? offsetof(struct tcphdr, dest) :
-							      offsetof(struct tcphdr, source));
+							     offsetof(struct tcphdr, source));
 	__be16 old_be = bpf_htons(old_port);
 	__be16 new_be = bpf_htons(new_port);
 
@@ -141,7 +141,8 @@ int ml_tc_ingress(struct __sk_buff *skb)
 			return TC_ACT_OK;
 		rule = ml_port_rule(wl->id, ML_DIR_INBOUND, pkt.dst_port);
 		if (!ml_tc_should_steer(wl, pkt.dst_port, rule,
-					ml_cidr_listed(wl->id, ML_CIDR_LIST_IN_EXCLUDE, pkt.src_ip6)))
+					ml_cidr_listed(wl->id, ML_CIDR_LIST_IN_EXCLUDE,
+						       pkt.src_ip6)))
 			return TC_ACT_OK;
 		start_flow(&pkt, wl, &key);
 		rewrite_port(skb, &pkt, 1, pkt.dst_port, wl->inbound_port);

@@ -68,26 +68,16 @@ std::string join_key(std::string_view prefix, std::string_view key) {
 
 std::string_view type_name(toml::node_type type) {
   switch (type) {
-    case toml::node_type::table:
-      return "table";
-    case toml::node_type::array:
-      return "array";
-    case toml::node_type::string:
-      return "string";
-    case toml::node_type::integer:
-      return "integer";
-    case toml::node_type::floating_point:
-      return "float";
-    case toml::node_type::boolean:
-      return "boolean";
-    case toml::node_type::date:
-      return "date";
-    case toml::node_type::time:
-      return "time";
-    case toml::node_type::date_time:
-      return "date-time";
-    case toml::node_type::none:
-      break;
+    case toml::node_type::table: return "table";
+    case toml::node_type::array: return "array";
+    case toml::node_type::string: return "string";
+    case toml::node_type::integer: return "integer";
+    case toml::node_type::floating_point: return "float";
+    case toml::node_type::boolean: return "boolean";
+    case toml::node_type::date: return "date";
+    case toml::node_type::time: return "time";
+    case toml::node_type::date_time: return "date-time";
+    case toml::node_type::none: break;
   }
   return "nothing";
 }
@@ -318,8 +308,9 @@ Status read_bpffs_dir(const Field& field, std::string& out) {
     return status;
   }
   if (dir.empty()) {
-    return field.error("must not be empty (an absolute directory on bpffs is required, e.g. "
-                       "\"/sys/fs/bpf/meshlane\")");
+    return field.error(
+        "must not be empty (an absolute directory on bpffs is required, e.g. "
+        "\"/sys/fs/bpf/meshlane\")");
   }
   if (dir.front() != '/') {
     return field.error("\"" + dir +
@@ -838,12 +829,9 @@ Status json_to_toml(const nlohmann::json& value, const std::string& source_name,
     case nlohmann::json::value_t::array: {
       toml::array array;
       for (std::size_t i = 0; i < value.size(); ++i) {
-        Status status = json_to_toml(value[i], source_name,
-                                     dotted_key + "[" + std::to_string(i) + "]",
-                                     [&](toml::node&& element) {
-                                       array.push_back(std::move(element));
-                                     },
-                                     depth + 1);
+        Status status = json_to_toml(
+            value[i], source_name, dotted_key + "[" + std::to_string(i) + "]",
+            [&](toml::node&& element) { array.push_back(std::move(element)); }, depth + 1);
         if (!status) {
           return status;
         }
@@ -854,11 +842,9 @@ Status json_to_toml(const nlohmann::json& value, const std::string& source_name,
     case nlohmann::json::value_t::object: {
       toml::table table;
       for (const auto& [key, element] : value.items()) {
-        Status status = json_to_toml(element, source_name, join_key(dotted_key, key),
-                                     [&](toml::node&& node) {
-                                       table.insert_or_assign(key, std::move(node));
-                                     },
-                                     depth + 1);
+        Status status = json_to_toml(
+            element, source_name, join_key(dotted_key, key),
+            [&](toml::node&& node) { table.insert_or_assign(key, std::move(node)); }, depth + 1);
         if (!status) {
           return status;
         }
@@ -870,8 +856,7 @@ Status json_to_toml(const nlohmann::json& value, const std::string& source_name,
       return json_error(source_name, dotted_key,
                         "null is not allowed (leave the key out to keep its default)");
     case nlohmann::json::value_t::binary:
-    case nlohmann::json::value_t::discarded:
-      break;
+    case nlohmann::json::value_t::discarded: break;
   }
   return json_error(source_name, dotted_key, "unsupported JSON value");
 }
@@ -907,12 +892,9 @@ Result<WorkloadConfig> parse_workload_json(const nlohmann::json& object,
 
 const char* to_string(MeshKind mesh) {
   switch (mesh) {
-    case MeshKind::kIstio:
-      return "istio";
-    case MeshKind::kLinkerd:
-      return "linkerd";
-    case MeshKind::kCustom:
-      return "custom";
+    case MeshKind::kIstio: return "istio";
+    case MeshKind::kLinkerd: return "linkerd";
+    case MeshKind::kCustom: return "custom";
   }
   return "unknown";  // only reachable through a cast from an out-of-range integer
 }

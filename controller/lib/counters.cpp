@@ -9,46 +9,26 @@ namespace meshlane {
 
 const char* counter_name(ml_counter counter) {
   switch (counter) {
-    case ML_CTR_SOCKETS_ADDED:
-      return "sockets_added";
-    case ML_CTR_SOCKETS_ADD_FAILED:
-      return "sockets_add_failed";
-    case ML_CTR_SOCKETS_SKIPPED_PORT:
-      return "sockets_skipped_by_port";
-    case ML_CTR_MESSAGES_REDIRECTED:
-      return "messages_redirected";
-    case ML_CTR_BYTES_REDIRECTED:
-      return "bytes_redirected";
-    case ML_CTR_REDIRECT_FAILED:
-      return "redirect_failed";
-    case ML_CTR_INTERCEPT_OUTBOUND:
-      return "intercepted_outbound";
-    case ML_CTR_INTERCEPT_NODE_PROXY:
-      return "intercepted_to_node_proxy";
-    case ML_CTR_INTERCEPT_INBOUND:
-      return "intercepted_inbound_local";
-    case ML_CTR_INTERCEPT_INBOUND_TC:
-      return "intercepted_inbound_tc";
-    case ML_CTR_BYPASS_EXCLUDED:
-      return "bypassed_excluded";
-    case ML_CTR_BYPASS_PROXY:
-      return "bypassed_proxy_own";
-    case ML_CTR_ORIG_DST_ANSWERED:
-      return "orig_dst_answered";
-    case ML_CTR_ORIG_DST_UNKNOWN:
-      return "orig_dst_unknown";
-    case ML_CTR_SPLICED_APP_PROXY:
-      return "spliced_app_to_proxy";
-    case ML_CTR_SPLICED_PROXY_PROXY:
-      return "spliced_proxy_to_proxy";
-    case ML_CTR_SPLICED_PROXY_APP:
-      return "spliced_proxy_to_app";
-    case ML_CTR_SPLICED_OTHER:
-      return "spliced_other";
-    case ML_CTR_SOCKETS_SKIPPED_BLOCKING:
-      return "sockets_skipped_blocking";
-    case ML_CTR_MAX:
-      break;
+    case ML_CTR_SOCKETS_ADDED: return "sockets_added";
+    case ML_CTR_SOCKETS_ADD_FAILED: return "sockets_add_failed";
+    case ML_CTR_SOCKETS_SKIPPED_PORT: return "sockets_skipped_by_port";
+    case ML_CTR_MESSAGES_REDIRECTED: return "messages_redirected";
+    case ML_CTR_BYTES_REDIRECTED: return "bytes_redirected";
+    case ML_CTR_REDIRECT_FAILED: return "redirect_failed";
+    case ML_CTR_INTERCEPT_OUTBOUND: return "intercepted_outbound";
+    case ML_CTR_INTERCEPT_NODE_PROXY: return "intercepted_to_node_proxy";
+    case ML_CTR_INTERCEPT_INBOUND: return "intercepted_inbound_local";
+    case ML_CTR_INTERCEPT_INBOUND_TC: return "intercepted_inbound_tc";
+    case ML_CTR_BYPASS_EXCLUDED: return "bypassed_excluded";
+    case ML_CTR_BYPASS_PROXY: return "bypassed_proxy_own";
+    case ML_CTR_ORIG_DST_ANSWERED: return "orig_dst_answered";
+    case ML_CTR_ORIG_DST_UNKNOWN: return "orig_dst_unknown";
+    case ML_CTR_SPLICED_APP_PROXY: return "spliced_app_to_proxy";
+    case ML_CTR_SPLICED_PROXY_PROXY: return "spliced_proxy_to_proxy";
+    case ML_CTR_SPLICED_PROXY_APP: return "spliced_proxy_to_app";
+    case ML_CTR_SPLICED_OTHER: return "spliced_other";
+    case ML_CTR_SOCKETS_SKIPPED_BLOCKING: return "sockets_skipped_blocking";
+    case ML_CTR_MAX: break;
   }
   return "unknown";
 }
@@ -57,9 +37,10 @@ Result<Counters> read_counters(const std::string& bpffs_dir) {
   PinLayout pins{bpffs_dir};
   auto map = TypedMap<std::uint32_t, std::uint64_t>::open_pin(pins.map(ML_COUNTERS_MAP_NAME));
   if (!map) {
-    return make_error(map.error().errnum,
-                      map.error().context + " (is meshlaned running or its datapath pinned "
-                                            "under " + bpffs_dir + "?)");
+    return make_error(map.error().errnum, map.error().context +
+                                              " (is meshlaned running or its datapath pinned "
+                                              "under " +
+                                              bpffs_dir + "?)");
   }
   Counters counters;
   for (std::uint32_t index = 0; index < ML_CTR_MAX; ++index) {
@@ -88,7 +69,8 @@ std::string counters_to_table(const Counters& counters) {
   for (int index = 0; index < ML_CTR_MAX; ++index) {
     auto counter = static_cast<ml_counter>(index);
     std::string name = counter_name(counter);
-    out << name << std::string(name.size() < 28 ? 28 - name.size() : 1, ' ') << counters[counter] << '\n';
+    out << name << std::string(name.size() < 28 ? 28 - name.size() : 1, ' ') << counters[counter]
+        << '\n';
   }
   return out.str();
 }

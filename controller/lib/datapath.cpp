@@ -11,12 +11,12 @@
 #include <filesystem>
 #include <set>
 
+#include "inbound_tc.skel.h"
+#include "intercept.skel.h"
 #include "meshlane/bpf_map.hpp"
 #include "meshlane/kernel_features.hpp"
 #include "meshlane/mounts.hpp"
 #include "meshlane/shared.h"
-#include "inbound_tc.skel.h"
-#include "intercept.skel.h"
 #include "sockops.skel.h"
 
 namespace meshlane {
@@ -31,12 +31,9 @@ void SkeletonDeleter::operator()(inbound_tc_bpf* skeleton) const {
 
 const char* to_string(AttachOutcome outcome) {
   switch (outcome) {
-    case AttachOutcome::kCreated:
-      return "attached";
-    case AttachOutcome::kAdoptedAndUpdated:
-      return "adopted pinned link, program updated in place";
-    case AttachOutcome::kReplaced:
-      return "replaced a stale pinned link";
+    case AttachOutcome::kCreated: return "attached";
+    case AttachOutcome::kAdoptedAndUpdated: return "adopted pinned link, program updated in place";
+    case AttachOutcome::kReplaced: return "replaced a stale pinned link";
   }
   return "?";
 }
@@ -167,19 +164,16 @@ int libbpf_log(libbpf_print_level level, const char* format, va_list args) {
       spdlog::debug("libbpf: {}", text);
       spdlog::warn("libbpf: {}", tail_lines(text, kVerifierTailLines));
       break;
-    case LIBBPF_INFO:
-      spdlog::debug("libbpf: {}", text);
-      break;
-    case LIBBPF_DEBUG:
-      spdlog::trace("libbpf: {}", text);
-      break;
+    case LIBBPF_INFO: spdlog::debug("libbpf: {}", text); break;
+    case LIBBPF_DEBUG: spdlog::trace("libbpf: {}", text); break;
   }
   return length;
 }
 
 // Points every ml_* map of an object at its pin, so the first object to load creates and pins
 // the shared maps and the others reuse them.
-Status prepare_maps(bpf_object* object, const PinLayout& pins, const AccelerationConfig& acceleration) {
+Status prepare_maps(bpf_object* object, const PinLayout& pins,
+                    const AccelerationConfig& acceleration) {
   bpf_map* map = nullptr;
   bpf_object__for_each_map(map, object) {
     if (!is_pinned_map(map)) {
@@ -263,8 +257,7 @@ Status Datapath::attach_cgroup_programs(const std::string& cgroup_path) {
       {kSockopsLinkName, "sock_ops", sockops_->progs.ml_sockops, BPF_CGROUP_SOCK_OPS},
       {kConnect4LinkName, "connect4", intercept_->progs.ml_connect4, BPF_CGROUP_INET4_CONNECT},
       {kConnect6LinkName, "connect6", intercept_->progs.ml_connect6, BPF_CGROUP_INET6_CONNECT},
-      {kGetsockoptLinkName, "getsockopt", intercept_->progs.ml_getsockopt,
-       BPF_CGROUP_GETSOCKOPT},
+      {kGetsockoptLinkName, "getsockopt", intercept_->progs.ml_getsockopt, BPF_CGROUP_GETSOCKOPT},
   }};
   for (const CgroupProgram& entry : programs) {
     const int prog_fd = bpf_program__fd(entry.program);
@@ -308,9 +301,10 @@ Status Datapath::attach_sk_msg() {
   if (bpf_prog_attach(prog_fd, sockhash_fd, BPF_SK_MSG_VERDICT, 0) != 0) {
     return make_error(errno, "cannot attach sk_msg to the sockhash");
   }
-  attachments_.push_back({"sk_msg on the sockhash (kernel has no sockmap links: attached to "
-                          "the pinned map)",
-                          pins_.map(ML_SOCKHASH_MAP_NAME), AttachOutcome::kCreated});
+  attachments_.push_back(
+      {"sk_msg on the sockhash (kernel has no sockmap links: attached to "
+       "the pinned map)",
+       pins_.map(ML_SOCKHASH_MAP_NAME), AttachOutcome::kCreated});
   return {};
 }
 

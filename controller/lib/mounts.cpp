@@ -273,7 +273,8 @@ Result<std::string> resolve_cgroup_path(const std::string& cgroup2_mount,
   if (*magic != static_cast<long>(CGROUP2_SUPER_MAGIC)) {  // NOLINT(google-runtime-int)
     return make_error("cgroup " + path + " (daemon.cgroup = \"" + configured +
                       "\") is not on a cgroup2 filesystem; set daemon.cgroup to a path below "
-                      "the cgroup2 mount " + mount);
+                      "the cgroup2 mount " +
+                      mount);
   }
   return path;
 }

@@ -33,12 +33,13 @@ Status attach_tc(const std::string& netns_path, const std::string& interface,
     DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
     int err = bpf_tc_hook_create(&hook);
     if (err != 0 && err != -EEXIST) {
-      return make_error(err, "cannot create the clsact qdisc on " + interface + " in " + netns_path);
+      return make_error(err,
+                        "cannot create the clsact qdisc on " + interface + " in " + netns_path);
     }
-    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts,
-                        .prog_fd = point == BPF_TC_INGRESS ? programs.ingress_fd
-                                                           : programs.egress_fd,
-                        .flags = BPF_TC_F_REPLACE, .handle = kTcHandle, .priority = kTcPriority);
+    DECLARE_LIBBPF_OPTS(
+        bpf_tc_opts, opts,
+        .prog_fd = point == BPF_TC_INGRESS ? programs.ingress_fd : programs.egress_fd,
+        .flags = BPF_TC_F_REPLACE, .handle = kTcHandle, .priority = kTcPriority);
     err = bpf_tc_attach(&hook, &opts);
     if (err != 0) {
       return make_error(err, std::string("cannot attach the tc ") + direction(point) +

@@ -140,7 +140,8 @@ WorkloadMaps build_workload_maps(const std::vector<ResolvedWorkload>& workloads)
   return maps;
 }
 
-Result<std::vector<ResolvedWorkload>> resolve_workloads(const std::vector<WorkloadConfig>& configs) {
+Result<std::vector<ResolvedWorkload>> resolve_workloads(
+    const std::vector<WorkloadConfig>& configs) {
   std::vector<const WorkloadConfig*> by_name;
   for (const WorkloadConfig& config : configs) {
     by_name.push_back(&config);

@@ -773,8 +773,8 @@ class Conn {
     }
     int peer_role = header_[5];
     if (peer_role != 1 - role_) {
-      fail(kExitBehaviour, "peer header names role " + std::to_string(peer_role) +
-                               ", expected " + std::to_string(1 - role_));
+      fail(kExitBehaviour, "peer header names role " + std::to_string(peer_role) + ", expected " +
+                               std::to_string(1 - role_));
       return false;
     }
     std::uint32_t idx = load_le32(header_ + 8);
@@ -788,8 +788,8 @@ class Conn {
     }
     std::uint64_t want = g_opts.peer_bytes.value_or(g_opts.bytes);
     if (bytes != want) {
-      fail(kExitBehaviour, "peer announces " + std::to_string(bytes) + " bytes, expected " +
-                               std::to_string(want));
+      fail(kExitBehaviour,
+           "peer announces " + std::to_string(bytes) + " bytes, expected " + std::to_string(want));
       return false;
     }
     peer_bytes_ = bytes;
@@ -841,8 +841,8 @@ class Conn {
   }
 
   void recv_error(const char* what, int e) {
-    fail(kExitBehaviour, errno_str(what, e) + " after " + std::to_string(received_) +
-                             " bytes received");
+    fail(kExitBehaviour,
+         errno_str(what, e) + " after " + std::to_string(received_) + " bytes received");
   }
 
   void read_plain(std::vector<std::uint8_t>& buf) {
@@ -895,10 +895,10 @@ class Conn {
       } while (r < 0 && errno == EINTR);
       if (p == 0) {
         if (r != 0) {
-          fail(kExitBehaviour, "recv(MSG_PEEK) returned EOF but the following recv returned " +
-                                   (r < 0 ? errno_str("an error", errno)
-                                          : std::to_string(r) + " bytes") +
-                                   " after " + std::to_string(received_) + " bytes");
+          fail(kExitBehaviour,
+               "recv(MSG_PEEK) returned EOF but the following recv returned " +
+                   (r < 0 ? errno_str("an error", errno) : std::to_string(r) + " bytes") +
+                   " after " + std::to_string(received_) + " bytes");
           return;
         }
         at_eof();
@@ -998,9 +998,8 @@ class Conn {
           return;
         }
         if (r == 0) {
-          fail(kExitBehaviour, "EOF while ioctl(FIONREAD) still reported " +
-                                   std::to_string(left) + " unread bytes (after " +
-                                   std::to_string(received_) + " bytes)");
+          fail(kExitBehaviour, "EOF while ioctl(FIONREAD) still reported " + std::to_string(left) +
+                                   " unread bytes (after " + std::to_string(received_) + " bytes)");
           return;
         }
         if (!consume(buf.data(), static_cast<std::size_t>(r))) {
@@ -1256,8 +1255,8 @@ int run_client() {
     sockaddr_storage local{};
     socklen_t llen = sizeof local;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen);
-    std::string name = "conn " + std::to_string(i) + " " + addr_str(local) + " -> " +
-                       g_opts.connect;
+    std::string name =
+        "conn " + std::to_string(i) + " " + addr_str(local) + " -> " + g_opts.connect;
     log_msg("connected " + name);
     fds.emplace_back(fd, name);
   }

@@ -140,8 +140,8 @@ TEST(InterceptConnect, NotAWorkloadPasses) {
 
 TEST(InterceptConnect, AppToRemoteIpv4GoesToOutboundProxyOnMappedLoopback) {
   const ml_workload self = istio_self();
-  expect_redirect(decide(request("::ffff:93.184.216.34", 80), &self, nullptr),
-                  "::ffff:127.0.0.1", 15001, ML_CTR_INTERCEPT_OUTBOUND, ML_HOP_APP_TO_PROXY);
+  expect_redirect(decide(request("::ffff:93.184.216.34", 80), &self, nullptr), "::ffff:127.0.0.1",
+                  15001, ML_CTR_INTERCEPT_OUTBOUND, ML_HOP_APP_TO_PROXY);
 }
 
 TEST(InterceptConnect, AppToRemoteIpv6GoesToOutboundProxyOnIpv6Loopback) {
@@ -159,16 +159,14 @@ TEST(InterceptConnect, AppToAnotherLocalPodGoesToItsOwnOutboundProxy) {
 
 TEST(InterceptConnect, OutboundPortComesFromTheWorkload) {
   const ml_workload self = linkerd_self();
-  expect_redirect(decide(request("::ffff:93.184.216.34", 80), &self, nullptr),
-                  "::ffff:127.0.0.1", 4140, ML_CTR_INTERCEPT_OUTBOUND, ML_HOP_APP_TO_PROXY);
+  expect_redirect(decide(request("::ffff:93.184.216.34", 80), &self, nullptr), "::ffff:127.0.0.1",
+                  4140, ML_CTR_INTERCEPT_OUTBOUND, ML_HOP_APP_TO_PROXY);
 }
 
 TEST(InterceptConnect, AppToLoopbackPasses) {
   const ml_workload self = istio_self();
-  expect_pass(decide(request("::ffff:127.0.0.1", 8080), &self, nullptr), ML_CTR_MAX,
-              ML_HOP_OTHER);
-  expect_pass(decide(request("::ffff:127.1.2.3", 8080), &self, nullptr), ML_CTR_MAX,
-              ML_HOP_OTHER);
+  expect_pass(decide(request("::ffff:127.0.0.1", 8080), &self, nullptr), ML_CTR_MAX, ML_HOP_OTHER);
+  expect_pass(decide(request("::ffff:127.1.2.3", 8080), &self, nullptr), ML_CTR_MAX, ML_HOP_OTHER);
   expect_pass(decide(request("::1", 8080), &self, nullptr), ML_CTR_MAX, ML_HOP_OTHER);
 }
 
@@ -185,8 +183,8 @@ TEST(InterceptConnect, AppToExcludedPortPasses) {
   rules.out_port = ML_RULE_EXCLUDE;
   expect_pass(decide(request("::ffff:93.184.216.34", 5432), &self, nullptr, rules),
               ML_CTR_BYPASS_EXCLUDED, ML_HOP_OTHER);
-  expect_pass(decide(request("2001:db8::10", 5432), &self, nullptr, rules),
-              ML_CTR_BYPASS_EXCLUDED, ML_HOP_OTHER);
+  expect_pass(decide(request("2001:db8::10", 5432), &self, nullptr, rules), ML_CTR_BYPASS_EXCLUDED,
+              ML_HOP_OTHER);
 }
 
 TEST(InterceptConnect, IncludeOutboundPortsInterceptsOnlyListedPorts) {
@@ -239,8 +237,8 @@ TEST(InterceptConnect, SidecarlessGoesToTheNodeProxy) {
   self.flags |= ML_WL_NODE_PROXY;
   set_ip(self.node_proxy_ip6, ip6("::ffff:192.0.2.1"));
   self.node_proxy_port = 15008;
-  expect_redirect(decide(request("::ffff:93.184.216.34", 80), &self, nullptr),
-                  "::ffff:192.0.2.1", 15008, ML_CTR_INTERCEPT_NODE_PROXY, ML_HOP_APP_TO_PROXY);
+  expect_redirect(decide(request("::ffff:93.184.216.34", 80), &self, nullptr), "::ffff:192.0.2.1",
+                  15008, ML_CTR_INTERCEPT_NODE_PROXY, ML_HOP_APP_TO_PROXY);
 }
 
 TEST(InterceptConnect, SidecarlessWithoutPortUsesTheOutboundPort) {
@@ -256,8 +254,7 @@ TEST(InterceptConnect, SidecarlessStillHonoursLoopbackAndExclusions) {
   ml_workload self = istio_self();
   self.flags |= ML_WL_NODE_PROXY;
   set_ip(self.node_proxy_ip6, ip6("::ffff:192.0.2.1"));
-  expect_pass(decide(request("::ffff:127.0.0.1", 8080), &self, nullptr), ML_CTR_MAX,
-              ML_HOP_OTHER);
+  expect_pass(decide(request("::ffff:127.0.0.1", 8080), &self, nullptr), ML_CTR_MAX, ML_HOP_OTHER);
   ml_connect_rules rules{};
   rules.out_port = ML_RULE_EXCLUDE;
   expect_pass(decide(request("::ffff:93.184.216.34", 22), &self, nullptr, rules),
@@ -285,15 +282,15 @@ TEST(InterceptConnect, ProxyToNonWorkloadAddressPasses) {
   expect_pass(decide(proxy_request("2001:db8::10", 443), &self, nullptr), ML_CTR_BYPASS_PROXY,
               ML_HOP_OTHER);
   // Its own listeners on loopback, e.g. the agent: not a pod address.
-  expect_pass(decide(proxy_request("::ffff:127.0.0.1", 15020), &self, nullptr),
-              ML_CTR_BYPASS_PROXY, ML_HOP_OTHER);
+  expect_pass(decide(proxy_request("::ffff:127.0.0.1", 15020), &self, nullptr), ML_CTR_BYPASS_PROXY,
+              ML_HOP_OTHER);
 }
 
 TEST(InterceptConnect, ProxyToAnotherLocalPodGoesToThatPodsInboundProxy) {
   const ml_workload self = istio_self();
   const ml_workload other = other_pod();
-  expect_redirect(decide(proxy_request("::ffff:10.0.0.6", 8080), &self, &other),
-                  "::ffff:10.0.0.6", 15106, ML_CTR_INTERCEPT_INBOUND, ML_HOP_PROXY_TO_PROXY);
+  expect_redirect(decide(proxy_request("::ffff:10.0.0.6", 8080), &self, &other), "::ffff:10.0.0.6",
+                  15106, ML_CTR_INTERCEPT_INBOUND, ML_HOP_PROXY_TO_PROXY);
   expect_redirect(decide(proxy_request("fd00::6", 8080), &self, &other), "fd00::6", 15106,
                   ML_CTR_INTERCEPT_INBOUND, ML_HOP_PROXY_TO_PROXY);
 }
@@ -301,8 +298,8 @@ TEST(InterceptConnect, ProxyToAnotherLocalPodGoesToThatPodsInboundProxy) {
 TEST(InterceptConnect, ProxyToAnotherPodsInboundPortPasses) {
   const ml_workload self = istio_self();
   const ml_workload other = other_pod();
-  expect_pass(decide(proxy_request("::ffff:10.0.0.6", 15106), &self, &other),
-              ML_CTR_BYPASS_PROXY, ML_HOP_OTHER);
+  expect_pass(decide(proxy_request("::ffff:10.0.0.6", 15106), &self, &other), ML_CTR_BYPASS_PROXY,
+              ML_HOP_OTHER);
 }
 
 TEST(InterceptConnect, ProxyToAPodPortExcludedInboundPasses) {
@@ -332,8 +329,8 @@ TEST(InterceptConnect, ProxyIncludeInboundModeIsTheDestinationPodsNotItsOwn) {
   ml_workload self = istio_self();
   self.flags |= ML_WL_INCLUDE_IN_PORTS;  // irrelevant: the rule belongs to the destination
   const ml_workload other = other_pod();
-  expect_redirect(decide(proxy_request("::ffff:10.0.0.6", 8080), &self, &other),
-                  "::ffff:10.0.0.6", 15106, ML_CTR_INTERCEPT_INBOUND, ML_HOP_PROXY_TO_PROXY);
+  expect_redirect(decide(proxy_request("::ffff:10.0.0.6", 8080), &self, &other), "::ffff:10.0.0.6",
+                  15106, ML_CTR_INTERCEPT_INBOUND, ML_HOP_PROXY_TO_PROXY);
 }
 
 TEST(InterceptConnect, ProxyToOwnPodFromPassthroughSourceIsTheInboundUpstream) {
@@ -351,8 +348,8 @@ TEST(InterceptConnect, ProxyToOwnPodFromOtherSourceGoesToOwnInboundWithPassthrou
   // istio: -o lo ! -d 127.0.0.1 --uid-owner 1337 -j ISTIO_IN_REDIRECT.
   const ml_workload self = istio_self();
   ml_connect_request unbound = proxy_request("::ffff:10.0.0.5", 8080);
-  expect_redirect(decide(unbound, &self, &self), "::ffff:10.0.0.5", 15006,
-                  ML_CTR_INTERCEPT_INBOUND, ML_HOP_PROXY_TO_PROXY);
+  expect_redirect(decide(unbound, &self, &self), "::ffff:10.0.0.5", 15006, ML_CTR_INTERCEPT_INBOUND,
+                  ML_HOP_PROXY_TO_PROXY);
 
   ml_connect_request bound = proxy_request("fd00::5", 8080);
   set_ip(bound.src_ip6, ip6("fd00::5"));
@@ -362,8 +359,8 @@ TEST(InterceptConnect, ProxyToOwnPodFromOtherSourceGoesToOwnInboundWithPassthrou
   // Another loopback source is not a passthrough source.
   ml_connect_request crossed = proxy_request("::ffff:10.0.0.5", 8080);
   set_ip(crossed.src_ip6, ip6("::ffff:127.0.0.7"));
-  expect_redirect(decide(crossed, &self, &self), "::ffff:10.0.0.5", 15006,
-                  ML_CTR_INTERCEPT_INBOUND, ML_HOP_PROXY_TO_PROXY);
+  expect_redirect(decide(crossed, &self, &self), "::ffff:10.0.0.5", 15006, ML_CTR_INTERCEPT_INBOUND,
+                  ML_HOP_PROXY_TO_PROXY);
 }
 
 TEST(InterceptConnect, PassthroughSourcesBeyondTheCountAreIgnored) {
@@ -386,8 +383,8 @@ TEST(InterceptConnect, ProxyToOwnPodWithoutPassthroughSourcesIsProxyToApp) {
 
 TEST(InterceptConnect, ProxyToOwnPodsInboundPortOrExcludedPortPasses) {
   const ml_workload self = istio_self();
-  expect_pass(decide(proxy_request("::ffff:10.0.0.5", 15006), &self, &self),
-              ML_CTR_BYPASS_PROXY, ML_HOP_OTHER);
+  expect_pass(decide(proxy_request("::ffff:10.0.0.5", 15006), &self, &self), ML_CTR_BYPASS_PROXY,
+              ML_HOP_OTHER);
   ml_connect_rules rules{};
   rules.dst_in_port = ML_RULE_EXCLUDE;
   expect_pass(decide(proxy_request("::ffff:10.0.0.5", 15008), &self, &self, rules),
@@ -455,8 +452,7 @@ TEST(FlowKeyFromClient, PodToPodHopIsNotScoped) {
 // its local end, scope = netns cookie when the client address is loopback. ml_build_keys on
 // the accepted socket applies the same rule (scope from the remote address), so its self key
 // is that view.
-::testing::AssertionResult matches_server_view(const ml_flow_key& flow,
-                                               const ml_sock_key& server) {
+::testing::AssertionResult matches_server_view(const ml_flow_key& flow, const ml_sock_key& server) {
   ml_flow_key expected{};
   expected.scope = server.scope;
   std::memcpy(expected.client_ip6, server.remote_ip6, sizeof(expected.client_ip6));
@@ -478,9 +474,9 @@ TEST(FlowKeyFromClient, MatchesTheServerSideLookup) {
       flow_of(self_key(loop)),
       self_key(v6_fields("::ffff:127.0.0.1", 15001, "::ffff:127.0.0.1", 40000, kSelfCookie))));
   const auto pods = v6_fields("fd00::5", 41000, "fd00::6", 15106, kSelfCookie);
-  EXPECT_TRUE(matches_server_view(
-      flow_of(self_key(pods)),
-      self_key(v6_fields("fd00::6", 15106, "fd00::5", 41000, kOtherCookie))));
+  EXPECT_TRUE(
+      matches_server_view(flow_of(self_key(pods)),
+                          self_key(v6_fields("fd00::6", 15106, "fd00::5", 41000, kOtherCookie))));
 }
 
 // An app that binds its pod address before connecting to a remote service is redirected to
@@ -488,10 +484,8 @@ TEST(FlowKeyFromClient, MatchesTheServerSideLookup) {
 // Both ends must scope the key the same way (a loopback end on either side means the netns),
 // or SO_ORIGINAL_DST would never be answered for it.
 TEST(FlowKeyFromClient, BoundPodAddressToOutboundProxyMatchesTheServerSideLookup) {
-  const auto client =
-      v6_fields("::ffff:10.0.0.5", 40000, "::ffff:127.0.0.1", 15001, kSelfCookie);
-  const auto server =
-      v6_fields("::ffff:127.0.0.1", 15001, "::ffff:10.0.0.5", 40000, kSelfCookie);
+  const auto client = v6_fields("::ffff:10.0.0.5", 40000, "::ffff:127.0.0.1", 15001, kSelfCookie);
+  const auto server = v6_fields("::ffff:127.0.0.1", 15001, "::ffff:10.0.0.5", 40000, kSelfCookie);
   EXPECT_TRUE(matches_server_view(flow_of(self_key(client)), self_key(server)));
 }
 
@@ -499,8 +493,7 @@ TEST(FlowKeyFromClient, BoundPodAddressToOutboundProxyMatchesTheServerSideLookup
 // 10.0.0.5:8080 (ML_HOP_PROXY_TO_APP): loopback on one end only, and the two sockets must
 // still meet in the sockhash.
 TEST(FlowKeyFromClient, PassthroughSourceProxyToAppHopKeysPair) {
-  const auto proxy =
-      v6_fields("::ffff:127.0.0.6", 41000, "::ffff:10.0.0.5", 8080, kSelfCookie);
+  const auto proxy = v6_fields("::ffff:127.0.0.6", 41000, "::ffff:10.0.0.5", 8080, kSelfCookie);
   auto app = v6_fields("::ffff:10.0.0.5", 8080, "::ffff:127.0.0.6", 41000, kSelfCookie);
   std::swap(app.snd_una, app.rcv_nxt);
   ml_sock_key proxy_self{};

@@ -218,7 +218,8 @@ TEST(WorkloadMaps, IstioPresetExcludesItsInboundPorts) {
   EXPECT_EQ(port_rule_count(maps, 3, ML_DIR_INBOUND), 4u);
   EXPECT_EQ(port_rule_count(maps, 3, ML_DIR_OUTBOUND), 0u);
   for (std::uint16_t port : {15008, 15020, 15021, 15090}) {
-    EXPECT_EQ(port_rule(maps, 3, port, ML_DIR_INBOUND), std::optional<std::uint8_t>(ML_RULE_EXCLUDE))
+    EXPECT_EQ(port_rule(maps, 3, port, ML_DIR_INBOUND),
+              std::optional<std::uint8_t>(ML_RULE_EXCLUDE))
         << port;
   }
   for (const auto& [key, rule] : maps.port_rules) {
@@ -236,8 +237,7 @@ TEST(WorkloadMaps, PortRulesPerDirectionAndExcludeWinsOverInclude) {
 
   EXPECT_EQ(port_rule_count(maps, 3, ML_DIR_OUTBOUND), 4u);
   EXPECT_EQ(port_rule(maps, 3, 80, ML_DIR_OUTBOUND), std::optional<std::uint8_t>(ML_RULE_INCLUDE));
-  EXPECT_EQ(port_rule(maps, 3, 443, ML_DIR_OUTBOUND),
-            std::optional<std::uint8_t>(ML_RULE_INCLUDE));
+  EXPECT_EQ(port_rule(maps, 3, 443, ML_DIR_OUTBOUND), std::optional<std::uint8_t>(ML_RULE_INCLUDE));
   EXPECT_EQ(port_rule(maps, 3, 5432, ML_DIR_OUTBOUND),
             std::optional<std::uint8_t>(ML_RULE_EXCLUDE));
   EXPECT_EQ(port_rule(maps, 3, 22, ML_DIR_OUTBOUND), std::optional<std::uint8_t>(ML_RULE_EXCLUDE));

@@ -153,7 +153,8 @@ ML_INLINE void ml_decide_app_connect(const struct ml_connect_request *req,
 	}
 	if (self->flags & ML_WL_NODE_PROXY) {
 		ml_verdict_redirect(v, self->node_proxy_ip6,
-				    self->node_proxy_port ? self->node_proxy_port : self->outbound_port,
+				    self->node_proxy_port ? self->node_proxy_port :
+							    self->outbound_port,
 				    ML_CTR_INTERCEPT_NODE_PROXY, ML_HOP_APP_TO_PROXY);
 		return;
 	}

@@ -159,20 +159,20 @@ struct ml_tc_flow {
  * removing an entry changes the map layout and needs a new map version. */
 enum ml_counter {
 	ML_CTR_SOCKETS_ADDED = 0,
-	ML_CTR_SOCKETS_ADD_FAILED,   /* sockhash update failed (map full) */
+	ML_CTR_SOCKETS_ADD_FAILED, /* sockhash update failed (map full) */
 	ML_CTR_SOCKETS_SKIPPED_PORT, /* excluded by the port include/exclude lists */
 	ML_CTR_MESSAGES_REDIRECTED,
 	ML_CTR_BYTES_REDIRECTED,
-	ML_CTR_REDIRECT_FAILED,      /* send went to the normal stack; socket now in fallback */
-	ML_CTR_INTERCEPT_OUTBOUND,   /* app connect sent to its outbound proxy */
+	ML_CTR_REDIRECT_FAILED, /* send went to the normal stack; socket now in fallback */
+	ML_CTR_INTERCEPT_OUTBOUND, /* app connect sent to its outbound proxy */
 	ML_CTR_INTERCEPT_NODE_PROXY, /* app connect sent to the node-level proxy */
-	ML_CTR_INTERCEPT_INBOUND,    /* proxy connect sent to a local workload's inbound proxy */
+	ML_CTR_INTERCEPT_INBOUND, /* proxy connect sent to a local workload's inbound proxy */
 	ML_CTR_INTERCEPT_INBOUND_TC, /* connection from off the node steered by tc */
-	ML_CTR_BYPASS_EXCLUDED,      /* not intercepted: excluded port or CIDR */
-	ML_CTR_BYPASS_PROXY,         /* the proxy's own connect, passed untouched */
-	ML_CTR_ORIG_DST_ANSWERED,    /* SO_ORIGINAL_DST answered */
-	ML_CTR_ORIG_DST_UNKNOWN,     /* SO_ORIGINAL_DST asked for a connection we did not steer */
-	ML_CTR_SPLICED_APP_PROXY,    /* connections spliced, by hop kind (counted once each) */
+	ML_CTR_BYPASS_EXCLUDED, /* not intercepted: excluded port or CIDR */
+	ML_CTR_BYPASS_PROXY, /* the proxy's own connect, passed untouched */
+	ML_CTR_ORIG_DST_ANSWERED, /* SO_ORIGINAL_DST answered */
+	ML_CTR_ORIG_DST_UNKNOWN, /* SO_ORIGINAL_DST asked for a connection we did not steer */
+	ML_CTR_SPLICED_APP_PROXY, /* connections spliced, by hop kind (counted once each) */
 	ML_CTR_SPLICED_PROXY_PROXY,
 	ML_CTR_SPLICED_PROXY_APP,
 	ML_CTR_SPLICED_OTHER,

@@ -27,10 +27,10 @@ struct ml_sock_fields {
 	__u32 remote_ip4;
 	__u32 local_ip6[4];
 	__u32 remote_ip6[4];
-	__u32 local_port;  /* host byte order */
+	__u32 local_port; /* host byte order */
 	__u32 remote_port; /* as in bpf_sock_ops: network order port in the upper 16 bits */
-	__u32 snd_una;     /* at the established callback: local ISN + 1 */
-	__u32 rcv_nxt;     /* at the established callback: remote ISN + 1 */
+	__u32 snd_una; /* at the established callback: local ISN + 1 */
+	__u32 rcv_nxt; /* at the established callback: remote ISN + 1 */
 	__u64 netns_cookie;
 };
 
@@ -76,7 +76,8 @@ ML_INLINE int ml_build_keys(const struct ml_sock_fields *f, struct ml_sock_key *
 
 	/* A connection with a loopback end never leaves its namespace, so both ends scope the key
 	 * to it (127.0.0.6 -> pod IP is loopback on one end only). */
-	__u64 scope = (ml_ip6_is_loopback(remote) || ml_ip6_is_loopback(local)) ? f->netns_cookie : 0;
+	__u64 scope = (ml_ip6_is_loopback(remote) || ml_ip6_is_loopback(local)) ? f->netns_cookie :
+										  0;
 	__u16 local_port = (__u16)f->local_port;
 	__u16 remote_port = (__u16)ML_NTOHL(f->remote_port);
 

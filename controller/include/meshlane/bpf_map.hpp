@@ -39,13 +39,12 @@ class TypedMap {
       return info.error();
     }
     if (info->key_size != sizeof(Key) || info->value_size != sizeof(Value)) {
-      return make_error(EINVAL, "map " + info->name + " has key/value size " +
-                                    std::to_string(info->key_size) + "/" +
-                                    std::to_string(info->value_size) + ", this build expects " +
-                                    std::to_string(sizeof(Key)) + "/" +
-                                    std::to_string(sizeof(Value)) +
-                                    ": the pinned map is from another meshlane version; run "
-                                    "meshlaned --cleanup");
+      return make_error(
+          EINVAL, "map " + info->name + " has key/value size " + std::to_string(info->key_size) +
+                      "/" + std::to_string(info->value_size) + ", this build expects " +
+                      std::to_string(sizeof(Key)) + "/" + std::to_string(sizeof(Value)) +
+                      ": the pinned map is from another meshlane version; run "
+                      "meshlaned --cleanup");
     }
     return TypedMap(std::move(map_fd), *info);
   }

@@ -72,11 +72,11 @@ inline constexpr std::size_t kMaxPassthroughSources = 2;  // ML_MAX_PASSTHROUGH 
 // A pod: a network namespace with its addresses and mesh settings. Presets fill every field
 // for istio and linkerd; explicit keys override them; "custom" requires every port and uid.
 struct WorkloadConfig {
-  std::string name;                 // unique, [A-Za-z0-9_.-]{1,63}
-  std::string netns;                // path of a netns file, e.g. /var/run/netns/podA
-  std::vector<IpAddress> ips;       // the pod's addresses (at least one)
+  std::string name;            // unique, [A-Za-z0-9_.-]{1,63}
+  std::string netns;           // path of a netns file, e.g. /var/run/netns/podA
+  std::vector<IpAddress> ips;  // the pod's addresses (at least one)
   MeshKind mesh = MeshKind::kIstio;
-  std::uint32_t proxy_uid = 1337;   // the sidecar's connects are never intercepted
+  std::uint32_t proxy_uid = 1337;  // the sidecar's connects are never intercepted
   std::uint32_t proxy_gid = 1337;
   std::uint16_t outbound_port = 15001;
   std::uint16_t inbound_port = 15006;

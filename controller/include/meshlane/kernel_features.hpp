@@ -10,8 +10,8 @@
 namespace meshlane {
 
 struct KernelFeature {
-  std::string name;       // e.g. "program type sk_msg"
-  std::string needed_for; // e.g. "local TCP splicing"
+  std::string name;        // e.g. "program type sk_msg"
+  std::string needed_for;  // e.g. "local TCP splicing"
   bool present = false;
 };
 

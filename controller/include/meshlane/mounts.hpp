@@ -26,6 +26,7 @@ Status ensure_bpffs_dir(const std::string& dir);
 
 // Resolves DaemonConfig::cgroup against the cgroup v2 mount point, following the rules in
 // config.hpp, and checks that the directory exists.
-Result<std::string> resolve_cgroup_path(const std::string& cgroup2_mount, const std::string& configured);
+Result<std::string> resolve_cgroup_path(const std::string& cgroup2_mount,
+                                        const std::string& configured);
 
 }  // namespace meshlane

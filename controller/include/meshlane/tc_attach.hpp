@@ -11,7 +11,7 @@
 namespace meshlane {
 
 // Fixed handle and priority identify meshlane's filters among others on the interface.
-inline constexpr std::uint32_t kTcHandle = 0x4d4c;    // "ML"
+inline constexpr std::uint32_t kTcHandle = 0x4d4c;  // "ML"
 inline constexpr std::uint32_t kTcPriority = 0x4d4c;
 
 // Attaches (or replaces in place) both filters on `interface` inside `netns_path`.

@@ -25,8 +25,8 @@ struct ResolvedWorkload {
 
 // Everything the maps should hold for a set of workloads.
 struct WorkloadMaps {
-  std::vector<std::pair<std::uint64_t, ml_workload>> workloads;    // ml_workloads_v1
-  std::vector<std::pair<ml_ip_key, ml_workload>> pod_ips;          // ml_pod_ips_v1
+  std::vector<std::pair<std::uint64_t, ml_workload>> workloads;       // ml_workloads_v1
+  std::vector<std::pair<ml_ip_key, ml_workload>> pod_ips;             // ml_pod_ips_v1
   std::vector<std::pair<ml_port_rule_key, std::uint8_t>> port_rules;  // ml_portrules_v1
   std::vector<std::pair<ml_cidr_rule_key, std::uint8_t>> cidr_rules;  // ml_cidrrules_v1
 };
