@@ -188,14 +188,18 @@ int ml_getsockopt(struct bpf_sockopt *ctx)
 
 	if (ctx->optname != SO_ORIGINAL_DST || (ctx->level != SOL_IP && ctx->level != SOL_IPV6))
 		return 1;
-	if (!sk || ctx->retval == 0) /* the kernel (conntrack) already answered */
+	if (!sk)
 		return 1;
 	flow_key_from_accepted(ctx, sk, &key);
 	orig = bpf_map_lookup_elem(&ml_origdst_v1, &key);
 	if (!orig) {
-		ml_count(ML_CTR_ORIG_DST_UNKNOWN, 1);
+		/* Not steered by meshlane: leave conntrack's answer (iptables still in use) as is. */
+		if (ctx->retval != 0)
+			ml_count(ML_CTR_ORIG_DST_UNKNOWN, 1);
 		return 1;
 	}
+	/* Ours wins over conntrack: a pod moved from iptables to meshlane keeps stale NAT entries
+	 * for a while, and the kernel would answer from them. */
 	answered = ctx->level == SOL_IP ? answer_ipv4(ctx, orig) : answer_ipv6(ctx, orig);
 	if (answered) {
 		ctx->retval = 0;
