@@ -486,7 +486,7 @@ Status read_ips(const Field& field, std::vector<IpAddress>& out) {
 Status read_passthrough_sources(const Field& field, std::vector<IpAddress>& out) {
   std::vector<IpAddress> sources;
   Status status =
-      read_distinct_list(field, "an array of address strings, e.g. [\"127.0.0.6\", \"::6\"]",
+      read_distinct_list(field, R"(an array of address strings, e.g. ["127.0.0.6", "::6"])",
                          "address", read_address, sources);
   if (!status) {
     return status;
@@ -841,9 +841,10 @@ Status json_to_toml(const nlohmann::json& value, const std::string& source_name,
     }
     case nlohmann::json::value_t::object: {
       toml::table table;
-      for (const auto& [key, element] : value.items()) {
+      for (const auto& item : value.items()) {
+        const std::string& key = item.key();
         Status status = json_to_toml(
-            element, source_name, join_key(dotted_key, key),
+            item.value(), source_name, join_key(dotted_key, key),
             [&](toml::node&& node) { table.insert_or_assign(key, std::move(node)); }, depth + 1);
         if (!status) {
           return status;

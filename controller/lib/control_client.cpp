@@ -61,7 +61,7 @@ Result<Client> Client::connect(const std::string& path, std::chrono::millisecond
       continue;
     }
     const int error = errno;
-    std::string hint;
+    const char* hint = "";
     if (error == ENOENT || error == ECONNREFUSED) {
       hint = " (is meshlaned running? --socket or daemon.socket names the socket)";
     } else if (error == EACCES || error == EPERM) {

@@ -217,8 +217,7 @@ Result<Response> parse_response(std::string_view line) {
     return make_error("the daemon's response is not protocol version " +
                       std::to_string(kProtocolVersion));
   }
-  Response response;
-  response.id = object.value("id", nlohmann::json());
+  Response response{.id = object.value("id", nlohmann::json())};
   auto result = object.find("result");
   auto error = object.find("error");
   if (result != object.end() && error == object.end()) {

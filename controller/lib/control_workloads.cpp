@@ -180,7 +180,7 @@ Result<std::vector<WorkloadConfig>> load_live_workloads(const std::string& state
   if (!text) {
     return text.error();
   }
-  const std::string fix =
+  const char* const fix =
       " (fix or remove the file; it holds the workloads added with "
       "meshlanectl)";
   nlohmann::json state = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);

@@ -246,7 +246,7 @@ Result<std::string> resolve_cgroup_path(const std::string& cgroup2_mount,
   }
   // ".." could climb out of the cgroup hierarchy; nobody needs it in a cgroup path.
   if (has_dot_dot_component(configured)) {
-    return make_error("daemon.cgroup \"" + configured + "\" must not contain \"..\"");
+    return make_error("daemon.cgroup \"" + configured + R"(" must not contain "..")");
   }
   const std::string mount = strip_trailing_slashes(cgroup2_mount);
   const std::string wanted = strip_trailing_slashes(configured);

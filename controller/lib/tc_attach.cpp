@@ -17,6 +17,12 @@ const char* direction(bpf_tc_attach_point point) {
   return point == BPF_TC_INGRESS ? "ingress" : "egress";
 }
 
+// A tc failure: "<what> on <interface> in <netns_path>".
+Error tc_error(int err, const std::string& what, const std::string& interface,
+               const std::string& netns_path) {
+  return make_error(err, what + " on " + interface + " in " + netns_path);
+}
+
 }  // namespace
 
 Status attach_tc(const std::string& netns_path, const std::string& interface,
@@ -33,8 +39,7 @@ Status attach_tc(const std::string& netns_path, const std::string& interface,
     DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
     int err = bpf_tc_hook_create(&hook);
     if (err != 0 && err != -EEXIST) {
-      return make_error(err,
-                        "cannot create the clsact qdisc on " + interface + " in " + netns_path);
+      return tc_error(err, "cannot create the clsact qdisc", interface, netns_path);
     }
     DECLARE_LIBBPF_OPTS(
         bpf_tc_opts, opts,
@@ -42,8 +47,8 @@ Status attach_tc(const std::string& netns_path, const std::string& interface,
         .flags = BPF_TC_F_REPLACE, .handle = kTcHandle, .priority = kTcPriority);
     err = bpf_tc_attach(&hook, &opts);
     if (err != 0) {
-      return make_error(err, std::string("cannot attach the tc ") + direction(point) +
-                                 " program on " + interface + " in " + netns_path);
+      return tc_error(err, std::string("cannot attach the tc ") + direction(point) + " program",
+                      interface, netns_path);
     }
   }
   return {};
@@ -63,8 +68,8 @@ Status detach_tc(const std::string& netns_path, const std::string& interface) {
     DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
     int err = bpf_tc_detach(&hook, &opts);
     if (err != 0 && err != -ENOENT && err != -EINVAL) {
-      return make_error(err, std::string("cannot detach the tc ") + direction(point) +
-                                 " program on " + interface + " in " + netns_path);
+      return tc_error(err, std::string("cannot detach the tc ") + direction(point) + " program",
+                      interface, netns_path);
     }
   }
   return {};

@@ -143,6 +143,7 @@ WorkloadMaps build_workload_maps(const std::vector<ResolvedWorkload>& workloads)
 Result<std::vector<ResolvedWorkload>> resolve_workloads(
     const std::vector<WorkloadConfig>& configs) {
   std::vector<const WorkloadConfig*> by_name;
+  by_name.reserve(configs.size());
   for (const WorkloadConfig& config : configs) {
     by_name.push_back(&config);
   }

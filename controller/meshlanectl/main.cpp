@@ -7,6 +7,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -376,9 +377,8 @@ std::string dashed(const char* key) {
   return flag;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// main() without its last-resort exception handler.
+int parse_and_run(int argc, char** argv) {
   CLI::App app{
       "meshlanectl: operate a running meshlaned over its control socket\n"
       "exit status: 0 ok, 1 usage error, 2 the daemon refused or failed the request, "
@@ -492,4 +492,17 @@ int main(int argc, char** argv) {
     return code == 0 ? kExitOk : kExitUsage;
   }
   return status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return parse_and_run(argc, argv);
+  } catch (const std::exception& error) {
+    std::cerr << "meshlanectl: internal error: " << error.what() << '\n';
+  } catch (...) {
+    std::cerr << "meshlanectl: internal error: unknown exception\n";
+  }
+  return kExitDaemon;
 }

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <csignal>
 #include <ctime>
+#include <exception>
 #include <functional>
 #include <iostream>
 
@@ -312,9 +313,8 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   return kExitOk;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// main() without its last-resort exception handler.
+int parse_and_run(int argc, char** argv) {
   CLI::App app{"meshlaned: node daemon that accelerates service-mesh TCP with eBPF"};
   std::string config_path = "config/meshlane.toml";
   bool do_cleanup = false;
@@ -350,4 +350,17 @@ int main(int argc, char** argv) {
     return cleanup(config.value());
   }
   return run(config_path, config.value());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return parse_and_run(argc, argv);
+  } catch (const std::exception& error) {
+    std::cerr << "meshlaned: fatal: " << error.what() << '\n';
+  } catch (...) {
+    std::cerr << "meshlaned: fatal: unknown exception\n";
+  }
+  return kExitRuntime;
 }

@@ -67,7 +67,7 @@ class TypedMap {
     return {};
   }
 
-  std::optional<Value> lookup(const Key& key) const {
+  [[nodiscard]] std::optional<Value> lookup(const Key& key) const {
     Value value{};
     if (bpf_map_lookup_elem(fd_.get(), &key, &value) != 0) {
       return std::nullopt;
@@ -76,7 +76,7 @@ class TypedMap {
   }
 
   // Reads one element of a per-CPU map: one Value per possible CPU.
-  Result<std::vector<Value>> lookup_percpu(const Key& key) const {
+  [[nodiscard]] Result<std::vector<Value>> lookup_percpu(const Key& key) const {
     int cpus = libbpf_num_possible_cpus();
     if (cpus <= 0) {
       return make_error(-cpus, "cannot count possible CPUs");
@@ -95,7 +95,7 @@ class TypedMap {
     return {};
   }
 
-  std::vector<Key> keys() const {
+  [[nodiscard]] std::vector<Key> keys() const {
     std::vector<Key> result;
     Key key{};
     Key next{};

@@ -49,6 +49,8 @@ class Datapath {
   // cgroup_path is the resolved cgroup v2 directory to attach to.
   static Result<Datapath> start(const Config& config, const std::string& cgroup_path);
 
+  Datapath(const Datapath&) = delete;
+  Datapath& operator=(const Datapath&) = delete;
   Datapath(Datapath&&) noexcept = default;
   Datapath& operator=(Datapath&&) noexcept = default;
   ~Datapath() = default;
