@@ -281,10 +281,22 @@ ML_DAEMON_SEQ=0
 ml_daemon_start() {
   ml_require_meshlane
   ML_DAEMON_SEQ=$((ML_DAEMON_SEQ + 1))
-  ML_CONFIG="$ML_WORKDIR/meshlane-$ML_DAEMON_SEQ.toml"
+  local config="$ML_WORKDIR/meshlane-$ML_DAEMON_SEQ.toml"
+  ml_write_config "$config" "$@"
+  ml_daemon_start_with_config "$config"
+}
+
+# ml_daemon_start_with_config CONFIG_FILE [CLEANUP_CONFIG]: starts `meshlaned --config
+# CONFIG_FILE` (an existing file) in the background and waits up to 30 s for "meshlaned ready".
+# Sets ML_CONFIG (CONFIG_FILE), ML_DAEMON_PID and ML_DAEMON_LOG
+# ($ML_WORKDIR/meshlaned-$ML_DAEMON_SEQ.log: callers bump ML_DAEMON_SEQ first). At exit: the
+# daemon is killed and `meshlaned --cleanup` is run on CLEANUP_CONFIG (default CONFIG_FILE).
+ml_daemon_start_with_config() {
+  local config=$1 cleanup_config=${2:-$1}
+  ml_require_meshlane
+  ML_CONFIG=$config
   ML_DAEMON_LOG="$ML_WORKDIR/meshlaned-$ML_DAEMON_SEQ.log"
-  ml_write_config "$ML_CONFIG" "$@"
-  ml_defer ml_daemon_cleanup_quiet "$ML_CONFIG"
+  ml_defer ml_daemon_cleanup_quiet "$cleanup_config"
   "$MESHLANED" --config "$ML_CONFIG" >"$ML_DAEMON_LOG" 2>&1 </dev/null &
   ML_DAEMON_PID=$!
   ml_defer ml_kill_pid "$ML_DAEMON_PID"

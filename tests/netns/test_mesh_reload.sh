@@ -389,30 +389,10 @@ daemon_start() {
   ml_require_meshlane
   ML_DAEMON_SEQ=$((ML_DAEMON_SEQ + 1))
   ML_CONFIG="$ML_WORKDIR/meshlane-$ML_DAEMON_SEQ.toml"
-  ML_DAEMON_LOG="$ML_WORKDIR/meshlaned-$ML_DAEMON_SEQ.log"
   write_cfg 1
   cp "$ML_CONFIG" "$ML_WORKDIR/cleanup.toml"
   write_cfg 0
-  ml_defer ml_daemon_cleanup_quiet "$ML_WORKDIR/cleanup.toml"
-  "$MESHLANED" --config "$ML_CONFIG" >"$ML_DAEMON_LOG" 2>&1 </dev/null &
-  ML_DAEMON_PID=$!
-  ml_defer ml_kill_pid "$ML_DAEMON_PID"
-  local i
-  for ((i = 0; i < 300; i++)); do
-    if grep -q 'meshlaned ready' "$ML_DAEMON_LOG" 2>/dev/null; then
-      ml_log "meshlaned ready (pid $ML_DAEMON_PID, config $ML_CONFIG)"
-      return 0
-    fi
-    if ! kill -0 "$ML_DAEMON_PID" 2>/dev/null; then
-      local rc=0
-      wait "$ML_DAEMON_PID" || rc=$?
-      ml_dump_daemon_log
-      ml_fail "meshlaned exited with status $rc before logging 'meshlaned ready'"
-    fi
-    sleep 0.1
-  done
-  ml_dump_daemon_log
-  ml_fail "meshlaned did not log 'meshlaned ready' within 30 s"
+  ml_daemon_start_with_config "$ML_CONFIG" "$ML_WORKDIR/cleanup.toml"
 }
 
 # sighup LABEL: SIGHUP to the daemon; waits (10 s) for its verdict on the reload and leaves

@@ -7,31 +7,15 @@
 #include <string>
 #include <vector>
 
+#include "config_test_support.hpp"
+
 namespace meshlane {
 namespace {
 
-constexpr const char* kSource = "meshlane.toml";
-
-// gmock's HasSubstr would need libgmock, which the test target does not link.
-::testing::AssertionResult contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure()
-         << "\"" << text << "\"\n  does not contain\n\"" << part << "\"";
-}
-
-Config parse_ok(const std::string& text) {
-  Result<Config> config = parse_config(text, kSource);
-  EXPECT_TRUE(config.ok()) << (config.ok() ? "" : config.error().message());
-  return config.ok() ? *config : Config{};
-}
-
-std::string parse_error(const std::string& text) {
-  Result<Config> config = parse_config(text, kSource);
-  EXPECT_FALSE(config.ok()) << "expected an error for:\n" << text;
-  return config.ok() ? "" : config.error().message();
-}
+using test::contains;
+using test::kSource;
+using test::parse_error;
+using test::parse_ok;
 
 void expect_default(const Config& config) {
   const Config defaults;

@@ -11,16 +11,12 @@
 #include "meshlane/control_api.hpp"
 #include "meshlane/control_conns.hpp"
 
+#include "config_test_support.hpp"
+
 namespace meshlane::control {
 namespace {
 
-::testing::AssertionResult contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure()
-         << "\"" << text << "\"\n  does not contain\n\"" << part << "\"";
-}
+using test::contains;
 
 void set_address(__u32 out[4], const std::string& text) {
   IpAddress address = parse_ip_address(text).value();

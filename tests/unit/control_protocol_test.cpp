@@ -8,16 +8,12 @@
 
 #include "meshlane/control_protocol.hpp"
 
+#include "config_test_support.hpp"
+
 namespace meshlane::control {
 namespace {
 
-::testing::AssertionResult contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure()
-         << "\"" << text << "\"\n  does not contain\n\"" << part << "\"";
-}
+using test::contains;
 
 Request parse_ok(const std::string& line) {
   auto parsed = parse_request(line);

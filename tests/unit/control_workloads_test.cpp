@@ -15,16 +15,12 @@
 #include "meshlane/config.hpp"
 #include "meshlane/control_workloads.hpp"
 
+#include "config_test_support.hpp"
+
 namespace meshlane::control {
 namespace {
 
-::testing::AssertionResult contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure()
-         << "\"" << text << "\"\n  does not contain\n\"" << part << "\"";
-}
+using test::contains;
 
 WorkloadConfig from_json(const nlohmann::json& object) {
   auto workload = parse_workload_json(object, "", "params");

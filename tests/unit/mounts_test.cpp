@@ -11,16 +11,12 @@
 #include <iterator>
 #include <string>
 
+#include "config_test_support.hpp"
+
 namespace meshlane {
 namespace {
 
-::testing::AssertionResult contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure()
-         << "\"" << text << "\"\n  does not contain\n\"" << part << "\"";
-}
+using test::contains;
 
 std::string read_text(const std::string& path) {
   std::ifstream file(path);

@@ -13,6 +13,8 @@
 
 #include "meshlane/config.hpp"
 
+#include "config_test_support.hpp"
+
 namespace meshlane {
 namespace {
 
@@ -20,28 +22,10 @@ using Bytes = std::array<std::uint8_t, 16>;
 using Ports = std::vector<std::uint16_t>;
 using Texts = std::vector<std::string>;
 
-constexpr const char* kSource = "meshlane.toml";
-
-// gmock's HasSubstr would need libgmock, which the test target does not link.
-::testing::AssertionResult contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure()
-         << "\"" << text << "\"\n  does not contain\n\"" << part << "\"";
-}
-
-Config parse_ok(const std::string& text) {
-  Result<Config> config = parse_config(text, kSource);
-  EXPECT_TRUE(config.ok()) << (config.ok() ? "" : config.error().message());
-  return config.ok() ? *config : Config{};
-}
-
-std::string parse_error(const std::string& text) {
-  Result<Config> config = parse_config(text, kSource);
-  EXPECT_FALSE(config.ok()) << "expected an error for:\n" << text;
-  return config.ok() ? "" : config.error().message();
-}
+using test::contains;
+using test::kSource;
+using test::parse_error;
+using test::parse_ok;
 
 // A valid [[workload]] section (header on line 1) followed by `extra` keys from line 5 on.
 std::string workload_text(const std::string& extra = "", const std::string& name = "a") {
