@@ -10,6 +10,7 @@
 #include "meshlane/counters.bpf.h"
 #include "meshlane/intercept.h"
 #include "meshlane/maps.bpf.h"
+#include "meshlane/policy.bpf.h"
 #include "meshlane/rules.bpf.h"
 #include "meshlane/shared.h"
 
@@ -37,6 +38,16 @@ static __always_inline void lookup_rules(const struct ml_connect_request *req,
 	rules->dst_in_port = dst_pod ? ml_port_rule(dst_pod->id, ML_DIR_INBOUND, req->dst_port) : 0;
 }
 
+/* Counted node-wide, for the connecting workload and for the local workload it tried to reach. */
+static __always_inline void count_denied(const struct ml_connect_request *req,
+					 const struct ml_workload *dst_pod)
+{
+	ml_count(ML_CTR_DENIED_CONNECT, 1);
+	ml_count_workload(req->netns_cookie, ML_CTR_DENIED_CONNECT, 1);
+	if (dst_pod)
+		ml_count_workload(dst_pod->netns_cookie, ML_CTR_DENIED_CONNECT, 1);
+}
+
 /* Decides, records the original destination and hop kind, and returns the verdict. */
 static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_connect_request *req,
 					  struct ml_connect_verdict *verdict)
@@ -56,10 +67,19 @@ static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_c
 	req->uid = (__u32)uid_gid;
 	req->gid = (__u32)(uid_gid >> 32);
 	dst_pod = ml_pod_of(req->dst_ip6);
+	if (ml_connect_needs_policy(req, self, dst_pod) &&
+	    ml_policy_judge_connect(req->netns_cookie, req->dst_ip6, req->dst_port) ==
+		    ML_POLICY_DENY) {
+		count_denied(req, dst_pod);
+		verdict->action = ML_CONNECT_DENY;
+		return verdict->action;
+	}
 	lookup_rules(req, self, dst_pod, &rules);
 	ml_decide_connect(req, self, dst_pod, &rules, verdict);
-	if (verdict->counter < ML_CTR_MAX)
+	if (verdict->counter < ML_CTR_MAX) {
 		ml_count(verdict->counter, 1);
+		ml_count_workload(req->netns_cookie, verdict->counter, 1);
+	}
 	if (verdict->hop == ML_HOP_OTHER && !verdict->record_orig_dst)
 		return verdict->action;
 
@@ -88,9 +108,15 @@ int ml_connect4(struct bpf_sock_addr *ctx)
 	req.dst_is_mapped = 1;
 	if (sk && sk->src_ip4)
 		ml_ip4_to_mapped(sk->src_ip4, req.src_ip6);
-	if (handle_connect(ctx, &req, &verdict) == ML_CONNECT_REDIRECT) {
+	switch (handle_connect(ctx, &req, &verdict)) {
+	case ML_CONNECT_DENY:
+		return 0;
+	case ML_CONNECT_REDIRECT:
 		ctx->user_ip4 = verdict.new_ip6[3];
 		ctx->user_port = bpf_htons(verdict.new_port);
+		break;
+	default:
+		break;
 	}
 	return 1;
 }
@@ -114,12 +140,18 @@ int ml_connect6(struct bpf_sock_addr *ctx)
 		req.src_ip6[2] = sk->src_ip6[2];
 		req.src_ip6[3] = sk->src_ip6[3];
 	}
-	if (handle_connect(ctx, &req, &verdict) == ML_CONNECT_REDIRECT) {
+	switch (handle_connect(ctx, &req, &verdict)) {
+	case ML_CONNECT_DENY:
+		return 0;
+	case ML_CONNECT_REDIRECT:
 		ctx->user_ip6[0] = verdict.new_ip6[0];
 		ctx->user_ip6[1] = verdict.new_ip6[1];
 		ctx->user_ip6[2] = verdict.new_ip6[2];
 		ctx->user_ip6[3] = verdict.new_ip6[3];
 		ctx->user_port = bpf_htons(verdict.new_port);
+		break;
+	default:
+		break;
 	}
 	return 1;
 }

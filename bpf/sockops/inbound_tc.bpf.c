@@ -11,6 +11,7 @@
 #include "meshlane/counters.bpf.h"
 #include "meshlane/intercept.h"
 #include "meshlane/maps.bpf.h"
+#include "meshlane/policy.bpf.h"
 #include "meshlane/rules.bpf.h"
 #include "meshlane/shared.h"
 #include "meshlane/tc_flow.h"
@@ -18,6 +19,7 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define TC_ACT_OK 0
+#define TC_ACT_SHOT 2
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP_NUM 6
@@ -120,6 +122,7 @@ static __always_inline void start_flow(const struct packet *pkt, const struct ml
 	bpf_map_update_elem(&ml_tcflows_v1, key, &flow, BPF_ANY);
 	bpf_map_update_elem(&ml_origdst_v1, &accepted, &orig, BPF_ANY);
 	ml_count(ML_CTR_INTERCEPT_INBOUND_TC, 1);
+	ml_count_workload(wl->netns_cookie, ML_CTR_INTERCEPT_INBOUND_TC, 1);
 }
 
 SEC("tc")
@@ -139,6 +142,15 @@ int ml_tc_ingress(struct __sk_buff *skb)
 		wl = ml_pod_of(pkt.dst_ip6);
 		if (!wl)
 			return TC_ACT_OK;
+		/* A SYN to the inbound proxy port was sent there by connect4 on this node, where the
+		 * policy already judged it against the original destination. */
+		if (pkt.dst_port != wl->inbound_port &&
+		    ml_policy_judge_inbound(pkt.src_ip6, pkt.dst_ip6, pkt.dst_port) ==
+			    ML_POLICY_DENY) {
+			ml_count(ML_CTR_DENIED_INBOUND_TC, 1);
+			ml_count_workload(wl->netns_cookie, ML_CTR_DENIED_INBOUND_TC, 1);
+			return TC_ACT_SHOT;
+		}
 		rule = ml_port_rule(wl->id, ML_DIR_INBOUND, pkt.dst_port);
 		if (!ml_tc_should_steer(wl, pkt.dst_port, rule,
 					ml_cidr_listed(wl->id, ML_CIDR_LIST_IN_EXCLUDE,

@@ -133,21 +133,28 @@ static __always_inline void file_orig_dst(const struct ml_sock_state *state,
 	bpf_map_update_elem(&ml_origdst_v1, &flow, &state->orig_dst, BPF_ANY);
 }
 
+/* Node-wide and for the workload whose namespace the socket lives in. */
+static __always_inline void count_socket(__u64 netns_cookie, __u32 counter)
+{
+	ml_count(counter, 1);
+	ml_count_workload(netns_cookie, counter, 1);
+}
+
 /* Each spliced connection is counted once, by its client end, under its hop kind. */
-static __always_inline void count_spliced_hop(__u8 hop)
+static __always_inline void count_spliced_hop(__u64 netns_cookie, __u8 hop)
 {
 	switch (hop) {
 	case ML_HOP_APP_TO_PROXY:
-		ml_count(ML_CTR_SPLICED_APP_PROXY, 1);
+		count_socket(netns_cookie, ML_CTR_SPLICED_APP_PROXY);
 		break;
 	case ML_HOP_PROXY_TO_PROXY:
-		ml_count(ML_CTR_SPLICED_PROXY_PROXY, 1);
+		count_socket(netns_cookie, ML_CTR_SPLICED_PROXY_PROXY);
 		break;
 	case ML_HOP_PROXY_TO_APP:
-		ml_count(ML_CTR_SPLICED_PROXY_APP, 1);
+		count_socket(netns_cookie, ML_CTR_SPLICED_PROXY_APP);
 		break;
 	default:
-		ml_count(ML_CTR_SPLICED_OTHER, 1);
+		count_socket(netns_cookie, ML_CTR_SPLICED_OTHER);
 		break;
 	}
 }
@@ -185,21 +192,21 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 	if (!accelerate || (!active && steered_from_outside(&self)))
 		return;
 	if (!ports_allow_splice(self.local_port, self.remote_port)) {
-		ml_count(ML_CTR_SOCKETS_SKIPPED_PORT, 1);
+		count_socket(fields.netns_cookie, ML_CTR_SOCKETS_SKIPPED_PORT);
 		return;
 	}
 	if (reader_may_block(skops, sk, active)) {
-		ml_count(ML_CTR_SOCKETS_SKIPPED_BLOCKING, 1);
+		count_socket(fields.netns_cookie, ML_CTR_SOCKETS_SKIPPED_BLOCKING);
 		return;
 	}
 	if (bpf_sock_hash_update(skops, &ml_sockhash_v1, &self, BPF_ANY) != 0) {
-		ml_count(ML_CTR_SOCKETS_ADD_FAILED, 1);
+		count_socket(fields.netns_cookie, ML_CTR_SOCKETS_ADD_FAILED);
 		return;
 	}
 	state->fallback = 0;
-	ml_count(ML_CTR_SOCKETS_ADDED, 1);
+	count_socket(fields.netns_cookie, ML_CTR_SOCKETS_ADDED);
 	if (active)
-		count_spliced_hop(state->hop);
+		count_spliced_hop(fields.netns_cookie, state->hop);
 }
 
 SEC("sockops")

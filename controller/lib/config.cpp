@@ -575,6 +575,51 @@ Status read_node_proxy(const Field& field, WorkloadConfig& workload) {
   return {};
 }
 
+// Label keys and values as policies select them (Kubernetes-like, without the prefix rules):
+// keys 1..253 and values 0..63 characters from A-Z a-z 0-9 _ . - (keys also '/').
+bool valid_label_text(std::string_view text, std::size_t min, std::size_t max, bool slash) {
+  return text.size() >= min && text.size() <= max &&
+         std::all_of(text.begin(), text.end(), [slash](char c) {
+           return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '.' || c == '-' || (slash && c == '/');
+         });
+}
+
+}  // namespace
+
+bool is_valid_label_key(std::string_view key) { return valid_label_text(key, 1, 253, true); }
+bool is_valid_label_value(std::string_view value) {
+  return valid_label_text(value, 0, 63, false);
+}
+
+namespace {
+
+Status read_labels(const Field& field, std::map<std::string, std::string>& out) {
+  const toml::table* table = field.node.as_table();
+  if (table == nullptr) {
+    return field.wrong_type("a table of labels, e.g. labels = { app = \"web\" }");
+  }
+  std::map<std::string, std::string> labels;
+  for (const auto& [key, node] : *table) {
+    const Field entry{field.source_name, join_key(field.dotted_key, key.str()), node};
+    std::string value;
+    if (Status status = read_string(entry, value); !status) {
+      return status;
+    }
+    if (!is_valid_label_key(key.str())) {
+      return entry.error("\"" + std::string(key.str()) +
+                         "\" is not a valid label key (1..253 characters from A-Z a-z 0-9 _ . - /)");
+    }
+    if (!is_valid_label_value(value)) {
+      return entry.error("\"" + value +
+                         "\" is not a valid label value (0..63 characters from A-Z a-z 0-9 _ . -)");
+    }
+    labels[std::string(key.str())] = std::move(value);
+  }
+  out = std::move(labels);
+  return {};
+}
+
 // The kernel's dev_valid_name(): what `ip link` would refuse can never match an interface.
 Status read_interface(const Field& field, std::string& out) {
   std::string name;
@@ -634,7 +679,7 @@ Status parse_acceleration_table(const Field& field, AccelerationConfig& accelera
 
 // Readers for every [[workload]] key, writing into `w`; the preset is already in `w`, so a
 // key that is read replaces the preset's value (lists included) and one left out keeps it.
-std::array<KeyReader, 18> workload_readers(WorkloadConfig& w) {
+std::array<KeyReader, 19> workload_readers(WorkloadConfig& w) {
   return {{
       {"name", [&](const Field& f) { return read_workload_name(f, w.name); }},
       {"netns", [&](const Field& f) { return read_netns(f, w.netns); }},
@@ -662,6 +707,7 @@ std::array<KeyReader, 18> workload_readers(WorkloadConfig& w) {
        [&](const Field& f) { return read_cidrs(f, w.exclude_inbound_cidrs); }},
       {"node_proxy", [&](const Field& f) { return read_node_proxy(f, w); }},
       {"interface", [&](const Field& f) { return read_interface(f, w.interface); }},
+      {"labels", [&](const Field& f) { return read_labels(f, w.labels); }},
   }};
 }
 

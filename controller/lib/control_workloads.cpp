@@ -104,6 +104,7 @@ nlohmann::json workload_to_json(const WorkloadConfig& w) {
       {"exclude_outbound_cidrs", cidrs(w.exclude_outbound_cidrs)},
       {"exclude_inbound_cidrs", cidrs(w.exclude_inbound_cidrs)},
       {"interface", w.interface},
+      {"labels", w.labels},
   };
   if (w.node_proxy_address) {
     object["node_proxy"] = node_proxy_text(*w.node_proxy_address, w.node_proxy_port);

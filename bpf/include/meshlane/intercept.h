@@ -29,7 +29,19 @@ struct ml_connect_rules {
 enum ml_connect_action {
 	ML_CONNECT_PASS = 0,
 	ML_CONNECT_REDIRECT = 1,
+	ML_CONNECT_DENY = 2, /* refused by L4 policy: connect() fails with EPERM */
 };
+
+/* Whether L4 policy judges this connect: everything but a connect inside the workload's own
+ * pod (loopback, or the inbound proxy's upstream to its app). */
+ML_INLINE int ml_connect_needs_policy(const struct ml_connect_request *req,
+				      const struct ml_workload *self,
+				      const struct ml_workload *dst_pod)
+{
+	if (ml_ip6_is_loopback(req->dst_ip6))
+		return 0;
+	return !dst_pod || dst_pod->netns_cookie != self->netns_cookie;
+}
 
 struct ml_connect_verdict {
 	__u32 action; /* enum ml_connect_action */

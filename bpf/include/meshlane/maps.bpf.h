@@ -79,4 +79,22 @@ struct {
 	__type(value, __u8);
 } ml_listeners_v1 SEC(".maps");
 
+/* Template of a compiled policy (see ml_policy_key in shared.h). The controller creates one
+ * such trie per policy generation and swaps it into the slot of ml_policy_v1. */
+struct ml_policy_trie {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, ML_POLICY_MAX_ENTRIES);
+	/* Sizes, not types: libbpf cannot size BTF types inside an inner map definition. */
+	__uint(key_size, sizeof(struct ml_policy_key));
+	__uint(value_size, sizeof(struct ml_policy_value));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct ml_policy_trie);
+} ml_policy_v1 SEC(".maps");
+
 #endif /* MESHLANE_MAPS_BPF_H */

@@ -177,6 +177,8 @@ enum ml_counter {
 	ML_CTR_SPLICED_PROXY_APP,
 	ML_CTR_SPLICED_OTHER,
 	ML_CTR_SOCKETS_SKIPPED_BLOCKING, /* not spliced: the application may read it blocking */
+	ML_CTR_DENIED_CONNECT, /* connect refused by L4 policy (EPERM to the caller) */
+	ML_CTR_DENIED_INBOUND_TC, /* SYN from off the node or a non-workload dropped by policy */
 	ML_CTR_MAX,
 };
 
@@ -186,6 +188,66 @@ enum ml_port_rule {
 	ML_PORT_EXCLUDE = 2,
 };
 
+/* ---- L4 authorization policy (ml_policy_v1) -------------------------------------------------
+ * The compiled policy is one LPM trie, swapped as a whole through the single slot of the
+ * array-of-maps ml_policy_v1: a decision reads the slot once, so it is made entirely by the old
+ * policy or entirely by the new one. Every entry kind lives in that one trie (the first data
+ * byte is the kind, so kinds never match each other):
+ *   ML_POLICY_KIND_NETNS: netns cookie of a workload -> its identity (the connecting side);
+ *   ML_POLICY_KIND_IP: address prefix -> identity (workload addresses /128, rule CIDRs);
+ *   ML_POLICY_KIND_RULE: (source identity, destination identity, port prefix) -> verdict.
+ * An address that matches no ML_POLICY_KIND_IP entry has identity 0 (the world). A pair with
+ * no ML_POLICY_KIND_RULE entry for the port gets the default: denied when the source is
+ * egress-isolated or the destination ingress-isolated (they have allow rules), else allowed. */
+enum ml_policy_kind {
+	ML_POLICY_KIND_IP = 1,
+	ML_POLICY_KIND_NETNS = 2,
+	ML_POLICY_KIND_RULE = 3,
+};
+
+#define ML_POLICY_KIND_BITS 32 /* kind byte and its padding, always part of the prefix */
+#define ML_POLICY_DATA_BYTES 16
+
+struct ml_policy_key {
+	__u32 prefixlen; /* bits of kind..data that must match */
+	__u8 kind; /* enum ml_policy_kind */
+	__u8 pad[3];
+	/* KIND_IP: the address (IPv6 or v4-mapped). KIND_NETNS: the cookie (8 bytes, host order).
+	 * KIND_RULE: source identity, destination identity (both big-endian), port (big-endian). */
+	__u8 data[ML_POLICY_DATA_BYTES];
+};
+
+/* Capacity of one compiled policy trie (entries are allocated as used). */
+#define ML_POLICY_MAX_ENTRIES 262144
+
+#define ML_POLICY_ISOLATED_INGRESS (1u << 0) /* only allowed connections may reach it */
+#define ML_POLICY_ISOLATED_EGRESS (1u << 1) /* it may only make allowed connections */
+
+enum ml_policy_verdict {
+	ML_POLICY_ALLOW = 1,
+	ML_POLICY_DENY = 2,
+};
+
+struct ml_policy_value {
+	__u32 identity; /* KIND_IP, KIND_NETNS */
+	__u8 isolation; /* KIND_IP, KIND_NETNS: ML_POLICY_ISOLATED_* of that identity */
+	__u8 verdict; /* KIND_RULE: enum ml_policy_verdict */
+	__u16 pad;
+};
+
+/* Counter maps are sized in slots, not ML_CTR_MAX, so that appending a counter does not
+ * change their layout. */
+#define ML_COUNTER_SLOTS 48
+
+/* Per-workload counters (ml_wlcounters_v1, per-CPU, keyed by the workload's netns cookie):
+ * the same ml_counter indexes as ml_counters_v1. The controller creates an entry for each
+ * workload it applies; the programs only count into entries that exist. */
+struct ml_wl_counters {
+	__u64 value[ML_COUNTER_SLOTS];
+};
+
+#define ML_POLICY_MAP_NAME "ml_policy_v1"
+#define ML_WL_COUNTERS_MAP_NAME "ml_wlcounters_v1"
 #define ML_COUNTERS_MAP_NAME "ml_counters_v1"
 #define ML_SOCKHASH_MAP_NAME "ml_sockhash_v1"
 #define ML_PORTS_MAP_NAME "ml_ports_v1"

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -99,7 +100,12 @@ struct WorkloadConfig {
   std::uint16_t node_proxy_port = 0;
   // Interface inside the netns that carries traffic from off the node (tc programs).
   std::string interface = "eth0";
+  // What L4 policies select the workload by (besides its name).
+  std::map<std::string, std::string> labels;
 };
+
+bool is_valid_label_key(std::string_view key);
+bool is_valid_label_value(std::string_view value);
 
 struct Config {
   DaemonConfig daemon;

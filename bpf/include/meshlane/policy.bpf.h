@@ -1,0 +1,76 @@
+/* Lookups in the current compiled policy, shared by the cgroup and tc programs. */
+#ifndef MESHLANE_POLICY_BPF_H
+#define MESHLANE_POLICY_BPF_H
+
+#include "meshlane/maps.bpf.h"
+#include "meshlane/policy.h"
+
+/* An endpoint as the policy sees it. */
+struct ml_policy_party {
+	__u32 identity;
+	__u8 isolation;
+};
+
+static __always_inline void ml_policy_party_of(void *policy, const struct ml_policy_key *key,
+					       struct ml_policy_party *party)
+{
+	struct ml_policy_value *value = bpf_map_lookup_elem(policy, key);
+
+	party->identity = value ? value->identity : 0;
+	party->isolation = value ? value->isolation : 0;
+}
+
+static __always_inline __u8 ml_policy_judge(void *policy, const struct ml_policy_party *src,
+					    const struct ml_policy_party *dst, __u16 port)
+{
+	struct ml_policy_key key;
+
+	ml_policy_rule_key(&key, src->identity, dst->identity, port, 16);
+	return ml_policy_decide(bpf_map_lookup_elem(policy, &key), src->isolation,
+				dst->isolation);
+}
+
+/* The policy in force, NULL when none has been applied (everything is allowed). Read once per
+ * decision: everything a decision looks up comes from this one generation. */
+static __always_inline void *ml_policy_current(void)
+{
+	__u32 slot = 0;
+
+	return bpf_map_lookup_elem(&ml_policy_v1, &slot);
+}
+
+/* A workload's connect (identified by its netns) to dst_ip6:port. */
+static __always_inline __u8 ml_policy_judge_connect(__u64 netns_cookie, const __u32 dst_ip6[4],
+						    __u16 port)
+{
+	struct ml_policy_party src, dst;
+	struct ml_policy_key key;
+	void *policy = ml_policy_current();
+
+	if (!policy)
+		return ML_POLICY_ALLOW;
+	ml_policy_netns_key(&key, netns_cookie);
+	ml_policy_party_of(policy, &key, &src);
+	ml_policy_ip_key(&key, dst_ip6, 128);
+	ml_policy_party_of(policy, &key, &dst);
+	return ml_policy_judge(policy, &src, &dst, port);
+}
+
+/* A connection arriving at a pod from src_ip6 (tc ingress). */
+static __always_inline __u8 ml_policy_judge_inbound(const __u32 src_ip6[4],
+						    const __u32 dst_ip6[4], __u16 port)
+{
+	struct ml_policy_party src, dst;
+	struct ml_policy_key key;
+	void *policy = ml_policy_current();
+
+	if (!policy)
+		return ML_POLICY_ALLOW;
+	ml_policy_ip_key(&key, src_ip6, 128);
+	ml_policy_party_of(policy, &key, &src);
+	ml_policy_ip_key(&key, dst_ip6, 128);
+	ml_policy_party_of(policy, &key, &dst);
+	return ml_policy_judge(policy, &src, &dst, port);
+}
+
+#endif /* MESHLANE_POLICY_BPF_H */
