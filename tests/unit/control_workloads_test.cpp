@@ -105,6 +105,7 @@ TEST(WorkloadJson, EveryKeyRoundTrips) {
       {"exclude_inbound_cidrs", {"fd00:1::/64"}},
       {"node_proxy", "198.18.0.1:15001"},
       {"interface", "veth0"},
+      {"labels", {{"app", "reviews"}, {"example.com/tier", "back-end_1"}}},
   };
   const WorkloadConfig workload = from_json(full);
   EXPECT_EQ(workload_to_json(workload), full);

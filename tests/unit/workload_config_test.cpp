@@ -473,7 +473,7 @@ TEST(ParseWorkload, UnknownKeyNamesLineAndKnownKeys) {
             "mesh, proxy_uid, proxy_gid, outbound_port, inbound_port, "
             "inbound_passthrough_sources, include_outbound_ports, exclude_outbound_ports, "
             "include_inbound_ports, exclude_inbound_ports, include_outbound_cidrs, "
-            "exclude_outbound_cidrs, exclude_inbound_cidrs, node_proxy, interface)");
+            "exclude_outbound_cidrs, exclude_inbound_cidrs, node_proxy, interface, labels)");
 }
 
 TEST(ParseWorkload, WorkloadMustBeAnArrayOfTables) {
@@ -678,6 +678,20 @@ TEST(ShippedConfig, WorkloadExampleParsesWhenUncommented) {
   EXPECT_EQ(web.outbound_port, 4140);
   EXPECT_EQ(web.exclude_inbound_ports, (Ports{4190, 4191}));
   EXPECT_TRUE(web.inbound_passthrough_sources.empty());
+}
+
+}  // namespace
+}  // namespace meshlane
+
+namespace meshlane {
+namespace {
+
+TEST(ParseWorkloadLabels, LabelsAreReadAndChecked) {
+  EXPECT_TRUE(contains(workload_error("labels = { app = \"web\", \"x/y\" = 3 }\n"),
+                       "workload[0].labels.x/y: expected a string, got integer"));
+  EXPECT_TRUE(contains(workload_error("labels = { app = \"no spaces\" }\n"),
+                       "not a valid label value"));
+  EXPECT_TRUE(contains(workload_error("labels = \"app=web\"\n"), "expected a table of labels"));
 }
 
 }  // namespace
