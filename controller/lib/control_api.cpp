@@ -20,6 +20,9 @@ const std::vector<MethodInfo> kMethods = {
     {"workload.add", Access::kWrite, "add or replace a live workload (idempotent)"},
     {"workload.del", Access::kWrite, "delete a live workload"},
     {"conns", Access::kRead, "spliced sockets now in the sockhash, with their workloads"},
+    {"policy.apply", Access::kWrite, "add or replace L4 policies; switched atomically"},
+    {"policy.get", Access::kRead, "every policy, or one by name"},
+    {"policy.del", Access::kWrite, "delete a policy"},
 };
 
 bool in_group(const PeerCredentials& peer, const std::optional<gid_t>& group) {
@@ -114,6 +117,15 @@ Outcome<nlohmann::json> ControlApi::call(const PeerCredentials& peer, const Requ
   if (name == "conns") {
     return conns(params);
   }
+  if (name == "policy.apply") {
+    return policy_apply(params, request.params);
+  }
+  if (name == "policy.get") {
+    return policy_get(params);
+  }
+  if (name == "policy.del") {
+    return policy_del(params);
+  }
   return ControlError{ErrorCode::kInternal, "method " + request.method + " has no handler"};
 }
 
@@ -130,8 +142,29 @@ Outcome<nlohmann::json> ControlApi::status(const Params& params) {
 }
 
 Outcome<nlohmann::json> ControlApi::stats(const Params& params) {
-  if (auto error = params.only({})) {
+  if (auto error = params.only({"workload"})) {
     return *error;
+  }
+  std::optional<std::string> workload;
+  if (auto error = params.string("workload", false, workload)) {
+    return *error;
+  }
+  if (workload) {
+    const WorkloadRegistry::Entry entry = workloads_.find(*workload);
+    if (entry.workload == nullptr) {
+      return ControlError{ErrorCode::kNotFound, "no workload named " + *workload};
+    }
+    const std::optional<std::uint64_t> cookie = backend_.netns_cookie(entry.workload->netns);
+    if (!cookie) {
+      return ControlError{ErrorCode::kUnavailable,
+                          "cannot read the netns cookie of " + entry.workload->netns};
+    }
+    auto counters = backend_.workload_counters(*cookie);
+    if (!counters) {
+      return ControlError{ErrorCode::kUnavailable, counters.error().message()};
+    }
+    return nlohmann::json{{"workload", *workload},
+                          {"counters", counters_to_json(counters.value())}};
   }
   auto counters = backend_.counters();
   if (!counters) {
@@ -218,6 +251,75 @@ Outcome<nlohmann::json> ControlApi::conns(const Params& params) {
   const std::int64_t shown = limit.value_or(kDefaultConnsLimit);
   return describe_connections(keys.value(), index,
                               shown == 0 ? keys->size() : static_cast<std::size_t>(shown));
+}
+
+}  // namespace meshlane::control
+
+namespace meshlane::control {
+
+Outcome<nlohmann::json> ControlApi::policy_apply(const Params& params, const nlohmann::json& raw) {
+  if (policies_ == nullptr) {
+    return ControlError{ErrorCode::kUnavailable, "this daemon has no policy support"};
+  }
+  if (auto error = params.only({"policies", "replace"})) {
+    return *error;
+  }
+  std::optional<bool> replace;
+  if (auto error = params.boolean("replace", replace)) {
+    return *error;
+  }
+  if (!raw.contains("policies")) {
+    return invalid_params("params.policies: required (a list of policies)");
+  }
+  auto parsed = parse_policy_document(nlohmann::json{{"policies", raw["policies"]}});
+  if (!parsed) {
+    return invalid_params(parsed.error().context);
+  }
+  return policies_->apply(parsed.value(), replace.value_or(false));
+}
+
+Outcome<nlohmann::json> ControlApi::policy_get(const Params& params) {
+  if (policies_ == nullptr) {
+    return ControlError{ErrorCode::kUnavailable, "this daemon has no policy support"};
+  }
+  if (auto error = params.only({"name"})) {
+    return *error;
+  }
+  std::optional<std::string> name;
+  if (auto error = params.string("name", false, name)) {
+    return *error;
+  }
+  nlohmann::json list = nlohmann::json::array();
+  if (name) {
+    const Policy* policy = policies_->find(*name);
+    if (policy == nullptr) {
+      return ControlError{ErrorCode::kNotFound, "no policy named " + *name};
+    }
+    list.push_back(policy_to_json(*policy));
+  } else {
+    for (const Policy& policy : policies_->list()) {
+      list.push_back(policy_to_json(policy));
+    }
+  }
+  return nlohmann::json{{"policies", list}, {"total", list.size()}};
+}
+
+Outcome<nlohmann::json> ControlApi::policy_del(const Params& params) {
+  if (policies_ == nullptr) {
+    return ControlError{ErrorCode::kUnavailable, "this daemon has no policy support"};
+  }
+  if (auto error = params.only({"name", "missing_ok"})) {
+    return *error;
+  }
+  std::optional<std::string> name;
+  if (auto error = params.string("name", true, name)) {
+    return *error;
+  }
+  std::optional<bool> missing_ok;
+  if (auto error = params.boolean("missing_ok", missing_ok)) {
+    return *error;
+  }
+  return policies_->remove(*name, missing_ok.value_or(false));
 }
 
 }  // namespace meshlane::control

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "meshlane/bpf_map.hpp"
+#include "meshlane/counters.hpp"
 #include "meshlane/netns.hpp"
 #include "meshlane/pin_layout.hpp"
 #include "meshlane/tc_attach.hpp"
@@ -191,6 +192,13 @@ Status WorkloadManager::apply(const std::vector<WorkloadConfig>& workloads) {
   if (auto status = sync_map(pins.map(ML_POD_IPS_MAP_NAME), maps.pod_ips); !status) {
     return status;
   }
+  std::vector<std::uint64_t> cookies;
+  for (const ResolvedWorkload& workload : resolved.value()) {
+    cookies.push_back(workload.netns_cookie);
+  }
+  if (auto status = sync_workload_counters(bpffs_dir_, cookies); !status) {
+    return status;
+  }
 
   std::map<std::string, Attachment> now_applied;
   for (const ResolvedWorkload& workload : resolved.value()) {
@@ -214,6 +222,7 @@ Status WorkloadManager::apply(const std::vector<WorkloadConfig>& workloads) {
     }
   }
   applied_ = std::move(now_applied);
+  resolved_ = std::move(resolved.value());
   reap_draining();
   return {};
 }

@@ -6,9 +6,13 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <exception>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -163,6 +167,67 @@ void print_stats(const json& r) {
     table.add({name, text(value)});
   }
   std::cout << table.str();
+}
+
+void print_policy_apply(const json& r) {
+  for (const auto& [name, outcome] : r.value("outcomes", json::object()).items()) {
+    std::cout << "policy " << name << ": " << text(outcome) << '\n';
+  }
+  for (const json& name : r.value("removed", json::array())) {
+    std::cout << "policy " << text(name) << ": removed\n";
+  }
+  if (r.contains("name")) {
+    std::cout << "policy " << text(r["name"]) << ": " << text(r.value("outcome", json())) << '\n';
+  }
+  std::cout << "in force: " << text(r.value("policies", json())) << " policies, "
+            << text(r.value("kernel_entries", json())) << " kernel entries, switched after "
+            << text(r.value("install_us", json())) << " us\n";
+  for (const json& name : r.value("unmatched_policies", json::array())) {
+    std::cout << "warning: policy " << text(name) << " selects no workload now\n";
+  }
+}
+
+void print_policy_list(const json& r) {
+  const json policies = r.value("policies", json::array());
+  if (policies.size() == 1) {
+    std::cout << policies[0].dump(2) << '\n';
+    return;
+  }
+  Table table({"NAME", "APPLIES TO", "INGRESS RULES", "EGRESS RULES"});
+  for (const json& policy : policies) {
+    const std::string target = policy.contains("workload")
+                                   ? "workload " + text(policy["workload"])
+                                   : "labels " + policy.value("selector", json::object()).dump();
+    table.add({text(policy["name"]), target,
+               std::to_string(policy.value("ingress", json::array()).size()),
+               std::to_string(policy.value("egress", json::array()).size())});
+  }
+  std::cout << table.str();
+}
+
+// A policy file for `policy apply`: {"policies": [...]} or one policy object; "-" is stdin.
+std::optional<json> read_policy_file(const std::string& path) {
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  if (path != "-") {
+    file.open(path);
+    if (!file) {
+      std::cerr << "meshlanectl: cannot read policy file " << path << ": " << std::strerror(errno)
+                << '\n';
+      return std::nullopt;
+    }
+    in = &file;
+  }
+  const std::string content((std::istreambuf_iterator<char>(*in)), std::istreambuf_iterator<char>());
+  json document = json::parse(content, nullptr, /*allow_exceptions=*/false);
+  if (document.is_discarded()) {
+    std::cerr << "meshlanectl: " << path << " is not valid JSON\n";
+    return std::nullopt;
+  }
+  if (document.is_object() && document.contains("policies")) {
+    return document["policies"];
+  }
+  return json::array({document});
 }
 
 void print_workload_list(const json& r) {
@@ -326,6 +391,7 @@ struct AddOptions {
   std::optional<std::int64_t> inbound_port;
   std::string node_proxy;
   std::string interface;
+  std::vector<std::string> labels;  // KEY=VALUE
   struct ListOption {
     const char* key;
     bool ports;
@@ -361,6 +427,16 @@ struct AddOptions {
     }
     if (!interface.empty()) {
       p["interface"] = interface;
+    }
+    if (!labels.empty()) {
+      json map = json::object();
+      for (const std::string& label : labels) {
+        const std::size_t equals = label.find('=');
+        // Without "=", the daemon rejects the empty key with the config parser's message.
+        map[equals == std::string::npos ? std::string() : label.substr(0, equals)] =
+            equals == std::string::npos ? label : label.substr(equals + 1);
+      }
+      p["labels"] = map;
     }
     for (const ListOption& list : lists) {
       if (list.option != nullptr && list.option->count() > 0) {
@@ -407,8 +483,60 @@ int parse_and_run(int argc, char** argv) {
 
   app.add_subcommand("status", "daemon version, uptime, kernel features, attach points, counts")
       ->callback(run("status", no_params, print_status));
-  app.add_subcommand("stats", "datapath counters (cumulative since the datapath was created)")
-      ->callback(run("stats", no_params, print_stats));
+  std::string stats_workload;
+  auto* stats = app.add_subcommand(
+      "stats", "datapath counters (cumulative since the datapath was created)");
+  stats->add_option("--workload", stats_workload,
+                    "only this workload's counters (since it was applied)");
+  stats->callback(run(
+      "stats",
+      [&] {
+        return stats_workload.empty() ? json::object() : json{{"workload", stats_workload}};
+      },
+      print_stats));
+
+  auto* policy = app.add_subcommand(
+      "policy", "L4 authorization policies: apply, get and delete (docs/policy.md)");
+  policy->require_subcommand(1);
+  std::string policy_file;
+  bool policy_replace = false;
+  auto* apply_cmd = policy->add_subcommand(
+      "apply",
+      "add or replace the policies of a JSON file by name; the whole resulting set is switched "
+      "in the kernel at once");
+  apply_cmd->add_option("-f,--file", policy_file, "policy file (JSON), - for stdin")->required();
+  apply_cmd->add_flag("--replace", policy_replace,
+                      "the file's policies become the whole set (others are deleted)");
+  apply_cmd->callback([&] {
+    const std::optional<json> policies = read_policy_file(policy_file);
+    if (!policies) {
+      status = kExitUsage;
+      return;
+    }
+    status = call(globals, "policy.apply",
+                  json{{"policies", *policies}, {"replace", policy_replace}},
+                  print_policy_apply);
+  });
+  std::string policy_name;
+  auto* policy_get = policy->add_subcommand("get", "every policy, or one by name");
+  policy_get->add_option("name", policy_name, "policy name");
+  policy_get->callback(run(
+      "policy.get",
+      [&] {
+        return policy_name.empty() ? json::object() : json{{"name", policy_name}};
+      },
+      print_policy_list));
+  std::string policy_del_name;
+  bool policy_missing_ok = false;
+  auto* policy_del = policy->add_subcommand("del", "delete a policy");
+  policy_del->add_option("name", policy_del_name, "policy name")->required();
+  policy_del->add_flag("--missing-ok", policy_missing_ok, "succeed when there is no such policy");
+  policy_del->callback(run(
+      "policy.del",
+      [&] {
+        return json{{"name", policy_del_name}, {"missing_ok", policy_missing_ok}};
+      },
+      print_policy_apply));
 
   std::int64_t conns_limit = control::kDefaultConnsLimit;
   auto* conns = app.add_subcommand(
@@ -454,6 +582,7 @@ int parse_and_run(int argc, char** argv) {
   add_cmd->add_option("--node-proxy", add.node_proxy,
                       "sidecarless: ADDR, ADDR:PORT or [IPv6]:PORT of the node-level proxy");
   add_cmd->add_option("--interface", add.interface, "the pod's interface to off-node traffic");
+  add_cmd->add_option("--label", add.labels, "KEY=VALUE label policies select by (repeat)");
   add_cmd->callback(run(
       "workload.add", [&] { return add.params(); }, print_workload_add));
 

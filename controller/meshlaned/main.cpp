@@ -20,6 +20,7 @@
 #include "meshlane/config.hpp"
 #include "meshlane/control_api.hpp"
 #include "meshlane/control_conns.hpp"
+#include "meshlane/control_policy.hpp"
 #include "meshlane/control_server.hpp"
 #include "meshlane/control_workloads.hpp"
 #include "meshlane/counters.hpp"
@@ -27,6 +28,8 @@
 #include "meshlane/kernel_features.hpp"
 #include "meshlane/mounts.hpp"
 #include "meshlane/netns.hpp"
+#include "meshlane/policy_compile.hpp"
+#include "meshlane/policy_map.hpp"
 #include "meshlane/workloads.hpp"
 
 namespace {
@@ -36,6 +39,41 @@ constexpr std::chrono::seconds kDrainCheckInterval{2};
 constexpr int kExitOk = 0;
 constexpr int kExitConfig = 1;
 constexpr int kExitRuntime = 2;
+
+// Compiles `set` for the workloads in force and switches the kernel to it.
+meshlane::Result<nlohmann::json> install_policies(
+    const std::string& bpffs_dir, const std::vector<meshlane::Policy>& set,
+    const std::vector<meshlane::ResolvedWorkload>& applied) {
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<meshlane::PolicyWorkload> workloads;
+  workloads.reserve(applied.size());
+  for (const auto& workload : applied) {
+    workloads.push_back({workload.config, workload.netns_cookie});
+  }
+  auto compiled = meshlane::compile_policies(set, workloads);
+  if (!compiled) {
+    return compiled.error();
+  }
+  auto installed = meshlane::install_policy(bpffs_dir, compiled.value());
+  if (!installed) {
+    return installed.error();
+  }
+  const auto total = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - started);
+  spdlog::info("policy: {} policies, {} identities, {} pairs, {} kernel entries, in force after "
+               "{} us",
+               set.size(), compiled->identities, compiled->pairs, installed->entries,
+               total.count());
+  for (const std::string& name : compiled->unmatched_policies) {
+    spdlog::warn("policy {} selects no workload now", name);
+  }
+  return nlohmann::json{{"policies", set.size()},
+                        {"identities", compiled->identities},
+                        {"pairs", compiled->pairs},
+                        {"kernel_entries", installed->entries},
+                        {"install_us", total.count()},
+                        {"unmatched_policies", compiled->unmatched_policies}};
+}
 
 int print_stats(const meshlane::Config& config, bool json) {
   auto counters = meshlane::read_counters(config.daemon.bpffs_dir);
@@ -134,6 +172,10 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
     return meshlane::control::read_sockhash_keys(config_.daemon.bpffs_dir);
   }
 
+  meshlane::Result<meshlane::Counters> workload_counters(std::uint64_t netns_cookie) override {
+    return meshlane::read_workload_counters(config_.daemon.bpffs_dir, netns_cookie);
+  }
+
   std::optional<std::uint64_t> netns_cookie(const std::string& netns_path) override {
     auto cookie = meshlane::netns_cookie_of(netns_path);
     if (!cookie) {
@@ -215,6 +257,12 @@ int run(const std::string& config_path, const meshlane::Config& config) {
     return kExitConfig;
   }
 
+  auto saved_policies = meshlane::control::load_policies(config.daemon.state_dir);
+  if (!saved_policies) {
+    spdlog::error("{}", saved_policies.error().message());
+    return kExitConfig;
+  }
+
   auto datapath = meshlane::Datapath::start(config, cgroup.value());
   if (!datapath) {
     spdlog::error("{}", datapath.error().message());
@@ -230,9 +278,29 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   spdlog::info("acceleration {}, sockhash capacity {}", config.acceleration.enabled ? "on" : "off",
                config.acceleration.sockhash_max_entries);
   meshlane::WorkloadManager manager(config.daemon.bpffs_dir, datapath->tc_programs());
+  // Until the first workload apply recompiles it, the policy pinned by an earlier run stays in
+  // force, so a restart never opens what the policy closes.
+  meshlane::control::PolicyRegistry policies(
+      [&](const std::vector<meshlane::Policy>& set) {
+        return install_policies(config.daemon.bpffs_dir, set, manager.applied());
+      },
+      [&config](const std::vector<meshlane::Policy>& set) {
+        return meshlane::control::save_policies(config.daemon.state_dir, set);
+      },
+      std::move(saved_policies.value()));
   meshlane::control::WorkloadRegistry workloads(
-      [&manager](const std::vector<meshlane::WorkloadConfig>& desired) {
-        return manager.apply(desired);
+      [&manager, &policies](const std::vector<meshlane::WorkloadConfig>& desired) {
+        if (auto status = manager.apply(desired); !status) {
+          return status;
+        }
+        // Policies name workloads and select them by label: recompile for the new set.
+        auto report = policies.reinstall();
+        if (!report) {
+          spdlog::error("policy: cannot recompile for the new workloads (the previous policy "
+                        "stays in force): {}",
+                        report.error().message());
+        }
+        return meshlane::Status{};
       },
       [&config](const std::vector<meshlane::WorkloadConfig>& live) {
         return meshlane::control::save_live_workloads(config.daemon.state_dir, live);
@@ -255,7 +323,8 @@ int run(const std::string& config_path, const meshlane::Config& config) {
 
   boost::asio::io_context io;
   DaemonBackend backend(config, datapath.value(), cgroup.value(), std::move(features));
-  meshlane::control::ControlApi api(backend, workloads, {*socket_group, *socket_group});
+  meshlane::control::ControlApi api(backend, workloads, {*socket_group, *socket_group},
+                                   &policies);
   meshlane::control::ServerOptions server_options;
   server_options.path = config.daemon.socket;
   server_options.mode = config.daemon.socket_mode;

@@ -4,6 +4,8 @@
 
 #include <sys/types.h>
 
+#include <cerrno>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -12,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "meshlane/control_policy.hpp"
 #include "meshlane/control_protocol.hpp"
 #include "meshlane/control_server.hpp"
 #include "meshlane/control_workloads.hpp"
@@ -53,12 +56,19 @@ class ControlBackend {
   virtual Result<std::vector<ml_sock_key>> sockhash_keys() = 0;
   // The netns cookie of a workload's namespace; nullopt when it cannot be read.
   virtual std::optional<std::uint64_t> netns_cookie(const std::string& netns_path) = 0;
+  // One workload's counters, by its netns cookie.
+  virtual Result<Counters> workload_counters(std::uint64_t netns_cookie) {
+    (void)netns_cookie;
+    return make_error(ENOTSUP, "per-workload counters are not available");
+  }
 };
 
 class ControlApi {
  public:
-  ControlApi(ControlBackend& backend, WorkloadRegistry& workloads, AccessPolicy policy)
-      : backend_(backend), workloads_(workloads), policy_(policy) {}
+  // policies may be null: the policy methods then answer unavailable.
+  ControlApi(ControlBackend& backend, WorkloadRegistry& workloads, AccessPolicy policy,
+             PolicyRegistry* policies = nullptr)
+      : backend_(backend), workloads_(workloads), policy_(policy), policies_(policies) {}
 
   // One request line in, one response line out (the server's LineHandler).
   Reply handle_line(const PeerCredentials& peer, std::string_view line);
@@ -74,10 +84,14 @@ class ControlApi {
   Outcome<nlohmann::json> workload_add(const nlohmann::json& params);
   Outcome<nlohmann::json> workload_del(const Params& params);
   Outcome<nlohmann::json> conns(const Params& params);
+  Outcome<nlohmann::json> policy_apply(const Params& params, const nlohmann::json& raw);
+  Outcome<nlohmann::json> policy_get(const Params& params);
+  Outcome<nlohmann::json> policy_del(const Params& params);
 
   ControlBackend& backend_;
   WorkloadRegistry& workloads_;
   AccessPolicy policy_;
+  PolicyRegistry* policies_;
 };
 
 }  // namespace meshlane::control

@@ -50,6 +50,8 @@ class WorkloadManager {
   std::size_t reap_draining(std::chrono::steady_clock::duration max_drain = std::chrono::hours(1));
 
   [[nodiscard]] std::size_t applied_count() const { return applied_.size(); }
+  // The workloads in force, with their netns cookies (what policies are compiled against).
+  [[nodiscard]] const std::vector<ResolvedWorkload>& applied() const { return resolved_; }
   [[nodiscard]] std::size_t draining_count() const { return draining_.size(); }
 
  private:
@@ -66,6 +68,7 @@ class WorkloadManager {
   std::string bpffs_dir_;
   TcPrograms tc_programs_;
   std::map<std::string, Attachment> applied_;  // by workload name
+  std::vector<ResolvedWorkload> resolved_;
   std::map<std::string, Draining> draining_;   // removed, filters kept for open flows
 };
 
