@@ -180,6 +180,9 @@ std::vector<std::pair<std::uint16_t, unsigned>> port_range_prefixes(std::uint16_
 Result<CompiledPolicy> compile_policies(const std::vector<Policy>& policies,
                                         const std::vector<PolicyWorkload>& workloads) {
   CompiledPolicy compiled;
+  if (policies.empty()) {
+    return compiled;  // nothing to enforce: the programs skip the policy lookups altogether
+  }
   std::vector<Identity> identities;  // index = id - 1
   for (const PolicyWorkload& workload : workloads) {
     identities.push_back({static_cast<std::uint32_t>(identities.size() + 1), &workload, {}});

@@ -170,10 +170,12 @@ void print_stats(const json& r) {
 }
 
 void print_policy_apply(const json& r) {
-  for (const auto& [name, outcome] : r.value("outcomes", json::object()).items()) {
+  const json outcomes = r.value("outcomes", json::object());
+  for (const auto& [name, outcome] : outcomes.items()) {
     std::cout << "policy " << name << ": " << text(outcome) << '\n';
   }
-  for (const json& name : r.value("removed", json::array())) {
+  const json removed = r.value("removed", json::array());
+  for (const json& name : removed) {
     std::cout << "policy " << text(name) << ": removed\n";
   }
   if (r.contains("name")) {
@@ -182,7 +184,8 @@ void print_policy_apply(const json& r) {
   std::cout << "in force: " << text(r.value("policies", json())) << " policies, "
             << text(r.value("kernel_entries", json())) << " kernel entries, switched after "
             << text(r.value("install_us", json())) << " us\n";
-  for (const json& name : r.value("unmatched_policies", json::array())) {
+  const json unmatched = r.value("unmatched_policies", json::array());
+  for (const json& name : unmatched) {
     std::cout << "warning: policy " << text(name) << " selects no workload now\n";
   }
 }

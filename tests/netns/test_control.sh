@@ -149,7 +149,7 @@ ctl_assert_json "$(head -n1 "$ML_WORKDIR/raw2")" 'j["error"]["code"] == "frame_t
 
 printf '%s\n' '{"v":1,"id":3,"method":"workload.rm"}' | ctl_raw "$ML_WORKDIR/raw3" >/dev/null
 ctl_assert_json "$(head -n1 "$ML_WORKDIR/raw3")" 'j["error"]["code"] == "unknown_method" and j["id"] == 3' "unknown method"
-printf '%s\n' '{"v":1,"id":4,"method":"stats","params":{"workload":"x"}}' | ctl_raw "$ML_WORKDIR/raw4" >/dev/null
+printf '%s\n' '{"v":1,"id":4,"method":"stats","params":{"colour":"x"}}' | ctl_raw "$ML_WORKDIR/raw4" >/dev/null
 ctl_assert_json "$(head -n1 "$ML_WORKDIR/raw4")" 'j["error"]["code"] == "invalid_params"' "unknown parameter"
 printf '%s\n' '{"v":1,"id":5,"method":"workload.add","params":{"name":"x","netns":"/x","ips":["300.1.1.1"]}}' |
   ctl_raw "$ML_WORKDIR/raw5" >/dev/null
