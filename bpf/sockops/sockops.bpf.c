@@ -159,6 +159,30 @@ static __always_inline void count_spliced_hop(__u64 netns_cookie, __u8 hop)
 	}
 }
 
+/* Acceleration turned off for the socket's workload, or for one of the connection's ports. */
+static __always_inline int workload_refuses_splice(__u64 netns_cookie, __u16 local_port,
+						   __u16 remote_port)
+{
+	struct ml_workload *wl = bpf_map_lookup_elem(&ml_workloads_v1, &netns_cookie);
+	struct ml_port_rule_key key = {.direction = ML_DIR_ACCEL};
+	__u8 *rule;
+
+	if (!wl)
+		return 0;
+	if (wl->flags & ML_WL_NO_ACCEL)
+		return 1;
+	if (!(wl->flags & ML_WL_ACCEL_PORT_RULES))
+		return 0;
+	key.workload_id = wl->id;
+	key.port = local_port;
+	rule = bpf_map_lookup_elem(&ml_portrules_v1, &key);
+	if (rule && *rule == ML_RULE_EXCLUDE)
+		return 1;
+	key.port = remote_port;
+	rule = bpf_map_lookup_elem(&ml_portrules_v1, &key);
+	return rule && *rule == ML_RULE_EXCLUDE;
+}
+
 /* A connection that tc steered in from off the node: its peer is never a local socket, so it
  * is not worth a place in the sockhash. */
 static __always_inline int steered_from_outside(const struct ml_sock_key *self)
@@ -193,6 +217,10 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 		return;
 	if (!ports_allow_splice(self.local_port, self.remote_port)) {
 		count_socket(fields.netns_cookie, ML_CTR_SOCKETS_SKIPPED_PORT);
+		return;
+	}
+	if (workload_refuses_splice(fields.netns_cookie, self.local_port, self.remote_port)) {
+		count_socket(fields.netns_cookie, ML_CTR_SOCKETS_SKIPPED_WORKLOAD);
 		return;
 	}
 	if (reader_may_block(skops, sk, active)) {

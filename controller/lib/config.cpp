@@ -679,7 +679,7 @@ Status parse_acceleration_table(const Field& field, AccelerationConfig& accelera
 
 // Readers for every [[workload]] key, writing into `w`; the preset is already in `w`, so a
 // key that is read replaces the preset's value (lists included) and one left out keeps it.
-std::array<KeyReader, 19> workload_readers(WorkloadConfig& w) {
+std::array<KeyReader, 21> workload_readers(WorkloadConfig& w) {
   return {{
       {"name", [&](const Field& f) { return read_workload_name(f, w.name); }},
       {"netns", [&](const Field& f) { return read_netns(f, w.netns); }},
@@ -708,6 +708,9 @@ std::array<KeyReader, 19> workload_readers(WorkloadConfig& w) {
       {"node_proxy", [&](const Field& f) { return read_node_proxy(f, w); }},
       {"interface", [&](const Field& f) { return read_interface(f, w.interface); }},
       {"labels", [&](const Field& f) { return read_labels(f, w.labels); }},
+      {"acceleration", [&](const Field& f) { return read_bool(f, w.acceleration); }},
+      {"exclude_acceleration_ports",
+       [&](const Field& f) { return read_ports(f, w.exclude_acceleration_ports); }},
   }};
 }
 

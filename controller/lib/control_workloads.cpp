@@ -105,6 +105,8 @@ nlohmann::json workload_to_json(const WorkloadConfig& w) {
       {"exclude_inbound_cidrs", cidrs(w.exclude_inbound_cidrs)},
       {"interface", w.interface},
       {"labels", w.labels},
+      {"acceleration", w.acceleration},
+      {"exclude_acceleration_ports", w.exclude_acceleration_ports},
   };
   if (w.node_proxy_address) {
     object["node_proxy"] = node_proxy_text(*w.node_proxy_address, w.node_proxy_port);

@@ -32,6 +32,7 @@ const char* counter_name(ml_counter counter) {
     case ML_CTR_SOCKETS_SKIPPED_BLOCKING: return "sockets_skipped_blocking";
     case ML_CTR_DENIED_CONNECT: return "denied_connect";
     case ML_CTR_DENIED_INBOUND_TC: return "denied_inbound_tc";
+    case ML_CTR_SOCKETS_SKIPPED_WORKLOAD: return "sockets_skipped_by_workload";
     case ML_CTR_MAX: break;
   }
   return "unknown";

@@ -113,6 +113,12 @@ ml_workload make_kernel_workload(const ResolvedWorkload& workload) {
   if (!config.include_outbound_cidrs.empty()) {
     kernel.flags |= ML_WL_INCLUDE_OUT_CIDRS;
   }
+  if (!config.acceleration) {
+    kernel.flags |= ML_WL_NO_ACCEL;
+  }
+  if (!config.exclude_acceleration_ports.empty()) {
+    kernel.flags |= ML_WL_ACCEL_PORT_RULES;
+  }
   return kernel;
 }
 
@@ -131,6 +137,7 @@ WorkloadMaps build_workload_maps(const std::vector<ResolvedWorkload>& workloads)
                    config.exclude_outbound_ports, maps);
     add_port_rules(workload.id, ML_DIR_INBOUND, config.include_inbound_ports,
                    config.exclude_inbound_ports, maps);
+    add_port_rules(workload.id, ML_DIR_ACCEL, {}, config.exclude_acceleration_ports, maps);
     add_cidr_rules(workload.id, ML_CIDR_LIST_OUT_INCLUDE, ML_RULE_INCLUDE,
                    config.include_outbound_cidrs, maps);
     add_cidr_rules(workload.id, ML_CIDR_LIST_OUT_EXCLUDE, ML_RULE_EXCLUDE,

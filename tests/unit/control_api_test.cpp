@@ -146,7 +146,8 @@ TEST(ControlAccess, RootAlwaysGroupMembersWhenConfigured) {
 
 TEST(ControlAccess, EveryMethodHasAnAccessLevel) {
   for (const MethodInfo& method : methods()) {
-    const bool writes = method.name == "workload.add" || method.name == "workload.del";
+    const bool writes = method.name == "workload.add" || method.name == "workload.del" ||
+                        method.name == "policy.apply" || method.name == "policy.del";
     EXPECT_EQ(method.access, writes ? Access::kWrite : Access::kRead) << method.name;
   }
 }
@@ -175,7 +176,8 @@ TEST_F(ControlApiTest, UnknownMethodListsTheKnownOnes) {
   EXPECT_EQ(unknown.code, ErrorCode::kUnknownMethod);
   EXPECT_EQ(unknown.message,
             "unknown method \"workload.rm\" (known methods: status, stats, workload.list, "
-            "workload.get, workload.add, workload.del, conns)");
+            "workload.get, workload.add, workload.del, conns, policy.apply, policy.get, "
+            "policy.del)");
 }
 
 TEST_F(ControlApiTest, MalformedLineClosesOtherErrorsDoNot) {
@@ -191,11 +193,15 @@ TEST_F(ControlApiTest, MalformedLineClosesOtherErrorsDoNot) {
 }
 
 TEST_F(ControlApiTest, UnknownParamsAreRejectedPerMethod) {
-  for (const char* method : {"status", "stats", "workload.list"}) {
+  for (const char* method : {"status", "workload.list"}) {
     ControlError unknown = error(method, {{"verbose", true}});
     EXPECT_EQ(unknown.code, ErrorCode::kInvalidParams) << method;
     EXPECT_EQ(unknown.message, "params.verbose: unknown parameter (this method takes none)");
   }
+  EXPECT_EQ(error("stats", {{"verbose", true}}).message,
+            "params.verbose: unknown parameter (known: workload)");
+  // Without a policy registry the policy methods say so rather than pretend.
+  EXPECT_EQ(error("policy.get", nlohmann::json::object()).code, ErrorCode::kUnavailable);
   EXPECT_EQ(error("workload.get", {{"name", "a"}, {"x", 1}}).message,
             "params.x: unknown parameter (known: name)");
   EXPECT_EQ(error("conns", {{"limit", -1}}).message,

@@ -106,6 +106,8 @@ TEST(WorkloadJson, EveryKeyRoundTrips) {
       {"node_proxy", "198.18.0.1:15001"},
       {"interface", "veth0"},
       {"labels", {{"app", "reviews"}, {"example.com/tier", "back-end_1"}}},
+      {"acceleration", false},
+      {"exclude_acceleration_ports", {6379}},
   };
   const WorkloadConfig workload = from_json(full);
   EXPECT_EQ(workload_to_json(workload), full);

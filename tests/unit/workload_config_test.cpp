@@ -473,7 +473,8 @@ TEST(ParseWorkload, UnknownKeyNamesLineAndKnownKeys) {
             "mesh, proxy_uid, proxy_gid, outbound_port, inbound_port, "
             "inbound_passthrough_sources, include_outbound_ports, exclude_outbound_ports, "
             "include_inbound_ports, exclude_inbound_ports, include_outbound_cidrs, "
-            "exclude_outbound_cidrs, exclude_inbound_cidrs, node_proxy, interface, labels)");
+            "exclude_outbound_cidrs, exclude_inbound_cidrs, node_proxy, interface, labels, "
+            "acceleration, exclude_acceleration_ports)");
 }
 
 TEST(ParseWorkload, WorkloadMustBeAnArrayOfTables) {

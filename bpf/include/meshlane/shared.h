@@ -96,6 +96,8 @@ struct ml_workload {
 #define ML_WL_INCLUDE_OUT_PORTS (1u << 2) /* only listed outbound ports are intercepted */
 #define ML_WL_INCLUDE_IN_PORTS (1u << 3)
 #define ML_WL_INCLUDE_OUT_CIDRS (1u << 4)
+#define ML_WL_NO_ACCEL (1u << 5) /* never splice this workload's sockets */
+#define ML_WL_ACCEL_PORT_RULES (1u << 6) /* some ports are not spliced (ML_DIR_ACCEL rules) */
 
 /* Key of ml_pod_ips_v1: a pod address (IPv6 or v4-mapped) -> struct ml_workload of its pod.
  * Lets a proxy's connect to a pod on this node go to that pod's inbound proxy. */
@@ -122,6 +124,7 @@ struct ml_cidr_rule_key {
 
 #define ML_DIR_OUTBOUND 1
 #define ML_DIR_INBOUND 2
+#define ML_DIR_ACCEL 3 /* port rules for splicing: ML_RULE_EXCLUDE on a local or remote port */
 #define ML_RULE_INCLUDE 1
 #define ML_RULE_EXCLUDE 2
 #define ML_CIDR_LIST_OUT_INCLUDE 1
@@ -179,6 +182,7 @@ enum ml_counter {
 	ML_CTR_SOCKETS_SKIPPED_BLOCKING, /* not spliced: the application may read it blocking */
 	ML_CTR_DENIED_CONNECT, /* connect refused by L4 policy (EPERM to the caller) */
 	ML_CTR_DENIED_INBOUND_TC, /* SYN from off the node or a non-workload dropped by policy */
+	ML_CTR_SOCKETS_SKIPPED_WORKLOAD, /* not spliced: acceleration off for the workload or port */
 	ML_CTR_MAX,
 };
 

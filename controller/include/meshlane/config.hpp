@@ -100,6 +100,10 @@ struct WorkloadConfig {
   std::uint16_t node_proxy_port = 0;
   // Interface inside the netns that carries traffic from off the node (tc programs).
   std::string interface = "eth0";
+  // Splicing of this workload's sockets (the node-wide [acceleration] still applies): off
+  // entirely, or off for connections with a local or remote port listed.
+  bool acceleration = true;
+  std::vector<std::uint16_t> exclude_acceleration_ports;
   // What L4 policies select the workload by (besides its name).
   std::map<std::string, std::string> labels;
 };
