@@ -8,6 +8,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "meshlane/counters.bpf.h"
+#include "meshlane/events.bpf.h"
 #include "meshlane/intercept.h"
 #include "meshlane/maps.bpf.h"
 #include "meshlane/rules.bpf.h"
@@ -60,6 +61,7 @@ static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_c
 	ml_decide_connect(req, self, dst_pod, &rules, verdict);
 	if (verdict->counter < ML_CTR_MAX)
 		ml_count(verdict->counter, 1);
+	ml_emit_connect(req, verdict, self);
 	if (verdict->hop == ML_HOP_OTHER && !verdict->record_orig_dst)
 		return verdict->action;
 

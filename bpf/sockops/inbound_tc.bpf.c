@@ -9,6 +9,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "meshlane/counters.bpf.h"
+#include "meshlane/events.bpf.h"
 #include "meshlane/intercept.h"
 #include "meshlane/maps.bpf.h"
 #include "meshlane/rules.bpf.h"
@@ -120,6 +121,7 @@ static __always_inline void start_flow(const struct packet *pkt, const struct ml
 	bpf_map_update_elem(&ml_tcflows_v1, key, &flow, BPF_ANY);
 	bpf_map_update_elem(&ml_origdst_v1, &accepted, &orig, BPF_ANY);
 	ml_count(ML_CTR_INTERCEPT_INBOUND_TC, 1);
+	ml_emit_tc_steered(pkt->src_ip6, pkt->src_port, pkt->dst_ip6, pkt->dst_port, wl);
 }
 
 SEC("tc")
