@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +18,7 @@
 #include "meshlane/control_workloads.hpp"
 #include "meshlane/counters.hpp"
 #include "meshlane/error.hpp"
+#include "meshlane/monitor.hpp"
 #include "meshlane/shared.h"
 
 namespace meshlane::control {
@@ -53,6 +55,8 @@ class ControlBackend {
   virtual Result<std::vector<ml_sock_key>> sockhash_keys() = 0;
   // The netns cookie of a workload's namespace; nullopt when it cannot be read.
   virtual std::optional<std::uint64_t> netns_cookie(const std::string& netns_path) = 0;
+  // A live event subscription (the monitor method); the daemon's hub, or unavailable.
+  virtual Outcome<std::shared_ptr<monitor::Subscription>> subscribe(const monitor::Filter& filter);
 };
 
 class ControlApi {
@@ -60,11 +64,14 @@ class ControlApi {
   ControlApi(ControlBackend& backend, WorkloadRegistry& workloads, AccessPolicy policy)
       : backend_(backend), workloads_(workloads), policy_(policy) {}
 
-  // One request line in, one response line out (the server's LineHandler).
+  // One request line in, one response line out (the server's LineHandler); for monitor, the
+  // acknowledgement and the stream that follows it.
   Reply handle_line(const PeerCredentials& peer, std::string_view line);
 
-  // A parsed request: the result object or the error.
-  Outcome<nlohmann::json> call(const PeerCredentials& peer, const Request& request);
+  // A parsed request: the result object or the error. A streaming method (monitor) puts its
+  // stream in `stream`; without one to fill it is refused.
+  Outcome<nlohmann::json> call(const PeerCredentials& peer, const Request& request,
+                               std::shared_ptr<StreamSource>* stream = nullptr);
 
  private:
   Outcome<nlohmann::json> status(const Params& params);
@@ -74,6 +81,8 @@ class ControlApi {
   Outcome<nlohmann::json> workload_add(const nlohmann::json& params);
   Outcome<nlohmann::json> workload_del(const Params& params);
   Outcome<nlohmann::json> conns(const Params& params);
+  Outcome<nlohmann::json> monitor(const nlohmann::json& params,
+                                  std::shared_ptr<StreamSource>* stream);
 
   ControlBackend& backend_;
   WorkloadRegistry& workloads_;
