@@ -175,7 +175,7 @@ TEST_F(ControlApiTest, UnknownMethodListsTheKnownOnes) {
   EXPECT_EQ(unknown.code, ErrorCode::kUnknownMethod);
   EXPECT_EQ(unknown.message,
             "unknown method \"workload.rm\" (known methods: status, stats, workload.list, "
-            "workload.get, workload.add, workload.del, conns)");
+            "workload.get, workload.add, workload.del, conns, monitor)");
 }
 
 TEST_F(ControlApiTest, MalformedLineClosesOtherErrorsDoNot) {
