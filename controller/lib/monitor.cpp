@@ -104,9 +104,11 @@ Event make_event(const ml_event& raw, std::int64_t unix_ns, const control::Workl
   } else {
     event.workload = owner_of(index, raw.src_ip6);
   }
-  // A loopback destination is in the namespace the event happened in.
-  event.peer_workload =
-      ml_ip6_is_loopback(raw.dst_ip6) != 0 ? event.workload : owner_of(index, raw.dst_ip6);
+  // The peer is whom the client wanted to reach: the original destination when there is one
+  // (an app's connect rewritten to its sidecar is about the pod it asked for), else dst. A
+  // loopback address is in the namespace the event happened in.
+  const __u32* peer = raw.orig_dst_port != 0 ? raw.orig_dst_ip6 : raw.dst_ip6;
+  event.peer_workload = ml_ip6_is_loopback(peer) != 0 ? event.workload : owner_of(index, peer);
   return event;
 }
 

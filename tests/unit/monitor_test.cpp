@@ -103,7 +103,10 @@ TEST(MonitorNames, TypesRoundTripAndAllExcludesNone) {
 TEST(MonitorEvent, WorkloadsComeFromTheNetnsAndTheDestination) {
   Event out = event(intercepted_outbound());
   EXPECT_EQ(out.workload, "pod-a");
-  EXPECT_EQ(out.peer_workload, "pod-a");  // 127.0.0.1 inside pod-a's namespace
+  EXPECT_EQ(out.peer_workload, "pod-b");  // the pod the app asked for, not its sidecar
+  ml_event local = intercepted_outbound();
+  local.orig_dst_port = 0;
+  EXPECT_EQ(event(local).peer_workload, "pod-a");  // 127.0.0.1 inside pod-a's namespace
   Event client = event(spliced_proxy_to_proxy(true));
   EXPECT_EQ(client.workload, "pod-a");
   EXPECT_EQ(client.peer_workload, "pod-b");
@@ -122,7 +125,7 @@ TEST(MonitorEvent, WorkloadsComeFromTheNetnsAndTheDestination) {
 TEST(MonitorEvent, InterceptedJsonCarriesTheOriginalDestination) {
   const json j = event_to_json(event(intercepted_outbound()));
   EXPECT_EQ(j, json::parse(R"({"type":"intercepted","time":"2026-11-25T12:00:00.123456Z",
-      "netns":4242,"workload":"pod-a","peer_workload":"pod-a","src":null,
+      "netns":4242,"workload":"pod-a","peer_workload":"pod-b","src":null,
       "dst":"127.0.0.1:15001","orig_dst":"198.18.0.11:8080","reason":"outbound",
       "hop":"app_to_proxy"})"));
 
@@ -245,7 +248,8 @@ TEST(MonitorFilter, TypesWorkloadPortAndAddressMustAllMatch) {
 
   // A workload matches where the event happened and where it goes.
   const Filter pod_b = parsed({{"workload", "pod-b"}});
-  EXPECT_FALSE(pod_b.matches(intercepted));
+  EXPECT_TRUE(pod_b.matches(intercepted));
+  EXPECT_FALSE(parsed({{"workload", "pod-c"}}).matches(intercepted));
   EXPECT_TRUE(pod_b.matches(client));
   EXPECT_TRUE(pod_b.matches(server));
 
@@ -331,7 +335,7 @@ TEST(MonitorHub, EventsGoOnlyToMatchingSubscribersInOrder) {
   GateLog gate;
   Hub hub(gate.fn());
   auto all = hub.subscribe(Filter{});
-  auto pod_b = hub.subscribe(parsed({{"workload", "pod-b"}}));
+  auto spliced = hub.subscribe(parsed({{"types", {"spliced"}}}));
   int wakes = 0;
   all->start([&wakes] { ++wakes; });
   hub.publish(event(intercepted_outbound()));
@@ -346,10 +350,10 @@ TEST(MonitorHub, EventsGoOnlyToMatchingSubscribersInOrder) {
   out.clear();
   EXPECT_FALSE(all->take(out));
   EXPECT_TRUE(out.empty());
-  ASSERT_TRUE(pod_b->take(out));
+  ASSERT_TRUE(spliced->take(out));
   lines = lines_of(out);
   ASSERT_EQ(lines.size(), 1u);
-  EXPECT_EQ(lines[0]["peer_workload"], "pod-b");
+  EXPECT_EQ(lines[0]["type"], "spliced");
 }
 
 TEST(MonitorHub, AFullQueueDropsNewEventsAndSaysHowManyAfterTheQueuedOnes) {

@@ -49,11 +49,12 @@ struct Event {
   ml_event raw{};
   std::int64_t unix_ns = 0;
   std::string workload;       // where it happened: the workload of its netns
-  std::string peer_workload;  // the workload owning dst (for loopback dst: `workload`)
+  std::string peer_workload;  // the workload owning orig_dst, or dst when there is none
+                              // (a loopback address: `workload`)
 };
 
-// Names the workloads of a kernel record: by netns cookie (workload id as a fallback is not
-// needed: every record carries its cookie), else by the local address; the peer by dst.
+// Names the workloads of a kernel record: by netns cookie (every record carries one), else by
+// its src address; the peer by its original destination, else by dst.
 Event make_event(const ml_event& raw, std::int64_t unix_ns, const control::WorkloadIndex& index);
 
 // What a client asked to see; every given criterion must match.
