@@ -53,6 +53,15 @@ nlohmann::json name_or_null(const std::string& name) {
   return name.empty() ? nlohmann::json(nullptr) : nlohmann::json(name);
 }
 
+// Columns of the readable form: the longest type ("skipped_blocking") and a typical pod name,
+// each followed by at least one space.
+constexpr std::size_t kTypeColumn = 17;
+constexpr std::size_t kWorkloadColumn = 12;
+
+std::string padded(const std::string& text, std::size_t width) {
+  return text + std::string(text.size() < width ? width - text.size() : 1, ' ');
+}
+
 std::string text_or_dash(const nlohmann::json& value) {
   return value.is_string() ? value.get<std::string>() : std::string("-");
 }
@@ -211,7 +220,7 @@ std::variant<Filter, control::ControlError> parse_filter(const nlohmann::json& p
 }
 
 std::string time_text(std::int64_t unix_ns) {
-  const std::time_t seconds = static_cast<std::time_t>(unix_ns / 1000000000);
+  const auto seconds = static_cast<std::time_t>(unix_ns / 1000000000);
   const auto micros = static_cast<long>((unix_ns % 1000000000) / 1000);
   std::tm utc{};
   ::gmtime_r(&seconds, &utc);
@@ -283,8 +292,7 @@ std::string format_line(const nlohmann::json& line) {
     }
   }
   std::string workload = text_or_dash(line.value("workload", nlohmann::json()));
-  std::string out = time + "  " + type + std::string(type.size() < 16 ? 16 - type.size() : 1, ' ') +
-                    workload + std::string(workload.size() < 12 ? 12 - workload.size() : 1, ' ');
+  std::string out = time + "  " + padded(type, kTypeColumn) + padded(workload, kWorkloadColumn);
   const std::string src = text_or_dash(line.value("src", nlohmann::json()));
   const std::string dst = text_or_dash(line.value("dst", nlohmann::json()));
   out += src + " -> " + dst;
@@ -304,7 +312,7 @@ std::string format_line(const nlohmann::json& line) {
     details.push_back(error.get<std::string>());
   }
   if (auto bytes = line.value("bytes", nlohmann::json()); !bytes.is_null()) {
-    details.push_back(bytes.dump() + " B send");
+    details.push_back("send of " + bytes.dump() + " B");
   }
   if (!details.empty()) {
     out += " ";

@@ -14,7 +14,8 @@
 #   - filters are applied by the daemon: `--type spliced --port 15006` and `--type intercepted
 #     --workload pod-b` see exactly the matching subset of the unfiltered stream;
 #   - a human-readable `monitor --type intercepted --count 2` exits 0 by itself after two
-#     lines; Ctrl-C (SIGINT) ends `monitor -o json` with status 0;
+#     lines; the readable form has one line per JSON event, saying the same; Ctrl-C (SIGINT)
+#     ends a monitor with status 0;
 #   - after a daemon restart (maps adopted, not cleaned up) the ring buffer still delivers.
 # shellcheck source=mesh_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/mesh_lib.sh"
@@ -99,8 +100,9 @@ monitor_bg MON_ALL all -o json
 monitor_bg MON_PORT port -o json --type spliced --port 15006
 monitor_bg MON_WL wl -o json --type intercepted --workload pod-b
 monitor_bg MON_COUNT count --type intercepted --count 2
+monitor_bg MON_TEXT text
 wait_gate "$ALL_TYPES"
-ml_log "4 monitors attached: gate $ALL_TYPES"
+ml_log "5 monitors attached: gate $ALL_TYPES"
 
 ctl_stats "$ML_WORKDIR/stats0.json"
 for i in 1 2 3; do
@@ -248,6 +250,22 @@ wait "$MON_COUNT" || rc=$?
 grep -qE '^[0-9:.]+  intercepted +pod-a +- -> 127\.0\.0\.1:15001 \(orig 198\.18\.0\.11:8080\) \[outbound, app_to_proxy\]$' \
   "$ML_WORKDIR/count.out" || ml_fail "monitor --count 2 printed: $(cat "$ML_WORKDIR/count.out")"
 
+# The readable form: one line per event, in the same order, saying the same thing.
+stop_monitor "$MON_TEXT" text
+"$PYTHON" - "$ML_WORKDIR" <<'EOF' || ml_fail "the readable monitor output does not match the JSON one"
+import json, sys
+work = sys.argv[1]
+events = [json.loads(l) for l in open(f"{work}/all.out")]
+text = open(f"{work}/text.out").read().splitlines()
+assert len(text) == len(events), f"{len(text)} readable lines for {len(events)} events"
+for line, e in zip(text, events):
+    fields = line.split()
+    assert fields[1] == e["type"], (line, e)
+    assert fields[2] == (e["workload"] or "-"), (line, e)
+    for key in ("dst", "orig_dst", "reason", "hop"):
+        if isinstance(e.get(key), str):
+            assert e[key] in line, (key, line, e)
+EOF
 stop_monitor "$MON_PORT" port
 stop_monitor "$MON_WL" wl
 wait_gate "$ALL_TYPES" # the unfiltered one still runs

@@ -191,11 +191,18 @@ TEST(MonitorEvent, SocketEventsSayWhichEndAndOnlyTheClientKnowsTheHop) {
 
 TEST(MonitorFormat, OneReadableLinePerEvent) {
   EXPECT_EQ(format_line(event_to_json(event(intercepted_outbound()))),
-            "12:00:00.123456  intercepted     pod-a       - -> 127.0.0.1:15001 "
+            "12:00:00.123456  intercepted      pod-a       - -> 127.0.0.1:15001 "
             "(orig 198.18.0.11:8080) [outbound, app_to_proxy]");
   EXPECT_EQ(format_line(event_to_json(event(spliced_proxy_to_proxy(false)))),
-            "12:00:00.123456  spliced         pod-b       198.18.0.11:15006 -> "
+            "12:00:00.123456  spliced          pod-b       198.18.0.11:15006 -> "
             "198.18.0.10:40000 [server]");
+  ml_event fallback = spliced_proxy_to_proxy(true);
+  fallback.type = ML_EVENT_FALLBACK;
+  fallback.side = 0;
+  fallback.detail = 512;
+  EXPECT_EQ(format_line(event_to_json(event(fallback))),
+            "12:00:00.123456  fallback         pod-a       198.18.0.10:40000 -> "
+            "198.18.0.11:15006 [send of 512 B]");
   EXPECT_EQ(format_line(drop_notice(12, "client_queue")),
             "!! 12 event(s) dropped (this client read too slowly)");
   EXPECT_EQ(format_line(drop_notice(3, "kernel_ring")),
