@@ -16,6 +16,10 @@
 #   - a human-readable `monitor --type intercepted --count 2` exits 0 by itself after two
 #     lines; the readable form has one line per JSON event, saying the same; Ctrl-C (SIGINT)
 #     ends a monitor with status 0;
+#   - with the daemon stopped (SIGSTOP) while a monitor is attached and thousands of loopback
+#     connections are spliced, the ring fills: afterwards the monitor shows the events the ring
+#     held plus "dropped" lines (kernel ring, client queue) that add up exactly to the rise of
+#     sockets_added;
 #   - after a daemon restart (maps adopted, not cleaned up) the ring buffer still delivers.
 # shellcheck source=mesh_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/mesh_lib.sh"
@@ -273,6 +277,72 @@ stop_monitor "$MON_ALL" all
 wait_gate 0
 grep -q 'monitor: datapath now emits none' "$ML_DAEMON_LOG" || ml_fail "the daemon did not log the gate going off"
 ml_log "every monitor gone: gate 0"
+
+# ---- the daemon falls behind: the ring fills, nothing blocks, every loss is accounted for ---------
+# With the daemon stopped (SIGSTOP) the datapath keeps emitting into the ring until it is full,
+# then counts what it cannot write. Once the daemon runs again, the monitor gets the ring's
+# events, a "kernel_ring" drop line, and "client_queue" drop lines for what did not fit in its
+# queue: delivered + dropped must equal the sockets spliced meanwhile, exactly.
+ML_CONNRATE=${ML_CONNRATE:-$MESHLANE_BIN/ml_connrate}
+[[ -x $ML_CONNRATE ]] || ml_fail "ml_connrate not found at $ML_CONNRATE (set MESHLANE_BIN)"
+monitor_bg MON_RING ring -o json --type spliced
+wait_gate 4
+ctl_stats "$ML_WORKDIR/stats0.json"
+rm -f "$ML_WORKDIR/connrate.ready"
+ml_bg CR_SERVER "$ML_WORKDIR/connrate.server.out" "$ML_WORKDIR/connrate.server.err" "$ML_CG" \
+  "$POD_A" "$ML_CONNRATE" server --listen 127.0.0.1:7000 --close-after 1 \
+  --ready-file "$ML_WORKDIR/connrate.ready"
+ml_wait_file "$ML_WORKDIR/connrate.ready" "$CR_SERVER" 10 || ml_fail "ml_connrate server did not start"
+kill -STOP "$ML_DAEMON_PID"
+ml_in "$ML_CG" "$POD_A" "$ML_CONNRATE" client --connect 127.0.0.1:7000 --concurrency 8 \
+  --duration 2 --warmup 0 --requests-per-conn 1 >"$ML_WORKDIR/connrate.client.out" \
+  2>"$ML_WORKDIR/connrate.client.err" || {
+  kill -CONT "$ML_DAEMON_PID"
+  ml_fail "ml_connrate client failed: $(tail -n 3 "$ML_WORKDIR/connrate.client.err")"
+}
+kill -CONT "$ML_DAEMON_PID"
+ml_kill_pid "$CR_SERVER"
+ml_log "while the daemon was stopped: $(cat "$ML_WORKDIR/connrate.client.out")"
+cat >"$ML_WORKDIR/ring.py" <<'EOF'
+import json, sys
+work = sys.argv[1]
+delta = {k: json.load(open(f"{work}/stats1.json"))["counters"][k]
+         - json.load(open(f"{work}/stats0.json"))["counters"][k] for k in ("sockets_added",)}
+delivered, dropped = 0, {"kernel_ring": 0, "client_queue": 0}
+for line in open(f"{work}/ring.out"):
+    if not line.endswith("\n"):
+        break
+    e = json.loads(line)
+    if e["type"] == "dropped":
+        dropped[e["source"]] += e["count"]
+    else:
+        assert e["type"] == "spliced", e
+        delivered += 1
+total = delivered + sum(dropped.values())
+print(f"spliced +{delta['sockets_added']}: {delivered} delivered, {dropped['kernel_ring']} lost "
+      f"in the kernel ring, {dropped['client_queue']} in the client queue")
+if total != delta["sockets_added"]:
+    sys.exit(3)
+if dropped["kernel_ring"] == 0:
+    print("FAIL: the ring never filled")
+    sys.exit(1)
+EOF
+ring_rc=3
+for ((i = 0; i < 100 && ring_rc == 3; i++)); do
+  ctl_stats "$ML_WORKDIR/stats1.json"
+  ring_rc=0
+  "$PYTHON" "$ML_WORKDIR/ring.py" "$ML_WORKDIR" >"$ML_WORKDIR/ring.log" 2>&1 || ring_rc=$?
+  [[ $ring_rc -eq 3 ]] && sleep 0.1
+done
+[[ $ring_rc -eq 0 ]] || {
+  ml_dump_daemon_log
+  ml_fail "ring full: $(cat "$ML_WORKDIR/ring.log")"
+}
+ml_log "ring full: $(cat "$ML_WORKDIR/ring.log")"
+grep -q 'monitor: the datapath dropped [0-9]* event(s)' "$ML_DAEMON_LOG" ||
+  ml_fail "the daemon did not log the ring's drops"
+stop_monitor "$MON_RING" ring
+wait_gate 0
 
 # ---- restart: the pinned ring buffer is adopted and still delivers -------------------------------
 ml_daemon_stop
