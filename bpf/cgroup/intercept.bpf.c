@@ -8,6 +8,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "meshlane/counters.bpf.h"
+#include "meshlane/events.bpf.h"
 #include "meshlane/intercept.h"
 #include "meshlane/maps.bpf.h"
 #include "meshlane/policy.bpf.h"
@@ -71,6 +72,7 @@ static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_c
 	    ml_policy_judge_connect(req->netns_cookie, req->dst_ip6, req->dst_port) ==
 		    ML_POLICY_DENY) {
 		count_denied(req, dst_pod);
+		ml_emit_connect_denied(req, self, 0);
 		verdict->action = ML_CONNECT_DENY;
 		return verdict->action;
 	}
@@ -80,6 +82,7 @@ static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_c
 		ml_count(verdict->counter, 1);
 		ml_count_workload(req->netns_cookie, verdict->counter, 1);
 	}
+	ml_emit_connect(req, verdict, self);
 	if (verdict->hop == ML_HOP_OTHER && !verdict->record_orig_dst)
 		return verdict->action;
 

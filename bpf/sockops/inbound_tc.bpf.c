@@ -9,6 +9,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "meshlane/counters.bpf.h"
+#include "meshlane/events.bpf.h"
 #include "meshlane/intercept.h"
 #include "meshlane/maps.bpf.h"
 #include "meshlane/policy.bpf.h"
@@ -123,6 +124,7 @@ static __always_inline void start_flow(const struct packet *pkt, const struct ml
 	bpf_map_update_elem(&ml_origdst_v1, &accepted, &orig, BPF_ANY);
 	ml_count(ML_CTR_INTERCEPT_INBOUND_TC, 1);
 	ml_count_workload(wl->netns_cookie, ML_CTR_INTERCEPT_INBOUND_TC, 1);
+	ml_emit_tc_steered(pkt->src_ip6, pkt->src_port, pkt->dst_ip6, pkt->dst_port, wl);
 }
 
 SEC("tc")
@@ -149,6 +151,8 @@ int ml_tc_ingress(struct __sk_buff *skb)
 			    ML_POLICY_DENY) {
 			ml_count(ML_CTR_DENIED_INBOUND_TC, 1);
 			ml_count_workload(wl->netns_cookie, ML_CTR_DENIED_INBOUND_TC, 1);
+			ml_emit_denied(wl->netns_cookie, wl->id, pkt.src_ip6, pkt.src_port, pkt.dst_ip6,
+				       pkt.dst_port, 0);
 			return TC_ACT_SHOT;
 		}
 		rule = ml_port_rule(wl->id, ML_DIR_INBOUND, pkt.dst_port);

@@ -8,6 +8,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "meshlane/counters.bpf.h"
+#include "meshlane/events.bpf.h"
 #include "meshlane/intercept.h"
 #include "meshlane/maps.bpf.h"
 #include "meshlane/shared.h"
@@ -201,6 +202,7 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 	struct ml_sock_key self = {};
 	struct ml_sock_state *state;
 	struct bpf_sock *sk = skops->sk;
+	long err;
 
 	if (!sk)
 		return;
@@ -225,14 +227,20 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 	}
 	if (reader_may_block(skops, sk, active)) {
 		count_socket(fields.netns_cookie, ML_CTR_SOCKETS_SKIPPED_BLOCKING);
+		ml_emit_socket(ML_EVENT_SKIPPED_BLOCKING, &self, fields.netns_cookie, active,
+			       state->hop, 0);
 		return;
 	}
-	if (bpf_sock_hash_update(skops, &ml_sockhash_v1, &self, BPF_ANY) != 0) {
+	err = bpf_sock_hash_update(skops, &ml_sockhash_v1, &self, BPF_ANY);
+	if (err != 0) {
 		count_socket(fields.netns_cookie, ML_CTR_SOCKETS_ADD_FAILED);
+		ml_emit_socket(ML_EVENT_MAP_FULL, &self, fields.netns_cookie, active, state->hop,
+			       (int)err);
 		return;
 	}
 	state->fallback = 0;
 	count_socket(fields.netns_cookie, ML_CTR_SOCKETS_ADDED);
+	ml_emit_socket(ML_EVENT_SPLICED, &self, fields.netns_cookie, active, state->hop, 0);
 	if (active)
 		count_spliced_hop(fields.netns_cookie, state->hop);
 }
@@ -272,6 +280,7 @@ int ml_sk_msg(struct sk_msg_md *msg)
 		 * normal stack, so the peer never reads redirected bytes ahead of queued ones. */
 		state->fallback = 1;
 		ml_count(ML_CTR_REDIRECT_FAILED, 1);
+		ml_emit_fallback(&state->peer, bpf_get_netns_cookie(msg), msg->size);
 		return SK_PASS;
 	}
 	ml_count(ML_CTR_MESSAGES_REDIRECTED, 1);

@@ -23,6 +23,7 @@ const std::vector<MethodInfo> kMethods = {
     {"policy.apply", Access::kWrite, "add or replace L4 policies; switched atomically"},
     {"policy.get", Access::kRead, "every policy, or one by name"},
     {"policy.del", Access::kWrite, "delete a policy"},
+    {"monitor", Access::kRead, "stream live datapath events, one JSON object per line"},
 };
 
 bool in_group(const PeerCredentials& peer, const std::optional<gid_t>& group) {
@@ -49,6 +50,11 @@ nlohmann::json entry_json(const WorkloadRegistry::Entry& entry) {
 
 }  // namespace
 
+Outcome<std::shared_ptr<monitor::Subscription>> ControlBackend::subscribe(
+    const monitor::Filter& /*filter*/) {
+  return ControlError{ErrorCode::kUnavailable, "this daemon has no event monitor"};
+}
+
 const char* to_string(Access access) { return access == Access::kRead ? "read" : "write"; }
 
 const std::vector<MethodInfo>& methods() { return kMethods; }
@@ -68,16 +74,18 @@ Reply ControlApi::handle_line(const PeerCredentials& peer, std::string_view line
     return {encode_error(bad->id, bad->error), bad->close};
   }
   const Request& request = std::get<Request>(parsed);
-  Outcome<nlohmann::json> outcome = call(peer, request);
+  std::shared_ptr<StreamSource> stream;
+  Outcome<nlohmann::json> outcome = call(peer, request, &stream);
   if (auto* error = std::get_if<ControlError>(&outcome)) {
     spdlog::debug("control: {} from pid {} uid {}: {}: {}", request.method, peer.pid, peer.uid,
                   to_string(error->code), error->message);
     return {encode_error(request.id, *error), false};
   }
-  return {encode_result(request.id, std::get<nlohmann::json>(outcome)), false};
+  return {encode_result(request.id, std::get<nlohmann::json>(outcome)), false, std::move(stream)};
 }
 
-Outcome<nlohmann::json> ControlApi::call(const PeerCredentials& peer, const Request& request) {
+Outcome<nlohmann::json> ControlApi::call(const PeerCredentials& peer, const Request& request,
+                                         std::shared_ptr<StreamSource>* stream) {
   auto method = std::find_if(kMethods.begin(), kMethods.end(),
                              [&](const MethodInfo& m) { return m.name == request.method; });
   if (method == kMethods.end()) {
@@ -125,6 +133,9 @@ Outcome<nlohmann::json> ControlApi::call(const PeerCredentials& peer, const Requ
   }
   if (name == "policy.del") {
     return policy_del(params);
+  }
+  if (name == "monitor") {
+    return monitor(request.params, stream);
   }
   return ControlError{ErrorCode::kInternal, "method " + request.method + " has no handler"};
 }
@@ -251,6 +262,26 @@ Outcome<nlohmann::json> ControlApi::conns(const Params& params) {
   const std::int64_t shown = limit.value_or(kDefaultConnsLimit);
   return describe_connections(keys.value(), index,
                               shown == 0 ? keys->size() : static_cast<std::size_t>(shown));
+}
+
+Outcome<nlohmann::json> ControlApi::monitor(const nlohmann::json& params,
+                                            std::shared_ptr<StreamSource>* stream) {
+  auto filter = monitor::parse_filter(params);
+  if (auto* error = std::get_if<ControlError>(&filter)) {
+    return *error;
+  }
+  if (stream == nullptr) {
+    return ControlError{ErrorCode::kInternal, "monitor needs a connection it can stream on"};
+  }
+  const monitor::Filter& wanted = std::get<monitor::Filter>(filter);
+  auto subscription = backend_.subscribe(wanted);
+  if (auto* error = std::get_if<ControlError>(&subscription)) {
+    return *error;
+  }
+  const auto& subscribed = std::get<std::shared_ptr<monitor::Subscription>>(subscription);
+  *stream = subscribed;
+  return nlohmann::json{
+      {"subscribed", true}, {"filter", wanted.to_json()}, {"queue_limit", subscribed->limit()}};
 }
 
 }  // namespace meshlane::control

@@ -93,16 +93,39 @@ Status Client::send_raw(std::string_view bytes) {
   return {};
 }
 
-Result<std::string> Client::read_line() {
-  const auto deadline = Clock::now() + timeout_;
+Result<std::string> Client::read_line() { return next_line(Clock::now() + timeout_, nullptr); }
+
+Result<std::string> Client::read_stream_line(const volatile std::sig_atomic_t& stop) {
+  return next_line(std::nullopt, &stop);
+}
+
+Result<std::string> Client::next_line(std::optional<Clock::time_point> deadline,
+                                      const volatile std::sig_atomic_t* stop) {
   for (;;) {
     if (auto newline = buffer_.find('\n'); newline != std::string::npos) {
       std::string line = buffer_.substr(0, newline);
       buffer_.erase(0, newline + 1);
       return line;
     }
-    if (Status status = wait_for(fd_.get(), POLLIN, deadline, "waiting for a response"); !status) {
-      return status.error();
+    if (deadline) {
+      if (Status status = wait_for(fd_.get(), POLLIN, *deadline, "waiting for a response");
+          !status) {
+        return status.error();
+      }
+    } else {
+      if (stop != nullptr && *stop != 0) {
+        return make_error(ECANCELED, "stopped");
+      }
+      pollfd entry{fd_.get(), POLLIN, 0};
+      if (::poll(&entry, 1, -1) < 0) {
+        if (errno != EINTR) {
+          return make_error(errno, "poll failed while waiting for the stream");
+        }
+        if (stop != nullptr && *stop != 0) {
+          return make_error(ECANCELED, "stopped");
+        }
+        continue;
+      }
     }
     char chunk[65536];
     const ssize_t count = ::recv(fd_.get(), chunk, sizeof chunk, MSG_DONTWAIT);
@@ -113,6 +136,9 @@ Result<std::string> Client::read_line() {
       return make_error(errno, "cannot read from the daemon");
     }
     if (count == 0) {
+      if (stop != nullptr && *stop != 0) {
+        return make_error(ECANCELED, "stopped");  // the signal handler shut the socket down
+      }
       return make_error(ECONNRESET, "the daemon closed the connection" +
                                         std::string(buffer_.empty() ? "" : " mid-response"));
     }

@@ -10,6 +10,7 @@
 #include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <cerrno>
@@ -86,7 +87,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
-  ~Session() { shared_->sessions.erase(this); }
+  ~Session() {
+    if (stream_) {
+      stream_->stop();
+    }
+    shared_->sessions.erase(this);
+  }
 
   void start() {
     shared_->sessions.emplace(this, weak_from_this());
@@ -100,6 +106,9 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     closed_ = true;
     timer_.cancel();
+    if (stream_) {
+      stream_->stop();  // the subscription ends with the connection, not with the last handler
+    }
     boost::system::error_code ignored;
     socket_.shutdown(Socket::shutdown_both, ignored);
     socket_.close(ignored);
@@ -173,20 +182,93 @@ class Session : public std::enable_shared_from_this<Session> {
     out_ = std::move(reply.line);
     writing_ = true;
     arm_timer();  // a client that does not read its response is idle too
-    asio::async_write(socket_, asio::buffer(out_),
-                      [self = shared_from_this(), close_after = reply.close](
-                          const boost::system::error_code& error, std::size_t) {
-                        self->writing_ = false;
-                        if (self->closed_) {
-                          return;
-                        }
-                        if (error || close_after) {
-                          self->close();
-                          return;
-                        }
-                        self->arm_timer();
-                        self->process();
-                      });
+    asio::async_write(
+        socket_, asio::buffer(out_),
+        [self = shared_from_this(), close_after = reply.close, stream = std::move(reply.stream)](
+            const boost::system::error_code& error, std::size_t) mutable {
+          self->writing_ = false;
+          if (self->closed_ || error || close_after) {
+            if (stream) {
+              stream->stop();
+            }
+            self->close();
+            return;
+          }
+          if (stream) {
+            self->start_streaming(std::move(stream));
+            return;
+          }
+          self->arm_timer();
+          self->process();
+        });
+  }
+
+  // From here on the connection only carries the stream: requests are no longer read (bytes
+  // the client sends are discarded), the idle timeout no longer applies (a stream may be quiet
+  // for hours), and the client leaving (EOF or an error) ends it.
+  void start_streaming(std::shared_ptr<StreamSource> stream) {
+    stream_ = std::move(stream);
+    timer_.cancel();
+    std::weak_ptr<Session> weak = weak_from_this();
+    stream_->start([weak] {
+      if (auto self = weak.lock()) {
+        self->schedule_pump();
+      }
+    });
+    read_until_gone();
+    pump();
+  }
+
+  void read_until_gone() {
+    socket_.async_read_some(
+        asio::buffer(read_buffer_),
+        [self = shared_from_this()](const boost::system::error_code& error, std::size_t) {
+          if (self->closed_) {
+            return;
+          }
+          if (error) {
+            self->close();
+            return;
+          }
+          self->read_until_gone();
+        });
+  }
+
+  // Coalesces wake-ups: every event queued before the posted pump runs goes out in one write.
+  void schedule_pump() {
+    if (pump_posted_ || closed_) {
+      return;
+    }
+    pump_posted_ = true;
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      self->pump_posted_ = false;
+      self->pump();
+    });
+  }
+
+  // One write at a time; what arrives meanwhile waits in the source's bounded queue.
+  void pump() {
+    if (closed_ || writing_ || !stream_) {
+      return;
+    }
+    out_.clear();
+    if (!stream_->take(out_)) {
+      return;
+    }
+    writing_ = true;
+    asio::async_write(
+        socket_, asio::buffer(out_),
+        [self = shared_from_this()](const boost::system::error_code& error, std::size_t) {
+          self->writing_ = false;
+          if (self->closed_) {
+            return;
+          }
+          if (error) {
+            self->close();
+            return;
+          }
+          self->pump();
+        });
   }
 
   // Restarted after every response: a client has idle_timeout to send its next complete
@@ -216,9 +298,11 @@ class Session : public std::enable_shared_from_this<Session> {
   PeerCredentials peer_;
   std::array<char, kReadChunk> read_buffer_{};
   std::string out_;
+  std::shared_ptr<StreamSource> stream_;  // set once the connection streams
   bool closed_ = false;
   bool eof_ = false;
   bool writing_ = false;
+  bool pump_posted_ = false;
 };
 
 // Prepares options.path for bind(): creates its directory (created_dir then says so), removes

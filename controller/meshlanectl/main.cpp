@@ -2,11 +2,14 @@
 //
 // Exit status: 0 ok, 1 usage error, 2 the daemon answered with an error (or broke off the
 // exchange), 3 cannot connect to the daemon.
+#include <sys/socket.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -20,6 +23,7 @@
 
 #include "meshlane/control_client.hpp"
 #include "meshlane/control_protocol.hpp"
+#include "meshlane/monitor.hpp"
 
 namespace {
 
@@ -450,6 +454,127 @@ struct AddOptions {
   }
 };
 
+// ---- monitor ---------------------------------------------------------------------------------
+
+struct MonitorOptions {
+  std::vector<std::string> types;
+  std::string workload;
+  std::optional<std::int64_t> port;
+  std::string ip;
+  std::optional<std::int64_t> count;
+};
+
+// Set by SIGINT/SIGTERM. The handler also shuts the stream's socket down, which wakes the
+// blocked read at once whatever it was doing (shutdown is async-signal-safe).
+volatile std::sig_atomic_t g_monitor_stop = 0;
+volatile int g_monitor_fd = -1;
+
+extern "C" void on_monitor_signal(int /*signal*/) {
+  g_monitor_stop = 1;
+  if (g_monitor_fd >= 0) {
+    ::shutdown(g_monitor_fd, SHUT_RDWR);
+  }
+}
+
+void install_monitor_signals() {
+  struct sigaction action {};
+  action.sa_handler = on_monitor_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = 0;  // no SA_RESTART: a blocked poll returns EINTR
+  ::sigaction(SIGINT, &action, nullptr);
+  ::sigaction(SIGTERM, &action, nullptr);
+}
+
+// The monitor method's params from the options; nullopt (after a message) for a usage error.
+std::optional<json> monitor_params(const MonitorOptions& options) {
+  json params = json::object();
+  std::vector<std::string> types = split_list(options.types);
+  if (!types.empty()) {
+    for (const std::string& type : types) {
+      if (!meshlane::monitor::type_from_name(type)) {
+        std::cerr << "meshlanectl: monitor: --type " << type << " is not an event type (one of "
+                  << text(json(meshlane::monitor::type_names())) << ")\n";
+        return std::nullopt;
+      }
+    }
+    params["types"] = types;
+  }
+  if (!options.workload.empty()) {
+    params["workload"] = options.workload;
+  }
+  if (options.port) {
+    params["port"] = *options.port;
+  }
+  if (!options.ip.empty()) {
+    params["ip"] = options.ip;
+  }
+  return params;
+}
+
+int monitor(const Globals& globals, const MonitorOptions& options) {
+  auto params = monitor_params(options);
+  if (!params) {
+    return kExitUsage;
+  }
+  const auto timeout =
+      std::chrono::milliseconds(static_cast<std::int64_t>(globals.timeout_seconds * 1000));
+  auto client = control::Client::connect(globals.socket, timeout);
+  if (!client) {
+    std::cerr << "meshlanectl: " << client.error().message() << '\n';
+    return kExitConnect;
+  }
+  const bool as_json = globals.output == "json";
+  auto ack = client->call("monitor", *params);
+  if (!ack) {
+    std::cerr << "meshlanectl: monitor: " << ack.error().message() << '\n';
+    return kExitDaemon;
+  }
+  if (ack->error) {
+    if (as_json) {
+      std::cout << json{{"error",
+                         {{"code", ack->error_code_text}, {"message", ack->error->message}}}}
+                       .dump()
+                << '\n';
+    }
+    std::cerr << "meshlanectl: monitor: " << ack->error->message << " (" << ack->error_code_text
+              << ")\n";
+    return kExitDaemon;
+  }
+  g_monitor_fd = client->fd();
+  install_monitor_signals();
+  if (!as_json) {
+    std::cerr << "meshlanectl: monitoring "
+              << text(ack->result->value("filter", json::object()).value("types", json()))
+              << " (Ctrl-C to stop)\n";
+  }
+  std::int64_t seen = 0;
+  while (!options.count || seen < *options.count) {
+    auto line = client->read_stream_line(g_monitor_stop);
+    if (!line) {
+      if (g_monitor_stop != 0) {
+        return kExitOk;
+      }
+      std::cerr << "meshlanectl: monitor: " << line.error().message() << '\n';
+      return kExitDaemon;
+    }
+    json event = json::parse(line.value(), nullptr, false);
+    if (event.is_discarded() || !event.is_object()) {
+      std::cerr << "meshlanectl: monitor: the daemon sent a line that is not a JSON object\n";
+      return kExitDaemon;
+    }
+    // Each line is flushed at once: the output is usually watched or piped live.
+    if (as_json) {
+      std::cout << line.value() << std::endl;
+    } else {
+      std::cout << meshlane::monitor::format_line(event) << std::endl;
+    }
+    if (event.value("type", std::string()) != "dropped") {
+      ++seen;
+    }
+  }
+  return kExitOk;
+}
+
 std::string dashed(const char* key) {
   std::string flag = std::string("--") + key;
   std::replace(flag.begin(), flag.end(), '_', '-');
@@ -553,6 +678,29 @@ int parse_and_run(int argc, char** argv) {
         return json{{"limit", conns_limit}};
       },
       print_conns));
+
+  MonitorOptions monitor_options;
+  auto* monitor_cmd = app.add_subcommand(
+      "monitor",
+      "live datapath events, one line each, until Ctrl-C (or --count): intercepted, spliced, "
+      "denied, map_full, fallback, skipped_blocking. Filters are applied by the daemon; every "
+      "one given must match");
+  monitor_cmd
+      ->add_option("--type", monitor_options.types,
+                   "event types to show, comma-separated, repeatable (default: all)")
+      ->type_name("LIST");
+  monitor_cmd->add_option("--workload", monitor_options.workload,
+                          "only events of this workload, or towards it");
+  monitor_cmd
+      ->add_option("--port", monitor_options.port,
+                   "only events with this port at either end or as original destination")
+      ->check(CLI::Range(1, 65535));
+  monitor_cmd->add_option("--ip", monitor_options.ip,
+                          "only events with this address (or in this prefix) at either end or "
+                          "as original destination");
+  monitor_cmd->add_option("--count", monitor_options.count, "exit after this many events")
+      ->check(CLI::PositiveNumber);
+  monitor_cmd->callback([&] { status = monitor(globals, monitor_options); });
 
   auto* workload = app.add_subcommand("workload", "add, delete, list and show workloads (pods)");
   workload->require_subcommand(1);

@@ -25,7 +25,9 @@
 #include "meshlane/control_workloads.hpp"
 #include "meshlane/counters.hpp"
 #include "meshlane/datapath.hpp"
+#include "meshlane/event_ring.hpp"
 #include "meshlane/kernel_features.hpp"
+#include "meshlane/monitor.hpp"
 #include "meshlane/mounts.hpp"
 #include "meshlane/netns.hpp"
 #include "meshlane/policy_compile.hpp"
@@ -35,6 +37,9 @@
 namespace {
 
 constexpr std::chrono::seconds kDrainCheckInterval{2};
+// How stale the workload names in monitor events may get (refreshing costs a netns open per
+// workload).
+constexpr std::chrono::seconds kWorkloadNamesMaxAge{1};
 
 constexpr int kExitOk = 0;
 constexpr int kExitConfig = 1;
@@ -184,7 +189,20 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
     return cookie.value();
   }
 
+  meshlane::control::Outcome<std::shared_ptr<meshlane::monitor::Subscription>> subscribe(
+      const meshlane::monitor::Filter& filter) override {
+    if (hub_ == nullptr) {
+      return meshlane::control::ControlError{
+          meshlane::control::ErrorCode::kUnavailable,
+          "the event ring buffer could not be opened at start (see the daemon log)"};
+    }
+    return hub_->subscribe(filter);
+  }
+
+  void set_hub(meshlane::monitor::Hub* hub) { hub_ = hub; }
+
  private:
+  meshlane::monitor::Hub* hub_ = nullptr;
   const meshlane::Config& config_;
   const meshlane::Datapath& datapath_;
   std::string cgroup_path_;
@@ -192,6 +210,45 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
   std::chrono::steady_clock::time_point started_steady_;
   std::time_t started_wall_;
 };
+
+// The workloads monitor events are attributed to: by netns cookie and address, rebuilt when
+// older than kWorkloadNamesMaxAge and events arrive.
+class WorkloadNames {
+ public:
+  WorkloadNames(const meshlane::control::WorkloadRegistry& workloads,
+                meshlane::control::ControlBackend& backend)
+      : workloads_(workloads), backend_(backend) {}
+
+  const meshlane::control::WorkloadIndex& index() {
+    const auto now = std::chrono::steady_clock::now();
+    if (!built_ || now - built_at_ >= kWorkloadNamesMaxAge) {
+      index_ = {};
+      for (const auto& entry : workloads_.list()) {
+        index_.add(*entry.workload, backend_.netns_cookie(entry.workload->netns).value_or(0));
+      }
+      built_ = true;
+      built_at_ = now;
+    }
+    return index_;
+  }
+
+ private:
+  const meshlane::control::WorkloadRegistry& workloads_;
+  meshlane::control::ControlBackend& backend_;
+  meshlane::control::WorkloadIndex index_;
+  std::chrono::steady_clock::time_point built_at_;
+  bool built_ = false;
+};
+
+std::string type_list(std::uint64_t mask) {
+  std::string names;
+  for (const std::string& name : meshlane::monitor::type_names()) {
+    if ((mask & meshlane::monitor::type_bit(*meshlane::monitor::type_from_name(name))) != 0) {
+      names += (names.empty() ? "" : ",") + name;
+    }
+  }
+  return names.empty() ? "none" : names;
+}
 
 // One client per file descriptor: the default soft limit (1024) would cap the control socket
 // below its client limit.
@@ -323,6 +380,36 @@ int run(const std::string& config_path, const meshlane::Config& config) {
 
   boost::asio::io_context io;
   DaemonBackend backend(config, datapath.value(), cgroup.value(), std::move(features));
+
+  // meshlanectl monitor: the ring buffer is read on this io_context; the datapath emits only
+  // while a client is subscribed (the hub sets the gate to the union of the clients' types).
+  std::unique_ptr<meshlane::EventPump> pump;
+  meshlane::monitor::Hub hub([&pump](std::uint64_t mask) {
+    if (!pump) {
+      return;
+    }
+    if (auto status = pump->gate().set_mask(mask); !status) {
+      spdlog::warn("monitor: cannot set the event gate: {}", status.error().message());
+      return;
+    }
+    spdlog::info("monitor: datapath now emits {}", type_list(mask));
+  });
+  WorkloadNames names(workloads, backend);
+  auto started_pump = meshlane::EventPump::start(
+      io, pins,
+      [&hub, &names](const ml_event& event, std::int64_t unix_ns) {
+        hub.publish(meshlane::monitor::make_event(event, unix_ns, names.index()));
+      },
+      [&hub](std::uint64_t lost) {
+        spdlog::warn("monitor: the datapath dropped {} event(s): its ring buffer was full", lost);
+        hub.publish_kernel_drops(lost);
+      });
+  if (started_pump) {
+    pump = std::move(started_pump.value());
+    backend.set_hub(&hub);
+  } else {
+    spdlog::warn("monitor: unavailable: {}", started_pump.error().message());
+  }
   meshlane::control::ControlApi api(backend, workloads, {*socket_group, *socket_group},
                                    &policies);
   meshlane::control::ServerOptions server_options;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A full sockhash must not break connections: with sockhash_max_entries = 2, 8 parallel
 # connections (16 sockets) all transfer and verify their bytes, and sockets_add_failed counts
-# the sockets that did not fit. Afterwards, with every socket closed, the map has room again:
+# the sockets that did not fit; `meshlanectl monitor --type map_full` shows one event for each,
+# with the sockhash update's errno. Afterwards, with every socket closed, the map has room again:
 # a new connection is spliced.
 # Traffic is `ml_xfer --nonblocking` so that the only reason for a socket not to be spliced is
 # the full map (blocking sockets are never spliced by default: test_blocking_guard.sh).
@@ -12,6 +13,14 @@ ml_make_cgroup
 ml_make_netns NS
 ml_daemon_start "sockhash_max_entries = 2"
 
+MESHLANECTL=${MESHLANECTL:-$MESHLANE_BIN/meshlanectl}
+ml_bg MON_PID "$ML_WORKDIR/monitor.out" "$ML_WORKDIR/monitor.err" - - \
+  "$MESHLANECTL" --socket "$ML_WORKDIR/meshlane.sock" -o json monitor --type map_full
+for ((i = 0; i < 100; i++)); do
+  grep -q 'monitor: datapath now emits map_full' "$ML_DAEMON_LOG" && break
+  sleep 0.05
+done
+[[ $i -lt 100 ]] || ml_fail "the monitor did not subscribe: $(cat "$ML_WORKDIR/monitor.err")"
 ml_snapshot before
 ml_xfer_pair "$ML_CG" "$NS" full "--listen 127.0.0.1:5201 --connections 8" \
   "--connect 127.0.0.1:5201 --parallel 8" --nonblocking --bytes 32M --max-write 1M --timeout 90
@@ -20,6 +29,14 @@ ml_show_delta before after
 failed=$(ml_delta before after sockets_add_failed)
 [[ $failed -gt 0 ]] ||
   ml_fail "sockets_add_failed did not rise with 16 sockets and sockhash_max_entries = 2"
+for ((i = 0; i < 100; i++)); do
+  [[ $(grep -c '"type":"map_full"' "$ML_WORKDIR/monitor.out") -eq $failed ]] && break
+  sleep 0.05
+done
+[[ $(grep '"type":"map_full"' "$ML_WORKDIR/monitor.out" | grep -c '"errno":[1-9]') -eq $failed ]] ||
+  ml_fail "sockets_add_failed rose by $failed, monitor shows: $(cat "$ML_WORKDIR/monitor.out")"
+ml_kill_pid "$MON_PID"
+ml_log "monitor: $failed map_full event(s), e.g. $(head -n 1 "$ML_WORKDIR/monitor.out")"
 blocking=$(ml_delta before after sockets_skipped_blocking)
 [[ $blocking -eq 0 ]] ||
   ml_fail "sockets_skipped_blocking rose by $blocking for non-blocking sockets"

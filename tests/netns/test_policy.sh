@@ -137,6 +137,26 @@ probe "reverse: node allowed" "$CTL_NODE_NS" 198.18.0.11 8080 ok
 probe "reverse: node, other port" "$CTL_NODE_NS" 198.18.0.11 9999 timeout
 ml_log "after the update the verdicts are reversed"
 
+# ---- monitor shows the denials --------------------------------------------------------------------
+ml_bg MON_PID "$ML_WORKDIR/monitor.out" "$ML_WORKDIR/monitor.err" - - \
+  "$MESHLANECTL" --socket "$CTL_SOCKET" -o json monitor --type denied --count 2
+sleep 0.5  # the subscription is in place once the daemon has acknowledged it
+probe "monitored: pod-a denied" "$POD_A" 198.18.0.11 8080 EPERM
+probe "monitored: node, other port" "$CTL_NODE_NS" 198.18.0.11 9999 timeout
+for ((i = 0; i < 100; i++)); do
+  kill -0 "$MON_PID" 2>/dev/null || break
+  sleep 0.1
+done
+wait "$MON_PID" || ml_fail "meshlanectl monitor --count 2 failed: $(cat "$ML_WORKDIR/monitor.err")"
+"$PYTHON" - "$ML_WORKDIR/monitor.out" <<'PY' || ml_fail "monitor did not show the two denials: $(cat "$ML_WORKDIR/monitor.out")"
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert len(events) == 2 and all(e["type"] == "denied" for e in events), events
+ports = sorted(int(e["orig_dst"].rsplit(":", 1)[1]) for e in events)
+assert ports == [8080, 9999], ports
+PY
+ml_log "monitor showed both denials (connect and tc)"
+
 # ---- egress ------------------------------------------------------------------------------------------
 cat >"$ML_WORKDIR/egress.json" <<'J'
 {"policies": [{"name": "client-out", "workload": "pod-a",

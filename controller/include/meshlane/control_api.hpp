@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,6 +21,7 @@
 #include "meshlane/control_workloads.hpp"
 #include "meshlane/counters.hpp"
 #include "meshlane/error.hpp"
+#include "meshlane/monitor.hpp"
 #include "meshlane/shared.h"
 
 namespace meshlane::control {
@@ -61,6 +63,8 @@ class ControlBackend {
     (void)netns_cookie;
     return make_error(ENOTSUP, "per-workload counters are not available");
   }
+  // A live event subscription (the monitor method); the daemon's hub, or unavailable.
+  virtual Outcome<std::shared_ptr<monitor::Subscription>> subscribe(const monitor::Filter& filter);
 };
 
 class ControlApi {
@@ -70,11 +74,14 @@ class ControlApi {
              PolicyRegistry* policies = nullptr)
       : backend_(backend), workloads_(workloads), policy_(policy), policies_(policies) {}
 
-  // One request line in, one response line out (the server's LineHandler).
+  // One request line in, one response line out (the server's LineHandler); for monitor, the
+  // acknowledgement and the stream that follows it.
   Reply handle_line(const PeerCredentials& peer, std::string_view line);
 
-  // A parsed request: the result object or the error.
-  Outcome<nlohmann::json> call(const PeerCredentials& peer, const Request& request);
+  // A parsed request: the result object or the error. A streaming method (monitor) puts its
+  // stream in `stream`; without one to fill it is refused.
+  Outcome<nlohmann::json> call(const PeerCredentials& peer, const Request& request,
+                               std::shared_ptr<StreamSource>* stream = nullptr);
 
  private:
   Outcome<nlohmann::json> status(const Params& params);
@@ -87,6 +94,8 @@ class ControlApi {
   Outcome<nlohmann::json> policy_apply(const Params& params, const nlohmann::json& raw);
   Outcome<nlohmann::json> policy_get(const Params& params);
   Outcome<nlohmann::json> policy_del(const Params& params);
+  Outcome<nlohmann::json> monitor(const nlohmann::json& params,
+                                  std::shared_ptr<StreamSource>* stream);
 
   ControlBackend& backend_;
   WorkloadRegistry& workloads_;

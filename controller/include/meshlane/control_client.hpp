@@ -3,7 +3,9 @@
 #pragma once
 
 #include <chrono>
+#include <csignal>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -28,11 +30,16 @@ class Client {
   Status send_raw(std::string_view bytes);
   // One line without its newline. Error on EOF before a newline, or after the timeout.
   Result<std::string> read_line();
+  // The same without a timeout, for streams (monitor): waits until a line comes, the daemon
+  // closes, or a signal handler sets `stop` (then the error is ECANCELED).
+  Result<std::string> read_stream_line(const volatile std::sig_atomic_t& stop);
 
   [[nodiscard]] int fd() const { return fd_.get(); }
 
  private:
   Client(UniqueFd fd, std::chrono::milliseconds timeout) : fd_(std::move(fd)), timeout_(timeout) {}
+  Result<std::string> next_line(std::optional<std::chrono::steady_clock::time_point> deadline,
+                                const volatile std::sig_atomic_t* stop);
 
   UniqueFd fd_;
   std::chrono::milliseconds timeout_;

@@ -1,8 +1,8 @@
 // The control socket's transport: a Unix stream socket served with Boost.Asio on the daemon's
 // io_context. It frames lines, identifies peers (SO_PEERCRED, SO_PEERGROUPS), enforces the
 // frame limit, the idle timeout and the client limit, and hands every complete line to a
-// handler that returns the response line. One thread serves every client: all I/O is
-// asynchronous, so a slow or stalled client never holds up the others.
+// handler that returns the response line, or a stream of lines (monitor). One thread serves
+// every client: all I/O is asynchronous, so a slow or stalled client never holds up the others.
 #pragma once
 
 #include <sys/types.h>
@@ -43,10 +43,32 @@ struct ServerOptions {
   std::size_t max_frame_bytes = kMaxFrameBytes;
 };
 
-// The answer to one line: the response line (newline included) and whether to close after it.
+// What a reply can turn its connection into (the monitor method): after the reply line the
+// session stops reading requests and writes whatever the source yields, until the client
+// closes the connection or shuts down its sending side. Everything runs on the io_context's
+// thread.
+class StreamSource {
+ public:
+  StreamSource() = default;
+  StreamSource(const StreamSource&) = delete;
+  StreamSource& operator=(const StreamSource&) = delete;
+  StreamSource(StreamSource&&) = delete;
+  StreamSource& operator=(StreamSource&&) = delete;
+  virtual ~StreamSource() = default;
+  // Called once the reply line is written; the source calls `wake` when it has lines to take.
+  virtual void start(std::function<void()> wake) = 0;
+  // Appends every line ready (newlines included) to `out`; false when there was none.
+  virtual bool take(std::string& out) = 0;
+  // The client is gone: nothing more is wanted. Idempotent.
+  virtual void stop() = 0;
+};
+
+// The answer to one line: the response line (newline included) and whether to close after it,
+// or a stream to serve after it.
 struct Reply {
   std::string line;
   bool close = false;
+  std::shared_ptr<StreamSource> stream;
 };
 
 using LineHandler = std::function<Reply(const PeerCredentials& peer, std::string_view line)>;
