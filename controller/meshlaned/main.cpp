@@ -60,7 +60,16 @@ int cleanup(const meshlane::Config& config) {
   } else {
     spdlog::warn("cleanup: {}", live.error().message());
   }
+  // And every interface the daemon recorded filters on: workloads removed by a reload whose
+  // filters were still draining are in no config, only in the record.
+  const std::string record = meshlane::tc_record_path(config.daemon.state_dir);
+  for (auto& recorded : meshlane::read_tc_record(record)) {
+    workloads.push_back(std::move(recorded));
+  }
   int visited = meshlane::detach_workload_filters(workloads);
+  if (::unlink(record.c_str()) != 0 && errno != ENOENT) {
+    spdlog::warn("cleanup: cannot remove {}: {}", record, std::strerror(errno));
+  }
   if (visited > 0) {
     spdlog::info("cleanup: removed tc filters of {} workload(s)", visited);
   }
@@ -99,6 +108,10 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
                              {"pin", attachment.pin},
                              {"outcome", meshlane::to_string(attachment.outcome)}});
     }
+    nlohmann::json maps = nlohmann::json::object();
+    for (const auto& decision : datapath_.map_plan()) {
+      maps[decision.name] = meshlane::to_string(decision.action);
+    }
     utsname host{};
     ::uname(&host);
     char started[32] = {};
@@ -117,6 +130,9 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
         {"attachments", attachments},
         {"bpffs_dir", config_.daemon.bpffs_dir},
         {"maps_adopted", datapath_.maps_adopted()},
+        {"maps", maps},
+        {"splicing", datapath_.support().splicing},
+        {"interception", datapath_.support().interception},
         {"cgroup", cgroup_path_},
         {"acceleration",
          {{"enabled", config_.acceleration.enabled},
@@ -203,7 +219,17 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   spdlog::info("cgroup v2 mounted at {}; attaching to {}", mount.value(), cgroup.value());
 
   raise_file_limit();
-  std::vector<meshlane::KernelFeature> features = meshlane::probe_splice_features();
+  std::vector<meshlane::KernelFeature> features = meshlane::probe_all_features();
+  auto support = meshlane::decide_features(features, config.daemon.on_missing_feature);
+  if (!support) {
+    spdlog::error("{}", support.error().message());
+    return kExitRuntime;
+  }
+  if (!support->splicing || !support->interception) {
+    spdlog::warn("degraded (daemon.on_missing_feature = \"degrade\"): {}{}",
+                 support->splicing ? "" : "splicing is off; ",
+                 support->interception ? "" : "interception is off; ");
+  }
   auto socket_group = meshlane::control::resolve_socket_group(config.daemon.socket_group);
   if (!socket_group) {
     spdlog::error("{}", socket_group.error().message());
@@ -215,7 +241,9 @@ int run(const std::string& config_path, const meshlane::Config& config) {
     return kExitConfig;
   }
 
-  auto datapath = meshlane::Datapath::start(config, cgroup.value());
+  // Load first, fill the workload maps and tc filters, attach the cgroup programs last: a new
+  // program never runs before the maps it reads are filled.
+  auto datapath = meshlane::Datapath::load(config, support.value());
   if (!datapath) {
     spdlog::error("{}", datapath.error().message());
     return kExitRuntime;
@@ -223,13 +251,15 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   const auto& pins = datapath->pins();
   spdlog::info("maps {} under {}", datapath->maps_adopted() ? "adopted" : "created and pinned",
                pins.dir);
-  for (const auto& attachment : datapath->attachments()) {
-    spdlog::info("{}: {} (pin {})", attachment.what, meshlane::to_string(attachment.outcome),
-                 attachment.pin);
+  for (const auto& decision : datapath->map_plan()) {
+    spdlog::debug("map {}: {}", decision.name, meshlane::to_string(decision.action));
   }
-  spdlog::info("acceleration {}, sockhash capacity {}", config.acceleration.enabled ? "on" : "off",
-               config.acceleration.sockhash_max_entries);
-  meshlane::WorkloadManager manager(config.daemon.bpffs_dir, datapath->tc_programs());
+  if (auto status = meshlane::control::ensure_state_dir(config.daemon.state_dir); !status) {
+    spdlog::error("{}", status.error().message());
+    return kExitRuntime;
+  }
+  meshlane::WorkloadManager manager(config.daemon.bpffs_dir, datapath->tc_programs(),
+                                    meshlane::tc_record_path(config.daemon.state_dir));
   meshlane::control::WorkloadRegistry workloads(
       [&manager](const std::vector<meshlane::WorkloadConfig>& desired) {
         return manager.apply(desired);
@@ -252,6 +282,16 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   spdlog::info("{} workload(s) applied ({} from the config file, {} live from {})",
                manager.applied_count(), workloads.config_count(), workloads.live_count(),
                meshlane::control::workload_state_path(config.daemon.state_dir));
+  if (auto status = datapath->attach(cgroup.value()); !status) {
+    spdlog::error("{}", status.error().message());
+    return kExitRuntime;
+  }
+  for (const auto& attachment : datapath->attachments()) {
+    spdlog::info("{}: {} (pin {})", attachment.what, meshlane::to_string(attachment.outcome),
+                 attachment.pin);
+  }
+  spdlog::info("acceleration {}, sockhash capacity {}", config.acceleration.enabled ? "on" : "off",
+               config.acceleration.sockhash_max_entries);
 
   boost::asio::io_context io;
   DaemonBackend backend(config, datapath.value(), cgroup.value(), std::move(features));
