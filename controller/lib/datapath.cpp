@@ -490,7 +490,7 @@ Result<CleanupReport> remove_datapath(const std::string& bpffs_dir) {
     ++report.pins_removed;
   }
   // Every map pin meshlane makes: this build's maps, older layout versions (ml_*_v1 once a
-  // build uses ml_*_v2) and a migration's "<pin>.migrating".
+  // build uses ml_*_v2) and a migration's "<pin>_migrating".
   std::vector<std::string> map_pins;
   for (const auto& entry : fs::directory_iterator(bpffs_dir, ec)) {
     const std::string name = entry.path().filename().string();

@@ -18,7 +18,8 @@ namespace meshlane {
 
 namespace {
 
-constexpr const char* kMigratingSuffix = ".migrating";
+// bpffs refuses names with a dot.
+constexpr std::string_view kMigratingSuffix = "_migrating";
 
 bool exists(const std::string& path) {
   struct stat st {};
@@ -63,6 +64,33 @@ std::string differences(const MapSpec& wanted, const MapSpec& pinned) {
   add("max_entries", pinned.max_entries, wanted.max_entries);
   add("flags", pinned.flags, wanted.flags);
   return out;
+}
+
+bool same_map(const std::string& a, const std::string& b) {
+  auto fd_a = open_pinned(a);
+  auto fd_b = open_pinned(b);
+  if (!fd_a || !fd_b) {
+    return false;
+  }
+  auto info_a = map_info(fd_a->get());
+  auto info_b = map_info(fd_b->get());
+  return info_a && info_b && info_a->id == info_b->id;
+}
+
+// bpffs has no rename: pin the object at `to` as well, then remove `from`. A crash in between
+// leaves both pins, which plan_pinned_maps() handles.
+Status move_pin(const std::string& from, const std::string& to) {
+  auto fd = open_pinned(from);
+  if (!fd) {
+    return fd.error();
+  }
+  if (bpf_obj_pin(fd->get(), to.c_str()) != 0) {
+    return make_error(errno, "cannot pin " + from + " at " + to);
+  }
+  if (::unlink(from.c_str()) != 0) {
+    return make_error(errno, "cannot remove " + from + " after pinning it at " + to);
+  }
+  return {};
 }
 
 Result<MapSpec> pinned_spec(const std::string& pin) {
@@ -163,14 +191,17 @@ Result<std::vector<PinDecision>> plan_pinned_maps(const std::vector<MapSpec>& wa
   std::vector<PinDecision> decisions;
   for (const MapSpec& spec : wanted) {
     const std::string pin = pins.map(spec.name);
-    const std::string migrating = pin + kMigratingSuffix;
+    const std::string migrating = pin + std::string(kMigratingSuffix);
     if (exists(migrating)) {
       if (!exists(pin)) {
         // Crashed before the new map was pinned: the old one is still the real one.
-        if (::rename(migrating.c_str(), pin.c_str()) != 0) {
-          return make_error(errno, "cannot move " + migrating + " back to " + pin);
+        if (auto status = move_pin(migrating, pin); !status) {
+          return status.error();
         }
         spdlog::warn("map {}: an interrupted migration is rolled back", spec.name);
+      } else if (same_map(pin, migrating)) {
+        // Crashed in the middle of moving the pin: both names are the old map.
+        ::unlink(migrating.c_str());
       } else {
         // Crashed after: the new map exists, finish copying.
         spdlog::warn("map {}: an interrupted migration is resumed", spec.name);
@@ -197,10 +228,10 @@ Result<std::vector<PinDecision>> plan_pinned_maps(const std::vector<MapSpec>& wa
 
 Status prepare_pins(const std::vector<PinDecision>& decisions) {
   for (const PinDecision& decision : decisions) {
-    const std::string migrating = decision.pin + kMigratingSuffix;
+    const std::string migrating = decision.pin + std::string(kMigratingSuffix);
     if (decision.action == PinAction::kMigrate && !exists(migrating)) {
-      if (::rename(decision.pin.c_str(), migrating.c_str()) != 0) {
-        return make_error(errno, "cannot move " + decision.pin + " aside for its migration");
+      if (auto status = move_pin(decision.pin, migrating); !status) {
+        return status;
       }
       spdlog::warn("map {}: {}; its entries are migrated to a new map", decision.name,
                    decision.why);
@@ -222,7 +253,7 @@ Status migrate_entries(const std::vector<PinDecision>& decisions, bool final) {
     if (decision.action != PinAction::kMigrate) {
       continue;
     }
-    const std::string migrating = decision.pin + kMigratingSuffix;
+    const std::string migrating = decision.pin + std::string(kMigratingSuffix);
     if (!exists(migrating)) {
       continue;
     }
@@ -261,7 +292,7 @@ std::vector<std::string> remove_retired_pins(const PinLayout& pins) {
   }
   ::closedir(dir);
   for (const std::string& name : names) {
-    if (!name.starts_with("ml_") || name.find('.') != std::string::npos) {
+    if (!name.starts_with("ml_") || name.ends_with(kMigratingSuffix)) {
       continue;
     }
     if (std::find(kPinnedMapNames.begin(), kPinnedMapNames.end(), name) != kPinnedMapNames.end()) {

@@ -44,12 +44,12 @@ Result<PinDecision> decide_pinned_map(const MapSpec& wanted, const MapSpec* pinn
                                       const std::string& pin);
 
 // Decides for every map, reading the pins under `pins`; nothing is changed. The first refusal
-// is returned as the error. A migration left half done by a crash (a "<pin>.migrating" file)
+// is returned as the error. A migration left half done by a crash (a "<pin>_migrating" file)
 // is resumed.
 Result<std::vector<PinDecision>> plan_pinned_maps(const std::vector<MapSpec>& wanted,
                                                   const PinLayout& pins);
 
-// Before loading: moves the pins of maps to migrate to "<pin>.migrating" and unpins the maps
+// Before loading: moves the pins of maps to migrate to "<pin>_migrating" and unpins the maps
 // to recreate. Programs still attached keep using the old maps until their links are updated,
 // and sockets spliced through an old sockhash keep it alive until they close.
 Status prepare_pins(const std::vector<PinDecision>& decisions);
