@@ -282,16 +282,12 @@ Status Datapath::load_objects(const Config& config) {
   }
   for (bpf_object* object : objects) {
     size_maps(object, config.acceleration);
-    if (!support_.splicing) {
-      // Degraded: no sockhash (its map type may be what is missing), no sock_ops or sk_msg.
-      if (bpf_map* sockhash = bpf_object__find_map_by_name(object, ML_SOCKHASH_MAP_NAME)) {
-        bpf_map__set_autocreate(sockhash, false);
-      }
-    }
   }
   if (!support_.splicing) {
-    bpf_program__set_autoload(sockops_->progs.ml_sockops, false);
+    // Degraded: no sk_msg; sock_ops still runs (it records original destinations for
+    // interception) but puts no socket in the sockhash.
     bpf_program__set_autoload(sockops_->progs.ml_sk_msg, false);
+    sockops_->rodata->accelerate = 0;
   }
 
   // Every pinned map is checked against this build before anything changes: a refusal leaves
@@ -352,8 +348,7 @@ Status Datapath::attach_cgroup_programs(const std::string& cgroup_path) {
        BPF_CGROUP_GETSOCKOPT},
   }};
   for (const CgroupProgram& entry : programs) {
-    const bool wanted =
-        entry.type == BPF_CGROUP_SOCK_OPS ? support_.splicing : support_.interception;
+    const bool wanted = entry.type == BPF_CGROUP_SOCK_OPS || support_.interception;
     if (!wanted) {
       remove_link(pins_.link(entry.link_name),
                   "its kernel feature is missing (daemon.on_missing_feature = \"degrade\")");

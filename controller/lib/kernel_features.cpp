@@ -62,15 +62,17 @@ std::string describe_missing(const std::vector<KernelFeature>& features, const c
 
 std::vector<KernelFeature> probe_splice_features() {
   return {
-      prog_type(BPF_PROG_TYPE_SOCK_OPS, "sock_ops", kForSplicing),
-      prog_type(BPF_PROG_TYPE_SK_MSG, "sk_msg", kForSplicing),
-      map_type(BPF_MAP_TYPE_SOCKHASH, "sockhash", kForSplicing),
-      map_type(BPF_MAP_TYPE_SK_STORAGE, "sk_storage", kForSplicing),
-      map_type(BPF_MAP_TYPE_PERCPU_ARRAY, "percpu_array", kForSplicing),
+      // sock_ops and its maps also record each intercepted connection's original destination:
+      // without them neither splicing nor interception can run.
+      prog_type(BPF_PROG_TYPE_SOCK_OPS, "sock_ops", kForBoth),
+      map_type(BPF_MAP_TYPE_SOCKHASH, "sockhash", kForBoth),
+      map_type(BPF_MAP_TYPE_SK_STORAGE, "sk_storage", kForBoth),
+      map_type(BPF_MAP_TYPE_PERCPU_ARRAY, "percpu_array", kForBoth),
       helper(BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_get_netns_cookie,
-             "bpf_get_netns_cookie in sock_ops (kernel >= 5.15)", kForSplicing),
+             "bpf_get_netns_cookie in sock_ops (kernel >= 5.15)", kForBoth),
       helper(BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_sk_storage_get, "bpf_sk_storage_get in sock_ops",
-             kForSplicing),
+             kForBoth),
+      prog_type(BPF_PROG_TYPE_SK_MSG, "sk_msg", kForSplicing),
       helper(BPF_PROG_TYPE_SK_MSG, BPF_FUNC_sk_storage_get, "bpf_sk_storage_get in sk_msg",
              kForSplicing),
       helper(BPF_PROG_TYPE_SK_MSG, BPF_FUNC_msg_redirect_hash, "bpf_msg_redirect_hash",
@@ -124,7 +126,8 @@ Result<FeatureSupport> decide_features(const std::vector<KernelFeature>& feature
   FeatureSupport support;
   support.splicing = describe_missing(features, kForSplicing).empty();
   support.interception = describe_missing(features, kForInterception).empty();
-  if (!support.splicing && !support.interception) {
+  if (!describe_missing(features, kForBoth).empty() ||
+      (!support.splicing && !support.interception)) {
     return make_error("the running kernel lacks " + describe_missing(features, nullptr) +
                       ": neither splicing nor interception can run, nothing to degrade to");
   }

@@ -11,10 +11,11 @@ namespace meshlane {
 
 inline constexpr const char* kForSplicing = "local TCP splicing";
 inline constexpr const char* kForInterception = "interception";
+inline constexpr const char* kForBoth = "splicing and interception";
 
 struct KernelFeature {
   std::string name;        // e.g. "program type sk_msg"
-  std::string needed_for;  // kForSplicing or kForInterception
+  std::string needed_for;  // kForSplicing, kForInterception or kForBoth
   bool present = false;
   bool pretended_absent = false;  // MESHLANE_TEST_MISSING_FEATURES named it (tests only)
 };
