@@ -4,10 +4,15 @@
 # in the middle (SIGTERM and SIGKILL in turn), every byte checked, and meshlaned's RSS and fd
 # count sampled and checked for bounded growth.
 #
-#   sudo scripts/soak.sh [--duration SECONDS] [--restart-every SECONDS]
+#   sudo scripts/soak.sh [--duration SECONDS] [--restart-every SECONDS] [--tc-shared-client]
 #
-# Each round (about 5 s): a connection storm A -> B (ml_connrate, new connection per request,
-# random request/reply sizes) and one from X -> B (tc-steered) run in the background while
+# The tc-steered storm comes from host Y (198.18.0.101) and the tc-steered transfers from X:
+# with --tc-shared-client both come from X, which reproduces a known bug (docs/reliability.md):
+# two connections from the same client address and port to two app ports of one pod share a
+# tc flow key, and the second one's state breaks the first (reset).
+#
+# Each round (about 5 s): a connection storm A -> B (ml_connrate, new connection per request)
+# and one from Y -> B (tc-steered) run in the background while
 # verified ml_xfer transfers of random size and random write sizes go A -> B through both
 # sidecars and X -> B. Every --restart-every seconds (default 20) the daemon is restarted,
 # alternately with SIGTERM and SIGKILL, in the middle of the traffic. Any failed connection or
@@ -19,8 +24,10 @@
 set -euo pipefail
 DURATION=1800
 RESTART_EVERY=20
+SHARED_CLIENT=0
 while [[ $# -gt 0 ]]; do
   case $1 in
+    --tc-shared-client) SHARED_CLIENT=1; shift ;;
     --duration) DURATION=$2; shift 2 ;;
     --restart-every) RESTART_EVERY=$2; shift 2 ;;
     -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
@@ -39,6 +46,10 @@ FD_GROWTH=4
 RSS_MAX_KB=65536
 
 rel_setup
+mesh_add_host REL_Y y 101
+MESH_ALL+=("$REL_Y")
+STORM_X=$REL_Y
+[[ $SHARED_CLIENT -eq 1 ]] && STORM_X=$REL_X
 rel_sidecars
 CONFIG="$ML_WORKDIR/meshlane.toml"
 rel_write_config "$CONFIG"
@@ -112,7 +123,7 @@ while (($(date +%s) - START < DURATION)); do
   ROUND=$((ROUND + 1))
   storm_start "storm-a-$ROUND" "$REL_A" 8090
   PA=$STORM_PID
-  storm_start "storm-x-$ROUND" "$REL_X" 8091
+  storm_start "storm-x-$ROUND" "$STORM_X" 8091
   PX=$STORM_PID
   restart_at=$((RANDOM % 3 + 1)) # second of the round at which a due restart happens
   for ((k = 1; k <= 3; k++)); do
@@ -121,7 +132,7 @@ while (($(date +%s) - START < DURATION)); do
     src=$REL_A
     ((RANDOM % 3 == 0)) && src=$REL_X
     mesh_xfer "r$ROUND-$k" "$REL_B" "[::]:8080" "$src" "$B4:8080" --bytes "$bytes" \
-      --max-write "$maxw" --seed "$ROUND$k" --timeout 30 --quiet 2>/dev/null
+      --max-write "$maxw" --seed "$ROUND$k" --timeout 30 --quiet
     XFERS=$((XFERS + 1))
     XFER_BYTES=$((XFER_BYTES + ML_XFER_WIRE))
     if ((k == restart_at && $(date +%s) >= NEXT_RESTART)); then
