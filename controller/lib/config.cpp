@@ -413,6 +413,18 @@ Status read_log_level(const Field& field, std::string& out) {
   return {};
 }
 
+Status read_on_missing_feature(const Field& field, std::string& out) {
+  std::string choice;
+  if (Status status = read_string(field, choice); !status) {
+    return status;
+  }
+  if (choice != "refuse" && choice != "degrade") {
+    return field.error("unknown choice \"" + choice + "\" (allowed: \"refuse\", \"degrade\")");
+  }
+  out = std::move(choice);
+  return {};
+}
+
 Status read_proxy_id(const Field& field, std::uint32_t& out) {
   std::int64_t id = 0;
   if (Status status = read_integer(field, 0, kMaxProxyId, id); !status) {
@@ -642,10 +654,12 @@ Status read_interface(const Field& field, std::string& out) {
 // ---- Tables ---------------------------------------------------------------------------------
 
 Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
-  const std::array<KeyReader, 7> readers = {{
+  const std::array<KeyReader, 8> readers = {{
       {"bpffs_dir", [&](const Field& f) { return read_bpffs_dir(f, daemon.bpffs_dir); }},
       {"cgroup", [&](const Field& f) { return read_string(f, daemon.cgroup); }},
       {"log_level", [&](const Field& f) { return read_log_level(f, daemon.log_level); }},
+      {"on_missing_feature",
+       [&](const Field& f) { return read_on_missing_feature(f, daemon.on_missing_feature); }},
       {"socket", [&](const Field& f) { return read_socket_path(f, daemon.socket); }},
       {"socket_mode", [&](const Field& f) { return read_socket_mode(f, daemon.socket_mode); }},
       {"socket_group", [&](const Field& f) { return read_socket_group(f, daemon.socket_group); }},

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <filesystem>
 #include <set>
@@ -15,6 +16,7 @@
 #include "intercept.skel.h"
 #include "meshlane/bpf_map.hpp"
 #include "meshlane/kernel_features.hpp"
+#include "meshlane/map_upgrade.hpp"
 #include "meshlane/mounts.hpp"
 #include "meshlane/shared.h"
 #include "sockops.skel.h"
@@ -170,23 +172,69 @@ int libbpf_log(libbpf_print_level level, const char* format, va_list args) {
   return length;
 }
 
-// Points every ml_* map of an object at its pin, so the first object to load creates and pins
-// the shared maps and the others reuse them.
-Status prepare_maps(bpf_object* object, const PinLayout& pins,
-                    const AccelerationConfig& acceleration) {
+// Sizes the ml_* maps of an object: the sockhash from the config, any map from the tests' knob.
+void size_maps(bpf_object* object, const AccelerationConfig& acceleration) {
   bpf_map* map = nullptr;
   bpf_object__for_each_map(map, object) {
     if (!is_pinned_map(map)) {
       continue;
     }
-    if (std::string_view(bpf_map__name(map)) == ML_SOCKHASH_MAP_NAME) {
+    const std::string name = bpf_map__name(map);
+    if (name == ML_SOCKHASH_MAP_NAME) {
       bpf_map__set_max_entries(map, acceleration.sockhash_max_entries);
+    }
+    if (std::uint32_t entries = test_max_entries_override(name); entries != 0) {
+      spdlog::warn("map {}: max_entries {} from MESHLANE_TEST_MAP_MAX_ENTRIES (tests only)", name,
+                   entries);
+      bpf_map__set_max_entries(map, entries);
+    }
+  }
+}
+
+// The definitions of the ml_* maps the objects will create (each name once).
+std::vector<MapSpec> wanted_maps(const std::vector<bpf_object*>& objects) {
+  std::vector<MapSpec> specs;
+  std::set<std::string> seen;
+  for (bpf_object* object : objects) {
+    bpf_map* map = nullptr;
+    bpf_object__for_each_map(map, object) {
+      if (!is_pinned_map(map) || !bpf_map__autocreate(map) ||
+          !seen.insert(bpf_map__name(map)).second) {
+        continue;
+      }
+      specs.push_back({bpf_map__name(map), static_cast<std::uint32_t>(bpf_map__type(map)),
+                       bpf_map__key_size(map), bpf_map__value_size(map), bpf_map__max_entries(map),
+                       bpf_map__map_flags(map)});
+    }
+  }
+  return specs;
+}
+
+// Points every ml_* map of an object at its pin, so the first object to load creates and pins
+// the shared maps and the others reuse them.
+Status set_pin_paths(bpf_object* object, const PinLayout& pins) {
+  bpf_map* map = nullptr;
+  bpf_object__for_each_map(map, object) {
+    if (!is_pinned_map(map)) {
+      continue;
     }
     if (int err = bpf_map__set_pin_path(map, pins.map(bpf_map__name(map)).c_str()); err != 0) {
       return make_error(err, std::string("cannot set pin path of map ") + bpf_map__name(map));
     }
   }
   return {};
+}
+
+// Detaches and unpins a link this run does not use (its feature is off in degraded mode).
+void remove_link(const std::string& pin, const char* why) {
+  if (!path_exists(pin)) {
+    return;
+  }
+  if (auto link = open_pinned(pin)) {
+    bpf_link_detach(link->get());
+  }
+  ::unlink(pin.c_str());
+  spdlog::warn("link {} detached and removed: {}", pin, why);
 }
 
 Status load_error(int err, const char* object) {
@@ -207,24 +255,56 @@ bool is_link_on_cgroup(int link_fd, std::uint64_t cgroup_id) {
 }  // namespace
 
 TcPrograms Datapath::tc_programs() const {
+  if (!inbound_tc_) {
+    return {};  // interception is off (degraded): no tc programs
+  }
   return {bpf_program__fd(inbound_tc_->progs.ml_tc_ingress),
           bpf_program__fd(inbound_tc_->progs.ml_tc_egress)};
 }
 
 Status Datapath::load_objects(const Config& config) {
   sockops_.reset(sockops_bpf__open());
-  intercept_.reset(intercept_bpf__open());
-  inbound_tc_.reset(inbound_tc_bpf__open());
-  if (!sockops_ || !intercept_ || !inbound_tc_) {
+  if (support_.interception) {
+    intercept_.reset(intercept_bpf__open());
+    inbound_tc_.reset(inbound_tc_bpf__open());
+  }
+  if (!sockops_ || (support_.interception && (!intercept_ || !inbound_tc_))) {
     return make_error(errno, "cannot open the meshlane BPF objects");
   }
   sockops_->rodata->accelerate = config.acceleration.enabled ? 1 : 0;
   sockops_->rodata->port_include_mode = config.acceleration.include_ports.empty() ? 0 : 1;
   sockops_->rodata->splice_blocking_sockets = config.acceleration.splice_blocking_sockets ? 1 : 0;
 
-  maps_adopted_ = path_exists(pins_.map(ML_SOCKHASH_MAP_NAME));
-  for (bpf_object* object : {sockops_->obj, intercept_->obj, inbound_tc_->obj}) {
-    if (auto status = prepare_maps(object, pins_, config.acceleration); !status) {
+  std::vector<bpf_object*> objects = {sockops_->obj};
+  if (support_.interception) {
+    objects.push_back(intercept_->obj);
+    objects.push_back(inbound_tc_->obj);
+  }
+  for (bpf_object* object : objects) {
+    size_maps(object, config.acceleration);
+  }
+  if (!support_.splicing) {
+    // Degraded: no sk_msg; sock_ops still runs (it records original destinations for
+    // interception) but puts no socket in the sockhash.
+    bpf_program__set_autoload(sockops_->progs.ml_sk_msg, false);
+    sockops_->rodata->accelerate = 0;
+  }
+
+  // Every pinned map is checked against this build before anything changes: a refusal leaves
+  // the running datapath exactly as it was.
+  auto plan = plan_pinned_maps(wanted_maps(objects), pins_);
+  if (!plan) {
+    return plan.error();
+  }
+  map_plan_ = std::move(plan.value());
+  maps_adopted_ = std::any_of(map_plan_.begin(), map_plan_.end(), [](const PinDecision& d) {
+    return d.name == ML_SOCKHASH_MAP_NAME && d.action == PinAction::kReuse;
+  });
+  if (auto status = prepare_pins(map_plan_); !status) {
+    return status;
+  }
+  for (bpf_object* object : objects) {
+    if (auto status = set_pin_paths(object, pins_); !status) {
       return status;
     }
   }
@@ -232,11 +312,16 @@ Status Datapath::load_objects(const Config& config) {
   if (int err = sockops_bpf__load(sockops_.get()); err != 0) {
     return load_error(err, "sockops");
   }
-  if (int err = intercept_bpf__load(intercept_.get()); err != 0) {
-    return load_error(err, "cgroup interception");
+  if (support_.interception) {
+    if (int err = intercept_bpf__load(intercept_.get()); err != 0) {
+      return load_error(err, "cgroup interception");
+    }
+    if (int err = inbound_tc_bpf__load(inbound_tc_.get()); err != 0) {
+      return load_error(err, "inbound tc");
+    }
   }
-  if (int err = inbound_tc_bpf__load(inbound_tc_.get()); err != 0) {
-    return load_error(err, "inbound tc");
+  if (auto status = migrate_entries(map_plan_, false); !status) {
+    return status;
   }
   return sync_port_rules(sockops_->maps.ml_ports_v1, config.acceleration);
 }
@@ -255,11 +340,20 @@ Status Datapath::attach_cgroup_programs(const std::string& cgroup_path) {
   };
   const std::array<CgroupProgram, 4> programs = {{
       {kSockopsLinkName, "sock_ops", sockops_->progs.ml_sockops, BPF_CGROUP_SOCK_OPS},
-      {kConnect4LinkName, "connect4", intercept_->progs.ml_connect4, BPF_CGROUP_INET4_CONNECT},
-      {kConnect6LinkName, "connect6", intercept_->progs.ml_connect6, BPF_CGROUP_INET6_CONNECT},
-      {kGetsockoptLinkName, "getsockopt", intercept_->progs.ml_getsockopt, BPF_CGROUP_GETSOCKOPT},
+      {kConnect4LinkName, "connect4", intercept_ ? intercept_->progs.ml_connect4 : nullptr,
+       BPF_CGROUP_INET4_CONNECT},
+      {kConnect6LinkName, "connect6", intercept_ ? intercept_->progs.ml_connect6 : nullptr,
+       BPF_CGROUP_INET6_CONNECT},
+      {kGetsockoptLinkName, "getsockopt", intercept_ ? intercept_->progs.ml_getsockopt : nullptr,
+       BPF_CGROUP_GETSOCKOPT},
   }};
   for (const CgroupProgram& entry : programs) {
+    const bool wanted = entry.type == BPF_CGROUP_SOCK_OPS || support_.interception;
+    if (!wanted) {
+      remove_link(pins_.link(entry.link_name),
+                  "its kernel feature is missing (daemon.on_missing_feature = \"degrade\")");
+      continue;
+    }
     const int prog_fd = bpf_program__fd(entry.program);
     const int cgroup_fd = cgroup_fd_.get();
     const std::string pin = pins_.link(entry.link_name);
@@ -308,16 +402,14 @@ Status Datapath::attach_sk_msg() {
   return {};
 }
 
-Result<Datapath> Datapath::start(const Config& config, const std::string& cgroup_path) {
+Result<Datapath> Datapath::load(const Config& config, const FeatureSupport& support) {
   libbpf_set_print(libbpf_log);
 
-  if (auto status = require_features(probe_splice_features()); !status) {
-    return status.error();
-  }
   if (auto status = ensure_bpffs_dir(config.daemon.bpffs_dir); !status) {
     return status.error();
   }
   Datapath datapath;
+  datapath.support_ = support;
   datapath.pins_ = PinLayout{config.daemon.bpffs_dir};
   if (::mkdir(datapath.pins_.links_dir().c_str(), 0700) != 0 && errno != EEXIST) {
     return make_error(errno, "cannot create " + datapath.pins_.links_dir());
@@ -325,11 +417,42 @@ Result<Datapath> Datapath::start(const Config& config, const std::string& cgroup
   if (auto status = datapath.load_objects(config); !status) {
     return status.error();
   }
-  // sk_msg first: a socket that sock_ops adds must find its verdict program in place.
-  if (auto status = datapath.attach_sk_msg(); !status) {
-    return status.error();
+  return datapath;
+}
+
+Status Datapath::attach(const std::string& cgroup_path) {
+  if (support_.splicing) {
+    // sk_msg first: a socket that sock_ops adds must find its verdict program in place.
+    if (auto status = attach_sk_msg(); !status) {
+      return status;
+    }
+  } else {
+    remove_link(pins_.link(kSkMsgLinkName),
+                "its kernel feature is missing (daemon.on_missing_feature = \"degrade\")");
   }
-  if (auto status = datapath.attach_cgroup_programs(cgroup_path); !status) {
+  if (auto status = attach_cgroup_programs(cgroup_path); !status) {
+    return status;
+  }
+  // The old programs are gone now: take over what they added to migrated maps meanwhile.
+  if (auto status = migrate_entries(map_plan_, true); !status) {
+    return status;
+  }
+  for (const std::string& name : remove_retired_pins(pins_)) {
+    spdlog::info("map {}: unpinned, this build does not use it (an older layout version)", name);
+  }
+  return {};
+}
+
+Result<Datapath> Datapath::start(const Config& config, const std::string& cgroup_path) {
+  auto support = decide_features(probe_all_features(), config.daemon.on_missing_feature);
+  if (!support) {
+    return support.error();
+  }
+  auto datapath = load(config, support.value());
+  if (!datapath) {
+    return datapath;
+  }
+  if (auto status = datapath->attach(cgroup_path); !status) {
     return status.error();
   }
   return datapath;
@@ -361,11 +484,16 @@ Result<CleanupReport> remove_datapath(const std::string& bpffs_dir) {
     }
     ++report.pins_removed;
   }
-  for (const char* name : kPinnedMapNames) {
-    std::string pin = pins.map(name);
-    if (!path_exists(pin)) {
-      continue;
+  // Every map pin meshlane makes: this build's maps, older layout versions (ml_*_v1 once a
+  // build uses ml_*_v2) and a migration's "<pin>_migrating".
+  std::vector<std::string> map_pins;
+  for (const auto& entry : fs::directory_iterator(bpffs_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with("ml_") && !entry.is_directory(ec)) {
+      map_pins.push_back(entry.path().string());
     }
+  }
+  for (const std::string& pin : map_pins) {
     if (::unlink(pin.c_str()) != 0) {
       return make_error(errno, "cannot remove pin " + pin);
     }

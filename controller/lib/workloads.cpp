@@ -4,14 +4,18 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <set>
+#include <sstream>
 
 #include "meshlane/bpf_map.hpp"
 #include "meshlane/counters.hpp"
 #include "meshlane/netns.hpp"
 #include "meshlane/pin_layout.hpp"
 #include "meshlane/tc_attach.hpp"
+#include "meshlane/text_file.hpp"
 
 namespace meshlane {
 
@@ -178,6 +182,93 @@ Result<std::vector<ResolvedWorkload>> resolve_workloads(
   return resolved;
 }
 
+std::string tc_record_path(const std::string& state_dir) { return state_dir + "/tc-filters"; }
+
+// One line per interface: name, netns, interface, addresses (comma-separated), tab-separated.
+std::vector<WorkloadConfig> read_tc_record(const std::string& record_path) {
+  std::vector<WorkloadConfig> out;
+  auto text = read_text_file(record_path);
+  if (!text) {
+    return out;
+  }
+  std::istringstream lines(text.value());
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream fields(line);
+    WorkloadConfig config;
+    std::string ips;
+    if (!std::getline(fields, config.name, '\t') || !std::getline(fields, config.netns, '\t') ||
+        !std::getline(fields, config.interface, '\t')) {
+      continue;
+    }
+    std::getline(fields, ips);
+    std::istringstream list(ips);
+    std::string ip;
+    while (std::getline(list, ip, ',')) {
+      if (auto parsed = parse_ip_address(ip)) {
+        config.ips.push_back(*parsed);
+      }
+    }
+    out.push_back(std::move(config));
+  }
+  return out;
+}
+
+WorkloadManager::WorkloadManager(std::string bpffs_dir, TcPrograms tc_programs,
+                                 std::string record_path)
+    : bpffs_dir_(std::move(bpffs_dir)),
+      tc_programs_(tc_programs),
+      record_path_(std::move(record_path)) {
+  // Filters an earlier run left (a workload removed while its connections drained, then the
+  // daemon restarted): drained like any removed workload unless apply() wants them again.
+  const auto now = std::chrono::steady_clock::now();
+  for (WorkloadConfig& recorded : read_tc_record(record_path_)) {
+    std::string key = recorded.name;
+    if (draining_.count(key) != 0) {
+      key += " (" + recorded.netns + ")";  // the same workload on two interfaces
+    }
+    draining_[key] = {{recorded.netns, recorded.interface, recorded.ips}, now};
+  }
+}
+
+void WorkloadManager::save_record(const std::map<std::string, Attachment>* pending) const {
+  if (record_path_.empty()) {
+    return;
+  }
+  std::string text;
+  auto add = [&text](const std::string& name, const Attachment& attachment) {
+    std::string ips;
+    for (const IpAddress& ip : attachment.ips) {
+      ips += (ips.empty() ? "" : ",") + to_string(ip);
+    }
+    text += name + "\t" + attachment.netns + "\t" + attachment.interface + "\t" + ips + "\n";
+  };
+  for (const auto& [name, attachment] : applied_) {
+    add(name, attachment);
+  }
+  for (const auto& [name, draining] : draining_) {
+    add(name, draining.attachment);
+  }
+  if (pending != nullptr) {
+    for (const auto& [name, attachment] : *pending) {
+      add(name, attachment);
+    }
+  }
+  // Written to a temporary file and renamed: a crash never leaves half a record.
+  const std::string temporary = record_path_ + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    out << text;
+    if (!out.flush()) {
+      spdlog::warn("cannot write {}: --cleanup may miss tc filters", temporary);
+      return;
+    }
+  }
+  if (std::rename(temporary.c_str(), record_path_.c_str()) != 0) {
+    spdlog::warn("cannot rename {} to {}: {}", temporary, record_path_, std::strerror(errno));
+  }
+}
+
 Status WorkloadManager::apply(const std::vector<WorkloadConfig>& workloads) {
   auto resolved = resolve_workloads(workloads);
   if (!resolved) {
@@ -210,10 +301,16 @@ Status WorkloadManager::apply(const std::vector<WorkloadConfig>& workloads) {
   std::map<std::string, Attachment> now_applied;
   for (const ResolvedWorkload& workload : resolved.value()) {
     const WorkloadConfig& config = workload.config;
+    if (tc_programs_.ingress_fd < 0) {
+      spdlog::warn("workload {}: no tc filters, interception is off", config.name);
+      continue;
+    }
+    // Recorded before attaching: a crash in between must not leave a filter nobody knows of.
+    now_applied[config.name] = {config.netns, config.interface, config.ips};
+    save_record(&now_applied);
     if (auto status = attach_tc(config.netns, config.interface, tc_programs_); !status) {
       return status;
     }
-    now_applied[config.name] = {config.netns, config.interface, config.ips};
     draining_.erase(config.name);
     spdlog::info("workload {}: netns {} (cookie {}), {} address(es), mesh {}, tc on {}",
                  config.name, config.netns, workload.netns_cookie, config.ips.size(),
@@ -231,6 +328,7 @@ Status WorkloadManager::apply(const std::vector<WorkloadConfig>& workloads) {
   applied_ = std::move(now_applied);
   resolved_ = std::move(resolved.value());
   reap_draining();
+  save_record();
   return {};
 }
 
@@ -255,6 +353,7 @@ Result<std::size_t> count_steered_flows(const std::string& bpffs_dir,
 
 std::size_t WorkloadManager::reap_draining(std::chrono::steady_clock::duration max_drain) {
   const auto now = std::chrono::steady_clock::now();
+  bool changed = false;
   for (auto it = draining_.begin(); it != draining_.end();) {
     const Attachment& attachment = it->second.attachment;
     auto flows = count_steered_flows(bpffs_dir_, attachment.ips);
@@ -271,6 +370,10 @@ std::size_t WorkloadManager::reap_draining(std::chrono::steady_clock::duration m
                    drained ? "no steered connection left" : "drain time exceeded");
     }
     it = draining_.erase(it);
+    changed = true;
+  }
+  if (changed) {
+    save_record();
   }
   return draining_.size();
 }

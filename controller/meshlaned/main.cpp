@@ -3,6 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -32,6 +35,7 @@
 #include "meshlane/netns.hpp"
 #include "meshlane/policy_compile.hpp"
 #include "meshlane/policy_map.hpp"
+#include "meshlane/unique_fd.hpp"
 #include "meshlane/workloads.hpp"
 
 namespace {
@@ -94,6 +98,27 @@ int print_stats(const meshlane::Config& config, bool json) {
   return kExitOk;
 }
 
+// A daemon killed with SIGKILL leaves its socket file; one that nobody serves goes too.
+void remove_stale_socket(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    return;
+  }
+  meshlane::UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (!probe || path.size() >= sizeof(address.sun_path)) {
+    return;
+  }
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 &&
+      errno == ECONNREFUSED) {
+    if (::unlink(path.c_str()) == 0) {
+      spdlog::info("cleanup: removed the stale control socket {}", path);
+    }
+  }
+}
+
 int cleanup(const meshlane::Config& config) {
   // The live workloads' filters too; their state file stays, so a restarted daemon brings them
   // back.
@@ -103,10 +128,20 @@ int cleanup(const meshlane::Config& config) {
   } else {
     spdlog::warn("cleanup: {}", live.error().message());
   }
+  // And every interface the daemon recorded filters on: workloads removed by a reload whose
+  // filters were still draining are in no config, only in the record.
+  const std::string record = meshlane::tc_record_path(config.daemon.state_dir);
+  for (auto& recorded : meshlane::read_tc_record(record)) {
+    workloads.push_back(std::move(recorded));
+  }
   int visited = meshlane::detach_workload_filters(workloads);
+  if (::unlink(record.c_str()) != 0 && errno != ENOENT) {
+    spdlog::warn("cleanup: cannot remove {}: {}", record, std::strerror(errno));
+  }
   if (visited > 0) {
     spdlog::info("cleanup: removed tc filters of {} workload(s)", visited);
   }
+  remove_stale_socket(config.daemon.socket);
   auto report = meshlane::remove_datapath(config.daemon.bpffs_dir);
   if (!report) {
     spdlog::error("cleanup failed: {}", report.error().message());
@@ -142,6 +177,10 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
                              {"pin", attachment.pin},
                              {"outcome", meshlane::to_string(attachment.outcome)}});
     }
+    nlohmann::json maps = nlohmann::json::object();
+    for (const auto& decision : datapath_.map_plan()) {
+      maps[decision.name] = meshlane::to_string(decision.action);
+    }
     utsname host{};
     ::uname(&host);
     char started[32] = {};
@@ -160,6 +199,9 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
         {"attachments", attachments},
         {"bpffs_dir", config_.daemon.bpffs_dir},
         {"maps_adopted", datapath_.maps_adopted()},
+        {"maps", maps},
+        {"splicing", datapath_.support().splicing},
+        {"interception", datapath_.support().interception},
         {"cgroup", cgroup_path_},
         {"acceleration",
          {{"enabled", config_.acceleration.enabled},
@@ -302,7 +344,17 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   spdlog::info("cgroup v2 mounted at {}; attaching to {}", mount.value(), cgroup.value());
 
   raise_file_limit();
-  std::vector<meshlane::KernelFeature> features = meshlane::probe_splice_features();
+  std::vector<meshlane::KernelFeature> features = meshlane::probe_all_features();
+  auto support = meshlane::decide_features(features, config.daemon.on_missing_feature);
+  if (!support) {
+    spdlog::error("{}", support.error().message());
+    return kExitRuntime;
+  }
+  if (!support->splicing || !support->interception) {
+    spdlog::warn("degraded (daemon.on_missing_feature = \"degrade\"): {}{}",
+                 support->splicing ? "" : "splicing is off; ",
+                 support->interception ? "" : "interception is off; ");
+  }
   auto socket_group = meshlane::control::resolve_socket_group(config.daemon.socket_group);
   if (!socket_group) {
     spdlog::error("{}", socket_group.error().message());
@@ -320,7 +372,9 @@ int run(const std::string& config_path, const meshlane::Config& config) {
     return kExitConfig;
   }
 
-  auto datapath = meshlane::Datapath::start(config, cgroup.value());
+  // Load first, fill the workload maps and tc filters, attach the cgroup programs last: a new
+  // program never runs before the maps it reads are filled.
+  auto datapath = meshlane::Datapath::load(config, support.value());
   if (!datapath) {
     spdlog::error("{}", datapath.error().message());
     return kExitRuntime;
@@ -328,13 +382,15 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   const auto& pins = datapath->pins();
   spdlog::info("maps {} under {}", datapath->maps_adopted() ? "adopted" : "created and pinned",
                pins.dir);
-  for (const auto& attachment : datapath->attachments()) {
-    spdlog::info("{}: {} (pin {})", attachment.what, meshlane::to_string(attachment.outcome),
-                 attachment.pin);
+  for (const auto& decision : datapath->map_plan()) {
+    spdlog::debug("map {}: {}", decision.name, meshlane::to_string(decision.action));
   }
-  spdlog::info("acceleration {}, sockhash capacity {}", config.acceleration.enabled ? "on" : "off",
-               config.acceleration.sockhash_max_entries);
-  meshlane::WorkloadManager manager(config.daemon.bpffs_dir, datapath->tc_programs());
+  if (auto status = meshlane::control::ensure_state_dir(config.daemon.state_dir); !status) {
+    spdlog::error("{}", status.error().message());
+    return kExitRuntime;
+  }
+  meshlane::WorkloadManager manager(config.daemon.bpffs_dir, datapath->tc_programs(),
+                                    meshlane::tc_record_path(config.daemon.state_dir));
   // Until the first workload apply recompiles it, the policy pinned by an earlier run stays in
   // force, so a restart never opens what the policy closes.
   meshlane::control::PolicyRegistry policies(
@@ -377,6 +433,16 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   spdlog::info("{} workload(s) applied ({} from the config file, {} live from {})",
                manager.applied_count(), workloads.config_count(), workloads.live_count(),
                meshlane::control::workload_state_path(config.daemon.state_dir));
+  if (auto status = datapath->attach(cgroup.value()); !status) {
+    spdlog::error("{}", status.error().message());
+    return kExitRuntime;
+  }
+  for (const auto& attachment : datapath->attachments()) {
+    spdlog::info("{}: {} (pin {})", attachment.what, meshlane::to_string(attachment.outcome),
+                 attachment.pin);
+  }
+  spdlog::info("acceleration {}, sockhash capacity {}", config.acceleration.enabled ? "on" : "off",
+               config.acceleration.sockhash_max_entries);
 
   boost::asio::io_context io;
   DaemonBackend backend(config, datapath.value(), cgroup.value(), std::move(features));

@@ -193,7 +193,15 @@ TEST(ParseConfig, UnknownKeyNamesFileLineColumnAndKey) {
   const std::string message = parse_error("[daemon]\nlog_level = \"info\"\ncolour = \"blue\"\n");
   EXPECT_EQ(message,
             "meshlane.toml:3:1: daemon.colour: unknown key (known keys: bpffs_dir, cgroup, "
-            "log_level, socket, socket_mode, socket_group, state_dir)");
+            "log_level, on_missing_feature, socket, socket_mode, socket_group, state_dir)");
+}
+
+TEST(ParseConfig, OnMissingFeature) {
+  EXPECT_EQ(parse_ok("").daemon.on_missing_feature, "refuse");
+  EXPECT_EQ(parse_ok("[daemon]\non_missing_feature = \"degrade\"\n").daemon.on_missing_feature,
+            "degrade");
+  EXPECT_TRUE(contains(parse_error("[daemon]\non_missing_feature = \"ignore\"\n"),
+                       "unknown choice \"ignore\" (allowed: \"refuse\", \"degrade\")"));
 }
 
 TEST(ParseConfig, UnknownAccelerationKeyIsRejected) {

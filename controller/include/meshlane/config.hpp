@@ -24,6 +24,10 @@ struct DaemonConfig {
   std::string cgroup;
   // spdlog level name: trace, debug, info, warn, error, critical, off.
   std::string log_level = "info";
+  // What to do when the running kernel lacks a feature the datapath uses (probed at start):
+  // "refuse" exits naming it; "degrade" runs with what works (e.g. interception without
+  // splicing) and reports what is off in `meshlanectl status`.
+  std::string on_missing_feature = "refuse";
   // Unix stream socket of the control protocol (docs/control-protocol.md). Absolute path, at
   // most 107 bytes (sun_path). Its directory is created (mode 0755) when missing.
   std::string socket = "/run/meshlane/meshlane.sock";

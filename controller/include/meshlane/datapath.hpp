@@ -9,6 +9,8 @@
 
 #include "meshlane/config.hpp"
 #include "meshlane/error.hpp"
+#include "meshlane/kernel_features.hpp"
+#include "meshlane/map_upgrade.hpp"
 #include "meshlane/pin_layout.hpp"
 #include "meshlane/unique_fd.hpp"
 
@@ -46,7 +48,14 @@ struct TcPrograms {
 
 class Datapath {
  public:
-  // cgroup_path is the resolved cgroup v2 directory to attach to.
+  // Loads the programs and reconciles the pinned maps (reused, migrated, recreated, or a
+  // refusal that changes nothing); attaches nothing yet, so the caller can fill maps the new
+  // programs read (workloads) before they run.
+  static Result<Datapath> load(const Config& config, const FeatureSupport& support);
+  // Attaches (or updates in place) the cgroup programs and sk_msg on cgroup_path, the resolved
+  // cgroup v2 directory, then finishes map migrations and unpins retired map versions.
+  Status attach(const std::string& cgroup_path);
+  // Probes the kernel, load() and attach().
   static Result<Datapath> start(const Config& config, const std::string& cgroup_path);
 
   Datapath(const Datapath&) = delete;
@@ -59,6 +68,8 @@ class Datapath {
   [[nodiscard]] bool maps_adopted() const { return maps_adopted_; }
   [[nodiscard]] const std::vector<AttachReport>& attachments() const { return attachments_; }
   [[nodiscard]] TcPrograms tc_programs() const;
+  [[nodiscard]] const FeatureSupport& support() const { return support_; }
+  [[nodiscard]] const std::vector<PinDecision>& map_plan() const { return map_plan_; }
 
  private:
   Datapath() = default;
@@ -74,6 +85,8 @@ class Datapath {
   std::vector<UniqueFd> links_;
   std::vector<AttachReport> attachments_;
   bool maps_adopted_ = false;
+  FeatureSupport support_;
+  std::vector<PinDecision> map_plan_;
 };
 
 struct CleanupReport {

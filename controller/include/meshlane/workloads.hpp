@@ -38,8 +38,10 @@ WorkloadMaps build_workload_maps(const std::vector<ResolvedWorkload>& workloads)
 // namespace or interface is missing, nothing changes and the error names it.
 class WorkloadManager {
  public:
-  WorkloadManager(std::string bpffs_dir, TcPrograms tc_programs)
-      : bpffs_dir_(std::move(bpffs_dir)), tc_programs_(tc_programs) {}
+  // record_path: a file (in daemon.state_dir) that lists every interface meshlane's tc filters
+  // are on, kept up to date, so that a restarted daemon still drains the filters of workloads
+  // removed before it died and --cleanup finds them all. "" keeps no record.
+  WorkloadManager(std::string bpffs_dir, TcPrograms tc_programs, std::string record_path = "");
 
   // A workload that is removed stops being intercepted at once, but its tc filters stay until
   // the connections they steered have ended (see reap_draining), so none of them breaks.
@@ -70,7 +72,18 @@ class WorkloadManager {
   std::map<std::string, Attachment> applied_;  // by workload name
   std::vector<ResolvedWorkload> resolved_;
   std::map<std::string, Draining> draining_;   // removed, filters kept for open flows
+  std::string record_path_;
+
+  // Writes applied_, draining_ and `pending` (attachments about to be made) to record_path_.
+  void save_record(const std::map<std::string, Attachment>* pending = nullptr) const;
 };
+
+// Where WorkloadManager records its tc attachments, below daemon.state_dir.
+std::string tc_record_path(const std::string& state_dir);
+
+// The interfaces with meshlane's tc filters according to the record (for --cleanup), as
+// workloads with name, netns and interface set.
+std::vector<WorkloadConfig> read_tc_record(const std::string& record_path);
 
 // Number of tc-steered flows whose pod-side address is one of `ips` (ml_tcflows_v1).
 Result<std::size_t> count_steered_flows(const std::string& bpffs_dir,

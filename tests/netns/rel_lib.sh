@@ -1,0 +1,158 @@
+# shellcheck shell=bash
+# Helpers for the reliability tests (tests/netns/test_restart_kill.sh, test_upgrade.sh,
+# test_faults.sh, test_uninstall.sh) and scripts/soak.sh, on top of mesh_lib.sh. Source it
+# instead of mesh_lib.sh:
+#
+#   source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+#
+# What it adds: a two-pod istio mesh (pods A .10 and B .11 with HAProxy sidecars, uid 1337,
+# outbound 15001, inbound 15006, passthrough source 127.0.0.6), starting meshlaned without
+# waiting for its log (so a restart can be timed), SIGKILL, the time from exec to the control
+# socket answering `meshlanectl status`, and snapshots of what meshlane leaves on the machine.
+#
+# Environment besides mesh_lib.sh's: MESHLANECTL (default $MESHLANE_BIN/meshlanectl).
+
+# shellcheck source-path=SCRIPTDIR source=mesh_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/mesh_lib.sh"
+
+# mesh_lib.sh named the test after the file that sourced it (this one): name it after the test.
+ML_TEST_NAME=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
+ML_TEST_NAME=${ML_TEST_NAME#test_}
+# shellcheck disable=SC2034  # used by lib.sh
+ML_TAG="${ML_TEST_NAME//_/-}-$$"
+
+MESHLANECTL=${MESHLANECTL:-$MESHLANE_BIN/meshlanectl}
+ML_CONNRATE=${ML_CONNRATE:-$MESHLANE_BIN/ml_connrate}
+REL_UID=1337
+REL_OUT=15001
+REL_IN=15006
+REL_SRC=127.0.0.6
+REL_APP=8080
+
+# rel_setup: mesh_setup plus meshlanectl and ml_connrate, the test cgroup, and the topology:
+# node bridge, pods REL_A (198.18.0.10) and REL_B (198.18.0.11), host REL_X (.100, not a
+# workload). Sets REL_WL_LINES (the two [[workload]] tables, istio preset).
+rel_setup() {
+  mesh_setup
+  ml_require_meshlane
+  [[ -x $MESHLANECTL ]] || ml_fail "meshlanectl not found at $MESHLANECTL (set MESHLANE_BIN)"
+  [[ -x $ML_CONNRATE ]] || ml_fail "ml_connrate not found at $ML_CONNRATE (set MESHLANE_BIN)"
+  # shellcheck disable=SC2119  # no suffix
+  ml_make_cgroup
+  mesh_make_node
+  mesh_add_pod REL_A a 10
+  mesh_add_pod REL_B b 11
+  mesh_add_host REL_X x 100
+  MESH_ALL=("$REL_A" "$REL_B" "$REL_X" "$MESH_NODE_NS")
+  MESH_WL_LINES=()
+  mesh_workload pod-a "$REL_A" "\"$(mesh_v4 10)\", \"$(mesh_v6 10)\"" istio
+  mesh_workload pod-b "$REL_B" "\"$(mesh_v4 11)\", \"$(mesh_v6 11)\"" istio \
+    "exclude_inbound_ports = [15008, 15020, 15021, 15090]"
+  REL_WL_LINES=("${MESH_WL_LINES[@]}")
+}
+
+# rel_sidecars: HAProxy sidecars in A and B (logs in REL_LOG_A, REL_LOG_B).
+rel_sidecars() {
+  mesh_start_haproxy REL_PA "$REL_A" hap-a "$REL_UID" "$REL_OUT" "$REL_IN" "$REL_SRC"
+  mesh_start_haproxy REL_PB "$REL_B" hap-b "$REL_UID" "$REL_OUT" "$REL_IN" "$REL_SRC"
+  REL_LOG_A="$MESH_DIR/hap-a.log"
+  REL_LOG_B="$MESH_DIR/hap-b.log"
+}
+
+# rel_write_config FILE [EXTRA_LINE...]: ml_write_config with the two workloads appended.
+rel_write_config() {
+  local file=$1
+  shift
+  ml_write_config "$file" "$@" "${REL_WL_LINES[@]}"
+}
+
+# rel_exec_daemon CONFIG: starts `meshlaned --config CONFIG` in the background without waiting
+# (ML_DAEMON_PID, ML_DAEMON_LOG = $ML_WORKDIR/meshlaned-N.log, N bumped). Killed at exit, and
+# `meshlaned --cleanup` runs at exit.
+rel_exec_daemon() {
+  local config=$1
+  ML_DAEMON_SEQ=$((ML_DAEMON_SEQ + 1))
+  ML_CONFIG=$config
+  ML_DAEMON_LOG="$ML_WORKDIR/meshlaned-$ML_DAEMON_SEQ.log"
+  ml_defer ml_daemon_cleanup_quiet "$config"
+  "$MESHLANED" --config "$config" >"$ML_DAEMON_LOG" 2>&1 </dev/null &
+  ML_DAEMON_PID=$!
+  ml_defer ml_kill_pid "$ML_DAEMON_PID"
+}
+
+# rel_socket: the control socket path in ML_CONFIG.
+rel_socket() { sed -n 's/^socket = "\(.*\)"$/\1/p' "$ML_CONFIG" | sed -n 1p; }
+
+# rel_start_timed CONFIG: execs the daemon and polls `meshlanectl status` until it answers
+# (10 s at most). REL_CONTROL_MS: milliseconds from exec to the first answer.
+rel_start_timed() {
+  local config=$1 t0 sock
+  t0=$(date +%s%N)
+  rel_exec_daemon "$config"
+  sock=$(rel_socket)
+  while :; do
+    if "$MESHLANECTL" --socket "$sock" --timeout 1 status >"$ML_WORKDIR/status.out" 2>/dev/null; then
+      break
+    fi
+    if ! kill -0 "$ML_DAEMON_PID" 2>/dev/null; then
+      ml_dump_daemon_log
+      ml_fail "meshlaned exited before its control socket answered"
+    fi
+    if (($(date +%s%N) - t0 > 10000000000)); then
+      ml_dump_daemon_log
+      ml_fail "meshlaned's control socket did not answer within 10 s"
+    fi
+    sleep 0.01
+  done
+  REL_CONTROL_MS=$((($(date +%s%N) - t0) / 1000000))
+}
+
+# rel_status_json: `meshlanectl -o json status` of the running daemon.
+rel_status_json() { "$MESHLANECTL" --socket "$(rel_socket)" -o json status; }
+
+# rel_kill9: SIGKILL to the daemon; waits for it to be gone.
+rel_kill9() {
+  local pid=$ML_DAEMON_PID
+  kill -KILL "$pid" 2>/dev/null || ml_fail "cannot SIGKILL meshlaned (pid $pid)"
+  wait "$pid" 2>/dev/null || true
+  ML_DAEMON_PID=""
+  kill -0 "$pid" 2>/dev/null && ml_fail "meshlaned (pid $pid) survived SIGKILL"
+  return 0
+}
+
+# rel_counter NAME: one counter read back from the pinned maps (meshlaned --stats -o json).
+rel_counter() { ml_json_int "$(ml_stats_json)" "$1"; }
+
+# rel_link_progs: "pin prog_id link_id" for every pinned link of the datapath, sorted.
+rel_link_progs() {
+  local pin
+  for pin in "$ML_BPFFS_DIR"/links/*; do
+    [[ -e $pin ]] || continue
+    "$BPFTOOL" -j link show pinned "$pin" |
+      python3 -c 'import json,sys; l=json.load(sys.stdin); print(sys.argv[1], l["prog_id"], l["id"])' \
+        "$(basename "$pin")"
+  done | sort
+}
+
+# rel_snapshot FILE: what meshlane can leave behind, for a before/after comparison: pins under
+# the bpffs directory, tc filters and qdiscs in every namespace of the test, programs attached
+# to the test cgroup (bpftool cgroup tree), meshlaned processes, and the control socket.
+rel_snapshot() {
+  local file=$1 ns
+  {
+    echo "# pins under $ML_BPFFS_DIR"
+    [[ -e $ML_BPFFS_DIR ]] && find "$ML_BPFFS_DIR" | sort
+    echo "# tc"
+    for ns in "${MESH_ALL[@]}"; do
+      echo "## $ns"
+      mesh_tc_filters "$ns"
+    done
+    echo "# cgroup $ML_CG"
+    "$BPFTOOL" cgroup tree "$ML_CG" 2>/dev/null | tail -n +2
+    echo "# meshlaned processes using this config"
+    pgrep -af "meshlaned --config $ML_WORKDIR" || true
+    echo "# control socket"
+    [[ -e $(rel_socket) ]] && echo "$(rel_socket) exists"
+  } >"$file" 2>&1
+  return 0
+}

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Faults, in an istio-style mesh (pods A and B with HAProxy sidecars; rel_lib.sh):
+#   1. Missing kernel feature, simulated with MESHLANE_TEST_MISSING_FEATURES=sk_msg (a knob for
+#      tests only: it makes the probe report "program type sk_msg" absent).
+#      daemon.on_missing_feature = "refuse" (the default): meshlaned exits non-zero naming the
+#      feature, and attaches nothing. "degrade": it runs, `meshlanectl status` reports
+#      splicing false and interception true, no sk_msg link is pinned, and a mesh
+#      connection is intercepted (A's sidecar logs the original destination) but not spliced
+#      (bytes_redirected flat).
+#   2. Config errors never leave a half-applied state: with the datapath running, SIGHUP with
+#      (a) a TOML syntax error, (b) an unknown key, (c) a workload whose netns does not exist,
+#      each without pod A: "reload rejected, nothing changed", and the workload maps, tc
+#      filters and attached programs are exactly as before; A is still intercepted.
+#   3. A full sockhash (sockhash_max_entries = 4) under a connection storm through the mesh:
+#      no connection fails, sockets_add_failed counts the sockets that did not fit, every
+#      connection is still intercepted.
+# shellcheck source-path=SCRIPTDIR source=rel_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+
+rel_setup
+rel_sidecars
+B4=$(mesh_v4 11)
+
+# ---------------------------------------------------------------------------------------------
+ml_log "1a. sk_msg pretended missing, on_missing_feature = refuse"
+CONFIG="$ML_WORKDIR/refuse.toml"
+rel_write_config "$CONFIG"
+MESHLANE_TEST_MISSING_FEATURES=sk_msg rel_exec_daemon "$CONFIG"
+rc=0
+wait "$ML_DAEMON_PID" || rc=$?
+ML_DAEMON_PID=""
+[[ $rc -ne 0 ]] || ml_fail "meshlaned started although sk_msg was reported missing"
+grep -q 'lacks program type sk_msg (for local TCP splicing; pretended absent by MESHLANE_TEST_MISSING_FEATURES)' "$ML_DAEMON_LOG" || {
+  cat "$ML_DAEMON_LOG" >&2
+  ml_fail "the refusal does not name the missing feature"
+}
+grep -q 'on_missing_feature = "degrade"' "$ML_DAEMON_LOG" || ml_fail "the refusal does not mention the degrade option"
+[[ -z $(ml_cgroup_progs "$ML_CG") ]] || ml_fail "programs attached although meshlaned refused to start"
+
+ml_log "1b. sk_msg pretended missing, on_missing_feature = degrade"
+# ml_write_config appends its extra lines to [acceleration]: start a [daemon] table again?
+# TOML forbids defining [daemon] twice, so the key goes in with its dotted name at the top.
+CONFIG="$ML_WORKDIR/degrade.toml"
+rel_write_config "$CONFIG"
+sed -i '0,/^\[daemon\]$/s//[daemon]\non_missing_feature = "degrade"/' "$CONFIG"
+MESHLANE_TEST_MISSING_FEATURES=sk_msg rel_start_timed "$CONFIG"
+status=$(rel_status_json | tr -d '\n')
+[[ $(ml_json_field "$status" splicing) == false && $(ml_json_field "$status" interception) == true ]] ||
+  ml_fail "degraded status should report splicing false, interception true: $status"
+grep -q 'degraded (daemon.on_missing_feature = "degrade"): splicing is off' "$ML_DAEMON_LOG" ||
+  ml_fail "the daemon does not log that it runs degraded"
+[[ ! -e $ML_BPFFS_DIR/links/ml_sk_msg_sockhash ]] ||
+  ml_fail "sk_msg link pinned in degraded mode: $(ls "$ML_BPFFS_DIR/links")"
+sa=$(mesh_log_lines "$REL_LOG_A")
+ml_snapshot d0
+mesh_xfer degraded "$REL_B" "[::]:$REL_APP" "$REL_A" "$B4:$REL_APP" --bytes 2M --timeout 30
+ml_snapshot d1
+ml_show_delta d0 d1
+mesh_assert_rose d0 d1 degraded intercepted_outbound
+mesh_assert_rose d0 d1 degraded orig_dst_answered 2
+mesh_assert_flat d0 d1 degraded bytes_redirected
+mesh_assert_flat d0 d1 degraded sockets_added
+mesh__expect_log degraded "$REL_LOG_A" "$sa" "^outbound [^ ]+ [^ ]+ $(mesh_re "$B4"):$REL_APP\$" \
+  "A's sidecar did not carry the connection to $B4:$REL_APP"
+ml_daemon_stop
+ml_daemon_cleanup
+
+# ---------------------------------------------------------------------------------------------
+ml_log "2. SIGHUP with broken configs changes nothing"
+CONFIG="$ML_WORKDIR/meshlane.toml"
+rel_write_config "$CONFIG"
+rel_start_timed "$CONFIG"
+cp "$CONFIG" "$ML_WORKDIR/good.toml"
+state() {
+  local m
+  for m in ml_workloads_v1 ml_pod_ips_v1 ml_portrules_v1 ml_cidrrules_v1; do
+    echo "## $m"
+    "$BPFTOOL" map dump pinned "$ML_BPFFS_DIR/$m"
+  done
+  mesh_tc_filters "$REL_A"
+  mesh_tc_filters "$REL_B"
+  rel_link_progs
+}
+state >"$ML_WORKDIR/state.before"
+# Pod B only: a partial apply would show as A removed.
+only_b() {
+  ml_write_config "$1"
+  local l skip=0
+  for l in "${REL_WL_LINES[@]}"; do
+    [[ $l == 'name = "pod-a"' ]] && skip=1
+    [[ $l == 'name = "pod-b"' ]] && skip=0
+    [[ $skip -eq 1 || $l == '[[workload]]' ]] && continue
+    [[ $l == 'name = "pod-b"' ]] && echo '[[workload]]'
+    echo "$l"
+  done >>"$1"
+}
+broken=0
+for kind in syntax unknown-key missing-netns; do
+  only_b "$CONFIG"
+  case $kind in
+    syntax) echo 'this is = = not toml' >>"$CONFIG" ;;
+    unknown-key) sed -i 's/^enabled = true$/enabled = true\nno_such_key = 1/' "$CONFIG" ;;
+    missing-netns) printf '%s\n' '[[workload]]' 'name = "ghost"' \
+      "netns = \"/var/run/netns/ml-$ML_TAG-ghost\"" "ips = [\"$(mesh_v4 99)\"]" 'mesh = "istio"' >>"$CONFIG" ;;
+  esac
+  kill -HUP "$ML_DAEMON_PID"
+  broken=$((broken + 1))
+  for ((i = 0; i < 100; i++)); do
+    [[ $(grep -c 'reload rejected, nothing changed' "$ML_DAEMON_LOG") -ge $broken ]] && break
+    sleep 0.05
+  done
+  [[ $i -lt 100 ]] || { ml_dump_daemon_log; ml_fail "$kind: no 'reload rejected, nothing changed'"; }
+  ml_log "$kind: $(grep 'reload rejected' "$ML_DAEMON_LOG" | tail -n 1 | cut -c 1-200)"
+  grep -q 'workload(s) applied' <(grep -A 100 'SIGHUP' "$ML_DAEMON_LOG") &&
+    ml_fail "$kind: a reload was applied"
+  kill -0 "$ML_DAEMON_PID" || ml_fail "$kind: meshlaned exited"
+  state >"$ML_WORKDIR/state.after"
+  diff -u "$ML_WORKDIR/state.before" "$ML_WORKDIR/state.after" >&2 ||
+    ml_fail "$kind: the rejected reload changed maps, tc filters or programs"
+done
+cp "$ML_WORKDIR/good.toml" "$CONFIG"
+sa=$(mesh_log_lines "$REL_LOG_A")
+mesh_xfer after-rejects "$REL_B" "[::]:$REL_APP" "$REL_A" "$B4:$REL_APP" --bytes 1M --timeout 30
+mesh__expect_log after-rejects "$REL_LOG_A" "$sa" "^outbound [^ ]+ [^ ]+ $(mesh_re "$B4"):$REL_APP\$" \
+  "A is no longer intercepted after the rejected reloads"
+ml_daemon_stop
+ml_daemon_cleanup
+
+# ---------------------------------------------------------------------------------------------
+ml_log "3. sockhash full (4 entries) under a connection storm through the mesh"
+rel_write_config "$CONFIG" "sockhash_max_entries = 4"
+rel_start_timed "$CONFIG"
+ml_bg SRV "$ML_WORKDIR/storm.server.out" "$ML_WORKDIR/storm.server.err" "$ML_CG" "$REL_B" \
+  "$ML_CONNRATE" server --listen "0.0.0.0:8090" --request-size 300 --reply-size 3000 \
+  --close-after 1 --ready-file "$ML_WORKDIR/storm.ready"
+ml_wait_file "$ML_WORKDIR/storm.ready" "$SRV" 10 || ml_fail "ml_connrate server did not start"
+ml_snapshot f0
+rc=0
+ml_in "$ML_CG" "$REL_A" "$ML_CONNRATE" client --connect "$B4:8090" --concurrency 8 --duration 4 \
+  --request-size 300 --reply-size 3000 --requests-per-conn 1 --timeout 5 \
+  >"$ML_WORKDIR/storm.client.out" 2>"$ML_WORKDIR/storm.client.err" || rc=$?
+result=$(tail -n 1 "$ML_WORKDIR/storm.client.out")
+ml_log "storm (exit $rc): $result"
+conns=$(ml_json_int "$result" connections)
+[[ $rc -eq 0 && $(ml_json_int "$result" errors) -eq 0 && $conns -gt 100 ]] ||
+  ml_fail "connections failed with a full sockhash: $result"
+sleep 0.5
+ml_snapshot f1
+ml_show_delta f0 f1
+failed=$(ml_delta f0 f1 sockets_add_failed)
+((failed > 0)) || ml_fail "sockets_add_failed did not rise with a 4-entry sockhash"
+((failed > conns)) || ml_fail "sockets_add_failed rose by only $failed for $conns connections (6 sockets each)"
+out=$(ml_delta f0 f1 intercepted_outbound)
+((out >= conns)) || ml_fail "intercepted_outbound rose by $out for $conns connections"
+ml_log "full sockhash: $conns connections, none failed, sockets_add_failed +$failed"
+ml_daemon_stop
+ml_daemon_cleanup
+ml_pass

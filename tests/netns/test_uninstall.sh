@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# `meshlaned --cleanup` leaves the machine as found, even after a SIGKILL and with a workload
+# removed by a reload while its steered connection still drains (its tc filters are in no
+# config any more: the daemon records every interface it put filters on in its state dir).
+# Snapshot before (rel_snapshot: pins under the bpffs dir, tc filters in every test netns,
+# programs on the test cgroup per `bpftool cgroup tree`, meshlaned processes, control socket),
+# then: start with pods A and B; a long-lived connection X -> A:8083 steered by A's tc; A removed
+# from the config + SIGHUP (A's filters stay: draining); SIGKILL; restart with only B (the
+# restarted daemon still knows A's draining filters: they stay while the flow lives); SIGKILL
+# again (the control socket file stays behind); `meshlaned --cleanup` with the B-only config. The snapshot after must equal the one
+# before.
+# shellcheck source-path=SCRIPTDIR source=rel_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+
+rel_setup
+rel_sidecars
+CONFIG="$ML_WORKDIR/meshlane.toml"
+rel_write_config "$CONFIG"
+ML_CONFIG=$CONFIG
+rel_snapshot "$ML_WORKDIR/before"
+
+rel_start_timed "$CONFIG"
+A4=$(mesh_v4 10)
+ml_bg SRV "$ML_WORKDIR/ll.server.out" "$ML_WORKDIR/ll.server.err" "$ML_CG" "$REL_A" \
+  "$ML_CONNRATE" server --listen "0.0.0.0:8083" --request-size 100 --reply-size 100 \
+  --close-after 0 --ready-file "$ML_WORKDIR/ll.ready"
+ml_wait_file "$ML_WORKDIR/ll.ready" "$SRV" 10 || ml_fail "server did not start"
+ml_snapshot t0
+ml_bg LL "$ML_WORKDIR/ll.client.out" "$ML_WORKDIR/ll.client.err" "$ML_CG" "$REL_X" \
+  "$ML_CONNRATE" client --connect "$A4:8083" --concurrency 1 --duration 12 --request-size 100 \
+  --reply-size 100 --requests-per-conn 0 --timeout 5
+sleep 0.5
+ml_snapshot t1
+mesh_assert_rose t0 t1 long-lived intercepted_inbound_tc
+
+# B only: A removed while its steered connection is open.
+only_b() {
+  ml_write_config "$1"
+  local l skip=0
+  for l in "${REL_WL_LINES[@]}"; do
+    [[ $l == 'name = "pod-a"' ]] && skip=1
+    [[ $l == 'name = "pod-b"' ]] && skip=0
+    [[ $skip -eq 1 || $l == '[[workload]]' ]] && continue
+    [[ $l == 'name = "pod-b"' ]] && echo '[[workload]]'
+    echo "$l"
+  done >>"$1"
+}
+only_b "$CONFIG"
+kill -HUP "$ML_DAEMON_PID"
+for ((i = 0; i < 100; i++)); do
+  grep -q 'workload pod-a removed; its tc filters stay' "$ML_DAEMON_LOG" && break
+  sleep 0.05
+done
+[[ $i -lt 100 ]] || ml_fail "pod-a was not removed by the reload"
+[[ -n $(mesh_tc_filters "$REL_A") ]] || ml_fail "A's tc filters went while its steered connection is open"
+rel_kill9
+rel_start_timed "$CONFIG"
+sleep 2.5 # a drain check runs every 2 s
+kill -0 "$LL" || ml_fail "the long-lived connection ended early: $(cat "$ML_WORKDIR/ll.client.out")"
+[[ -n $(mesh_tc_filters "$REL_A") ]] ||
+  ml_fail "the restarted daemon removed A's filters while the connection they steer is open"
+ml_log "A's draining filters survived the restart: $(mesh_tc_filters "$REL_A" | grep -c ml_tc) filter line(s)"
+rel_kill9
+ml_daemon_cleanup "$CONFIG"
+rel_snapshot "$ML_WORKDIR/after"
+if ! diff -u "$ML_WORKDIR/before" "$ML_WORKDIR/after" >&2; then
+  ml_fail "meshlaned --cleanup did not leave the machine as found (diff above)"
+fi
+[[ ! -e $ML_WORKDIR/state/tc-filters ]] || ml_fail "the tc record is left in the state dir"
+ml_log "snapshot before == after ($(wc -l <"$ML_WORKDIR/after") lines)"
+ml_pass

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# Upgrades and pinned map versions, in an istio-style mesh (pods A and B with HAProxy sidecars,
+# host X off the node; rel_lib.sh). Throughout, established connections carry request/response
+# traffic and must never fail: P-mesh (A's app -> A's sidecar -> B's sidecar -> B:8091, spliced)
+# and P-tc (X -> B:8092, steered by B's tc to B's inbound sidecar), 4 persistent connections each
+# (ml_connrate --requests-per-conn 0).
+#   1. Upgrade: SIGTERM + start ("a new build": every program is loaded anew) while a connect
+#      loop (ml_connrate, a new connection per request) runs A -> B:8090. Every pinned link keeps
+#      its id and gets a new program (bpf_link_update: never a moment without a program), no
+#      connection fails and every one was intercepted (intercepted_outbound and A's sidecar log
+#      >= connections, intercepted_inbound_tc flat).
+#   2. sockhash_max_entries changed: the pinned sockhash no longer matches; it is recreated
+#      (status: maps.ml_sockhash_v1 = "recreated"); new connections are spliced in the new one.
+#   3. Migration: ml_tcflows_v1 with another max_entries (MESHLANE_TEST_MAP_MAX_ENTRIES, tests
+#      only): status "migrated"; P-tc, whose flow state lives in that map, keeps working.
+#   4. An incompatible ml_portrules_v1 (value size 16, made with bpftool) in place of the pinned
+#      one: recreated (its contents come from the config), the log names the difference, the
+#      mesh still intercepts.
+#   5. An incompatible ml_tcflows_v1 (value size 16, made with bpftool): meshlaned refuses to
+#      start, naming the map and what to do; nothing changed (the links still run the same
+#      programs). The real map is pinned back and the daemon starts, reusing it.
+# At the end P-mesh and P-tc report no error, and SIGTERM + --cleanup remove everything.
+# shellcheck source-path=SCRIPTDIR source=rel_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+
+rel_setup
+CONFIG="$ML_WORKDIR/meshlane.toml"
+rel_write_config "$CONFIG"
+rel_start_timed "$CONFIG"
+rel_sidecars
+B4=$(mesh_v4 11)
+PERSIST_S=32
+
+# Servers: 8090 the connect loop (close after one reply), 8091/8092 persistent.
+start_connrate_server() {
+  local port=$1 close=$2 pid
+  ml_bg pid "$ML_WORKDIR/srv$port.out" "$ML_WORKDIR/srv$port.err" "$ML_CG" "$REL_B" \
+    "$ML_CONNRATE" server --listen "0.0.0.0:$port" --request-size 100 --reply-size 1000 \
+    --close-after "$close" --ready-file "$ML_WORKDIR/srv$port.ready"
+  ml_wait_file "$ML_WORKDIR/srv$port.ready" "$pid" 10 || ml_fail "ml_connrate server on $port did not start"
+}
+start_connrate_server 8090 1
+start_connrate_server 8091 0
+start_connrate_server 8092 0
+
+ml_snapshot p0
+ml_bg PMESH "$ML_WORKDIR/pmesh.out" "$ML_WORKDIR/pmesh.err" "$ML_CG" "$REL_A" \
+  "$ML_CONNRATE" client --connect "$B4:8091" --concurrency 4 --duration "$PERSIST_S" \
+  --request-size 100 --reply-size 1000 --requests-per-conn 0 --timeout 5
+ml_bg PTC "$ML_WORKDIR/ptc.out" "$ML_WORKDIR/ptc.err" "$ML_CG" "$REL_X" \
+  "$ML_CONNRATE" client --connect "$B4:8092" --concurrency 4 --duration "$PERSIST_S" \
+  --request-size 100 --reply-size 1000 --requests-per-conn 0 --timeout 5
+sleep 1
+ml_snapshot p1
+mesh_assert_rose p0 p1 persistent intercepted_outbound 4
+mesh_assert_rose p0 p1 persistent intercepted_inbound_tc 4
+mesh_assert_rose p0 p1 persistent spliced_proxy_to_proxy 4
+
+persistent_alive() {
+  kill -0 "$PMESH" 2>/dev/null || ml_fail "$1: the persistent mesh client exited: $(cat "$ML_WORKDIR/pmesh.out")"
+  kill -0 "$PTC" 2>/dev/null || ml_fail "$1: the persistent tc client exited: $(cat "$ML_WORKDIR/ptc.out")"
+}
+
+# restart [ENV=VALUE...]: SIGTERM (exit 0), then start with the environment given (timed).
+restart() {
+  ml_daemon_stop
+  [[ $ML_DAEMON_RC -eq 0 ]] || ml_fail "meshlaned exited with status $ML_DAEMON_RC on SIGTERM"
+  if [[ $# -gt 0 ]]; then
+    export "$@"
+  fi
+  rel_start_timed "$CONFIG"
+  unset MESHLANE_TEST_MAP_MAX_ENTRIES
+  ml_log "restarted: control socket answered after ${REL_CONTROL_MS} ms"
+}
+
+map_status() { ml_json_field "$(rel_status_json | tr -d '\n')" "$1"; }
+
+# mesh_still_intercepts LABEL: a new connection A -> B:8081 passes A's sidecar (orig B:8081)
+# and is spliced.
+mesh_still_intercepts() {
+  local sa
+  sa=$(mesh_log_lines "$REL_LOG_A")
+  ml_snapshot i0
+  mesh_xfer "$1" "$REL_B" "[::]:8081" "$REL_A" "$B4:8081" --bytes 2M --timeout 30
+  ml_snapshot i1
+  mesh_assert_rose i0 i1 "$1" intercepted_outbound
+  mesh_assert_rose i0 i1 "$1" spliced_proxy_to_proxy
+  mesh_assert_rose i0 i1 "$1" bytes_redirected $((2 << 20))
+  mesh__expect_log "$1" "$REL_LOG_A" "$sa" "^outbound [^ ]+ [^ ]+ $(mesh_re "$B4"):8081\$" \
+    "A's sidecar did not carry the connection to $B4:8081"
+}
+
+# ---------------------------------------------------------------------------------------------
+ml_log "1. upgrade (SIGTERM + start) while a connect loop runs"
+before=$(rel_link_progs)
+sa=$(grep -cE " $(mesh_re "$B4"):8090\$" "$REL_LOG_A" || true)
+ml_snapshot u0
+ml_bg LOOP "$ML_WORKDIR/loop.out" "$ML_WORKDIR/loop.err" "$ML_CG" "$REL_A" \
+  "$ML_CONNRATE" client --connect "$B4:8090" --concurrency 4 --duration 5 --request-size 100 \
+  --reply-size 1000 --requests-per-conn 1 --timeout 5
+sleep 2
+restart
+rc=0
+wait "$LOOP" || rc=$?
+result=$(tail -n 1 "$ML_WORKDIR/loop.out")
+conns=$(ml_json_int "$result" connections)
+[[ $rc -eq 0 && $(ml_json_int "$result" errors) -eq 0 ]] ||
+  ml_fail "the connect loop across the upgrade failed (exit $rc): $result"
+sleep 1
+ml_snapshot u1
+ml_show_delta u0 u1
+out=$(ml_delta u0 u1 intercepted_outbound)
+logged=$(($(grep -cE "^outbound [^ ]+ [^ ]+ $(mesh_re "$B4"):8090\$" "$REL_LOG_A" || true) - sa))
+ml_log "upgrade: $conns connections, intercepted_outbound +$out, A's sidecar logged $logged"
+((conns > 100 && out >= conns && logged >= conns)) ||
+  ml_fail "not every connection of the loop was intercepted: $conns connections, intercepted_outbound +$out, sidecar logged $logged"
+mesh_assert_flat u0 u1 upgrade intercepted_inbound_tc
+after=$(rel_link_progs)
+ml_log "links before: $(tr '\n' ';' <<<"$before")"
+ml_log "links after:  $(tr '\n' ';' <<<"$after")"
+[[ $(wc -l <<<"$before") -eq 5 ]] || ml_fail "expected 5 pinned links, got: $before"
+while read -r pin prog link; do
+  read -r _ prog2 link2 < <(grep "^$pin " <<<"$after") || ml_fail "link $pin gone after the upgrade"
+  [[ $link2 == "$link" ]] || ml_fail "link $pin was replaced (id $link -> $link2), not updated in place"
+  [[ $prog2 != "$prog" ]] || ml_fail "link $pin still runs program $prog after the upgrade"
+done <<<"$before"
+persistent_alive upgrade
+
+# ---------------------------------------------------------------------------------------------
+ml_log "2. sockhash_max_entries 65536 -> 4096: the sockhash is recreated"
+rel_write_config "$CONFIG" "sockhash_max_entries = 4096"
+restart
+[[ $(map_status ml_sockhash_v1) == recreated ]] ||
+  ml_fail "status does not report ml_sockhash_v1 recreated: $(rel_status_json)"
+grep -q 'map ml_sockhash_v1: max_entries 65536 (this build: 4096)' "$ML_DAEMON_LOG" ||
+  ml_fail "the daemon log does not say why ml_sockhash_v1 was recreated"
+mesh_still_intercepts after-sockhash-recreate
+persistent_alive "sockhash recreation"
+
+# ---------------------------------------------------------------------------------------------
+ml_log "3. ml_tcflows_v1 resized: migrated, the tc-steered persistent connections keep working"
+flows_before=$("$BPFTOOL" -j map dump pinned "$ML_BPFFS_DIR/ml_tcflows_v1" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+restart MESHLANE_TEST_MAP_MAX_ENTRIES=ml_tcflows_v1=4096
+[[ $(map_status ml_tcflows_v1) == migrated ]] ||
+  ml_fail "status does not report ml_tcflows_v1 migrated: $(rel_status_json)"
+[[ $("$BPFTOOL" -j map show pinned "$ML_BPFFS_DIR/ml_tcflows_v1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["max_entries"])') -eq 4096 ]] ||
+  ml_fail "the pinned ml_tcflows_v1 does not have 4096 entries"
+flows_after=$("$BPFTOOL" -j map dump pinned "$ML_BPFFS_DIR/ml_tcflows_v1" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+ml_log "tc flows: $flows_before before, $flows_after in the migrated map"
+((flows_after >= 4)) || ml_fail "the migrated ml_tcflows_v1 holds $flows_after flows, expected the 4 persistent ones"
+[[ ! -e $ML_BPFFS_DIR/ml_tcflows_v1_migrating ]] || ml_fail "ml_tcflows_v1_migrating left behind"
+sleep 1
+persistent_alive "tc flow migration"
+
+# ---------------------------------------------------------------------------------------------
+ml_log "4. an incompatible ml_portrules_v1 (bpftool, value size 16): recreated"
+ml_daemon_stop
+rm "$ML_BPFFS_DIR/ml_portrules_v1"
+"$BPFTOOL" map create "$ML_BPFFS_DIR/ml_portrules_v1" type hash key 8 value 16 entries 64 \
+  name ml_portrules_v1 || ml_fail "bpftool map create failed"
+rel_start_timed "$CONFIG"
+[[ $(map_status ml_portrules_v1) == recreated ]] ||
+  ml_fail "status does not report ml_portrules_v1 recreated: $(rel_status_json)"
+grep -q 'map ml_portrules_v1: value size 16 (this build: 1)' "$ML_DAEMON_LOG" ||
+  ml_fail "the daemon log does not name what differs in ml_portrules_v1"
+mesh_still_intercepts after-portrules-recreate
+persistent_alive "port rules recreation"
+
+# ---------------------------------------------------------------------------------------------
+ml_log "5. an incompatible ml_tcflows_v1 (bpftool, value size 16): refused, nothing changes"
+ml_daemon_stop
+before=$(rel_link_progs)
+real_id=$("$BPFTOOL" -j map show pinned "$ML_BPFFS_DIR/ml_tcflows_v1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+rm "$ML_BPFFS_DIR/ml_tcflows_v1"
+"$BPFTOOL" map create "$ML_BPFFS_DIR/ml_tcflows_v1" type lru_hash key 40 value 16 entries 64 \
+  name ml_tcflows_v1 || ml_fail "bpftool map create failed"
+pins_before=$(find "$ML_BPFFS_DIR" | sort)
+rel_exec_daemon "$CONFIG"
+rc=0
+wait "$ML_DAEMON_PID" || rc=$?
+ML_DAEMON_PID=""
+[[ $rc -ne 0 ]] || ml_fail "meshlaned started with an incompatible ml_tcflows_v1"
+cat "$ML_DAEMON_LOG" >&2
+grep -q "ml_tcflows_v1 is incompatible with this build: value size 16 (this build: 8)" "$ML_DAEMON_LOG" ||
+  ml_fail "the refusal does not name ml_tcflows_v1 and what differs"
+grep -q "rm $ML_BPFFS_DIR/ml_tcflows_v1" "$ML_DAEMON_LOG" && grep -q "meshlaned --cleanup" "$ML_DAEMON_LOG" ||
+  ml_fail "the refusal does not say what to do"
+[[ $(rel_link_progs) == "$before" ]] || ml_fail "the refused start changed the attached programs"
+[[ $(find "$ML_BPFFS_DIR" | sort) == "$pins_before" ]] || ml_fail "the refused start changed the pins"
+persistent_alive "the refused start"
+rm "$ML_BPFFS_DIR/ml_tcflows_v1"
+"$BPFTOOL" map pin id "$real_id" "$ML_BPFFS_DIR/ml_tcflows_v1"
+rel_start_timed "$CONFIG"
+[[ $(map_status ml_tcflows_v1) == reused ]] || ml_fail "the restored ml_tcflows_v1 was not reused"
+mesh_still_intercepts after-refusal
+
+# ---------------------------------------------------------------------------------------------
+for p in PMESH PTC; do
+  pid=${!p}
+  kill -0 "$pid" 2>/dev/null || ml_fail "$p ended before the last step: the test ran past ${PERSIST_S} s"
+done
+ml_log "waiting for the persistent clients (${PERSIST_S} s in all)"
+for p in pmesh ptc; do
+  pid=$([[ $p == pmesh ]] && echo "$PMESH" || echo "$PTC")
+  rc=0
+  wait "$pid" || rc=$?
+  result=$(tail -n 1 "$ML_WORKDIR/$p.out")
+  ml_log "$p (exit $rc): $result"
+  [[ $rc -eq 0 && $(ml_json_int "$result" errors) -eq 0 && $(ml_json_int "$result" requests) -gt 1000 ]] ||
+    ml_fail "$p: the persistent connections saw errors across the upgrades: $result"
+done
+ml_daemon_stop
+ml_daemon_cleanup
+[[ ! -e $ML_BPFFS_DIR ]] || ml_fail "$ML_BPFFS_DIR still exists after meshlaned --cleanup"
+ml_pass
