@@ -65,11 +65,29 @@ for port in 8090 8091; do
 done
 
 # ---- policy hook ---------------------------------------------------------------------------
-# POLICY HOOK (for the lead, once L4 policy lands): change the authorization policy here in the
-# middle of the traffic (e.g. `meshlanectl policy ...` or a config edit + SIGHUP), and extend
-# the checks so that denied connections are expected to fail and allowed ones must not.
+# Policy updates in the middle of the traffic: every other restart applies, then deletes, a
+# policy that allows all the soak's traffic but makes the kernel judge it (pod-b isolated with
+# an allow rule for everyone, denies for CIDRs nobody uses). A connection refused by a policy
+# switch would show up as a failed transfer or storm connection, and in denied_connect.
+POLICY_UPDATES=0
 soak_policy_update() {
-  : # no policy yet
+  local sock
+  sock=$(rel_socket)
+  if ((POLICY_UPDATES % 2 == 0)); then
+    cat >"$ML_WORKDIR/soak-policy.json" <<'J'
+{"policies": [
+  {"name": "soak-b-in", "workload": "pod-b",
+   "ingress": [{"action": "allow"}, {"action": "deny", "from": [{"cidr": "198.19.255.0/24"}]}]},
+  {"name": "soak-a-out", "workload": "pod-a",
+   "egress": [{"action": "deny", "to": [{"cidr": "198.19.254.0/24"}], "ports": ["1-1024"]}]}]}
+J
+    "$MESHLANECTL" --socket "$sock" policy apply --replace -f "$ML_WORKDIR/soak-policy.json" >/dev/null ||
+      ml_fail "policy apply failed in the middle of the soak"
+  else
+    "$MESHLANECTL" --socket "$sock" -o json policy apply --replace -f - <<<'{"policies": []}' >/dev/null ||
+      ml_fail "clearing the policy failed in the middle of the soak"
+  fi
+  POLICY_UPDATES=$((POLICY_UPDATES + 1))
 }
 # --------------------------------------------------------------------------------------------
 
@@ -159,6 +177,11 @@ tc=$(ml_delta s0 s1 intercepted_inbound_tc)
 # together at least as many as the storms made.
 ((out + tc >= STORM_CONNS)) ||
   ml_fail "intercepted_outbound +$out and intercepted_inbound_tc +$tc: fewer than the $STORM_CONNS storm connections"
+
+# The policy switches refused nothing (all the soak's traffic is allowed by every version).
+denied=$(($(ml_delta s0 s1 denied_connect) + $(ml_delta s0 s1 denied_inbound_tc)))
+((denied == 0)) || ml_fail "$denied connections denied although every policy applied allows them"
+ml_log "$POLICY_UPDATES policy switches in the middle of the traffic, 0 connections denied"
 
 # Memory and fds, per daemon instance.
 python3 - "$RSS_GROWTH_KB" "$FD_GROWTH" "$RSS_MAX_KB" "${SAMPLES[@]}" <<'PY' || ml_fail "meshlaned's memory or fd count grew beyond the bounds (above)"
