@@ -26,6 +26,8 @@ using Socket = asio::local::stream_protocol::socket;
 
 namespace {
 
+// Sessions read into one buffer of the server (see Session::read): an idle client costs no
+// buffer, so 1,024 of them cost kilobytes rather than 64 MiB.
 constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
 
@@ -73,6 +75,9 @@ struct Shared {
   LineHandler handler;
   ServerOptions options;
   std::map<Session*, std::weak_ptr<Session>> sessions;
+  // Every session reads into this, then hands the bytes to its framer at once; safe because
+  // one thread runs every handler and no read is in flight while a session waits.
+  std::array<char, kReadChunk> read_buffer{};
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -90,6 +95,15 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void start() {
     shared_->sessions.emplace(this, weak_from_this());
+    // read_some() after a readiness wait must never block the one thread serving everyone.
+    boost::system::error_code error;
+    socket_.non_blocking(true, error);
+    if (error) {
+      spdlog::warn("control: cannot make a client socket non-blocking, dropping it: {}",
+                   error.message());
+      close();
+      return;
+    }
     arm_timer();
     process();
   }
@@ -144,16 +158,27 @@ class Session : public std::enable_shared_from_this<Session> {
     }
   }
 
+  // Waits until the socket is readable, then reads what is there without blocking into the
+  // server's shared buffer (an async_read_some would need a buffer per waiting session).
   void read() {
-    socket_.async_read_some(
-        asio::buffer(read_buffer_),
-        [self = shared_from_this()](const boost::system::error_code& error, std::size_t count) {
-          self->on_read(error, count);
-        });
+    socket_.async_wait(Socket::wait_read,
+                       [self = shared_from_this()](const boost::system::error_code& error) {
+                         self->on_readable(error);
+                       });
   }
 
-  void on_read(const boost::system::error_code& error, std::size_t count) {
+  void on_readable(const boost::system::error_code& wait_error) {
     if (closed_) {
+      return;
+    }
+    if (wait_error) {
+      close();
+      return;
+    }
+    boost::system::error_code error;
+    const std::size_t count = socket_.read_some(asio::buffer(shared_->read_buffer), error);
+    if (error == asio::error::would_block || error == asio::error::try_again) {
+      read();  // a spurious wake-up
       return;
     }
     if (error == asio::error::eof) {
@@ -165,7 +190,7 @@ class Session : public std::enable_shared_from_this<Session> {
       close();
       return;
     }
-    framer_.append(std::string_view(read_buffer_.data(), count));
+    framer_.append(std::string_view(shared_->read_buffer.data(), count));
     process();
   }
 
@@ -214,7 +239,6 @@ class Session : public std::enable_shared_from_this<Session> {
   LineFramer framer_;
   std::shared_ptr<Shared> shared_;
   PeerCredentials peer_;
-  std::array<char, kReadChunk> read_buffer_{};
   std::string out_;
   bool closed_ = false;
   bool eof_ = false;
@@ -425,6 +449,8 @@ Server::~Server() {
 }
 
 std::size_t Server::client_count() const { return impl_->shared->sessions.size(); }
+
+std::size_t Server::max_clients() const { return impl_->shared->options.max_clients; }
 
 const std::string& Server::path() const { return impl_->path; }
 

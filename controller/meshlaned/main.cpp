@@ -10,8 +10,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <ctime>
 #include <exception>
 #include <functional>
@@ -105,8 +107,7 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
     std::tm utc{};
     ::gmtime_r(&started_wall_, &utc);
     std::strftime(started, sizeof started, "%Y-%m-%dT%H:%M:%SZ", &utc);
-    const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
-        std::chrono::steady_clock::now() - started_steady_);
+    const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(this->uptime());
     return {
         {"version", MESHLANE_VERSION},
         {"pid", ::getpid()},
@@ -122,8 +123,18 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
          {{"enabled", config_.acceleration.enabled},
           {"sockhash_max_entries", config_.acceleration.sockhash_max_entries}}},
         {"socket", config_.daemon.socket},
+        {"control",
+         {{"clients", control_server_ != nullptr ? control_server_->client_count() : 0},
+          {"max_clients", control_server_ != nullptr ? control_server_->max_clients() : 0}}},
         {"state_dir", config_.daemon.state_dir},
     };
+  }
+
+  // The control socket's server, for its client counts in status (set once it is started).
+  void set_control_server(const meshlane::control::Server* server) { control_server_ = server; }
+
+  [[nodiscard]] std::chrono::steady_clock::duration uptime() const {
+    return std::chrono::steady_clock::now() - started_steady_;
   }
 
   meshlane::Result<meshlane::Counters> counters() override {
@@ -149,18 +160,47 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
   std::vector<meshlane::KernelFeature> features_;
   std::chrono::steady_clock::time_point started_steady_;
   std::time_t started_wall_;
+  const meshlane::control::Server* control_server_ = nullptr;
 };
 
-// One client per file descriptor: the default soft limit (1024) would cap the control socket
-// below its client limit.
-void raise_file_limit() {
+// File descriptors the daemon needs besides its clients: BPF maps, programs and links, netns
+// files, the listening sockets, logs, and the metrics endpoint's connections.
+constexpr rlim_t kReservedFileDescriptors = 128;
+
+// Every control client holds a file descriptor, and the usual soft RLIMIT_NOFILE (1024) is below
+// the control socket's client limit: raises the soft limit to the hard one. Returns how many
+// control clients fit in what the daemon got (the client limit when nothing is short).
+std::size_t raise_file_limit(std::size_t wanted_clients) {
   rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
-      spdlog::debug("cannot raise RLIMIT_NOFILE: {}", std::strerror(errno));
-    }
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    spdlog::warn("cannot read RLIMIT_NOFILE ({}); keeping {} control clients", std::strerror(errno),
+                 wanted_clients);
+    return wanted_clients;
   }
+  if (limit.rlim_cur < limit.rlim_max) {
+    const rlim_t previous = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+      spdlog::info("open file limit (RLIMIT_NOFILE) raised from {} to {}", previous,
+                   limit.rlim_cur);
+    } else {
+      spdlog::warn("cannot raise the open file limit (RLIMIT_NOFILE) from {} to {}: {}", previous,
+                   limit.rlim_max, std::strerror(errno));
+      limit.rlim_cur = previous;
+    }
+  } else {
+    spdlog::info("open file limit (RLIMIT_NOFILE) {}", limit.rlim_cur);
+  }
+  const rlim_t room =
+      limit.rlim_cur > kReservedFileDescriptors ? limit.rlim_cur - kReservedFileDescriptors : 1;
+  if (room < wanted_clients) {
+    spdlog::warn(
+        "the open file limit {} leaves room for {} control clients instead of {}; raise "
+        "LimitNOFILE (systemd) or `ulimit -Hn` for meshlaned",
+        limit.rlim_cur, room, wanted_clients);
+    return static_cast<std::size_t>(room);
+  }
+  return wanted_clients;
 }
 
 // SIGHUP: re-reads the config file and applies its workloads with the live ones. A file that
@@ -202,7 +242,7 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   }
   spdlog::info("cgroup v2 mounted at {}; attaching to {}", mount.value(), cgroup.value());
 
-  raise_file_limit();
+  const std::size_t max_clients = raise_file_limit(meshlane::control::ServerOptions{}.max_clients);
   std::vector<meshlane::KernelFeature> features = meshlane::probe_splice_features();
   auto socket_group = meshlane::control::resolve_socket_group(config.daemon.socket_group);
   if (!socket_group) {
@@ -260,6 +300,7 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   server_options.path = config.daemon.socket;
   server_options.mode = config.daemon.socket_mode;
   server_options.group = *socket_group;
+  server_options.max_clients = max_clients;
   auto server = meshlane::control::Server::start(
       io, server_options,
       [&api](const meshlane::control::PeerCredentials& peer, std::string_view line) {
@@ -269,9 +310,11 @@ int run(const std::string& config_path, const meshlane::Config& config) {
     spdlog::error("{}", server.error().message());
     return kExitRuntime;
   }
-  spdlog::info("control socket {} (mode {:04o}, group {})", config.daemon.socket,
+  backend.set_control_server(server.value().get());
+  spdlog::info("control socket {} (mode {:04o}, group {}, up to {} clients)", config.daemon.socket,
                config.daemon.socket_mode,
-               config.daemon.socket_group.empty() ? "root only" : config.daemon.socket_group);
+               config.daemon.socket_group.empty() ? "root only" : config.daemon.socket_group,
+               max_clients);
   spdlog::info("meshlaned ready");
 
   boost::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
