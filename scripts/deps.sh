@@ -11,7 +11,7 @@ packages=(
   # fuzzing (scripts/fuzz.sh): libFuzzer and the sanitizer runtimes of clang 14
   libclang-rt-14-dev
   # tests, demo and benchmarks
-  iproute2 iperf3 sockperf haproxy iptables python3 procps gnuplot-nox
+  iproute2 iperf3 sockperf haproxy iptables python3 procps gnuplot-nox curl
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -575,6 +575,36 @@ Status read_node_proxy(const Field& field, WorkloadConfig& workload) {
   return {};
 }
 
+// metrics.listen: "" (off), "ADDR:PORT" or "[IPv6]:PORT"; the port is required.
+Status read_listen_address(const Field& field, MetricsConfig& metrics) {
+  std::string text;
+  if (Status status = read_string(field, text); !status) {
+    return status;
+  }
+  if (text.empty()) {
+    metrics.listen.clear();
+    metrics.listen_address.reset();
+    return {};
+  }
+  const std::string forms =
+      " (expected ADDR:PORT or [IPv6]:PORT, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\"; \"\" "
+      "turns the endpoint off)";
+  const std::optional<HostPort> parts = split_host_port(text);
+  const std::optional<IpAddress> address =
+      parts ? parse_ip_address(parts->host) : std::optional<IpAddress>();
+  if (!address) {
+    return field.error("\"" + text + "\" does not start with an IPv4 or IPv6 address" + forms);
+  }
+  const std::optional<std::uint16_t> port =
+      parts->port ? parse_port_text(*parts->port) : std::optional<std::uint16_t>();
+  if (!port) {
+    return field.error("\"" + text + "\" has no port 1..65535" + forms);
+  }
+  metrics.listen = std::move(text);
+  metrics.listen_address = ListenAddress{*address, *port};
+  return {};
+}
+
 // The kernel's dev_valid_name(): what `ip link` would refuse can never match an interface.
 Status read_interface(const Field& field, std::string& out) {
   std::string name;
@@ -630,6 +660,31 @@ Status parse_acceleration_table(const Field& field, AccelerationConfig& accelera
       {"exclude_ports", [&](const Field& f) { return read_ports(f, acceleration.exclude_ports); }},
   }};
   return read_table(field, readers);
+}
+
+Status parse_metrics_table(const Field& field, MetricsConfig& metrics) {
+  const toml::node* listen_node = nullptr;
+  const std::array<KeyReader, 2> readers = {{
+      {"listen",
+       [&](const Field& f) {
+         listen_node = &f.node;
+         return read_listen_address(f, metrics);
+       }},
+      {"allow_non_loopback",
+       [&](const Field& f) { return read_bool(f, metrics.allow_non_loopback); }},
+  }};
+  if (Status status = read_table(field, readers); !status) {
+    return status;
+  }
+  // Checked once the whole table is read: the keys may come in any order.
+  if (metrics.listen_address && !is_loopback(metrics.listen_address->address) &&
+      !metrics.allow_non_loopback && listen_node != nullptr) {
+    return Field{field.source_name, join_key(field.dotted_key, "listen"), *listen_node}.error(
+        "\"" + metrics.listen +
+        "\" is not a loopback address, and the metrics endpoint has no authentication: listen "
+        "on 127.0.0.1 or ::1, or set metrics.allow_non_loopback = true to serve it there anyway");
+  }
+  return {};
 }
 
 // Readers for every [[workload]] key, writing into `w`; the preset is already in `w`, so a
@@ -766,10 +821,11 @@ Status parse_workloads(const Field& field, std::vector<WorkloadConfig>& out) {
 
 // The top level holds only tables; add new ones here.
 Status parse_root(const std::string& source_name, const toml::table& root, Config& config) {
-  const std::array<KeyReader, 3> tables = {{
+  const std::array<KeyReader, 4> tables = {{
       {"daemon", [&](const Field& f) { return parse_daemon_table(f, config.daemon); }},
       {"acceleration",
        [&](const Field& f) { return parse_acceleration_table(f, config.acceleration); }},
+      {"metrics", [&](const Field& f) { return parse_metrics_table(f, config.metrics); }},
       {"workload", [&](const Field& f) { return parse_workloads(f, config.workloads); }},
   }};
   return read_entries(source_name, root, "", tables, "table");

@@ -27,6 +27,8 @@
 #include "meshlane/counters.hpp"
 #include "meshlane/datapath.hpp"
 #include "meshlane/kernel_features.hpp"
+#include "meshlane/metrics.hpp"
+#include "meshlane/metrics_server.hpp"
 #include "meshlane/mounts.hpp"
 #include "meshlane/netns.hpp"
 #include "meshlane/workloads.hpp"
@@ -203,6 +205,38 @@ std::size_t raise_file_limit(std::size_t wanted_clients) {
   return wanted_clients;
 }
 
+// The page GET /metrics serves: the datapath counters node-wide, then the daemon's gauges.
+meshlane::Result<std::string> render_metrics(DaemonBackend& backend,
+                                             const meshlane::control::WorkloadRegistry& workloads,
+                                             const meshlane::control::Server& control) {
+  auto counters = backend.counters();
+  if (!counters) {
+    return counters.error();
+  }
+  const std::vector<meshlane::metrics::CounterSet> counter_sets = {{{}, counters.value()}};
+  const std::string workloads_help = "Workloads meshlane intercepts, by where they come from.";
+  const std::vector<meshlane::metrics::GaugeSample> gauges = {
+      {"build_info", "meshlaned's version (always 1).", {{"version", MESHLANE_VERSION}}, 1},
+      {"uptime_seconds",
+       "Seconds since meshlaned started.",
+       {},
+       std::chrono::duration<double>(backend.uptime()).count()},
+      {"workloads",
+       workloads_help,
+       {{"source", "config"}},
+       static_cast<double>(workloads.config_count())},
+      {"workloads",
+       workloads_help,
+       {{"source", "live"}},
+       static_cast<double>(workloads.live_count())},
+      {"control_clients",
+       "Clients connected to the control socket.",
+       {},
+       static_cast<double>(control.client_count())},
+  };
+  return meshlane::metrics::format_prometheus(counter_sets, gauges);
+}
+
 // SIGHUP: re-reads the config file and applies its workloads with the live ones. A file that
 // does not parse, or a workload whose namespace cannot be resolved, changes nothing.
 void reload_workloads(const std::string& config_path, const meshlane::Config& running,
@@ -219,6 +253,10 @@ void reload_workloads(const std::string& config_path, const meshlane::Config& ru
       now.socket_mode != was.socket_mode || now.socket_group != was.socket_group ||
       now.state_dir != was.state_dir) {
     spdlog::warn("reload: [daemon] changes take effect only after a restart");
+  }
+  if (fresh->metrics.listen != running.metrics.listen ||
+      fresh->metrics.allow_non_loopback != running.metrics.allow_non_loopback) {
+    spdlog::warn("reload: [metrics] changes take effect only after a restart");
   }
   if (auto status = workloads.reload(fresh->workloads); !status) {
     spdlog::error("reload rejected, nothing changed: {}", status.error().message());
@@ -315,6 +353,27 @@ int run(const std::string& config_path, const meshlane::Config& config) {
                config.daemon.socket_mode,
                config.daemon.socket_group.empty() ? "root only" : config.daemon.socket_group,
                max_clients);
+  std::unique_ptr<meshlane::metrics::Server> metrics_server;
+  if (const auto& listen = config.metrics.listen_address) {
+    if (!meshlane::is_loopback(listen->address)) {
+      spdlog::warn(
+          "metrics: serving on {}, which is not loopback: anyone who can reach it reads the "
+          "counters (metrics.allow_non_loopback = true)",
+          meshlane::to_string(*listen));
+    }
+    meshlane::metrics::ServerOptions metrics_options;
+    metrics_options.listen = *listen;
+    auto started = meshlane::metrics::Server::start(
+        io, metrics_options, [&backend, &workloads, &control = *server.value()] {
+          return render_metrics(backend, workloads, control);
+        });
+    if (!started) {
+      spdlog::error("{}", started.error().message());
+      return kExitRuntime;
+    }
+    metrics_server = std::move(started.value());
+    spdlog::info("metrics: http://{}/metrics", meshlane::to_string(*listen));
+  }
   spdlog::info("meshlaned ready");
 
   boost::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
@@ -352,6 +411,7 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   drain_timer.expires_after(kDrainCheckInterval);
   drain_timer.async_wait(on_drain_tick);
   io.run();
+  metrics_server.reset();
   server->reset();  // removes the socket file before the daemon exits
   return kExitOk;
 }

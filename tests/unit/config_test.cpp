@@ -181,7 +181,7 @@ TEST(ParseConfig, UnknownTableIsRejected) {
   const std::string message = parse_error("[daemon]\n\n[servers]\nport = 1\n");
   EXPECT_TRUE(contains(message, "meshlane.toml:3:"));
   EXPECT_TRUE(
-      contains(message, "servers: unknown table (known tables: daemon, acceleration, workload)"));
+      contains(message, "servers: unknown table (known tables: daemon, acceleration, metrics, workload)"));
 }
 
 TEST(ParseConfig, UnknownTopLevelKeyIsRejected) {
