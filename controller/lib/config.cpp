@@ -991,7 +991,102 @@ WorkloadConfig workload_preset(MeshKind mesh) {
   return preset;
 }
 
+// toml++ 3.3 (Debian 12) reaches __builtin_unreachable() -- undefined behaviour, in practice
+// a crash or a wrong parse -- when it checks whether a non-ASCII character in [U+00A1, U+0499]
+// and a few other ranges is whitespace (upstream issues #190 and #295, fixed after 3.3). It
+// checks that wherever whitespace may appear outside strings and comments, and after a
+// line-ending backslash in a multi-line basic string. TOML 1.0 allows non-ASCII characters only
+// inside strings and comments anyway, so this scan, run before toml++ sees the text, turns every
+// such character elsewhere into an ordinary syntax error. Found by tests/fuzz/fuzz_config.
+namespace {
+
+std::optional<Error> find_unsafe_non_ascii(std::string_view text, const std::string& source_name) {
+  enum class State { kBare, kComment, kBasic, kLiteral, kMultiBasic, kMultiLiteral };
+  State state = State::kBare;
+  // Line and column (in characters, as toml++ counts them) of the byte at `offset`.
+  auto error = [&](std::size_t offset, std::string_view what) {
+    const std::string_view before = text.substr(0, offset);
+    const std::size_t line_start = before.rfind('\n') + 1;  // npos + 1 == 0
+    toml::source_region where;
+    where.begin.line =
+        static_cast<toml::source_index>(1 + std::count(before.begin(), before.end(), '\n'));
+    where.begin.column = static_cast<toml::source_index>(
+        1 +
+        std::count_if(before.begin() + static_cast<std::ptrdiff_t>(line_start), before.end(),
+                      [](char byte) { return (static_cast<unsigned char>(byte) & 0xC0) != 0x80; }));
+    return config_error(source_name, where, "", "TOML syntax error: " + std::string(what));
+  };
+  // toml++ skips a UTF-8 byte order mark.
+  for (std::size_t i = text.starts_with("\xEF\xBB\xBF") ? 3 : 0; i < text.size(); ++i) {
+    const char c = text[i];
+    const bool non_ascii = static_cast<unsigned char>(c) >= 0x80;
+    switch (state) {
+      case State::kBare:
+        if (non_ascii) {
+          return error(i,
+                       "a non-ASCII character outside a quoted string or a comment (keys and "
+                       "non-string values are ASCII)");
+        }
+        if (c == '#') {
+          state = State::kComment;
+        } else if (text.substr(i, 3) == "\"\"\"") {
+          state = State::kMultiBasic;
+          i += 2;
+        } else if (text.substr(i, 3) == "'''") {
+          state = State::kMultiLiteral;
+          i += 2;
+        } else if (c == '"') {
+          state = State::kBasic;
+        } else if (c == '\'') {
+          state = State::kLiteral;
+        }
+        break;
+      case State::kComment: state = c == '\n' ? State::kBare : state; break;
+      case State::kBasic:
+        if (c == '\\') {
+          ++i;  // an escape: the next character is not the closing quote
+        } else if (c == '"' || c == '\n') {
+          state = State::kBare;  // a newline ends it too: toml++ reports that error
+        }
+        break;
+      case State::kLiteral: state = c == '\'' || c == '\n' ? State::kBare : state; break;
+      case State::kMultiBasic:
+        if (c == '\\') {
+          std::size_t next = text.find_first_not_of(" \t", i + 1);
+          if (next != std::string_view::npos && (text[next] == '\n' || text[next] == '\r')) {
+            // A line-ending backslash: toml++ skips whitespace and newlines and tests the next
+            // character for whitespace.
+            next = text.find_first_not_of(" \t\r\n", next);
+            if (next != std::string_view::npos && static_cast<unsigned char>(text[next]) >= 0x80) {
+              return error(
+                  next,
+                  "a non-ASCII character right after a line-ending backslash in a multi-line "
+                  "string (escape it as \\uXXXX)");
+            }
+          }
+          ++i;
+        } else if (text.substr(i, 3) == "\"\"\"") {
+          i += 2;
+          state = State::kBare;
+        }
+        break;
+      case State::kMultiLiteral:
+        if (text.substr(i, 3) == "'''") {
+          i += 2;
+          state = State::kBare;
+        }
+        break;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 Result<Config> parse_config(std::string_view toml_text, const std::string& source_name) {
+  if (std::optional<Error> unsafe = find_unsafe_non_ascii(toml_text, source_name)) {
+    return *unsafe;
+  }
   toml::table root;
   try {
     root = toml::parse(toml_text, source_name);

@@ -177,6 +177,34 @@ TEST(ParseConfig, EveryLogLevelIsAccepted) {
   }
 }
 
+// Found by fuzz_config: toml++ 3.3 runs into __builtin_unreachable() on a non-ASCII character
+// where whitespace may be (upstream #190, #295). parse_config rejects those first.
+TEST(ParseConfig, NonAsciiOutsideStringsIsASyntaxError) {
+  EXPECT_EQ(parse_error("\xc3\xac"),
+            "meshlane.toml:1:1: TOML syntax error: a non-ASCII character outside a quoted string "
+            "or a comment (keys and non-string values are ASCII)");
+  EXPECT_TRUE(contains(parse_error("[daemon]\ncaf\xc3\xa9 = 1\n"),
+                       "meshlane.toml:2:4: TOML syntax error: a non-ASCII character outside"));
+  EXPECT_TRUE(contains(parse_error("[daemon]\nlog_level = \"info\" \xc3\xa9\n"),
+                       "meshlane.toml:2:20: TOML syntax error: a non-ASCII character outside"));
+  EXPECT_TRUE(contains(parse_error("[daemon]\ncgroup = \"\"\"\\\n  \xc2\xa7\"\"\"\n"),
+                       "meshlane.toml:3:3: TOML syntax error: a non-ASCII character right after a "
+                       "line-ending backslash"));
+}
+
+TEST(ParseConfig, NonAsciiInStringsAndCommentsIsFine) {
+  const Config config = parse_ok(
+      "\xEF\xBB\xBF# caf\xc3\xa9 \xd0\xb6\n[daemon] # \xc2\xa7\n"
+      "cgroup = \"caf\xc3\xa9\"\n"
+      "bpffs_dir = '/sys/fs/bpf/\xc3\xa9'\n"
+      "log_level = \"\"\"\\\n  debug\"\"\"\n"
+      "state_dir = '''/var/lib/\xc3\xa9\n'''\n");
+  EXPECT_EQ(config.daemon.cgroup, "caf\xc3\xa9");
+  EXPECT_EQ(config.daemon.bpffs_dir, "/sys/fs/bpf/\xc3\xa9");
+  EXPECT_EQ(config.daemon.log_level, "debug");
+  EXPECT_EQ(config.daemon.state_dir, "/var/lib/\xc3\xa9\n");
+}
+
 TEST(ParseConfig, UnknownTableIsRejected) {
   const std::string message = parse_error("[daemon]\n\n[servers]\nport = 1\n");
   EXPECT_TRUE(contains(message, "meshlane.toml:3:"));
