@@ -994,15 +994,25 @@ WorkloadConfig workload_preset(MeshKind mesh) {
 // toml++ 3.3 (Debian 12) reaches __builtin_unreachable() -- undefined behaviour, in practice
 // a crash or a wrong parse -- when it checks whether a non-ASCII character in [U+00A1, U+0499]
 // and a few other ranges is whitespace (upstream issues #190 and #295, fixed after 3.3). It
-// checks that wherever whitespace may appear outside strings and comments, and after a
-// line-ending backslash in a multi-line basic string. TOML 1.0 allows non-ASCII characters only
-// inside strings and comments anyway, so this scan, run before toml++ sees the text, turns every
-// such character elsewhere into an ordinary syntax error. Found by tests/fuzz/fuzz_config.
+// checks that wherever whitespace may appear outside strings and comments, right after a
+// backslash in a basic string, and after a line-ending backslash in a multi-line one. TOML 1.0
+// allows non-ASCII characters only inside strings and comments, and no escape starts with one,
+// so this scan, run before toml++ sees the text, turns every such character into an ordinary
+// syntax error. Found by tests/fuzz/fuzz_config.
 namespace {
 
 std::optional<Error> find_unsafe_non_ascii(std::string_view text, const std::string& source_name) {
   enum class State { kBare, kComment, kBasic, kLiteral, kMultiBasic, kMultiLiteral };
+  constexpr std::string_view kMultiBasicQuote = R"(""")";
+  constexpr std::string_view kMultiLiteralQuote = "'''";
   State state = State::kBare;
+  // toml++ tests the character after a backslash for whitespace (a line-ending backslash).
+  auto escapes_non_ascii = [&](std::size_t backslash) {
+    return backslash + 1 < text.size() && static_cast<unsigned char>(text[backslash + 1]) >= 0x80;
+  };
+  constexpr std::string_view kNotAnEscape =
+      "a backslash before a non-ASCII character (not a TOML escape; write the character itself "
+      "or \\uXXXX)";
   // Line and column (in characters, as toml++ counts them) of the byte at `offset`.
   auto error = [&](std::size_t offset, std::string_view what) {
     const std::string_view before = text.substr(0, offset);
@@ -1029,10 +1039,10 @@ std::optional<Error> find_unsafe_non_ascii(std::string_view text, const std::str
         }
         if (c == '#') {
           state = State::kComment;
-        } else if (text.substr(i, 3) == "\"\"\"") {
+        } else if (text.substr(i, 3) == kMultiBasicQuote) {
           state = State::kMultiBasic;
           i += 2;
-        } else if (text.substr(i, 3) == "'''") {
+        } else if (text.substr(i, 3) == kMultiLiteralQuote) {
           state = State::kMultiLiteral;
           i += 2;
         } else if (c == '"') {
@@ -1044,6 +1054,9 @@ std::optional<Error> find_unsafe_non_ascii(std::string_view text, const std::str
       case State::kComment: state = c == '\n' ? State::kBare : state; break;
       case State::kBasic:
         if (c == '\\') {
+          if (escapes_non_ascii(i)) {
+            return error(i + 1, kNotAnEscape);
+          }
           ++i;  // an escape: the next character is not the closing quote
         } else if (c == '"' || c == '\n') {
           state = State::kBare;  // a newline ends it too: toml++ reports that error
@@ -1052,6 +1065,9 @@ std::optional<Error> find_unsafe_non_ascii(std::string_view text, const std::str
       case State::kLiteral: state = c == '\'' || c == '\n' ? State::kBare : state; break;
       case State::kMultiBasic:
         if (c == '\\') {
+          if (escapes_non_ascii(i)) {
+            return error(i + 1, kNotAnEscape);
+          }
           std::size_t next = text.find_first_not_of(" \t", i + 1);
           if (next != std::string_view::npos && (text[next] == '\n' || text[next] == '\r')) {
             // A line-ending backslash: toml++ skips whitespace and newlines and tests the next
@@ -1065,13 +1081,13 @@ std::optional<Error> find_unsafe_non_ascii(std::string_view text, const std::str
             }
           }
           ++i;
-        } else if (text.substr(i, 3) == "\"\"\"") {
+        } else if (text.substr(i, 3) == kMultiBasicQuote) {
           i += 2;
           state = State::kBare;
         }
         break;
       case State::kMultiLiteral:
-        if (text.substr(i, 3) == "'''") {
+        if (text.substr(i, 3) == kMultiLiteralQuote) {
           i += 2;
           state = State::kBare;
         }

@@ -190,6 +190,11 @@ TEST(ParseConfig, NonAsciiOutsideStringsIsASyntaxError) {
   EXPECT_TRUE(contains(parse_error("[daemon]\ncgroup = \"\"\"\\\n  \xc2\xa7\"\"\"\n"),
                        "meshlane.toml:3:3: TOML syntax error: a non-ASCII character right after a "
                        "line-ending backslash"));
+  for (const char* backslash_before_non_ascii : {"[daemon]\ncgroup = \"a\\\xef\xbb\xaf\"\n",
+                                                 "[daemon]\ncgroup = \"\"\"a\\\xc3\xa9\"\"\"\n"}) {
+    EXPECT_TRUE(contains(parse_error(backslash_before_non_ascii),
+                         "TOML syntax error: a backslash before a non-ASCII character"));
+  }
 }
 
 TEST(ParseConfig, NonAsciiInStringsAndCommentsIsFine) {
@@ -208,8 +213,8 @@ TEST(ParseConfig, NonAsciiInStringsAndCommentsIsFine) {
 TEST(ParseConfig, UnknownTableIsRejected) {
   const std::string message = parse_error("[daemon]\n\n[servers]\nport = 1\n");
   EXPECT_TRUE(contains(message, "meshlane.toml:3:"));
-  EXPECT_TRUE(
-      contains(message, "servers: unknown table (known tables: daemon, acceleration, metrics, workload)"));
+  EXPECT_TRUE(contains(
+      message, "servers: unknown table (known tables: daemon, acceleration, metrics, workload)"));
 }
 
 TEST(ParseConfig, UnknownTopLevelKeyIsRejected) {
