@@ -177,7 +177,7 @@ std::string HttpResponse::serialize() const {
   out += "Content-Type: " + content_type + "\r\n";
   out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
   for (const auto& [name, value] : extra_headers) {
-    out += name + ": " + value + "\r\n";
+    out.append(name).append(": ").append(value).append("\r\n");
   }
   // One request per connection: scrapers reconnect, and the server stays simple.
   out += "Connection: close\r\n\r\n";

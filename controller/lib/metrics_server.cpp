@@ -207,7 +207,7 @@ Result<std::unique_ptr<Server>> Server::start(asio::io_context& io, ServerOption
                                               RenderFn render) {
   auto shared = std::make_shared<Shared>();
   shared->render = std::move(render);
-  shared->options = std::move(options);
+  shared->options = options;
   auto impl = std::make_unique<Impl>(io, shared);
   const Tcp::endpoint endpoint(to_asio(shared->options.listen.address),
                                shared->options.listen.port);

@@ -131,7 +131,7 @@ TEST(MetricsFormat, BadNamesAreErrorsNotBrokenPages) {
 // ---- HTTP
 // ----------------------------------------------------------------------------------------
 
-RenderFn page_of(std::string text) {
+RenderFn page_of(const std::string& text) {
   return [text] { return Result<std::string>(text); };
 }
 
