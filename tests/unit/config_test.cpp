@@ -30,6 +30,9 @@ void expect_default(const Config& config) {
   EXPECT_EQ(config.acceleration.sockhash_max_entries, defaults.acceleration.sockhash_max_entries);
   EXPECT_EQ(config.acceleration.include_ports, defaults.acceleration.include_ports);
   EXPECT_EQ(config.acceleration.exclude_ports, defaults.acceleration.exclude_ports);
+  EXPECT_EQ(config.metrics.listen, "");
+  EXPECT_FALSE(config.metrics.listen_address.has_value());
+  EXPECT_FALSE(config.metrics.allow_non_loopback);
   EXPECT_TRUE(config.workloads.empty());
 }
 

@@ -306,7 +306,9 @@ TEST_F(MetricsServerTest, ConnectionsOverTheLimitGet503) {
   ASSERT_EQ(server_->connection_count(), 2u);
   EXPECT_TRUE(exchange("GET /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 503 "));
   // The two held connections are still served.
-  ASSERT_GT(::send(first.get(), "GET /metrics HTTP/1.1\r\n\r\n", 27, MSG_NOSIGNAL), 0);
+  const std::string request = "GET /metrics HTTP/1.1\r\n\r\n";
+  ASSERT_EQ(::send(first.get(), request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
   EXPECT_TRUE(read_until_closed(first.get()).starts_with("HTTP/1.1 200 "));
 }
 
