@@ -14,6 +14,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -991,28 +992,59 @@ WorkloadConfig workload_preset(MeshKind mesh) {
   return preset;
 }
 
-// toml++ 3.3 (Debian 12) reaches __builtin_unreachable() -- undefined behaviour, in practice
-// a crash or a wrong parse -- when it checks whether a non-ASCII character in [U+00A1, U+0499]
-// and a few other ranges is whitespace (upstream issues #190 and #295, fixed after 3.3). It
-// checks that wherever whitespace may appear outside strings and comments, right after a
-// backslash in a basic string, and after a line-ending backslash in a multi-line one. TOML 1.0
-// allows non-ASCII characters only inside strings and comments, and no escape starts with one,
-// so this scan, run before toml++ sees the text, turns every such character into an ordinary
-// syntax error. Found by tests/fuzz/fuzz_config.
+// toml++ 3.3 (Debian 12) reaches __builtin_unreachable() -- undefined behaviour, in practice a
+// crash or a wrong parse -- when it asks whether certain non-ASCII characters (U+00A1..U+0499
+// and a few other ranges: accented Latin, Greek, Cyrillic, ...) are whitespace (upstream
+// issues #190 and #295, fixed after 3.3). It asks that wherever whitespace may appear, and
+// while reading ahead on its error paths, even through what would be a string. So toml++ is
+// only ever given ASCII: a non-ASCII character in a double-quoted string becomes its \uXXXX
+// escape (the same value), one in a comment becomes '?'; anywhere else it is a syntax error
+// (TOML 1.0 allows them nowhere else, except in single-quoted strings, which have no escapes).
+// Columns toml++ reports after an escaped character on the same line shift by its escape's
+// length. Found by tests/fuzz/fuzz_config.
 namespace {
 
-std::optional<Error> find_unsafe_non_ascii(std::string_view text, const std::string& source_name) {
+// The code point of the UTF-8 sequence at text[at], and its length; nullopt when invalid
+// (truncated, overlong, a surrogate, beyond U+10FFFF).
+std::optional<std::pair<std::uint32_t, std::size_t>> decode_utf8(std::string_view text,
+                                                                 std::size_t at) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[at + i]); };
+  std::size_t length = 0;
+  std::uint32_t code_point = 0;
+  std::uint32_t smallest = 0;
+  if ((byte(0) & 0xE0) == 0xC0) {
+    length = 2, code_point = byte(0) & 0x1Fu, smallest = 0x80;
+  } else if ((byte(0) & 0xF0) == 0xE0) {
+    length = 3, code_point = byte(0) & 0x0Fu, smallest = 0x800;
+  } else if ((byte(0) & 0xF8) == 0xF0) {
+    length = 4, code_point = byte(0) & 0x07u, smallest = 0x10000;
+  } else {
+    return std::nullopt;
+  }
+  if (at + length > text.size()) {
+    return std::nullopt;
+  }
+  for (std::size_t i = 1; i < length; ++i) {
+    if ((byte(i) & 0xC0) != 0x80) {
+      return std::nullopt;
+    }
+    code_point = (code_point << 6) | (byte(i) & 0x3Fu);
+  }
+  if (code_point < smallest || code_point > 0x10FFFF ||
+      (code_point >= 0xD800 && code_point <= 0xDFFF)) {
+    return std::nullopt;
+  }
+  return std::pair{code_point, length};
+}
+
+std::string unicode_escape(std::uint32_t code_point) {
+  std::array<char, 16> text{};
+  std::snprintf(text.data(), text.size(), code_point <= 0xFFFF ? "\\u%04X" : "\\U%08X", code_point);
+  return text.data();
+}
+
+Result<std::string> ascii_only_toml(std::string_view text, const std::string& source_name) {
   enum class State { kBare, kComment, kBasic, kLiteral, kMultiBasic, kMultiLiteral };
-  constexpr std::string_view kMultiBasicQuote = R"(""")";
-  constexpr std::string_view kMultiLiteralQuote = "'''";
-  State state = State::kBare;
-  // toml++ tests the character after a backslash for whitespace (a line-ending backslash).
-  auto escapes_non_ascii = [&](std::size_t backslash) {
-    return backslash + 1 < text.size() && static_cast<unsigned char>(text[backslash + 1]) >= 0x80;
-  };
-  constexpr std::string_view kNotAnEscape =
-      "a backslash before a non-ASCII character (not a TOML escape; write the character itself "
-      "or \\uXXXX)";
   // Line and column (in characters, as toml++ counts them) of the byte at `offset`.
   auto error = [&](std::size_t offset, std::string_view what) {
     const std::string_view before = text.substr(0, offset);
@@ -1026,86 +1058,102 @@ std::optional<Error> find_unsafe_non_ascii(std::string_view text, const std::str
                       [](char byte) { return (static_cast<unsigned char>(byte) & 0xC0) != 0x80; }));
     return config_error(source_name, where, "", "TOML syntax error: " + std::string(what));
   };
+  // The run of quote characters `quote` starting at i (a multi-line string may end with up to
+  // two quotes of content before its closing three).
+  auto quote_run = [&](std::size_t i, char quote) {
+    const std::size_t end = text.find_first_not_of(quote, i);
+    return (end == std::string_view::npos ? text.size() : end) - i;
+  };
+
+  std::string out;
+  out.reserve(text.size());
+  State state = State::kBare;
   // toml++ skips a UTF-8 byte order mark.
   for (std::size_t i = text.starts_with("\xEF\xBB\xBF") ? 3 : 0; i < text.size(); ++i) {
     const char c = text[i];
-    const bool non_ascii = static_cast<unsigned char>(c) >= 0x80;
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      const auto decoded = decode_utf8(text, i);
+      if (!decoded) {
+        return error(i, "the file is not valid UTF-8");
+      }
+      if (state == State::kBasic || state == State::kMultiBasic) {
+        out += unicode_escape(decoded->first);
+      } else if (state == State::kComment) {
+        out += '?';
+      } else if (state == State::kLiteral || state == State::kMultiLiteral) {
+        return error(i,
+                     "a non-ASCII character in a single-quoted string (not supported: use a "
+                     "double-quoted string)");
+      } else {
+        return error(i,
+                     "a non-ASCII character outside a quoted string or a comment (keys and "
+                     "non-string values are ASCII)");
+      }
+      i += decoded->second - 1;
+      continue;
+    }
+    out += c;
     switch (state) {
       case State::kBare:
-        if (non_ascii) {
-          return error(i,
-                       "a non-ASCII character outside a quoted string or a comment (keys and "
-                       "non-string values are ASCII)");
-        }
         if (c == '#') {
           state = State::kComment;
-        } else if (text.substr(i, 3) == kMultiBasicQuote) {
-          state = State::kMultiBasic;
-          i += 2;
-        } else if (text.substr(i, 3) == kMultiLiteralQuote) {
-          state = State::kMultiLiteral;
-          i += 2;
-        } else if (c == '"') {
-          state = State::kBasic;
-        } else if (c == '\'') {
-          state = State::kLiteral;
+        } else if (c == '"' || c == '\'') {
+          const bool multi = quote_run(i, c) >= 3;
+          if (multi) {
+            out.append(2, c);
+            i += 2;
+          }
+          state = c == '"' ? (multi ? State::kMultiBasic : State::kBasic)
+                           : (multi ? State::kMultiLiteral : State::kLiteral);
         }
         break;
       case State::kComment: state = c == '\n' ? State::kBare : state; break;
       case State::kBasic:
-        if (c == '\\') {
-          if (escapes_non_ascii(i)) {
-            return error(i + 1, kNotAnEscape);
-          }
-          ++i;  // an escape: the next character is not the closing quote
-        } else if (c == '"' || c == '\n') {
-          state = State::kBare;  // a newline ends it too: toml++ reports that error
-        }
-        break;
-      case State::kLiteral: state = c == '\'' || c == '\n' ? State::kBare : state; break;
       case State::kMultiBasic:
         if (c == '\\') {
-          if (escapes_non_ascii(i)) {
-            return error(i + 1, kNotAnEscape);
-          }
-          std::size_t next = text.find_first_not_of(" \t", i + 1);
-          if (next != std::string_view::npos && (text[next] == '\n' || text[next] == '\r')) {
-            // A line-ending backslash: toml++ skips whitespace and newlines and tests the next
-            // character for whitespace.
-            next = text.find_first_not_of(" \t\r\n", next);
-            if (next != std::string_view::npos && static_cast<unsigned char>(text[next]) >= 0x80) {
-              return error(
-                  next,
-                  "a non-ASCII character right after a line-ending backslash in a multi-line "
-                  "string (escape it as \\uXXXX)");
+          // An escape, or a line-ending backslash in a multi-line string: the next character is
+          // never the closing quote, and no escape starts with a non-ASCII character.
+          if (i + 1 < text.size()) {
+            if (static_cast<unsigned char>(text[i + 1]) >= 0x80) {
+              return error(i + 1,
+                           "a backslash before a non-ASCII character (not a TOML escape; write "
+                           "the character itself or \\uXXXX)");
             }
+            out += text[++i];
           }
-          ++i;
-        } else if (text.substr(i, 3) == kMultiBasicQuote) {
-          i += 2;
+        } else if (state == State::kBasic && (c == '"' || c == '\n')) {
+          state = State::kBare;  // a newline ends it too: toml++ reports that error
+        } else if (state == State::kMultiBasic && c == '"' && quote_run(i, c) >= 3) {
+          const std::size_t run = quote_run(i, c);
+          out.append(run - 1, c);
+          i += run - 1;
           state = State::kBare;
         }
         break;
+      case State::kLiteral: state = c == '\'' || c == '\n' ? State::kBare : state; break;
       case State::kMultiLiteral:
-        if (text.substr(i, 3) == kMultiLiteralQuote) {
-          i += 2;
+        if (c == '\'' && quote_run(i, c) >= 3) {
+          const std::size_t run = quote_run(i, c);
+          out.append(run - 1, c);
+          i += run - 1;
           state = State::kBare;
         }
         break;
     }
   }
-  return std::nullopt;
+  return out;
 }
 
 }  // namespace
 
 Result<Config> parse_config(std::string_view toml_text, const std::string& source_name) {
-  if (std::optional<Error> unsafe = find_unsafe_non_ascii(toml_text, source_name)) {
-    return *unsafe;
+  const Result<std::string> ascii = ascii_only_toml(toml_text, source_name);
+  if (!ascii) {
+    return ascii.error();
   }
   toml::table root;
   try {
-    root = toml::parse(toml_text, source_name);
+    root = toml::parse(std::string_view(ascii.value()), source_name);
   } catch (const toml::parse_error& error) {
     return config_error(source_name, error.source(), "",
                         "TOML syntax error: " + std::string(error.description()));

@@ -75,8 +75,8 @@ struct Shared {
   LineHandler handler;
   ServerOptions options;
   std::map<Session*, std::weak_ptr<Session>> sessions;
-  // Every session reads into this, then hands the bytes to its framer at once; safe because
-  // one thread runs every handler and no read is in flight while a session waits.
+  // Every session reads into this with a synchronous read_some() and copies the bytes into its
+  // framer before its handler returns; one thread runs every handler, so no two reads overlap.
   std::array<char, kReadChunk> read_buffer{};
 };
 
