@@ -8,8 +8,10 @@ packages=(
   build-essential cmake ninja-build pkg-config clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev
   libboost-dev libtomlplusplus-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev
   libcli11-dev libspdlog-dev libfmt-dev libgtest-dev clang-format clang-tidy
+  # fuzzing (scripts/fuzz.sh): libFuzzer and the sanitizer runtimes of clang 14
+  libclang-rt-14-dev
   # tests, demo and benchmarks
-  iproute2 iperf3 sockperf haproxy iptables python3 procps gnuplot-nox
+  iproute2 iperf3 sockperf haproxy iptables python3 procps gnuplot-nox curl
 )
 
 if [ "$(id -u)" -ne 0 ]; then

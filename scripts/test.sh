@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds, and runs every test: unit tests and the network-namespace
-# integration tests (root required: they load BPF programs into a child cgroup of their own).
+# integration tests (root required: they load BPF programs into a child cgroup of their own),
+# the unit tests again under ASan+UBSan, and each fuzz target for a bounded time
+# (FUZZ_SECONDS per target, default 20; 0 skips fuzzing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,3 +20,8 @@ echo "test.sh: unit tests with ASan+UBSan (build-sanitize/)"
 cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMESHLANE_SANITIZERS=ON >/dev/null
 ninja -C build-sanitize meshlane_unit_tests >/dev/null
 (cd build-sanitize && ctest --output-on-failure -L unit -j2)
+
+# The parsers under libFuzzer for a bounded time; a crash or broken invariant fails the run.
+if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
+  scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+fi

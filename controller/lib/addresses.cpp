@@ -119,4 +119,17 @@ std::string to_string(const IpAddress& address) {
   return text;
 }
 
+bool is_loopback(const IpAddress& address) {
+  if (address.is_ipv4) {
+    return address.bytes[12] == 127;
+  }
+  constexpr Bytes kIpv6Loopback = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  return address.bytes == kIpv6Loopback;
+}
+
+std::string to_string(const ListenAddress& listen) {
+  const std::string host = to_string(listen.address);
+  return (listen.address.is_ipv4 ? host : "[" + host + "]") + ":" + std::to_string(listen.port);
+}
+
 }  // namespace meshlane

@@ -14,6 +14,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -632,6 +633,36 @@ Status read_labels(const Field& field, std::map<std::string, std::string>& out) 
   return {};
 }
 
+// metrics.listen: "" (off), "ADDR:PORT" or "[IPv6]:PORT"; the port is required.
+Status read_listen_address(const Field& field, MetricsConfig& metrics) {
+  std::string text;
+  if (Status status = read_string(field, text); !status) {
+    return status;
+  }
+  if (text.empty()) {
+    metrics.listen.clear();
+    metrics.listen_address.reset();
+    return {};
+  }
+  const std::string forms =
+      " (expected ADDR:PORT or [IPv6]:PORT, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\"; \"\" "
+      "turns the endpoint off)";
+  const std::optional<HostPort> parts = split_host_port(text);
+  const std::optional<IpAddress> address =
+      parts ? parse_ip_address(parts->host) : std::optional<IpAddress>();
+  if (!address) {
+    return field.error("\"" + text + "\" does not start with an IPv4 or IPv6 address" + forms);
+  }
+  const std::optional<std::uint16_t> port =
+      parts->port ? parse_port_text(*parts->port) : std::optional<std::uint16_t>();
+  if (!port) {
+    return field.error("\"" + text + "\" has no port 1..65535" + forms);
+  }
+  metrics.listen = std::move(text);
+  metrics.listen_address = ListenAddress{*address, *port};
+  return {};
+}
+
 // The kernel's dev_valid_name(): what `ip link` would refuse can never match an interface.
 Status read_interface(const Field& field, std::string& out) {
   std::string name;
@@ -689,6 +720,31 @@ Status parse_acceleration_table(const Field& field, AccelerationConfig& accelera
       {"exclude_ports", [&](const Field& f) { return read_ports(f, acceleration.exclude_ports); }},
   }};
   return read_table(field, readers);
+}
+
+Status parse_metrics_table(const Field& field, MetricsConfig& metrics) {
+  const toml::node* listen_node = nullptr;
+  const std::array<KeyReader, 2> readers = {{
+      {"listen",
+       [&](const Field& f) {
+         listen_node = &f.node;
+         return read_listen_address(f, metrics);
+       }},
+      {"allow_non_loopback",
+       [&](const Field& f) { return read_bool(f, metrics.allow_non_loopback); }},
+  }};
+  if (Status status = read_table(field, readers); !status) {
+    return status;
+  }
+  // Checked once the whole table is read: the keys may come in any order.
+  if (metrics.listen_address && !is_loopback(metrics.listen_address->address) &&
+      !metrics.allow_non_loopback && listen_node != nullptr) {
+    return Field{field.source_name, join_key(field.dotted_key, "listen"), *listen_node}.error(
+        "\"" + metrics.listen +
+        "\" is not a loopback address, and the metrics endpoint has no authentication: listen "
+        "on 127.0.0.1 or ::1, or set metrics.allow_non_loopback = true to serve it there anyway");
+  }
+  return {};
 }
 
 // Readers for every [[workload]] key, writing into `w`; the preset is already in `w`, so a
@@ -829,10 +885,11 @@ Status parse_workloads(const Field& field, std::vector<WorkloadConfig>& out) {
 
 // The top level holds only tables; add new ones here.
 Status parse_root(const std::string& source_name, const toml::table& root, Config& config) {
-  const std::array<KeyReader, 3> tables = {{
+  const std::array<KeyReader, 4> tables = {{
       {"daemon", [&](const Field& f) { return parse_daemon_table(f, config.daemon); }},
       {"acceleration",
        [&](const Field& f) { return parse_acceleration_table(f, config.acceleration); }},
+      {"metrics", [&](const Field& f) { return parse_metrics_table(f, config.metrics); }},
       {"workload", [&](const Field& f) { return parse_workloads(f, config.workloads); }},
   }};
   return read_entries(source_name, root, "", tables, "table");
@@ -998,10 +1055,168 @@ WorkloadConfig workload_preset(MeshKind mesh) {
   return preset;
 }
 
+// toml++ 3.3 (Debian 12) reaches __builtin_unreachable() -- undefined behaviour, in practice a
+// crash or a wrong parse -- when it asks whether certain non-ASCII characters (U+00A1..U+0499
+// and a few other ranges: accented Latin, Greek, Cyrillic, ...) are whitespace (upstream
+// issues #190 and #295, fixed after 3.3). It asks that wherever whitespace may appear, and
+// while reading ahead on its error paths, even through what would be a string. So toml++ is
+// only ever given ASCII: a non-ASCII character in a double-quoted string becomes its \uXXXX
+// escape (the same value), one in a comment becomes '?'; anywhere else it is a syntax error
+// (TOML 1.0 allows them nowhere else, except in single-quoted strings, which have no escapes).
+// Columns toml++ reports after an escaped character on the same line shift by its escape's
+// length. Found by tests/fuzz/fuzz_config.
+namespace {
+
+// The code point of the UTF-8 sequence at text[at], and its length; nullopt when invalid
+// (truncated, overlong, a surrogate, beyond U+10FFFF).
+std::optional<std::pair<std::uint32_t, std::size_t>> decode_utf8(std::string_view text,
+                                                                 std::size_t at) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[at + i]); };
+  std::size_t length = 0;
+  std::uint32_t code_point = 0;
+  std::uint32_t smallest = 0;
+  if ((byte(0) & 0xE0) == 0xC0) {
+    length = 2, code_point = byte(0) & 0x1Fu, smallest = 0x80;
+  } else if ((byte(0) & 0xF0) == 0xE0) {
+    length = 3, code_point = byte(0) & 0x0Fu, smallest = 0x800;
+  } else if ((byte(0) & 0xF8) == 0xF0) {
+    length = 4, code_point = byte(0) & 0x07u, smallest = 0x10000;
+  } else {
+    return std::nullopt;
+  }
+  if (at + length > text.size()) {
+    return std::nullopt;
+  }
+  for (std::size_t i = 1; i < length; ++i) {
+    if ((byte(i) & 0xC0) != 0x80) {
+      return std::nullopt;
+    }
+    code_point = (code_point << 6) | (byte(i) & 0x3Fu);
+  }
+  if (code_point < smallest || code_point > 0x10FFFF ||
+      (code_point >= 0xD800 && code_point <= 0xDFFF)) {
+    return std::nullopt;
+  }
+  return std::pair{code_point, length};
+}
+
+std::string unicode_escape(std::uint32_t code_point) {
+  std::array<char, 16> text{};
+  std::snprintf(text.data(), text.size(), code_point <= 0xFFFF ? "\\u%04X" : "\\U%08X", code_point);
+  return text.data();
+}
+
+Result<std::string> ascii_only_toml(std::string_view text, const std::string& source_name) {
+  enum class State { kBare, kComment, kBasic, kLiteral, kMultiBasic, kMultiLiteral };
+  // Line and column (in characters, as toml++ counts them) of the byte at `offset`.
+  auto error = [&](std::size_t offset, std::string_view what) {
+    const std::string_view before = text.substr(0, offset);
+    const std::size_t line_start = before.rfind('\n') + 1;  // npos + 1 == 0
+    toml::source_region where;
+    where.begin.line =
+        static_cast<toml::source_index>(1 + std::count(before.begin(), before.end(), '\n'));
+    where.begin.column = static_cast<toml::source_index>(
+        1 +
+        std::count_if(before.begin() + static_cast<std::ptrdiff_t>(line_start), before.end(),
+                      [](char byte) { return (static_cast<unsigned char>(byte) & 0xC0) != 0x80; }));
+    return config_error(source_name, where, "", "TOML syntax error: " + std::string(what));
+  };
+  // The run of quote characters `quote` starting at i (a multi-line string may end with up to
+  // two quotes of content before its closing three).
+  auto quote_run = [&](std::size_t i, char quote) {
+    const std::size_t end = text.find_first_not_of(quote, i);
+    return (end == std::string_view::npos ? text.size() : end) - i;
+  };
+
+  std::string out;
+  out.reserve(text.size());
+  State state = State::kBare;
+  // toml++ skips a UTF-8 byte order mark.
+  for (std::size_t i = text.starts_with("\xEF\xBB\xBF") ? 3 : 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      const auto decoded = decode_utf8(text, i);
+      if (!decoded) {
+        return error(i, "the file is not valid UTF-8");
+      }
+      if (state == State::kBasic || state == State::kMultiBasic) {
+        out += unicode_escape(decoded->first);
+      } else if (state == State::kComment) {
+        out += '?';
+      } else if (state == State::kLiteral || state == State::kMultiLiteral) {
+        return error(i,
+                     "a non-ASCII character in a single-quoted string (not supported: use a "
+                     "double-quoted string)");
+      } else {
+        return error(i,
+                     "a non-ASCII character outside a quoted string or a comment (keys and "
+                     "non-string values are ASCII)");
+      }
+      i += decoded->second - 1;
+      continue;
+    }
+    out += c;
+    switch (state) {
+      case State::kBare:
+        if (c == '#') {
+          state = State::kComment;
+        } else if (c == '"' || c == '\'') {
+          const bool multi = quote_run(i, c) >= 3;
+          if (multi) {
+            out.append(2, c);
+            i += 2;
+          }
+          state = c == '"' ? (multi ? State::kMultiBasic : State::kBasic)
+                           : (multi ? State::kMultiLiteral : State::kLiteral);
+        }
+        break;
+      case State::kComment: state = c == '\n' ? State::kBare : state; break;
+      case State::kBasic:
+      case State::kMultiBasic:
+        if (c == '\\') {
+          // An escape, or a line-ending backslash in a multi-line string: the next character is
+          // never the closing quote, and no escape starts with a non-ASCII character.
+          if (i + 1 < text.size()) {
+            if (static_cast<unsigned char>(text[i + 1]) >= 0x80) {
+              return error(i + 1,
+                           "a backslash before a non-ASCII character (not a TOML escape; write "
+                           "the character itself or \\uXXXX)");
+            }
+            out += text[++i];
+          }
+        } else if (state == State::kBasic && (c == '"' || c == '\n')) {
+          state = State::kBare;  // a newline ends it too: toml++ reports that error
+        } else if (state == State::kMultiBasic && c == '"' && quote_run(i, c) >= 3) {
+          const std::size_t run = quote_run(i, c);
+          out.append(run - 1, c);
+          i += run - 1;
+          state = State::kBare;
+        }
+        break;
+      case State::kLiteral: state = c == '\'' || c == '\n' ? State::kBare : state; break;
+      case State::kMultiLiteral:
+        if (c == '\'' && quote_run(i, c) >= 3) {
+          const std::size_t run = quote_run(i, c);
+          out.append(run - 1, c);
+          i += run - 1;
+          state = State::kBare;
+        }
+        break;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<Config> parse_config(std::string_view toml_text, const std::string& source_name) {
+  const Result<std::string> ascii = ascii_only_toml(toml_text, source_name);
+  if (!ascii) {
+    return ascii.error();
+  }
   toml::table root;
   try {
-    root = toml::parse(toml_text, source_name);
+    root = toml::parse(std::string_view(ascii.value()), source_name);
   } catch (const toml::parse_error& error) {
     return config_error(source_name, error.source(), "",
                         "TOML syntax error: " + std::string(error.description()));

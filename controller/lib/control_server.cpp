@@ -27,6 +27,8 @@ using Socket = asio::local::stream_protocol::socket;
 
 namespace {
 
+// Sessions read into one buffer of the server (see Session::read): an idle client costs no
+// buffer, so 1,024 of them cost kilobytes rather than 64 MiB.
 constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
 
@@ -74,6 +76,9 @@ struct Shared {
   LineHandler handler;
   ServerOptions options;
   std::map<Session*, std::weak_ptr<Session>> sessions;
+  // Every session reads into this with a synchronous read_some() and copies the bytes into its
+  // framer before its handler returns; one thread runs every handler, so no two reads overlap.
+  std::array<char, kReadChunk> read_buffer{};
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -96,6 +101,15 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void start() {
     shared_->sessions.emplace(this, weak_from_this());
+    // read_some() after a readiness wait must never block the one thread serving everyone.
+    boost::system::error_code error;
+    socket_.non_blocking(true, error);
+    if (error) {
+      spdlog::warn("control: cannot make a client socket non-blocking, dropping it: {}",
+                   error.message());
+      close();
+      return;
+    }
     arm_timer();
     process();
   }
@@ -153,16 +167,27 @@ class Session : public std::enable_shared_from_this<Session> {
     }
   }
 
+  // Waits until the socket is readable, then reads what is there without blocking into the
+  // server's shared buffer (an async_read_some would need a buffer per waiting session).
   void read() {
-    socket_.async_read_some(
-        asio::buffer(read_buffer_),
-        [self = shared_from_this()](const boost::system::error_code& error, std::size_t count) {
-          self->on_read(error, count);
-        });
+    socket_.async_wait(Socket::wait_read,
+                       [self = shared_from_this()](const boost::system::error_code& error) {
+                         self->on_readable(error);
+                       });
   }
 
-  void on_read(const boost::system::error_code& error, std::size_t count) {
+  void on_readable(const boost::system::error_code& wait_error) {
     if (closed_) {
+      return;
+    }
+    if (wait_error) {
+      close();
+      return;
+    }
+    boost::system::error_code error;
+    const std::size_t count = socket_.read_some(asio::buffer(shared_->read_buffer), error);
+    if (error == asio::error::would_block || error == asio::error::try_again) {
+      read();  // a spurious wake-up
       return;
     }
     if (error == asio::error::eof) {
@@ -174,7 +199,7 @@ class Session : public std::enable_shared_from_this<Session> {
       close();
       return;
     }
-    framer_.append(std::string_view(read_buffer_.data(), count));
+    framer_.append(std::string_view(shared_->read_buffer.data(), count));
     process();
   }
 
@@ -221,7 +246,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void read_until_gone() {
     socket_.async_read_some(
-        asio::buffer(read_buffer_),
+        asio::buffer(discard_),
         [self = shared_from_this()](const boost::system::error_code& error, std::size_t) {
           if (self->closed_) {
             return;
@@ -296,9 +321,10 @@ class Session : public std::enable_shared_from_this<Session> {
   LineFramer framer_;
   std::shared_ptr<Shared> shared_;
   PeerCredentials peer_;
-  std::array<char, kReadChunk> read_buffer_{};
   std::string out_;
-  std::shared_ptr<StreamSource> stream_;  // set once the connection streams
+  std::shared_ptr<StreamSource> stream_;
+  // What a streaming client still sends is read into this and dropped (see start_streaming).
+  std::array<char, 256> discard_{};  // set once the connection streams
   bool closed_ = false;
   bool eof_ = false;
   bool writing_ = false;
@@ -509,6 +535,8 @@ Server::~Server() {
 }
 
 std::size_t Server::client_count() const { return impl_->shared->sessions.size(); }
+
+std::size_t Server::max_clients() const { return impl_->shared->options.max_clients; }
 
 const std::string& Server::path() const { return impl_->path; }
 

@@ -13,8 +13,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <ctime>
 #include <exception>
 #include <functional>
@@ -30,6 +32,8 @@
 #include "meshlane/datapath.hpp"
 #include "meshlane/event_ring.hpp"
 #include "meshlane/kernel_features.hpp"
+#include "meshlane/metrics.hpp"
+#include "meshlane/metrics_server.hpp"
 #include "meshlane/monitor.hpp"
 #include "meshlane/mounts.hpp"
 #include "meshlane/netns.hpp"
@@ -187,8 +191,7 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
     std::tm utc{};
     ::gmtime_r(&started_wall_, &utc);
     std::strftime(started, sizeof started, "%Y-%m-%dT%H:%M:%SZ", &utc);
-    const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
-        std::chrono::steady_clock::now() - started_steady_);
+    const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(this->uptime());
     return {
         {"version", MESHLANE_VERSION},
         {"pid", ::getpid()},
@@ -207,8 +210,18 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
          {{"enabled", config_.acceleration.enabled},
           {"sockhash_max_entries", config_.acceleration.sockhash_max_entries}}},
         {"socket", config_.daemon.socket},
+        {"control",
+         {{"clients", control_server_ != nullptr ? control_server_->client_count() : 0},
+          {"max_clients", control_server_ != nullptr ? control_server_->max_clients() : 0}}},
         {"state_dir", config_.daemon.state_dir},
     };
+  }
+
+  // The control socket's server, for its client counts in status (set once it is started).
+  void set_control_server(const meshlane::control::Server* server) { control_server_ = server; }
+
+  [[nodiscard]] std::chrono::steady_clock::duration uptime() const {
+    return std::chrono::steady_clock::now() - started_steady_;
   }
 
   meshlane::Result<meshlane::Counters> counters() override {
@@ -251,6 +264,7 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
   std::vector<meshlane::KernelFeature> features_;
   std::chrono::steady_clock::time_point started_steady_;
   std::time_t started_wall_;
+  const meshlane::control::Server* control_server_ = nullptr;
 };
 
 // The workloads monitor events are attributed to: by netns cookie and address, rebuilt when
@@ -292,16 +306,86 @@ std::string type_list(std::uint64_t mask) {
   return names.empty() ? "none" : names;
 }
 
-// One client per file descriptor: the default soft limit (1024) would cap the control socket
-// below its client limit.
-void raise_file_limit() {
+// File descriptors the daemon needs besides its clients: BPF maps, programs and links, netns
+// files, the listening sockets, logs, and the metrics endpoint's connections.
+constexpr rlim_t kReservedFileDescriptors = 128;
+
+// Every control client holds a file descriptor, and the usual soft RLIMIT_NOFILE (1024) is below
+// the control socket's client limit: raises the soft limit to the hard one. Returns how many
+// control clients fit in what the daemon got (the client limit when nothing is short).
+std::size_t raise_file_limit(std::size_t wanted_clients) {
   rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    spdlog::warn("cannot read RLIMIT_NOFILE ({}); keeping {} control clients", std::strerror(errno),
+                 wanted_clients);
+    return wanted_clients;
+  }
+  if (limit.rlim_cur < limit.rlim_max) {
+    const rlim_t previous = limit.rlim_cur;
     limit.rlim_cur = limit.rlim_max;
-    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
-      spdlog::debug("cannot raise RLIMIT_NOFILE: {}", std::strerror(errno));
+    if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+      spdlog::info("open file limit (RLIMIT_NOFILE) raised from {} to {}", previous,
+                   limit.rlim_cur);
+    } else {
+      spdlog::warn("cannot raise the open file limit (RLIMIT_NOFILE) from {} to {}: {}", previous,
+                   limit.rlim_max, std::strerror(errno));
+      limit.rlim_cur = previous;
+    }
+  } else {
+    spdlog::info("open file limit (RLIMIT_NOFILE) {}", limit.rlim_cur);
+  }
+  const rlim_t room =
+      limit.rlim_cur > kReservedFileDescriptors ? limit.rlim_cur - kReservedFileDescriptors : 1;
+  if (room < wanted_clients) {
+    spdlog::warn(
+        "the open file limit {} leaves room for {} control clients instead of {}; raise "
+        "LimitNOFILE (systemd) or `ulimit -Hn` for meshlaned",
+        limit.rlim_cur, room, wanted_clients);
+    return static_cast<std::size_t>(room);
+  }
+  return wanted_clients;
+}
+
+// The page GET /metrics serves: the datapath counters node-wide, then the daemon's gauges.
+meshlane::Result<std::string> render_metrics(DaemonBackend& backend,
+                                             const meshlane::control::WorkloadRegistry& workloads,
+                                             const meshlane::control::Server& control) {
+  auto counters = backend.counters();
+  if (!counters) {
+    return counters.error();
+  }
+  // Node-wide, then one labelled set per workload (its counters since it was applied).
+  std::vector<meshlane::metrics::CounterSet> counter_sets = {{{}, counters.value()}};
+  for (const auto& entry : workloads.list()) {
+    const std::optional<std::uint64_t> cookie = backend.netns_cookie(entry.workload->netns);
+    if (!cookie) {
+      continue;
+    }
+    if (auto own = backend.workload_counters(*cookie)) {
+      counter_sets.push_back({{{"workload", entry.workload->name}}, own.value()});
     }
   }
+  const std::string workloads_help = "Workloads meshlane intercepts, by where they come from.";
+  const std::vector<meshlane::metrics::GaugeSample> gauges = {
+      {"build_info", "meshlaned's version (always 1).", {{"version", MESHLANE_VERSION}}, 1},
+      {"uptime_seconds",
+       "Seconds since meshlaned started.",
+       {},
+       std::chrono::duration<double>(backend.uptime()).count()},
+      {"workloads",
+       workloads_help,
+       {{"source", "config"}},
+       static_cast<double>(workloads.config_count())},
+      {"workloads",
+       workloads_help,
+       {{"source", "live"}},
+       static_cast<double>(workloads.live_count())},
+      {"control_clients",
+       "Clients connected to the control socket.",
+       {},
+       static_cast<double>(control.client_count())},
+  };
+  return meshlane::metrics::format_prometheus(counter_sets, gauges);
 }
 
 // SIGHUP: re-reads the config file and applies its workloads with the live ones. A file that
@@ -320,6 +404,10 @@ void reload_workloads(const std::string& config_path, const meshlane::Config& ru
       now.socket_mode != was.socket_mode || now.socket_group != was.socket_group ||
       now.state_dir != was.state_dir) {
     spdlog::warn("reload: [daemon] changes take effect only after a restart");
+  }
+  if (fresh->metrics.listen != running.metrics.listen ||
+      fresh->metrics.allow_non_loopback != running.metrics.allow_non_loopback) {
+    spdlog::warn("reload: [metrics] changes take effect only after a restart");
   }
   if (auto status = workloads.reload(fresh->workloads); !status) {
     spdlog::error("reload rejected, nothing changed: {}", status.error().message());
@@ -343,7 +431,7 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   }
   spdlog::info("cgroup v2 mounted at {}; attaching to {}", mount.value(), cgroup.value());
 
-  raise_file_limit();
+  const std::size_t max_clients = raise_file_limit(meshlane::control::ServerOptions{}.max_clients);
   std::vector<meshlane::KernelFeature> features = meshlane::probe_all_features();
   auto support = meshlane::decide_features(features, config.daemon.on_missing_feature);
   if (!support) {
@@ -482,6 +570,7 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   server_options.path = config.daemon.socket;
   server_options.mode = config.daemon.socket_mode;
   server_options.group = *socket_group;
+  server_options.max_clients = max_clients;
   auto server = meshlane::control::Server::start(
       io, server_options,
       [&api](const meshlane::control::PeerCredentials& peer, std::string_view line) {
@@ -491,9 +580,32 @@ int run(const std::string& config_path, const meshlane::Config& config) {
     spdlog::error("{}", server.error().message());
     return kExitRuntime;
   }
-  spdlog::info("control socket {} (mode {:04o}, group {})", config.daemon.socket,
+  backend.set_control_server(server.value().get());
+  spdlog::info("control socket {} (mode {:04o}, group {}, up to {} clients)", config.daemon.socket,
                config.daemon.socket_mode,
-               config.daemon.socket_group.empty() ? "root only" : config.daemon.socket_group);
+               config.daemon.socket_group.empty() ? "root only" : config.daemon.socket_group,
+               max_clients);
+  std::unique_ptr<meshlane::metrics::Server> metrics_server;
+  if (const auto& listen = config.metrics.listen_address) {
+    if (!meshlane::is_loopback(listen->address)) {
+      spdlog::warn(
+          "metrics: serving on {}, which is not loopback: anyone who can reach it reads the "
+          "counters (metrics.allow_non_loopback = true)",
+          meshlane::to_string(*listen));
+    }
+    meshlane::metrics::ServerOptions metrics_options;
+    metrics_options.listen = *listen;
+    auto started = meshlane::metrics::Server::start(
+        io, metrics_options, [&backend, &workloads, &control = *server.value()] {
+          return render_metrics(backend, workloads, control);
+        });
+    if (!started) {
+      spdlog::error("{}", started.error().message());
+      return kExitRuntime;
+    }
+    metrics_server = std::move(started.value());
+    spdlog::info("metrics: http://{}/metrics", meshlane::to_string(*listen));
+  }
   spdlog::info("meshlaned ready");
 
   boost::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
@@ -531,6 +643,7 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   drain_timer.expires_after(kDrainCheckInterval);
   drain_timer.async_wait(on_drain_tick);
   io.run();
+  metrics_server.reset();
   server->reset();  // removes the socket file before the daemon exits
   return kExitOk;
 }

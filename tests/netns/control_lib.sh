@@ -199,6 +199,34 @@ ctl_make_pods() {
   ml_fail "the pods' eth0 did not come up"
 }
 
+# ctl_app_connect LABEL: the app in pod A connects to pod B's 198.18.0.11:8080. Pod B serves
+# there; pod A's "sidecar" (an ml_xfer server on 127.0.0.1:15001, istio's outbound port) serves
+# too. Needs the pods of ctl_make_pods in $POD_A and $POD_B. Sets SERVED to the one that got
+# the connection: podb or sidecar.
+ctl_app_connect() {
+  local label=$1 b_pid a_pid i
+  ml_xfer_server_bg b_pid "$ML_CG" "$POD_B" "$label-podb" --listen 0.0.0.0:8080 --bytes 64K --timeout 20
+  ml_xfer_server_bg a_pid "$ML_CG" "$POD_A" "$label-sidecar" --listen 127.0.0.1:15001 --bytes 64K --timeout 20
+  ml_xfer_client "$ML_CG" "$POD_A" "$label" --connect 198.18.0.11:8080 --bytes 64K --timeout 20
+  [[ $ML__CLIENT_RC -eq 0 ]] ||
+    ml_fail "$label: the app's transfer failed (status $ML__CLIENT_RC): $(tail -n 3 "$ML_WORKDIR/$label.client.err")"
+  SERVED=""
+  for ((i = 0; i < 100; i++)); do
+    if [[ $(ml_xfer_last "$label-podb" server) == *'"ok":true'* ]]; then
+      SERVED=podb
+    fi
+    if [[ $(ml_xfer_last "$label-sidecar" server) == *'"ok":true'* ]]; then
+      SERVED+=sidecar
+    fi
+    [[ -z $SERVED ]] || break
+    sleep 0.05
+  done
+  # The server that did not get the connection is still waiting for one.
+  ml_kill_pid "$b_pid"
+  ml_kill_pid "$a_pid"
+  ml_log "$label: the app's connect to 198.18.0.11:8080 was served by ${SERVED:-nobody}"
+}
+
 # ctl_hold_start VAR NETNS PORT: a non-blocking listener on 127.0.0.1:PORT in NETNS and the
 # test cgroup, and a non-blocking client connected to it (both spliceable, loopback: never
 # intercepted). They exchange a message, then hold the connection until

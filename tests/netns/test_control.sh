@@ -48,35 +48,8 @@ grep -q '^intercepted_outbound  *[0-9]' <<<"$CTL_OUT" || ml_fail "stats table: $
 
 # ---- interception follows live workload changes -------------------------------------------------
 
-# app_connect LABEL: the app in pod A connects to pod B's 198.18.0.11:8080. Pod B serves there;
-# pod A's "sidecar" (an ml_xfer server on 127.0.0.1:15001, istio's outbound port) serves too.
-# Sets SERVED to the one that got the connection: podb or sidecar.
-app_connect() {
-  local label=$1 b_pid a_pid i
-  ml_xfer_server_bg b_pid "$ML_CG" "$POD_B" "$label-podb" --listen 0.0.0.0:8080 --bytes 64K --timeout 20
-  ml_xfer_server_bg a_pid "$ML_CG" "$POD_A" "$label-sidecar" --listen 127.0.0.1:15001 --bytes 64K --timeout 20
-  ml_xfer_client "$ML_CG" "$POD_A" "$label" --connect 198.18.0.11:8080 --bytes 64K --timeout 20
-  [[ $ML__CLIENT_RC -eq 0 ]] ||
-    ml_fail "$label: the app's transfer failed (status $ML__CLIENT_RC): $(tail -n 3 "$ML_WORKDIR/$label.client.err")"
-  SERVED=""
-  for ((i = 0; i < 100; i++)); do
-    if [[ $(ml_xfer_last "$label-podb" server) == *'"ok":true'* ]]; then
-      SERVED=podb
-    fi
-    if [[ $(ml_xfer_last "$label-sidecar" server) == *'"ok":true'* ]]; then
-      SERVED+=sidecar
-    fi
-    [[ -z $SERVED ]] || break
-    sleep 0.05
-  done
-  # The server that did not get the connection is still waiting for one.
-  ml_kill_pid "$b_pid"
-  ml_kill_pid "$a_pid"
-  ml_log "$label: the app's connect to 198.18.0.11:8080 was served by ${SERVED:-nobody}"
-}
-
 BEFORE=$(ctl_counter intercepted_outbound)
-app_connect before
+ctl_app_connect before
 [[ $SERVED == podb ]] || ml_fail "before the workload exists, pod B must get the app's connection"
 [[ $(ctl_counter intercepted_outbound) == "$BEFORE" ]] ||
   ml_fail "intercepted_outbound rose without any workload"
@@ -97,7 +70,7 @@ grep -qE "^pod-a +live +istio +/var/run/netns/$POD_A +198.18.0.10, fd00::10$" <<
 ctl_ok -o json status
 ctl_assert_json "$CTL_OUT" 'j["workloads"] == {"total": 1, "config": 0, "live": 1}' "status after add"
 
-app_connect live
+ctl_app_connect live
 [[ $SERVED == sidecar ]] ||
   ml_fail "after workload add, the app's next connection must go to its sidecar"
 AFTER=$(ctl_counter intercepted_outbound)
@@ -116,7 +89,7 @@ grep -qE '^127\.0\.0\.1:9000 +127\.0\.0\.1:[0-9]+ +pod-a +pod-a +yes +netns [0-9
 # Deleting stops interception for new connections; the established one carries on.
 ctl_ok workload del pod-a
 [[ $CTL_OUT == "workload pod-a deleted" ]] || ml_fail "workload del printed: $CTL_OUT"
-app_connect deleted
+ctl_app_connect deleted
 [[ $SERVED == podb ]] || ml_fail "after workload del, pod B must get the app's connection again"
 [[ $(ctl_counter intercepted_outbound) == "$AFTER" ]] ||
   ml_fail "intercepted_outbound rose after the workload was deleted"
@@ -192,7 +165,7 @@ ctl_ok -o json workload get pod-a
 ctl_assert_json "$CTL_OUT" 'j["source"] == "live" and j["spec"]["exclude_outbound_ports"] == [9999]' \
   "workload after restart"
 BEFORE=$(ctl_counter intercepted_outbound)
-app_connect restarted
+ctl_app_connect restarted
 [[ $SERVED == sidecar ]] || ml_fail "after a restart, the live workload must still be intercepted"
 [[ $(ctl_counter intercepted_outbound) -eq $((BEFORE + 1)) ]] || ml_fail "intercepted_outbound did not rise after the restart"
 

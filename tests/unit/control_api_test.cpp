@@ -12,6 +12,7 @@
 #include "meshlane/control_conns.hpp"
 
 #include "config_test_support.hpp"
+#include "fake_control_backend.hpp"
 
 namespace meshlane::control {
 namespace {
@@ -36,28 +37,7 @@ ml_sock_key make_key(const std::string& local, std::uint16_t local_port, const s
   return key;
 }
 
-class FakeBackend final : public ControlBackend {
- public:
-  nlohmann::json status() override { return {{"version", "test"}, {"uptime_seconds", 5}}; }
-  Result<Counters> counters() override {
-    if (counters_fail) {
-      return make_error(ENOENT, "cannot open pinned object /sys/fs/bpf/x/ml_counters_v1");
-    }
-    Counters counters;
-    counters.values[ML_CTR_INTERCEPT_OUTBOUND] = 3;
-    return counters;
-  }
-  Result<std::vector<ml_sock_key>> sockhash_keys() override { return keys; }
-  std::optional<std::uint64_t> netns_cookie(const std::string& netns_path) override {
-    if (netns_path == "/var/run/netns/a") {
-      return 4242;
-    }
-    return std::nullopt;
-  }
-
-  bool counters_fail = false;
-  std::vector<ml_sock_key> keys;
-};
+using test::FakeBackend;
 
 constexpr gid_t kOpsGroup = 5000;
 

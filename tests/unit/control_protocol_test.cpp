@@ -59,6 +59,20 @@ TEST(ControlRequest, MalformedJsonIsAParseErrorThatCloses) {
   }
 }
 
+// Found by fuzz_control_api: the parser threw out_of_range for a number beyond a double, which
+// ended the daemon's io_context and the daemon with it.
+TEST(ControlRequest, NumberTooLargeForADoubleIsAParseError) {
+  for (const char* line : {R"({"v":1,"id":1e400,"method":"status"})",
+                           R"({"v":1,"id":1,"method":"conns","params":{"limit":-1E+999}})"}) {
+    const RequestError error = parse_bad(line);
+    EXPECT_EQ(error.error.code, ErrorCode::kParseError) << line;
+    EXPECT_TRUE(error.close) << line;
+    EXPECT_TRUE(error.id.is_null());
+    EXPECT_TRUE(contains(error.error.message, "not valid JSON: number overflow parsing"))
+        << error.error.message;
+  }
+}
+
 TEST(ControlRequest, InvalidUtf8IsAParseError) {
   EXPECT_EQ(parse_bad("{\"v\":1,\"id\":1,\"method\":\"\xff\"}").error.code, ErrorCode::kParseError);
 }

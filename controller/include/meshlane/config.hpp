@@ -70,6 +70,22 @@ struct IpAddress {
   bool is_ipv4 = false;
 };
 
+// An IP address and a TCP port to listen on.
+struct ListenAddress {
+  IpAddress address;
+  std::uint16_t port = 0;
+};
+
+struct MetricsConfig {
+  // Where meshlaned serves GET /metrics (Prometheus text format, docs/metrics.md):
+  // "ADDR:PORT" or "[IPv6]:PORT". "" (the default) serves nothing.
+  std::string listen;
+  std::optional<ListenAddress> listen_address;  // `listen` parsed; nullopt when off
+  // The endpoint has no authentication: an address other than loopback is refused unless this
+  // is true.
+  bool allow_non_loopback = false;
+};
+
 enum class MeshKind { kIstio, kLinkerd, kCustom };
 
 inline constexpr std::size_t kMaxPassthroughSources = 2;  // ML_MAX_PASSTHROUGH in shared.h
@@ -118,6 +134,7 @@ bool is_valid_label_value(std::string_view value);
 struct Config {
   DaemonConfig daemon;
   AccelerationConfig acceleration;
+  MetricsConfig metrics;
   std::vector<WorkloadConfig> workloads;
 };
 
@@ -133,6 +150,10 @@ std::optional<IpAddress> parse_ip_address(std::string_view text);
 // be zero. nullopt when malformed.
 std::optional<Cidr> parse_cidr(std::string_view text);
 std::string to_string(const IpAddress& address);
+// 127.0.0.0/8 (also v4-mapped) or ::1.
+bool is_loopback(const IpAddress& address);
+// "127.0.0.1:9464", "[::1]:9464".
+std::string to_string(const ListenAddress& listen);
 
 // Parses TOML text; source_name (a file path) is used in error messages:
 // "<source>:<line>:<column>: <key>: <what is wrong>".

@@ -89,6 +89,8 @@ class Server {
   ~Server();
 
   [[nodiscard]] std::size_t client_count() const;
+  // The most clients served at once (options.max_clients).
+  [[nodiscard]] std::size_t max_clients() const;
   [[nodiscard]] const std::string& path() const;
 
   struct Impl;
