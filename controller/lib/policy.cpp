@@ -210,6 +210,157 @@ Status parse_rules(const json& object, const std::string& path, std::string_view
   return {};
 }
 
+Result<std::vector<std::uint16_t>> parse_port_list(const json& value, const std::string& path) {
+  if (!value.is_array()) {
+    return at(path, "must be a list of ports 1..65535");
+  }
+  std::vector<std::uint16_t> ports;
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const json& port = value[i];
+    if (!port.is_number_integer() || port.get<std::int64_t>() < 1 ||
+        port.get<std::int64_t>() > 65535) {
+      return at(path + "[" + std::to_string(i) + "]", "must be a port 1..65535");
+    }
+    ports.push_back(static_cast<std::uint16_t>(port.get<std::int64_t>()));
+  }
+  return ports;
+}
+
+Result<std::vector<Cidr>> parse_cidr_list(const json& value, const std::string& path) {
+  if (!value.is_array()) {
+    return at(path, "must be a list of CIDRs");
+  }
+  std::vector<Cidr> cidrs;
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const std::optional<Cidr> cidr =
+        value[i].is_string() ? parse_cidr(value[i].get<std::string>()) : std::nullopt;
+    if (!cidr) {
+      return at(path + "[" + std::to_string(i) + "]",
+                "must be a CIDR with its host bits zero, such as \"198.18.0.0/16\"");
+    }
+    cidrs.push_back(*cidr);
+  }
+  return cidrs;
+}
+
+struct PortListKey {
+  const char* name;
+  std::optional<std::vector<std::uint16_t>> PolicyOverrides::*field;
+};
+struct CidrListKey {
+  const char* name;
+  std::optional<std::vector<Cidr>> PolicyOverrides::*field;
+};
+const PortListKey kInterceptionPorts[] = {
+    {"include_outbound_ports", &PolicyOverrides::include_outbound_ports},
+    {"exclude_outbound_ports", &PolicyOverrides::exclude_outbound_ports},
+    {"include_inbound_ports", &PolicyOverrides::include_inbound_ports},
+    {"exclude_inbound_ports", &PolicyOverrides::exclude_inbound_ports},
+};
+const CidrListKey kInterceptionCidrs[] = {
+    {"include_outbound_cidrs", &PolicyOverrides::include_outbound_cidrs},
+    {"exclude_outbound_cidrs", &PolicyOverrides::exclude_outbound_cidrs},
+    {"exclude_inbound_cidrs", &PolicyOverrides::exclude_inbound_cidrs},
+};
+
+Status parse_overrides(const json& object, const std::string& path, PolicyOverrides& out) {
+  if (const auto it = object.find("interception"); it != object.end()) {
+    const std::string where = member(path, "interception");
+    if (!it->is_object()) {
+      return at(where, "must be an object of [[workload]] port and CIDR lists");
+    }
+    for (const auto& [key, value] : it->items()) {
+      bool known = false;
+      for (const PortListKey& list : kInterceptionPorts) {
+        if (key == list.name) {
+          auto ports = parse_port_list(value, member(where, key));
+          if (!ports) {
+            return ports.error();
+          }
+          out.*list.field = std::move(ports.value());
+          known = true;
+        }
+      }
+      for (const CidrListKey& list : kInterceptionCidrs) {
+        if (key == list.name) {
+          auto cidrs = parse_cidr_list(value, member(where, key));
+          if (!cidrs) {
+            return cidrs.error();
+          }
+          out.*list.field = std::move(cidrs.value());
+          known = true;
+        }
+      }
+      if (!known) {
+        return at(member(where, key),
+                  "unknown member (known: include_outbound_ports, exclude_outbound_ports, "
+                  "include_inbound_ports, exclude_inbound_ports, include_outbound_cidrs, "
+                  "exclude_outbound_cidrs, exclude_inbound_cidrs)");
+      }
+    }
+  }
+  if (const auto it = object.find("acceleration"); it != object.end()) {
+    const std::string where = member(path, "acceleration");
+    if (!it->is_object()) {
+      return at(where, "must be an object with enabled and/or exclude_ports");
+    }
+    if (auto status = only_members(*it, where, {"enabled", "exclude_ports"}); !status) {
+      return status;
+    }
+    if (const auto enabled = it->find("enabled"); enabled != it->end()) {
+      if (!enabled->is_boolean()) {
+        return at(member(where, "enabled"), "must be true or false");
+      }
+      out.acceleration = enabled->get<bool>();
+    }
+    if (const auto ports = it->find("exclude_ports"); ports != it->end()) {
+      auto list = parse_port_list(*ports, member(where, "exclude_ports"));
+      if (!list) {
+        return list.error();
+      }
+      out.exclude_acceleration_ports = std::move(list.value());
+    }
+  }
+  return {};
+}
+
+std::string cidr_to_text(const Cidr& cidr) {
+  const unsigned length = cidr.is_ipv4 ? cidr.prefix_length - 96u : cidr.prefix_length;
+  return to_string(IpAddress{cidr.address, cidr.is_ipv4}) + "/" + std::to_string(length);
+}
+
+json overrides_to_json(const PolicyOverrides& overrides, json& policy) {
+  json interception = json::object();
+  for (const PortListKey& list : kInterceptionPorts) {
+    if (overrides.*list.field) {
+      interception[list.name] = *(overrides.*list.field);
+    }
+  }
+  for (const CidrListKey& list : kInterceptionCidrs) {
+    if (overrides.*list.field) {
+      json cidrs = json::array();
+      for (const Cidr& cidr : *(overrides.*list.field)) {
+        cidrs.push_back(cidr_to_text(cidr));
+      }
+      interception[list.name] = std::move(cidrs);
+    }
+  }
+  if (!interception.empty()) {
+    policy["interception"] = std::move(interception);
+  }
+  json acceleration = json::object();
+  if (overrides.acceleration) {
+    acceleration["enabled"] = *overrides.acceleration;
+  }
+  if (overrides.exclude_acceleration_ports) {
+    acceleration["exclude_ports"] = *overrides.exclude_acceleration_ports;
+  }
+  if (!acceleration.empty()) {
+    policy["acceleration"] = std::move(acceleration);
+  }
+  return policy;
+}
+
 json selector_to_json(const PeerSelector& selector) {
   if (selector.workload) {
     return {{"workload", *selector.workload}};
@@ -264,7 +415,9 @@ Result<Policy> parse_policy(const json& object, const std::string& path) {
   if (!object.is_object()) {
     return at(path, "must be an object with name, workload or selector, ingress, egress");
   }
-  if (auto status = only_members(object, path, {"name", "workload", "selector", "ingress", "egress"});
+  if (auto status = only_members(object, path,
+                                 {"name", "workload", "selector", "ingress", "egress",
+                                  "interception", "acceleration"});
       !status) {
     return status.error();
   }
@@ -300,6 +453,9 @@ Result<Policy> parse_policy(const json& object, const std::string& path) {
     return status.error();
   }
   if (auto status = parse_rules(object, path, "egress", "to", policy.egress); !status) {
+    return status.error();
+  }
+  if (auto status = parse_overrides(object, path, policy.overrides); !status) {
     return status.error();
   }
   return policy;
@@ -353,7 +509,40 @@ json policy_to_json(const Policy& policy) {
   }
   object["ingress"] = std::move(ingress);
   object["egress"] = std::move(egress);
-  return object;
+  return overrides_to_json(policy.overrides, object);
+}
+
+std::vector<WorkloadConfig> apply_policy_overrides(std::vector<WorkloadConfig> workloads,
+                                                   const std::vector<Policy>& policies) {
+  std::vector<const Policy*> ordered;
+  for (const Policy& policy : policies) {
+    ordered.push_back(&policy);
+  }
+  std::sort(ordered.begin(), ordered.end(),
+            [](const Policy* a, const Policy* b) { return a->name < b->name; });
+  for (WorkloadConfig& workload : workloads) {
+    for (const Policy* policy : ordered) {
+      if (!selects(policy->target, workload)) {
+        continue;
+      }
+      const PolicyOverrides& o = policy->overrides;
+      auto take = [](auto& field, const auto& override_value) {
+        if (override_value) {
+          field = *override_value;
+        }
+      };
+      take(workload.include_outbound_ports, o.include_outbound_ports);
+      take(workload.exclude_outbound_ports, o.exclude_outbound_ports);
+      take(workload.include_inbound_ports, o.include_inbound_ports);
+      take(workload.exclude_inbound_ports, o.exclude_inbound_ports);
+      take(workload.include_outbound_cidrs, o.include_outbound_cidrs);
+      take(workload.exclude_outbound_cidrs, o.exclude_outbound_cidrs);
+      take(workload.exclude_inbound_cidrs, o.exclude_inbound_cidrs);
+      take(workload.acceleration, o.acceleration);
+      take(workload.exclude_acceleration_ports, o.exclude_acceleration_ports);
+    }
+  }
+  return workloads;
 }
 
 bool selects(const PeerSelector& selector, const WorkloadConfig& workload) {

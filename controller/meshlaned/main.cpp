@@ -14,6 +14,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -52,6 +53,23 @@ constexpr std::chrono::seconds kWorkloadNamesMaxAge{1};
 constexpr int kExitOk = 0;
 constexpr int kExitConfig = 1;
 constexpr int kExitRuntime = 2;
+
+// Whether the workloads in force already have exactly these settings.
+bool same_workloads(const std::vector<meshlane::WorkloadConfig>& wanted,
+                    const std::vector<meshlane::ResolvedWorkload>& applied) {
+  if (wanted.size() != applied.size()) {
+    return false;
+  }
+  for (const auto& workload : wanted) {
+    const auto it = std::find_if(applied.begin(), applied.end(), [&](const auto& resolved) {
+      return resolved.config.name == workload.name;
+    });
+    if (it == applied.end() || !meshlane::control::same_workload(it->config, workload)) {
+      return false;
+    }
+  }
+  return true;
+}
 
 // Compiles `set` for the workloads in force and switches the kernel to it.
 meshlane::Result<nlohmann::json> install_policies(
@@ -480,22 +498,38 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   meshlane::WorkloadManager manager(config.daemon.bpffs_dir, datapath->tc_programs(),
                                     meshlane::tc_record_path(config.daemon.state_dir));
   // Until the first workload apply recompiles it, the policy pinned by an earlier run stays in
-  // force, so a restart never opens what the policy closes.
+  // force, so a restart never opens what the policy closes. Policies also carry interception
+  // and acceleration settings for the workloads they select (apply_policy_overrides), so the
+  // workloads are applied with the policies' overrides on top.
+  meshlane::control::WorkloadRegistry* workload_registry = nullptr;
+  auto install_authorization = [&](const std::vector<meshlane::Policy>& set) {
+    return install_policies(config.daemon.bpffs_dir, set, manager.applied());
+  };
   meshlane::control::PolicyRegistry policies(
-      [&](const std::vector<meshlane::Policy>& set) {
-        return install_policies(config.daemon.bpffs_dir, set, manager.applied());
+      [&](const std::vector<meshlane::Policy>& set) -> meshlane::Result<nlohmann::json> {
+        if (workload_registry != nullptr) {
+          const auto effective =
+              meshlane::apply_policy_overrides(workload_registry->combined(), set);
+          if (!same_workloads(effective, manager.applied())) {
+            if (auto status = manager.apply(effective); !status) {
+              return status.error();
+            }
+          }
+        }
+        return install_authorization(set);
       },
       [&config](const std::vector<meshlane::Policy>& set) {
         return meshlane::control::save_policies(config.daemon.state_dir, set);
       },
       std::move(saved_policies.value()));
   meshlane::control::WorkloadRegistry workloads(
-      [&manager, &policies](const std::vector<meshlane::WorkloadConfig>& desired) {
-        if (auto status = manager.apply(desired); !status) {
+      [&](const std::vector<meshlane::WorkloadConfig>& desired) {
+        const std::vector<meshlane::Policy> set = policies.list();
+        if (auto status = manager.apply(meshlane::apply_policy_overrides(desired, set)); !status) {
           return status;
         }
         // Policies name workloads and select them by label: recompile for the new set.
-        auto report = policies.reinstall();
+        auto report = install_authorization(set);
         if (!report) {
           spdlog::error("policy: cannot recompile for the new workloads (the previous policy "
                         "stays in force): {}",
@@ -506,6 +540,7 @@ int run(const std::string& config_path, const meshlane::Config& config) {
       [&config](const std::vector<meshlane::WorkloadConfig>& live) {
         return meshlane::control::save_live_workloads(config.daemon.state_dir, live);
       });
+  workload_registry = &workloads;
   auto resolvable = [](const meshlane::WorkloadConfig& workload) -> meshlane::Status {
     auto resolved = meshlane::resolve_workloads({workload});
     if (!resolved) {

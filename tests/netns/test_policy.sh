@@ -9,7 +9,8 @@
 #   - the reverse after an update (deny app=client, allow the node's /32): A fails, node passes;
 #   - an egress deny on A, to a CIDR and port;
 #   - per-workload and node-wide denial counters, policy get/del, bad policies, a non-root peer;
-#   - the policy stays in force while meshlaned is stopped and after it restarts (state file).
+#   - the policy stays in force while meshlaned is stopped and after it restarts (state file);
+#   - a policy's interception and acceleration settings (exclude a port, splicing off).
 # shellcheck source=control_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/control_lib.sh"
 
@@ -200,4 +201,43 @@ ctl policy del client-out
 ctl_expect_rc 2 "deleting a missing policy"
 probe "no policy again" "$POD_A" 198.18.0.11 8080 ok
 probe "no policy again" "$CTL_NODE_NS" 198.18.0.11 8080 ok
+
+# ---- interception and acceleration settings carried by a policy ---------------------------------
+start_listener "$POD_B" 0.0.0.0 8080 app-b
+# direct_or_sidecar: pod A's app connects to B:8080; prints who accepted it: sidecar-a (A's
+# outbound proxy), or, when A's interception lets it pass, inbound-b (B's tc sends a client that
+# did not come through a sidecar to B's inbound proxy) or app-b.
+direct_or_sidecar() {
+  local app sidecar inbound out
+  app=$(wc -l <"$ML_WORKDIR/app-b.log")
+  sidecar=$(wc -l <"$ML_WORKDIR/sidecar-a.log")
+  inbound=$(wc -l <"$ML_WORKDIR/inbound-b.log")
+  out=$(ml_in "$ML_CG" "$POD_A" "$PYTHON" "$ML_WORKDIR/probe.py" 198.18.0.11 8080)
+  [[ $(ctl_json "$out" 'j["result"]') == ok ]] || ml_fail "A -> B:8080 failed: $out"
+  sleep 0.2
+  if (($(wc -l <"$ML_WORKDIR/app-b.log") > app)); then echo app-b; fi
+  if (($(wc -l <"$ML_WORKDIR/sidecar-a.log") > sidecar)); then echo sidecar-a; fi
+  if (($(wc -l <"$ML_WORKDIR/inbound-b.log") > inbound)); then echo inbound-b; fi
+}
+[[ $(direct_or_sidecar) == sidecar-a ]] || ml_fail "before the settings policy, A's connect must go to its sidecar"
+cat >"$ML_WORKDIR/settings.json" <<'J'
+{"name": "a-settings", "workload": "pod-a",
+ "interception": {"exclude_outbound_ports": [8080]}, "acceleration": {"enabled": false}}
+J
+ctl_ok policy apply -f "$ML_WORKDIR/settings.json"
+[[ $(direct_or_sidecar) == inbound-b ]] ||
+  ml_fail "with exclude_outbound_ports [8080] from a policy, A's connect must bypass A's sidecar"
+ctl_ok -o json workload get pod-a
+ctl_assert_json "$CTL_OUT" 'j["spec"]["exclude_outbound_ports"] != [8080]' \
+  "the workload's own settings are unchanged (the policy overlays them)"
+SKIPPED=$(wl_counter pod-a sockets_skipped_by_workload)
+ADDED=$(wl_counter pod-a sockets_added)
+ctl_hold_start HOLD_PID "$POD_A" 9000
+ctl_hold_finish "$HOLD_PID" 9000
+[[ $(wl_counter pod-a sockets_skipped_by_workload) -eq $((SKIPPED + 2)) ]] ||
+  ml_fail "acceleration off by policy: both ends of a loopback connection must be skipped"
+[[ $(wl_counter pod-a sockets_added) -eq $ADDED ]] || ml_fail "acceleration off by policy, yet pod-a sockets were spliced"
+ctl_ok policy del a-settings
+[[ $(direct_or_sidecar) == sidecar-a ]] || ml_fail "after deleting the settings policy, A's connect must go to its sidecar again"
+ml_log "interception and acceleration settings from a policy applied and removed"
 ml_pass

@@ -226,3 +226,50 @@ TEST_F(PolicyCompile, AgreesWithTheReferenceOnRandomPolicies) {
 
 }  // namespace
 }  // namespace meshlane
+
+namespace meshlane {
+namespace {
+
+TEST(PolicyOverrides, ReplaceTheSelectedWorkloadsSettingsInNameOrder) {
+  auto policies = parse_policy_document(nlohmann::json::parse(R"({"policies":[
+      {"name":"b-later","selector":{"app":"web"},"acceleration":{"exclude_ports":[6379]}},
+      {"name":"a-first","workload":"web","acceleration":{"enabled":false,"exclude_ports":[1]},
+       "interception":{"exclude_outbound_ports":[9090],"exclude_outbound_cidrs":["198.19.0.0/16"]}}]})"));
+  ASSERT_TRUE(policies) << policies.error().message();
+  WorkloadConfig web;
+  web.name = "web";
+  web.labels = {{"app", "web"}};
+  web.exclude_outbound_ports = {3306};
+  WorkloadConfig other;
+  other.name = "other";
+  auto result = apply_policy_overrides({web, other}, policies.value());
+  EXPECT_FALSE(result[0].acceleration);
+  EXPECT_EQ(result[0].exclude_acceleration_ports, std::vector<std::uint16_t>{6379});  // later name
+  EXPECT_EQ(result[0].exclude_outbound_ports, std::vector<std::uint16_t>{9090});
+  ASSERT_EQ(result[0].exclude_outbound_cidrs.size(), 1u);
+  EXPECT_TRUE(result[0].include_inbound_ports.empty());  // not given: the workload's own
+  EXPECT_TRUE(result[1].acceleration);                   // not selected
+  // Printing and reading back keeps the overrides.
+  auto again = parse_policy(policy_to_json(policies.value()[1]), "p");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(policy_to_json(again.value()), policy_to_json(policies.value()[1]));
+  EXPECT_EQ(policy_to_json(policies.value()[1])["interception"]["exclude_outbound_cidrs"][0],
+            "198.19.0.0/16");
+}
+
+TEST(PolicyOverrides, BadOverridesNameTheMember) {
+  for (const auto& [text, expected] : std::vector<std::pair<const char*, const char*>>{
+           {R"({"name":"a","workload":"w","acceleration":{"enabled":"no"}})", "acceleration.enabled"},
+           {R"({"name":"a","workload":"w","acceleration":{"off":true}})", "acceleration.off"},
+           {R"({"name":"a","workload":"w","interception":{"exclude_outbound_ports":[0]}})",
+            "interception.exclude_outbound_ports[0]"},
+           {R"({"name":"a","workload":"w","interception":{"ports":[1]}})", "interception.ports"},
+       }) {
+    auto result = parse_policy_document(nlohmann::json::parse(text));
+    ASSERT_FALSE(result) << text;
+    EXPECT_NE(result.error().message().find(expected), std::string::npos) << result.error().message();
+  }
+}
+
+}  // namespace
+}  // namespace meshlane

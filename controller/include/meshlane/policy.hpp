@@ -38,11 +38,26 @@ struct PolicyRule {
   std::vector<PortRange> ports;     // empty: every port
 };
 
+// Settings a policy gives the workloads it selects, replacing theirs key by key: what is
+// intercepted (the [[workload]] port and CIDR lists) and whether their sockets are spliced.
+struct PolicyOverrides {
+  std::optional<std::vector<std::uint16_t>> include_outbound_ports;
+  std::optional<std::vector<std::uint16_t>> exclude_outbound_ports;
+  std::optional<std::vector<std::uint16_t>> include_inbound_ports;
+  std::optional<std::vector<std::uint16_t>> exclude_inbound_ports;
+  std::optional<std::vector<Cidr>> include_outbound_cidrs;
+  std::optional<std::vector<Cidr>> exclude_outbound_cidrs;
+  std::optional<std::vector<Cidr>> exclude_inbound_cidrs;
+  std::optional<bool> acceleration;
+  std::optional<std::vector<std::uint16_t>> exclude_acceleration_ports;
+};
+
 struct Policy {
   std::string name;
   PeerSelector target;              // a workload name or labels (never a CIDR)
   std::vector<PolicyRule> ingress;  // connections to the target; peers are sources
   std::vector<PolicyRule> egress;   // connections from the target; peers are destinations
+  PolicyOverrides overrides;
 };
 
 // Limits that keep one request and one compiled policy bounded.
@@ -57,6 +72,11 @@ Result<std::vector<Policy>> parse_policy_document(const nlohmann::json& document
 Result<Policy> parse_policy(const nlohmann::json& object, const std::string& path);
 
 nlohmann::json policy_to_json(const Policy& policy);
+
+// The workloads as policies make them: each policy's overrides replace the settings of the
+// workloads it selects, policies taken in name order (a later name wins on the same key).
+std::vector<WorkloadConfig> apply_policy_overrides(std::vector<WorkloadConfig> workloads,
+                                                   const std::vector<Policy>& policies);
 
 // Whether a workload is selected by `selector` (by name or labels; a CIDR selects any workload
 // with an address in it).
