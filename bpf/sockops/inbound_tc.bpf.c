@@ -151,8 +151,8 @@ int ml_tc_ingress(struct __sk_buff *skb)
 			    ML_POLICY_DENY) {
 			ml_count(ML_CTR_DENIED_INBOUND_TC, 1);
 			ml_count_workload(wl->netns_cookie, ML_CTR_DENIED_INBOUND_TC, 1);
-			ml_emit_denied(wl->netns_cookie, wl->id, pkt.src_ip6, pkt.src_port, pkt.dst_ip6,
-				       pkt.dst_port, 0);
+			ml_emit_denied(wl->netns_cookie, wl->id, pkt.src_ip6, pkt.src_port,
+				       pkt.dst_ip6, pkt.dst_port, 0);
 			return TC_ACT_SHOT;
 		}
 		rule = ml_port_rule(wl->id, ML_DIR_INBOUND, pkt.dst_port);

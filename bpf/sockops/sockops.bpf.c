@@ -165,7 +165,7 @@ static __always_inline int workload_refuses_splice(__u64 netns_cookie, __u16 loc
 						   __u16 remote_port)
 {
 	struct ml_workload *wl = bpf_map_lookup_elem(&ml_workloads_v1, &netns_cookie);
-	struct ml_port_rule_key key = {.direction = ML_DIR_ACCEL};
+	struct ml_port_rule_key key = { .direction = ML_DIR_ACCEL };
 	__u8 *rule;
 
 	if (!wl)

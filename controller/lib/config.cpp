@@ -601,9 +601,7 @@ bool valid_label_text(std::string_view text, std::size_t min, std::size_t max, b
 }  // namespace
 
 bool is_valid_label_key(std::string_view key) { return valid_label_text(key, 1, 253, true); }
-bool is_valid_label_value(std::string_view value) {
-  return valid_label_text(value, 0, 63, false);
-}
+bool is_valid_label_value(std::string_view value) { return valid_label_text(value, 0, 63, false); }
 
 namespace {
 
@@ -620,8 +618,9 @@ Status read_labels(const Field& field, std::map<std::string, std::string>& out) 
       return status;
     }
     if (!is_valid_label_key(key.str())) {
-      return entry.error("\"" + std::string(key.str()) +
-                         "\" is not a valid label key (1..253 characters from A-Z a-z 0-9 _ . - /)");
+      return entry.error(
+          "\"" + std::string(key.str()) +
+          "\" is not a valid label key (1..253 characters from A-Z a-z 0-9 _ . - /)");
     }
     if (!is_valid_label_value(value)) {
       return entry.error("\"" + value +

@@ -20,7 +20,9 @@ std::vector<Policy> values(const std::map<std::string, Policy>& policies) {
   return list;
 }
 
-bool same_policy(const Policy& a, const Policy& b) { return policy_to_json(a) == policy_to_json(b); }
+bool same_policy(const Policy& a, const Policy& b) {
+  return policy_to_json(a) == policy_to_json(b);
+}
 
 }  // namespace
 
@@ -38,7 +40,8 @@ Result<std::vector<Policy>> load_policies(const std::string& state_dir) {
   if (!text) {
     return text.error();
   }
-  const char* const fix = " (fix or remove the file; it holds the policies applied with meshlanectl)";
+  const char* const fix =
+      " (fix or remove the file; it holds the policies applied with meshlanectl)";
   const nlohmann::json state = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (state.is_discarded() || !state.is_object() || state.value("v", 0) != kStateVersion ||
       !state.contains("policies")) {
@@ -60,8 +63,9 @@ Status save_policies(const std::string& state_dir, const std::vector<Policy>& po
   if (Status status = ensure_state_dir(state_dir); !status) {
     return status;
   }
-  return write_file_atomically(policy_state_path(state_dir),
-                               nlohmann::json{{"v", kStateVersion}, {"policies", list}}.dump(2) + "\n");
+  return write_file_atomically(
+      policy_state_path(state_dir),
+      nlohmann::json{{"v", kStateVersion}, {"policies", list}}.dump(2) + "\n");
 }
 
 PolicyRegistry::PolicyRegistry(InstallFn install, PersistFn persist, std::vector<Policy> saved)
@@ -98,7 +102,7 @@ Outcome<nlohmann::json> PolicyRegistry::apply(const std::vector<Policy>& incomin
   nlohmann::json outcomes = nlohmann::json::object();
   for (const Policy& policy : incoming) {
     const auto it = policies_.find(policy.name);
-    outcomes[policy.name] = it == policies_.end()          ? "added"
+    outcomes[policy.name] = it == policies_.end()             ? "added"
                             : same_policy(it->second, policy) ? "unchanged"
                                                               : "replaced";
     next[policy.name] = policy;

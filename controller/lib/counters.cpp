@@ -62,8 +62,7 @@ Result<Counters> read_counters(const std::string& bpffs_dir) {
 
 static_assert(ML_CTR_MAX <= ML_COUNTER_SLOTS, "counter maps are sized in ML_COUNTER_SLOTS");
 
-Result<Counters> read_workload_counters(const std::string& bpffs_dir,
-                                        std::uint64_t netns_cookie) {
+Result<Counters> read_workload_counters(const std::string& bpffs_dir, std::uint64_t netns_cookie) {
   const PinLayout pins{bpffs_dir};
   auto map = TypedMap<std::uint64_t, ml_wl_counters>::open_pin(pins.map(ML_WL_COUNTERS_MAP_NAME));
   if (!map) {

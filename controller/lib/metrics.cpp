@@ -107,8 +107,7 @@ const char* counter_help(ml_counter counter) {
     case ML_CTR_SPLICED_OTHER: return "Other local connections spliced.";
     case ML_CTR_SOCKETS_SKIPPED_BLOCKING:
       return "Sockets not spliced because the application may read them in blocking mode.";
-    case ML_CTR_DENIED_CONNECT:
-      return "Connects refused by L4 policy (the caller got EPERM).";
+    case ML_CTR_DENIED_CONNECT: return "Connects refused by L4 policy (the caller got EPERM).";
     case ML_CTR_DENIED_INBOUND_TC:
       return "SYNs to a pod dropped by L4 policy at the pod's interface (tc).";
     case ML_CTR_SOCKETS_SKIPPED_WORKLOAD:

@@ -45,11 +45,10 @@ Result<std::string> string_member(const json& object, const std::string& path,
 }
 
 bool valid_name(const std::string& name) {
-  return !name.empty() && name.size() <= 63 &&
-         std::all_of(name.begin(), name.end(), [](char c) {
-           return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                  c == '_' || c == '.' || c == '-';
-         });
+  return !name.empty() && name.size() <= 63 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  });
 }
 
 Result<std::map<std::string, std::string>> parse_labels(const json& value,
@@ -100,7 +99,9 @@ Result<PeerSelector> parse_selector(const json& value, const std::string& path, 
     const std::optional<Cidr> cidr =
         inner.is_string() ? parse_cidr(inner.get<std::string>()) : std::nullopt;
     if (!cidr) {
-      return at(member(path, key), "must be a CIDR with its host bits zero, such as \"198.18.0.0/16\" or \"fd00::/8\"");
+      return at(
+          member(path, key),
+          "must be a CIDR with its host bits zero, such as \"198.18.0.0/16\" or \"fd00::/8\"");
     }
     selector.cidr = masked(*cidr);
   } else {
@@ -136,7 +137,8 @@ Result<PortRange> parse_port_range(const json& value, const std::string& path) {
     return static_cast<std::uint16_t>(parsed);
   };
   const auto first = number(std::string_view(text).substr(0, dash));
-  const auto last = dash == std::string::npos ? first : number(std::string_view(text).substr(dash + 1));
+  const auto last =
+      dash == std::string::npos ? first : number(std::string_view(text).substr(dash + 1));
   if (!first || !last || *first > *last) {
     return at(path, form + " (got \"" + text + "\")");
   }
@@ -180,7 +182,8 @@ Result<PolicyRule> parse_rule(const json& value, const std::string& path, std::s
       return at(member(path, "ports"), "must be a list of ports or \"first-last\" ranges");
     }
     for (std::size_t i = 0; i < it->size(); ++i) {
-      auto range = parse_port_range((*it)[i], member(path, "ports") + "[" + std::to_string(i) + "]");
+      auto range =
+          parse_port_range((*it)[i], member(path, "ports") + "[" + std::to_string(i) + "]");
       if (!range) {
         return range.error();
       }
@@ -368,8 +371,8 @@ json selector_to_json(const PeerSelector& selector) {
   if (selector.cidr) {
     const Cidr& cidr = *selector.cidr;
     const unsigned length = cidr.is_ipv4 ? cidr.prefix_length - 96u : cidr.prefix_length;
-    return {{"cidr", to_string(IpAddress{cidr.address, cidr.is_ipv4}) + "/" +
-                         std::to_string(length)}};
+    return {
+        {"cidr", to_string(IpAddress{cidr.address, cidr.is_ipv4}) + "/" + std::to_string(length)}};
   }
   return {{"labels", selector.labels}};
 }
@@ -415,9 +418,9 @@ Result<Policy> parse_policy(const json& object, const std::string& path) {
   if (!object.is_object()) {
     return at(path, "must be an object with name, workload or selector, ingress, egress");
   }
-  if (auto status = only_members(object, path,
-                                 {"name", "workload", "selector", "ingress", "egress",
-                                  "interception", "acceleration"});
+  if (auto status = only_members(
+          object, path,
+          {"name", "workload", "selector", "ingress", "egress", "interception", "acceleration"});
       !status) {
     return status.error();
   }
@@ -427,8 +430,8 @@ Result<Policy> parse_policy(const json& object, const std::string& path) {
     return name.error();
   }
   if (!valid_name(*name)) {
-    return at(member(path, "name"), "\"" + *name +
-                                        "\" is not a valid policy name (1..63 of A-Z a-z 0-9 _ . -)");
+    return at(member(path, "name"),
+              "\"" + *name + "\" is not a valid policy name (1..63 of A-Z a-z 0-9 _ . -)");
   }
   policy.name = *name;
   const bool by_name = object.contains("workload");

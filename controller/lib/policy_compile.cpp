@@ -15,8 +15,8 @@ namespace {
 constexpr std::uint32_t kWorldIdentity = 0;
 constexpr std::uint32_t kPortSpace = 65536;
 
-bool address_in(const std::array<std::uint8_t, 16>& address, const std::array<std::uint8_t, 16>& net,
-                unsigned prefix_length) {
+bool address_in(const std::array<std::uint8_t, 16>& address,
+                const std::array<std::uint8_t, 16>& net, unsigned prefix_length) {
   for (unsigned bit = 0; bit < prefix_length; ++bit) {
     const auto mask = static_cast<std::uint8_t>(0x80u >> (bit % 8));
     if ((address[bit / 8] & mask) != (net[bit / 8] & mask)) {
@@ -43,8 +43,7 @@ bool identity_matches(const PeerSelector& selector, const Identity& identity) {
   }
   if (identity.cidr && selector.cidr) {
     return selector.cidr->prefix_length <= identity.cidr->prefix_length &&
-           address_in(identity.cidr->address, selector.cidr->address,
-                      selector.cidr->prefix_length);
+           address_in(identity.cidr->address, selector.cidr->address, selector.cidr->prefix_length);
   }
   return false;  // the world matches no selector
 }
@@ -126,8 +125,9 @@ void add_rule_entries(std::uint32_t src, std::uint32_t dst, const std::vector<Pa
     }
   }
   for (std::size_t i = 0; i < runs.size(); ++i) {
-    for (const auto& [port, bits] : port_range_prefixes(static_cast<std::uint16_t>(runs[i].first),
-                                                        static_cast<std::uint16_t>(runs[i].second))) {
+    for (const auto& [port, bits] :
+         port_range_prefixes(static_cast<std::uint16_t>(runs[i].first),
+                             static_cast<std::uint16_t>(runs[i].second))) {
       ml_policy_key key{};
       ml_policy_rule_key(&key, src, dst, port, bits);
       ml_policy_value value{};
@@ -197,7 +197,8 @@ Result<CompiledPolicy> compile_policies(const std::vector<Policy>& policies,
     for (const auto* rules : {&policy.ingress, &policy.egress}) {
       for (const PolicyRule& rule : *rules) {
         for (const PeerSelector& peer : rule.peers) {
-          if (peer.cidr && cidrs_seen.insert({peer.cidr->prefix_length, peer.cidr->address}).second) {
+          if (peer.cidr &&
+              cidrs_seen.insert({peer.cidr->prefix_length, peer.cidr->address}).second) {
             identities.push_back(
                 {static_cast<std::uint32_t>(identities.size() + 1), nullptr, peer.cidr});
           }

@@ -31,8 +31,8 @@ Result<UniqueFd> open_slot_map(const std::string& bpffs_dir) {
   const PinLayout pins{bpffs_dir};
   auto fd = open_pinned(pins.map(ML_POLICY_MAP_NAME));
   if (!fd) {
-    return make_error(fd.error().errnum, fd.error().context +
-                                             " (the policy map; is the datapath loaded?)");
+    return make_error(fd.error().errnum,
+                      fd.error().context + " (the policy map; is the datapath loaded?)");
   }
   return fd;
 }
@@ -48,7 +48,8 @@ Result<PolicyInstallReport> install_policy(const std::string& bpffs_dir,
   PolicyInstallReport report;
   if (compiled.entries.empty()) {
     if (bpf_map_delete_elem(slots->get(), &kSlot) != 0 && errno != ENOENT) {
-      return make_error(errno, "cannot clear the policy slot of " + std::string(ML_POLICY_MAP_NAME));
+      return make_error(errno,
+                        "cannot clear the policy slot of " + std::string(ML_POLICY_MAP_NAME));
     }
     report.cleared = true;
     return report;
@@ -61,8 +62,8 @@ Result<PolicyInstallReport> install_policy(const std::string& bpffs_dir,
   for (const auto& [key, value] : compiled.entries) {
     if (bpf_map_update_elem(trie->get(), &key, &value, BPF_ANY) != 0) {
       return make_error(errno, "cannot fill the new policy map (entry " +
-                                   std::to_string(&key - &compiled.entries.front().first) +
-                                   " of " + std::to_string(compiled.entries.size()) + ")");
+                                   std::to_string(&key - &compiled.entries.front().first) + " of " +
+                                   std::to_string(compiled.entries.size()) + ")");
     }
   }
   report.fill_time = std::chrono::duration_cast<std::chrono::microseconds>(
@@ -89,7 +90,8 @@ Result<std::size_t> installed_policy_entries(const std::string& bpffs_dir) {
   }
   UniqueFd trie(bpf_map_get_fd_by_id(trie_id));
   if (!trie) {
-    return make_error(errno, "cannot open the policy map in force (id " + std::to_string(trie_id) + ")");
+    return make_error(errno,
+                      "cannot open the policy map in force (id " + std::to_string(trie_id) + ")");
   }
   std::size_t count = 0;
   ml_policy_key key{};

@@ -6,9 +6,9 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
-#include <cerrno>
 #include <csignal>
 #include <cstdint>
 #include <cstring>
@@ -225,7 +225,8 @@ std::optional<json> read_policy_file(const std::string& path) {
     }
     in = &file;
   }
-  const std::string content((std::istreambuf_iterator<char>(*in)), std::istreambuf_iterator<char>());
+  const std::string content((std::istreambuf_iterator<char>(*in)),
+                            std::istreambuf_iterator<char>());
   json document = json::parse(content, nullptr, /*allow_exceptions=*/false);
   if (document.is_discarded()) {
     std::cerr << "meshlanectl: " << path << " is not valid JSON\n";
@@ -612,8 +613,8 @@ int parse_and_run(int argc, char** argv) {
   app.add_subcommand("status", "daemon version, uptime, kernel features, attach points, counts")
       ->callback(run("status", no_params, print_status));
   std::string stats_workload;
-  auto* stats = app.add_subcommand(
-      "stats", "datapath counters (cumulative since the datapath was created)");
+  auto* stats =
+      app.add_subcommand("stats", "datapath counters (cumulative since the datapath was created)");
   stats->add_option("--workload", stats_workload,
                     "only this workload's counters (since it was applied)");
   stats->callback(run(
@@ -642,8 +643,7 @@ int parse_and_run(int argc, char** argv) {
       return;
     }
     status = call(globals, "policy.apply",
-                  json{{"policies", *policies}, {"replace", policy_replace}},
-                  print_policy_apply);
+                  json{{"policies", *policies}, {"replace", policy_replace}}, print_policy_apply);
   });
   std::string policy_name;
   auto* policy_get = policy->add_subcommand("get", "every policy, or one by name");

@@ -10,11 +10,11 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
-#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -91,19 +91,17 @@ meshlane::Result<nlohmann::json> install_policies(
   }
   const auto total = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - started);
-  spdlog::info("policy: {} policies, {} identities, {} pairs, {} kernel entries, in force after "
-               "{} us",
-               set.size(), compiled->identities, compiled->pairs, installed->entries,
-               total.count());
+  spdlog::info(
+      "policy: {} policies, {} identities, {} pairs, {} kernel entries, in force after "
+      "{} us",
+      set.size(), compiled->identities, compiled->pairs, installed->entries, total.count());
   for (const std::string& name : compiled->unmatched_policies) {
     spdlog::warn("policy {} selects no workload now", name);
   }
-  return nlohmann::json{{"policies", set.size()},
-                        {"identities", compiled->identities},
-                        {"pairs", compiled->pairs},
-                        {"kernel_entries", installed->entries},
-                        {"install_us", total.count()},
-                        {"unmatched_policies", compiled->unmatched_policies}};
+  return nlohmann::json{
+      {"policies", set.size()},      {"identities", compiled->identities},
+      {"pairs", compiled->pairs},    {"kernel_entries", installed->entries},
+      {"install_us", total.count()}, {"unmatched_policies", compiled->unmatched_policies}};
 }
 
 int print_stats(const meshlane::Config& config, bool json) {
@@ -531,9 +529,10 @@ int run(const std::string& config_path, const meshlane::Config& config) {
         // Policies name workloads and select them by label: recompile for the new set.
         auto report = install_authorization(set);
         if (!report) {
-          spdlog::error("policy: cannot recompile for the new workloads (the previous policy "
-                        "stays in force): {}",
-                        report.error().message());
+          spdlog::error(
+              "policy: cannot recompile for the new workloads (the previous policy "
+              "stays in force): {}",
+              report.error().message());
         }
         return meshlane::Status{};
       },
@@ -599,8 +598,7 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   } else {
     spdlog::warn("monitor: unavailable: {}", started_pump.error().message());
   }
-  meshlane::control::ControlApi api(backend, workloads, {*socket_group, *socket_group},
-                                   &policies);
+  meshlane::control::ControlApi api(backend, workloads, {*socket_group, *socket_group}, &policies);
   meshlane::control::ServerOptions server_options;
   server_options.path = config.daemon.socket;
   server_options.mode = config.daemon.socket_mode;

@@ -14,8 +14,8 @@ using nlohmann::json;
 
 IpAddress ip(const char* text) { return *parse_ip_address(text); }
 
-PolicyWorkload workload(const std::string& name, std::uint64_t cookie,
-                        std::vector<IpAddress> ips, std::map<std::string, std::string> labels) {
+PolicyWorkload workload(const std::string& name, std::uint64_t cookie, std::vector<IpAddress> ips,
+                        std::map<std::string, std::string> labels) {
   PolicyWorkload w;
   w.config.name = name;
   w.config.ips = std::move(ips);
@@ -78,8 +78,8 @@ TEST(PortRangePrefixes, CoverExactlyTheRange) {
   for (auto [first, last] : std::vector<std::pair<int, int>>{
            {0, 65535}, {80, 80}, {8000, 8100}, {1, 65535}, {1023, 1025}, {32768, 65535}}) {
     std::vector<bool> covered(65536, false);
-    for (auto [port, bits] : port_range_prefixes(static_cast<std::uint16_t>(first),
-                                                 static_cast<std::uint16_t>(last))) {
+    for (auto [port, bits] :
+         port_range_prefixes(static_cast<std::uint16_t>(first), static_cast<std::uint16_t>(last))) {
       const std::uint32_t size = 1u << (16 - bits);
       ASSERT_EQ(port % size, 0u);
       for (std::uint32_t p = port; p < port + size; ++p) {
@@ -167,12 +167,13 @@ TEST_F(PolicyCompile, AgreesWithTheReferenceOnRandomPolicies) {
     json rule = {{"action", rng() % 3 == 0 ? "deny" : "allow"}};
     if (rng() % 4 != 0) {
       rule[peers] = json::array({random_peer()});
-      if (rng() % 2 == 0) rule[peers].push_back(random_peer());
+      if (rng() % 2 == 0)
+        rule[peers].push_back(random_peer());
     }
     if (rng() % 3 != 0) {
       const int first = 1 + static_cast<int>(rng() % 9000);
-      rule["ports"] = json::array({pick(ports), std::to_string(first) + "-" +
-                                                    std::to_string(first + rng() % 1000)});
+      rule["ports"] = json::array(
+          {pick(ports), std::to_string(first) + "-" + std::to_string(first + rng() % 1000)});
     }
     return rule;
   };
@@ -188,8 +189,10 @@ TEST_F(PolicyCompile, AgreesWithTheReferenceOnRandomPolicies) {
       }
       policy["ingress"] = json::array();
       policy["egress"] = json::array();
-      for (unsigned r = rng() % 3; r > 0; --r) policy["ingress"].push_back(random_rule("from"));
-      for (unsigned r = rng() % 3; r > 0; --r) policy["egress"].push_back(random_rule("to"));
+      for (unsigned r = rng() % 3; r > 0; --r)
+        policy["ingress"].push_back(random_rule("from"));
+      for (unsigned r = rng() % 3; r > 0; --r)
+        policy["egress"].push_back(random_rule("to"));
       list.push_back(policy);
     }
     auto policies = parse(json{{"policies", list}});
@@ -201,7 +204,8 @@ TEST_F(PolicyCompile, AgreesWithTheReferenceOnRandomPolicies) {
       p.address = addr(text);
       for (const PolicyWorkload& w : workloads) {
         for (const IpAddress& a : w.config.ips) {
-          if (a.bytes == p.address) p.workload = &w;
+          if (a.bytes == p.address)
+            p.workload = &w;
         }
       }
       return p;
@@ -209,16 +213,19 @@ TEST_F(PolicyCompile, AgreesWithTheReferenceOnRandomPolicies) {
     for (int probe = 0; probe < 60; ++probe) {
       const PolicyParty src = party(pick(probes));
       const PolicyParty dst = party(pick(probes));
-      const std::uint16_t port = rng() % 2 ? pick(ports) : static_cast<std::uint16_t>(1 + rng() % 10000);
+      const std::uint16_t port =
+          rng() % 2 ? pick(ports) : static_cast<std::uint16_t>(1 + rng() % 10000);
       const std::uint8_t expected =
           evaluate_policies(policies, workloads, src, dst, port) == RuleAction::kAllow
               ? ML_POLICY_ALLOW
               : ML_POLICY_DENY;
       ASSERT_EQ(view.judge_inbound(src.address, dst.address, port), expected)
-          << "round " << round << " port " << port << "\n" << list.dump();
+          << "round " << round << " port " << port << "\n"
+          << list.dump();
       if (src.workload != nullptr) {
         ASSERT_EQ(view.judge_connect(src.workload->netns_cookie, dst.address, port), expected)
-            << "round " << round << " port " << port << "\n" << list.dump();
+            << "round " << round << " port " << port << "\n"
+            << list.dump();
       }
     }
   }
@@ -259,7 +266,8 @@ TEST(PolicyOverrides, ReplaceTheSelectedWorkloadsSettingsInNameOrder) {
 
 TEST(PolicyOverrides, BadOverridesNameTheMember) {
   for (const auto& [text, expected] : std::vector<std::pair<const char*, const char*>>{
-           {R"({"name":"a","workload":"w","acceleration":{"enabled":"no"}})", "acceleration.enabled"},
+           {R"({"name":"a","workload":"w","acceleration":{"enabled":"no"}})",
+            "acceleration.enabled"},
            {R"({"name":"a","workload":"w","acceleration":{"off":true}})", "acceleration.off"},
            {R"({"name":"a","workload":"w","interception":{"exclude_outbound_ports":[0]}})",
             "interception.exclude_outbound_ports[0]"},
@@ -267,7 +275,8 @@ TEST(PolicyOverrides, BadOverridesNameTheMember) {
        }) {
     auto result = parse_policy_document(nlohmann::json::parse(text));
     ASSERT_FALSE(result) << text;
-    EXPECT_NE(result.error().message().find(expected), std::string::npos) << result.error().message();
+    EXPECT_NE(result.error().message().find(expected), std::string::npos)
+        << result.error().message();
   }
 }
 

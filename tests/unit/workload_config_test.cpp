@@ -690,8 +690,8 @@ namespace {
 TEST(ParseWorkloadLabels, LabelsAreReadAndChecked) {
   EXPECT_TRUE(contains(workload_error("labels = { app = \"web\", \"x/y\" = 3 }\n"),
                        "workload[0].labels.x/y: expected a string, got integer"));
-  EXPECT_TRUE(contains(workload_error("labels = { app = \"no spaces\" }\n"),
-                       "not a valid label value"));
+  EXPECT_TRUE(
+      contains(workload_error("labels = { app = \"no spaces\" }\n"), "not a valid label value"));
   EXPECT_TRUE(contains(workload_error("labels = \"app=web\"\n"), "expected a table of labels"));
 }
 

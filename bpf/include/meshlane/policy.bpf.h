@@ -26,8 +26,7 @@ static __always_inline __u8 ml_policy_judge(void *policy, const struct ml_policy
 	struct ml_policy_key key;
 
 	ml_policy_rule_key(&key, src->identity, dst->identity, port, 16);
-	return ml_policy_decide(bpf_map_lookup_elem(policy, &key), src->isolation,
-				dst->isolation);
+	return ml_policy_decide(bpf_map_lookup_elem(policy, &key), src->isolation, dst->isolation);
 }
 
 /* The policy in force, NULL when none has been applied (everything is allowed). Read once per
@@ -57,8 +56,8 @@ static __always_inline __u8 ml_policy_judge_connect(__u64 netns_cookie, const __
 }
 
 /* A connection arriving at a pod from src_ip6 (tc ingress). */
-static __always_inline __u8 ml_policy_judge_inbound(const __u32 src_ip6[4],
-						    const __u32 dst_ip6[4], __u16 port)
+static __always_inline __u8 ml_policy_judge_inbound(const __u32 src_ip6[4], const __u32 dst_ip6[4],
+						    __u16 port)
 {
 	struct ml_policy_party src, dst;
 	struct ml_policy_key key;

@@ -43,8 +43,8 @@ ML_INLINE void ml_policy_netns_key(struct ml_policy_key *key, __u64 netns_cookie
 }
 
 /* port_bits: how many leading bits of the port the entry fixes (16 for a lookup). */
-ML_INLINE void ml_policy_rule_key(struct ml_policy_key *key, __u32 src_identity,
-				  __u32 dst_identity, __u16 port, __u32 port_bits)
+ML_INLINE void ml_policy_rule_key(struct ml_policy_key *key, __u32 src_identity, __u32 dst_identity,
+				  __u16 port, __u32 port_bits)
 {
 	ml_policy_key_clear(key, ML_POLICY_KIND_RULE, ML_POLICY_PAIR_BITS + port_bits);
 	key->data[0] = (__u8)(src_identity >> 24);

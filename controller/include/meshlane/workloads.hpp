@@ -71,7 +71,7 @@ class WorkloadManager {
   TcPrograms tc_programs_;
   std::map<std::string, Attachment> applied_;  // by workload name
   std::vector<ResolvedWorkload> resolved_;
-  std::map<std::string, Draining> draining_;   // removed, filters kept for open flows
+  std::map<std::string, Draining> draining_;  // removed, filters kept for open flows
   std::string record_path_;
 
   // Writes applied_, draining_ and `pending` (attachments about to be made) to record_path_.
