@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${1:-${FUZZ_SECONDS:-20}}
-targets=(fuzz_control_api fuzz_config fuzz_metrics_http)
+targets=(fuzz_control_api fuzz_config fuzz_metrics_http fuzz_policy)
 
 if ! command -v clang++ >/dev/null; then
   echo "fuzz.sh: clang++ not found: run scripts/deps.sh (it installs clang and libclang-rt-14-dev)" >&2

@@ -83,7 +83,10 @@ Result<PeerSelector> parse_selector(const json& value, const std::string& path, 
                                : "must be an object with one of workload, labels");
   }
   PeerSelector selector;
-  const auto& [key, inner] = *value.items().begin();
+  // An iterator into `value` itself: items() is a proxy that must not outlive the statement.
+  const auto first = value.begin();
+  const std::string key = first.key();
+  const json& inner = first.value();
   if (key == "workload") {
     if (!inner.is_string() || !valid_name(inner.get<std::string>())) {
       return at(member(path, key), "must be a workload name (1..63 of A-Z a-z 0-9 _ . -)");
