@@ -144,9 +144,10 @@ int ml_tc_ingress(struct __sk_buff *skb)
 		wl = ml_pod_of(pkt.dst_ip6);
 		if (!wl)
 			return TC_ACT_OK;
-		/* A SYN to the inbound proxy port was sent there by connect4 on this node, where the
-		 * policy already judged it against the original destination. */
-		if (pkt.dst_port != wl->inbound_port &&
+		/* A SYN from a pod on this node to the inbound proxy port was sent there by
+		 * connect4, where the policy already judged it against the original destination.
+		 * Anyone else going straight to that port is judged on it like any other port. */
+		if ((pkt.dst_port != wl->inbound_port || !ml_pod_of(pkt.src_ip6)) &&
 		    ml_policy_judge_inbound(pkt.src_ip6, pkt.dst_ip6, pkt.dst_port) ==
 			    ML_POLICY_DENY) {
 			ml_count(ML_CTR_DENIED_INBOUND_TC, 1);

@@ -115,6 +115,7 @@ probe "allow app=client:8080" "$POD_A" 198.18.0.11 8080 ok
 probe "allow app=client:8080" "$POD_A" fd00::11 8080 ok
 probe "port not allowed" "$POD_A" 198.18.0.11 8081 EPERM
 probe "node not allowed" "$CTL_NODE_NS" 198.18.0.11 8080 timeout
+probe "node straight to the inbound port" "$CTL_NODE_NS" 198.18.0.11 15006 timeout
 [[ $(ctl_counter denied_connect) -eq $((DENIED_CONNECT + 1)) ]] ||
   ml_fail "denied_connect went from $DENIED_CONNECT to $(ctl_counter denied_connect), expected +1"
 [[ $(ctl_counter denied_inbound_tc) -ge $((DENIED_TC + 1)) ]] ||
@@ -136,6 +137,7 @@ ctl_assert_json "$CTL_OUT" 'j["outcomes"] == {"server-in": "replaced"} and j["ke
 probe "reverse: pod-a denied" "$POD_A" 198.18.0.11 8080 EPERM
 probe "reverse: node allowed" "$CTL_NODE_NS" 198.18.0.11 8080 ok
 probe "reverse: node, other port" "$CTL_NODE_NS" 198.18.0.11 9999 timeout
+probe "reverse: node, inbound port" "$CTL_NODE_NS" 198.18.0.11 15006 timeout
 ml_log "after the update the verdicts are reversed"
 
 # ---- monitor shows the denials --------------------------------------------------------------------
