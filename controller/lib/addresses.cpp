@@ -119,6 +119,11 @@ std::string to_string(const IpAddress& address) {
   return text;
 }
 
+std::string to_string(const Cidr& cidr) {
+  const unsigned length = cidr.is_ipv4 ? cidr.prefix_length - 96u : cidr.prefix_length;
+  return to_string(IpAddress{cidr.address, cidr.is_ipv4}) + "/" + std::to_string(length);
+}
+
 bool is_loopback(const IpAddress& address) {
   if (address.is_ipv4) {
     return address.bytes[12] == 127;

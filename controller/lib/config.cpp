@@ -214,11 +214,6 @@ Status read_address(const Field& field, IpAddress& out) {
   return {};
 }
 
-std::string cidr_to_string(const Cidr& cidr) {
-  const unsigned length = cidr.is_ipv4 ? cidr.prefix_length - 96u : cidr.prefix_length;
-  return to_string(IpAddress{cidr.address, cidr.is_ipv4}) + "/" + std::to_string(length);
-}
-
 // Why parse_cidr() rejected `text`. Host bits set is the common slip ("10.0.0.1/8"), so that
 // case names the network the user probably meant.
 std::string cidr_problem(std::string_view text) {
@@ -265,7 +260,7 @@ bool same(const Cidr& a, const Cidr& b) {
 }
 std::string describe(std::uint16_t port) { return std::to_string(port); }
 std::string describe(const IpAddress& address) { return to_string(address); }
-std::string describe(const Cidr& cidr) { return cidr_to_string(cidr); }
+std::string describe(const Cidr& cidr) { return to_string(cidr); }
 
 // Reads an array of distinct values: a repeat is harmless to the datapath but usually a
 // copy-paste slip in the file.

@@ -42,6 +42,27 @@ std::string known_methods() {
   return names;
 }
 
+// {"name", optional "missing_ok"}: what the *.del methods take.
+struct DeleteParams {
+  std::string name;
+  bool missing_ok = false;
+};
+
+Outcome<DeleteParams> delete_params(const Params& params) {
+  if (auto error = params.only({"name", "missing_ok"})) {
+    return *error;
+  }
+  std::optional<std::string> name;
+  if (auto error = params.string("name", true, name)) {
+    return *error;
+  }
+  std::optional<bool> missing_ok;
+  if (auto error = params.boolean("missing_ok", missing_ok)) {
+    return *error;
+  }
+  return DeleteParams{*name, missing_ok.value_or(false)};
+}
+
 nlohmann::json entry_json(const WorkloadRegistry::Entry& entry) {
   return {{"name", entry.workload->name},
           {"source", to_string(entry.source)},
@@ -124,6 +145,9 @@ Outcome<nlohmann::json> ControlApi::call(const PeerCredentials& peer, const Requ
   }
   if (name == "conns") {
     return conns(params);
+  }
+  if (name.substr(0, 7) == "policy." && policies_ == nullptr) {
+    return ControlError{ErrorCode::kUnavailable, "this daemon has no policy support"};
   }
   if (name == "policy.apply") {
     return policy_apply(params, request.params);
@@ -225,22 +249,16 @@ Outcome<nlohmann::json> ControlApi::workload_add(const nlohmann::json& params) {
 }
 
 Outcome<nlohmann::json> ControlApi::workload_del(const Params& params) {
-  if (auto error = params.only({"name", "missing_ok"})) {
+  auto target = delete_params(params);
+  if (auto* error = std::get_if<ControlError>(&target)) {
     return *error;
   }
-  std::optional<std::string> name;
-  if (auto error = params.string("name", true, name)) {
-    return *error;
-  }
-  std::optional<bool> missing_ok;
-  if (auto error = params.boolean("missing_ok", missing_ok)) {
-    return *error;
-  }
-  Outcome<DeleteOutcome> outcome = workloads_.remove(*name, missing_ok.value_or(false));
+  const auto& [name, missing_ok] = std::get<DeleteParams>(target);
+  Outcome<DeleteOutcome> outcome = workloads_.remove(name, missing_ok);
   if (auto* error = std::get_if<ControlError>(&outcome)) {
     return *error;
   }
-  return nlohmann::json{{"name", *name}, {"outcome", to_string(std::get<DeleteOutcome>(outcome))}};
+  return nlohmann::json{{"name", name}, {"outcome", to_string(std::get<DeleteOutcome>(outcome))}};
 }
 
 Outcome<nlohmann::json> ControlApi::conns(const Params& params) {
@@ -289,9 +307,6 @@ Outcome<nlohmann::json> ControlApi::monitor(const nlohmann::json& params,
 namespace meshlane::control {
 
 Outcome<nlohmann::json> ControlApi::policy_apply(const Params& params, const nlohmann::json& raw) {
-  if (policies_ == nullptr) {
-    return ControlError{ErrorCode::kUnavailable, "this daemon has no policy support"};
-  }
   if (auto error = params.only({"policies", "replace"})) {
     return *error;
   }
@@ -310,9 +325,6 @@ Outcome<nlohmann::json> ControlApi::policy_apply(const Params& params, const nlo
 }
 
 Outcome<nlohmann::json> ControlApi::policy_get(const Params& params) {
-  if (policies_ == nullptr) {
-    return ControlError{ErrorCode::kUnavailable, "this daemon has no policy support"};
-  }
   if (auto error = params.only({"name"})) {
     return *error;
   }
@@ -336,21 +348,12 @@ Outcome<nlohmann::json> ControlApi::policy_get(const Params& params) {
 }
 
 Outcome<nlohmann::json> ControlApi::policy_del(const Params& params) {
-  if (policies_ == nullptr) {
-    return ControlError{ErrorCode::kUnavailable, "this daemon has no policy support"};
-  }
-  if (auto error = params.only({"name", "missing_ok"})) {
+  auto target = delete_params(params);
+  if (auto* error = std::get_if<ControlError>(&target)) {
     return *error;
   }
-  std::optional<std::string> name;
-  if (auto error = params.string("name", true, name)) {
-    return *error;
-  }
-  std::optional<bool> missing_ok;
-  if (auto error = params.boolean("missing_ok", missing_ok)) {
-    return *error;
-  }
-  return policies_->remove(*name, missing_ok.value_or(false));
+  const auto& [name, missing_ok] = std::get<DeleteParams>(target);
+  return policies_->remove(name, missing_ok);
 }
 
 }  // namespace meshlane::control

@@ -142,8 +142,6 @@ Outcome<nlohmann::json> PolicyRegistry::remove(const std::string& name, bool mis
   return outcome;
 }
 
-Result<nlohmann::json> PolicyRegistry::reinstall() { return install_(values(policies_)); }
-
 const Policy* PolicyRegistry::find(const std::string& name) const {
   const auto it = policies_.find(name);
   return it == policies_.end() ? nullptr : &it->second;

@@ -17,11 +17,6 @@ namespace meshlane::control {
 
 namespace {
 
-std::string cidr_text(const Cidr& cidr) {
-  const unsigned length = cidr.is_ipv4 ? cidr.prefix_length - 96u : cidr.prefix_length;
-  return to_string(IpAddress{cidr.address, cidr.is_ipv4}) + "/" + std::to_string(length);
-}
-
 nlohmann::json addresses(const std::vector<IpAddress>& list) {
   nlohmann::json array = nlohmann::json::array();
   for (const IpAddress& address : list) {
@@ -33,7 +28,7 @@ nlohmann::json addresses(const std::vector<IpAddress>& list) {
 nlohmann::json cidrs(const std::vector<Cidr>& list) {
   nlohmann::json array = nlohmann::json::array();
   for (const Cidr& cidr : list) {
-    array.push_back(cidr_text(cidr));
+    array.push_back(to_string(cidr));
   }
   return array;
 }

@@ -330,11 +330,6 @@ Status parse_overrides(const json& object, const std::string& path, PolicyOverri
   return {};
 }
 
-std::string cidr_to_text(const Cidr& cidr) {
-  const unsigned length = cidr.is_ipv4 ? cidr.prefix_length - 96u : cidr.prefix_length;
-  return to_string(IpAddress{cidr.address, cidr.is_ipv4}) + "/" + std::to_string(length);
-}
-
 json overrides_to_json(const PolicyOverrides& overrides, json& policy) {
   json interception = json::object();
   for (const PortListKey& list : kInterceptionPorts) {
@@ -346,7 +341,7 @@ json overrides_to_json(const PolicyOverrides& overrides, json& policy) {
     if (overrides.*list.field) {
       json cidrs = json::array();
       for (const Cidr& cidr : *(overrides.*list.field)) {
-        cidrs.push_back(cidr_to_text(cidr));
+        cidrs.push_back(to_string(cidr));
       }
       interception[list.name] = std::move(cidrs);
     }
@@ -372,10 +367,7 @@ json selector_to_json(const PeerSelector& selector) {
     return {{"workload", *selector.workload}};
   }
   if (selector.cidr) {
-    const Cidr& cidr = *selector.cidr;
-    const unsigned length = cidr.is_ipv4 ? cidr.prefix_length - 96u : cidr.prefix_length;
-    return {
-        {"cidr", to_string(IpAddress{cidr.address, cidr.is_ipv4}) + "/" + std::to_string(length)}};
+    return {{"cidr", to_string(*selector.cidr)}};
   }
   return {{"labels", selector.labels}};
 }

@@ -26,10 +26,6 @@ bool address_in(const std::array<std::uint8_t, 16>& address,
   return true;
 }
 
-bool cidr_less(const Cidr& a, const Cidr& b) {
-  return std::tie(a.prefix_length, a.address) < std::tie(b.prefix_length, b.address);
-}
-
 // What an identity stands for while compiling.
 struct Identity {
   std::uint32_t id = kWorldIdentity;
@@ -135,12 +131,6 @@ void add_rule_entries(std::uint32_t src, std::uint32_t dst, const std::vector<Pa
       out.emplace_back(key, value);
     }
   }
-}
-
-std::array<std::uint8_t, 16> ip_bytes(const __u32 ip6[4]) {
-  std::array<std::uint8_t, 16> bytes{};
-  std::memcpy(bytes.data(), ip6, bytes.size());
-  return bytes;
 }
 
 bool peer_matches_party(const PeerSelector& selector, const PolicyParty& party) {
@@ -339,9 +329,8 @@ std::uint8_t CompiledPolicyView::judge_inbound(const std::array<std::uint8_t, 16
 }
 
 RuleAction evaluate_policies(const std::vector<Policy>& policies,
-                             const std::vector<PolicyWorkload>& workloads, const PolicyParty& src,
-                             const PolicyParty& dst, std::uint16_t port) {
-  (void)workloads;
+                             const std::vector<PolicyWorkload>& /*workloads*/,
+                             const PolicyParty& src, const PolicyParty& dst, std::uint16_t port) {
   bool src_isolated = false;
   bool dst_isolated = false;
   bool egress_allowed = false;

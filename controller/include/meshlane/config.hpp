@@ -150,6 +150,8 @@ std::optional<IpAddress> parse_ip_address(std::string_view text);
 // be zero. nullopt when malformed.
 std::optional<Cidr> parse_cidr(std::string_view text);
 std::string to_string(const IpAddress& address);
+// "198.18.0.0/16", "fd00::/8" (IPv4 prefix lengths as written, not in the v4-mapped space).
+std::string to_string(const Cidr& cidr);
 // 127.0.0.0/8 (also v4-mapped) or ::1.
 bool is_loopback(const IpAddress& address);
 // "127.0.0.1:9464", "[::1]:9464".

@@ -35,8 +35,6 @@ class PolicyRegistry {
   // All or nothing: nothing changes unless the whole new set is installed and saved.
   Outcome<nlohmann::json> apply(const std::vector<Policy>& incoming, bool replace_all);
   Outcome<nlohmann::json> remove(const std::string& name, bool missing_ok);
-  // Compiles the same set again (the workloads changed).
-  Result<nlohmann::json> reinstall();
 
   [[nodiscard]] const Policy* find(const std::string& name) const;
   [[nodiscard]] std::vector<Policy> list() const;
