@@ -1,4 +1,5 @@
 #include "meshlane/control_server.hpp"
+#include "meshlane/live_connections.hpp"
 
 #include <grp.h>
 #include <spdlog/spdlog.h>
@@ -510,16 +511,7 @@ Server::~Server() {
     boost::system::error_code ignored;
     impl_->acceptor.close(ignored);
     impl_->retry_timer.cancel();
-    // Copy first: closing may destroy sessions, which erase themselves from the map.
-    std::vector<std::shared_ptr<Session>> sessions;
-    for (auto& [raw, weak] : impl_->shared->sessions) {
-      if (auto session = weak.lock()) {
-        sessions.push_back(std::move(session));
-      }
-    }
-    for (auto& session : sessions) {
-      session->close();
-    }
+    close_all(impl_->shared->sessions);
   } catch (const std::exception& error) {
     spdlog::warn("control: closing the control socket: {}", error.what());
   }

@@ -1,4 +1,5 @@
 #include "meshlane/metrics_server.hpp"
+#include "meshlane/live_connections.hpp"
 
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -240,16 +241,7 @@ Server::~Server() {
     boost::system::error_code ignored;
     impl_->acceptor.close(ignored);
     impl_->retry_timer.cancel();
-    // Copy first: closing may destroy connections, which erase themselves from the map.
-    std::vector<std::shared_ptr<Connection>> connections;
-    for (auto& [raw, weak] : impl_->shared->connections) {
-      if (auto connection = weak.lock()) {
-        connections.push_back(std::move(connection));
-      }
-    }
-    for (auto& connection : connections) {
-      connection->close();
-    }
+    close_all(impl_->shared->connections);
   } catch (const std::exception& error) {
     spdlog::warn("metrics: closing the endpoint: {}", error.what());
   }
