@@ -48,6 +48,11 @@ Options:
   --bpf-stats         record run count and run time of meshlane's BPF programs per cell (modes
                       c, d, d+): sets kernel.bpf_stats_enabled = 1 for the run (a host-wide
                       switch that adds a few ns to every BPF program run) and restores it
+  --perf              profile every cell with `perf record -a -g` (needs perf, Debian package
+                      linux-perf) and report where the CPU goes per request / per GiB: user
+                      space, TCP/IP, netfilter, meshlane's programs, sockmap splicing,
+                      scheduler (scripts/bench/profile.py). perf costs CPU itself: use it to
+                      explain figures, not for the headline run
   --build             (re)build first even if the binaries exist
   -h, --help          this help
 
@@ -81,6 +86,7 @@ out_dir=""
 keep=0
 force_build=0
 bpf_stats=0
+profile=0
 quick=0
 policy_rounds=200
 while [[ $# -gt 0 ]]; do
@@ -95,6 +101,7 @@ while [[ $# -gt 0 ]]; do
     --keep) keep=1; shift ;;
     --build) force_build=1; shift ;;
     --bpf-stats) bpf_stats=1; shift ;;
+    --perf) profile=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 1 ;;
   esac
@@ -190,6 +197,9 @@ if [[ $bpf_stats -eq 1 ]]; then
   bench_defer sysctl -q -w "kernel.bpf_stats_enabled=$old_bpf_stats"
   sysctl -q -w kernel.bpf_stats_enabled=1 || bench_die "cannot set kernel.bpf_stats_enabled"
 fi
+if [[ $profile -eq 1 ]]; then
+  command -v perf >/dev/null 2>&1 || bench_die "--perf needs perf (apt-get install linux-perf)"
+fi
 
 {
   echo "command=scripts/bench.sh${ORIG_ARGS:+ $ORIG_ARGS}"
@@ -212,6 +222,7 @@ fi
   echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "clk_tck=$(getconf CLK_TCK)"
   echo "bpf_stats=$bpf_stats"
+  echo "perf=$profile"
 } >"$out_dir/meta.txt"
 
 # ---------------------------------------------------------------------------------------------
@@ -340,6 +351,27 @@ snapshot() {  # snapshot PREFIX N: the system and cgroup CPU counters, and meshl
   return 0
 }
 
+# profile_start PREFIX / profile_stop PREFIX: a system-wide perf profile around one cell, run
+# outside the bench cgroup (its own CPU is not the benchmark's), reduced to CPU time per
+# category in PREFIX.profile.json; the perf.data file is removed.
+PROFILE_PID=""
+profile_start() {
+  perf record -a -g -F "$PROFILE_HZ" -o "$1.perf.data" >/dev/null 2>"$1.perf.err" &
+  PROFILE_PID=$!
+  BENCH_PIDS[$PROFILE_PID]=1
+  sleep 0.5  # perf needs a moment to open its per-CPU buffers
+}
+profile_stop() {
+  local p=$1
+  kill -INT "$PROFILE_PID" 2>/dev/null
+  bench_wait_pid "$PROFILE_PID" 20
+  PROFILE_PID=""
+  python3 "$REPO/scripts/bench/profile.py" categorize "$p.perf.data" "$PROFILE_HZ" \
+    >"$p.profile.json" 2>>"$p.perf.err" || rm -f "$p.profile.json"
+  rm -f "$p.perf.data" "$p.perf.data.old"
+}
+PROFILE_HZ=997
+
 # run_cell ROUND MODE CELL
 run_cell() {
   local r=$1 mode=$2 cell=$3
@@ -371,9 +403,11 @@ run_cell() {
       ;;
   esac
   printf 'round=%s\nmode=%s\ncell=%s\ncommand=%s\n' "$r" "$mode" "$cell" "${argv[*]}" >"$p.meta"
+  [[ $profile -eq 0 ]] || profile_start "$p"
   snapshot "$p" 0
   bench_in "$NS_A" timeout -k 5 "$tmo" "${argv[@]}" >"$p.out" 2>"$p.err" </dev/null || rc=$?
   snapshot "$p" 1
+  [[ $profile -eq 0 ]] || profile_stop "$p"
   echo "rc=$rc" >>"$p.meta"
   if [[ -n $ipid ]]; then
     bench_wait_pid "$ipid" 10

@@ -243,6 +243,13 @@ def parse_cell(prefix, clk_tck=100):
             if "cgroup_s" in cpu:
                 rec["metrics"]["cpu_cg_us_per_req"] = cpu["cgroup_s"] * 1e6 / units
         rec["units"] = units
+        # --perf: CPU-us per category, per request (connection) or per GiB.
+        prof = load_json(read(prefix + ".profile.json"))
+        if isinstance(prof, dict):
+            rec["profile_per_unit"] = {k: v / units for k, v in prof.items()}
+            rec["profile_unit"] = "CPU-s per GiB" if per == "gib" else "CPU-us per request"
+            if per == "gib":
+                rec["profile_per_unit"] = {k: v / 1e6 for k, v in rec["profile_per_unit"].items()}
 
     # meshlane counters (delta over the cell)
     m0, m1 = load_json(read(prefix + ".ml0")), load_json(read(prefix + ".ml1"))
@@ -644,6 +651,7 @@ def markdown(result, modes, cells, table, targets, failures, warnings, splicing)
                 mode, cell, name, a["run_cnt"], a["run_time_ns"] / max(a["run_cnt"], 1),
                 fmt(a["run_cnt"] / a["units"]) if a["units"] else "-"))
         L.append("")
+    L.extend(profile_tables(result["cells_raw"], modes, cells))
     if failures or warnings:
         L.append("#### Failed cells (excluded from the figures above) and warnings")
         L.append("")
@@ -654,6 +662,37 @@ def markdown(result, modes, cells, table, targets, failures, warnings, splicing)
                                                              w["warning"]))
         L.append("")
     return "\n".join(L) + "\n"
+
+
+def profile_tables(recs, modes, cells):
+    """--perf: per cell, where the CPU goes in each mode (median over rounds)."""
+    per = {}  # (cell, mode) -> list of dicts
+    unit = {}
+    for r in recs:
+        if r.get("profile_per_unit"):
+            per.setdefault((r["cell"], r["mode"]), []).append(r["profile_per_unit"])
+            unit[r["cell"]] = r["profile_unit"]
+    if not per:
+        return []
+    L = ["#### Where the CPU goes (--perf: perf record -a -g, median over the rounds)", "",
+         "Categories: scripts/bench/profile.py. perf's own cost is not in these figures, but "
+         "it slows the run down: compare modes within a table, not with the tables above.", ""]
+    for cell in cells:
+        ms = [m for m in modes if (cell, m) in per]
+        if not ms:
+            continue
+        cats = sorted({k for m in ms for d in per[(cell, m)] for k in d})
+        L.append("%s (%s)" % (CELL_NAMES[cell], unit[cell]))
+        L.append("")
+        L.append("| category | " + " | ".join(ms) + " |")
+        L.append("|---|" + "---|" * len(ms))
+        totals = {m: stats([sum(d.values()) for d in per[(cell, m)]]) for m in ms}
+        for k in cats:
+            L.append("| %s | %s |" % (k, " | ".join(
+                fmt(stats([d.get(k, 0.0) for d in per[(cell, m)]])["median"]) for m in ms)))
+        L.append("| **total** | %s |" % " | ".join(fmt(totals[m]["median"]) for m in ms))
+        L.append("")
+    return L
 
 
 CHART_ROWS = [
