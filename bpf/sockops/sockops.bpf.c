@@ -25,6 +25,11 @@ const volatile __u8 port_include_mode = 0;
  * data, which breaks applications that use blocking sockets. See docs/datapath.md. */
 const volatile __u8 splice_blocking_sockets = 0;
 
+/* Tests only (MESHLANE_TEST_VERIFIER_REJECT=1): makes ml_sk_msg a program the verifier
+ * rejects, to test how meshlaned reports a rejection and that it then changes nothing. Zero in
+ * every real load, where the branch below is dead code that the verifier drops. */
+const volatile __u8 test_verifier_reject = 0;
+
 #define ML_O_NONBLOCK 04000
 
 enum socket_mode {
@@ -270,6 +275,8 @@ int ml_sk_msg(struct sk_msg_md *msg)
 	struct ml_sock_state *state;
 	struct bpf_sock *sk = msg->sk;
 
+	if (test_verifier_reject)
+		return *(int *)(long)msg->size; /* a number used as a pointer: rejected */
 	if (!sk)
 		return SK_PASS;
 	state = bpf_sk_storage_get(&ml_sockstate_v1, sk, 0, 0);

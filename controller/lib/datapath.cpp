@@ -9,8 +9,10 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
+#include <string_view>
 
 #include "inbound_tc.skel.h"
 #include "intercept.skel.h"
@@ -156,6 +158,10 @@ int libbpf_log(libbpf_print_level level, const char* format, va_list args) {
   while (!text.empty() && text.back() == '\n') {
     text.pop_back();
   }
+  // libbpf starts its own messages with "libbpf: "; ours says that already.
+  if (constexpr std::string_view kPrefix = "libbpf: "; text.starts_with(kPrefix)) {
+    text.erase(0, kPrefix.size());
+  }
   switch (level) {
     case LIBBPF_WARN:
       if (text.find("Exclusivity flag on") != std::string::npos) {
@@ -163,8 +169,12 @@ int libbpf_log(libbpf_print_level level, const char* format, va_list args) {
         spdlog::debug("libbpf: {}", text);
         break;
       }
-      spdlog::debug("libbpf: {}", text);
-      spdlog::warn("libbpf: {}", tail_lines(text, kVerifierTailLines));
+      if (std::string tail = tail_lines(text, kVerifierTailLines); tail != text) {
+        spdlog::debug("libbpf: {}", text);  // the whole verifier log, once
+        spdlog::warn("libbpf: {}", tail);
+      } else {
+        spdlog::warn("libbpf: {}", text);
+      }
       break;
     case LIBBPF_INFO: spdlog::debug("libbpf: {}", text); break;
     case LIBBPF_DEBUG: spdlog::trace("libbpf: {}", text); break;
@@ -274,6 +284,11 @@ Status Datapath::load_objects(const Config& config) {
   sockops_->rodata->accelerate = config.acceleration.enabled ? 1 : 0;
   sockops_->rodata->port_include_mode = config.acceleration.include_ports.empty() ? 0 : 1;
   sockops_->rodata->splice_blocking_sockets = config.acceleration.splice_blocking_sockets ? 1 : 0;
+  if (const char* reject = std::getenv("MESHLANE_TEST_VERIFIER_REJECT");
+      reject != nullptr && std::string_view(reject) == "1") {
+    spdlog::warn("MESHLANE_TEST_VERIFIER_REJECT=1: ml_sk_msg made invalid on purpose (tests only)");
+    sockops_->rodata->test_verifier_reject = 1;
+  }
 
   std::vector<bpf_object*> objects = {sockops_->obj};
   if (support_.interception) {
@@ -405,16 +420,26 @@ Status Datapath::attach_sk_msg() {
 Result<Datapath> Datapath::load(const Config& config, const FeatureSupport& support) {
   libbpf_set_print(libbpf_log);
 
+  const bool had_bpffs_dir = path_exists(config.daemon.bpffs_dir);
   if (auto status = ensure_bpffs_dir(config.daemon.bpffs_dir); !status) {
     return status.error();
   }
   Datapath datapath;
   datapath.support_ = support;
   datapath.pins_ = PinLayout{config.daemon.bpffs_dir};
+  const bool had_links_dir = path_exists(datapath.pins_.links_dir());
   if (::mkdir(datapath.pins_.links_dir().c_str(), 0700) != 0 && errno != EEXIST) {
     return make_error(errno, "cannot create " + datapath.pins_.links_dir());
   }
   if (auto status = datapath.load_objects(config); !status) {
+    // A start that fails leaves no trace (libbpf unpins the maps it pinned): the directories
+    // made for this start go too. rmdir refuses a directory with pins in it.
+    if (!had_links_dir) {
+      ::rmdir(datapath.pins_.links_dir().c_str());
+    }
+    if (!had_bpffs_dir) {
+      ::rmdir(config.daemon.bpffs_dir.c_str());
+    }
     return status.error();
   }
   return datapath;
