@@ -156,6 +156,9 @@ struct TcFlowV1 {
   std::uint16_t pad;
 };
 using OrigDstV1 = ml_orig_dst;
+static_assert(sizeof(TcFlowV1) == 8 && sizeof(OrigDstV1) == 20, "the retired layouts");
+static_assert(sizeof(ml_tc_flow) == 16 && sizeof(ml_orig_dst_entry) == 32,
+              "a v2 layout changed: bump the map versions");
 
 // A converted original destination is kept this long before the sweep removes it: the old
 // map kept every entry (LRU), so most of them belong to connections whose proxy asked long ago,

@@ -167,7 +167,6 @@ struct ml_tc_flow {
 	__u8 fin_out; /* FIN seen from the pod side */
 	__u8 acked; /* the client sent a packet after its SYN: the handshake got past the SYN */
 	__u8 pad8;
-	__u32 pad32;
 	/* bpf_ktime_get_coarse_ns() at the first SYN: the controller removes flows that are still
 	 * not acked long after (SYNs nobody answered, which a plain hash would keep forever). */
 	__u64 start_ns;
