@@ -84,7 +84,9 @@ progs=$(ml_cgroup_progs "$ML_CG")
 grep -qE 'connect4|connect6|getsockopt' <<<"$progs" && ml_fail "interception programs attached to $ML_CG: $progs"
 grep -q 'sock_ops' <<<"$progs" || ml_fail "sock_ops not attached to $ML_CG: $progs"
 for ns in "$REL_A" "$REL_B"; do
-  [[ -z $(mesh_tc_filters "$ns" | grep -i bpf) ]] || ml_fail "tc filters in $ns without interception: $(mesh_tc_filters "$ns")"
+  if mesh_tc_filters "$ns" | grep -qi bpf; then
+    ml_fail "tc filters in $ns without interception: $(mesh_tc_filters "$ns")"
+  fi
 done
 sa=$(mesh_log_lines "$REL_LOG_A")
 ml_snapshot n0
