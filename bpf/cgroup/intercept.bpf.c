@@ -49,6 +49,16 @@ static __always_inline void count_denied(const struct ml_connect_request *req,
 		ml_count_workload(dst_pod->netns_cookie, ML_CTR_DENIED_CONNECT, 1);
 }
 
+/* A connect about to be rewritten to a proxy needs room for its original destination in
+ * ml_origdst_v2 (sock_ops files it before the SYN leaves). Without it the connect goes to its
+ * original destination untouched, the normal path, and is counted: better than reaching a
+ * proxy that cannot learn where it was going. */
+static __always_inline void pass_if_orig_dst_full(struct ml_connect_verdict *verdict)
+{
+	if (verdict->record_orig_dst && !ml_orig_dst_has_room())
+		ml_verdict_pass(verdict, ML_CTR_INTERCEPT_SKIPPED_MAP_FULL, ML_HOP_OTHER);
+}
+
 /* Decides, records the original destination and hop kind, and returns the verdict. */
 static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_connect_request *req,
 					  struct ml_connect_verdict *verdict)
@@ -78,6 +88,7 @@ static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_c
 	}
 	lookup_rules(req, self, dst_pod, &rules);
 	ml_decide_connect(req, self, dst_pod, &rules, verdict);
+	pass_if_orig_dst_full(verdict);
 	if (verdict->counter < ML_CTR_MAX) {
 		ml_count(verdict->counter, 1);
 		ml_count_workload(req->netns_cookie, verdict->counter, 1);
@@ -213,11 +224,27 @@ static __always_inline int answer_ipv6(struct bpf_sockopt *ctx, const struct ml_
 	return 1;
 }
 
+/* The original destination of ctx->sk: kept in its socket storage once sock_ops saw it
+ * established (so asking again gets the same answer), else still filed in the map (asked
+ * before that, or a connection accepted by programs older than this build). */
+static __always_inline const struct ml_orig_dst *orig_dst_of(struct bpf_sockopt *ctx,
+							     struct bpf_sock *sk)
+{
+	struct ml_sock_state *state = bpf_sk_storage_get(&ml_sockstate_v1, sk, 0, 0);
+	struct ml_orig_dst_entry *entry;
+	struct ml_flow_key key = {};
+
+	if (state && state->has_orig_dst)
+		return &state->orig_dst;
+	flow_key_from_accepted(ctx, sk, &key);
+	entry = bpf_map_lookup_elem(&ml_origdst_v2, &key);
+	return entry ? &entry->dst : NULL;
+}
+
 SEC("cgroup/getsockopt")
 int ml_getsockopt(struct bpf_sockopt *ctx)
 {
-	struct ml_flow_key key = {};
-	struct ml_orig_dst *orig;
+	const struct ml_orig_dst *orig;
 	struct bpf_sock *sk = ctx->sk;
 	int answered;
 
@@ -225,8 +252,7 @@ int ml_getsockopt(struct bpf_sockopt *ctx)
 		return 1;
 	if (!sk)
 		return 1;
-	flow_key_from_accepted(ctx, sk, &key);
-	orig = bpf_map_lookup_elem(&ml_origdst_v1, &key);
+	orig = orig_dst_of(ctx, sk);
 	if (!orig) {
 		/* Not steered by meshlane: leave conntrack's answer (iptables still in use) as is. */
 		if (ctx->retval != 0)

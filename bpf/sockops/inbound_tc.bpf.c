@@ -2,8 +2,9 @@
 /* Inbound interception for traffic that enters a pod from off the node or from processes that
  * are not workloads: on the pod's interface (clsact), ingress steers a new connection to an
  * app port to the inbound proxy port and files the original destination for getsockopt;
- * egress restores the app port on the replies. Flow state lives in an LRU map and is removed
- * on RST or after both FINs. */
+ * egress restores the app port on the replies. Flow state lives in a plain hash (full: the SYN
+ * is not steered) and is removed on RST or after both FINs; the controller removes flows whose
+ * SYN was never followed by the client's ACK. */
 #include "vmlinux.h"
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
@@ -101,30 +102,63 @@ static __always_inline void flow_key(struct ml_tc_flow_key *key, const __u32 rem
 	key->pad32 = 0;
 }
 
-static __always_inline void start_flow(const struct packet *pkt, const struct ml_workload *wl,
-				       const struct ml_tc_flow_key *key)
+static __always_inline void count_tc(const struct ml_workload *wl, __u32 counter)
 {
+	ml_count(counter, 1);
+	ml_count_workload(wl->netns_cookie, counter, 1);
+}
+
+/* Files a new flow and the original destination the inbound proxy will ask for. Returns whether
+ * the SYN is steered: not when the flow key is taken by a connection to another port, or when
+ * either map is (nearly) full. Those SYNs reach the app port directly, the normal path. */
+static __always_inline int start_flow(const struct packet *pkt, const struct ml_workload *wl,
+				      const struct ml_tc_flow_key *key)
+{
+	__u64 now = bpf_ktime_get_coarse_ns();
 	struct ml_tc_flow flow = {
 		.orig_port = pkt->dst_port,
 		.inbound_port = wl->inbound_port,
+		.start_ns = now,
 	};
-	struct ml_orig_dst orig = {
-		.port = pkt->dst_port,
-		.family = pkt->is_ipv4 ? ML_AF_INET : ML_AF_INET6,
+	struct ml_orig_dst_entry orig = {
+		.dst.port = pkt->dst_port,
+		.dst.family = pkt->is_ipv4 ? ML_AF_INET : ML_AF_INET6,
+		.filed_ns = now,
 	};
 	struct ml_flow_key accepted = {
 		.client_port = pkt->src_port,
 		.server_port = wl->inbound_port,
 	};
+	struct ml_tc_flow *existing = NULL;
+	long err;
 
-	ml_ip6_copy(orig.ip6, pkt->dst_ip6);
+	err = bpf_map_update_elem(&ml_tcflows_v2, key, &flow, BPF_NOEXIST);
+	if (err == -ML_EEXIST)
+		existing = bpf_map_lookup_elem(&ml_tcflows_v2, key);
+	switch (ml_tc_syn_decide(err, existing, pkt->dst_port)) {
+	case ML_TC_SYN_STEER_RETRANSMIT:
+		return 1; /* filed at the first SYN */
+	case ML_TC_SYN_COLLISION:
+		count_tc(wl, ML_CTR_TC_FLOW_COLLISIONS);
+		return 0;
+	case ML_TC_SYN_FLOWS_FULL:
+		count_tc(wl, ML_CTR_TC_FLOWS_FULL);
+		return 0;
+	default:
+		break;
+	}
+	ml_ip6_copy(orig.dst.ip6, pkt->dst_ip6);
 	ml_ip6_copy(accepted.client_ip6, pkt->src_ip6);
 	ml_ip6_copy(accepted.server_ip6, pkt->dst_ip6);
-	bpf_map_update_elem(&ml_tcflows_v1, key, &flow, BPF_ANY);
-	bpf_map_update_elem(&ml_origdst_v1, &accepted, &orig, BPF_ANY);
-	ml_count(ML_CTR_INTERCEPT_INBOUND_TC, 1);
-	ml_count_workload(wl->netns_cookie, ML_CTR_INTERCEPT_INBOUND_TC, 1);
+	if (!ml_orig_dst_has_room() ||
+	    bpf_map_update_elem(&ml_origdst_v2, &accepted, &orig, BPF_ANY) != 0) {
+		bpf_map_delete_elem(&ml_tcflows_v2, key);
+		count_tc(wl, ML_CTR_INTERCEPT_SKIPPED_MAP_FULL);
+		return 0;
+	}
+	count_tc(wl, ML_CTR_INTERCEPT_INBOUND_TC);
 	ml_emit_tc_steered(pkt->src_ip6, pkt->src_port, pkt->dst_ip6, pkt->dst_port, wl);
+	return 1;
 }
 
 SEC("tc")
@@ -161,18 +195,18 @@ int ml_tc_ingress(struct __sk_buff *skb)
 					ml_cidr_listed(wl->id, ML_CIDR_LIST_IN_EXCLUDE,
 						       pkt.src_ip6)))
 			return TC_ACT_OK;
-		start_flow(&pkt, wl, &key);
-		rewrite_port(skb, &pkt, 1, pkt.dst_port, wl->inbound_port);
+		if (start_flow(&pkt, wl, &key))
+			rewrite_port(skb, &pkt, 1, pkt.dst_port, wl->inbound_port);
 		return TC_ACT_OK;
 	}
 	/* Established flows are looked up without the workload: a pod removed from meshlane keeps
 	 * its steered connections until they end (the filters stay until the flows are gone). */
-	flow = bpf_map_lookup_elem(&ml_tcflows_v1, &key);
+	flow = bpf_map_lookup_elem(&ml_tcflows_v2, &key);
 	if (!flow || pkt.dst_port != flow->orig_port)
 		return TC_ACT_OK;
 	rewrite_port(skb, &pkt, 1, pkt.dst_port, flow->inbound_port);
 	if (ml_tc_flow_track(flow, pkt.tcp_flags, 1) == ML_TC_FLOW_DELETE)
-		bpf_map_delete_elem(&ml_tcflows_v1, &key);
+		bpf_map_delete_elem(&ml_tcflows_v2, &key);
 	return TC_ACT_OK;
 }
 
@@ -186,11 +220,11 @@ int ml_tc_egress(struct __sk_buff *skb)
 	if (parse_tcp(skb, &pkt) != 0)
 		return TC_ACT_OK;
 	flow_key(&key, pkt.dst_ip6, pkt.src_ip6, pkt.dst_port);
-	flow = bpf_map_lookup_elem(&ml_tcflows_v1, &key);
+	flow = bpf_map_lookup_elem(&ml_tcflows_v2, &key);
 	if (!flow || pkt.src_port != flow->inbound_port)
 		return TC_ACT_OK;
 	rewrite_port(skb, &pkt, 0, pkt.src_port, flow->orig_port);
 	if (ml_tc_flow_track(flow, pkt.tcp_flags, 0) == ML_TC_FLOW_DELETE)
-		bpf_map_delete_elem(&ml_tcflows_v1, &key);
+		bpf_map_delete_elem(&ml_tcflows_v2, &key);
 	return TC_ACT_OK;
 }

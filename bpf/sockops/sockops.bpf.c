@@ -128,17 +128,6 @@ static __always_inline void read_fields(struct bpf_sock_ops *skops, struct ml_so
 	f->netns_cookie = bpf_get_netns_cookie(skops);
 }
 
-/* The client end of an intercepted connection files its original destination under the
- * connection's tuple, where getsockopt on the proxy's accepted socket finds it. */
-static __always_inline void file_orig_dst(const struct ml_sock_state *state,
-					  const struct ml_sock_key *self)
-{
-	struct ml_flow_key flow = {};
-
-	ml_flow_key_from_client(self, &flow);
-	bpf_map_update_elem(&ml_origdst_v1, &flow, &state->orig_dst, BPF_ANY);
-}
-
 /* Node-wide and for the workload whose namespace the socket lives in. */
 static __always_inline void count_socket(__u64 netns_cookie, __u32 counter)
 {
@@ -189,6 +178,80 @@ static __always_inline int workload_refuses_splice(__u64 netns_cookie, __u16 loc
 	return rule && *rule == ML_RULE_EXCLUDE;
 }
 
+/* The client end of an intercepted connection files its original destination under the
+ * connection's tuple as its SYN leaves: TCP_CONNECT_CB runs inside connect(), right after the
+ * connect hook made sure ml_origdst_v2 had room. The server end takes it (take_orig_dst). */
+static __always_inline void file_orig_dst(struct bpf_sock_ops *skops)
+{
+	struct ml_orig_dst_entry entry = {};
+	struct ml_sock_fields fields = {};
+	struct ml_sock_key self = {}, peer = {};
+	struct ml_flow_key flow = {};
+	struct bpf_sock *sk = skops->sk;
+	struct ml_sock_state *state;
+
+	if (!sk)
+		return;
+	state = bpf_sk_storage_get(&ml_sockstate_v1, sk, 0, 0);
+	if (!state || !state->has_orig_dst)
+		return;
+	read_fields(skops, &fields);
+	if (ml_build_keys(&fields, &self, &peer) != 0)
+		return;
+	ml_flow_key_from_client(&self, &flow);
+	entry.dst = state->orig_dst;
+	entry.filed_ns = bpf_ktime_get_coarse_ns();
+	if (bpf_map_update_elem(&ml_origdst_v2, &flow, &entry, BPF_ANY) != 0) {
+		count_socket(fields.netns_cookie, ML_CTR_ORIG_DST_FILE_FAILED);
+		return;
+	}
+	/* Until established, watch for the connect failing (refused, timed out, closed): its entry
+	 * is then removed at once instead of waiting for the controller's sweep. */
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+/* A connect that failed before it was established takes its original destination back. */
+static __always_inline void forget_orig_dst(struct bpf_sock_ops *skops)
+{
+	struct ml_sock_fields fields = {};
+	struct ml_sock_key self = {}, peer = {};
+	struct ml_flow_key flow = {};
+
+	if (skops->args[0] != BPF_TCP_SYN_SENT || skops->args[1] != BPF_TCP_CLOSE)
+		return;
+	read_fields(skops, &fields);
+	if (ml_build_keys(&fields, &self, &peer) != 0)
+		return;
+	ml_flow_key_from_client(&self, &flow);
+	bpf_map_delete_elem(&ml_origdst_v2, &flow);
+}
+
+/* Established: the state changes of the rest of the connection's life are of no interest. */
+static __always_inline void stop_watching_connect(struct bpf_sock_ops *skops)
+{
+	if (skops->bpf_sock_ops_cb_flags & BPF_SOCK_OPS_STATE_CB_FLAG)
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags &
+							 ~BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+/* The server end takes the original destination filed for its connection into its own socket
+ * storage, where getsockopt answers from for as long as the socket lives (a proxy may ask
+ * twice); the map then only holds handshakes in flight. */
+static __always_inline void take_orig_dst(struct ml_sock_state *state,
+					  const struct ml_sock_key *self)
+{
+	struct ml_orig_dst_entry *entry;
+	struct ml_flow_key flow = {};
+
+	ml_flow_key_from_server(self, &flow);
+	entry = bpf_map_lookup_elem(&ml_origdst_v2, &flow);
+	if (!entry)
+		return;
+	state->orig_dst = entry->dst;
+	state->has_orig_dst = 1;
+	bpf_map_delete_elem(&ml_origdst_v2, &flow);
+}
+
 /* A connection that tc steered in from off the node: its peer is never a local socket, so it
  * is not worth a place in the sockhash. */
 static __always_inline int steered_from_outside(const struct ml_sock_key *self)
@@ -198,7 +261,7 @@ static __always_inline int steered_from_outside(const struct ml_sock_key *self)
 	ml_ip6_copy(key.remote_ip6, self->remote_ip6);
 	ml_ip6_copy(key.local_ip6, self->local_ip6);
 	key.remote_port = self->remote_port;
-	return bpf_map_lookup_elem(&ml_tcflows_v1, &key) != NULL;
+	return bpf_map_lookup_elem(&ml_tcflows_v2, &key) != NULL;
 }
 
 static __always_inline void add_established(struct bpf_sock_ops *skops, int active)
@@ -217,8 +280,8 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 		return;
 	if (ml_build_keys(&fields, &self, &state->peer) != 0)
 		return;
-	if (active && state->has_orig_dst)
-		file_orig_dst(state, &self);
+	if (!active)
+		take_orig_dst(state, &self);
 	state->fallback = 1;
 	if (!accelerate || (!active && steered_from_outside(&self)))
 		return;
@@ -254,7 +317,14 @@ SEC("sockops")
 int ml_sockops(struct bpf_sock_ops *skops)
 {
 	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		file_orig_dst(skops);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		forget_orig_dst(skops);
+		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		stop_watching_connect(skops);
 		add_established(skops, 1);
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:

@@ -33,6 +33,10 @@ const char* counter_name(ml_counter counter) {
     case ML_CTR_DENIED_CONNECT: return "denied_connect";
     case ML_CTR_DENIED_INBOUND_TC: return "denied_inbound_tc";
     case ML_CTR_SOCKETS_SKIPPED_WORKLOAD: return "sockets_skipped_by_workload";
+    case ML_CTR_INTERCEPT_SKIPPED_MAP_FULL: return "intercept_skipped_map_full";
+    case ML_CTR_ORIG_DST_FILE_FAILED: return "orig_dst_file_failed";
+    case ML_CTR_TC_FLOW_COLLISIONS: return "tc_flow_collisions";
+    case ML_CTR_TC_FLOWS_FULL: return "tc_flows_full";
     case ML_CTR_MAX: break;
   }
   return "unknown";

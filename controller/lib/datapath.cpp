@@ -338,6 +338,9 @@ Status Datapath::load_objects(const Config& config) {
   if (auto status = migrate_entries(map_plan_, false); !status) {
     return status;
   }
+  if (auto status = convert_retired_maps(pins_, conversion_, false); !status) {
+    return status;
+  }
   return sync_port_rules(sockops_->maps.ml_ports_v1, config.acceleration);
 }
 
@@ -460,6 +463,9 @@ Status Datapath::attach(const std::string& cgroup_path) {
   }
   // The old programs are gone now: take over what they added to migrated maps meanwhile.
   if (auto status = migrate_entries(map_plan_, true); !status) {
+    return status;
+  }
+  if (auto status = convert_retired_maps(pins_, conversion_, true); !status) {
     return status;
   }
   for (const std::string& name : remove_retired_pins(pins_)) {

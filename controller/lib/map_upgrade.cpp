@@ -8,11 +8,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <sstream>
 
 #include "meshlane/bpf_map.hpp"
 #include "meshlane/shared.h"
+#include "meshlane/stale_sweep.hpp"
 
 namespace meshlane {
 
@@ -143,7 +146,117 @@ Result<std::size_t> copy_entries(int from, int to, const MapSpec& spec, std::uin
   return copied;
 }
 
+// Values of the retired LRU maps, as the build that made them defined them (their keys,
+// ml_tc_flow_key and ml_flow_key, did not change).
+struct TcFlowV1 {
+  std::uint16_t orig_port;
+  std::uint16_t inbound_port;
+  std::uint8_t fin_in;
+  std::uint8_t fin_out;
+  std::uint16_t pad;
+};
+using OrigDstV1 = ml_orig_dst;
+static_assert(sizeof(TcFlowV1) == 8 && sizeof(OrigDstV1) == 20, "the retired layouts");
+static_assert(sizeof(ml_tc_flow) == 16 && sizeof(ml_orig_dst_entry) == 32,
+              "a v2 layout changed: bump the map versions");
+
+// A converted original destination is kept this long before the sweep removes it: the old
+// map kept every entry (LRU), so most of them belong to connections whose proxy asked long ago,
+// and only a proxy that has not asked yet (within moments of its accept) still needs one.
+constexpr std::chrono::seconds kConvertedOrigDstLife{10};
+
+// Copies the entries of the retired map at `from_pin` into `to_pin`, converted, that `seen`
+// does not hold yet (and records them there); at most `cap` of them. Returns how many.
+template <typename Key, typename OldValue, typename NewValue, typename Convert>
+Result<std::size_t> convert_entries(const std::string& from_pin, const std::string& to_pin,
+                                    std::set<std::string>& seen, std::size_t cap, Convert convert) {
+  if (!exists(from_pin)) {
+    return 0;
+  }
+  auto from = TypedMap<Key, OldValue>::open_pin(from_pin);
+  if (!from) {
+    spdlog::warn("{}: not the layout this build converts ({}); its entries are dropped", from_pin,
+                 from.error().message());
+    return 0;
+  }
+  auto to = TypedMap<Key, NewValue>::open_pin(to_pin);
+  if (!to) {
+    return to.error();
+  }
+  std::size_t copied = 0;
+  for (const Key& key : from->keys()) {
+    if (!seen.insert(std::string(reinterpret_cast<const char*>(&key), sizeof key)).second ||
+        copied >= cap) {
+      continue;
+    }
+    auto old_value = from->lookup(key);
+    if (!old_value) {
+      continue;  // ended meanwhile
+    }
+    const NewValue value = convert(*old_value);
+    if (bpf_map_update_elem(to->fd(), &key, &value, BPF_NOEXIST) == 0) {
+      ++copied;
+    } else if (errno == E2BIG) {
+      spdlog::warn("{}: full after {} converted entries; the others are dropped", to_pin, copied);
+      break;
+    } else if (errno != EEXIST) {
+      return make_error(errno, "cannot convert an entry of " + from_pin + " into " + to_pin);
+    }
+  }
+  return copied;
+}
+
 }  // namespace
+
+Status convert_retired_maps(const PinLayout& pins, RetiredConversion& conversion, bool final) {
+  const std::uint64_t now = datapath_now_ns();
+  // Live flows must all come along (a flow left behind is a connection reset). They count as
+  // past their SYN: the old map cannot tell, and sweeping a live idle connection would break it.
+  auto flows = convert_entries<ml_tc_flow_key, TcFlowV1, ml_tc_flow>(
+      pins.map(ML_TC_FLOWS_V1_MAP_NAME), pins.map(ML_TC_FLOWS_MAP_NAME), conversion.seen_tc_flows,
+      SIZE_MAX, [now](const TcFlowV1& old) {
+        ml_tc_flow flow{};
+        flow.orig_port = old.orig_port;
+        flow.inbound_port = old.inbound_port;
+        flow.fin_in = old.fin_in;
+        flow.fin_out = old.fin_out;
+        flow.acked = 1;
+        flow.start_ns = now;
+        return flow;
+      });
+  if (!flows) {
+    return flows.error();
+  }
+  // Original destinations: at most half the new map, filed so that the sweep removes them after
+  // kConvertedOrigDstLife.
+  std::size_t orig_cap = 0;
+  if (auto target = open_pinned(pins.map(ML_ORIG_DST_MAP_NAME))) {
+    if (auto info = map_info(target->get())) {
+      orig_cap = info->max_entries / 2;
+    }
+  }
+  const std::uint64_t stale_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     kOrigDstStaleAfter - kConvertedOrigDstLife)
+                                     .count();
+  auto orig_dsts = convert_entries<ml_flow_key, OrigDstV1, ml_orig_dst_entry>(
+      pins.map(ML_ORIG_DST_V1_MAP_NAME), pins.map(ML_ORIG_DST_MAP_NAME), conversion.seen_orig_dsts,
+      orig_cap, [&](const OrigDstV1& old) {
+        ml_orig_dst_entry entry{};
+        entry.dst = old;
+        entry.filed_ns = now > stale_ns ? now - stale_ns : 0;
+        return entry;
+      });
+  if (!orig_dsts) {
+    return orig_dsts.error();
+  }
+  if (flows.value() > 0 || orig_dsts.value() > 0) {
+    spdlog::info("{} {} tc flow(s) from {} and {} original destination(s) from {}",
+                 final ? "converted (added by the old programs meanwhile)" : "converted",
+                 flows.value(), ML_TC_FLOWS_V1_MAP_NAME, orig_dsts.value(),
+                 ML_ORIG_DST_V1_MAP_NAME);
+  }
+  return {};
+}
 
 const char* to_string(PinAction action) {
   switch (action) {

@@ -112,6 +112,14 @@ const char* counter_help(ml_counter counter) {
       return "SYNs to a pod dropped by L4 policy at the pod's interface (tc).";
     case ML_CTR_SOCKETS_SKIPPED_WORKLOAD:
       return "Sockets not spliced because acceleration is off for their workload or port.";
+    case ML_CTR_INTERCEPT_SKIPPED_MAP_FULL:
+      return "Connections not intercepted (normal path) because the original-destination map "
+             "was full.";
+    case ML_CTR_ORIG_DST_FILE_FAILED:
+      return "Intercepted connections whose original destination could not be filed.";
+    case ML_CTR_TC_FLOW_COLLISIONS:
+      return "SYNs not steered by tc: their flow key was taken by a connection to another port.";
+    case ML_CTR_TC_FLOWS_FULL: return "SYNs not steered by tc because the tc flow map was full.";
     case ML_CTR_MAX: break;
   }
   return "A meshlane datapath counter.";

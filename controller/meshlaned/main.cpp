@@ -40,6 +40,7 @@
 #include "meshlane/netns.hpp"
 #include "meshlane/policy_compile.hpp"
 #include "meshlane/policy_map.hpp"
+#include "meshlane/stale_sweep.hpp"
 #include "meshlane/unique_fd.hpp"
 #include "meshlane/workloads.hpp"
 
@@ -230,7 +231,14 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
          {{"clients", control_server_ != nullptr ? control_server_->client_count() : 0},
           {"max_clients", control_server_ != nullptr ? control_server_->max_clients() : 0}}},
         {"state_dir", config_.daemon.state_dir},
+        {"swept", {{"orig_dsts", swept_.orig_dsts}, {"tc_flows", swept_.tc_flows}}},
     };
+  }
+
+  // Entries the periodic sweep removed since the daemon started (status "swept").
+  void add_swept(const meshlane::SweepReport& report) {
+    swept_.orig_dsts += report.orig_dsts;
+    swept_.tc_flows += report.tc_flows;
   }
 
   // The control socket's server, for its client counts in status (set once it is started).
@@ -281,6 +289,7 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
   std::chrono::steady_clock::time_point started_steady_;
   std::time_t started_wall_;
   const meshlane::control::Server* control_server_ = nullptr;
+  meshlane::SweepReport swept_;
 };
 
 // The workloads monitor events are attributed to: by netns cookie and address, rebuilt when
@@ -675,6 +684,31 @@ int run(const std::string& config_path, const meshlane::Config& config) {
       };
   drain_timer.expires_after(kDrainCheckInterval);
   drain_timer.async_wait(on_drain_tick);
+
+  // Handshakes that never completed leave original destinations and tc flows behind in maps
+  // that refuse (not evict) when full: remove them once they are old.
+  boost::asio::steady_timer sweep_timer(io);
+  std::function<void(const boost::system::error_code&)> on_sweep_tick =
+      [&](const boost::system::error_code& error) {
+        if (error) {
+          return;
+        }
+        auto swept = meshlane::sweep_stale_entries(pins, meshlane::datapath_now_ns());
+        if (!swept) {
+          spdlog::warn("sweep of stale original destinations and tc flows failed: {}",
+                       swept.error().message());
+        } else {
+          if (swept->orig_dsts > 0 || swept->tc_flows > 0) {
+            spdlog::debug("swept {} stale original destination(s) and {} tc flow(s) left at SYN",
+                          swept->orig_dsts, swept->tc_flows);
+          }
+          backend.add_swept(swept.value());
+        }
+        sweep_timer.expires_after(meshlane::kSweepInterval);
+        sweep_timer.async_wait(on_sweep_tick);
+      };
+  sweep_timer.expires_after(meshlane::kSweepInterval);
+  sweep_timer.async_wait(on_sweep_tick);
   io.run();
   metrics_server.reset();
   server->reset();  // removes the socket file before the daemon exits

@@ -40,7 +40,8 @@ MESH_DIR=""
 for ML__C in intercepted_outbound intercepted_to_node_proxy intercepted_inbound_local \
   intercepted_inbound_tc bypassed_excluded bypassed_proxy_own orig_dst_answered orig_dst_unknown \
   spliced_app_to_proxy spliced_proxy_to_proxy spliced_proxy_to_app spliced_other \
-  sockets_skipped_blocking denied_connect denied_inbound_tc sockets_skipped_by_workload; do
+  sockets_skipped_blocking denied_connect denied_inbound_tc sockets_skipped_by_workload \
+  intercept_skipped_map_full orig_dst_file_failed tc_flow_collisions tc_flows_full; do
   [[ " $ML_COUNTERS " == *" $ML__C "* ]] || ML_COUNTERS+=" $ML__C"
 done
 

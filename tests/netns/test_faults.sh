@@ -7,6 +7,11 @@
 #      splicing false and interception true, no sk_msg link is pinned, and a mesh
 #      connection is intercepted (A's sidecar logs the original destination) but not spliced
 #      (bytes_redirected flat).
+#      The same for interception: MESHLANE_TEST_MISSING_FEATURES=cgroup_sock_addr with "degrade":
+#      `meshlanectl status` reports interception false and splicing true, no connect4,
+#      connect6 or getsockopt link is pinned and attached to the cgroup, no tc filter is on
+#      the pods, and a connection A -> B:8080 reaches B's app directly (not through the
+#      sidecars: intercepted_* flat, the server sees A's address), every byte verified.
 #   2. Config errors never leave a half-applied state: with the datapath running, SIGHUP with
 #      (a) a TOML syntax error, (b) an unknown key, (c) a workload whose netns does not exist,
 #      each without pod A: "reload rejected, nothing changed", and the workload maps, tc
@@ -62,6 +67,38 @@ mesh_assert_flat d0 d1 degraded bytes_redirected
 mesh_assert_flat d0 d1 degraded sockets_added
 mesh__expect_log degraded "$REL_LOG_A" "$sa" "^outbound [^ ]+ [^ ]+ $(mesh_re "$B4"):$REL_APP\$" \
   "A's sidecar did not carry the connection to $B4:$REL_APP"
+ml_daemon_stop
+ml_daemon_cleanup
+
+ml_log "1c. cgroup_sock_addr pretended missing, on_missing_feature = degrade"
+MESHLANE_TEST_MISSING_FEATURES=cgroup_sock_addr rel_start_timed "$CONFIG"
+status=$(rel_status_json | tr -d '\n')
+[[ $(ml_json_field "$status" splicing) == true && $(ml_json_field "$status" interception) == false ]] ||
+  ml_fail "degraded status should report splicing true, interception false: $status"
+grep -q 'degraded (daemon.on_missing_feature = "degrade"): interception is off' "$ML_DAEMON_LOG" ||
+  ml_fail "the daemon does not log that it runs without interception"
+for link in ml_connect4_cgroup ml_connect6_cgroup ml_getsockopt_cgroup; do
+  [[ ! -e $ML_BPFFS_DIR/links/$link ]] || ml_fail "$link pinned without interception: $(ls "$ML_BPFFS_DIR/links")"
+done
+progs=$(ml_cgroup_progs "$ML_CG")
+grep -qE 'connect4|connect6|getsockopt' <<<"$progs" && ml_fail "interception programs attached to $ML_CG: $progs"
+grep -q 'sock_ops' <<<"$progs" || ml_fail "sock_ops not attached to $ML_CG: $progs"
+for ns in "$REL_A" "$REL_B"; do
+  if mesh_tc_filters "$ns" | grep -qi bpf; then
+    ml_fail "tc filters in $ns without interception: $(mesh_tc_filters "$ns")"
+  fi
+done
+sa=$(mesh_log_lines "$REL_LOG_A")
+ml_snapshot n0
+mesh_xfer no-interception "$REL_B" "[::]:$REL_APP" "$REL_A" "$B4:$REL_APP" --bytes 2M --timeout 30
+ml_snapshot n1
+ml_show_delta n0 n1
+for c in intercepted_outbound intercepted_inbound_local intercepted_inbound_tc orig_dst_answered; do
+  mesh_assert_flat n0 n1 no-interception "$c"
+done
+[[ $MESH_SERVER_PEER == "$(mesh_v4 10):"* ]] ||
+  ml_fail "B's app saw $MESH_SERVER_PEER, not pod A directly"
+[[ $(mesh_log_lines "$REL_LOG_A") -eq $sa ]] || ml_fail "A's sidecar carried a connection without interception"
 ml_daemon_stop
 ml_daemon_cleanup
 

@@ -1,7 +1,7 @@
 // ml_proxy: a minimal Envoy-like transparent TCP proxy for the meshlane integration tests.
 //
 //   ml_proxy --listen PORT [--listen PORT ...] [--source PORT:ADDR ...] --log FILE
-//            [--ready-file FILE] [--connect-timeout SEC]
+//            [--ready-file FILE] [--connect-timeout SEC] [--backlog N] [--ask-twice]
 //
 // For each --listen PORT it listens on [::]:PORT, dual stack (IPv4 clients appear as
 // v4-mapped addresses). For every accepted connection it asks for the connection's original
@@ -17,6 +17,11 @@
 // passthrough source. Repeatable; per port at most one IPv4 and one IPv6 ADDR, the one of the
 // original destination's family is used.
 //
+// --backlog N is the listen() backlog (default 1024): a small one with the proxy stopped
+// (SIGSTOP) leaves handshakes half done, as a proxy whose accept queue is full does.
+// --ask-twice asks for the original destination a second time and logs an error line when the
+// answers differ (a real proxy may ask more than once).
+//
 // Every socket is non-blocking from the start (listeners before listen(), accepted sockets via
 // accept4(SOCK_NONBLOCK), upstream sockets before connect()), as in Envoy, so that meshlane's
 // datapath may splice them. One thread per connection, waiting with poll().
@@ -24,6 +29,7 @@
 // Log (one line per event, appended to --log FILE, flushed at once):
 //   accepted client=ADDR:PORT local=ADDR:PORT orig=ADDR:PORT
 //   error client=ADDR:PORT local=ADDR:PORT getsockopt(SOL_IP|SOL_IPV6, 80): <strerror>
+//   error client=ADDR:PORT orig=ADDR:PORT asked again: ADDR:PORT|<strerror>   (--ask-twice)
 //   error client=ADDR:PORT orig=ADDR:PORT connect from SRC: <strerror>
 //   error client=ADDR:PORT orig=ADDR:PORT is this proxy's own listener   (loop, not connected)
 //   done client=ADDR:PORT orig=ADDR:PORT upstream=SRC:PORT up=N down=N [error=...]
@@ -64,6 +70,8 @@ struct Options {
   std::string log_path;
   std::string ready_file;
   int connect_timeout_ms = 10000;
+  int backlog = 1024;
+  bool ask_twice = false;
 };
 
 int g_log_fd = -1;  // O_APPEND: each line is one write(), so lines never interleave
@@ -79,7 +87,8 @@ void log_line(const std::string& line) {
   std::fprintf(stderr,
                "ml_proxy: %s\n"
                "usage: ml_proxy --listen PORT [--listen PORT ...] [--source PORT:ADDR ...] "
-               "--log FILE [--ready-file FILE] [--connect-timeout SEC]\n",
+               "--log FILE [--ready-file FILE] [--connect-timeout SEC] [--backlog N] "
+               "[--ask-twice]\n",
                msg.c_str());
   std::exit(2);
 }
@@ -171,6 +180,13 @@ Options parse_args(int argc, char** argv) {
       if (o.connect_timeout_ms <= 0) {
         usage_error("bad --connect-timeout");
       }
+    } else if (a == "--backlog") {
+      o.backlog = std::atoi(value().c_str());
+      if (o.backlog <= 0) {
+        usage_error("bad --backlog");
+      }
+    } else if (a == "--ask-twice") {
+      o.ask_twice = true;
     } else {
       usage_error("unknown argument '" + a + "'");
     }
@@ -301,16 +317,8 @@ std::string relay(int a, int b, unsigned long long& up, unsigned long long& down
   return err;
 }
 
-void handle(int cfd, const Options& opt, int listen_port) {
-  sockaddr_storage peer{}, local{};
-  socklen_t plen = sizeof peer, llen = sizeof local;
-  getpeername(cfd, reinterpret_cast<sockaddr*>(&peer), &plen);
-  getsockname(cfd, reinterpret_cast<sockaddr*>(&local), &llen);
-  const std::string client = format_addr(peer);
-  const std::string local_s = format_addr(local);
-
-  sockaddr_storage orig{};
-  const bool v4 = is_v4_mapped(peer);
+// The connection's original destination, asked as Envoy does; 0 or -1 with errno set.
+int ask_original_dst(int cfd, bool v4, sockaddr_storage& orig) {
   int rc = -1;
   if (v4) {
     sockaddr_in sin{};
@@ -327,6 +335,20 @@ void handle(int cfd, const Options& opt, int listen_port) {
       std::memcpy(&orig, &sin6, sizeof sin6);
     }
   }
+  return rc;
+}
+
+void handle(int cfd, const Options& opt, int listen_port) {
+  sockaddr_storage peer{}, local{};
+  socklen_t plen = sizeof peer, llen = sizeof local;
+  getpeername(cfd, reinterpret_cast<sockaddr*>(&peer), &plen);
+  getsockname(cfd, reinterpret_cast<sockaddr*>(&local), &llen);
+  const std::string client = format_addr(peer);
+  const std::string local_s = format_addr(local);
+
+  sockaddr_storage orig{};
+  const bool v4 = is_v4_mapped(peer);
+  int rc = ask_original_dst(cfd, v4, orig);
   if (rc != 0) {
     log_line("error client=" + client + " local=" + local_s + " getsockopt(" +
              (v4 ? "SOL_IP" : "SOL_IPV6") + ", 80): " + std::strerror(errno));
@@ -335,6 +357,16 @@ void handle(int cfd, const Options& opt, int listen_port) {
   }
   const std::string orig_s = format_addr(orig);
   log_line("accepted client=" + client + " local=" + local_s + " orig=" + orig_s);
+  if (opt.ask_twice) {
+    sockaddr_storage again{};
+    if (ask_original_dst(cfd, v4, again) != 0) {
+      log_line("error client=" + client + " orig=" + orig_s +
+               " asked again: " + std::strerror(errno));
+    } else if (format_addr(again) != orig_s) {
+      log_line("error client=" + client + " orig=" + orig_s +
+               " asked again: " + format_addr(again));
+    }
+  }
   if (orig_s == local_s) {
     // Not redirected (or answered with its own address): connecting would loop into itself.
     log_line("error client=" + client + " orig=" + orig_s + " is this proxy's own listener");
@@ -404,7 +436,7 @@ void handle(int cfd, const Options& opt, int listen_port) {
   close(cfd);
 }
 
-int listen_on(int port) {
+int listen_on(int port, int backlog) {
   int fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     die_errno("socket");
@@ -421,7 +453,7 @@ int listen_on(int port) {
   if (bind(fd, reinterpret_cast<sockaddr*>(&sin6), sizeof sin6) < 0) {
     die_errno("bind [::]:" + std::to_string(port));
   }
-  if (listen(fd, 1024) < 0) {
+  if (listen(fd, backlog) < 0) {
     die_errno("listen");
   }
   return fd;
@@ -439,7 +471,7 @@ int main(int argc, char** argv) {
 
   std::vector<pollfd> fds;
   for (int port : opt.ports) {
-    fds.push_back({listen_on(port), POLLIN, 0});
+    fds.push_back({listen_on(port, opt.backlog), POLLIN, 0});
   }
   if (!opt.ready_file.empty()) {
     int fd = open(opt.ready_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

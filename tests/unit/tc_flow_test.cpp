@@ -5,6 +5,7 @@
 
 extern "C" {
 // tc_flow.h uses ML_INLINE without defining it; sock_key.h defines it for both sides.
+#include "meshlane/map_room.h"
 #include "meshlane/sock_key.h"
 #include "meshlane/tc_flow.h"
 }
@@ -164,6 +165,79 @@ TEST(TcFlowTrack, SegmentWithoutAckAfterBothFinsKeeps) {
   flow.fin_in = 1;
   flow.fin_out = 1;
   EXPECT_EQ(ml_tc_flow_track(&flow, 0, kInbound), ML_TC_FLOW_KEEP);
+}
+
+// ---- ml_tc_syn_decide: the SYN of a flow inserted with BPF_NOEXIST ----------------------------
+
+constexpr long kE2big = -7;
+constexpr long kEexist = -17;
+
+TEST(TcSynDecide, NewFlowIsSteered) {
+  EXPECT_EQ(ml_tc_syn_decide(0, nullptr, 8080), ML_TC_SYN_STEER_NEW);
+}
+
+TEST(TcSynDecide, RetransmittedSynForTheSamePortIsSteeredAgain) {
+  const ml_tc_flow existing = steered_flow();
+  EXPECT_EQ(ml_tc_syn_decide(kEexist, &existing, existing.orig_port), ML_TC_SYN_STEER_RETRANSMIT);
+}
+
+TEST(TcSynDecide, SameKeyForAnotherPortIsACollision) {
+  // One client address and port to two app ports of one pod: steered, both would be the same
+  // 4-tuple at the inbound port.
+  const ml_tc_flow existing = steered_flow();
+  EXPECT_EQ(ml_tc_syn_decide(kEexist, &existing, static_cast<__u16>(existing.orig_port + 1)),
+            ML_TC_SYN_COLLISION);
+}
+
+TEST(TcSynDecide, KeyThatWentAwayInBetweenIsNotSteered) {
+  EXPECT_EQ(ml_tc_syn_decide(kEexist, nullptr, 8080), ML_TC_SYN_COLLISION);
+}
+
+TEST(TcSynDecide, FullMapIsNotSteered) {
+  EXPECT_EQ(ml_tc_syn_decide(kE2big, nullptr, 8080), ML_TC_SYN_FLOWS_FULL);
+  EXPECT_EQ(ml_tc_syn_decide(-12 /* ENOMEM */, nullptr, 8080), ML_TC_SYN_FLOWS_FULL);
+}
+
+// ---- acked, and the controller's sweep of flows left at their SYN ------------------------------
+
+TEST(TcFlowTrack, ClientAckMarksTheFlowAcked) {
+  ml_tc_flow flow = steered_flow();
+  ASSERT_EQ(flow.acked, 0);
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(flow.acked, 0) << "the pod's SYN-ACK does not complete the handshake";
+  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kInbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(flow.acked, 1);
+}
+
+TEST(TcFlowStale, OnlyUnackedFlowsOlderThanTheTimeoutAreStale) {
+  ml_tc_flow flow = steered_flow();
+  flow.start_ns = 1000;
+  EXPECT_FALSE(ml_tc_flow_stale(&flow, 1000 + ML_TC_FLOW_SYN_TIMEOUT_NS));
+  EXPECT_TRUE(ml_tc_flow_stale(&flow, 1001 + ML_TC_FLOW_SYN_TIMEOUT_NS));
+  flow.acked = 1;
+  EXPECT_FALSE(ml_tc_flow_stale(&flow, 1001 + ML_TC_FLOW_SYN_TIMEOUT_NS))
+      << "an established idle connection is never swept";
+  flow.acked = 0;
+  EXPECT_FALSE(ml_tc_flow_stale(&flow, 500)) << "a clock behind the stamp is not an age";
+}
+
+// ---- ml_map_has_room: interception stops before ml_origdst_v2 is full -------------------------
+
+TEST(MapRoom, KeepsAnEighthFree) {
+  EXPECT_TRUE(ml_map_has_room(0, 65536));
+  EXPECT_TRUE(ml_map_has_room(65536 - 8192 - 1, 65536));
+  EXPECT_FALSE(ml_map_has_room(65536 - 8192, 65536));
+  EXPECT_FALSE(ml_map_has_room(65536, 65536));
+}
+
+TEST(MapRoom, SmallMapsKeepAtLeastOneFree) {
+  EXPECT_TRUE(ml_map_has_room(6, 8));  // headroom 1
+  EXPECT_FALSE(ml_map_has_room(7, 8));
+  EXPECT_TRUE(ml_map_has_room(2, 4));  // 4 / 8 = 0: still one
+  EXPECT_FALSE(ml_map_has_room(3, 4));
+  EXPECT_FALSE(ml_map_has_room(0, 1));  // a one-entry map never has room to spare
+  EXPECT_TRUE(ml_map_has_room(13, 16));
+  EXPECT_FALSE(ml_map_has_room(14, 16));
 }
 
 }  // namespace

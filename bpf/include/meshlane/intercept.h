@@ -204,4 +204,16 @@ ML_INLINE void ml_flow_key_from_client(const struct ml_sock_key *client_key,
 	out->pad = 0;
 }
 
+/* The same key from the server end's own socket key (the accepted socket's sock_ops). */
+ML_INLINE void ml_flow_key_from_server(const struct ml_sock_key *server_key,
+				       struct ml_flow_key *out)
+{
+	out->scope = server_key->scope;
+	ml_ip6_copy(out->client_ip6, server_key->remote_ip6);
+	ml_ip6_copy(out->server_ip6, server_key->local_ip6);
+	out->client_port = server_key->remote_port;
+	out->server_port = server_key->local_port;
+	out->pad = 0;
+}
+
 #endif /* MESHLANE_INTERCEPT_H */

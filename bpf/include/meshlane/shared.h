@@ -60,7 +60,17 @@ struct ml_sock_state {
 	__u8 pad;
 };
 
-/* Key of ml_origdst_v1: one TCP connection as (client, server) seen from the server side.
+/* Value of ml_origdst_v2: an original destination filed for a handshake in flight. Filed by the
+ * client end's sock_ops at TCP_CONNECT_CB (or by tc at the SYN), taken into the accepted
+ * socket's storage and deleted at the server end's PASSIVE_ESTABLISHED_CB. filed_ns lets the
+ * controller sweep handshakes that never completed. */
+struct ml_orig_dst_entry {
+	struct ml_orig_dst dst;
+	__u32 pad; /* always zero */
+	__u64 filed_ns; /* bpf_ktime_get_coarse_ns(): CLOCK_MONOTONIC_COARSE */
+};
+
+/* Key of ml_origdst_v2: one TCP connection as (client, server) seen from the server side.
  * scope follows ml_sock_key: the netns cookie for loopback connections, else 0. */
 struct ml_flow_key {
 	__u64 scope;
@@ -140,7 +150,7 @@ struct ml_listener_key {
 	__u32 pad32;
 };
 
-/* Key and value of ml_tc_flows_v1: connections from off the node that tc steers to a pod's
+/* Key and value of ml_tcflows_v2: connections from off the node that tc steers to a pod's
  * inbound proxy. Keyed from the pod's side so both directions find the entry. */
 struct ml_tc_flow_key {
 	__u32 remote_ip6[4];
@@ -155,7 +165,11 @@ struct ml_tc_flow {
 	__u16 inbound_port; /* the inbound proxy port it was steered to */
 	__u8 fin_in; /* FIN seen from the remote side */
 	__u8 fin_out; /* FIN seen from the pod side */
-	__u16 pad;
+	__u8 acked; /* the client sent a packet after its SYN: the handshake got past the SYN */
+	__u8 pad8;
+	/* bpf_ktime_get_coarse_ns() at the first SYN: the controller removes flows that are still
+	 * not acked long after (SYNs nobody answered, which a plain hash would keep forever). */
+	__u64 start_ns;
 };
 
 /* Indexes into the per-CPU counter array ml_counters_v1. Append only: renumbering or
@@ -183,6 +197,16 @@ enum ml_counter {
 	ML_CTR_DENIED_CONNECT, /* connect refused by L4 policy (EPERM to the caller) */
 	ML_CTR_DENIED_INBOUND_TC, /* SYN from off the node or a non-workload dropped by policy */
 	ML_CTR_SOCKETS_SKIPPED_WORKLOAD, /* not spliced: acceleration off for the workload or port */
+	/* Not intercepted (connect or tc SYN): ml_origdst_v2 was (nearly) full, so the connection
+	 * took the normal path to its original destination. */
+	ML_CTR_INTERCEPT_SKIPPED_MAP_FULL,
+	/* Intercepted, but sock_ops could not file the original destination (the map filled up
+	 * between the connect hook's check and the insert): the proxy gets no answer. */
+	ML_CTR_ORIG_DST_FILE_FAILED,
+	/* A SYN not steered by tc: its flow key (client address and port, pod address) was taken
+	 * by a live steered connection to another port of the pod. */
+	ML_CTR_TC_FLOW_COLLISIONS,
+	ML_CTR_TC_FLOWS_FULL, /* a SYN not steered by tc: ml_tcflows_v2 was full */
 	ML_CTR_MAX,
 };
 
@@ -319,12 +343,15 @@ struct ml_event {
 #define ML_SOCKHASH_MAP_NAME "ml_sockhash_v1"
 #define ML_PORTS_MAP_NAME "ml_ports_v1"
 #define ML_SOCK_STATE_MAP_NAME "ml_sockstate_v1"
-#define ML_ORIG_DST_MAP_NAME "ml_origdst_v1"
+#define ML_ORIG_DST_MAP_NAME "ml_origdst_v2"
 #define ML_WORKLOADS_MAP_NAME "ml_workloads_v1"
 #define ML_POD_IPS_MAP_NAME "ml_pod_ips_v1"
 #define ML_PORT_RULES_MAP_NAME "ml_portrules_v1"
 #define ML_CIDR_RULES_MAP_NAME "ml_cidrrules_v1"
-#define ML_TC_FLOWS_MAP_NAME "ml_tcflows_v1"
+#define ML_TC_FLOWS_MAP_NAME "ml_tcflows_v2"
 #define ML_LISTENERS_MAP_NAME "ml_listeners_v1"
+/* Retired layouts (LRU maps) that a start converts into the current ones (map_upgrade.cpp). */
+#define ML_ORIG_DST_V1_MAP_NAME "ml_origdst_v1"
+#define ML_TC_FLOWS_V1_MAP_NAME "ml_tcflows_v1"
 
 #endif /* MESHLANE_SHARED_H */

@@ -24,6 +24,44 @@ ML_INLINE int ml_tc_should_steer(const struct ml_workload *wl, __u16 dst_port, _
 	return 1;
 }
 
+/* What to do with a SYN that ml_tc_should_steer() chose to steer, once its flow was inserted
+ * with BPF_NOEXIST. */
+enum ml_tc_syn_verdict {
+	ML_TC_SYN_STEER_NEW = 0, /* a new flow: steer it and file its original destination */
+	ML_TC_SYN_STEER_RETRANSMIT, /* the flow exists for the same port: a retransmitted SYN */
+	/* The key (client address and port, pod address) belongs to a live connection to another
+	 * port of the pod. Steered, both would be the same 4-tuple at the inbound port, which
+	 * rewriting the port cannot tell apart: this one goes to the app port directly. */
+	ML_TC_SYN_COLLISION,
+	ML_TC_SYN_FLOWS_FULL, /* the flow map refused the insert: not steered */
+};
+
+#define ML_EEXIST 17
+
+/* insert_err: what the BPF_NOEXIST insert returned (0 or -errno). existing: the entry under the
+ * key when it was -EEXIST (NULL if it went away in between: not steered, as a collision, since
+ * the key was just busy). orig_port: the app port this SYN is for. */
+ML_INLINE int ml_tc_syn_decide(long insert_err, const struct ml_tc_flow *existing, __u16 orig_port)
+{
+	if (insert_err == 0)
+		return ML_TC_SYN_STEER_NEW;
+	if (insert_err != -ML_EEXIST)
+		return ML_TC_SYN_FLOWS_FULL;
+	if (existing && existing->orig_port == orig_port)
+		return ML_TC_SYN_STEER_RETRANSMIT;
+	return ML_TC_SYN_COLLISION;
+}
+
+/* A flow never acked after this long is a SYN nobody completed: the controller removes it. */
+#define ML_TC_FLOW_SYN_TIMEOUT_NS (60ULL * 1000000000ULL)
+
+/* Whether the controller's sweep removes this flow at monotonic time now_ns. */
+ML_INLINE int ml_tc_flow_stale(const struct ml_tc_flow *flow, __u64 now_ns)
+{
+	return !flow->acked && now_ns > flow->start_ns &&
+	       now_ns - flow->start_ns > ML_TC_FLOW_SYN_TIMEOUT_NS;
+}
+
 enum ml_tc_flow_end {
 	ML_TC_FLOW_KEEP = 0,
 	ML_TC_FLOW_DELETE = 1,
@@ -34,6 +72,8 @@ enum ml_tc_flow_end {
  * wrong port; a RST ends it at once. */
 ML_INLINE int ml_tc_flow_track(struct ml_tc_flow *flow, __u8 tcp_flags, int inbound)
 {
+	if (inbound && !flow->acked && (tcp_flags & ML_TCP_ACK))
+		flow->acked = 1; /* past the SYN: never swept as a stale handshake */
 	if (tcp_flags & ML_TCP_RST)
 		return ML_TC_FLOW_DELETE;
 	if (flow->fin_in && flow->fin_out && !(tcp_flags & ML_TCP_FIN) && (tcp_flags & ML_TCP_ACK))

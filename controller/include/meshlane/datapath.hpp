@@ -87,6 +87,7 @@ class Datapath {
   bool maps_adopted_ = false;
   FeatureSupport support_;
   std::vector<PinDecision> map_plan_;
+  RetiredConversion conversion_;
 };
 
 struct CleanupReport {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,17 @@ Status prepare_pins(const std::vector<PinDecision>& decisions);
 // entries the old programs added in between, then the old pin is removed): copies every entry
 // of each migrated map into the new one.
 Status migrate_entries(const std::vector<PinDecision>& decisions, bool final);
+
+// Retired map layouts this build converts instead of dropping: ml_tcflows_v1 (an LRU map whose
+// flows carry established tc-steered connections) into ml_tcflows_v2, and ml_origdst_v1 into
+// ml_origdst_v2. Like a migration, in two passes: after loading (the old programs still run on
+// the old maps) and again after attaching (only the keys the first pass did not see: those the
+// old programs added meanwhile). remove_retired_pins() then unpins the old maps.
+struct RetiredConversion {
+  std::set<std::string> seen_tc_flows;  // raw keys the first pass looked at
+  std::set<std::string> seen_orig_dsts;
+};
+Status convert_retired_maps(const PinLayout& pins, RetiredConversion& conversion, bool final);
 
 // Unpins ml_* maps under the directory that this build does not use (older layout versions,
 // e.g. ml_foo_v1 once the build uses ml_foo_v2). Returns their names.

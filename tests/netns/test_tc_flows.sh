@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# tc flow state (ml_tcflows_v2, a plain hash), in an istio-style mesh (pods A and B with HAProxy
+# sidecars, host X off the node; rel_lib.sh):
+#   1. Flow key collision: two connections at once from X with the same source address and
+#      port (SO_REUSEADDR) to two app ports of B, 8092 then 8080. tc keys a flow by (client
+#      address and port, pod address), so the second SYN finds the first one's flow: it is not
+#      steered (tc_flow_collisions = 1) and reaches B:8080 directly, while the first goes
+#      through B's inbound sidecar (intercepted_inbound_tc = 1, the sidecar logs B:8092). Both
+#      carry 1 MiB each way, echoed and compared byte for byte, interleaved; afterwards no flow
+#      is left behind. (Before v2, the second SYN overwrote the first flow and one connection
+#      was reset.)
+#   2. A full flow map (ml_tcflows_v2 shrunk to 4 entries with MESHLANE_TEST_MAP_MAX_ENTRIES):
+#      8 persistent connections X -> B:8093 at once: 4 steered, the others not steered
+#      (tc_flows_full) but served directly by the app; no request fails.
+# shellcheck source-path=SCRIPTDIR source=rel_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+
+PAIR=$(dirname "${BASH_SOURCE[0]}")/same_port_pair.py
+rel_setup
+rel_sidecars
+B4=$(mesh_v4 11)
+X4=$(mesh_v4 100)
+CONFIG="$ML_WORKDIR/meshlane.toml"
+rel_write_config "$CONFIG"
+rel_start_timed "$CONFIG"
+
+flow_count() {
+  "$BPFTOOL" -j map dump pinned "$ML_BPFFS_DIR/ml_tcflows_v2" |
+    python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'
+}
+
+# ---------------------------------------------------------------------------------------------
+ml_log "1. two connections from $X4:40123 to $B4:8092 and $B4:8080 at once"
+ml_bg ECHO "$ML_WORKDIR/echo.out" "$ML_WORKDIR/echo.err" "$ML_CG" "$REL_B" \
+  python3 "$PAIR" server 8080 8092
+for ((i = 0; i < 100; i++)); do
+  grep -q listening "$ML_WORKDIR/echo.out" 2>/dev/null && break
+  kill -0 "$ECHO" 2>/dev/null || ml_fail "echo server exited: $(cat "$ML_WORKDIR/echo.err")"
+  sleep 0.05
+done
+sb=$(mesh_log_lines "$REL_LOG_B")
+ml_snapshot c0
+rc=0
+ml_in "$ML_CG" "$REL_X" python3 "$PAIR" client --bind "$X4:40123" --connect "$B4:8092" \
+  --connect "$B4:8080" --bytes $((1 << 20)) >"$ML_WORKDIR/pair.out" 2>"$ML_WORKDIR/pair.err" || rc=$?
+ml_log "pair (exit $rc): $(cat "$ML_WORKDIR/pair.out") $(cat "$ML_WORKDIR/pair.err")"
+[[ $rc -eq 0 ]] || ml_fail "the two connections sharing a source port did not both carry every byte"
+sleep 0.5
+ml_snapshot c1
+ml_show_delta c0 c1
+[[ $(ml_delta c0 c1 tc_flow_collisions) -eq 1 ]] ||
+  ml_fail "tc_flow_collisions rose by $(ml_delta c0 c1 tc_flow_collisions), expected 1"
+[[ $(ml_delta c0 c1 intercepted_inbound_tc) -eq 1 ]] ||
+  ml_fail "intercepted_inbound_tc rose by $(ml_delta c0 c1 intercepted_inbound_tc), expected 1 (the first connection)"
+mesh_assert_flat c0 c1 collision tc_flows_full
+mesh_wait_log "$REL_LOG_B" "$sb" "^inbound $(mesh_re "$X4"):40123 [^ ]+ [^ ]+:8092\$" ||
+  ml_fail "B's inbound sidecar did not carry $X4:40123 -> $B4:8092: $(mesh_log_since "$REL_LOG_B" "$sb")"
+mesh_log_since "$REL_LOG_B" "$sb" | grep -q ":8080\$" &&
+  ml_fail "B's inbound sidecar carried the colliding connection to 8080 too"
+flows=$(flow_count)
+[[ $flows -eq 0 ]] || ml_fail "$flows tc flow(s) left behind after both connections closed"
+ml_kill_pid "$ECHO"
+
+# ---------------------------------------------------------------------------------------------
+ml_log "2. ml_tcflows_v2 with 4 entries, 8 persistent connections X -> B:8093"
+ml_daemon_stop
+ml_daemon_cleanup
+MESHLANE_TEST_MAP_MAX_ENTRIES=ml_tcflows_v2=4 rel_start_timed "$CONFIG"
+ml_bg SRV "$ML_WORKDIR/srv.out" "$ML_WORKDIR/srv.err" "$ML_CG" "$REL_B" \
+  "$ML_CONNRATE" server --listen "0.0.0.0:8093" --request-size 100 --reply-size 1000 \
+  --close-after 0 --ready-file "$ML_WORKDIR/srv.ready"
+ml_wait_file "$ML_WORKDIR/srv.ready" "$SRV" 10 || ml_fail "ml_connrate server did not start"
+ml_snapshot f0
+rc=0
+ml_in "$ML_CG" "$REL_X" "$ML_CONNRATE" client --connect "$B4:8093" --concurrency 8 --duration 2 \
+  --request-size 100 --reply-size 1000 --requests-per-conn 0 --timeout 5 \
+  >"$ML_WORKDIR/full.out" 2>"$ML_WORKDIR/full.err" || rc=$?
+result=$(tail -n 1 "$ML_WORKDIR/full.out")
+ml_log "full flow map (exit $rc): $result"
+[[ $rc -eq 0 && $(ml_json_int "$result" errors) -eq 0 && $(ml_json_int "$result" requests) -gt 100 ]] ||
+  ml_fail "requests failed with a full tc flow map: $result"
+sleep 0.5
+ml_snapshot f1
+ml_show_delta f0 f1
+steered=$(ml_delta f0 f1 intercepted_inbound_tc)
+full=$(ml_delta f0 f1 tc_flows_full)
+ml_log "full flow map: $steered steered, tc_flows_full +$full"
+((steered >= 1 && steered <= 4)) || ml_fail "$steered connections steered with a 4-entry flow map"
+((full >= 8 - steered)) || ml_fail "tc_flows_full rose by $full, expected at least $((8 - steered))"
+mesh_assert_flat f0 f1 full tc_flow_collisions
+ml_daemon_stop
+ml_daemon_cleanup
+ml_pass
