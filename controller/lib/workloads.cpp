@@ -351,6 +351,25 @@ Result<std::size_t> count_steered_flows(const std::string& bpffs_dir,
   return count;
 }
 
+std::optional<std::string> WorkloadManager::netns_of_address(const std::uint8_t* ip6) const {
+  auto has = [ip6](const Attachment& attachment) {
+    return std::any_of(attachment.ips.begin(), attachment.ips.end(), [ip6](const IpAddress& ip) {
+      return std::memcmp(ip.bytes.data(), ip6, ip.bytes.size()) == 0;
+    });
+  };
+  for (const auto& [name, attachment] : applied_) {
+    if (has(attachment)) {
+      return attachment.netns;
+    }
+  }
+  for (const auto& [name, draining] : draining_) {
+    if (has(draining.attachment)) {
+      return draining.attachment.netns;
+    }
+  }
+  return std::nullopt;
+}
+
 std::size_t WorkloadManager::reap_draining(std::chrono::steady_clock::duration max_drain) {
   const auto now = std::chrono::steady_clock::now();
   bool changed = false;

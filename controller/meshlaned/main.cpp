@@ -231,7 +231,10 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
          {{"clients", control_server_ != nullptr ? control_server_->client_count() : 0},
           {"max_clients", control_server_ != nullptr ? control_server_->max_clients() : 0}}},
         {"state_dir", config_.daemon.state_dir},
-        {"swept", {{"orig_dsts", swept_.orig_dsts}, {"tc_flows", swept_.tc_flows}}},
+        {"swept",
+         {{"orig_dsts", swept_.orig_dsts},
+          {"tc_flows", swept_.tc_flows},
+          {"dead_tc_flows", swept_.dead_tc_flows}}},
     };
   }
 
@@ -239,6 +242,7 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
   void add_swept(const meshlane::SweepReport& report) {
     swept_.orig_dsts += report.orig_dsts;
     swept_.tc_flows += report.tc_flows;
+    swept_.dead_tc_flows += report.dead_tc_flows;
   }
 
   // The control socket's server, for its client counts in status (set once it is started).
@@ -687,27 +691,46 @@ int run(const std::string& config_path, const meshlane::Config& config) {
 
   // Handshakes that never completed leave original destinations and tc flows behind in maps
   // that refuse (not evict) when full: remove them once they are old.
+  // Steered flows whose end tc never saw are found by looking for their socket in the pod.
+  const meshlane::SweepTiming sweep_timing = meshlane::sweep_timing();
+  auto last_dead_flow_check = std::chrono::steady_clock::now();
   boost::asio::steady_timer sweep_timer(io);
   std::function<void(const boost::system::error_code&)> on_sweep_tick =
       [&](const boost::system::error_code& error) {
         if (error) {
           return;
         }
-        auto swept = meshlane::sweep_stale_entries(pins, meshlane::datapath_now_ns());
+        const std::uint64_t now_ns = meshlane::datapath_now_ns();
+        auto swept = meshlane::sweep_stale_entries(pins, now_ns);
         if (!swept) {
           spdlog::warn("sweep of stale original destinations and tc flows failed: {}",
                        swept.error().message());
         } else {
-          if (swept->orig_dsts > 0 || swept->tc_flows > 0) {
-            spdlog::debug("swept {} stale original destination(s) and {} tc flow(s) left at SYN",
-                          swept->orig_dsts, swept->tc_flows);
+          if (std::chrono::steady_clock::now() - last_dead_flow_check >=
+              sweep_timing.dead_flow_interval) {
+            last_dead_flow_check = std::chrono::steady_clock::now();
+            auto dead = meshlane::sweep_dead_tc_flows(
+                pins, now_ns, sweep_timing.tc_flow_check_after,
+                [&manager](const std::uint8_t* ip6) { return manager.netns_of_address(ip6); });
+            if (!dead) {
+              spdlog::warn("check of steered tc flows against the pods' sockets failed: {}",
+                           dead.error().message());
+            } else {
+              swept->dead_tc_flows = dead.value();
+            }
+          }
+          if (swept->orig_dsts > 0 || swept->tc_flows > 0 || swept->dead_tc_flows > 0) {
+            spdlog::debug(
+                "swept {} stale original destination(s), {} tc flow(s) left at SYN and {} tc "
+                "flow(s) whose socket is gone",
+                swept->orig_dsts, swept->tc_flows, swept->dead_tc_flows);
           }
           backend.add_swept(swept.value());
         }
-        sweep_timer.expires_after(meshlane::kSweepInterval);
+        sweep_timer.expires_after(sweep_timing.interval);
         sweep_timer.async_wait(on_sweep_tick);
       };
-  sweep_timer.expires_after(meshlane::kSweepInterval);
+  sweep_timer.expires_after(sweep_timing.interval);
   sweep_timer.async_wait(on_sweep_tick);
   io.run();
   metrics_server.reset();

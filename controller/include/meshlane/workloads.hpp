@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,6 +56,9 @@ class WorkloadManager {
   // The workloads in force, with their netns cookies (what policies are compiled against).
   [[nodiscard]] const std::vector<ResolvedWorkload>& applied() const { return resolved_; }
   [[nodiscard]] std::size_t draining_count() const { return draining_.size(); }
+  // The namespace of the applied or draining workload that has this address (16 bytes,
+  // v4-mapped for IPv4), if any.
+  [[nodiscard]] std::optional<std::string> netns_of_address(const std::uint8_t* ip6) const;
 
  private:
   struct Attachment {

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Steered tc flows whose end tc never sees, in an istio-style mesh (pods A and B with HAProxy
+# sidecars, host X off the node; rel_lib.sh). ml_tcflows_v2 is a plain hash: a flow ends when
+# tc sees its RST or both FINs. A connection that dies otherwise (timed out, or destroyed while
+# its last packets were dropped before the pod's interface) would keep its flow for as long as
+# the workload exists; meshlaned looks for the pod-side socket of old flows (NETLINK_SOCK_DIAG
+# in the pod's namespace) and removes the flows whose socket is gone.
+#
+# MESHLANE_TEST_FAST_SWEEP=1 (tests only) runs that check every second on flows of any age.
+# Two held connections X -> B, both steered into B's inbound sidecar:
+#   - "dead" (B:8094): in B, an iptables rule drops B's packets to it, and `ss -K` destroys
+#     the sidecar's socket: its RST never reaches tc. Its flow must be removed within a few
+#     sweeps (status swept.dead_tc_flows), and no other flow with it.
+#   - "live" (B:8095), held 6 s across those sweeps: its flow stays, and its second exchange of
+#     4 KiB after the hold is echoed intact through the sidecar.
+# shellcheck source-path=SCRIPTDIR source=rel_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+
+HERE=$(dirname "${BASH_SOURCE[0]}")
+rel_setup
+rel_sidecars
+B4=$(mesh_v4 11)
+X4=$(mesh_v4 100)
+CONFIG="$ML_WORKDIR/meshlane.toml"
+rel_write_config "$CONFIG"
+MESHLANE_TEST_FAST_SWEEP=1 rel_start_timed "$CONFIG"
+
+# flow_ports: the client ports of the flows in ml_tcflows_v2, sorted (key bytes 32-33, host order).
+flow_ports() {
+  "$BPFTOOL" -j map dump pinned "$ML_BPFFS_DIR/ml_tcflows_v2" | python3 -c '
+import json, sys
+for entry in json.load(sys.stdin):
+    key = [int(b, 16) for b in entry["key"]]
+    print(key[32] | key[33] << 8)' | sort -n
+}
+swept_dead() { ml_json_int "$(rel_status_json | tr -d '\n')" dead_tc_flows; }
+wait_ready() {  # wait_ready FILE PID: the client port once held_conn.py printed "ready PORT"
+  local i
+  for ((i = 0; i < 100; i++)); do
+    if grep -q '^ready ' "$1" 2>/dev/null; then
+      sed -n 's/^ready //p' "$1"
+      return 0
+    fi
+    kill -0 "$2" 2>/dev/null || ml_fail "held connection exited early: $(cat "$1")"
+    sleep 0.05
+  done
+  ml_fail "held connection not ready: $(cat "$1")"
+}
+
+ml_bg ECHO "$ML_WORKDIR/echo.out" "$ML_WORKDIR/echo.err" "$ML_CG" "$REL_B" \
+  python3 "$HERE/same_port_pair.py" server 8094 8095
+for ((i = 0; i < 100; i++)); do
+  grep -q listening "$ML_WORKDIR/echo.out" 2>/dev/null && break
+  kill -0 "$ECHO" 2>/dev/null || ml_fail "echo server exited: $(cat "$ML_WORKDIR/echo.err")"
+  sleep 0.05
+done
+
+ml_snapshot s0
+ml_bg DEAD "$ML_WORKDIR/dead.out" "$ML_WORKDIR/dead.err" "$ML_CG" "$REL_X" \
+  python3 "$HERE/held_conn.py" "$B4" 8094 -1
+ml_bg LIVE "$ML_WORKDIR/live.out" "$ML_WORKDIR/live.err" "$ML_CG" "$REL_X" \
+  python3 "$HERE/held_conn.py" "$B4" 8095 6
+dead_port=$(wait_ready "$ML_WORKDIR/dead.out" "$DEAD")
+live_port=$(wait_ready "$ML_WORKDIR/live.out" "$LIVE")
+ml_snapshot s1
+[[ $(ml_delta s0 s1 intercepted_inbound_tc) -eq 2 ]] ||
+  ml_fail "expected both held connections steered by tc, intercepted_inbound_tc rose by $(ml_delta s0 s1 intercepted_inbound_tc)"
+ports=$(flow_ports | tr '\n' ' ')
+[[ " $ports" == *" $dead_port "* && " $ports" == *" $live_port "* ]] ||
+  ml_fail "flows of ports $dead_port and $live_port expected in ml_tcflows_v2, found: $ports"
+before=$(swept_dead)
+ml_log "flows for client ports: $ports(dead $dead_port, live $live_port); swept so far: $before"
+
+ml_log "the sidecar's socket of the dead connection destroyed, its RST dropped before tc"
+ml_in - "$REL_B" iptables -w -I OUTPUT -p tcp -d "$X4" --dport "$dead_port" -j DROP
+ml_in - "$REL_B" ss -K -t dst "$X4" dport = ":$dead_port" >/dev/null
+ml_in - "$REL_B" ss -H -t -n dst "$X4" dport = ":$dead_port" | grep -q . &&
+  ml_fail "ss -K left the sidecar's socket of port $dead_port (kernel without INET_DIAG_DESTROY?)"
+
+gone=0
+for ((i = 0; i < 100; i++)); do
+  if ! flow_ports | grep -qx "$dead_port"; then
+    gone=1
+    break
+  fi
+  sleep 0.1
+done
+[[ $gone -eq 1 ]] || ml_fail "the flow of the dead connection ($dead_port) was not removed within 10 s"
+after=$(swept_dead)
+[[ $((after - before)) -eq 1 ]] ||
+  ml_fail "status swept.dead_tc_flows rose by $((after - before)), expected 1"
+flow_ports | grep -qx "$live_port" || ml_fail "the live connection's flow was removed too"
+ml_log "dead flow removed (swept.dead_tc_flows $before -> $after); the live one stays"
+
+rc=0
+wait "$LIVE" || rc=$?
+[[ $rc -eq 0 ]] || ml_fail "the live connection failed after the sweeps: $(cat "$ML_WORKDIR/live.out")"
+grep -qx ok "$ML_WORKDIR/live.out" || ml_fail "the live connection did not finish: $(cat "$ML_WORKDIR/live.out")"
+ml_log "PASS: a flow whose end tc never saw is removed once its socket is gone; a live one is kept"
