@@ -1,5 +1,5 @@
 #include "meshlane/control_server.hpp"
-#include "meshlane/live_connections.hpp"
+#include "meshlane/asio_servers.hpp"
 
 #include <grp.h>
 #include <spdlog/spdlog.h>
@@ -31,7 +31,6 @@ namespace {
 // Sessions read into one buffer of the server (see Session::read): an idle client costs no
 // buffer, so 1,024 of them cost kilobytes rather than 64 MiB.
 constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
-constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
 
 PeerCredentials peer_credentials(int fd) {
   PeerCredentials peer;
@@ -378,24 +377,8 @@ struct Server::Impl {
       : acceptor(io), retry_timer(io), shared(std::move(shared_state)) {}
 
   void accept_next() {
-    acceptor.async_accept([this](const boost::system::error_code& error, Socket socket) {
-      if (error == asio::error::operation_aborted) {
-        return;  // the server is going away: `this` may already be gone
-      }
-      if (error) {
-        // EMFILE and the like: back off instead of spinning.
-        spdlog::warn("control: accept failed: {}", error.message());
-        retry_timer.expires_after(kAcceptRetryDelay);
-        retry_timer.async_wait([this](const boost::system::error_code& wait_error) {
-          if (!wait_error) {
-            accept_next();
-          }
-        });
-        return;
-      }
-      on_accept(std::move(socket));
-      accept_next();
-    });
+    accept_forever(acceptor, retry_timer, "control",
+                   [this](Socket socket) { on_accept(std::move(socket)); });
   }
 
   void on_accept(Socket socket) {

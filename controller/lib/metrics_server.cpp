@@ -1,5 +1,5 @@
 #include "meshlane/metrics_server.hpp"
-#include "meshlane/live_connections.hpp"
+#include "meshlane/asio_servers.hpp"
 
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -23,7 +23,6 @@ using Tcp = asio::ip::tcp;
 namespace {
 
 constexpr std::size_t kReadChunk = 1024;
-constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
 
 // A best-effort, never-blocking answer before closing (too many connections, timeout).
 void send_now(int fd, const HttpResponse& response) {
@@ -164,24 +163,8 @@ struct Server::Impl {
       : acceptor(io), retry_timer(io), shared(std::move(shared_state)) {}
 
   void accept_next() {
-    acceptor.async_accept([this](const boost::system::error_code& error, Tcp::socket socket) {
-      if (error == asio::error::operation_aborted) {
-        return;  // the server is going away: `this` may already be gone
-      }
-      if (error) {
-        // EMFILE and the like: back off instead of spinning.
-        spdlog::warn("metrics: accept failed: {}", error.message());
-        retry_timer.expires_after(kAcceptRetryDelay);
-        retry_timer.async_wait([this](const boost::system::error_code& wait_error) {
-          if (!wait_error) {
-            accept_next();
-          }
-        });
-        return;
-      }
-      on_accept(std::move(socket));
-      accept_next();
-    });
+    accept_forever(acceptor, retry_timer, "metrics",
+                   [this](Tcp::socket socket) { on_accept(std::move(socket)); });
   }
 
   void on_accept(Tcp::socket socket) {
