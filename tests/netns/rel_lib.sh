@@ -107,6 +107,22 @@ rel_start_timed() {
   REL_CONTROL_MS=$((($(date +%s%N) - t0) / 1000000))
 }
 
+# rel_echo_server NETNS PORT...: an echo server on every PORT (all addresses, dual stack;
+# same_port_pair.py) in NETNS and the test cgroup, in the background until the test ends (PID
+# in REL_ECHO_PID); returns once all ports listen.
+rel_echo_server() {
+  local ns=$1 i
+  shift
+  ml_bg REL_ECHO_PID "$ML_WORKDIR/echo.out" "$ML_WORKDIR/echo.err" "$ML_CG" "$ns" \
+    python3 "$(dirname "${BASH_SOURCE[0]}")/same_port_pair.py" server "$@"
+  for ((i = 0; i < 100; i++)); do
+    grep -q listening "$ML_WORKDIR/echo.out" 2>/dev/null && return 0
+    kill -0 "$REL_ECHO_PID" 2>/dev/null || ml_fail "echo server exited: $(cat "$ML_WORKDIR/echo.err")"
+    sleep 0.05
+  done
+  ml_fail "echo server on ports $* did not listen within 5 s"
+}
+
 # rel_status_json: `meshlanectl -o json status` of the running daemon.
 rel_status_json() { "$MESHLANECTL" --socket "$(rel_socket)" -o json status; }
 

@@ -47,13 +47,7 @@ wait_ready() {  # wait_ready FILE PID: the client port once held_conn.py printed
   ml_fail "held connection not ready: $(cat "$1")"
 }
 
-ml_bg ECHO "$ML_WORKDIR/echo.out" "$ML_WORKDIR/echo.err" "$ML_CG" "$REL_B" \
-  python3 "$HERE/same_port_pair.py" server 8094 8095
-for ((i = 0; i < 100; i++)); do
-  grep -q listening "$ML_WORKDIR/echo.out" 2>/dev/null && break
-  kill -0 "$ECHO" 2>/dev/null || ml_fail "echo server exited: $(cat "$ML_WORKDIR/echo.err")"
-  sleep 0.05
-done
+rel_echo_server "$REL_B" 8094 8095
 
 ml_snapshot s0
 ml_bg DEAD "$ML_WORKDIR/dead.out" "$ML_WORKDIR/dead.err" "$ML_CG" "$REL_X" \

@@ -31,13 +31,7 @@ flow_count() {
 
 # ---------------------------------------------------------------------------------------------
 ml_log "1. two connections from $X4:40123 to $B4:8092 and $B4:8080 at once"
-ml_bg ECHO "$ML_WORKDIR/echo.out" "$ML_WORKDIR/echo.err" "$ML_CG" "$REL_B" \
-  python3 "$PAIR" server 8080 8092
-for ((i = 0; i < 100; i++)); do
-  grep -q listening "$ML_WORKDIR/echo.out" 2>/dev/null && break
-  kill -0 "$ECHO" 2>/dev/null || ml_fail "echo server exited: $(cat "$ML_WORKDIR/echo.err")"
-  sleep 0.05
-done
+rel_echo_server "$REL_B" 8080 8092
 sb=$(mesh_log_lines "$REL_LOG_B")
 ml_snapshot c0
 rc=0
@@ -59,7 +53,7 @@ mesh_log_since "$REL_LOG_B" "$sb" | grep -q ":8080\$" &&
   ml_fail "B's inbound sidecar carried the colliding connection to 8080 too"
 flows=$(flow_count)
 [[ $flows -eq 0 ]] || ml_fail "$flows tc flow(s) left behind after both connections closed"
-ml_kill_pid "$ECHO"
+ml_kill_pid "$REL_ECHO_PID"
 
 # ---------------------------------------------------------------------------------------------
 ml_log "2. ml_tcflows_v2 with 4 entries, 8 persistent connections X -> B:8093"
