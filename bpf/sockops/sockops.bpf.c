@@ -6,6 +6,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 
 #include "meshlane/counters.bpf.h"
 #include "meshlane/events.bpf.h"
@@ -24,6 +25,13 @@ const volatile __u8 port_include_mode = 0;
  * (tcp_bpf_recvmsg) can return EAGAIN to a *blocking* recv() when the reader is woken without
  * data, which breaks applications that use blocking sockets. See docs/datapath.md. */
 const volatile __u8 splice_blocking_sockets = 0;
+
+/* acceleration.max_unread_bytes: a spliced socket whose reader has more than this many
+ * redirected bytes unread goes back to the normal stack, where TCP's flow control holds the
+ * sender back. Redirected bytes are charged to the reader but not held to its receive buffer,
+ * so without a limit a fast sender can fill the kernel's TCP memory and get ENOMEM. 0 (the
+ * default): no limit, and the check below is dead code. */
+const volatile __u32 max_unread_bytes = 0;
 
 /* Tests only (MESHLANE_TEST_VERIFIER_REJECT=1): makes ml_sk_msg a program the verifier
  * rejects, to test how meshlaned reports a rejection and that it then changes nothing. Zero in
@@ -339,6 +347,38 @@ int ml_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
+/* Kernel 6.2+ kfuncs; resolved to NULL on older kernels, where the limit is not enforced. */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+/* The low bits of sk_user_data are flags (SK_USER_DATA_NOCOPY, _BPF, _PSOCK). */
+#define ML_SK_USER_DATA_FLAGS 7UL
+
+/* Bytes redirected to the socket that the current message was just redirected to and not yet
+ * read by its application: the reader's psock ingress queue (msg_tot_len, what FIONREAD
+ * reports). 0 when the kernel cannot tell. */
+static __always_inline __u32 redirect_target_unread(struct sk_msg_md *md)
+{
+	struct sk_psock *psock;
+	struct sk_msg *msg;
+	struct sock *target;
+	unsigned long data;
+
+	if (!bpf_cast_to_kern_ctx || !bpf_rdonly_cast)
+		return 0;
+	if (!bpf_core_field_exists(struct sk_psock, msg_tot_len))
+		return 0;
+	msg = bpf_cast_to_kern_ctx(md);
+	target = msg->sk_redir;
+	if (!target)
+		return 0;
+	data = (unsigned long)target->sk_user_data & ~ML_SK_USER_DATA_FLAGS;
+	if (!data)
+		return 0;
+	psock = bpf_rdonly_cast((void *)data, bpf_core_type_id_kernel(struct sk_psock));
+	return psock->msg_tot_len;
+}
+
 SEC("sk_msg")
 int ml_sk_msg(struct sk_msg_md *msg)
 {
@@ -362,5 +402,12 @@ int ml_sk_msg(struct sk_msg_md *msg)
 	}
 	ml_count(ML_CTR_MESSAGES_REDIRECTED, 1);
 	ml_count(ML_CTR_BYTES_REDIRECTED, msg->size);
+	if (max_unread_bytes && redirect_target_unread(msg) > max_unread_bytes) {
+		/* The reader is that far behind: this message is the last one redirected, later
+		 * sends take the normal stack and its flow control. The reader gets the queued
+		 * redirected bytes before any that arrive by TCP, so the order holds. */
+		state->fallback = 1;
+		ml_count(ML_CTR_REDIRECT_READER_BEHIND, 1);
+	}
 	return SK_PASS;
 }

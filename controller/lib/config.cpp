@@ -33,6 +33,7 @@ namespace {
 constexpr std::int64_t kMinPort = 1;
 constexpr std::int64_t kMaxPort = 65535;
 constexpr std::int64_t kMinSockhashEntries = 1;
+constexpr std::int64_t kMaxUnreadBytesLimit = std::int64_t{1} << 30;
 constexpr std::int64_t kMaxSockhashEntries = 16777216;  // 2^24: keeps map memory bounded
 // (uid_t)-1 and (gid_t)-1 mean "no id" to the kernel, so they cannot name the proxy.
 constexpr std::int64_t kMaxProxyId = 4294967294;
@@ -697,7 +698,7 @@ Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
 }
 
 Status parse_acceleration_table(const Field& field, AccelerationConfig& acceleration) {
-  const std::array<KeyReader, 5> readers = {{
+  const std::array<KeyReader, 6> readers = {{
       {"enabled", [&](const Field& f) { return read_bool(f, acceleration.enabled); }},
       {"splice_blocking_sockets",
        [&](const Field& f) { return read_bool(f, acceleration.splice_blocking_sockets); }},
@@ -712,6 +713,15 @@ Status parse_acceleration_table(const Field& field, AccelerationConfig& accelera
        }},
       {"include_ports", [&](const Field& f) { return read_ports(f, acceleration.include_ports); }},
       {"exclude_ports", [&](const Field& f) { return read_ports(f, acceleration.exclude_ports); }},
+      {"max_unread_bytes",
+       [&](const Field& f) {
+         std::int64_t bytes = 0;
+         Status status = read_integer(f, 0, kMaxUnreadBytesLimit, bytes);
+         if (status) {
+           acceleration.max_unread_bytes = static_cast<std::uint32_t>(bytes);
+         }
+         return status;
+       }},
   }};
   return read_table(field, readers);
 }

@@ -120,6 +120,9 @@ const char* counter_help(ml_counter counter) {
     case ML_CTR_TC_FLOW_COLLISIONS:
       return "SYNs not steered by tc: their flow key was taken by a connection to another port.";
     case ML_CTR_TC_FLOWS_FULL: return "SYNs not steered by tc because the tc flow map was full.";
+    case ML_CTR_REDIRECT_READER_BEHIND:
+      return "Spliced sockets sent back to the normal stack because their reader was more than "
+             "acceleration.max_unread_bytes behind.";
     case ML_CTR_MAX: break;
   }
   return "A meshlane datapath counter.";

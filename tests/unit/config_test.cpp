@@ -139,6 +139,7 @@ splice_blocking_sockets = true
 sockhash_max_entries = 1024
 include_ports = [8080, 9090]
 exclude_ports = [22]
+max_unread_bytes = 65536
 )");
   EXPECT_EQ(config.daemon.bpffs_dir, "/sys/fs/bpf/test");
   EXPECT_EQ(config.daemon.cgroup, "meshlane-test");
@@ -148,6 +149,7 @@ exclude_ports = [22]
   EXPECT_EQ(config.acceleration.sockhash_max_entries, 1024u);
   EXPECT_EQ(config.acceleration.include_ports, (std::vector<std::uint16_t>{8080, 9090}));
   EXPECT_EQ(config.acceleration.exclude_ports, (std::vector<std::uint16_t>{22}));
+  EXPECT_EQ(config.acceleration.max_unread_bytes, 65536u);
 }
 
 TEST(ParseConfig, MissingKeysKeepDefaults) {
@@ -255,7 +257,15 @@ TEST(ParseConfig, UnknownAccelerationKeyIsRejected) {
   EXPECT_TRUE(contains(parse_error("[acceleration]\n  include_port = [80]\n"),
                        "meshlane.toml:2:3: acceleration.include_port: unknown key (known keys: "
                        "enabled, splice_blocking_sockets, sockhash_max_entries, include_ports, "
-                       "exclude_ports)"));
+                       "exclude_ports, max_unread_bytes)"));
+}
+
+TEST(ParseConfig, MaxUnreadBytesIsOffByDefaultAndBounded) {
+  EXPECT_EQ(AccelerationConfig{}.max_unread_bytes, 0u);
+  EXPECT_TRUE(contains(parse_error("[acceleration]\nmax_unread_bytes = 2147483648\n"),
+                       "acceleration.max_unread_bytes: 2147483648 is out of range (allowed "
+                       "0..1073741824)"));
+  EXPECT_TRUE(contains(parse_error("[acceleration]\nmax_unread_bytes = -1\n"), "is out of range"));
 }
 
 TEST(ParseConfig, NestedTableIsAnUnknownKey) {

@@ -207,6 +207,9 @@ enum ml_counter {
 	 * by a live steered connection to another port of the pod. */
 	ML_CTR_TC_FLOW_COLLISIONS,
 	ML_CTR_TC_FLOWS_FULL, /* a SYN not steered by tc: ml_tcflows_v2 was full */
+	/* A spliced socket went back to the normal stack because its reader had more than
+	 * acceleration.max_unread_bytes of redirected bytes unread (back-pressure). */
+	ML_CTR_REDIRECT_READER_BEHIND,
 	ML_CTR_MAX,
 };
 

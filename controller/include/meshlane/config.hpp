@@ -54,6 +54,9 @@ struct AccelerationConfig {
   // Also splice sockets that the application may read in blocking mode. Off by default: the
   // kernel's sockmap receive path can then return EAGAIN to a blocking recv() (docs/datapath.md).
   bool splice_blocking_sockets = false;
+  // Back-pressure: a spliced socket whose reader has more than this many redirected bytes
+  // unread goes back to the normal stack and TCP's flow control. 0 (the default): no limit.
+  std::uint32_t max_unread_bytes = 0;
 };
 
 // An address prefix, IPv4 or IPv6. IPv4 prefixes are kept as v4-mapped IPv6 (::ffff:a.b.c.d,
