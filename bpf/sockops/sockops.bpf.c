@@ -272,13 +272,116 @@ static __always_inline int steered_from_outside(const struct ml_sock_key *self)
 	return bpf_map_lookup_elem(&ml_tcflows_v2, &key) != NULL;
 }
 
+/* Kernel 6.2+ kfuncs; resolved to NULL on older kernels (see the callers). */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+/* The low bits of sk_user_data are flags (SK_USER_DATA_NOCOPY, _BPF, _PSOCK). */
+#define ML_SK_USER_DATA_FLAGS 7UL
+
+/* Redirected bytes queued on sk that its application has not read yet: the psock's ingress
+ * queue (msg_tot_len, what FIONREAD reports on a sockhash member). -1 when the kernel cannot
+ * tell. */
+static __always_inline long sock_unread_redirected(struct sock *sk)
+{
+	struct sk_psock *psock;
+	unsigned long data;
+
+	if (!bpf_rdonly_cast || !bpf_core_field_exists(struct sk_psock, msg_tot_len))
+		return -1;
+	if (!sk)
+		return -1;
+	data = (unsigned long)sk->sk_user_data & ~ML_SK_USER_DATA_FLAGS;
+	if (!data)
+		return 0;
+	psock = bpf_rdonly_cast((void *)data, bpf_core_type_id_kernel(struct sk_psock));
+	return psock->msg_tot_len;
+}
+
+/* Whether the server end of this client's connection can be a spliced socket of this node: a
+ * listener of this cgroup in this namespace (for a loopback address or this namespace's own
+ * address), or a configured workload's address. Anything else (off the node, outside the
+ * cgroup) would only ever send this socket bytes by TCP, and on a sockhash member the kernel's
+ * FIONREAD counts only redirected bytes: it would read 0 while recv() has data. */
+static __always_inline int server_may_splice(struct bpf_sock_ops *skops,
+					     const struct ml_sock_key *self)
+{
+	struct ml_listener_key listener = {
+		.netns_cookie = bpf_get_netns_cookie(skops),
+		.port = self->remote_port,
+	};
+	struct ml_ip_key ip = {};
+
+	if (ml_ip6_is_loopback(self->remote_ip6) || ml_ip6_equal(self->remote_ip6, self->local_ip6))
+		return bpf_map_lookup_elem(&ml_listeners_v1, &listener) != NULL;
+	ml_ip6_copy(ip.ip6, self->remote_ip6);
+	return bpf_map_lookup_elem(&ml_pod_ips_v1, &ip) != NULL;
+}
+
+/* Puts this socket into the sockhash if the connection can be spliced; returns 0 when it did.
+ * Both ends must be spliced or neither: a sockhash member that receives bytes by TCP has a
+ * FIONREAD of 0. The client end, established first, files its key in ml_pairing_v1; the
+ * server end joins only if it takes that entry, and the client's first send takes it instead
+ * when the server end is not established yet (that send then goes by TCP). */
+static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_sock *sk,
+					 const struct ml_sock_fields *fields,
+					 const struct ml_sock_key *self,
+					 struct ml_sock_state *state, int active)
+{
+	const __u8 one = 1;
+	long err;
+
+	if (!accelerate || (!active && steered_from_outside(self)))
+		return -1;
+	if (!ports_allow_splice(self->local_port, self->remote_port)) {
+		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_PORT);
+		return -1;
+	}
+	if (workload_refuses_splice(fields->netns_cookie, self->local_port, self->remote_port)) {
+		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_WORKLOAD);
+		return -1;
+	}
+	if (reader_may_block(skops, sk, active)) {
+		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_BLOCKING);
+		ml_emit_socket(ML_EVENT_SKIPPED_BLOCKING, self, fields->netns_cookie, active,
+			       state->hop, 0);
+		return -1;
+	}
+	if (active ? !server_may_splice(skops, self) :
+		     !bpf_map_lookup_elem(&ml_pairing_v1, &state->peer)) {
+		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_PEER);
+		return -1;
+	}
+	err = bpf_sock_hash_update(skops, &ml_sockhash_v1, (void *)self, BPF_ANY);
+	if (err != 0) {
+		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_ADD_FAILED);
+		ml_emit_socket(ML_EVENT_MAP_FULL, self, fields->netns_cookie, active, state->hop,
+			       (int)err);
+		return -1;
+	}
+	if (active) {
+		if (bpf_map_update_elem(&ml_pairing_v1, self, &one, BPF_ANY) != 0) {
+			bpf_map_delete_elem(&ml_sockhash_v1, (void *)self);
+			count_socket(fields->netns_cookie, ML_CTR_SOCKETS_ADD_FAILED);
+			return -1;
+		}
+		state->pairing = 1;
+	} else if (bpf_map_delete_elem(&ml_pairing_v1, &state->peer) != 0) {
+		/* The client's first send took the entry between the lookup and the insert: it went
+		 * by TCP. This end was in the sockhash for no byte; it leaves again. */
+		bpf_map_delete_elem(&ml_sockhash_v1, (void *)self);
+		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_PEER);
+		return -1;
+	}
+	return 0;
+}
+
 static __always_inline void add_established(struct bpf_sock_ops *skops, int active)
 {
 	struct ml_sock_fields fields = {};
 	struct ml_sock_key self = {};
 	struct ml_sock_state *state;
 	struct bpf_sock *sk = skops->sk;
-	long err;
 
 	if (!sk)
 		return;
@@ -291,27 +394,14 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 	if (!active)
 		take_orig_dst(state, &self);
 	state->fallback = 1;
-	if (!accelerate || (!active && steered_from_outside(&self)))
-		return;
-	if (!ports_allow_splice(self.local_port, self.remote_port)) {
-		count_socket(fields.netns_cookie, ML_CTR_SOCKETS_SKIPPED_PORT);
-		return;
-	}
-	if (workload_refuses_splice(fields.netns_cookie, self.local_port, self.remote_port)) {
-		count_socket(fields.netns_cookie, ML_CTR_SOCKETS_SKIPPED_WORKLOAD);
-		return;
-	}
-	if (reader_may_block(skops, sk, active)) {
-		count_socket(fields.netns_cookie, ML_CTR_SOCKETS_SKIPPED_BLOCKING);
-		ml_emit_socket(ML_EVENT_SKIPPED_BLOCKING, &self, fields.netns_cookie, active,
-			       state->hop, 0);
-		return;
-	}
-	err = bpf_sock_hash_update(skops, &ml_sockhash_v1, &self, BPF_ANY);
-	if (err != 0) {
-		count_socket(fields.netns_cookie, ML_CTR_SOCKETS_ADD_FAILED);
-		ml_emit_socket(ML_EVENT_MAP_FULL, &self, fields.netns_cookie, active, state->hop,
-			       (int)err);
+	if (splice_socket(skops, sk, &fields, &self, state, active) != 0) {
+		if (!active) {
+			/* The client end may be in the sockhash, waiting for this end: it leaves, or
+			 * it would receive every byte by TCP. Nothing was redirected to it (only this
+			 * socket could), so nothing queued is lost. */
+			bpf_map_delete_elem(&ml_sockhash_v1, &state->peer);
+			bpf_map_delete_elem(&ml_pairing_v1, &state->peer);
+		}
 		return;
 	}
 	state->fallback = 0;
@@ -347,36 +437,33 @@ int ml_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
-/* Kernel 6.2+ kfuncs; resolved to NULL on older kernels, where the limit is not enforced. */
-extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
-
-/* The low bits of sk_user_data are flags (SK_USER_DATA_NOCOPY, _BPF, _PSOCK). */
-#define ML_SK_USER_DATA_FLAGS 7UL
-
-/* Bytes redirected to the socket that the current message was just redirected to and not yet
- * read by its application: the reader's psock ingress queue (msg_tot_len, what FIONREAD
- * reports). 0 when the kernel cannot tell. */
-static __always_inline __u32 redirect_target_unread(struct sk_msg_md *md)
+/* Redirected bytes the socket this message was just redirected to has not read yet; 0 when
+ * the kernel cannot tell. */
+static __always_inline long redirect_target_unread(struct sk_msg_md *md)
 {
-	struct sk_psock *psock;
 	struct sk_msg *msg;
-	struct sock *target;
-	unsigned long data;
+	long unread;
 
-	if (!bpf_cast_to_kern_ctx || !bpf_rdonly_cast)
-		return 0;
-	if (!bpf_core_field_exists(struct sk_psock, msg_tot_len))
+	if (!bpf_cast_to_kern_ctx)
 		return 0;
 	msg = bpf_cast_to_kern_ctx(md);
-	target = msg->sk_redir;
-	if (!target)
+	unread = sock_unread_redirected(msg->sk_redir);
+	return unread > 0 ? unread : 0;
+}
+
+/* A client's first send: if its pairing entry is still there, the server end is not
+ * established yet. Taking the entry makes the server end stay out of the sockhash (and take
+ * this end out), and this send and all later ones go by TCP. */
+static __always_inline int first_send_beats_server(struct ml_sock_state *state)
+{
+	struct ml_sock_key self = {};
+
+	state->pairing = 0;
+	ml_mirror_key(&state->peer, &self);
+	if (bpf_map_delete_elem(&ml_pairing_v1, &self) != 0)
 		return 0;
-	data = (unsigned long)target->sk_user_data & ~ML_SK_USER_DATA_FLAGS;
-	if (!data)
-		return 0;
-	psock = bpf_rdonly_cast((void *)data, bpf_core_type_id_kernel(struct sk_psock));
-	return psock->msg_tot_len;
+	state->fallback = 1;
+	return 1;
 }
 
 SEC("sk_msg")
@@ -392,6 +479,11 @@ int ml_sk_msg(struct sk_msg_md *msg)
 	state = bpf_sk_storage_get(&ml_sockstate_v1, sk, 0, 0);
 	if (!state || state->fallback)
 		return SK_PASS;
+	if (state->pairing && first_send_beats_server(state)) {
+		ml_count(ML_CTR_REDIRECT_FAILED, 1);
+		ml_emit_fallback(&state->peer, bpf_get_netns_cookie(msg), msg->size);
+		return SK_PASS;
+	}
 	if (bpf_msg_redirect_hash(msg, &ml_sockhash_v1, &state->peer, BPF_F_INGRESS) != SK_PASS) {
 		/* Peer not spliced (yet): this and every later send of this socket take the
 		 * normal stack, so the peer never reads redirected bytes ahead of queued ones. */

@@ -123,6 +123,9 @@ const char* counter_help(ml_counter counter) {
     case ML_CTR_REDIRECT_READER_BEHIND:
       return "Spliced sockets sent back to the normal stack because their reader was more than "
              "acceleration.max_unread_bytes behind.";
+    case ML_CTR_SOCKETS_SKIPPED_PEER:
+      return "Sockets not spliced because the other end of their connection is not (off the "
+             "node, outside the cgroup, not spliced, or its first bytes went by TCP).";
     case ML_CTR_MAX: break;
   }
   return "A meshlane datapath counter.";

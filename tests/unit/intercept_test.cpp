@@ -423,6 +423,27 @@ ml_flow_key flow_of(const ml_sock_key& client) {
   return flow;
 }
 
+// A socket keeps only its peer's key; the pairing entry and sk_msg rebuild its own key by
+// mirroring it, which must give exactly the key it was inserted under (padding zeroed too).
+TEST(MirrorKey, PeerKeyMirroredIsTheSocketsOwnKey) {
+  for (const ml_sock_fields& fields :
+       {v6_fields("fd00::5", 41000, "fd00::6", 15106, kSelfCookie),
+        v6_fields("::1", 15001, "::1", 52000, kSelfCookie),
+        v6_fields("::ffff:127.0.0.6", 40001, "::ffff:198.18.0.12", 8080, kSelfCookie)}) {
+    ml_sock_key self{};
+    ml_sock_key peer{};
+    ASSERT_EQ(ml_build_keys(&fields, &self, &peer), 0);
+    ml_sock_key mirrored;
+    std::memset(&mirrored, 0xa5, sizeof(mirrored));
+    ml_mirror_key(&peer, &mirrored);
+    EXPECT_EQ(std::memcmp(&mirrored, &self, sizeof(self)), 0);
+    ml_sock_key back;
+    std::memset(&back, 0xa5, sizeof(back));
+    ml_mirror_key(&mirrored, &back);
+    EXPECT_EQ(std::memcmp(&back, &peer, sizeof(peer)), 0);
+  }
+}
+
 TEST(FlowKeyFromClient, LoopbackHopToTheOutboundProxyIsScopedToTheNamespace) {
   // The app's redirected socket: 127.0.0.1:40000 -> 127.0.0.1:15001.
   const ml_sock_key client =

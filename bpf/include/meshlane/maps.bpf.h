@@ -85,6 +85,17 @@ struct {
 	__type(value, __u8);
 } ml_listeners_v1 SEC(".maps");
 
+/* Client ends of connections being spliced whose server end is not established yet (key: the
+ * client's sockhash key). Taken by the server end's established callback, or by the client's
+ * first send if that comes first; see splice_socket. An entry lives for one handshake, so an
+ * LRU hash: one evicted only means that connection is not spliced. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct ml_sock_key);
+	__type(value, __u8);
+} ml_pairing_v1 SEC(".maps");
+
 /* Template of a compiled policy (see ml_policy_key in shared.h). The controller creates one
  * such trie per policy generation and swaps it into the slot of ml_policy_v1. */
 struct ml_policy_trie {

@@ -57,7 +57,9 @@ struct ml_sock_state {
 	__u8 fallback;
 	__u8 has_orig_dst;
 	__u8 hop; /* enum ml_hop */
-	__u8 pad;
+	/* A client end whose entry in ml_pairing_v1 its server end has not taken yet (or had not
+	 * at this socket's first send). Was padding (always zero) before. */
+	__u8 pairing;
 };
 
 /* Value of ml_origdst_v2: an original destination filed for a handshake in flight. Filed by the
@@ -210,6 +212,11 @@ enum ml_counter {
 	/* A spliced socket went back to the normal stack because its reader had more than
 	 * acceleration.max_unread_bytes of redirected bytes unread (back-pressure). */
 	ML_CTR_REDIRECT_READER_BEHIND,
+	/* Not spliced because the other end is not: a client whose server is not a spliceable
+	 * socket of this node (off the node, outside the cgroup), a server whose client is not
+	 * spliced or whose first bytes came by TCP. Both ends or neither: a sockhash member that
+	 * receives bytes by TCP has a FIONREAD of 0 (the kernel counts only redirected bytes). */
+	ML_CTR_SOCKETS_SKIPPED_PEER,
 	ML_CTR_MAX,
 };
 
@@ -353,6 +360,7 @@ struct ml_event {
 #define ML_CIDR_RULES_MAP_NAME "ml_cidrrules_v1"
 #define ML_TC_FLOWS_MAP_NAME "ml_tcflows_v2"
 #define ML_LISTENERS_MAP_NAME "ml_listeners_v1"
+#define ML_PAIRING_MAP_NAME "ml_pairing_v1"
 /* Retired layouts (LRU maps) that a start converts into the current ones (map_upgrade.cpp). */
 #define ML_ORIG_DST_V1_MAP_NAME "ml_origdst_v1"
 #define ML_TC_FLOWS_V1_MAP_NAME "ml_tcflows_v1"

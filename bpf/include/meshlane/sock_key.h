@@ -103,4 +103,21 @@ ML_INLINE int ml_build_keys(const struct ml_sock_fields *f, struct ml_sock_key *
 	return 0;
 }
 
+/* The key of the other end of the connection keyed by key: a socket's own key is the mirror of
+ * the peer key it keeps in its storage (the sequence numbers of the key are those at the
+ * established callback, which a later callback cannot read again). */
+ML_INLINE void ml_mirror_key(const struct ml_sock_key *key, struct ml_sock_key *mirror)
+{
+	for (int i = 0; i < 4; i++) {
+		mirror->local_ip6[i] = key->remote_ip6[i];
+		mirror->remote_ip6[i] = key->local_ip6[i];
+	}
+	mirror->scope = key->scope;
+	mirror->local_port = key->remote_port;
+	mirror->remote_port = key->local_port;
+	mirror->local_seq = key->remote_seq;
+	mirror->remote_seq = key->local_seq;
+	mirror->pad = 0;
+}
+
 #endif /* MESHLANE_SOCK_KEY_H */
