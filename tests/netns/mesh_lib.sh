@@ -559,6 +559,9 @@ mesh__phase() {
   ml_show_delta n0 n1
   mesh_assert_rose n0 n1 "$label" intercepted_to_node_proxy
   mesh_assert_flat n0 n1 "$label" intercepted_outbound
+  # C's hop to the node proxy (in the cgroup) is spliced: its server end is this workload's
+  # node proxy, which sock_ops knows from the workload (docs/datapath.md, both ends or neither).
+  mesh_assert_rose n0 n1 "$label" spliced_app_to_proxy
 }
 
 # mesh__direct_after_cleanup FAMILY: A -> B:8080 with the datapath gone: the server sees A's own

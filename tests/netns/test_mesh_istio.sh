@@ -11,7 +11,8 @@
 #   - an excluded port and an excluded CIDR go direct (no proxy log line, bypassed_excluded);
 #     a non-excluded off-node destination goes through A's sidecar;
 #   - a host off the node (not a workload) -> B:8080 is steered by tc to B's inbound proxy;
-#   - sidecarless C -> B through the node proxy (intercepted_to_node_proxy);
+#   - sidecarless C -> B through the node proxy (intercepted_to_node_proxy), C's hop to the
+#     node proxy spliced (spliced_app_to_proxy);
 # then SIGTERM + meshlaned --cleanup: no tc filter, no pin, pods talk directly again.
 # See mesh_lib.sh for the topology and the scenarios.
 source "$(dirname "${BASH_SOURCE[0]}")/mesh_lib.sh"
