@@ -312,7 +312,6 @@ static __always_inline int server_may_splice(struct bpf_sock_ops *skops,
 		.port = self->remote_port,
 	};
 	struct ml_ip_key ip = {};
-
 	struct ml_workload *wl;
 
 	if (ml_ip6_is_loopback(self->remote_ip6) || ml_ip6_equal(self->remote_ip6, self->local_ip6))
