@@ -476,17 +476,6 @@ bench_log "all cells done in $((SECONDS - start)) s; writing the report"
 python3 "$REPO/scripts/bench/report.py" build "$out_dir" ||
   bench_die "report.py failed; raw results are in $RAW"
 ln -sfn "$(basename "$out_dir")" "$(dirname "$out_dir")/latest" 2>/dev/null || true
-if [[ -f $out_dir/policy_switch.json ]]; then
-  python3 - "$out_dir/policy_switch.json" >>"$out_dir/results.md" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-print("\n## Policy switch (%d rules, %d kernel entries, %d applies)\n" % (r["rules"], r["kernel_entries"], r["rounds"]))
-print("| | p50 | p99 | max |\n|---|---|---|---|")
-print("| `policy apply` round trip (ms) | %.2f | %.2f | %.2f |" % (r["apply_ms"]["p50"], r["apply_ms"]["p99"], r["apply_ms"]["max"]))
-print("| apply returned -> new verdict seen (us) | %.1f | %.1f | %.1f |" % (r["enforce_lag_us"]["p50"], r["enforce_lag_us"]["p99"], r["enforce_lag_us"]["max"]))
-print("\nConnects that still got the old verdict after apply returned: %d (target p99 lag < 1 ms)." % r["stale_verdicts_after_return"])
-PY
-fi
 echo
 cat "$out_dir/results.md"
 echo

@@ -91,7 +91,7 @@ COUNTER_KEYS = [
     "sockets_added", "sockets_add_failed", "sockets_skipped_blocking", "messages_redirected",
     "bytes_redirected", "redirect_failed", "spliced_app_to_proxy", "spliced_proxy_to_proxy",
     "spliced_proxy_to_app", "spliced_other", "intercepted_outbound", "intercepted_inbound_local",
-    "orig_dst_answered",
+    "orig_dst_answered", "sockets_skipped_peer", "redirect_reader_behind",
 ]
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -536,9 +536,30 @@ def build(out_dir):
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(result, f, indent=1, sort_keys=False)
     md = markdown(result, modes, cells, table, targets, failures, warnings, splicing)
+    md += policy_switch_markdown(os.path.join(out_dir, "policy_switch.json"))
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(md)
     chart(out_dir, result, modes, table)
+
+
+def policy_switch_markdown(path):
+    """The policy-switch section, from policy_switch.json (written by scripts/bench.sh when the
+    run had mode d); "" when there is none."""
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        r = json.load(f)
+    return "".join([
+        "\n## Policy switch (%d rules, %d kernel entries, %d applies)\n\n"
+        % (r["rules"], r["kernel_entries"], r["rounds"]),
+        "| | p50 | p99 | max |\n|---|---|---|---|\n",
+        "| `policy apply` round trip (ms) | %.2f | %.2f | %.2f |\n"
+        % (r["apply_ms"]["p50"], r["apply_ms"]["p99"], r["apply_ms"]["max"]),
+        "| apply returned -> new verdict seen (us) | %.1f | %.1f | %.1f |\n"
+        % (r["enforce_lag_us"]["p50"], r["enforce_lag_us"]["p99"], r["enforce_lag_us"]["max"]),
+        "\nConnects that still got the old verdict after apply returned: %d "
+        "(target p99 lag < 1 ms).\n" % r["stale_verdicts_after_return"],
+    ])
 
 
 def rng(st, f=fmt):
@@ -624,8 +645,8 @@ def markdown(result, modes, cells, table, targets, failures, warnings, splicing)
         L.append("#### meshlane counters (summed over the rounds)")
         L.append("")
         keys = ["intercepted_outbound", "intercepted_inbound_local", "sockets_added",
-                "sockets_skipped_blocking", "messages_redirected", "bytes_redirected",
-                "redirect_failed"]
+                "sockets_skipped_blocking", "sockets_skipped_peer", "messages_redirected",
+                "bytes_redirected", "redirect_failed", "redirect_reader_behind"]
         L.append("| mode/cell | " + " | ".join(keys) + " |")
         L.append("|---|" + "---|" * len(keys))
         for k in sorted(splicing, key=lambda s: (MODES.index(s.split("/")[0]),
