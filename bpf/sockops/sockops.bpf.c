@@ -272,32 +272,6 @@ static __always_inline int steered_from_outside(const struct ml_sock_key *self)
 	return bpf_map_lookup_elem(&ml_tcflows_v2, &key) != NULL;
 }
 
-/* Kernel 6.2+ kfuncs; resolved to NULL on older kernels (see the callers). */
-extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
-
-/* The low bits of sk_user_data are flags (SK_USER_DATA_NOCOPY, _BPF, _PSOCK). */
-#define ML_SK_USER_DATA_FLAGS 7UL
-
-/* Redirected bytes queued on sk that its application has not read yet: the psock's ingress
- * queue (msg_tot_len, what FIONREAD reports on a sockhash member). -1 when the kernel cannot
- * tell. */
-static __always_inline long sock_unread_redirected(struct sock *sk)
-{
-	struct sk_psock *psock;
-	unsigned long data;
-
-	if (!bpf_rdonly_cast || !bpf_core_field_exists(struct sk_psock, msg_tot_len))
-		return -1;
-	if (!sk)
-		return -1;
-	data = (unsigned long)sk->sk_user_data & ~ML_SK_USER_DATA_FLAGS;
-	if (!data)
-		return 0;
-	psock = bpf_rdonly_cast((void *)data, bpf_core_type_id_kernel(struct sk_psock));
-	return psock->msg_tot_len;
-}
-
 /* Whether the server end of this client's connection can be a spliced socket of this node: a
  * listener of this cgroup in this namespace (for a loopback address or this namespace's own
  * address), a configured workload's address, or this sidecarless workload's node proxy.
@@ -444,18 +418,33 @@ int ml_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
-/* Redirected bytes the socket this message was just redirected to has not read yet; 0 when
- * the kernel cannot tell. */
-static __always_inline long redirect_target_unread(struct sk_msg_md *md)
-{
-	struct sk_msg *msg;
-	long unread;
+/* Kernel 6.2+ kfuncs; resolved to NULL on older kernels, where the limit is not enforced. */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
-	if (!bpf_cast_to_kern_ctx)
+/* The low bits of sk_user_data are flags (SK_USER_DATA_NOCOPY, _BPF, _PSOCK). */
+#define ML_SK_USER_DATA_FLAGS 7UL
+
+/* Redirected bytes that the socket this message was just redirected to has not read yet: its
+ * psock's ingress queue (msg_tot_len, what FIONREAD reports on a sockhash member). 0 when the
+ * kernel cannot tell. */
+static __always_inline __u32 redirect_target_unread(struct sk_msg_md *md)
+{
+	struct sk_psock *psock;
+	struct sk_msg *msg;
+	unsigned long data;
+
+	if (!bpf_cast_to_kern_ctx || !bpf_rdonly_cast ||
+	    !bpf_core_field_exists(struct sk_psock, msg_tot_len))
 		return 0;
 	msg = bpf_cast_to_kern_ctx(md);
-	unread = sock_unread_redirected(msg->sk_redir);
-	return unread > 0 ? unread : 0;
+	if (!msg->sk_redir)
+		return 0;
+	data = (unsigned long)msg->sk_redir->sk_user_data & ~ML_SK_USER_DATA_FLAGS;
+	if (!data)
+		return 0;
+	psock = bpf_rdonly_cast((void *)data, bpf_core_type_id_kernel(struct sk_psock));
+	return psock->msg_tot_len;
 }
 
 /* A client's first send: if its pairing entry is still there, the server end is not
