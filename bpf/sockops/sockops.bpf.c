@@ -273,11 +273,11 @@ static __always_inline int steered_from_outside(const struct ml_sock_key *self)
 }
 
 /* Whether the server end of this client's connection can be a spliced socket of this node: a
- * listener of this cgroup in this namespace (for a loopback address or this namespace's own
- * address), a configured workload's address, or this sidecarless workload's node proxy.
- * Anything else (off the node, outside the cgroup) would only ever send this socket bytes by
- * TCP, and on a sockhash member the kernel's FIONREAD counts only redirected bytes: it would
- * read 0 while recv() has data. */
+ * listener of this cgroup on the server port, in this namespace (for a loopback address or
+ * this namespace's own address) or in the namespace of the configured workload that owns the
+ * address; or this sidecarless workload's node proxy. Anything else (off the node, outside the
+ * cgroup) would only ever send this socket bytes by TCP, and on a sockhash member the kernel's
+ * FIONREAD counts only redirected bytes: it would read 0 while recv() has data. */
 static __always_inline int server_may_splice(struct bpf_sock_ops *skops,
 					     const struct ml_sock_key *self)
 {
@@ -291,8 +291,12 @@ static __always_inline int server_may_splice(struct bpf_sock_ops *skops,
 	if (ml_ip6_is_loopback(self->remote_ip6) || ml_ip6_equal(self->remote_ip6, self->local_ip6))
 		return bpf_map_lookup_elem(&ml_listeners_v1, &listener) != NULL;
 	ml_ip6_copy(ip.ip6, self->remote_ip6);
-	if (bpf_map_lookup_elem(&ml_pod_ips_v1, &ip))
-		return 1;
+	wl = bpf_map_lookup_elem(&ml_pod_ips_v1, &ip);
+	if (wl) {
+		/* A pod's address: its server must listen from inside the cgroup too. */
+		listener.netns_cookie = wl->netns_cookie;
+		return bpf_map_lookup_elem(&ml_listeners_v1, &listener) != NULL;
+	}
 	/* A sidecarless workload's connection to its node proxy. */
 	wl = bpf_map_lookup_elem(&ml_workloads_v1, &listener.netns_cookie);
 	return wl && (wl->flags & ML_WL_NODE_PROXY) &&

@@ -10,9 +10,12 @@
 #   E. the same with the handshake's final ACK dropped at B, so that the client's first send
 #      comes before B's socket is established: the send goes by TCP (redirect_failed), the
 #      server end is not spliced and takes the client end out (sockets_skipped_peer);
-#   F. pod A to a host that is not a workload: not spliced.
+#   F. pod A to a host that is not a workload: not spliced;
+#   G. pod A to a server in pod B (a configured workload) that runs outside the cgroup: the
+#      client is not spliced, because pod B has no listener of the cgroup on that port.
 # Before the pairing rule the client ends of A, C and E stayed in the sockhash and received by
-# TCP; A and E were seen failing with a FIONREAD trap.
+# TCP; A and E were seen failing with a FIONREAD trap. Before the listener check for pod
+# addresses, G's client end stayed in the sockhash and failed the same way.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ml_setup
 ml_require_meshlane
@@ -39,8 +42,8 @@ A=198.18.9.1 B=198.18.9.2 X=198.18.9.3
 
 workload() { # NAME NETNS IP
   printf '%s\n' "" "[[workload]]" "name = \"$1\"" "netns = \"/var/run/netns/$2\"" \
-    "ips = [\"$3\"]" "exclude_outbound_ports = [5501, 5502, 5503, 5504, 5505, 5506]" \
-    "exclude_inbound_ports = [5501, 5502, 5503, 5504, 5505, 5506]"
+    "ips = [\"$3\"]" "exclude_outbound_ports = [5501, 5502, 5503, 5504, 5505, 5506, 5507]" \
+    "exclude_inbound_ports = [5501, 5502, 5503, 5504, 5505, 5506, 5507]"
 }
 mapfile -t extra < <(workload pod-a "$POD_A" "$A"; workload pod-b "$POD_B" "$B")
 ml_daemon_start "${extra[@]}"
@@ -101,4 +104,10 @@ xfer F-not-a-workload "$ML_CG" "$HOST_X" "--listen $X:5506 --nonblocking" \
   "$ML_CG" "$POD_A" "--connect $X:5506 --nonblocking"
 expect F sockets_added -eq 0
 expect F sockets_skipped_peer -ge 2
+
+xfer G-pod-server-outside - "$POD_B" "--listen $B:5507 --nonblocking" \
+  "$ML_CG" "$POD_A" "--connect $B:5507 --nonblocking"
+expect G sockets_added -eq 0
+expect G sockets_skipped_peer -ge 2
+expect G bytes_redirected -eq 0
 ml_pass
