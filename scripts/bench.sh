@@ -214,6 +214,11 @@ fi
   echo "cpus=$(nproc)"
   echo "cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
   echo "mem_total=$(sed -n 's/^MemTotal:[[:space:]]*//p' /proc/meminfo)"
+  # How an idle CPU waits: a VM whose idle driver halts at once pays a wake-up of the vCPU for
+  # every hop that crosses to an idle CPU, which decides latency figures (docs/performance.md).
+  echo "cpuidle=$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo none)$(
+    [[ -r /sys/module/haltpoll/parameters/guest_halt_poll_ns ]] &&
+      echo " guest_halt_poll_ns=$(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns)")"
   echo "git=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" status --porcelain 2>/dev/null | grep -q . && echo '+dirty')"
   echo "meshlaned=$MESHLANED ($("$MESHLANED" --version 2>/dev/null | head -n 1))"
   echo "haproxy=$(haproxy -v 2>/dev/null | head -n 1)"

@@ -578,12 +578,17 @@ def markdown(result, modes, cells, table, targets, failures, warnings, splicing)
     L.append("### meshlane benchmark%s: %s" % (" (--quick)" if quick else "", meta.get("date", "")))
     L.append("")
     L.append("`%s`; %d round(s), %s s per cell, modes interleaved. Machine: %s vCPU %s, %s, "
-             "kernel %s; git %s; load average %s at the start, %s at the end." % (
+             "kernel %s, cpuidle %s; git %s; load average %s at the start, %s at the end." % (
                  meta.get("command", "scripts/bench.sh"), nr, meta.get("duration", "?"),
                  meta.get("cpus", "?"), meta.get("cpu_model", "?"), meta.get("mem_total", "?"),
-                 meta.get("kernel", "?"), meta.get("git", "?"), meta.get("loadavg_start", "?"),
-                 meta.get("loadavg_end", "?")))
+                 meta.get("kernel", "?"), meta.get("cpuidle", "?"), meta.get("git", "?"),
+                 meta.get("loadavg_start", "?"), meta.get("loadavg_end", "?")))
     L.append("")
+    if "guest_halt_poll_ns=0" in meta.get("cpuidle", ""):
+        L.append("Note: this VM's idle vCPUs halt at once (haltpoll, `guest_halt_poll_ns=0`), so "
+                 "every wake-up that crosses to an idle vCPU waits for the hypervisor. That costs "
+                 "the faster modes most: see \"Idle vCPUs\" in docs/performance.md.")
+        L.append("")
     L.append("Modes: " + "; ".join(result["modes"][m] for m in modes) + ".")
     L.append("")
     L.append("#### Absolute figures (median [min-max] over the rounds)")
