@@ -128,7 +128,8 @@ mesh_tc_filters() {
 # ---------------------------------------------------------------------------------------------
 # Proxies
 
-# mesh_haproxy_cfg FILE OUT_PORT IN_PORT [IN_SOURCE]: an HAProxy sidecar config, mode tcp.
+# mesh_haproxy_cfg FILE OUT_PORT IN_PORT [IN_SOURCE [STATS_SOCKET]]: an HAProxy sidecar config,
+# mode tcp, with a stats socket at STATS_SOCKET if given (mesh_haproxy_sessions reads it).
 #   frontend outbound (bind :OUT_PORT) -> server x 0.0.0.0:0   (the original destination)
 #   frontend inbound  (bind :IN_PORT)  -> server x 0.0.0.0:0, "source IN_SOURCE" if given
 # An empty OUT_PORT or IN_PORT leaves that frontend out (a node proxy has only "outbound").
@@ -136,12 +137,15 @@ mesh_tc_filters() {
 # e.g. "outbound 127.0.0.1:40312 127.0.0.1:15001 198.18.0.11:8080"; SERVER is the address
 # HAProxy connected to, i.e. the original destination it got from SO_ORIGINAL_DST.
 mesh_haproxy_cfg() {
-  local file=$1 out=$2 in=$3 src=${4:-}
+  local file=$1 out=$2 in=$3 src=${4:-} stats=${5:-}
   {
     cat <<EOF
 global
   log stdout format raw local0
   maxconn 512
+EOF
+    [[ -z $stats ]] || echo "  stats socket $stats mode 600 level user"
+    cat <<EOF
 
 defaults
   mode tcp
@@ -189,11 +193,14 @@ mesh__proxy_log() {
 
 # mesh_start_haproxy VAR NS LABEL UID OUT_PORT IN_PORT [IN_SOURCE]: HAProxy as uid/gid UID in NS
 # and the test cgroup, with mesh_haproxy_cfg's config; waits until it listens. PID in VAR, log
-# in $MESH_DIR/LABEL.log.
+# in $MESH_DIR/LABEL.log, stats socket $MESH_DIR/LABEL.run/stats.sock.
 mesh_start_haproxy() {
   local var=$1 ns=$2 label=$3 uid=$4 out=$5 in=$6 src=${7:-}
-  local cfg="$MESH_DIR/$label.cfg" log pid
-  mesh_haproxy_cfg "$cfg" "$out" "$in" "$src"
+  local cfg="$MESH_DIR/$label.cfg" run="$MESH_DIR/$label.run" log pid
+  if ! mkdir -m 700 "$run" || ! chown "$uid:$uid" "$run"; then
+    ml_fail "cannot create $run for HAProxy's stats socket"
+  fi
+  mesh_haproxy_cfg "$cfg" "$out" "$in" "$src" "$run/stats.sock"
   log=$(mesh__proxy_log "$label" "$uid")
   ml_bg pid "$log" "$MESH_DIR/$label.err" "$ML_CG" "$ns" \
     setpriv --reuid="$uid" --regid="$uid" --clear-groups "$HAPROXY" -db -f "$cfg"
@@ -202,6 +209,27 @@ mesh_start_haproxy() {
   [[ -z $in ]] || ports+=("$in")
   mesh__wait_proxy "$pid" "$ns" "$label" "${ports[@]}"
   printf -v "$var" '%s' "$pid"
+}
+
+# mesh_haproxy_sessions LABEL FRONTEND: the sessions HAProxy LABEL's FRONTEND has accepted since
+# it started (`show stat` stot). Unlike the log, which HAProxy writes at a session's end and can
+# be short of a few lines under load, this counts every session.
+mesh_haproxy_sessions() {
+  python3 - "$MESH_DIR/$1.run/stats.sock" "$2" <<'PY' || ml_fail "cannot read the stats of HAProxy $1"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"show stat\n")
+data = b""
+while chunk := s.recv(65536):
+    data += chunk
+for line in data.decode().splitlines():
+    fields = line.split(",")
+    if len(fields) > 7 and fields[0] == sys.argv[2] and fields[1] == "FRONTEND":
+        print(fields[7])
+        sys.exit(0)
+sys.exit(1)
+PY
 }
 
 # mesh_start_ml_proxy VAR NS LABEL UID ARGS...: ml_proxy ARGS --log $MESH_DIR/LABEL.log as

@@ -59,6 +59,35 @@ rel_sidecars() {
   REL_LOG_B="$MESH_DIR/hap-b.log"
 }
 
+# rel_mark_sidecars: remembers the sidecars' session counts and A's log length, for
+# rel_assert_proxied.
+rel_mark_sidecars() {
+  REL_MARK_LOG_A=$(mesh_log_lines "$REL_LOG_A")
+  REL_MARK_OUT_A=$(mesh_haproxy_sessions hap-a outbound)
+  REL_MARK_IN_B=$(mesh_haproxy_sessions hap-b inbound)
+}
+
+# rel_assert_proxied LABEL CONNS DEST: since rel_mark_sidecars, A's outbound and B's inbound
+# frontends accepted at least CONNS sessions each, A's sidecar logged connections to DEST
+# (ADDR:PORT) and to nothing else. Sessions come from HAProxy's `show stat`: its log can be a
+# few lines short at 10,000 connections/s.
+rel_assert_proxied() {
+  local label=$1 conns=$2 dest=$3 out_a in_b logged
+  out_a=$(($(mesh_haproxy_sessions hap-a outbound) - REL_MARK_OUT_A))
+  in_b=$(($(mesh_haproxy_sessions hap-b inbound) - REL_MARK_IN_B))
+  logged=$(mesh_log_since "$REL_LOG_A" "$REL_MARK_LOG_A" |
+    grep -cE "^outbound [^ ]+ [^ ]+ $(mesh_re "$dest")\$" || true)
+  ml_log "$label: $conns connections; sessions of A's outbound sidecar +$out_a, of B's inbound" \
+    "sidecar +$in_b; A's sidecar logged $logged to $dest"
+  ((out_a >= conns)) || ml_fail "$label: A's outbound sidecar accepted $out_a sessions for $conns connections"
+  ((in_b >= conns)) || ml_fail "$label: B's inbound sidecar accepted $in_b sessions for $conns connections"
+  ((logged > 0)) || ml_fail "$label: A's sidecar logged no connection to $dest"
+  if mesh_log_since "$REL_LOG_A" "$REL_MARK_LOG_A" |
+    grep -vE "^outbound [^ ]+ [^ ]+ $(mesh_re "$dest")\$" >&2; then
+    ml_fail "$label: A's sidecar logged connections (above) that did not go to $dest"
+  fi
+}
+
 # rel_write_config FILE [EXTRA_LINE...]: ml_write_config with the two workloads appended.
 rel_write_config() {
   local file=$1

@@ -11,9 +11,10 @@
 #      links adopted. The transfer completes, verified, through both sidecars.
 #   2. A connection storm (ml_connrate, 8 in flight, one request each) A's app -> B:8090 for
 #      8 s; SIGKILL at 2 s, restart at 4 s (timed again). No connection fails, and every one was
-#      intercepted: intercepted_outbound rose by at least the connections made, A's sidecar logged
-#      at least that many connections to B:8090, intercepted_inbound_tc did not move (a
-#      connection that escaped interception would reach B's eth0 and be steered by tc).
+#      intercepted: intercepted_outbound rose by at least the connections made, A's outbound and
+#      B's inbound sidecar frontends accepted at least that many sessions (rel_assert_proxied),
+#      A's sidecar logged connections to B:8090 and nowhere else, intercepted_inbound_tc did not
+#      move (a connection that escaped interception would reach B's eth0 and be steered by tc).
 # Then SIGTERM (exit 0) and meshlaned --cleanup.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
@@ -101,7 +102,7 @@ ml_bg RSPID "$ML_WORKDIR/storm.server.out" "$ML_WORKDIR/storm.server.err" "$ML_C
   "$ML_CONNRATE" server --listen "0.0.0.0:8090" --request-size 200 --reply-size 2000 \
   --close-after 1 --ready-file "$ML_WORKDIR/storm.ready"
 ml_wait_file "$ML_WORKDIR/storm.ready" "$RSPID" 10 || ml_fail "ml_connrate server did not start"
-sa=$(grep -cE " $(mesh_re "$B4"):8090\$" "$REL_LOG_A" || true)
+rel_mark_sidecars
 ml_snapshot s0
 ml_bg RCPID "$ML_WORKDIR/storm.client.out" "$ML_WORKDIR/storm.client.err" "$ML_CG" "$REL_A" \
   "$ML_CONNRATE" client --connect "$B4:8090" --concurrency 8 --duration 8 --request-size 200 \
@@ -132,9 +133,7 @@ ml_show_delta s0 s1
 out=$(ml_delta s0 s1 intercepted_outbound)
 ((out >= conns)) || ml_fail "intercepted_outbound rose by $out for $conns connections"
 mesh_assert_flat s0 s1 storm intercepted_inbound_tc
-logged=$(($(grep -cE "^outbound [^ ]+ [^ ]+ $(mesh_re "$B4"):8090\$" "$REL_LOG_A" || true) - sa))
-ml_log "storm: $conns connections, intercepted_outbound +$out, A's sidecar logged $logged"
-((logged >= conns)) || ml_fail "A's sidecar logged $logged connections to $B4:8090, fewer than $conns"
+rel_assert_proxied storm "$conns" "$B4:8090"
 
 ml_daemon_stop
 [[ $ML_DAEMON_RC -eq 0 ]] || ml_fail "meshlaned exited with status $ML_DAEMON_RC on SIGTERM"
