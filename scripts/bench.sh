@@ -320,8 +320,8 @@ teardown_mode() {
   SERVER_PIDS=()
   if [[ $mode == b ]]; then
     {
-      echo "a_ISTIO_REDIRECT=$(bench_iptables_hits "$NS_A" ISTIO_REDIRECT)"
-      echo "b_ISTIO_IN_REDIRECT=$(bench_iptables_hits "$NS_B" ISTIO_IN_REDIRECT)"
+      echo "a_ISTIO_REDIRECT=$(istio_iptables_redirect_hits "$NS_A" ISTIO_REDIRECT)"
+      echo "b_ISTIO_IN_REDIRECT=$(istio_iptables_redirect_hits "$NS_B" ISTIO_IN_REDIRECT)"
     } >"$RAW/r$r-b.iptables"
   fi
   [[ -z $PROXY_A ]] || bench_kill_pid "$PROXY_A"

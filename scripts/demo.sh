@@ -543,12 +543,12 @@ for key, label, unit, scale, better in rows:
         note = "every run with meshlane failed, see below"
     print(f"{label:<32} {cells[0]:>14} {cells[1]:>14} {cells[2]:>7}   ({note})")
 print()
-print("ratio = with / without. Single runs vary (often +-15% on a VM), so the runs were interleaved:")
 halt_poll = "/sys/module/haltpoll/parameters/guest_halt_poll_ns"
 if os.path.exists(halt_poll) and open(halt_poll).read().strip() == "0":
     print("(This VM's idle vCPUs halt at once, guest_halt_poll_ns=0: a round trip that wakes an idle")
     print(" vCPU waits for the hypervisor, which costs the faster spliced path most. See \"Idle vCPUs\"")
     print(" in docs/performance.md.)")
+print("ratio = with / without. Single runs vary (often +-15% on a VM), so the runs were interleaved:")
 for key, label, unit, scale, _ in rows:
     fmt = lambda xs: ", ".join(f"{x * scale:.2f}" for x in xs) or "-"
     print(f"  {label:<32} without: {fmt(values.get((key, 'without'), []))}"

@@ -228,20 +228,13 @@ bench_add_pod() {
 # ---------------------------------------------------------------------------------------------
 # Mode (b): the istio-iptables rules (nat table), exactly as istio-init installs them.
 
-bench_istio_rules() {
-  cat "$REPO/scripts/bench/istio-iptables.rules"
-}
+# shellcheck source=scripts/bench/istio-iptables.sh
+source "$(dirname "${BASH_SOURCE[0]}")/istio-iptables.sh"
 
 # bench_iptables_on NS: installs the rules in the pod (its namespace is deleted after the mode,
 # with its conntrack entries).
 bench_iptables_on() {
-  bench_istio_rules | ip netns exec "$1" iptables-restore || bench_die "iptables-restore failed in $1"
-}
-
-# bench_iptables_hits NS CHAIN: packets that matched CHAIN's REDIRECT rule (sum over its rules).
-bench_iptables_hits() {
-  ip netns exec "$1" iptables -t nat -L "$2" -v -n -x 2>/dev/null |
-    awk '$3 == "REDIRECT" { s += $1 } END { print s + 0 }'
+  istio_iptables_install "$1" || bench_die "iptables-restore failed in $1"
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -13,13 +13,14 @@
 #   - the hops are spliced as without the rules.
 # Then the same with the rules removed (iptables -t nat -F), conntrack still loaded.
 source "$(dirname "${BASH_SOURCE[0]}")/mesh_lib.sh"
+# shellcheck source=scripts/bench/istio-iptables.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/bench/istio-iptables.sh"
 
-RULES="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/bench/istio-iptables.rules"
 APP=8080
 mesh_setup
 ml_require_meshlane
 ml_require_cmd iptables-restore
-[[ -r $RULES ]] || ml_fail "istio-init rules not found at $RULES"
+[[ -r $ISTIO_IPTABLES_RULES ]] || ml_fail "istio-init rules not found at $ISTIO_IPTABLES_RULES"
 # shellcheck disable=SC2119  # no suffix
 ml_make_cgroup
 mesh_make_node
@@ -27,13 +28,8 @@ mesh_add_pod POD_A a 10
 mesh_add_pod POD_B b 11
 A=$(mesh_v4 10) B=$(mesh_v4 11)
 for ns in "$POD_A" "$POD_B"; do
-  ip netns exec "$ns" iptables-restore <"$RULES" || ml_fail "iptables-restore failed in $ns"
+  istio_iptables_install "$ns" || ml_fail "iptables-restore failed in $ns"
 done
-
-# iptables REDIRECT hits in NS's CHAIN (packets, summed over its REDIRECT rules).
-redirect_hits() {
-  ip netns exec "$1" iptables -t nat -L "$2" -v -n -x | awk '$3 == "REDIRECT" { s += $1 } END { print s + 0 }'
-}
 
 MESH_WL_LINES=()
 mesh_workload pod-a "$POD_A" "\"$A\"" istio
@@ -48,7 +44,7 @@ one() {
   local label=$1 sa sb a_out
   sa=$(mesh_log_lines "$LOG_A")
   sb=$(mesh_log_lines "$LOG_B")
-  a_out=$(redirect_hits "$POD_A" ISTIO_REDIRECT)
+  a_out=$(istio_iptables_redirect_hits "$POD_A" ISTIO_REDIRECT)
   ml_snapshot m0
   mesh_xfer "$label" "$POD_B" "0.0.0.0:$APP" "$POD_A" "$B:$APP" --bytes 4M --timeout 30
   mesh__expect_log "$label" "$LOG_A" "$sa" "$(mesh__log_re haproxy outbound '[^ ]+' "$B:$APP")" \
@@ -69,13 +65,13 @@ one() {
   mesh_assert_rose m0 m1 "$label" orig_dst_answered 2
   mesh_assert_flat m0 m1 "$label" orig_dst_unknown
   mesh_assert_rose m0 m1 "$label" spliced_proxy_to_proxy
-  [[ $(redirect_hits "$POD_A" ISTIO_REDIRECT) -eq $a_out ]] ||
+  [[ $(istio_iptables_redirect_hits "$POD_A" ISTIO_REDIRECT) -eq $a_out ]] ||
     ml_fail "$label: A's iptables redirected outbound packets: meshlane did not intercept first"
 }
 
 one with-rules
 # The proof that conntrack had an answer of its own: B's inbound REDIRECT rule matched.
-[[ $(redirect_hits "$POD_B" ISTIO_IN_REDIRECT) -ge 1 ]] ||
+[[ $(istio_iptables_redirect_hits "$POD_B" ISTIO_IN_REDIRECT) -ge 1 ]] ||
   ml_fail "B's ISTIO_IN_REDIRECT matched no packet: the test did not exercise conntrack's answer"
 
 for ns in "$POD_A" "$POD_B"; do
