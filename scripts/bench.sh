@@ -10,14 +10,18 @@ Usage: sudo scripts/bench.sh [--quick] [--rounds N] [--duration S] [--modes LIST
                              [--build] [--help]
 
 Two pods (network namespaces on a bridge in a node namespace, 198.18.0.11 and .12) talk over
-TCP in these modes, measured in one run and interleaved (round 1: a b c d d+, round 2 starts
-one mode later, and so on):
+TCP in these modes, measured in one run and interleaved (round 1: a b c d dx d+, round 2
+starts one mode later, and so on):
 
   a   direct: client pod -> server pod, no mesh (the floor)
   b   Istio sidecar mesh: the istio-iptables nat rules in each pod and an HAProxy sidecar per pod
       (uid/gid 1337, outbound :15001, inbound :15006 with source 127.0.0.6): the baseline
   c   the same sidecars, meshlane interception instead of iptables, acceleration.enabled = false
   d   the same sidecars, meshlane interception and acceleration (the default configuration)
+  dx  as d with acceleration.exclude_ports = [15001]: the hop app -> outbound sidecar stays on
+      TCP, the other two hops are spliced; request/response and connection cells only (in
+      the iperf3 cells that hop is not spliced in d either). On VMs whose idle vCPUs halt at
+      once this can beat d's latency: see "Idle vCPUs" in docs/performance.md
   d+  as d with acceleration.splice_blocking_sockets = true; throughput cells only (iperf3
       uses blocking sockets, which d does not splice)
 
@@ -40,13 +44,13 @@ Options:
                       (mode d also times 200 switches of a 1,000-rule L4 policy; 40 with --quick)
   --rounds N          interleaved rounds (default 5)
   --duration S        seconds per cell, an integer (default 4)
-  --modes LIST        comma-separated subset of a,b,c,d,d+ (default all; b is needed for ratios)
+  --modes LIST        comma-separated subset of a,b,c,d,dx,d+ (default all; b is needed for ratios)
   --workloads LIST    comma-separated subset of the cells above (default all)
   --proxy-threads N   HAProxy nbthread per sidecar (default 1; this VM class has 2 vCPUs)
   --out DIR           output directory (default bench-results/<date>[-quick])
   --keep              keep the work directory (daemon and proxy logs) under DIR/work
   --bpf-stats         record run count and run time of meshlane's BPF programs per cell (modes
-                      c, d, d+): sets kernel.bpf_stats_enabled = 1 for the run (a host-wide
+                      c, d, dx, d+): sets kernel.bpf_stats_enabled = 1 for the run (a host-wide
                       switch that adds a few ns to every BPF program run) and restores it
   --perf              profile every cell with `perf record -a -g` (needs perf, Debian package
                       linux-perf) and report where the CPU goes per request / per GiB: user
@@ -75,7 +79,7 @@ REPO=$(pwd)
 # shellcheck source=scripts/bench/lib.sh
 source "$REPO/scripts/bench/lib.sh"
 
-ALL_MODES="a b c d d+"
+ALL_MODES="a b c d dx d+"
 ALL_CELLS="sp64 sp4k ip1x1k ip1x64k ip8x1k ip8x64k cr1 cr16 rr1"
 rounds=5
 duration=4
@@ -285,12 +289,14 @@ setup_mode() {
       bench_iptables_on "$NS_A"
       bench_iptables_on "$NS_B"
       ;;
-    c | d | d+)
-      local enabled=true blocking=false
+    c | d | dx | d+)
+      local enabled=true blocking=false exclude=""
       [[ $mode == c ]] && enabled=false
       [[ $mode == d+ ]] && blocking=true
+      # The outbound sidecar's port: the one hop that has it at either end is app -> sidecar.
+      [[ $mode == dx ]] && exclude=15001
       DAEMON_CFG="$WORK/meshlane-r$r-$mode.toml"
-      bench_write_daemon_config "$DAEMON_CFG" "$BPFFS_DIR" "$enabled" "$blocking" \
+      bench_write_daemon_config "$DAEMON_CFG" "$BPFFS_DIR" "$enabled" "$blocking" "$exclude" \
         pod-a "$NS_A" "$IP_A" pod-b "$NS_B" "$IP_B"
       bench_daemon_start DAEMON_PID "$DAEMON_CFG" "$WORK/meshlaned-r$r-$mode.log"
       if [[ $bpf_stats -eq 1 ]]; then
@@ -329,7 +335,7 @@ teardown_mode() {
   PROXY_A=""
   PROXY_B=""
   case $mode in
-    c | d | d+)
+    c | d | dx | d+)
       bench_daemon_stats "$DAEMON_CFG" >"$RAW/r$r-$mode.counters.json"
       bench_kill_pid "$DAEMON_PID"
       bench_daemon_cleanup "$DAEMON_CFG"
@@ -420,10 +426,11 @@ run_cell() {
   fi
 }
 
-cells_for_mode() {  # d+ only runs the throughput cells
+cells_for_mode() {  # d+ only runs the throughput cells, dx all the others
   local mode=$1 c out=""
   for c in $CELLS; do
     [[ $mode == d+ && $c != ip* ]] && continue
+    [[ $mode == dx && $c == ip* ]] && continue
     out+="$c "
   done
   echo "$out"

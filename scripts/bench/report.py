@@ -7,7 +7,7 @@
 Raw files per cell (prefix raw/r<round>-<mode>-<cell>): .meta (key=value: round, mode, cell,
 command, rc, server_rc), .out/.err (the client's output), .stat0/.stat1 (first line of
 /proc/stat), .cg0/.cg1 (bench cgroup usage_usec), .t0/.t1 (ns), .sock0/.sock1 (TCP line of
-/proc/net/sockstat), .ml0/.ml1 (meshlaned --stats -o json, modes c, d, d+).
+/proc/net/sockstat), .ml0/.ml1 (meshlaned --stats -o json, modes c, d, dx, d+).
 
 Statistics: for every metric and mode, median, min and max over the rounds. Ratios against
 mode b are paired per round (x_r / b_r) and reported as the median [min-max] of those ratios.
@@ -21,14 +21,19 @@ import statistics
 import subprocess
 import sys
 
-MODES = ["a", "b", "c", "d", "d+"]
+MODES = ["a", "b", "c", "d", "dx", "d+"]
 MODE_NAMES = {
     "a": "a: direct",
     "b": "b: iptables + HAProxy",
     "c": "c: meshlane intercept, accel off",
     "d": "d: meshlane intercept + accel",
+    "dx": "dx: d, hop app -> sidecar on TCP",
     "d+": "d+: d + splice blocking sockets",
 }
+MESHLANE_MODES = ("c", "d", "dx", "d+")
+SPLICING_MODES = ("d", "dx", "d+")
+# Variants of d shown next to it in the targets: the cells they run and what they change.
+D_VARIANTS = {"dx": lambda cell: not cell.startswith("ip"), "d+": lambda cell: cell.startswith("ip")}
 CELLS = ["sp64", "sp4k", "rr1", "cr1", "cr16", "ip1x1k", "ip1x64k", "ip8x1k", "ip8x64k"]
 CELL_NAMES = {
     "sp64": "sockperf ping-pong 64 B",
@@ -91,7 +96,7 @@ COUNTER_KEYS = [
     "sockets_added", "sockets_add_failed", "sockets_skipped_blocking", "messages_redirected",
     "bytes_redirected", "redirect_failed", "spliced_app_to_proxy", "spliced_proxy_to_proxy",
     "spliced_proxy_to_app", "spliced_other", "intercepted_outbound", "intercepted_inbound_local",
-    "orig_dst_answered", "sockets_skipped_peer", "redirect_reader_behind",
+    "orig_dst_answered", "sockets_skipped_peer", "redirect_reader_behind", "sockets_skipped_by_port",
 ]
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -310,7 +315,7 @@ def flatten(d, prefix=""):
 def sanity_checks(r):
     """Evidence that each mode did what it claims; problems become warnings in the report."""
     w = r.setdefault("warnings", [])
-    if r["mode"] in ("c", "d", "d+"):
+    if r["mode"] in MESHLANE_MODES:
         if r.get("counters") is None:
             w.append("no meshlane counters")
             return
@@ -324,11 +329,16 @@ def sanity_checks(r):
         if ans < out + inb - 2 * r["cell"].startswith("cr") * 16:
             w.append("orig_dst_answered rose by %d for %d intercepted connections: some "
                      "SO_ORIGINAL_DST answers did not come from meshlane" % (ans, out + inb))
-    if r["mode"] in ("d", "d+") and r["ok"]:
+    if r["mode"] in SPLICING_MODES and r["ok"]:
         if not counter(r, "bytes_redirected"):
             w.append("nothing was spliced (bytes_redirected did not rise)")
     if r["mode"] == "c" and counter(r, "bytes_redirected"):
         w.append("bytes were spliced with acceleration off")
+    if r["mode"] == "dx" and r["ok"]:
+        if counter(r, "spliced_app_to_proxy"):
+            w.append("the excluded hop app -> sidecar was spliced (spliced_app_to_proxy rose)")
+        if not counter(r, "sockets_skipped_by_port"):
+            w.append("no socket was left out by port (sockets_skipped_by_port did not rise)")
 
 
 def counter(rec, key):
@@ -367,7 +377,7 @@ def summarize(prefix):
     if not rec["ok"]:
         parts.insert(0, "FAILED (%s)" % rec["error"][:160])
     red = counter(rec, "bytes_redirected")
-    if red is not None and rec["mode"] in ("d", "d+"):
+    if red is not None and rec["mode"] in SPLICING_MODES:
         parts.append("spliced %s" % human_bytes(red))
     print(", ".join(parts))
 
@@ -431,7 +441,7 @@ def build(out_dir):
                             ratios.append(x / b)
                     st = stats(ratios)
                     row["ratios"][mode] = st
-                    if mode in ("d", "d+") and "c" in modes:
+                    if mode in SPLICING_MODES and "c" in modes:
                         # What splicing adds on top of interception alone.
                         rc = []
                         for rd in rounds:
@@ -458,8 +468,8 @@ def build(out_dir):
         any_val = False
         for cell, key in items:
             row = find(cell, key)
-            for mode in ["d", "d+"]:
-                if mode == "d+" and not cell.startswith("ip"):
+            for mode in ["d"] + list(D_VARIANTS):
+                if mode != "d" and not D_VARIANTS[mode](cell):
                     continue
                 st = row["ratios"].get(mode) if row else None
                 if st is None:
@@ -609,7 +619,7 @@ def markdown(result, modes, cells, table, targets, failures, warnings, splicing)
                  "`d/c` isolates what splicing adds to interception alone (same sidecars, no "
                  "iptables in either).")
         L.append("")
-        vs_c = [m for m in ("d", "d+") if m in modes and "c" in modes]
+        vs_c = [m for m in SPLICING_MODES if m in modes and "c" in modes]
         L.append("| workload | metric | better | " + " | ".join(m + "/b" for m in others) +
                  " | d improvement |" + "".join(" %s/c |" % m for m in vs_c))
         L.append("|---|---|---|" + "---|" * len(others) + "---|" + "---|" * len(vs_c))
@@ -625,16 +635,17 @@ def markdown(result, modes, cells, table, targets, failures, warnings, splicing)
                 "".join(" %s |" % rng(row["ratios_vs_c"].get(m), lambda v: "%.2f" % v)
                         for m in vs_c)))
         L.append("")
-    L.append("#### Issue-5 targets (mode d against b; d+ shown for throughput)")
+    L.append("#### Issue-5 targets (mode d against b; dx and d+ shown for the cells they run, "
+             "not counted in the verdict)")
     L.append("")
     for t in targets:
         if "items" in t:
             parts = []
             for it in t["items"]:
                 if it["ratio"] is None:
-                    parts.append("%s%s: n/a" % (it["cell"], "" if it["mode"] == "d" else " (d+)"))
+                    parts.append("%s%s: n/a" % (it["cell"], variant_tag(it["mode"])))
                 else:
-                    parts.append("%s%s %.2f%s" % (it["cell"], "" if it["mode"] == "d" else " (d+)",
+                    parts.append("%s%s %.2f%s" % (it["cell"], variant_tag(it["mode"]),
                                                   it["ratio"], "" if it["met"] else "✗"))
             L.append("- %s: **%s** — %s" % (t["target"], "met" if t["met"] else "not met",
                                             ", ".join(parts)))
@@ -652,6 +663,8 @@ def markdown(result, modes, cells, table, targets, failures, warnings, splicing)
         keys = ["intercepted_outbound", "intercepted_inbound_local", "sockets_added",
                 "sockets_skipped_blocking", "sockets_skipped_peer", "messages_redirected",
                 "bytes_redirected", "redirect_failed", "redirect_reader_behind"]
+        if any(k.startswith("dx/") for k in splicing):
+            keys += ["spliced_app_to_proxy", "sockets_skipped_by_port"]
         L.append("| mode/cell | " + " | ".join(keys) + " |")
         L.append("|---|" + "---|" * len(keys))
         for k in sorted(splicing, key=lambda s: (MODES.index(s.split("/")[0]),
@@ -688,6 +701,10 @@ def markdown(result, modes, cells, table, targets, failures, warnings, splicing)
                                                              w["warning"]))
         L.append("")
     return "\n".join(L) + "\n"
+
+
+def variant_tag(mode):
+    return "" if mode == "d" else " (%s)" % mode
 
 
 def profile_tables(recs, modes, cells):
@@ -764,7 +781,7 @@ def chart(out_dir, result, modes, table):
     title = "meshlane vs Istio-style iptables + HAProxy sidecars (b = 1.0), %s, %d round(s) x %s s%s" % (
         meta.get("date", "")[:10], len(result["rounds"]), meta.get("duration", "?"),
         " (--quick)" if meta.get("quick") == "1" else "")
-    colors = {"a": "#9e9e9e", "c": "#6baed6", "d": "#2171b5", "d+": "#74c476"}
+    colors = {"a": "#9e9e9e", "c": "#6baed6", "d": "#2171b5", "dx": "#fd8d3c", "d+": "#74c476"}
     plots = []
     for i, m in enumerate(others):
         base = 2 + 3 * i
