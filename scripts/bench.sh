@@ -26,7 +26,10 @@ starts one mode later, and so on):
       uses blocking sockets, which d does not splice)
 
 Workloads (cells), client in pod A, server in pod B:
-  sp64, sp4k            sockperf ping-pong --tcp --nonblocked, 64 B / 4 KiB: RTT p50, p99
+  sp64, sp4k            sockperf ping-pong --tcp --nonblocked, 64 B / 4 KiB: RTT p50, p99;
+                        the client busy-polls recvfrom() between round trips
+  spe64, spe4k          the same with the client waiting in epoll_wait() like an event-loop
+                        application (sockperf's feed-file form, -F epoll)
   ip1x1k, ip1x64k,      iperf3, 1 or 8 streams, 1 KiB or 64 KiB writes: Gbit/s
   ip8x1k, ip8x64k
   cr1, cr16             ml_connrate: connect, one 64 B request, 64 B reply, close, at
@@ -80,7 +83,7 @@ REPO=$(pwd)
 source "$REPO/scripts/bench/lib.sh"
 
 ALL_MODES="a b c d dx d+"
-ALL_CELLS="sp64 sp4k ip1x1k ip1x64k ip8x1k ip8x64k cr1 cr16 rr1"
+ALL_CELLS="sp64 sp4k spe64 spe4k ip1x1k ip1x64k ip8x1k ip8x64k cr1 cr16 rr1"
 rounds=5
 duration=4
 modes_arg=""
@@ -392,6 +395,15 @@ run_cell() {
       local size=64
       [[ $cell == sp4k ]] && size=4096
       argv=(sockperf ping-pong --tcp --nonblocked -i "$IP_B" -p "$PORT_SOCKPERF" -m "$size"
+        -t "$duration" --full-rtt)
+      ;;
+    spe64 | spe4k)
+      # With one connection given by -i, sockperf's client spins on recvfrom() until the reply
+      # is there; with a feed file it waits in epoll, as event-loop applications do. The feed
+      # is the server's (T:IP_B:PORT), which is also the address the client connects to.
+      local size=64
+      [[ $cell == spe4k ]] && size=4096
+      argv=(sockperf ping-pong --nonblocked -F epoll -f "$WORK/sockperf.feed" -m "$size"
         -t "$duration" --full-rtt)
       ;;
     ip*)
