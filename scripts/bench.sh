@@ -43,8 +43,10 @@ figures as median [min-max] over the rounds, ratios against b), results.json, ch
 (every tool's output and the counters). The ratio table is printed at the end.
 
 Options:
-  --quick             1 round of 1 s cells: about a minute
-                      (mode d also times 200 switches of a 1,000-rule L4 policy; 40 with --quick)
+  --quick             1 round of 1 s cells, without mode a and the 4 KiB sockperf cells unless
+                      --modes/--workloads name them: about 80 s, a smoke test (each sockperf
+                      run takes 3 s whatever its length). Mode d also times 200 switches of a
+                      1,000-rule L4 policy; 40 with --quick
   --rounds N          interleaved rounds (default 5)
   --duration S        seconds per cell, an integer (default 4)
   --modes LIST        comma-separated subset of a,b,c,d,dx,d+ (default all; b is needed for ratios)
@@ -128,6 +130,11 @@ pick_list() {  # pick_list "ALLOWED" "ARG" -> the ARG items (in ALLOWED order), 
   done
   echo "${out% }"
 }
+if [[ $quick -eq 1 ]]; then
+  # The floor (a) and the 4 KiB ping-pongs tell a smoke test little; the full run has them.
+  [[ -n $modes_arg ]] || modes_arg="b,c,d,dx,d+"
+  [[ -n $cells_arg ]] || cells_arg="sp64,spe64,ip1x1k,ip1x64k,ip8x1k,ip8x64k,cr1,cr16,rr1"
+fi
 MODES=$(pick_list "$ALL_MODES" "$modes_arg")
 CELLS=$(pick_list "$ALL_CELLS" "$cells_arg")
 

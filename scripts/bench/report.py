@@ -741,8 +741,8 @@ def profile_tables(recs, modes, cells):
 
 
 CHART_ROWS = [
-    ("sp64", "p50_us", "sockperf 64B p50"), ("sp64", "p99_us", "sockperf 64B p99"),
-    ("sp4k", "p50_us", "sockperf 4K p50"), ("sp4k", "p99_us", "sockperf 4K p99"),
+    ("sp64", "p50_us", "sockperf busy 64B p50"), ("sp64", "p99_us", "sockperf busy 64B p99"),
+    ("sp4k", "p50_us", "sockperf busy 4K p50"), ("sp4k", "p99_us", "sockperf busy 4K p99"),
     ("spe64", "p50_us", "sockperf epoll 64B p50"), ("spe64", "p99_us", "sockperf epoll 64B p99"),
     ("spe4k", "p50_us", "sockperf epoll 4K p50"), ("spe4k", "p99_us", "sockperf epoll 4K p99"),
     ("rr1", "req_per_s", "req/resp rate"), ("cr1", "conn_per_s", "conn/s c=1"),
