@@ -44,7 +44,7 @@ figures as median [min-max] over the rounds, ratios against b), results.json, ch
 
 Options:
   --quick             1 round of 1 s cells, without mode a and the 4 KiB sockperf cells unless
-                      --modes/--workloads name them: about 80 s, a smoke test (each sockperf
+                      --modes/--workloads name them: about 75 s, a smoke test (each sockperf
                       run takes 3 s whatever its length). Mode d also times 200 switches of a
                       1,000-rule L4 policy; 40 with --quick
   --rounds N          interleaved rounds (default 5)
@@ -133,7 +133,9 @@ pick_list() {  # pick_list "ALLOWED" "ARG" -> the ARG items (in ALLOWED order), 
 if [[ $quick -eq 1 ]]; then
   # The floor (a) and the 4 KiB ping-pongs tell a smoke test little; the full run has them.
   [[ -n $modes_arg ]] || modes_arg="b,c,d,dx,d+"
-  [[ -n $cells_arg ]] || cells_arg="sp64,spe64,ip1x1k,ip1x64k,ip8x1k,ip8x64k,cr1,cr16,rr1"
+  if [[ -z $cells_arg ]]; then
+    for c in $ALL_CELLS; do [[ $c == sp4k || $c == spe4k ]] || cells_arg+="$c,"; done
+  fi
 fi
 MODES=$(pick_list "$ALL_MODES" "$modes_arg")
 CELLS=$(pick_list "$ALL_CELLS" "$cells_arg")

@@ -32,8 +32,8 @@ MODE_NAMES = {
 }
 MESHLANE_MODES = ("c", "d", "dx", "d+")
 SPLICING_MODES = ("d", "dx", "d+")
-# Variants of d shown next to it in the targets: the cells they run and what they change.
-D_VARIANTS = {"dx": lambda cell: not cell.startswith("ip"), "d+": lambda cell: cell.startswith("ip")}
+# Variants of d shown next to it in the targets, for the cells they ran.
+D_VARIANTS = ("dx", "d+")
 CELLS = ["sp64", "sp4k", "spe64", "spe4k", "rr1", "cr1", "cr16", "ip1x1k", "ip1x64k", "ip8x1k", "ip8x64k"]
 CELL_NAMES = {
     "sp64": "sockperf ping-pong 64 B, client busy-polls",
@@ -334,6 +334,10 @@ def sanity_checks(r):
     if r["mode"] in SPLICING_MODES and r["ok"]:
         if not counter(r, "bytes_redirected"):
             w.append("nothing was spliced (bytes_redirected did not rise)")
+    # iperf3's client is blocking, so d splices its app hop only in the other cells.
+    if r["mode"] == "d" and r["ok"] and not r["cell"].startswith("ip"):
+        if not counter(r, "spliced_app_to_proxy"):
+            w.append("the hop app -> sidecar was not spliced (spliced_app_to_proxy did not rise)")
     if r["mode"] == "c" and counter(r, "bytes_redirected"):
         w.append("bytes were spliced with acceleration off")
     if r["mode"] == "dx" and r["ok"]:
@@ -470,9 +474,7 @@ def build(out_dir):
         any_val = False
         for cell, key in items:
             row = find(cell, key)
-            for mode in ["d"] + list(D_VARIANTS):
-                if mode != "d" and not D_VARIANTS[mode](cell):
-                    continue
+            for mode in ("d",) + D_VARIANTS:
                 st = row["ratios"].get(mode) if row else None
                 if st is None:
                     if mode == "d":
@@ -508,12 +510,18 @@ def build(out_dir):
         sanity_checks(r)
     warnings = [{"round": r["round"], "mode": r["mode"], "cell": r["cell"],
                  "warning": w} for r in recs for w in r.get("warnings", [])]
+    iptables_hits = {}
     for rd in rounds:
         p = os.path.join(raw, "r%d-b.iptables" % rd)
-        hits = read_meta(p)
-        if os.path.exists(p) and any(to_int(v) == 0 for v in hits.values()):
+        if os.path.exists(p):
+            hits = {k: to_int(v) for k, v in read_meta(p).items()}
+            iptables_hits[str(rd)] = hits
+            if not hits or any(v == 0 for v in hits.values()):
+                warnings.append({"round": rd, "mode": "b", "cell": "*",
+                                 "warning": "an iptables REDIRECT chain matched no packet: %s" % hits})
+        elif "b" in modes:
             warnings.append({"round": rd, "mode": "b", "cell": "*",
-                             "warning": "an iptables REDIRECT chain matched no packet: %s" % hits})
+                             "warning": "no iptables REDIRECT counts (%s missing)" % p})
 
     # Splicing evidence per mode and cell: counter deltas summed over rounds.
     splicing = {}
@@ -526,11 +534,6 @@ def build(out_dir):
             v = counter(r, ck)
             if v is not None:
                 acc[ck] = acc.get(ck, 0) + v
-    iptables_hits = {}
-    for rd in rounds:
-        p = os.path.join(raw, "r%d-b.iptables" % rd)
-        if os.path.exists(p):
-            iptables_hits[str(rd)] = {k: to_int(v) for k, v in read_meta(p).items()}
 
     result = {
         "meta": meta,
