@@ -40,60 +40,62 @@ const volatile __u8 test_verifier_reject = 0;
 
 #define ML_O_NONBLOCK 04000
 
-enum socket_mode {
-	SOCKET_MODE_UNKNOWN = 0, /* no file yet (a connection not accepted yet) */
-	SOCKET_MODE_BLOCKING,
-	SOCKET_MODE_NONBLOCKING,
-};
-
 /* Whether the application reads this socket non-blocking, from the file's O_NONBLOCK. */
-static __always_inline enum socket_mode socket_mode_of(struct bpf_sock *sk)
+static __always_inline enum ml_socket_mode socket_mode_of(struct bpf_sock *sk)
 {
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 	struct socket *sock;
 	struct file *file;
 
 	if (!tp)
-		return SOCKET_MODE_UNKNOWN;
+		return ML_SOCKET_MODE_UNKNOWN;
 	sock = tp->inet_conn.icsk_inet.sk.sk_socket;
 	if (!sock)
-		return SOCKET_MODE_UNKNOWN;
+		return ML_SOCKET_MODE_UNKNOWN;
 	file = sock->file;
 	if (!file)
-		return SOCKET_MODE_UNKNOWN;
-	return (file->f_flags & ML_O_NONBLOCK) ? SOCKET_MODE_NONBLOCKING : SOCKET_MODE_BLOCKING;
+		return ML_SOCKET_MODE_UNKNOWN;
+	return (file->f_flags & ML_O_NONBLOCK) ? ML_SOCKET_MODE_NONBLOCKING :
+						 ML_SOCKET_MODE_BLOCKING;
 }
 
-/* A listener's mode at listen() stands in for the mode of the connections it accepts, which
- * have no file yet when they are established. */
+/* An accepted connection has no file yet when it is established, so the mode of the listener
+ * that accepts it stands in for its own. The mode goes into the listener's own storage, which
+ * the kernel clones into each socket it accepts (ml_listenmode_v1, BPF_F_CLONE): listeners
+ * sharing a port (IPv4 and IPv6-only, an SO_REUSEPORT group) each pass on their own mode. */
 static __always_inline void record_listener(struct bpf_sock_ops *skops)
 {
 	struct ml_listener_key key = {
 		.netns_cookie = bpf_get_netns_cookie(skops),
 		.port = (__u16)skops->local_port,
 	};
+	struct ml_listener_state *state;
 	struct bpf_sock *sk = skops->sk;
-	__u8 mode = SOCKET_MODE_UNKNOWN;
+	__u8 mode = ML_SOCKET_MODE_UNKNOWN;
 
-	if (sk)
+	if (sk) {
 		mode = socket_mode_of(sk);
+		state = bpf_sk_storage_get(&ml_listenmode_v1, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (state) {
+			state->mode = mode;
+			state->source = ML_LISTENER_FROM_LISTEN;
+		}
+	}
 	bpf_map_update_elem(&ml_listeners_v1, &key, &mode, BPF_ANY);
 }
 
-static __always_inline int reader_may_block(struct bpf_sock_ops *skops, struct bpf_sock *sk,
-					    int active)
+static __always_inline int reader_may_block(struct bpf_sock *sk, int active)
 {
-	struct ml_listener_key key = {};
-	__u8 *mode;
+	struct ml_listener_state *listener;
 
 	if (splice_blocking_sockets)
 		return 0;
 	if (active)
-		return socket_mode_of(sk) != SOCKET_MODE_NONBLOCKING;
-	key.netns_cookie = bpf_get_netns_cookie(skops);
-	key.port = (__u16)skops->local_port;
-	mode = bpf_map_lookup_elem(&ml_listeners_v1, &key);
-	return !mode || *mode != SOCKET_MODE_NONBLOCKING;
+		return socket_mode_of(sk) != ML_SOCKET_MODE_NONBLOCKING;
+	/* Cloned from the listener that accepted this socket; absent when that listener was
+	 * opened before the datapath and the scan has not recorded it (unknown: not spliced). */
+	listener = bpf_sk_storage_get(&ml_listenmode_v1, sk, 0, 0);
+	return !listener || listener->mode != ML_SOCKET_MODE_NONBLOCKING;
 }
 
 static __always_inline __u8 port_rule(__u16 port)
@@ -326,7 +328,7 @@ static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_WORKLOAD);
 		return -1;
 	}
-	if (reader_may_block(skops, sk, active)) {
+	if (reader_may_block(sk, active)) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_BLOCKING);
 		ml_emit_socket(ML_EVENT_SKIPPED_BLOCKING, self, fields->netns_cookie, active,
 			       state->hop, 0);

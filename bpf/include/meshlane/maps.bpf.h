@@ -3,6 +3,7 @@
 #ifndef MESHLANE_MAPS_BPF_H
 #define MESHLANE_MAPS_BPF_H
 
+#include "meshlane/listeners.bpf.h"
 #include "meshlane/map_room.h"
 #include "meshlane/shared.h"
 
@@ -78,12 +79,6 @@ struct {
 	__type(value, struct ml_tc_flow);
 } ml_tcflows_v2 SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct ml_listener_key);
-	__type(value, __u8);
-} ml_listeners_v1 SEC(".maps");
 
 /* Client ends of connections being spliced whose server end is not established yet (key: the
  * client's sockhash key). Taken by the server end's established callback, or by the client's

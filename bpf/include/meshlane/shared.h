@@ -144,12 +144,39 @@ struct ml_cidr_rule_key {
 #define ML_CIDR_LIST_IN_EXCLUDE 3
 #define ML_CIDR_KEY_PREFIX_BITS 64
 
-/* Key of ml_listeners_v1 (value: __u8 socket mode at listen()). */
+/* Key of ml_listeners_v1 (value: __u8 enum ml_socket_mode of the last listener recorded there).
+ * The entry only says that a listener of the attached cgroup was seen on this port of this
+ * namespace, which is what a client end needs to know (server_may_splice). A server end's mode
+ * comes from the listener that accepted it (struct ml_listener_state), never from this map:
+ * two listeners can share a port (IPv4 and IPv6-only, SO_REUSEPORT) in different modes. */
 struct ml_listener_key {
 	__u64 netns_cookie;
 	__u16 port; /* host byte order */
 	__u16 pad16;
 	__u32 pad32;
+};
+
+/* Whether an application reads a socket non-blocking, from its file's O_NONBLOCK. */
+enum ml_socket_mode {
+	ML_SOCKET_MODE_UNKNOWN = 0, /* no file (yet), or never recorded */
+	ML_SOCKET_MODE_BLOCKING,
+	ML_SOCKET_MODE_NONBLOCKING,
+};
+
+/* How a listener's record came to be. */
+enum ml_listener_source {
+	ML_LISTENER_FROM_LISTEN = 1, /* sock_ops at listen() */
+	ML_LISTENER_FROM_SCAN, /* the scan of listeners that existed before the datapath */
+};
+
+/* Value of ml_listenmode_v1: socket-local storage of a listening socket of the cgroup, created
+ * with BPF_F_CLONE, so the kernel copies it into every socket the listener accepts (at
+ * sk_clone_lock, before the server end's established callback). A server end therefore reads
+ * the mode of exactly the listener that accepted it, and the record dies with its socket. */
+struct ml_listener_state {
+	__u8 mode; /* enum ml_socket_mode, at listen() or at the scan */
+	__u8 source; /* enum ml_listener_source */
+	__u16 pad;
 };
 
 /* Key and value of ml_tcflows_v2: connections from off the node that tc steers to a pod's
@@ -172,6 +199,20 @@ struct ml_tc_flow {
 	/* bpf_ktime_get_coarse_ns() at the first SYN: the controller removes flows that are still
 	 * not acked long after (SYNs nobody answered, which a plain hash would keep forever). */
 	__u64 start_ns;
+};
+
+/* One listening socket the listener scan found in the attached cgroup: a record it writes to
+ * its iterator's output (read by the controller for its report). */
+struct ml_scanned_listener {
+	__u64 netns_cookie;
+	__u64 inode; /* the socket's inode number (socket:[N] in /proc/PID/fd): one per listener */
+	__u32 pid; /* a process holding the listener's file (tgid) */
+	__u16 port; /* host byte order */
+	__u16 family; /* AF_INET or AF_INET6 */
+	__u8 mode; /* enum ml_socket_mode of its file now */
+	__u8 recorded; /* 1: the scan recorded it; 0: it already had a record (listen() or a scan) */
+	__u8 v6only; /* AF_INET6 with IPV6_V6ONLY */
+	__u8 pad8;
 };
 
 /* Indexes into the per-CPU counter array ml_counters_v1. Append only: renumbering or
@@ -217,6 +258,9 @@ enum ml_counter {
 	 * spliced or whose first bytes came by TCP. Both ends or neither: a sockhash member that
 	 * receives bytes by TCP has a FIONREAD of 0 (the kernel counts only redirected bytes). */
 	ML_CTR_SOCKETS_SKIPPED_PEER,
+	/* Listening sockets of the cgroup that existed before the datapath was attached (or before
+	 * a workload was added) and whose mode the listener scan recorded. */
+	ML_CTR_LISTENERS_SCANNED,
 	ML_CTR_MAX,
 };
 
@@ -360,6 +404,7 @@ struct ml_event {
 #define ML_CIDR_RULES_MAP_NAME "ml_cidrrules_v1"
 #define ML_TC_FLOWS_MAP_NAME "ml_tcflows_v2"
 #define ML_LISTENERS_MAP_NAME "ml_listeners_v1"
+#define ML_LISTEN_MODE_MAP_NAME "ml_listenmode_v1"
 #define ML_PAIRING_MAP_NAME "ml_pairing_v1"
 /* Retired layouts (LRU maps) that a start converts into the current ones (map_upgrade.cpp). */
 #define ML_ORIG_DST_V1_MAP_NAME "ml_origdst_v1"
