@@ -39,6 +39,7 @@ const char* counter_name(ml_counter counter) {
     case ML_CTR_TC_FLOWS_FULL: return "tc_flows_full";
     case ML_CTR_REDIRECT_READER_BEHIND: return "redirect_reader_behind";
     case ML_CTR_SOCKETS_SKIPPED_PEER: return "sockets_skipped_peer";
+    case ML_CTR_LISTENERS_SCANNED: return "listeners_scanned";
     case ML_CTR_MAX: break;
   }
   return "unknown";

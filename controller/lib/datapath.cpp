@@ -16,6 +16,7 @@
 
 #include "inbound_tc.skel.h"
 #include "intercept.skel.h"
+#include "listener_scan.skel.h"
 #include "meshlane/bpf_map.hpp"
 #include "meshlane/kernel_features.hpp"
 #include "meshlane/map_upgrade.hpp"
@@ -336,6 +337,9 @@ Status Datapath::load_objects(const Config& config) {
       return load_error(err, "inbound tc");
     }
   }
+  if (support_.splicing) {
+    load_listener_scanner(config);
+  }
   if (auto status = migrate_entries(map_plan_, false); !status) {
     return status;
   }
@@ -345,12 +349,56 @@ Status Datapath::load_objects(const Config& config) {
   return sync_port_rules(sockops_->maps.ml_ports_v1, config.acceleration);
 }
 
+// The listener scan is an addition: a kernel that cannot run it (iter/task_file and
+// bpf_sock_from_file need Linux 5.11) still gets the datapath; only listeners opened before it
+// stay unspliced.
+void Datapath::load_listener_scanner(const Config& config) {
+  ListenerScanner::Skeleton skeleton(listener_scan_bpf__open());
+  Status status;
+  if (!skeleton) {
+    status = make_error(errno, "cannot open the listener scan BPF object");
+  } else {
+    size_maps(skeleton->obj, config.acceleration);
+    status = set_pin_paths(skeleton->obj, pins_);
+    if (status) {
+      if (int err = listener_scan_bpf__load(skeleton.get()); err != 0) {
+        status = make_error(err, "cannot load the listener scan (BPF iterator over task files)");
+      }
+    }
+  }
+  if (status) {
+    auto scanner = ListenerScanner::attach(std::move(skeleton));
+    if (scanner) {
+      listener_scanner_.emplace(std::move(scanner.value()));
+      return;
+    }
+    status = scanner.error();
+  }
+  listener_scan_unavailable_ = status.error().message();
+  spdlog::warn(
+      "listener scan unavailable: {}; listeners opened before meshlaned attached are not "
+      "spliced until they are opened again",
+      listener_scan_unavailable_);
+}
+
+Result<ListenerScanReport> Datapath::scan_listeners(const ListenerScanLimits& limits) {
+  if (!listener_scanner_) {
+    return make_error(listener_scan_unavailable_.empty() ? "splicing is off"
+                                                         : listener_scan_unavailable_);
+  }
+  if (cgroup_id_ == 0) {
+    return make_error("the listener scan runs only once the datapath is attached");
+  }
+  return listener_scanner_->run(cgroup_id_, limits);
+}
+
 Status Datapath::attach_cgroup_programs(const std::string& cgroup_path) {
   cgroup_fd_.reset(::open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!cgroup_fd_) {
     return make_error(errno, "cannot open cgroup " + cgroup_path);
   }
   const std::uint64_t cgroup_id = cgroup_id_of(cgroup_path);
+  cgroup_id_ = cgroup_id;
   struct CgroupProgram {
     std::string_view link_name;
     const char* what;

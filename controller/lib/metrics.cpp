@@ -126,6 +126,9 @@ const char* counter_help(ml_counter counter) {
     case ML_CTR_SOCKETS_SKIPPED_PEER:
       return "Sockets not spliced because the other end of their connection is not (off the "
              "node, outside the cgroup, not spliced, or its first bytes went by TCP).";
+    case ML_CTR_LISTENERS_SCANNED:
+      return "Listening sockets opened before the datapath whose mode the listener scan "
+             "recorded (their new connections can be spliced).";
     case ML_CTR_MAX: break;
   }
   return "A meshlane datapath counter.";

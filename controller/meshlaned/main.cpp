@@ -22,6 +22,8 @@
 #include <exception>
 #include <functional>
 #include <iostream>
+#include <optional>
+#include <string>
 
 #include "meshlane/config.hpp"
 #include "meshlane/control_api.hpp"
@@ -33,6 +35,7 @@
 #include "meshlane/datapath.hpp"
 #include "meshlane/event_ring.hpp"
 #include "meshlane/kernel_features.hpp"
+#include "meshlane/listener_scan.hpp"
 #include "meshlane/metrics.hpp"
 #include "meshlane/metrics_server.hpp"
 #include "meshlane/monitor.hpp"
@@ -173,6 +176,15 @@ int cleanup(const meshlane::Config& config) {
   return kExitOk;
 }
 
+// "2026-12-05T06:25:45Z"
+std::string utc_time(std::time_t when) {
+  char text[32] = {};
+  std::tm utc{};
+  ::gmtime_r(&when, &utc);
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return text;
+}
+
 // What the control methods read from the running daemon.
 class DaemonBackend final : public meshlane::control::ControlBackend {
  public:
@@ -204,10 +216,7 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
     }
     utsname host{};
     ::uname(&host);
-    char started[32] = {};
-    std::tm utc{};
-    ::gmtime_r(&started_wall_, &utc);
-    std::strftime(started, sizeof started, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    const std::string started = utc_time(started_wall_);
     const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(this->uptime());
     return {
         {"version", MESHLANE_VERSION},
@@ -235,7 +244,23 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
          {{"orig_dsts", swept_.orig_dsts},
           {"tc_flows", swept_.tc_flows},
           {"dead_tc_flows", swept_.dead_tc_flows}}},
+        {"listener_scan", listener_scan_json()},
     };
+  }
+
+  // The outcome of a listener scan, for status "listener_scan".
+  void add_listener_scan(const std::string& reason,
+                         const meshlane::Result<meshlane::ListenerScanReport>& outcome) {
+    ++listener_scans_;
+    last_scan_reason_ = reason;
+    last_scan_at_ = std::time(nullptr);
+    if (outcome) {
+      last_scan_ = outcome.value();
+      last_scan_error_.clear();
+      total_scanned_ += outcome->recorded;
+    } else {
+      last_scan_error_ = outcome.error().message();
+    }
   }
 
   // Entries the periodic sweep removed since the daemon started (status "swept").
@@ -294,6 +319,39 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
   std::time_t started_wall_;
   const meshlane::control::Server* control_server_ = nullptr;
   meshlane::SweepReport swept_;
+  std::size_t listener_scans_ = 0;
+  std::size_t total_scanned_ = 0;
+  std::optional<meshlane::ListenerScanReport> last_scan_;
+  std::string last_scan_reason_;
+  std::string last_scan_error_;
+  std::time_t last_scan_at_ = 0;
+
+  nlohmann::json listener_scan_json() const {
+    nlohmann::json scan = {{"available", datapath_.listener_scan_unavailable().empty() &&
+                                             datapath_.support().splicing},
+                           {"scans", listener_scans_},
+                           {"recorded_total", total_scanned_}};
+    if (!datapath_.listener_scan_unavailable().empty()) {
+      scan["unavailable"] = datapath_.listener_scan_unavailable();
+    }
+    if (listener_scans_ == 0) {
+      return scan;
+    }
+    nlohmann::json last = {{"reason", last_scan_reason_}, {"at", utc_time(last_scan_at_)}};
+    if (!last_scan_error_.empty()) {
+      last["error"] = last_scan_error_;
+    } else if (last_scan_) {
+      last["listeners"] = last_scan_->listeners;
+      last["recorded"] = last_scan_->recorded;
+      last["recorded_nonblocking"] = last_scan_->recorded_nonblocking;
+      last["recorded_blocking"] = last_scan_->recorded_blocking;
+      last["already_known"] = last_scan_->already_known;
+      last["complete"] = last_scan_->complete;
+      last["elapsed_us"] = last_scan_->elapsed.count();
+    }
+    scan["last"] = std::move(last);
+    return scan;
+  }
 };
 
 // The workloads monitor events are attributed to: by netns cookie and address, rebuilt when
@@ -513,6 +571,9 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   // and acceleration settings for the workloads they select (apply_policy_overrides), so the
   // workloads are applied with the policies' overrides on top.
   meshlane::control::WorkloadRegistry* workload_registry = nullptr;
+  // Set once the datapath is attached: records the modes of listeners opened before it, at
+  // start and whenever workloads change (a pod added with its sidecar already listening).
+  std::function<void(const std::string&)> scan_listeners = [](const std::string&) {};
   auto install_authorization = [&](const std::vector<meshlane::Policy>& set) {
     return install_policies(config.daemon.bpffs_dir, set, manager.applied());
   };
@@ -547,6 +608,7 @@ int run(const std::string& config_path, const meshlane::Config& config) {
               "stays in force): {}",
               report.error().message());
         }
+        scan_listeners("workloads changed");
         return meshlane::Status{};
       },
       [&config](const std::vector<meshlane::WorkloadConfig>& live) {
@@ -581,6 +643,18 @@ int run(const std::string& config_path, const meshlane::Config& config) {
 
   boost::asio::io_context io;
   DaemonBackend backend(config, datapath.value(), cgroup.value(), std::move(features));
+  if (datapath->support().splicing && datapath->listener_scan_unavailable().empty()) {
+    scan_listeners = [&datapath, &backend](const std::string& reason) {
+      auto report = datapath->scan_listeners();
+      if (report) {
+        spdlog::info("listener scan ({}): {}", reason, meshlane::describe(report.value()));
+      } else {
+        spdlog::warn("listener scan ({}) failed: {}", reason, report.error().message());
+      }
+      backend.add_listener_scan(reason, report);
+    };
+    scan_listeners("start");
+  }
 
   // meshlanectl monitor: the ring buffer is read on this io_context; the datapath emits only
   // while a client is subscribed (the hub sets the gate to the union of the clients' types).

@@ -3,13 +3,16 @@
 // run left pinned instead of loading duplicates.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "meshlane/config.hpp"
 #include "meshlane/error.hpp"
 #include "meshlane/kernel_features.hpp"
+#include "meshlane/listener_scan.hpp"
 #include "meshlane/map_upgrade.hpp"
 #include "meshlane/pin_layout.hpp"
 #include "meshlane/unique_fd.hpp"
@@ -71,11 +74,20 @@ class Datapath {
   [[nodiscard]] const FeatureSupport& support() const { return support_; }
   [[nodiscard]] const std::vector<PinDecision>& map_plan() const { return map_plan_; }
 
+  // Records the mode of the cgroup's listeners that have none (opened before the datapath was
+  // attached); see listener_scan.hpp. Only after attach().
+  Result<ListenerScanReport> scan_listeners(const ListenerScanLimits& limits = {});
+  // Empty when the listener scan is available, else why not (logged at start).
+  [[nodiscard]] const std::string& listener_scan_unavailable() const {
+    return listener_scan_unavailable_;
+  }
+
  private:
   Datapath() = default;
   Status load_objects(const Config& config);
   Status attach_cgroup_programs(const std::string& cgroup_path);
   Status attach_sk_msg();
+  void load_listener_scanner(const Config& config);
 
   PinLayout pins_;
   SockopsSkeleton sockops_;
@@ -88,6 +100,9 @@ class Datapath {
   FeatureSupport support_;
   std::vector<PinDecision> map_plan_;
   RetiredConversion conversion_;
+  std::optional<ListenerScanner> listener_scanner_;
+  std::string listener_scan_unavailable_;
+  std::uint64_t cgroup_id_ = 0;
 };
 
 struct CleanupReport {

@@ -1,0 +1,75 @@
+// The listener scan: records the mode of listening sockets of the attached cgroup that were
+// opened before the datapath (bpf/sockops/listener_scan.bpf.c), so that the connections they
+// accept from now on can be spliced. Runs at start and whenever workloads are added.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <span>
+#include <string>
+
+#include "meshlane/error.hpp"
+#include "meshlane/shared.h"
+
+struct listener_scan_bpf;
+struct bpf_link;
+
+namespace meshlane {
+
+// What one scan found. A listener shared by several processes (a forked server) counts once.
+struct ListenerScanReport {
+  std::size_t listeners = 0;             // listening TCP sockets of the cgroup
+  std::size_t recorded = 0;              // recorded by this scan (had no record yet)
+  std::size_t recorded_nonblocking = 0;  // of those, read non-blocking: spliceable from now on
+  std::size_t recorded_blocking = 0;     // of those, read blocking: never spliced
+  std::size_t already_known = 0;         // had a record (from listen() or an earlier scan)
+  bool complete = true;  // false when a limit stopped the scan (ListenerScanLimits)
+  std::chrono::microseconds elapsed{0};
+
+  bool operator==(const ListenerScanReport&) const = default;
+};
+
+// Folds the scan program's output records into a report; `seen` keeps the socket inodes
+// counted so far (a listener's file appears once per process holding it).
+void add_scan_records(std::span<const ml_scanned_listener> records, std::set<std::uint64_t>& seen,
+                      ListenerScanReport& report);
+
+// "12 listener(s) of the cgroup: 10 recorded now (8 non-blocking, 2 blocking), 2 already known,
+// in 3 ms"
+std::string describe(const ListenerScanReport& report);
+
+// Bounds on one scan, which runs on the daemon's only I/O thread: a node with 100,000 sockets
+// takes well under a second, and whatever a limit leaves out is reported as incomplete.
+struct ListenerScanLimits {
+  std::size_t max_listeners = 262144;
+  std::chrono::milliseconds max_time{5000};
+};
+
+class ListenerScanner {
+ public:
+  struct SkeletonDeleter {
+    void operator()(listener_scan_bpf* skeleton) const;
+  };
+  struct LinkDeleter {
+    void operator()(bpf_link* link) const;
+  };
+  using Skeleton = std::unique_ptr<listener_scan_bpf, SkeletonDeleter>;
+
+  // Takes a loaded skeleton (its maps are the datapath's pinned ones) and attaches its
+  // iterator.
+  static Result<ListenerScanner> attach(Skeleton skeleton);
+
+  // Walks every open file of every task once; records listeners of the cgroup `cgroup_id`
+  // (its cgroup v2 inode number) that have no record.
+  Result<ListenerScanReport> run(std::uint64_t cgroup_id, const ListenerScanLimits& limits = {});
+
+ private:
+  ListenerScanner() = default;
+  Skeleton skeleton_;
+  std::unique_ptr<bpf_link, LinkDeleter> link_;
+};
+
+}  // namespace meshlane
