@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The listener scan: finds the listening TCP sockets of the attached cgroup that were opened
- * before the datapath was attached (sock_ops never saw their listen()) and records their mode
- * exactly as sock_ops would have at listen(), so the connections they accept from now on can
- * be spliced. A BPF iterator over every task's open files (iter/task_file): a socket is found
- * through its file, whose O_NONBLOCK is the mode, and the socket's own cgroup (the one the
- * cgroup programs judge it by) decides whether it belongs to the datapath. Run by the
- * controller at start and when workloads are added; see controller/lib/listener_scan.cpp. */
+ * before the datapath was attached (sock_ops never saw their listen()), so that the controller
+ * can record their mode exactly as sock_ops would have at listen(), and the connections they
+ * accept from now on can be spliced. A BPF iterator over every task's open files
+ * (iter/task_file): a socket is found through its file, whose O_NONBLOCK is the mode, and the
+ * socket's own cgroup (the one the cgroup programs judge it by) decides whether it belongs to
+ * the datapath. It writes one record per listener file it finds; the controller creates the
+ * listener's storage through a duplicate of the file (pidfd_getfd): an iterator reaches the
+ * socket only through pointers the verifier does not trust for bpf_sk_storage_get. Run by the
+ * controller at start and when workloads change; see controller/lib/listener_scan.cpp. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 
+/* ml_counters_v1: the controller counts listeners_scanned in it (the skeleton brings its fd). */
 #include "meshlane/counters.bpf.h"
 #include "meshlane/listeners.bpf.h"
 #include "meshlane/shared.h"
@@ -44,8 +48,6 @@ SEC("iter/task_file")
 int ml_scan_listeners(struct bpf_iter__task_file *ctx)
 {
 	struct ml_scanned_listener found = {};
-	struct ml_listener_state initial = { .source = ML_LISTENER_FROM_SCAN };
-	struct ml_listener_state *state;
 	struct ml_listener_key key = {};
 	struct task_struct *task = ctx->task;
 	struct file *file = ctx->file;
@@ -65,24 +67,13 @@ int ml_scan_listeners(struct bpf_iter__task_file *ctx)
 	found.netns_cookie = BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie);
 	found.inode = BPF_CORE_READ(file, f_inode, i_ino);
 	found.pid = BPF_CORE_READ(task, tgid);
+	found.fd = ctx->fd;
 	found.port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	found.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	found.v6only = found.family == ML_AF_INET6 &&
 		       BPF_CORE_READ_BITFIELD_PROBED(sk, __sk_common.skc_ipv6only);
 	found.mode = (BPF_CORE_READ(file, f_flags) & ML_O_NONBLOCK) ? ML_SOCKET_MODE_NONBLOCKING :
 								     ML_SOCKET_MODE_BLOCKING;
-	/* A listener that already has a record keeps it: one made at listen() is as good as this,
-	 * and a scan must never change what a record says. */
-	state = bpf_sk_storage_get(&ml_listenmode_v1, sk, 0, 0);
-	if (!state) {
-		initial.mode = found.mode;
-		state = bpf_sk_storage_get(&ml_listenmode_v1, sk, &initial,
-					   BPF_SK_STORAGE_GET_F_CREATE);
-		if (state && state->source == ML_LISTENER_FROM_SCAN) {
-			found.recorded = 1;
-			ml_count(ML_CTR_LISTENERS_SCANNED, 1);
-		}
-	}
 	key.netns_cookie = found.netns_cookie;
 	key.port = found.port;
 	if (!bpf_map_lookup_elem(&ml_listeners_v1, &key))

@@ -2,6 +2,9 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <array>
@@ -9,6 +12,7 @@
 #include <vector>
 
 #include "listener_scan.skel.h"
+#include "meshlane/bpf_map.hpp"
 #include "meshlane/unique_fd.hpp"
 
 namespace meshlane {
@@ -20,23 +24,24 @@ void ListenerScanner::SkeletonDeleter::operator()(listener_scan_bpf* skeleton) c
 void ListenerScanner::LinkDeleter::operator()(bpf_link* link) const { bpf_link__destroy(link); }
 
 void add_scan_records(std::span<const ml_scanned_listener> records, std::set<std::uint64_t>& seen,
-                      ListenerScanReport& report) {
-  for (const ml_scanned_listener& record : records) {
-    // The first visit of a listener records it; later visits (other processes holding the same
-    // file) see the record the first one made.
-    if (!seen.insert(record.inode).second) {
+                      ListenerScanReport& report,
+                      const std::function<RecordOutcome(const ml_scanned_listener&)>& record) {
+  for (const ml_scanned_listener& listener : records) {
+    if (!seen.insert(listener.inode).second) {
       continue;
     }
     ++report.listeners;
-    if (record.recorded == 0) {
-      ++report.already_known;
-      continue;
-    }
-    ++report.recorded;
-    if (record.mode == ML_SOCKET_MODE_NONBLOCKING) {
-      ++report.recorded_nonblocking;
-    } else {
-      ++report.recorded_blocking;
+    switch (record(listener)) {
+      case RecordOutcome::kAlreadyKnown: ++report.already_known; break;
+      case RecordOutcome::kVanished: ++report.vanished; break;
+      case RecordOutcome::kRecorded:
+        ++report.recorded;
+        if (listener.mode == ML_SOCKET_MODE_NONBLOCKING) {
+          ++report.recorded_nonblocking;
+        } else {
+          ++report.recorded_blocking;
+        }
+        break;
     }
   }
 }
@@ -47,7 +52,8 @@ std::string describe(const ListenerScanReport& report) {
          std::to_string(report.recorded) + " recorded now (" +
          std::to_string(report.recorded_nonblocking) + " non-blocking, " +
          std::to_string(report.recorded_blocking) + " blocking), " +
-         std::to_string(report.already_known) + " already known, in " + std::to_string(ms) +
+         std::to_string(report.already_known) + " already known, " +
+         std::to_string(report.vanished) + " closed meanwhile, in " + std::to_string(ms) +
          " ms" + (report.complete ? "" : " (incomplete: a scan limit was reached)");
 }
 
@@ -58,8 +64,59 @@ Result<ListenerScanner> ListenerScanner::attach(Skeleton skeleton) {
     return make_error(errno, "cannot attach the listener scan iterator (iter/task_file)");
   }
   scanner.link_.reset(link);
+  auto modes = ListenerModes::adopt(UniqueFd(::dup(bpf_map__fd(skeleton->maps.ml_listenmode_v1))));
+  if (!modes) {
+    return modes.error();
+  }
+  auto counters = TypedMap<std::uint32_t, std::uint64_t>::adopt(
+      UniqueFd(::dup(bpf_map__fd(skeleton->maps.ml_counters_v1))));
+  if (!counters) {
+    return counters.error();
+  }
+  scanner.modes_.emplace(std::move(modes.value()));
+  scanner.counters_.emplace(std::move(counters.value()));
   scanner.skeleton_ = std::move(skeleton);
   return scanner;
+}
+
+RecordOutcome ListenerScanner::record(const ml_scanned_listener& listener) {
+  // The listener's file in this process: the same socket, so the storage created on it is the
+  // listener's own. Checked by inode: the process may have closed that descriptor number and
+  // opened something else since the iterator saw it.
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, listener.pid, 0)));
+  if (!pidfd) {
+    return RecordOutcome::kVanished;
+  }
+  UniqueFd socket(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), listener.fd, 0)));
+  struct stat st {};
+  if (!socket || ::fstat(socket.get(), &st) != 0 || !S_ISSOCK(st.st_mode) ||
+      st.st_ino != listener.inode) {
+    return RecordOutcome::kVanished;
+  }
+  const int key = socket.get();
+  const ml_listener_state state{listener.mode, ML_LISTENER_FROM_SCAN, 0};
+  // BPF_NOEXIST: a record made at listen() (or by an earlier scan) is never replaced.
+  if (auto status = modes_->update(key, state, BPF_NOEXIST); !status) {
+    return status.error().errnum == EEXIST ? RecordOutcome::kAlreadyKnown
+                                           : RecordOutcome::kVanished;
+  }
+  return RecordOutcome::kRecorded;
+}
+
+// listeners_scanned is only ever written here (the programs never count it), so adding to one
+// CPU's slot races with nothing.
+void ListenerScanner::count_recorded(std::size_t recorded) {
+  auto per_cpu = counters_->lookup_percpu(ML_CTR_LISTENERS_SCANNED);
+  if (!per_cpu || per_cpu->empty()) {
+    return;
+  }
+  std::vector<std::uint64_t> values = std::move(per_cpu.value());
+  values.front() += recorded;
+  const std::uint32_t key = ML_CTR_LISTENERS_SCANNED;
+  if (bpf_map_update_elem(counters_->fd(), &key, values.data(), BPF_ANY) != 0) {
+    spdlog::debug("listener scan: cannot count {} recorded listener(s): {}", recorded,
+                  std::strerror(errno));
+  }
 }
 
 Result<ListenerScanReport> ListenerScanner::run(std::uint64_t cgroup_id,
@@ -98,7 +155,8 @@ Result<ListenerScanReport> ListenerScanner::run(std::uint64_t cgroup_id,
     records.resize(whole);
     std::memcpy(records.data(), pending.data(), whole * kRecord);
     pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(whole * kRecord));
-    add_scan_records(records, seen, report);
+    add_scan_records(records, seen, report,
+                     [this](const ml_scanned_listener& listener) { return record(listener); });
     if (report.listeners >= limits.max_listeners ||
         std::chrono::steady_clock::now() - started >= limits.max_time) {
       report.complete = false;
@@ -107,6 +165,9 @@ Result<ListenerScanReport> ListenerScanner::run(std::uint64_t cgroup_id,
   }
   report.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - started);
+  if (report.recorded > 0) {
+    count_recorded(report.recorded);
+  }
   return report;
 }
 

@@ -201,18 +201,18 @@ struct ml_tc_flow {
 	__u64 start_ns;
 };
 
-/* One listening socket the listener scan found in the attached cgroup: a record it writes to
- * its iterator's output (read by the controller for its report). */
+/* One listening socket's file that the listener scan found in the attached cgroup: a record
+ * its iterator writes to its output for the controller, which records the listener's mode. */
 struct ml_scanned_listener {
 	__u64 netns_cookie;
 	__u64 inode; /* the socket's inode number (socket:[N] in /proc/PID/fd): one per listener */
 	__u32 pid; /* a process holding the listener's file (tgid) */
+	__u32 fd; /* the file's descriptor number in that process */
 	__u16 port; /* host byte order */
 	__u16 family; /* AF_INET or AF_INET6 */
 	__u8 mode; /* enum ml_socket_mode of its file now */
-	__u8 recorded; /* 1: the scan recorded it; 0: it already had a record (listen() or a scan) */
 	__u8 v6only; /* AF_INET6 with IPV6_V6ONLY */
-	__u8 pad8;
+	__u16 pad16;
 };
 
 /* Indexes into the per-CPU counter array ml_counters_v1. Append only: renumbering or

@@ -6,11 +6,14 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
 
+#include "meshlane/bpf_map.hpp"
 #include "meshlane/error.hpp"
 #include "meshlane/shared.h"
 
@@ -26,16 +29,21 @@ struct ListenerScanReport {
   std::size_t recorded_nonblocking = 0;  // of those, read non-blocking: spliceable from now on
   std::size_t recorded_blocking = 0;     // of those, read blocking: never spliced
   std::size_t already_known = 0;         // had a record (from listen() or an earlier scan)
-  bool complete = true;  // false when a limit stopped the scan (ListenerScanLimits)
+  std::size_t vanished = 0;  // closed (or its process gone) before it could be recorded
+  bool complete = true;      // false when a limit stopped the scan (ListenerScanLimits)
   std::chrono::microseconds elapsed{0};
 
   bool operator==(const ListenerScanReport&) const = default;
 };
 
-// Folds the scan program's output records into a report; `seen` keeps the socket inodes
-// counted so far (a listener's file appears once per process holding it).
+// What recording one listener came to.
+enum class RecordOutcome { kRecorded, kAlreadyKnown, kVanished };
+
+// Folds the scan program's output records into a report: each listener not seen before (by
+// socket inode; a listener's file appears once per process holding it) is handed to `record`.
 void add_scan_records(std::span<const ml_scanned_listener> records, std::set<std::uint64_t>& seen,
-                      ListenerScanReport& report);
+                      ListenerScanReport& report,
+                      const std::function<RecordOutcome(const ml_scanned_listener&)>& record);
 
 // "12 listener(s) of the cgroup: 10 recorded now (8 non-blocking, 2 blocking), 2 already known,
 // in 3 ms"
@@ -63,12 +71,19 @@ class ListenerScanner {
   static Result<ListenerScanner> attach(Skeleton skeleton);
 
   // Walks every open file of every task once; records listeners of the cgroup `cgroup_id`
-  // (its cgroup v2 inode number) that have no record.
+  // (its cgroup v2 inode number) that have no record. Each is recorded through a duplicate of
+  // its file (pidfd_getfd) in ml_listenmode_v1, never replacing a record.
   Result<ListenerScanReport> run(std::uint64_t cgroup_id, const ListenerScanLimits& limits = {});
 
  private:
   ListenerScanner() = default;
+  using ListenerModes = TypedMap<int, ml_listener_state>;
+  RecordOutcome record(const ml_scanned_listener& listener);
+  void count_recorded(std::size_t recorded);
+
   Skeleton skeleton_;
+  std::optional<ListenerModes> modes_;
+  std::optional<TypedMap<std::uint32_t, std::uint64_t>> counters_;
   std::unique_ptr<bpf_link, LinkDeleter> link_;
 };
 
