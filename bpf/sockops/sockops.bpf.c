@@ -307,7 +307,7 @@ static __always_inline int server_may_splice(struct bpf_sock_ops *skops,
 
 /* Puts this socket into the sockhash if the connection can be spliced; returns 0 when it did.
  * Both ends must be spliced or neither: a sockhash member that receives bytes by TCP has a
- * FIONREAD of 0. The client end, established first, files its key in ml_pairing_v1; the
+ * FIONREAD of 0. The client end, established first, files its key in ml_pairing_v2; the
  * server end joins only if it takes that entry, and the client's first send takes it instead
  * when the server end is not established yet (that send then goes by TCP). */
 static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_sock *sk,
@@ -315,7 +315,11 @@ static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_
 					 const struct ml_sock_key *self,
 					 struct ml_sock_state *state, int active)
 {
-	const __u8 one = 1;
+	struct ml_pairing pairing = {
+		.client_netns_cookie = fields->netns_cookie,
+		.hop = state->hop,
+	};
+	struct ml_pairing *filed = NULL;
 	long err;
 
 	if (!accelerate || (!active && steered_from_outside(self)))
@@ -334,8 +338,9 @@ static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_
 			       state->hop, 0);
 		return -1;
 	}
-	if (active ? !server_may_splice(skops, self) :
-		     !bpf_map_lookup_elem(&ml_pairing_v1, &state->peer)) {
+	if (!active)
+		filed = bpf_map_lookup_elem(&ml_pairing_v2, &state->peer);
+	if (active ? !server_may_splice(skops, self) : !filed) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_PEER);
 		return -1;
 	}
@@ -347,18 +352,27 @@ static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_
 		return -1;
 	}
 	if (active) {
-		if (bpf_map_update_elem(&ml_pairing_v1, self, &one, BPF_ANY) != 0) {
+		if (bpf_map_update_elem(&ml_pairing_v2, self, &pairing, BPF_ANY) != 0) {
 			bpf_map_delete_elem(&ml_sockhash_v1, (void *)self);
 			count_socket(fields->netns_cookie, ML_CTR_SOCKETS_ADD_FAILED);
 			return -1;
 		}
 		state->pairing = 1;
-	} else if (bpf_map_delete_elem(&ml_pairing_v1, &state->peer) != 0) {
-		/* The client's first send took the entry between the lookup and the insert: it went
-		 * by TCP. This end was in the sockhash for no byte; it leaves again. */
-		bpf_map_delete_elem(&ml_sockhash_v1, (void *)self);
-		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_PEER);
-		return -1;
+	} else {
+		if (!filed) /* ruled out above; the verifier wants to see it */
+			return -1;
+		/* Read before the delete: a deleted entry's memory may be reused at once. */
+		pairing = *filed;
+		if (bpf_map_delete_elem(&ml_pairing_v2, &state->peer) != 0) {
+			/* The client's first send took the entry between the lookup and the insert: it
+			 * went by TCP. This end was in the sockhash for no byte; it leaves again. */
+			bpf_map_delete_elem(&ml_sockhash_v1, (void *)self);
+			count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_PEER);
+			return -1;
+		}
+		/* Both ends are in: the connection is spliced. Counted once, here, under the client
+		 * end's hop kind and workload. */
+		count_spliced_hop(pairing.client_netns_cookie, pairing.hop);
 	}
 	return 0;
 }
@@ -387,15 +401,13 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 			 * it would receive every byte by TCP. Nothing was redirected to it (only this
 			 * socket could), so nothing queued is lost. */
 			bpf_map_delete_elem(&ml_sockhash_v1, &state->peer);
-			bpf_map_delete_elem(&ml_pairing_v1, &state->peer);
+			bpf_map_delete_elem(&ml_pairing_v2, &state->peer);
 		}
 		return;
 	}
 	state->fallback = 0;
 	count_socket(fields.netns_cookie, ML_CTR_SOCKETS_ADDED);
 	ml_emit_socket(ML_EVENT_SPLICED, &self, fields.netns_cookie, active, state->hop, 0);
-	if (active)
-		count_spliced_hop(fields.netns_cookie, state->hop);
 }
 
 SEC("sockops")
@@ -462,7 +474,7 @@ static __always_inline int first_send_beats_server(struct ml_sock_state *state)
 
 	state->pairing = 0;
 	ml_mirror_key(&state->peer, &self);
-	if (bpf_map_delete_elem(&ml_pairing_v1, &self) != 0)
+	if (bpf_map_delete_elem(&ml_pairing_v2, &self) != 0)
 		return 0;
 	state->fallback = 1;
 	return 1;

@@ -88,8 +88,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct ml_sock_key);
-	__type(value, __u8);
-} ml_pairing_v1 SEC(".maps");
+	__type(value, struct ml_pairing);
+} ml_pairing_v2 SEC(".maps");
 
 /* Template of a compiled policy (see ml_policy_key in shared.h). The controller creates one
  * such trie per policy generation and swaps it into the slot of ml_policy_v1. */

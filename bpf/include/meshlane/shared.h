@@ -57,7 +57,7 @@ struct ml_sock_state {
 	__u8 fallback;
 	__u8 has_orig_dst;
 	__u8 hop; /* enum ml_hop */
-	/* A client end whose entry in ml_pairing_v1 its server end has not taken yet (or had not
+	/* A client end whose entry in ml_pairing_v2 its server end has not taken yet (or had not
 	 * at this socket's first send). Was padding (always zero) before. */
 	__u8 pairing;
 };
@@ -143,6 +143,17 @@ struct ml_cidr_rule_key {
 #define ML_CIDR_LIST_OUT_EXCLUDE 2
 #define ML_CIDR_LIST_IN_EXCLUDE 3
 #define ML_CIDR_KEY_PREFIX_BITS 64
+
+/* Value of ml_pairing_v2 (key: the client end's struct ml_sock_key): a client end in the
+ * sockhash waiting for its server end. The server end that takes the entry counts the
+ * connection as spliced under the client's hop kind and workload: only then are both ends in.
+ * (v1 held one byte, and the client end counted the connection when it joined, also when its
+ * server end then stayed out.) */
+struct ml_pairing {
+	__u64 client_netns_cookie;
+	__u8 hop; /* enum ml_hop of the client end */
+	__u8 pad8[7];
+};
 
 /* Key of ml_listeners_v1 (value: __u8 enum ml_socket_mode of the last listener recorded there).
  * The entry only says that a listener of the attached cgroup was seen on this port of this
@@ -405,7 +416,7 @@ struct ml_event {
 #define ML_TC_FLOWS_MAP_NAME "ml_tcflows_v2"
 #define ML_LISTENERS_MAP_NAME "ml_listeners_v1"
 #define ML_LISTEN_MODE_MAP_NAME "ml_listenmode_v1"
-#define ML_PAIRING_MAP_NAME "ml_pairing_v1"
+#define ML_PAIRING_MAP_NAME "ml_pairing_v2"
 /* Retired layouts (LRU maps) that a start converts into the current ones (map_upgrade.cpp). */
 #define ML_ORIG_DST_V1_MAP_NAME "ml_origdst_v1"
 #define ML_TC_FLOWS_V1_MAP_NAME "ml_tcflows_v1"
