@@ -19,8 +19,9 @@
 # Blocking sockets are not spliced by default: the kernel's sockmap receive path can return
 # EAGAIN to a blocking recv(), so the datapath only splices a client socket that is O_NONBLOCK
 # when it connects and a server socket whose listener was O_NONBLOCK at listen() (recorded when
-# listen() is called, so servers must start after the daemon is ready); the others are counted
-# in sockets_skipped_blocking (acceleration.splice_blocking_sockets = true turns this off).
+# listen() is called, or by the daemon's listener scan for listeners opened before it); the
+# others are counted in sockets_skipped_blocking (acceleration.splice_blocking_sockets = true
+# turns this off).
 # Traffic that a test expects to be spliced therefore runs `ml_xfer --nonblocking` on both
 # sides; test_blocking_guard.sh checks the guard itself.
 

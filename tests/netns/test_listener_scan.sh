@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Pods that were running before meshlaned: an istio-style mesh (pods A and B with HAProxy
+# sidecars, see rel_lib.sh) whose sidecars and apps all listen BEFORE the datapath is attached,
+# as on a busy node where meshlane is installed, or after a node reboot where the pods start
+# first. sock_ops never saw those listen() calls; the listener scan (an iter/task_file BPF
+# iterator, run when meshlaned starts) must record their modes so that new connections are
+# spliced at once, on every hop.
+#   1. Sidecars, a non-blocking app server on B:8080 and B:8081 and a blocking one on B:8082,
+#      all started first; then meshlaned. The start scan reports them (status listener_scan,
+#      the log line, the counter listeners_scanned): at least the 4 HAProxy listeners and the 3
+#      app listeners, the blocking one as blocking.
+#   2. A new connection A's app -> B:8080 (4 MiB each way, every byte checked): intercepted and
+#      spliced on every hop (spliced_app_to_proxy, spliced_proxy_to_proxy, spliced_proxy_to_app
+#      +1 each), no socket skipped as blocking; the sidecars carried it (HAProxy's sessions).
+#   3. A -> B:8082, the blocking app: the scan did not make it non-blocking: the last hop stays
+#      on TCP (sockets_skipped_blocking +1, spliced_proxy_to_app +0), every byte intact.
+#   4. SIGTERM, `meshlaned --cleanup` (every pin and link gone, so every record too), a fresh
+#      start: the scan records the listeners that are still open again (the sidecars' and
+#      B:8081's), and A -> B:8081 is spliced on every hop.
+#   5. A workload change (SIGHUP with one workload more) runs the scan again (status reason
+#      "workloads changed"), which finds every listener already known and records nothing.
+# shellcheck source-path=SCRIPTDIR source=rel_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+
+rel_setup
+CONFIG="$ML_WORKDIR/meshlane.toml"
+rel_write_config "$CONFIG"
+B4=$(mesh_v4 11)
+BYTES=4M
+
+# ---------------------------------------------------------------------------------------------
+ml_log "1. sidecars and apps first, then meshlaned"
+rel_sidecars
+ml_xfer_server_bg S8080 "$ML_CG" "$REL_B" app8080 --listen "[::]:8080" --nonblocking \
+  --bytes "$BYTES" --timeout 120
+ml_xfer_server_bg S8081 "$ML_CG" "$REL_B" app8081 --listen "[::]:8081" --nonblocking \
+  --bytes "$BYTES" --timeout 300
+ml_xfer_server_bg S8082 "$ML_CG" "$REL_B" app8082 --listen "[::]:8082" \
+  --bytes "$BYTES" --timeout 120
+rel_start_timed "$CONFIG"
+
+# scan_field KEY: status listener_scan.last.KEY (or listener_scan.KEY with a leading dot).
+scan_field() {
+  rel_status_json | python3 -c '
+import json, sys
+scan = json.load(sys.stdin)["listener_scan"]
+key = sys.argv[1]
+print(json.dumps(scan[key[1:]] if key.startswith(".") else scan["last"][key]))' "$1" ||
+    ml_fail "status has no listener_scan field $1: $(rel_status_json)"
+}
+
+# assert_start_scan LABEL NONBLOCKING BLOCKING: the scan of this start recorded at least that
+# many non-blocking and blocking listeners (HAProxy's outbound and inbound in A and B, and the
+# app servers that still listen).
+assert_start_scan() {
+  local label=$1 want_nb=$2 want_blk=$3 listeners recorded nonblocking blocking
+  [[ $(scan_field reason) == '"start"' ]] || ml_fail "$label: the last scan was not the start's: $(scan_field reason)"
+  [[ $(scan_field complete) == true ]] || ml_fail "$label: the scan was incomplete"
+  listeners=$(scan_field listeners)
+  recorded=$(scan_field recorded)
+  nonblocking=$(scan_field recorded_nonblocking)
+  blocking=$(scan_field recorded_blocking)
+  ml_log "$label: scan found $listeners listener(s), recorded $recorded ($nonblocking non-blocking, $blocking blocking)"
+  ((nonblocking >= want_nb && blocking >= want_blk)) ||
+    ml_fail "$label: the scan recorded $recorded listener(s) ($nonblocking non-blocking, $blocking blocking), expected $want_nb non-blocking and $want_blk blocking at least"
+  grep -q "listener scan (start): $listeners listener(s) of the cgroup: $recorded recorded now" "$ML_DAEMON_LOG" ||
+    ml_fail "$label: the daemon log does not report the scan"
+  (($(rel_counter listeners_scanned) >= recorded)) ||
+    ml_fail "$label: listeners_scanned $(rel_counter listeners_scanned) < $recorded recorded"
+}
+
+# through_mesh LABEL PORT SERVER_PID: A's app -> B:PORT through both sidecars with the app server
+# started in step 1; checks every byte and that both sidecars carried it.
+through_mesh() {
+  local label=$1 port=$2 server=$3 out_a in_b
+  out_a=$(mesh_haproxy_sessions hap-a outbound)
+  in_b=$(mesh_haproxy_sessions hap-b inbound)
+  ml_snapshot "${label}0"
+  ml_xfer_client "$ML_CG" "$REL_A" "app$port" --connect "$B4:$port" --nonblocking \
+    --bytes "$BYTES" --timeout 120
+  ml_xfer_wait_server "$server" "app$port"
+  ml_xfer_check "app$port" "$ML__CLIENT_RC" "$ML__SERVER_RC"
+  ml_snapshot "${label}1"
+  ml_show_delta "${label}0" "${label}1"
+  (($(mesh_haproxy_sessions hap-a outbound) > out_a)) || ml_fail "$label: A's outbound sidecar did not carry the connection"
+  (($(mesh_haproxy_sessions hap-b inbound) > in_b)) || ml_fail "$label: B's inbound sidecar did not carry the connection"
+}
+
+# hops LABEL APP_PROXY PROXY_PROXY PROXY_APP: the spliced hop counters' rise since through_mesh.
+hops() {
+  local label=$1 got want
+  got="$(ml_delta "${label}0" "${label}1" spliced_app_to_proxy) $(ml_delta "${label}0" "${label}1" spliced_proxy_to_proxy) $(ml_delta "${label}0" "${label}1" spliced_proxy_to_app)"
+  want="$2 $3 $4"
+  ml_log "$label: spliced hops app->proxy, proxy->proxy, proxy->app: +${got// /, +}"
+  [[ $got == "$want" ]] || ml_fail "$label: spliced hops rose by ($got), expected ($want)"
+}
+
+ML_COUNTERS+=" spliced_app_to_proxy spliced_proxy_to_proxy spliced_proxy_to_app intercepted_outbound"
+# 4 HAProxy listeners, apps 8080 and 8081 non-blocking, 8082 blocking.
+assert_start_scan "first start" 6 1
+
+# ---------------------------------------------------------------------------------------------
+ml_log "2. A -> B:8080 (pre-existing non-blocking app): spliced on every hop"
+through_mesh first 8080 "$S8080"
+hops first 1 1 1
+mesh_assert_rose first0 first1 first intercepted_outbound
+mesh_assert_flat first0 first1 first sockets_skipped_blocking
+(($(ml_delta first0 first1 bytes_redirected) >= 3 * 2 * (4 << 20))) ||
+  ml_fail "first: bytes_redirected rose by $(ml_delta first0 first1 bytes_redirected), expected 3 hops x 4 MiB each way"
+
+# ---------------------------------------------------------------------------------------------
+ml_log "3. A -> B:8082 (pre-existing blocking app): its hop stays on TCP"
+through_mesh blocking 8082 "$S8082"
+hops blocking 1 1 0
+(($(ml_delta blocking0 blocking1 sockets_skipped_blocking) == 1)) ||
+  ml_fail "blocking: sockets_skipped_blocking rose by $(ml_delta blocking0 blocking1 sockets_skipped_blocking), expected 1 (B's app end)"
+
+# ---------------------------------------------------------------------------------------------
+ml_log "4. --cleanup and a fresh start: the scan records them again"
+ml_daemon_stop
+ml_daemon_cleanup
+[[ ! -e $ML_BPFFS_DIR ]] || ml_fail "$ML_BPFFS_DIR still exists after meshlaned --cleanup"
+rel_start_timed "$CONFIG"
+# The apps on 8080 and 8082 served their one connection and exited.
+assert_start_scan "fresh start" 5 0
+through_mesh fresh 8081 "$S8081"
+hops fresh 1 1 1
+mesh_assert_flat fresh0 fresh1 fresh sockets_skipped_blocking
+
+# ---------------------------------------------------------------------------------------------
+ml_log "5. a workload change scans again and records nothing new"
+scans=$(scan_field .scans)
+mesh_add_pod REL_C c 12
+MESH_WL_LINES=("${REL_WL_LINES[@]}")
+mesh_workload pod-c "$REL_C" "\"$(mesh_v4 12)\"" istio
+ml_write_config "$CONFIG" "${MESH_WL_LINES[@]}"
+kill -HUP "$ML_DAEMON_PID"
+for ((i = 0; i < 600; i++)); do
+  (($(scan_field .scans) > scans)) && break
+  sleep 0.1
+done
+(($(scan_field .scans) > scans)) || ml_fail "no listener scan within 60 s of the workload change"
+[[ $(scan_field reason) == '"workloads changed"' ]] || ml_fail "the last scan's reason is $(scan_field reason)"
+[[ $(scan_field recorded) -eq 0 && $(scan_field already_known) -ge 4 ]] ||
+  ml_fail "the rescan recorded $(scan_field recorded) and knew $(scan_field already_known) listener(s): expected 0 and at least the 4 sidecar listeners"
+
+ml_daemon_stop
+ml_daemon_cleanup
+ml_pass
