@@ -278,7 +278,12 @@ mesh_wait_log() {
   local file=$1 start=$2 re=$3 secs=${4:-$ML_WAIT_S}
   ml_wait_for "$secs" mesh__log_matches "$file" "$start" "$re"
 }
-mesh__log_matches() { grep -qE -- "$3" < <(mesh_log_since "$1" "$2"); }
+# (grep -c reads the whole log: grep -q would stop at the first match and tail get SIGPIPE.)
+mesh__log_matches() {
+  local n
+  n=$(mesh_log_since "$1" "$2" | grep -cE -- "$3" || true)
+  ((n > 0))
+}
 
 # mesh_re STRING: STRING with the extended-regex metacharacters escaped.
 mesh_re() { printf '%s' "$1" | sed 's/[][\.*^$+?(){}|/]/\\&/g'; }
