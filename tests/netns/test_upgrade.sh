@@ -85,7 +85,7 @@ persistent_alive() {
 persistent_moved() {
   local label=$1 p=$2 pid=$3 requests errors
   kill -0 "$pid" 2>/dev/null || ml_fail "$label: the persistent $p client exited: $(cat "$ML_WORKDIR/$p.out" "$ML_WORKDIR/$p.err")"
-  read -r requests errors _ <"$ML_WORKDIR/$p.progress" 2>/dev/null || return 1
+  read -r requests errors _ 2>/dev/null <"$ML_WORKDIR/$p.progress" || return 1
   ((errors == 0)) || ml_fail "$label: the persistent $p connections saw $errors error(s): $(cat "$ML_WORKDIR/$p.err")"
   ((requests > P_LAST[$p])) || return 1
   P_LAST[$p]=$requests
@@ -131,19 +131,19 @@ ml_bg LOOP "$ML_WORKDIR/loop.out" "$ML_WORKDIR/loop.err" "$ML_CG" "$REL_A" \
   --reply-size 1000 --requests-per-conn 1 --timeout 30 --progress-file "$ML_WORKDIR/loop.progress"
 # loop_made N: the connect loop completed N connections since LOOP_BASE, without error.
 loop_made() {
-  local requests errors conns
+  local errors conns
   kill -0 "$LOOP" 2>/dev/null || ml_fail "the connect loop exited: $(cat "$ML_WORKDIR/loop.out" "$ML_WORKDIR/loop.err")"
-  read -r requests errors conns <"$ML_WORKDIR/loop.progress" 2>/dev/null || return 1
+  read -r _ errors conns 2>/dev/null <"$ML_WORKDIR/loop.progress" || return 1
   ((errors == 0)) || ml_fail "the connect loop saw $errors error(s) across the upgrade: $(cat "$ML_WORKDIR/loop.err")"
   ((conns - LOOP_BASE >= $1))
 }
-# The loop runs from before the SIGTERM until the new daemon has served 100 more connections.
+# The loop runs from before the SIGTERM until the new daemon has served 300 more connections.
 LOOP_BASE=0
-ml_wait_for "$ML_WAIT_S" loop_made 100 || ml_fail "the connect loop did not make 100 connections in $ML_WAIT_S s"
+ml_wait_for "$ML_WAIT_S" loop_made 300 || ml_fail "the connect loop did not make 300 connections in $ML_WAIT_S s"
 restart
 read -r _ _ LOOP_BASE <"$ML_WORKDIR/loop.progress"
-ml_wait_for "$ML_WAIT_S" loop_made 100 ||
-  ml_fail "the connect loop did not make 100 connections in $ML_WAIT_S s after the upgrade"
+ml_wait_for "$ML_WAIT_S" loop_made 300 ||
+  ml_fail "the connect loop did not make 300 connections in $ML_WAIT_S s after the upgrade"
 ml_connrate_stop "$LOOP" "$ML_WORKDIR/loop.out" "the connect loop across the upgrade" 100
 conns=$(ml_json_int "$ML_CONNRATE_RESULT" connections)
 ml_snapshot u1
