@@ -220,16 +220,26 @@ ml_bg() {
   printf -v "$var" '%s' "$ML__BG_PID"
 }
 
-# ml_kill_pid PID: SIGTERM, then SIGKILL after 3 s; reaps it.
+# ml_child PID: PID is a child of this shell, i.e. still a process the test started (a PID
+# already waited for may have been reused by another process since).
+ml_child() {
+  local stat ppid
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read -r _ ppid _ <<<"${stat##*) }"
+  [[ $ppid == "$BASHPID" ]]
+}
+
+# ml_kill_pid PID: SIGTERM, then SIGKILL after 3 s; reaps it. Only if PID is still a child of
+# this shell.
 ml_kill_pid() {
   local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
+  ml_child "$pid" || return 0
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 30; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  kill -KILL "$pid" 2>/dev/null || true
+  ! ml_child "$pid" || kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
 
