@@ -707,7 +707,9 @@ round() {
   while :; do
     drained=$(drain_lines "$removed_at")
     ms=$((($(date +%s%N) - t0) / 1000000))
-    [[ -z $drained ]] && ((ms <= ML_WAIT_S * 1000)) || break
+    if [[ -n $drained ]] || ((ms > ML_WAIT_S * 1000)); then
+      break
+    fi
     sleep 0.1
   done
   [[ -n $drained ]] || {
