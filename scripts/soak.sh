@@ -12,10 +12,11 @@
 # to reset one of them (docs/reliability.md); since ml_tcflows_v2 the second is not steered,
 # goes to the app directly and is counted (tc_flow_collisions).
 #
-# Each round (about 5 s): a connection storm A -> B (ml_connrate, new connection per request)
-# and one from Y -> B (tc-steered) run in the background while
-# verified ml_xfer transfers of random size and random write sizes go A -> B through both
-# sidecars and X -> B. Every --restart-every seconds (default 20) the daemon is restarted,
+# Each round (a few seconds): a connection storm A -> B (ml_connrate, new connection per
+# request) and one from Y -> B (tc-steered) run in the background, from before the round's
+# three verified ml_xfer transfers of random size and random write sizes (A -> B through both
+# sidecars, and X -> B) until after them: the round stops them then and checks them, however
+# long the transfers took. Every --restart-every seconds (default 20) the daemon is restarted,
 # alternately with SIGTERM and SIGKILL, in the middle of the traffic. Any failed connection or
 # transfer, or a storm connection that was not intercepted, fails the soak.
 # Memory: VmRSS and the number of open fds of each daemon instance are sampled once per round;
@@ -62,7 +63,7 @@ for port in 8090 8091; do
   ml_bg pid "$ML_WORKDIR/srv$port.out" "$ML_WORKDIR/srv$port.err" "$ML_CG" "$REL_B" \
     "$ML_CONNRATE" server --listen "0.0.0.0:$port" --request-size 512 --reply-size 4096 \
     --close-after 1 --ready-file "$ML_WORKDIR/srv$port.ready"
-  ml_wait_file "$ML_WORKDIR/srv$port.ready" "$pid" 10 || ml_fail "ml_connrate server $port did not start"
+  ml_wait_file "$ML_WORKDIR/srv$port.ready" "$pid" || ml_fail "ml_connrate server $port did not start"
 done
 
 # ---- policy hook ---------------------------------------------------------------------------
@@ -116,20 +117,17 @@ restart_daemon() {
   ml_log "restart #$((INSTANCE - 1)) (SIG$how): control socket answered after ${REL_CONTROL_MS} ms"
 }
 
-# storm_start LABEL NS PORT: a 4-second storm with random sizes in the background.
+# storm_start LABEL NS PORT: a storm in the background until storm_check stops it.
 storm_start() {
   local label=$1 ns=$2 port=$3
   ml_bg STORM_PID "$ML_WORKDIR/$label.out" "$ML_WORKDIR/$label.err" "$ML_CG" "$ns" \
-    "$ML_CONNRATE" client --connect "$B4:$port" --concurrency 4 --duration 4 \
-    --request-size 512 --reply-size 4096 --requests-per-conn 1 --timeout 5
+    "$ML_CONNRATE" client --connect "$B4:$port" --concurrency 4 --duration 0 \
+    --request-size 512 --reply-size 4096 --requests-per-conn 1 --timeout 30
 }
+# storm_check LABEL PID: stops the storm; it must have seen no error.
 storm_check() {
-  local label=$1 pid=$2 rc=0 result
-  wait "$pid" || rc=$?
-  result=$(tail -n 1 "$ML_WORKDIR/$label.out")
-  [[ $rc -eq 0 && $(ml_json_int "$result" errors) -eq 0 ]] ||
-    ml_fail "$label: connections failed (exit $rc): $result"
-  STORM_CONNS=$((STORM_CONNS + $(ml_json_int "$result" connections)))
+  ml_connrate_stop "$2" "$ML_WORKDIR/$1.out" "$1"
+  STORM_CONNS=$((STORM_CONNS + $(ml_json_int "$ML_CONNRATE_RESULT" connections)))
 }
 
 START=$(date +%s)

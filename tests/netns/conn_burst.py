@@ -6,8 +6,9 @@
 Opens N connections from N threads at the same moment; each sends a request of --request bytes
 (default 100) and reads a reply of exactly --reply bytes (default 1000, ml_connrate server's
 protocol), then closes. Unlike ml_connrate, a connection that takes long (a handshake stalled
-at a proxy that does not accept) is waited for up to --timeout seconds (default 60), not
-abandoned. Prints one JSON line; exits 0 when every connection got its whole reply.
+at a proxy that does not accept) is waited for up to --timeout seconds (default 60; 0 waits
+without a limit: the caller bounds the wait, e.g. from the moment it lets the proxy accept),
+not abandoned. Prints one JSON line; exits 0 when every connection got its whole reply.
 """
 import json
 import socket
@@ -44,7 +45,8 @@ def main(argv):
     results = [None] * count
     threads = [threading.Thread(target=one, args=(target, int(opts["--request"]),
                                                   int(opts["--reply"]),
-                                                  float(opts["--timeout"]), results, i))
+                                                  float(opts["--timeout"]) or None, results,
+                                                  i))
                for i in range(count)]
     for t in threads:
         t.start()

@@ -136,7 +136,7 @@ def check(clients):
 
 def call(sock, id_, method, params=None):
     sock.setblocking(True)
-    sock.settimeout(10)
+    sock.settimeout(60)
     sock.sendall(request(id_, method, params))
     data = b""
     while not data.endswith(b"\n"):
@@ -198,7 +198,7 @@ def main():
     # ---- Phase 2: the client limit ----
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.connect(args.socket)
-    deadline = time.time() + 20
+    deadline = time.time() + 60  # a hang guard: the daemon sees the closes soon
     while True:
         status = call(probe, 1, "status")
         control = status["result"]["control"]
@@ -222,7 +222,7 @@ def main():
     problems = []
     for i, s in enumerate(held):
         data = b""
-        s.settimeout(10)
+        s.settimeout(60)
         while not data.endswith(b"\n"):
             chunk = s.recv(65536)
             if not chunk:
@@ -238,7 +238,7 @@ def main():
     for _ in range(args.extra):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(args.socket)
-        s.settimeout(10)
+        s.settimeout(60)
         data = b""
         while True:
             chunk = s.recv(65536)

@@ -128,7 +128,8 @@ ctl_counter() {
 }
 
 # ctl_raw OUTFILE: sends stdin to the control socket as raw bytes, writes everything the
-# daemon sends back until it closes (or 5 s pass) to OUTFILE; prints "closed" or "open".
+# daemon sends back until it closes, or until it answered a request that keeps the connection
+# (30 s at most: a hang guard), to OUTFILE; prints "closed" or "open".
 ctl_raw() {
   cat >"$ML_WORKDIR/raw.py" <<'EOF'
 import socket, sys, time
@@ -139,9 +140,9 @@ try:
     s.sendall(data)
 except (BrokenPipeError, ConnectionResetError):
     pass
-s.settimeout(5)
+s.settimeout(30)
 got, state = b"", "open"
-deadline = time.time() + 5
+deadline = time.time() + 30
 while time.time() < deadline:
     try:
         chunk = s.recv(65536)
@@ -187,16 +188,16 @@ ctl_make_pods() {
     ip -n "$ns" link set eth0 up
     printf -v "${var%%:*}" '%s' "$ns"
   done
-  local i
-  for ((i = 0; i < 100; i++)); do
-    if ip -n "${!1}" -o link show eth0 | grep -q LOWER_UP &&
-      ip -n "${!2}" -o link show eth0 | grep -q LOWER_UP &&
-      [[ -z $(ip -n "${!1}" -o addr show tentative; ip -n "${!2}" -o addr show tentative) ]]; then
-      return 0
-    fi
-    sleep 0.05
+  ml_wait_for "$ML_WAIT_S" ctl__eth0_usable "${!1}" "${!2}" || ml_fail "the pods' eth0 did not come up"
+}
+
+# ctl__eth0_usable NS...: eth0 is up in every NS and no address is tentative.
+ctl__eth0_usable() {
+  local ns
+  for ns in "$@"; do
+    ip -n "$ns" -o link show eth0 | grep -q LOWER_UP || return 1
+    [[ -z $(ip -n "$ns" -o addr show tentative) ]] || return 1
   done
-  ml_fail "the pods' eth0 did not come up"
 }
 
 # ctl_app_connect LABEL: the app in pod A connects to pod B's 198.18.0.11:8080. Pod B serves
@@ -204,22 +205,23 @@ ctl_make_pods() {
 # too. Needs the pods of ctl_make_pods in $POD_A and $POD_B. Sets SERVED to the one that got
 # the connection: podb or sidecar.
 ctl_app_connect() {
-  local label=$1 b_pid a_pid i
-  ml_xfer_server_bg b_pid "$ML_CG" "$POD_B" "$label-podb" --listen 0.0.0.0:8080 --bytes 64K --timeout 20
-  ml_xfer_server_bg a_pid "$ML_CG" "$POD_A" "$label-sidecar" --listen 127.0.0.1:15001 --bytes 64K --timeout 20
-  ml_xfer_client "$ML_CG" "$POD_A" "$label" --connect 198.18.0.11:8080 --bytes 64K --timeout 20
+  local label=$1 b_pid a_pid
+  ml_xfer_server_bg b_pid "$ML_CG" "$POD_B" "$label-podb" --listen 0.0.0.0:8080 --bytes 64K --timeout 60
+  ml_xfer_server_bg a_pid "$ML_CG" "$POD_A" "$label-sidecar" --listen 127.0.0.1:15001 --bytes 64K --timeout 60
+  ml_xfer_client "$ML_CG" "$POD_A" "$label" --connect 198.18.0.11:8080 --bytes 64K --timeout 60
   [[ $ML__CLIENT_RC -eq 0 ]] ||
     ml_fail "$label: the app's transfer failed (status $ML__CLIENT_RC): $(tail -n 3 "$ML_WORKDIR/$label.client.err")"
+  # The client is done: the server that got its connection reports soon after.
   SERVED=""
-  for ((i = 0; i < 100; i++)); do
+  local end=$((SECONDS + ML_WAIT_S))
+  while [[ -z $SERVED ]] && ((SECONDS < end)); do
     if [[ $(ml_xfer_last "$label-podb" server) == *'"ok":true'* ]]; then
       SERVED=podb
     fi
     if [[ $(ml_xfer_last "$label-sidecar" server) == *'"ok":true'* ]]; then
       SERVED+=sidecar
     fi
-    [[ -z $SERVED ]] || break
-    sleep 0.05
+    [[ -n $SERVED ]] || sleep 0.05
   done
   # The server that did not get the connection is still waiting for one.
   ml_kill_pid "$b_pid"
@@ -246,17 +248,17 @@ listener.listen(1)
 client = socket.socket()
 client.setblocking(False)  # before connect()
 client.connect_ex(("127.0.0.1", port))
-select.select([listener], [], [], 5)
+select.select([listener], [], [], 30)
 server, _ = listener.accept()
 server.setblocking(False)
-select.select([], [client], [], 5)
+select.select([], [client], [], 30)
 
 def exchange(tag):
     for a, b in ((client, server), (server, client)):
         message = (tag + "-" + str(a.fileno())).encode()
         a.send(message)
         got = b""
-        deadline = time.time() + 5
+        deadline = time.time() + 30
         while len(got) < len(message) and time.time() < deadline:
             select.select([b], [], [], 1)
             try:
@@ -275,7 +277,7 @@ print("hold: both exchanges intact")
 EOF
   ml_bg pid "$ML_WORKDIR/hold-$port.out" "$ML_WORKDIR/hold-$port.err" "$ML_CG" "$ns" \
     "$PYTHON" "$ML_WORKDIR/hold.py" "$port" "$ready" "$ML_WORKDIR/hold-$port.go"
-  if ! ml_wait_file "$ready" "$pid" 10; then
+  if ! ml_wait_file "$ready" "$pid"; then
     cat "$ML_WORKDIR/hold-$port.err" >&2
     ml_fail "the held loopback connection on port $port did not come up"
   fi

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """One TCP connection held open, checked at both ends of the hold.
 
-  held_conn.py HOST PORT HOLD_SECONDS
+  held_conn.py HOST PORT HOLD
 
 Connects, sends 4 KiB of random bytes and reads them back (an echo server), prints
-"ready LOCAL_PORT", waits HOLD_SECONDS, exchanges and checks another 4 KiB, prints "ok" and
-exits 0; any difference, reset or timeout exits 1. HOLD_SECONDS < 0 holds until killed.
-For tests/netns/test_tc_flow_sweep.sh.
+"ready LOCAL_PORT", holds the connection, exchanges and checks another 4 KiB, prints "ok" and
+exits 0; any difference, reset or timeout (60 s without progress) exits 1. HOLD is how long to
+hold: seconds, "-1" (until killed), or the path of a file whose creation ends the hold (the
+test decides when, however long its steps took). For tests/netns/test_tc_flow_sweep.sh.
 """
 import os
 import socket
@@ -28,15 +29,21 @@ def exchange(sock):
 
 
 def main():
-    host, port, hold = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    host, port, hold = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     try:
-        sock = socket.create_connection((host, port), timeout=10)
+        sock = socket.create_connection((host, port), timeout=60)
         exchange(sock)
         print("ready", sock.getsockname()[1], flush=True)
-        if hold < 0:
-            while True:
-                time.sleep(3600)
-        time.sleep(hold)
+        try:
+            seconds = float(hold)
+        except ValueError:
+            while not os.path.exists(hold):
+                time.sleep(0.05)
+        else:
+            if seconds < 0:
+                while True:
+                    time.sleep(3600)
+            time.sleep(seconds)
         exchange(sock)
     except (OSError, ValueError) as error:
         print("error", error, flush=True)

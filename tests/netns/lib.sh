@@ -16,6 +16,12 @@
 #
 # Failures print "FAIL: <test>: <why>" on stderr and exit 1; ml_pass prints "PASS: <test>".
 #
+# Timing: the tests must pass on a slow or loaded machine. Nothing waits a fixed time for
+# something to be ready (a server listening, a daemon answering, a counter moving): it polls for
+# the condition, and the bound (ML_WAIT_S, default 60 s) only guards against a hang. Background
+# load runs until the test stops it (`ml_connrate client --duration 0`, ml_connrate_stop), never
+# for a fixed time that the steps in between must fit in.
+#
 # Blocking sockets are not spliced by default: the kernel's sockmap receive path can return
 # EAGAIN to a blocking recv(), so the datapath only splices a client socket that is O_NONBLOCK
 # when it connects and a server socket whose listener was O_NONBLOCK at listen() (recorded when
@@ -33,6 +39,9 @@ MESHLANE_SRC=${MESHLANE_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 MESHLANE_BIN=${MESHLANE_BIN:-$MESHLANE_SRC/build/bin}
 MESHLANED=${MESHLANED:-$MESHLANE_BIN/meshlaned}
 ML_XFER=${ML_XFER:-$MESHLANE_BIN/ml_xfer}
+ML_CONNRATE=${ML_CONNRATE:-$MESHLANE_BIN/ml_connrate}
+# The bound of every wait for a condition: only a hang takes that long.
+ML_WAIT_S=${ML_WAIT_S:-60}
 BPFTOOL=${BPFTOOL:-/usr/sbin/bpftool}
 # A short tag unique to this test run, used in names of namespaces, cgroups and pins.
 ML_TAG="${ML_TEST_NAME//_/-}-$$"
@@ -212,28 +221,60 @@ ml_bg() {
   printf -v "$var" '%s' "$ML__BG_PID"
 }
 
-# ml_kill_pid PID: SIGTERM, then SIGKILL after 3 s; reaps it.
+# ml_child PID: PID is a child of this shell, i.e. still a process the test started (a PID
+# already waited for may have been reused by another process since).
+ml_child() {
+  local stat ppid
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read -r _ ppid _ <<<"${stat##*) }"
+  [[ $ppid == "$BASHPID" ]]
+}
+
+# ml_kill_pid PID: SIGTERM, then SIGKILL after 3 s; reaps it. Only if PID is still a child of
+# this shell.
 ml_kill_pid() {
   local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
+  ml_child "$pid" || return 0
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 30; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  kill -KILL "$pid" 2>/dev/null || true
+  ! ml_child "$pid" || kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
 
-# ml_wait_file FILE PID [SECONDS]: waits for FILE to exist while PID lives.
+# ml_wait_file FILE PID [SECONDS]: waits (default ML_WAIT_S) for FILE to exist while PID lives.
 ml_wait_file() {
-  local file=$1 pid=$2 secs=${3:-10} i
-  for ((i = 0; i < secs * 20; i++)); do
+  local file=$1 pid=$2 end=$((SECONDS + ${3:-$ML_WAIT_S}))
+  while :; do
     [[ -e $file ]] && return 0
     kill -0 "$pid" 2>/dev/null || return 1
+    ((SECONDS < end)) || return 1
     sleep 0.05
   done
-  return 1
+}
+
+# ml_wait_for SECONDS CMD [ARGS...]: runs CMD every 0.05 s until it succeeds (returns 0) or
+# SECONDS have passed (returns 1). For conditions that must come true: SECONDS only bounds a
+# hang (use ML_WAIT_S), the wait ends as soon as the condition holds.
+ml_wait_for() {
+  local end=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    ((SECONDS < end)) || return 1
+    sleep 0.05
+  done
+}
+
+# ml_wait_exit PID [SECONDS]: waits (default ML_WAIT_S) for PID to exit by itself; returns 1 if
+# it still runs then. Reaps nothing: `wait PID` afterwards for its status.
+ml_wait_exit() {
+  local pid=$1 end=$((SECONDS + ${2:-$ML_WAIT_S}))
+  while kill -0 "$pid" 2>/dev/null; do
+    ((SECONDS < end)) || return 1
+    sleep 0.05
+  done
 }
 
 # ml_setup: common start of every test: root, tools, work directory.
@@ -275,7 +316,8 @@ ml_write_config() {
 }
 
 # ml_daemon_start [EXTRA_LINE...]: writes $ML_WORKDIR/meshlane-N.toml (see ml_write_config),
-# starts `meshlaned --config` in the background and waits up to 30 s for "meshlaned ready".
+# starts `meshlaned --config` in the background and waits (ML_WAIT_S at most) for "meshlaned
+# ready".
 # Sets ML_CONFIG, ML_DAEMON_PID, ML_DAEMON_LOG. At exit: the daemon is killed and
 # `meshlaned --cleanup` is run.
 ML_DAEMON_SEQ=0
@@ -288,7 +330,8 @@ ml_daemon_start() {
 }
 
 # ml_daemon_start_with_config CONFIG_FILE [CLEANUP_CONFIG]: starts `meshlaned --config
-# CONFIG_FILE` (an existing file) in the background and waits up to 30 s for "meshlaned ready".
+# CONFIG_FILE` (an existing file) in the background and waits (ML_WAIT_S at most) for
+# "meshlaned ready".
 # Sets ML_CONFIG (CONFIG_FILE), ML_DAEMON_PID and ML_DAEMON_LOG
 # ($ML_WORKDIR/meshlaned-$ML_DAEMON_SEQ.log: callers bump ML_DAEMON_SEQ first). At exit: the
 # daemon is killed and `meshlaned --cleanup` is run on CLEANUP_CONFIG (default CONFIG_FILE).
@@ -301,8 +344,8 @@ ml_daemon_start_with_config() {
   "$MESHLANED" --config "$ML_CONFIG" >"$ML_DAEMON_LOG" 2>&1 </dev/null &
   ML_DAEMON_PID=$!
   ml_defer ml_kill_pid "$ML_DAEMON_PID"
-  local i
-  for ((i = 0; i < 300; i++)); do
+  local end=$((SECONDS + ML_WAIT_S))
+  while ((SECONDS < end)); do
     if grep -q 'meshlaned ready' "$ML_DAEMON_LOG" 2>/dev/null; then
       ml_log "meshlaned ready (pid $ML_DAEMON_PID, config $ML_CONFIG)"
       return 0
@@ -316,7 +359,7 @@ ml_daemon_start_with_config() {
     sleep 0.1
   done
   ml_dump_daemon_log
-  ml_fail "meshlaned did not log 'meshlaned ready' within 30 s"
+  ml_fail "meshlaned did not log 'meshlaned ready' within $ML_WAIT_S s"
 }
 
 ml_dump_daemon_log() {
@@ -326,18 +369,15 @@ ml_dump_daemon_log() {
   echo "----- end of meshlaned log -----" >&2
 }
 
-# ml_daemon_stop: SIGTERM to the daemon, waits (10 s), sets ML_DAEMON_RC to its exit status.
+# ml_daemon_stop: SIGTERM to the daemon, waits for it to exit (ML_WAIT_S at most), sets
+# ML_DAEMON_RC to its exit status.
 ml_daemon_stop() {
-  local pid=$ML_DAEMON_PID i
+  local pid=$ML_DAEMON_PID
   [[ -n $pid ]] || ml_fail "ml_daemon_stop: no daemon running"
   kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
+  if ! ml_wait_exit "$pid"; then
     ml_dump_daemon_log
-    ml_fail "meshlaned (pid $pid) still running 10 s after SIGTERM"
+    ml_fail "meshlaned (pid $pid) still running $ML_WAIT_S s after SIGTERM"
   fi
   ML_DAEMON_RC=0
   wait "$pid" || ML_DAEMON_RC=$?
@@ -444,7 +484,7 @@ ml_xfer_server_bg() {
   rm -f "$ready"
   ml_bg ML__SERVER_PID "$ML_WORKDIR/$label.server.out" "$ML_WORKDIR/$label.server.err" \
     "$cg" "$ns" "$ML_XFER" server --ready-file "$ready" "$@"
-  if ! ml_wait_file "$ready" "$ML__SERVER_PID" 10; then
+  if ! ml_wait_file "$ready" "$ML__SERVER_PID"; then
     cat "$ML_WORKDIR/$label.server.err" >&2
     ml_fail "$label: ml_xfer server did not start listening"
   fi
@@ -521,16 +561,40 @@ ml_xfer_pair() {
   ml_xfer_check "$label" "$ML__CLIENT_RC" "$ML__SERVER_RC"
 }
 
-# ml_wait_listen NETNS PORT [SECONDS]: waits until a TCP socket listens on PORT in NETNS.
+# ml_listens NETNS PORT: a TCP socket listens on PORT in NETNS.
+ml_listens() { ip netns exec "$1" ss -Htln "sport = :$2" 2>/dev/null | grep -q .; }
+
+# ml_wait_listen NETNS PORT [SECONDS]: waits (default ML_WAIT_S) until a TCP socket listens on
+# PORT in NETNS.
 ml_wait_listen() {
-  local ns=$1 port=$2 secs=${3:-10} i
-  for ((i = 0; i < secs * 20; i++)); do
-    if ip netns exec "$ns" ss -Htln "sport = :$port" 2>/dev/null | grep -q .; then
-      return 0
-    fi
-    sleep 0.05
-  done
-  ml_fail "nothing listens on port $port in $ns after $secs s"
+  local ns=$1 port=$2 secs=${3:-$ML_WAIT_S}
+  ml_wait_for "$secs" ml_listens "$ns" "$port" || ml_fail "nothing listens on port $port in $ns after $secs s"
+}
+
+# ml_connrate_stop PID OUTFILE LABEL [MIN_REQUESTS]: stops background load started with
+# `ml_bg PID OUTFILE ERRFILE ... ml_connrate client --duration 0 ...` (it runs until stopped)
+# and checks its result: it was still running (it never ends by itself), SIGTERM ends it with
+# status 0 (no error and at least one request), its JSON line says errors 0 and more than
+# MIN_REQUESTS (default 0) requests. The line goes to ML_CONNRATE_RESULT and the log.
+ml_connrate_stop() {
+  local pid=$1 out=$2 label=$3 min=${4:-0} rc=0 result err
+  err=${out%.out}.err
+  if ! kill -0 "$pid" 2>/dev/null; then
+    wait "$pid" || rc=$?
+    ml_fail "$label: ml_connrate client exited (status $rc) before the test stopped it:" \
+      "$(tail -n 1 "$out" 2>/dev/null) $(tail -n 3 "$err" 2>/dev/null)"
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  ml_wait_exit "$pid" || ml_fail "$label: ml_connrate client still running $ML_WAIT_S s after SIGTERM"
+  wait "$pid" || rc=$?
+  result=$(tail -n 1 "$out" 2>/dev/null || true)
+  # shellcheck disable=SC2034  # for the tests
+  ML_CONNRATE_RESULT=$result
+  ml_log "$label (exit $rc): $result"
+  [[ $rc -eq 0 && $result == *'"ok":true'* ]] ||
+    ml_fail "$label: ml_connrate client failed (exit $rc): $result $(tail -n 3 "$err" 2>/dev/null)"
+  [[ $(ml_json_int "$result" errors) -eq 0 && $(ml_json_int "$result" requests) -gt $min ]] ||
+    ml_fail "$label: expected no error and more than $min requests: $result"
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -84,17 +84,16 @@ mesh_add_host() {
   ip -n "$ns" addr add "$(mesh_v4 "$n")/24" dev eth0
   ip -n "$ns" addr add "$(mesh_v6 "$n")/64" dev eth0 nodad
   ip -n "$ns" link set eth0 up
-  local i
-  for ((i = 0; i < 100; i++)); do
-    if ip -n "$ns" -o link show eth0 | grep -q 'LOWER_UP' &&
-      [[ -z $(ip -n "$ns" -o addr show tentative) ]]; then
-      printf -v "$var" '%s' "$ns"
-      return 0
-    fi
-    sleep 0.05
-  done
-  ip -n "$ns" addr show >&2
-  ml_fail "eth0 of $ns did not come up with usable addresses"
+  if ! ml_wait_for "$ML_WAIT_S" mesh__eth0_usable "$ns"; then
+    ip -n "$ns" addr show >&2
+    ml_fail "eth0 of $ns did not come up with usable addresses"
+  fi
+  printf -v "$var" '%s' "$ns"
+}
+
+# mesh__eth0_usable NS: eth0 in NS is up and no address is tentative.
+mesh__eth0_usable() {
+  ip -n "$1" -o link show eth0 | grep -q 'LOWER_UP' && [[ -z $(ip -n "$1" -o addr show tentative) ]]
 }
 
 # mesh_add_pod VAR SUFFIX N: a host that will be a workload: also gets ::6/128 on lo, the IPv6
@@ -250,18 +249,18 @@ mesh_start_ml_proxy() {
 }
 
 mesh__wait_proxy() {
-  local pid=$1 ns=$2 label=$3 port i
+  local pid=$1 ns=$2 label=$3 port end
   shift 3
+  end=$((SECONDS + ML_WAIT_S))
   for port in "$@"; do
-    for ((i = 0; i < 200; i++)); do
-      ip netns exec "$ns" ss -Htln "sport = :$port" 2>/dev/null | grep -q . && break
+    until ml_listens "$ns" "$port"; do
       if ! kill -0 "$pid" 2>/dev/null; then
         cat "$MESH_DIR/$label.err" >&2
         ml_fail "proxy $label exited before listening on $port"
       fi
+      ((SECONDS < end)) || ml_fail "proxy $label does not listen on $port after $ML_WAIT_S s"
       sleep 0.05
     done
-    [[ $i -lt 200 ]] || ml_fail "proxy $label does not listen on $port after 10 s"
   done
   ml_log "proxy $label (pid $pid) listens on $* in $ns"
 }
@@ -272,15 +271,18 @@ mesh_log_lines() { wc -l <"$1"; }
 # mesh_log_since FILE START: the lines of FILE after line START (as counted by mesh_log_lines).
 mesh_log_since() { tail -n "+$(($2 + 1))" "$1"; }
 
-# mesh_wait_log FILE START REGEX [SECONDS]: waits (default 5 s) until a line after START matches
-# the extended REGEX (HAProxy logs a connection when it ends, a moment after the transfer).
+# mesh_wait_log FILE START REGEX [SECONDS]: waits (default ML_WAIT_S) until a line after START
+# matches the extended REGEX (HAProxy logs a connection when it ends, a moment after the
+# transfer); returns 1 if none does by then.
 mesh_wait_log() {
-  local file=$1 start=$2 re=$3 secs=${4:-5} i
-  for ((i = 0; i < secs * 20; i++)); do
-    mesh_log_since "$file" "$start" | grep -qE -- "$re" && return 0
-    sleep 0.05
-  done
-  return 1
+  local file=$1 start=$2 re=$3 secs=${4:-$ML_WAIT_S}
+  ml_wait_for "$secs" mesh__log_matches "$file" "$start" "$re"
+}
+# (grep -c reads the whole log: grep -q would stop at the first match and tail get SIGPIPE.)
+mesh__log_matches() {
+  local n
+  n=$(mesh_log_since "$1" "$2" | grep -cE -- "$3" || true)
+  ((n > 0))
 }
 
 # mesh_re STRING: STRING with the extended-regex metacharacters escaped.
@@ -428,7 +430,7 @@ mesh__log_re() {
 # mesh__expect_log LABEL FILE START REGEX WHAT: fails unless a line after START matches.
 mesh__expect_log() {
   local label=$1 file=$2 start=$3 re=$4 what=$5
-  if ! mesh_wait_log "$file" "$start" "$re" 5; then
+  if ! mesh_wait_log "$file" "$start" "$re"; then
     mesh_dump_logs "$file"
     ml_fail "$label: $what: no line matching /$re/ in $file"
   fi

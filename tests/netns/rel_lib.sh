@@ -22,7 +22,6 @@ ML_TEST_NAME=${ML_TEST_NAME#test_}
 ML_TAG="${ML_TEST_NAME//_/-}-$$"
 
 MESHLANECTL=${MESHLANECTL:-$MESHLANE_BIN/meshlanectl}
-ML_CONNRATE=${ML_CONNRATE:-$MESHLANE_BIN/ml_connrate}
 REL_UID=1337
 REL_OUT=15001
 REL_IN=15006
@@ -70,20 +69,21 @@ rel_mark_sidecars() {
 # rel_assert_proxied LABEL CONNS DEST: since rel_mark_sidecars, A's outbound and B's inbound
 # frontends accepted at least CONNS sessions each, A's sidecar logged connections to DEST
 # (ADDR:PORT) and to nothing else. Sessions come from HAProxy's `show stat`: its log can be a
-# few lines short at 10,000 connections/s.
+# few lines short at 10,000 connections/s. HAProxy logs a connection at its end: this waits
+# (ML_WAIT_S at most) for a first line to DEST.
 rel_assert_proxied() {
-  local label=$1 conns=$2 dest=$3 out_a in_b logged
+  local label=$1 conns=$2 dest=$3 out_a in_b logged re
+  re="^outbound [^ ]+ [^ ]+ $(mesh_re "$dest")\$"
+  mesh_wait_log "$REL_LOG_A" "$REL_MARK_LOG_A" "$re" || true
   out_a=$(($(mesh_haproxy_sessions hap-a outbound) - REL_MARK_OUT_A))
   in_b=$(($(mesh_haproxy_sessions hap-b inbound) - REL_MARK_IN_B))
-  logged=$(mesh_log_since "$REL_LOG_A" "$REL_MARK_LOG_A" |
-    grep -cE "^outbound [^ ]+ [^ ]+ $(mesh_re "$dest")\$" || true)
+  logged=$(mesh_log_since "$REL_LOG_A" "$REL_MARK_LOG_A" | grep -cE "$re" || true)
   ml_log "$label: $conns connections; sessions of A's outbound sidecar +$out_a, of B's inbound" \
     "sidecar +$in_b; A's sidecar logged $logged to $dest"
   ((out_a >= conns)) || ml_fail "$label: A's outbound sidecar accepted $out_a sessions for $conns connections"
   ((in_b >= conns)) || ml_fail "$label: B's inbound sidecar accepted $in_b sessions for $conns connections"
   ((logged > 0)) || ml_fail "$label: A's sidecar logged no connection to $dest"
-  if mesh_log_since "$REL_LOG_A" "$REL_MARK_LOG_A" |
-    grep -vE "^outbound [^ ]+ [^ ]+ $(mesh_re "$dest")\$" >&2; then
+  if mesh_log_since "$REL_LOG_A" "$REL_MARK_LOG_A" | grep -vE "$re" >&2; then
     ml_fail "$label: A's sidecar logged connections (above) that did not go to $dest"
   fi
 }
@@ -113,7 +113,8 @@ rel_exec_daemon() {
 rel_socket() { sed -n 's/^socket = "\(.*\)"$/\1/p' "$ML_CONFIG" | sed -n 1p; }
 
 # rel_start_timed CONFIG: execs the daemon and polls `meshlanectl status` until it answers
-# (10 s at most). REL_CONTROL_MS: milliseconds from exec to the first answer.
+# (ML_WAIT_S at most: a hang guard, not a speed requirement). REL_CONTROL_MS: milliseconds from
+# exec to the first answer.
 rel_start_timed() {
   local config=$1 t0 sock
   t0=$(date +%s%N)
@@ -127,9 +128,9 @@ rel_start_timed() {
       ml_dump_daemon_log
       ml_fail "meshlaned exited before its control socket answered"
     fi
-    if (($(date +%s%N) - t0 > 10000000000)); then
+    if (($(date +%s%N) - t0 > ML_WAIT_S * 1000000000)); then
       ml_dump_daemon_log
-      ml_fail "meshlaned's control socket did not answer within 10 s"
+      ml_fail "meshlaned's control socket did not answer within $ML_WAIT_S s"
     fi
     sleep 0.01
   done
@@ -140,16 +141,17 @@ rel_start_timed() {
 # same_port_pair.py) in NETNS and the test cgroup, in the background until the test ends (PID
 # in REL_ECHO_PID); returns once all ports listen.
 rel_echo_server() {
-  local ns=$1 i
+  local ns=$1
   shift
   ml_bg REL_ECHO_PID "$ML_WORKDIR/echo.out" "$ML_WORKDIR/echo.err" "$ML_CG" "$ns" \
     python3 "$(dirname "${BASH_SOURCE[0]}")/same_port_pair.py" server "$@"
-  for ((i = 0; i < 100; i++)); do
-    grep -q listening "$ML_WORKDIR/echo.out" 2>/dev/null && return 0
-    kill -0 "$REL_ECHO_PID" 2>/dev/null || ml_fail "echo server exited: $(cat "$ML_WORKDIR/echo.err")"
-    sleep 0.05
-  done
-  ml_fail "echo server on ports $* did not listen within 5 s"
+  ml_wait_for "$ML_WAIT_S" rel__echo_listening ||
+    ml_fail "echo server on ports $* did not listen within $ML_WAIT_S s"
+}
+rel__echo_listening() {
+  grep -q listening "$ML_WORKDIR/echo.out" 2>/dev/null && return 0
+  kill -0 "$REL_ECHO_PID" 2>/dev/null || ml_fail "echo server exited: $(cat "$ML_WORKDIR/echo.err")"
+  return 1
 }
 
 # rel_status_json: `meshlanectl -o json status` of the running daemon.

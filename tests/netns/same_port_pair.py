@@ -59,7 +59,7 @@ def client(bind, targets, size):
         s = socket.socket(family, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(bind)
-        s.settimeout(10)
+        s.settimeout(60)
         s.connect(target)
         conns.append(s)
     payloads = [os.urandom(size) for _ in conns]

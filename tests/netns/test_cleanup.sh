@@ -89,17 +89,17 @@ left=$(ml_cgroup_progs "$ML_CG")
 [[ -z $left ]] || ml_fail "programs still attached to $ML_CG after --cleanup:"$'\n'"$left"
 tree=$("$BPFTOOL" cgroup tree "$ML_CG" 2>&1 | grep -E '[0-9]+ ' | grep -v '^CgroupPath' || true)
 [[ -z $tree ]] || ml_fail "bpftool cgroup tree $ML_CG still lists programs after --cleanup:"$'\n'"$tree"
-# Objects are freed asynchronously once the last reference goes: allow a few seconds.
+# Objects are freed asynchronously once the last reference goes: wait for that (ML_WAIT_S at
+# most).
 remaining=""
-for ((i = 0; i < 50; i++)); do
+all_freed() {
   remaining=""
   for id in $our_progs; do "$BPFTOOL" prog show id "$id" >/dev/null 2>&1 && remaining+=" prog $id"; done
   for id in $our_maps; do "$BPFTOOL" map show id "$id" >/dev/null 2>&1 && remaining+=" map $id"; done
   for id in $our_links; do "$BPFTOOL" link show id "$id" >/dev/null 2>&1 && remaining+=" link $id"; done
-  [[ -z $remaining ]] && break
-  sleep 0.1
-done
-[[ -z $remaining ]] || ml_fail "still loaded 5 s after --cleanup:$remaining"
+  [[ -z $remaining ]]
+}
+ml_wait_for "$ML_WAIT_S" all_freed || ml_fail "still loaded $ML_WAIT_S s after --cleanup:$remaining"
 named=$( { ml_bpf_named prog; ml_bpf_named map; ml_bpf_ml_links; } )
 if [[ $preexisting -eq 0 ]]; then
   [[ -z $named ]] || ml_fail "bpftool still lists ml_* objects after --cleanup:"$'\n'"$named"

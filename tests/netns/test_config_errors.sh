@@ -119,11 +119,12 @@ ml_defer ml_daemon_cleanup_quiet "$good"
 "$MESHLANED" --config "$good" >"$ML_DAEMON_LOG" 2>&1 </dev/null &
 ML_DAEMON_PID=$!
 ml_defer ml_kill_pid "$ML_DAEMON_PID"
-for ((i = 0; i < 300; i++)); do
-  grep -q 'meshlaned ready' "$ML_DAEMON_LOG" && break
+good_ready() {
+  grep -q 'meshlaned ready' "$ML_DAEMON_LOG" && return 0
   kill -0 "$ML_DAEMON_PID" 2>/dev/null || { ml_dump_daemon_log; ml_fail "the valid base config was rejected"; }
-  sleep 0.1
-done
+  return 1
+}
+ml_wait_for "$ML_WAIT_S" good_ready || true
 grep -q 'meshlaned ready' "$ML_DAEMON_LOG" || { ml_dump_daemon_log; ml_fail "no 'meshlaned ready' with the valid base config"; }
 ml_daemon_stop
 [[ $ML_DAEMON_RC -eq 0 ]] || ml_fail "meshlaned exited with status $ML_DAEMON_RC on SIGTERM"

@@ -16,10 +16,10 @@
 #      (a) a TOML syntax error, (b) an unknown key, (c) a workload whose netns does not exist,
 #      each without pod A: "reload rejected, nothing changed", and the workload maps, tc
 #      filters and attached programs are exactly as before; A is still intercepted.
-#   3. A full sockhash (sockhash_max_entries = 4) under a connection storm through the mesh:
-#      no connection fails, sockets_add_failed counts the sockets that did not fit (and
-#      sockets_skipped_peer their server ends), every socket is accounted for, every
-#      connection is still intercepted.
+#   3. A full sockhash (sockhash_max_entries = 4) under a connection storm through the mesh
+#      (ml_connrate, stopped once it has made 1000 connections): no connection fails,
+#      sockets_add_failed counts the sockets that did not fit (and sockets_skipped_peer their
+#      server ends), every socket is accounted for, every connection is still intercepted.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
 
@@ -132,6 +132,8 @@ only_b() {
     echo "$l"
   done >>"$1"
 }
+# rejected_reloads N: the daemon logged at least N rejected reloads.
+rejected_reloads() { (($(grep -c 'reload rejected, nothing changed' "$ML_DAEMON_LOG") >= $1)); }
 broken=0
 for kind in syntax unknown-key missing-netns; do
   only_b "$CONFIG"
@@ -143,11 +145,8 @@ for kind in syntax unknown-key missing-netns; do
   esac
   kill -HUP "$ML_DAEMON_PID"
   broken=$((broken + 1))
-  for ((i = 0; i < 100; i++)); do
-    [[ $(grep -c 'reload rejected, nothing changed' "$ML_DAEMON_LOG") -ge $broken ]] && break
-    sleep 0.05
-  done
-  [[ $i -lt 100 ]] || { ml_dump_daemon_log; ml_fail "$kind: no 'reload rejected, nothing changed'"; }
+  ml_wait_for "$ML_WAIT_S" rejected_reloads "$broken" ||
+    { ml_dump_daemon_log; ml_fail "$kind: no 'reload rejected, nothing changed'"; }
   ml_log "$kind: $(grep 'reload rejected' "$ML_DAEMON_LOG" | tail -n 1 | cut -c 1-200)"
   grep -q 'workload(s) applied' <(grep -A 100 'SIGHUP' "$ML_DAEMON_LOG") &&
     ml_fail "$kind: a reload was applied"
@@ -171,18 +170,26 @@ rel_start_timed "$CONFIG"
 ml_bg SRV "$ML_WORKDIR/storm.server.out" "$ML_WORKDIR/storm.server.err" "$ML_CG" "$REL_B" \
   "$ML_CONNRATE" server --listen "0.0.0.0:8090" --request-size 300 --reply-size 3000 \
   --close-after 1 --ready-file "$ML_WORKDIR/storm.ready"
-ml_wait_file "$ML_WORKDIR/storm.ready" "$SRV" 10 || ml_fail "ml_connrate server did not start"
+ml_wait_file "$ML_WORKDIR/storm.ready" "$SRV" || ml_fail "ml_connrate server did not start"
 ml_snapshot f0
-rc=0
-ml_in "$ML_CG" "$REL_A" "$ML_CONNRATE" client --connect "$B4:8090" --concurrency 8 --duration 4 \
-  --request-size 300 --reply-size 3000 --requests-per-conn 1 --timeout 5 \
-  >"$ML_WORKDIR/storm.client.out" 2>"$ML_WORKDIR/storm.client.err" || rc=$?
-result=$(tail -n 1 "$ML_WORKDIR/storm.client.out")
-ml_log "storm (exit $rc): $result"
-conns=$(ml_json_int "$result" connections)
-[[ $rc -eq 0 && $(ml_json_int "$result" errors) -eq 0 && $conns -gt 100 ]] ||
-  ml_fail "connections failed with a full sockhash: $result"
-sleep 0.5
+ml_bg STORM "$ML_WORKDIR/storm.client.out" "$ML_WORKDIR/storm.client.err" "$ML_CG" "$REL_A" \
+  "$ML_CONNRATE" client --connect "$B4:8090" --concurrency 8 --duration 0 \
+  --request-size 300 --reply-size 3000 --requests-per-conn 1 --timeout 30 \
+  --progress-file "$ML_WORKDIR/storm.progress"
+# storm_made N: the storm completed N connections, without error.
+storm_made() {
+  local errors conns
+  kill -0 "$STORM" 2>/dev/null || ml_fail "the storm client exited: $(cat "$ML_WORKDIR/storm.client.out" "$ML_WORKDIR/storm.client.err")"
+  read -r _ errors conns 2>/dev/null <"$ML_WORKDIR/storm.progress" || return 1
+  ((errors == 0)) || ml_fail "connections failed with a full sockhash: $(cat "$ML_WORKDIR/storm.client.err")"
+  ((conns >= $1))
+}
+ml_wait_for "$ML_WAIT_S" storm_made 1000 || ml_fail "the storm did not make 1000 connections in $ML_WAIT_S s"
+ml_connrate_stop "$STORM" "$ML_WORKDIR/storm.client.out" "storm with a full sockhash" 100
+conns=$(ml_json_int "$ML_CONNRATE_RESULT" connections)
+((conns > 100)) || ml_fail "the storm made only $conns connections"
+# Every counter below is counted when a socket connects or is established: all of them were
+# counted before the connections completed.
 ml_snapshot f1
 ml_show_delta f0 f1
 failed=$(ml_delta f0 f1 sockets_add_failed)

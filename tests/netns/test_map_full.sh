@@ -16,11 +16,8 @@ ml_daemon_start "sockhash_max_entries = 2"
 MESHLANECTL=${MESHLANECTL:-$MESHLANE_BIN/meshlanectl}
 ml_bg MON_PID "$ML_WORKDIR/monitor.out" "$ML_WORKDIR/monitor.err" - - \
   "$MESHLANECTL" --socket "$ML_WORKDIR/meshlane.sock" -o json monitor --type map_full
-for ((i = 0; i < 100; i++)); do
-  grep -q 'monitor: datapath now emits map_full' "$ML_DAEMON_LOG" && break
-  sleep 0.05
-done
-[[ $i -lt 100 ]] || ml_fail "the monitor did not subscribe: $(cat "$ML_WORKDIR/monitor.err")"
+ml_wait_for "$ML_WAIT_S" grep -q 'monitor: datapath now emits map_full' "$ML_DAEMON_LOG" ||
+  ml_fail "the monitor did not subscribe: $(cat "$ML_WORKDIR/monitor.err")"
 ml_snapshot before
 ml_xfer_pair "$ML_CG" "$NS" full "--listen 127.0.0.1:5201 --connections 8" \
   "--connect 127.0.0.1:5201 --parallel 8" --nonblocking --bytes 32M --max-write 1M --timeout 90
@@ -29,10 +26,9 @@ ml_show_delta before after
 failed=$(ml_delta before after sockets_add_failed)
 [[ $failed -gt 0 ]] ||
   ml_fail "sockets_add_failed did not rise with 16 sockets and sockhash_max_entries = 2"
-for ((i = 0; i < 100; i++)); do
-  [[ $(grep -c '"type":"map_full"' "$ML_WORKDIR/monitor.out") -eq $failed ]] && break
-  sleep 0.05
-done
+# The events reach the monitor a moment after the counters rose.
+map_full_events() { (($(grep -c '"type":"map_full"' "$ML_WORKDIR/monitor.out") >= failed)); }
+ml_wait_for "$ML_WAIT_S" map_full_events || true
 [[ $(grep '"type":"map_full"' "$ML_WORKDIR/monitor.out" | grep -c '"errno":[1-9]') -eq $failed ]] ||
   ml_fail "sockets_add_failed rose by $failed, monitor shows: $(cat "$ML_WORKDIR/monitor.out")"
 ml_kill_pid "$MON_PID"

@@ -37,16 +37,18 @@
 #      intercepted_inbound_tc flat. A's tc filters are still there while LL-in is open.
 #   4. The long-lived connections, which must have moved bytes in both directions between
 #      every two steps (LL-tc across steps 1-3, LL-sidecar and LL-in across steps 2-3, i.e.
-#      across A's removal), finish: every byte verified both ways, exact counts, a single
-#      connection each, the server's app saw the passthrough source (LL-tc and LL-sidecar
-#      went through B's inbound sidecar, LL-in through A's, whose log has a line for it from
-#      X's address). LL-in first: until it has ended, no "tc filters removed" for pod-a; then,
-#      within 10 s, the daemon logs "workload pod-a: tc filters removed (no steered connection
-#      left)", A's tc filters are gone and B's remain.
+#      across A's removal), finish: every byte verified both ways, exact counts (what each side
+#      received is what the other sent), a single connection each, the server's app saw the
+#      passthrough source (LL-tc and LL-sidecar went through B's inbound sidecar, LL-in through
+#      A's, whose log has a line for it from X's address). LL-in first: until it has ended, no
+#      "tc filters removed" for pod-a; then the daemon logs "workload pod-a: tc filters removed
+#      (no steered connection left)" (a drain check runs every 2 s; ML_WAIT_S at most), A's tc
+#      filters are gone and B's remain.
 # Round 2 re-adds A after its removal in round 1. Then SIGTERM (exit 0) + meshlaned --cleanup:
 # no tc filter anywhere, no pin, nothing attached to the test cgroup.
 # The long-lived connections are a small paced Python sender/checker (written to the work
-# directory), non-blocking sockets as a mesh app would use. The daemon gets its own control
+# directory), non-blocking sockets as a mesh app would use. They send until the test tells them
+# to finish, however long its steps take. The daemon gets its own control
 # socket and state directory in the work directory.
 # shellcheck source-path=SCRIPTDIR source=mesh_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/mesh_lib.sh"
@@ -60,7 +62,6 @@ EXCL=9090
 LL_TC_PORT=8081
 LL_SC_PORT=8082
 LL_IN_PORT=8083
-LL_BYTES=$((32 << 20))
 
 # ---------------------------------------------------------------------------------------------
 # The paced long-lived transfer
@@ -68,30 +69,32 @@ LL_BYTES=$((32 << 20))
 write_paced_py() {
   cat >"$1" <<'PY'
 # Paced bidirectional TCP transfer with end-to-end verification (tests/netns/test_mesh_reload.sh).
-#   paced.py server|client --addr HOST:PORT --bytes N --seed S --finish-file F
-#                          --progress-file F [--ready-file F] [--timeout SEC]
-# Each side sends N bytes of a deterministic stream (keyed by seed and role) in writes of
-# 1..16 KiB, one every 20 ms, holding back the last 1 MiB until --finish-file exists; then it
-# sends the rest at full speed and shuts down its write side. The reader checks every byte
-# against the peer's stream and that EOF comes exactly after N bytes. Sockets are non-blocking
-# from their creation (listener before listen(), client before connect()). The server accepts
-# one connection. --progress-file holds "SENT RECEIVED", rewritten every 100 ms. Last stdout
-# line: JSON {"role","ok","error","bytes_sent","bytes_received","peer","local"}.
+#   paced.py server|client --addr HOST:PORT --seed S --finish-file F --progress-file F
+#                          [--ready-file F] [--timeout SEC]
+# Each side sends a deterministic stream (keyed by seed and role) in writes of 1..16 KiB, one
+# every 20 ms, until --finish-file exists, however long that takes; then it sends another 1 MiB
+# at full speed and shuts down its write side. The reader checks every byte against the peer's
+# stream; the caller checks that each side received exactly what the other sent. Sockets are
+# non-blocking from their creation (listener before listen(), client before connect()). The
+# server accepts one connection. --progress-file holds "SENT RECEIVED", rewritten every 100 ms.
+# --timeout (default 60) is a hang guard: no connection after that long, or nothing received
+# for that long before the peer's EOF, is a timeout. Last stdout line: JSON
+# {"role","ok","error","bytes_sent","bytes_received","peer","local"}.
 # Exit: 0 ok, 1 data or connection error, 2 setup error, 3 timeout.
 import errno, json, os, random, selectors, socket, sys, time
 
 BLOCK = 65536
 INTERVAL = 0.02
 CHUNK_MAX = 16384
-RESERVE = 1 << 20
+TAIL = 1 << 20
 
 def parse(argv):
-    o = {"role": argv[1], "timeout": 85.0, "ready-file": None}
+    o = {"role": argv[1], "timeout": 60.0, "ready-file": None}
     i = 2
     while i < len(argv):
         o[argv[i][2:]] = argv[i + 1]
         i += 2
-    o["bytes"] = int(o["bytes"]); o["seed"] = int(o["seed"]); o["timeout"] = float(o["timeout"])
+    o["seed"] = int(o["seed"]); o["timeout"] = float(o["timeout"])
     return o
 
 def split_addr(a):
@@ -128,7 +131,6 @@ class Stream:
 def main():
     o = parse(sys.argv)
     role = 0 if o["role"] == "client" else 1
-    n_bytes = o["bytes"]
     start = time.monotonic()
     deadline = start + o["timeout"]
     result = {"role": o["role"], "ok": False, "error": "", "bytes_sent": 0,
@@ -183,9 +185,11 @@ def main():
     rx = Stream(o["seed"], 1 - role)
     sizes = random.Random(o["seed"] * 4 + role + 2)
     sent = received = quota = 0
-    shut = eof = finishing = False
+    total = None  # what this side sends in all, known once it finishes
+    shut = eof = False
     next_send = time.monotonic()
     last_progress = 0.0
+    last_received = time.monotonic()
     sel = selectors.DefaultSelector()
     sel.register(conn, selectors.EVENT_READ)
 
@@ -198,19 +202,19 @@ def main():
     try:
         while not (shut and eof):
             now = time.monotonic()
-            if now > deadline:
+            if not eof and now - last_received > o["timeout"]:
                 result["bytes_sent"], result["bytes_received"] = sent, received
                 progress()
-                finish(3, f"timeout: sent {sent}, received {received} of {n_bytes}")
-            if not finishing and os.path.exists(o["finish-file"]):
-                finishing = True
-            if finishing:
-                quota = n_bytes
+                finish(3, f"timeout: nothing received for {o['timeout']} s (sent {sent}, received {received})")
+            if total is None and os.path.exists(o["finish-file"]):
+                total = quota + TAIL
+            if total is not None:
+                quota = total
             else:
                 if next_send < now - 1.0:
                     next_send = now
-                while now >= next_send and quota < n_bytes - RESERVE:
-                    quota = min(n_bytes - RESERVE, quota + sizes.randint(1, CHUNK_MAX))
+                while now >= next_send:
+                    quota += sizes.randint(1, CHUNK_MAX)
                     next_send += INTERVAL
             while not shut and sent < quota:
                 try:
@@ -218,14 +222,14 @@ def main():
                 except BlockingIOError:
                     break
                 sent += w
-            if not shut and sent == n_bytes:
+            if not shut and sent == total:
                 conn.shutdown(socket.SHUT_WR)
                 shut = True
             events = 0 if eof else selectors.EVENT_READ
             if not shut and sent < quota:
                 events |= selectors.EVENT_WRITE
             wait = 0.05
-            if not finishing and quota < n_bytes - RESERVE:
+            if total is None:
                 wait = min(wait, max(0.0, next_send - now))
             if events:
                 sel.modify(conn, events)
@@ -242,11 +246,8 @@ def main():
                     continue
                 if not data:
                     eof = True
-                    if received != n_bytes:
-                        raise ValueError(f"EOF after {received} of {n_bytes} bytes")
                     continue
-                if received + len(data) > n_bytes:
-                    raise ValueError(f"more than {n_bytes} bytes received")
+                last_received = time.monotonic()
                 want = rx.get(received, len(data))
                 if data != want:
                     bad = next(i for i in range(len(data)) if data[i] != want[i])
@@ -271,27 +272,26 @@ PY
 # ll_start LABEL SERVER_NS LISTEN CLIENT_NS CONNECT: starts both sides of a paced long-lived
 # transfer; returns once the client is connected. Files: $ML_WORKDIR/LABEL.{server,client}.*
 declare -A LL_SPID LL_CPID LL_LAST_S LL_LAST_C
+ll__started() {  # BASE CLIENT_PID: both sides wrote progress, or the client is gone
+  [[ -s $1.client.progress && -s $1.server.progress ]] || ! kill -0 "$2" 2>/dev/null
+}
 ll_start() {
-  local label=$1 sns=$2 listen=$3 cns=$4 connect=$5 pid i
+  local label=$1 sns=$2 listen=$3 cns=$4 connect=$5 pid
   local base="$ML_WORKDIR/$label" seed=$((RANDOM + 1))
   rm -f "$base.finish" "$base.ready"
   ml_bg pid "$base.server.out" "$base.server.err" "$ML_CG" "$sns" "$PY" "$PACED" server \
-    --addr "$listen" --bytes "$LL_BYTES" --seed "$seed" --finish-file "$base.finish" \
+    --addr "$listen" --seed "$seed" --finish-file "$base.finish" \
     --progress-file "$base.server.progress" --ready-file "$base.ready"
   LL_SPID[$label]=$pid
-  if ! ml_wait_file "$base.ready" "$pid" 10; then
+  if ! ml_wait_file "$base.ready" "$pid"; then
     cat "$base.server.err" "$base.server.out" >&2
     ml_fail "$label: long-lived server did not start listening"
   fi
   ml_bg pid "$base.client.out" "$base.client.err" "$ML_CG" "$cns" "$PY" "$PACED" client \
-    --addr "$connect" --bytes "$LL_BYTES" --seed "$seed" --finish-file "$base.finish" \
+    --addr "$connect" --seed "$seed" --finish-file "$base.finish" \
     --progress-file "$base.client.progress"
   LL_CPID[$label]=$pid
-  for ((i = 0; i < 100; i++)); do
-    [[ -s $base.client.progress && -s $base.server.progress ]] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
+  ml_wait_for "$ML_WAIT_S" ll__started "$base" "$pid" || true
   [[ -s $base.client.progress && -s $base.server.progress ]] || {
     cat "$base.client.err" "$base.client.out" "$base.server.err" "$base.server.out" >&2
     ml_fail "$label: long-lived connection $connect from $cns did not start"
@@ -302,9 +302,10 @@ ll_start() {
 }
 
 # ll_checkpoint LABEL WHAT: both sides still run and each received more bytes since the last
-# checkpoint (the connection kept moving data in both directions through WHAT).
-ll_checkpoint() {
-  local label=$1 what=$2 base="$ML_WORKDIR/$1" role pid s c
+# checkpoint (the connection kept moving data in both directions through WHAT). Waits for the
+# progress files (rewritten every 100 ms) to show that, ML_WAIT_S at most.
+ll__moved() {  # LABEL WHAT
+  local label=$1 what=$2 base="$ML_WORKDIR/$1" role pid
   for role in server client; do
     if [[ $role == server ]]; then pid=${LL_SPID[$label]}; else pid=${LL_CPID[$label]}; fi
     kill -0 "$pid" 2>/dev/null || {
@@ -312,13 +313,15 @@ ll_checkpoint() {
       ml_fail "$label: the long-lived $role exited during $what"
     }
   done
-  # Give the 100 ms progress file a moment so even a fast step shows movement.
-  sleep 0.3
   read -r _ s <"$base.server.progress"
   read -r _ c <"$base.client.progress"
-  [[ $s -gt ${LL_LAST_S[$label]} && $c -gt ${LL_LAST_C[$label]} ]] ||
+  [[ $s -gt ${LL_LAST_S[$label]} && $c -gt ${LL_LAST_C[$label]} ]]
+}
+ll_checkpoint() {
+  local label=$1 what=$2 s c
+  ml_wait_for "$ML_WAIT_S" ll__moved "$label" "$what" ||
     ml_fail "$label: the long-lived connection stopped moving during $what (server received $s, was ${LL_LAST_S[$label]}; client received $c, was ${LL_LAST_C[$label]})"
-  ml_log "$label: still transferring after $what (server received $s, client received $c of $LL_BYTES)"
+  ml_log "$label: still transferring after $what (server received $s, client received $c)"
   LL_LAST_S[$label]=$s
   LL_LAST_C[$label]=$c
 }
@@ -331,14 +334,17 @@ ll_server_peer() {
   mesh_peer_host "$line"
 }
 
-# ll_finish LABEL EXPECT_PEER: lets both sides send the rest, waits for them and checks: exit
-# 0, ok, LL_BYTES sent and received by each side, and the server saw the client EXPECT_PEER
-# (an address without port).
+# ll_finish LABEL EXPECT_PEER: lets both sides send their last 1 MiB and end, waits for them
+# (ML_WAIT_S at most) and checks: exit 0, ok, each side received exactly what the other sent
+# (at least the last 1 MiB), and the server saw the client EXPECT_PEER (an address without
+# port).
 ll_finish() {
   local label=$1 expect=$2 base="$ML_WORKDIR/$1" role pid rc last errs="" peer
+  local s_last c_last
   touch "$base.finish"
   for role in server client; do
     if [[ $role == server ]]; then pid=${LL_SPID[$label]}; else pid=${LL_CPID[$label]}; fi
+    ml_wait_exit "$pid" || ml_fail "$label: the long-lived $role did not finish within $ML_WAIT_S s"
     rc=0
     wait "$pid" || rc=$?
     last=$(tail -n1 "$base.$role.out" 2>/dev/null || true)
@@ -346,17 +352,20 @@ ll_finish() {
     if [[ $rc -ne 0 || $(ml_json_field "$last" ok) != true ]]; then
       tail -n 20 "$base.$role.err" >&2
       errs+=" [$role] exit $rc: $(ml_json_field "$last" error)"
-      continue
     fi
-    [[ $(ml_json_int "$last" bytes_sent) -eq $LL_BYTES &&
-      $(ml_json_int "$last" bytes_received) -eq $LL_BYTES ]] ||
-      errs+=" [$role] byte counts differ from $LL_BYTES: $last"
   done
   [[ -z $errs ]] || ml_fail "$label: long-lived connection failed:$errs"
-  peer=$(ml_json_field "$(tail -n1 "$base.server.out")" peer)
+  s_last=$(tail -n1 "$base.server.out")
+  c_last=$(tail -n1 "$base.client.out")
+  [[ $(ml_json_int "$s_last" bytes_received) -eq $(ml_json_int "$c_last" bytes_sent) &&
+    $(ml_json_int "$c_last" bytes_received) -eq $(ml_json_int "$s_last" bytes_sent) ]] ||
+    ml_fail "$label: what one side received is not what the other sent: server $s_last, client $c_last"
+  (($(ml_json_int "$s_last" bytes_received) > 1 << 20 && $(ml_json_int "$c_last" bytes_received) > 1 << 20)) ||
+    ml_fail "$label: less than the last 1 MiB arrived: server $s_last, client $c_last"
+  peer=$(ml_json_field "$s_last" peer)
   [[ $(mesh_peer_host "$peer") == "$expect" ]] ||
     ml_fail "$label: the server's app saw client $peer, expected $expect"
-  ml_log "$label: finished, $LL_BYTES bytes each way verified, the server's app saw $peer"
+  ml_log "$label: finished, $(ml_json_int "$c_last" bytes_sent) bytes client -> server and $(ml_json_int "$s_last" bytes_sent) back, all verified; the server's app saw $peer"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -395,25 +404,25 @@ daemon_start() {
   ml_daemon_start_with_config "$ML_CONFIG" "$ML_WORKDIR/cleanup.toml"
 }
 
-# sighup LABEL: SIGHUP to the daemon; waits (10 s) for its verdict on the reload and leaves
-# the log lines written since in RELOAD_LINES. The daemon must still run.
+# sighup LABEL: SIGHUP to the daemon; waits (ML_WAIT_S at most) for its verdict on the reload
+# and leaves the log lines written since in RELOAD_LINES. The daemon must still run.
+sighup__verdict() {  # LABEL START
+  RELOAD_LINES=$(tail -n "+$(($2 + 1))" "$ML_DAEMON_LOG")
+  grep -qE 'reload: [0-9]+ workload\(s\) applied|reload rejected' <<<"$RELOAD_LINES" && return 0
+  kill -0 "$ML_DAEMON_PID" 2>/dev/null || {
+    ml_dump_daemon_log
+    ml_fail "$1: meshlaned exited after SIGHUP"
+  }
+  return 1
+}
 sighup() {
-  local label=$1 start i
+  local label=$1 start
   kill -0 "$ML_DAEMON_PID" 2>/dev/null || ml_fail "$label: meshlaned is not running"
   start=$(wc -l <"$ML_DAEMON_LOG")
   kill -HUP "$ML_DAEMON_PID"
-  for ((i = 0; i < 200; i++)); do
-    RELOAD_LINES=$(tail -n "+$((start + 1))" "$ML_DAEMON_LOG")
-    grep -qE 'reload: [0-9]+ workload\(s\) applied|reload rejected' <<<"$RELOAD_LINES" && break
-    kill -0 "$ML_DAEMON_PID" 2>/dev/null || {
-      ml_dump_daemon_log
-      ml_fail "$label: meshlaned exited after SIGHUP"
-    }
-    sleep 0.05
-  done
-  [[ $i -lt 200 ]] || {
+  ml_wait_for "$ML_WAIT_S" sighup__verdict "$label" "$start" || {
     ml_dump_daemon_log
-    ml_fail "$label: meshlaned logged neither 'reload: N workload(s) applied' nor 'reload rejected' within 10 s of SIGHUP"
+    ml_fail "$label: meshlaned logged neither 'reload: N workload(s) applied' nor 'reload rejected' within $ML_WAIT_S s of SIGHUP"
   }
   sleep 0.2 # the lines that follow the verdict, and a daemon that would die of it
   RELOAD_LINES=$(tail -n "+$((start + 1))" "$ML_DAEMON_LOG")
@@ -698,13 +707,15 @@ round() {
   while :; do
     drained=$(drain_lines "$removed_at")
     ms=$((($(date +%s%N) - t0) / 1000000))
-    [[ -z $drained && $ms -le 10000 ]] || break
+    if [[ -n $drained ]] || ((ms > ML_WAIT_S * 1000)); then
+      break
+    fi
     sleep 0.1
   done
-  [[ -n $drained && $ms -le 10000 ]] || {
+  [[ -n $drained ]] || {
     ml_dump_daemon_log
     mesh_tc_filters "$NS_A" >&2
-    ml_fail "$p-4-drained: no 'workload pod-a: tc filters removed' in the daemon log within 10 s of LL-in's end"
+    ml_fail "$p-4-drained: no 'workload pod-a: tc filters removed' in the daemon log within $ML_WAIT_S s of LL-in's end"
   }
   ml_log "$p-4-drained: after ${ms} ms: $drained"
   grep -qF 'workload pod-a: tc filters removed (no steered connection left)' <<<"$drained" || {

@@ -16,10 +16,10 @@
 #   - a human-readable `monitor --type intercepted --count 2` exits 0 by itself after two
 #     lines; the readable form has one line per JSON event, saying the same; Ctrl-C (SIGINT)
 #     ends a monitor with status 0;
-#   - with the daemon stopped (SIGSTOP) while a monitor is attached and thousands of loopback
-#     connections are spliced, the ring fills: afterwards the monitor shows the events the ring
-#     held plus "dropped" lines (kernel ring, client queue) that add up exactly to the rise of
-#     sockets_added;
+#   - with the daemon stopped (SIGSTOP) while a monitor is attached, loopback connections are
+#     spliced (ml_connrate, until the datapath has counted events lost to the full ring): the
+#     ring fills, and afterwards the monitor shows the events the ring held plus "dropped" lines
+#     (kernel ring, client queue) that add up exactly to the rise of sockets_added;
 #   - after a daemon restart (maps adopted, not cleaned up) the ring buffer still delivers.
 # shellcheck source=mesh_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/mesh_lib.sh"
@@ -45,9 +45,10 @@ mesh_workload pod-b "$POD_B" '"198.18.0.11", "fd00::11"' istio
 ml_daemon_start "${MESH_WL_LINES[@]}"
 SOCKET="$ML_WORKDIR/meshlane.sock"
 
-# gate_mask: the event types the datapath emits now (ml_monitor_v1, key 0).
-gate_mask() {
-  "$BPFTOOL" -j map lookup pinned "$ML_BPFFS_DIR/ml_monitor_v1" key 0 0 0 0 |
+# monitor_slot KEY: slot KEY of ml_monitor_v1: 0 the event types the datapath emits now (the
+# gate), 1 the events lost because the ring buffer was full.
+monitor_slot() {
+  "$BPFTOOL" -j map lookup pinned "$ML_BPFFS_DIR/ml_monitor_v1" key "$1" 0 0 0 |
     "$PYTHON" -c '
 import json, sys
 j = json.load(sys.stdin)
@@ -56,16 +57,12 @@ if "formatted" in j:
 else:
     print(int.from_bytes(bytes(int(b, 16) for b in j["value"]), "little"))'
 }
+gate_mask() { monitor_slot 0; }
 
-# wait_gate EXPECTED: waits up to 5 s for the gate to hold EXPECTED.
+# wait_gate EXPECTED: waits (ML_WAIT_S at most) for the gate to hold EXPECTED.
+gate_is() { [[ $(gate_mask) == "$1" ]]; }
 wait_gate() {
-  local i got
-  for ((i = 0; i < 100; i++)); do
-    got=$(gate_mask)
-    [[ $got == "$1" ]] && return 0
-    sleep 0.05
-  done
-  ml_fail "the event gate is $got, expected $1"
+  ml_wait_for "$ML_WAIT_S" gate_is "$1" || ml_fail "the event gate is $(gate_mask), expected $1"
 }
 
 # ctl_stats FILE: `meshlanectl stats -o json` into FILE.
@@ -86,6 +83,7 @@ monitor_bg() {
 stop_monitor() {
   local pid=$1 rc=0
   kill -INT "$pid"
+  ml_wait_exit "$pid" || ml_fail "meshlanectl monitor ($2) still runs $ML_WAIT_S s after SIGINT"
   wait "$pid" || rc=$?
   [[ $rc -eq 0 ]] || ml_fail "meshlanectl monitor ($2) exited with status $rc on SIGINT: $(cat "$ML_WORKDIR/$2.err")"
 }
@@ -231,12 +229,13 @@ print(f"ok: {len(events)} events; --port 15006: {n_port}; --workload pod-b: {n_w
 EOF
 
 check_rc=3
-for ((i = 0; i < 50 && check_rc == 3; i++)); do
+end=$((SECONDS + ML_WAIT_S))
+while ((check_rc == 3 && SECONDS < end)); do
   # Counters read anew each time: what the stream shows must converge on them.
   ctl_stats "$ML_WORKDIR/stats1.json"
   check_rc=0
   "$PYTHON" "$ML_WORKDIR/check.py" "$ML_WORKDIR" retry >"$ML_WORKDIR/check.log" 2>&1 || check_rc=$?
-  [[ $check_rc -eq 3 ]] && sleep 0.1
+  ((check_rc != 3)) || sleep 0.1
 done
 if [[ $check_rc -ne 0 ]]; then
   "$PYTHON" "$ML_WORKDIR/check.py" "$ML_WORKDIR" final >&2 || true
@@ -247,7 +246,7 @@ ml_log "$(cat "$ML_WORKDIR/check.log")"
 
 # --count 2: exited by itself, two readable lines.
 rc=0
-for ((i = 0; i < 50; i++)); do kill -0 "$MON_COUNT" 2>/dev/null || break; sleep 0.1; done
+ml_wait_exit "$MON_COUNT" || ml_fail "monitor --count 2 still runs $ML_WAIT_S s after the traffic"
 wait "$MON_COUNT" || rc=$?
 [[ $rc -eq 0 ]] || ml_fail "monitor --count 2 exited with status $rc: $(cat "$ML_WORKDIR/count.err")"
 [[ $(wc -l <"$ML_WORKDIR/count.out") -eq 2 ]] || ml_fail "monitor --count 2 printed: $(cat "$ML_WORKDIR/count.out")"
@@ -283,7 +282,6 @@ ml_log "every monitor gone: gate 0"
 # then counts what it cannot write. Once the daemon runs again, the monitor gets the ring's
 # events, a "kernel_ring" drop line, and "client_queue" drop lines for what did not fit in its
 # queue: delivered + dropped must equal the sockets spliced meanwhile, exactly.
-ML_CONNRATE=${ML_CONNRATE:-$MESHLANE_BIN/ml_connrate}
 [[ -x $ML_CONNRATE ]] || ml_fail "ml_connrate not found at $ML_CONNRATE (set MESHLANE_BIN)"
 monitor_bg MON_RING ring -o json --type spliced
 wait_gate 4
@@ -292,17 +290,22 @@ rm -f "$ML_WORKDIR/connrate.ready"
 ml_bg CR_SERVER "$ML_WORKDIR/connrate.server.out" "$ML_WORKDIR/connrate.server.err" "$ML_CG" \
   "$POD_A" "$ML_CONNRATE" server --listen 127.0.0.1:7000 --close-after 1 \
   --ready-file "$ML_WORKDIR/connrate.ready"
-ml_wait_file "$ML_WORKDIR/connrate.ready" "$CR_SERVER" 10 || ml_fail "ml_connrate server did not start"
+ml_wait_file "$ML_WORKDIR/connrate.ready" "$CR_SERVER" || ml_fail "ml_connrate server did not start"
 kill -STOP "$ML_DAEMON_PID"
-ml_in "$ML_CG" "$POD_A" "$ML_CONNRATE" client --connect 127.0.0.1:7000 --concurrency 8 \
-  --duration 2 --warmup 0 --requests-per-conn 1 >"$ML_WORKDIR/connrate.client.out" \
-  2>"$ML_WORKDIR/connrate.client.err" || {
-  kill -CONT "$ML_DAEMON_PID"
-  ml_fail "ml_connrate client failed: $(tail -n 3 "$ML_WORKDIR/connrate.client.err")"
+RING_DROPS0=$(monitor_slot 1)
+ml_bg CR_CLIENT "$ML_WORKDIR/connrate.client.out" "$ML_WORKDIR/connrate.client.err" "$ML_CG" \
+  "$POD_A" "$ML_CONNRATE" client --connect 127.0.0.1:7000 --concurrency 8 --duration 0 \
+  --requests-per-conn 1 --timeout 30
+# ring_overflowed: the datapath counted events it could not write to the full ring.
+ring_overflowed() {
+  kill -0 "$CR_CLIENT" 2>/dev/null || ml_fail "ml_connrate client exited: $(tail -n 3 "$ML_WORKDIR/connrate.client.err")"
+  (($(monitor_slot 1) > RING_DROPS0))
 }
+ml_wait_for "$ML_WAIT_S" ring_overflowed ||
+  ml_fail "the ring buffer did not fill in $ML_WAIT_S s of connections with the daemon stopped"
+ml_connrate_stop "$CR_CLIENT" "$ML_WORKDIR/connrate.client.out" "connections while the daemon was stopped"
 kill -CONT "$ML_DAEMON_PID"
 ml_kill_pid "$CR_SERVER"
-ml_log "while the daemon was stopped: $(cat "$ML_WORKDIR/connrate.client.out")"
 cat >"$ML_WORKDIR/ring.py" <<'EOF'
 import json, sys
 work = sys.argv[1]
@@ -328,11 +331,12 @@ if dropped["kernel_ring"] == 0:
     sys.exit(1)
 EOF
 ring_rc=3
-for ((i = 0; i < 100 && ring_rc == 3; i++)); do
+end=$((SECONDS + ML_WAIT_S))
+while ((ring_rc == 3 && SECONDS < end)); do
   ctl_stats "$ML_WORKDIR/stats1.json"
   ring_rc=0
   "$PYTHON" "$ML_WORKDIR/ring.py" "$ML_WORKDIR" >"$ML_WORKDIR/ring.log" 2>&1 || ring_rc=$?
-  [[ $ring_rc -eq 3 ]] && sleep 0.1
+  ((ring_rc != 3)) || sleep 0.1
 done
 [[ $ring_rc -eq 0 ]] || {
   ml_dump_daemon_log
@@ -355,7 +359,7 @@ monitor_bg MON_AGAIN again -o json --type intercepted --count 1
 wait_gate 2
 mesh_xfer again "$POD_B" "0.0.0.0:8080" "$POD_A" "198.18.0.11:8080" --bytes 64K --timeout 30
 rc=0
-for ((i = 0; i < 50; i++)); do kill -0 "$MON_AGAIN" 2>/dev/null || break; sleep 0.1; done
+ml_wait_exit "$MON_AGAIN" || ml_fail "monitor --count 1 after the restart still runs $ML_WAIT_S s after the traffic"
 wait "$MON_AGAIN" || rc=$?
 [[ $rc -eq 0 ]] || ml_fail "monitor after the restart exited with status $rc: $(cat "$ML_WORKDIR/again.err")"
 grep -q '"orig_dst":"198.18.0.11:8080"' "$ML_WORKDIR/again.out" ||

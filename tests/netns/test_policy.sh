@@ -39,13 +39,13 @@ while True:
         f.write("%s %d\n" % (peer[0], peer[1]))
     c.close()
 PY
-# probe.py HOST PORT: connects once (1.5 s limit); prints ok, or the errno name and how long
-# the failure took.
+# probe.py HOST PORT [LIMIT]: connects once (LIMIT seconds at most, default 1.5); prints ok, or
+# the errno name and how long the failure took.
 cat >"$ML_WORKDIR/probe.py" <<'PY'
 import errno, json, socket, sys, time
 host, port = sys.argv[1], int(sys.argv[2])
 s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-s.settimeout(1.5)
+s.settimeout(float(sys.argv[3]) if len(sys.argv) > 3 else 1.5)
 t = time.monotonic()
 try:
     s.connect((host, port))
@@ -61,27 +61,28 @@ start_listener() {  # NS HOST PORT NAME
   local pid
   ml_bg pid "$ML_WORKDIR/$4.out" "$ML_WORKDIR/$4.err" "$ML_CG" "$1" "$PYTHON" \
     "$ML_WORKDIR/listen.py" "$2" "$3" "$ML_WORKDIR/$4.log"
-  ml_wait_file "$ML_WORKDIR/$4.log.ready" "$pid" 10 || ml_fail "listener $4 did not start: $(cat "$ML_WORKDIR/$4.err")"
+  ml_wait_file "$ML_WORKDIR/$4.log.ready" "$pid" || ml_fail "listener $4 did not start: $(cat "$ML_WORKDIR/$4.err")"
   touch "$ML_WORKDIR/$4.log"
 }
 start_listener "$POD_A" :: 15001 sidecar-a
 start_listener "$POD_B" 0.0.0.0 15006 inbound-b
 
 # probe LABEL NS HOST PORT EXPECT: EXPECT is ok, EPERM or timeout; checks what the listener
-# behind saw (sidecar-a for pod A's connects, inbound-b for the node's).
+# behind saw (sidecar-a for pod A's connects, inbound-b for the node's). A connect expected to
+# get through may take as long as it needs (ML_WAIT_S at most); one whose SYN is expected to be
+# dropped is given up after 1.5 s, which a slow machine can only make pass, not fail.
 probe() {
-  local label=$1 ns=$2 host=$3 port=$4 expect=$5 log before out result
+  local label=$1 ns=$2 host=$3 port=$4 expect=$5 log before out result limit=1.5
   log=$([[ $ns == "$POD_A" ]] && echo sidecar-a || echo inbound-b)
   before=$(wc -l <"$ML_WORKDIR/$log.log")
-  out=$(ml_in "$ML_CG" "$ns" "$PYTHON" "$ML_WORKDIR/probe.py" "$host" "$port")
+  [[ $expect == timeout ]] || limit=$ML_WAIT_S
+  out=$(ml_in "$ML_CG" "$ns" "$PYTHON" "$ML_WORKDIR/probe.py" "$host" "$port" "$limit")
   result=$(ctl_json "$out" 'j["result"]')
   [[ $result == "$expect" ]] || ml_fail "$label: $host:$port gave $out, expected $expect"
-  local i seen=0
-  for ((i = 0; i < 20; i++)); do
-    seen=$(($(wc -l <"$ML_WORKDIR/$log.log") - before))
-    [[ $seen -gt 0 || $expect != ok ]] && break
-    sleep 0.05
-  done
+  local seen=0
+  # The listener logs a connection it accepted a moment after the connect returned.
+  [[ $expect != ok ]] || ml_wait_for "$ML_WAIT_S" log_grew "$log" "$before" || true
+  seen=$(($(wc -l <"$ML_WORKDIR/$log.log") - before))
   if [[ $expect == ok ]]; then
     [[ $seen -eq 1 ]] || ml_fail "$label: connected, but $log accepted $seen connections"
   else
@@ -89,6 +90,8 @@ probe() {
   fi
   ml_log "$label: $host:$port from $([[ $ns == "$POD_A" ]] && echo pod-a || echo node) -> $out"
 }
+
+log_grew() { (($(wc -l <"$ML_WORKDIR/$1.log") > $2)); }  # NAME LINES
 
 wl_counter() {  # WORKLOAD COUNTER
   ctl_ok -o json stats --workload "$1"
@@ -143,13 +146,12 @@ ml_log "after the update the verdicts are reversed"
 # ---- monitor shows the denials --------------------------------------------------------------------
 ml_bg MON_PID "$ML_WORKDIR/monitor.out" "$ML_WORKDIR/monitor.err" - - \
   "$MESHLANECTL" --socket "$CTL_SOCKET" -o json monitor --type denied --count 2
-sleep 0.5  # the subscription is in place once the daemon has acknowledged it
+# The subscription is in place once the daemon has set the datapath's event gate for it.
+ml_wait_for "$ML_WAIT_S" grep -q 'monitor: datapath now emits denied' "$ML_DAEMON_LOG" ||
+  ml_fail "the monitor did not subscribe: $(cat "$ML_WORKDIR/monitor.err")"
 probe "monitored: pod-a denied" "$POD_A" 198.18.0.11 8080 EPERM
 probe "monitored: node, other port" "$CTL_NODE_NS" 198.18.0.11 9999 timeout
-for ((i = 0; i < 100; i++)); do
-  kill -0 "$MON_PID" 2>/dev/null || break
-  sleep 0.1
-done
+ml_wait_exit "$MON_PID" || ml_fail "meshlanectl monitor --count 2 still runs $ML_WAIT_S s after the two denials"
 wait "$MON_PID" || ml_fail "meshlanectl monitor --count 2 failed: $(cat "$ML_WORKDIR/monitor.err")"
 "$PYTHON" - "$ML_WORKDIR/monitor.out" <<'PY' || ml_fail "monitor did not show the two denials: $(cat "$ML_WORKDIR/monitor.out")"
 import json, sys
@@ -209,14 +211,18 @@ start_listener "$POD_B" 0.0.0.0 8080 app-b
 # direct_or_sidecar: pod A's app connects to B:8080; prints who accepted it: sidecar-a (A's
 # outbound proxy), or, when A's interception lets it pass, inbound-b (B's tc sends a client that
 # did not come through a sidecar to B's inbound proxy) or app-b.
+any_log_grew() {  # APP_LINES SIDECAR_LINES INBOUND_LINES
+  log_grew app-b "$1" || log_grew sidecar-a "$2" || log_grew inbound-b "$3"
+}
 direct_or_sidecar() {
   local app sidecar inbound out
   app=$(wc -l <"$ML_WORKDIR/app-b.log")
   sidecar=$(wc -l <"$ML_WORKDIR/sidecar-a.log")
   inbound=$(wc -l <"$ML_WORKDIR/inbound-b.log")
-  out=$(ml_in "$ML_CG" "$POD_A" "$PYTHON" "$ML_WORKDIR/probe.py" 198.18.0.11 8080)
+  out=$(ml_in "$ML_CG" "$POD_A" "$PYTHON" "$ML_WORKDIR/probe.py" 198.18.0.11 8080 "$ML_WAIT_S")
   [[ $(ctl_json "$out" 'j["result"]') == ok ]] || ml_fail "A -> B:8080 failed: $out"
-  sleep 0.2
+  # The listener that accepted it logs it a moment later.
+  ml_wait_for "$ML_WAIT_S" any_log_grew "$app" "$sidecar" "$inbound" || true
   if (($(wc -l <"$ML_WORKDIR/app-b.log") > app)); then echo app-b; fi
   if (($(wc -l <"$ML_WORKDIR/sidecar-a.log") > sidecar)); then echo sidecar-a; fi
   if (($(wc -l <"$ML_WORKDIR/inbound-b.log") > inbound)); then echo inbound-b; fi

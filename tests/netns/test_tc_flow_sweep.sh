@@ -11,8 +11,9 @@
 #   - "dead" (B:8094): in B, an iptables rule drops B's packets to it, and `ss -K` destroys
 #     the sidecar's socket: its RST never reaches tc. Its flow must be removed within a few
 #     sweeps (status swept.dead_tc_flows), and no other flow with it.
-#   - "live" (B:8095), held 6 s across those sweeps: its flow stays, and its second exchange of
-#     4 KiB after the hold is echoed intact through the sidecar.
+#   - "live" (B:8095), held across those sweeps until the test has seen the dead flow removed
+#     and the live one still there: then its second exchange of 4 KiB is echoed intact through
+#     the sidecar.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
 
@@ -35,16 +36,13 @@ for entry in json.load(sys.stdin):
 }
 swept_dead() { ml_json_int "$(rel_status_json | tr -d '\n')" dead_tc_flows; }
 wait_ready() {  # wait_ready FILE PID: the client port once held_conn.py printed "ready PORT"
-  local i
-  for ((i = 0; i < 100; i++)); do
-    if grep -q '^ready ' "$1" 2>/dev/null; then
-      sed -n 's/^ready //p' "$1"
-      return 0
-    fi
-    kill -0 "$2" 2>/dev/null || ml_fail "held connection exited early: $(cat "$1")"
-    sleep 0.05
-  done
-  ml_fail "held connection not ready: $(cat "$1")"
+  ml_wait_for "$ML_WAIT_S" held_ready "$1" "$2" || ml_fail "held connection not ready: $(cat "$1")"
+  sed -n 's/^ready //p' "$1"
+}
+held_ready() {  # FILE PID
+  grep -q '^ready ' "$1" 2>/dev/null && return 0
+  kill -0 "$2" 2>/dev/null || ml_fail "held connection exited early: $(cat "$1")"
+  return 1
 }
 
 rel_echo_server "$REL_B" 8094 8095
@@ -53,7 +51,7 @@ ml_snapshot s0
 ml_bg DEAD "$ML_WORKDIR/dead.out" "$ML_WORKDIR/dead.err" "$ML_CG" "$REL_X" \
   python3 "$HERE/held_conn.py" "$B4" 8094 -1
 ml_bg LIVE "$ML_WORKDIR/live.out" "$ML_WORKDIR/live.err" "$ML_CG" "$REL_X" \
-  python3 "$HERE/held_conn.py" "$B4" 8095 6
+  python3 "$HERE/held_conn.py" "$B4" 8095 "$ML_WORKDIR/live.go"
 dead_port=$(wait_ready "$ML_WORKDIR/dead.out" "$DEAD")
 live_port=$(wait_ready "$ML_WORKDIR/live.out" "$LIVE")
 ml_snapshot s1
@@ -71,21 +69,22 @@ ml_in - "$REL_B" ss -K -t dst "$X4" dport = ":$dead_port" >/dev/null
 ml_in - "$REL_B" ss -H -t -n dst "$X4" dport = ":$dead_port" | grep -q . &&
   ml_fail "ss -K left the sidecar's socket of port $dead_port (kernel without INET_DIAG_DESTROY?)"
 
-gone=0
-for ((i = 0; i < 100; i++)); do
-  if ! flow_ports | grep -qx "$dead_port"; then
-    gone=1
-    break
-  fi
-  sleep 0.1
-done
-[[ $gone -eq 1 ]] || ml_fail "the flow of the dead connection ($dead_port) was not removed within 10 s"
+dead_flow_gone() {
+  local ports
+  ports=$(flow_ports)
+  ! grep -qx "$dead_port" <<<"$ports"
+}
+ml_wait_for "$ML_WAIT_S" dead_flow_gone ||
+  ml_fail "the flow of the dead connection ($dead_port) was not removed within $ML_WAIT_S s"
 after=$(swept_dead)
 [[ $((after - before)) -eq 1 ]] ||
   ml_fail "status swept.dead_tc_flows rose by $((after - before)), expected 1"
 flow_ports | grep -qx "$live_port" || ml_fail "the live connection's flow was removed too"
 ml_log "dead flow removed (swept.dead_tc_flows $before -> $after); the live one stays"
 
+kill -0 "$LIVE" 2>/dev/null || ml_fail "the live connection ended during the hold: $(cat "$ML_WORKDIR/live.out")"
+touch "$ML_WORKDIR/live.go"
+ml_wait_exit "$LIVE" || ml_fail "the live connection's second exchange did not end in $ML_WAIT_S s"
 rc=0
 wait "$LIVE" || rc=$?
 [[ $rc -eq 0 ]] || ml_fail "the live connection failed after the sweeps: $(cat "$ML_WORKDIR/live.out")"

@@ -10,8 +10,9 @@
 #      is left behind. (Before v2, the second SYN overwrote the first flow and one connection
 #      was reset.)
 #   2. A full flow map (ml_tcflows_v2 shrunk to 4 entries with MESHLANE_TEST_MAP_MAX_ENTRIES):
-#      8 persistent connections X -> B:8093 at once: 4 steered, the others not steered
-#      (tc_flows_full) but served directly by the app; no request fails.
+#      8 persistent connections X -> B:8093 at once (ml_connrate, stopped once all 8 have been
+#      counted and 100 requests answered): 4 steered, the others not steered (tc_flows_full)
+#      but served directly by the app; no request fails.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
 
@@ -39,7 +40,9 @@ ml_in "$ML_CG" "$REL_X" python3 "$PAIR" client --bind "$X4:40123" --connect "$B4
   --connect "$B4:8080" --bytes $((1 << 20)) >"$ML_WORKDIR/pair.out" 2>"$ML_WORKDIR/pair.err" || rc=$?
 ml_log "pair (exit $rc): $(cat "$ML_WORKDIR/pair.out") $(cat "$ML_WORKDIR/pair.err")"
 [[ $rc -eq 0 ]] || ml_fail "the two connections sharing a source port did not both carry every byte"
-sleep 0.5
+# Their flow goes once tc has seen both FINs (or a RST): wait for the map to empty.
+no_flows() { [[ $(flow_count) -eq 0 ]]; }
+ml_wait_for "$ML_WAIT_S" no_flows || true
 ml_snapshot c1
 ml_show_delta c0 c1
 [[ $(ml_delta c0 c1 tc_flow_collisions) -eq 1 ]] ||
@@ -63,17 +66,24 @@ MESHLANE_TEST_MAP_MAX_ENTRIES=ml_tcflows_v2=4 rel_start_timed "$CONFIG"
 ml_bg SRV "$ML_WORKDIR/srv.out" "$ML_WORKDIR/srv.err" "$ML_CG" "$REL_B" \
   "$ML_CONNRATE" server --listen "0.0.0.0:8093" --request-size 100 --reply-size 1000 \
   --close-after 0 --ready-file "$ML_WORKDIR/srv.ready"
-ml_wait_file "$ML_WORKDIR/srv.ready" "$SRV" 10 || ml_fail "ml_connrate server did not start"
+ml_wait_file "$ML_WORKDIR/srv.ready" "$SRV" || ml_fail "ml_connrate server did not start"
 ml_snapshot f0
-rc=0
-ml_in "$ML_CG" "$REL_X" "$ML_CONNRATE" client --connect "$B4:8093" --concurrency 8 --duration 2 \
-  --request-size 100 --reply-size 1000 --requests-per-conn 0 --timeout 5 \
-  >"$ML_WORKDIR/full.out" 2>"$ML_WORKDIR/full.err" || rc=$?
-result=$(tail -n 1 "$ML_WORKDIR/full.out")
-ml_log "full flow map (exit $rc): $result"
-[[ $rc -eq 0 && $(ml_json_int "$result" errors) -eq 0 && $(ml_json_int "$result" requests) -gt 100 ]] ||
-  ml_fail "requests failed with a full tc flow map: $result"
-sleep 0.5
+ml_bg FULL_PID "$ML_WORKDIR/full.out" "$ML_WORKDIR/full.err" "$ML_CG" "$REL_X" \
+  "$ML_CONNRATE" client --connect "$B4:8093" --concurrency 8 --duration 0 \
+  --request-size 100 --reply-size 1000 --requests-per-conn 0 --timeout 30 \
+  --progress-file "$ML_WORKDIR/full.progress"
+# all_counted: no request failed, more than 100 answered, and each of the 8 connections' SYNs
+# was counted, steered or not steered for lack of room (tc counts them).
+all_counted() {
+  local requests errors
+  kill -0 "$FULL_PID" 2>/dev/null || ml_fail "the client exited: $(cat "$ML_WORKDIR/full.out" "$ML_WORKDIR/full.err")"
+  read -r requests errors _ 2>/dev/null <"$ML_WORKDIR/full.progress" || return 1
+  ((errors == 0)) || ml_fail "requests failed with a full tc flow map: $(cat "$ML_WORKDIR/full.err")"
+  ml_snapshot f1
+  ((requests > 100 && $(ml_delta f0 f1 intercepted_inbound_tc) + $(ml_delta f0 f1 tc_flows_full) >= 8))
+}
+ml_wait_for "$ML_WAIT_S" all_counted || true
+ml_connrate_stop "$FULL_PID" "$ML_WORKDIR/full.out" "full flow map" 100
 ml_snapshot f1
 ml_show_delta f0 f1
 steered=$(ml_delta f0 f1 intercepted_inbound_tc)

@@ -3,9 +3,11 @@
 # host X off the node; rel_lib.sh). Throughout, established connections carry request/response
 # traffic and must never fail: P-mesh (A's app -> A's sidecar -> B's sidecar -> B:8091, spliced)
 # and P-tc (X -> B:8092, steered by B's tc to B's inbound sidecar), 4 persistent connections each
-# (ml_connrate --requests-per-conn 0).
+# (ml_connrate --requests-per-conn 0 --duration 0: they run until the test stops them at the end,
+# however long the steps take).
 #   1. Upgrade: SIGTERM + start ("a new build": every program is loaded anew) while a connect
-#      loop (ml_connrate, a new connection per request) runs A -> B:8090. Every pinned link keeps
+#      loop (ml_connrate, a new connection per request) runs A -> B:8090, from before the
+#      SIGTERM until after the new daemon answers. Every pinned link keeps
 #      its id and gets a new program (bpf_link_update: never a moment without a program), no
 #      connection fails and every one was intercepted (intercepted_outbound and the sessions of
 #      A's outbound and B's inbound sidecar >= connections, A's sidecar logs only B:8090,
@@ -25,7 +27,8 @@
 #      maps unpinned (the running programs keep them), as on a node running the old build. The
 #      new start converts every flow into a fresh ml_tcflows_v2 and unpins the v1 maps; P-tc,
 #      whose packets are then rewritten from the converted flows only, keeps working.
-# At the end P-mesh and P-tc report no error, and SIGTERM + --cleanup remove everything.
+# At the end P-mesh and P-tc are stopped and must report no error (and more than 1000 requests
+# each), and SIGTERM + --cleanup remove everything.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
 
@@ -35,7 +38,6 @@ rel_write_config "$CONFIG"
 rel_start_timed "$CONFIG"
 rel_sidecars
 B4=$(mesh_v4 11)
-PERSIST_S=40
 
 # Servers: 8090 the connect loop (close after one reply), 8091/8092 persistent.
 start_connrate_server() {
@@ -43,7 +45,7 @@ start_connrate_server() {
   ml_bg pid "$ML_WORKDIR/srv$port.out" "$ML_WORKDIR/srv$port.err" "$ML_CG" "$REL_B" \
     "$ML_CONNRATE" server --listen "0.0.0.0:$port" --request-size 100 --reply-size 1000 \
     --close-after "$close" --ready-file "$ML_WORKDIR/srv$port.ready"
-  ml_wait_file "$ML_WORKDIR/srv$port.ready" "$pid" 10 || ml_fail "ml_connrate server on $port did not start"
+  ml_wait_file "$ML_WORKDIR/srv$port.ready" "$pid" || ml_fail "ml_connrate server on $port did not start"
 }
 start_connrate_server 8090 1
 start_connrate_server 8091 0
@@ -51,20 +53,42 @@ start_connrate_server 8092 0
 
 ml_snapshot p0
 ml_bg PMESH "$ML_WORKDIR/pmesh.out" "$ML_WORKDIR/pmesh.err" "$ML_CG" "$REL_A" \
-  "$ML_CONNRATE" client --connect "$B4:8091" --concurrency 4 --duration "$PERSIST_S" \
-  --request-size 100 --reply-size 1000 --requests-per-conn 0 --timeout 5
+  "$ML_CONNRATE" client --connect "$B4:8091" --concurrency 4 --duration 0 \
+  --request-size 100 --reply-size 1000 --requests-per-conn 0 --timeout 30 \
+  --progress-file "$ML_WORKDIR/pmesh.progress"
 ml_bg PTC "$ML_WORKDIR/ptc.out" "$ML_WORKDIR/ptc.err" "$ML_CG" "$REL_X" \
-  "$ML_CONNRATE" client --connect "$B4:8092" --concurrency 4 --duration "$PERSIST_S" \
-  --request-size 100 --reply-size 1000 --requests-per-conn 0 --timeout 5
-sleep 1
-ml_snapshot p1
+  "$ML_CONNRATE" client --connect "$B4:8092" --concurrency 4 --duration 0 \
+  --request-size 100 --reply-size 1000 --requests-per-conn 0 --timeout 30 \
+  --progress-file "$ML_WORKDIR/ptc.progress"
+# persistent_up: the 8 persistent connections are intercepted, steered and spliced.
+persistent_up() {
+  ml_snapshot p1
+  (($(ml_delta p0 p1 intercepted_outbound) >= 4 && $(ml_delta p0 p1 intercepted_inbound_tc) >= 4 &&
+    $(ml_delta p0 p1 spliced_proxy_to_proxy) >= 4))
+}
+ml_wait_for "$ML_WAIT_S" persistent_up || true
 mesh_assert_rose p0 p1 persistent intercepted_outbound 4
 mesh_assert_rose p0 p1 persistent intercepted_inbound_tc 4
 mesh_assert_rose p0 p1 persistent spliced_proxy_to_proxy 4
 
+# persistent_alive LABEL: both persistent clients still run, have seen no error, and answered
+# requests since the last check (waits for that: the connections carry traffic after the step).
+declare -A P_LAST=([pmesh]=0 [ptc]=0)
 persistent_alive() {
-  kill -0 "$PMESH" 2>/dev/null || ml_fail "$1: the persistent mesh client exited: $(cat "$ML_WORKDIR/pmesh.out")"
-  kill -0 "$PTC" 2>/dev/null || ml_fail "$1: the persistent tc client exited: $(cat "$ML_WORKDIR/ptc.out")"
+  local label=$1 p pid
+  for p in pmesh ptc; do
+    pid=$([[ $p == pmesh ]] && echo "$PMESH" || echo "$PTC")
+    ml_wait_for "$ML_WAIT_S" persistent_moved "$label" "$p" "$pid" ||
+      ml_fail "$label: the persistent $p connections answered no request for $ML_WAIT_S s (progress: $(cat "$ML_WORKDIR/$p.progress" 2>/dev/null))"
+  done
+}
+persistent_moved() {
+  local label=$1 p=$2 pid=$3 requests errors
+  kill -0 "$pid" 2>/dev/null || ml_fail "$label: the persistent $p client exited: $(cat "$ML_WORKDIR/$p.out" "$ML_WORKDIR/$p.err")"
+  read -r requests errors _ 2>/dev/null <"$ML_WORKDIR/$p.progress" || return 1
+  ((errors == 0)) || ml_fail "$label: the persistent $p connections saw $errors error(s): $(cat "$ML_WORKDIR/$p.err")"
+  ((requests > P_LAST[$p])) || return 1
+  P_LAST[$p]=$requests
 }
 
 # restart [ENV=VALUE...]: SIGTERM (exit 0), then start with the environment given (timed).
@@ -103,17 +127,25 @@ before=$(rel_link_progs)
 rel_mark_sidecars
 ml_snapshot u0
 ml_bg LOOP "$ML_WORKDIR/loop.out" "$ML_WORKDIR/loop.err" "$ML_CG" "$REL_A" \
-  "$ML_CONNRATE" client --connect "$B4:8090" --concurrency 4 --duration 5 --request-size 100 \
-  --reply-size 1000 --requests-per-conn 1 --timeout 5
-sleep 2
+  "$ML_CONNRATE" client --connect "$B4:8090" --concurrency 4 --duration 0 --request-size 100 \
+  --reply-size 1000 --requests-per-conn 1 --timeout 30 --progress-file "$ML_WORKDIR/loop.progress"
+# loop_made N: the connect loop completed N connections since LOOP_BASE, without error.
+loop_made() {
+  local errors conns
+  kill -0 "$LOOP" 2>/dev/null || ml_fail "the connect loop exited: $(cat "$ML_WORKDIR/loop.out" "$ML_WORKDIR/loop.err")"
+  read -r _ errors conns 2>/dev/null <"$ML_WORKDIR/loop.progress" || return 1
+  ((errors == 0)) || ml_fail "the connect loop saw $errors error(s) across the upgrade: $(cat "$ML_WORKDIR/loop.err")"
+  ((conns - LOOP_BASE >= $1))
+}
+# The loop runs from before the SIGTERM until the new daemon has served 300 more connections.
+LOOP_BASE=0
+ml_wait_for "$ML_WAIT_S" loop_made 300 || ml_fail "the connect loop did not make 300 connections in $ML_WAIT_S s"
 restart
-rc=0
-wait "$LOOP" || rc=$?
-result=$(tail -n 1 "$ML_WORKDIR/loop.out")
-conns=$(ml_json_int "$result" connections)
-[[ $rc -eq 0 && $(ml_json_int "$result" errors) -eq 0 ]] ||
-  ml_fail "the connect loop across the upgrade failed (exit $rc): $result"
-sleep 1
+read -r _ _ LOOP_BASE <"$ML_WORKDIR/loop.progress"
+ml_wait_for "$ML_WAIT_S" loop_made 300 ||
+  ml_fail "the connect loop did not make 300 connections in $ML_WAIT_S s after the upgrade"
+ml_connrate_stop "$LOOP" "$ML_WORKDIR/loop.out" "the connect loop across the upgrade" 100
+conns=$(ml_json_int "$ML_CONNRATE_RESULT" connections)
 ml_snapshot u1
 ml_show_delta u0 u1
 out=$(ml_delta u0 u1 intercepted_outbound)
@@ -155,7 +187,6 @@ flows_after=$(map_len ml_tcflows_v2)
 ml_log "tc flows: $flows_before before, $flows_after in the migrated map"
 ((flows_after >= 4)) || ml_fail "the migrated ml_tcflows_v2 holds $flows_after flows, expected the 4 persistent ones"
 [[ ! -e $ML_BPFFS_DIR/ml_tcflows_v2_migrating ]] || ml_fail "ml_tcflows_v2_migrating left behind"
-sleep 1
 persistent_alive "tc flow migration"
 
 # ---------------------------------------------------------------------------------------------
@@ -230,25 +261,14 @@ grep -q "converted $v1_flows tc flow(s) from ml_tcflows_v1" "$ML_DAEMON_LOG" || 
 v2_flows=$(map_len ml_tcflows_v2)
 ml_log "tc flows: $v1_flows in ml_tcflows_v1, $v2_flows in the new ml_tcflows_v2"
 ((v2_flows >= v1_flows)) || ml_fail "ml_tcflows_v2 holds $v2_flows flows after converting $v1_flows"
-sleep 1
 persistent_alive "conversion from ml_tcflows_v1"
 mesh_still_intercepts after-conversion
 
 # ---------------------------------------------------------------------------------------------
-for p in PMESH PTC; do
-  pid=${!p}
-  kill -0 "$pid" 2>/dev/null || ml_fail "$p ended before the last step: the test ran past ${PERSIST_S} s"
-done
-ml_log "waiting for the persistent clients (${PERSIST_S} s in all)"
-for p in pmesh ptc; do
-  pid=$([[ $p == pmesh ]] && echo "$PMESH" || echo "$PTC")
-  rc=0
-  wait "$pid" || rc=$?
-  result=$(tail -n 1 "$ML_WORKDIR/$p.out")
-  ml_log "$p (exit $rc): $result"
-  [[ $rc -eq 0 && $(ml_json_int "$result" errors) -eq 0 && $(ml_json_int "$result" requests) -gt 1000 ]] ||
-    ml_fail "$p: the persistent connections saw errors across the upgrades: $result"
-done
+persistent_alive "the last step"
+ml_log "stopping the persistent clients"
+ml_connrate_stop "$PMESH" "$ML_WORKDIR/pmesh.out" "P-mesh, persistent across every step" 1000
+ml_connrate_stop "$PTC" "$ML_WORKDIR/ptc.out" "P-tc, persistent across every step" 1000
 ml_daemon_stop
 ml_daemon_cleanup
 [[ ! -e $ML_BPFFS_DIR ]] || ml_fail "$ML_BPFFS_DIR still exists after meshlaned --cleanup"

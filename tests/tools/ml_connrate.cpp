@@ -4,9 +4,11 @@
 //                      [--threads T] [--ready-file F]
 //   ml_connrate client --connect ADDR:PORT [--concurrency N] [--duration S] [--warmup S]
 //                      [--request-size N] [--reply-size N] [--requests-per-conn K]
-//                      [--timeout S] [--bind ADDR]
+//                      [--timeout S] [--bind ADDR] [--progress-file F]
 //
-// The client keeps --concurrency connections in flight for --duration seconds. Each one is:
+// The client keeps --concurrency connections in flight for --duration seconds, or, with
+// --duration 0, until it gets SIGTERM or SIGINT (background load that a test stops when its
+// steps are done, however long they took). Each connection is:
 // socket, connect, write a request of --request-size bytes, read a reply of --reply-size bytes
 // (repeated --requests-per-conn times), then wait for the server to close (read EOF) and close.
 // As soon as one ends, the next one starts in the same slot. The server reads a request, writes
@@ -27,7 +29,11 @@
 // connection, from the request's first write to the reply's last byte. Only requests that
 // complete inside the measured window count; --warmup seconds run first and are not counted.
 //
-// Output: the client prints one JSON object on stdout:
+// --progress-file F: the client rewrites F (atomically, every 100 ms of the measured run) with
+// "REQUESTS ERRORS CONNECTIONS", so that a test can wait for load running in the background to
+// have made progress after a step, and see an error at once.
+//
+// Output: the client prints one JSON object on stdout (with --duration 0, once stopped):
 //   {"role":"client","connect":..,"concurrency":..,"duration_s":..,"connections":..,
 //    "requests":..,"conn_per_s":..,"req_per_s":..,"latency_us":{"min":..,"p50":..,"p90":..,
 //    "p99":..,"p999":..,"max":..,"mean":..},"errors":..,"error_kinds":{..},"first_error":"..",
@@ -35,8 +41,9 @@
 // The server prints {"role":"server","connections":..,"requests":..,"errors":..,"ok":..} when
 // it gets SIGTERM or SIGINT.
 //
-// Exit status: 0 success (client: at least one connection and no error); 1 errors during the
-// run; 2 usage or setup errors.
+// Exit status: 0 success (client: at least one request and no error; a client with a positive
+// --duration that is stopped early by a signal fails, one with --duration 0 ends that way
+// normally); 1 errors during the run; 2 usage or setup errors.
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -90,12 +97,14 @@ void print_help() {
       "                     [--close-after K] [--threads T] [--ready-file F]\n"
       "  ml_connrate client --connect ADDR:PORT [--concurrency N] [--duration S] [--warmup S]\n"
       "                     [--request-size N] [--reply-size N] [--requests-per-conn K]\n"
-      "                     [--timeout S] [--bind ADDR]\n"
+      "                     [--timeout S] [--bind ADDR] [--progress-file F]\n"
       "\n"
-      "Client: keeps N connections in flight for S seconds; each connects, sends K requests\n"
+      "Client: keeps N connections in flight for S seconds (default 5; --duration 0 runs until\n"
+      "SIGTERM or SIGINT, and that stop is then a success); each connects, sends K requests\n"
       "(default 1) of --request-size bytes (default 64), reads each --reply-size reply\n"
       "(default 64), waits for the server's close and closes; prints one JSON line with\n"
-      "conn_per_s, req_per_s and latency percentiles in microseconds.\n"
+      "conn_per_s, req_per_s and latency percentiles in microseconds; --progress-file F is\n"
+      "rewritten every 100 ms with \"REQUESTS ERRORS CONNECTIONS\".\n"
       "Server: replies to each request, closes after --close-after replies (default 1; 0 =\n"
       "when the client closes). Give the client --requests-per-conn equal to the server's\n"
       "--close-after. All sockets are non-blocking (spliceable by meshlane).\n"
@@ -184,6 +193,7 @@ struct Options {
   std::string connect_str;
   std::string bind_str;
   std::string ready_file;
+  std::string progress_file;
   long request_size = 64;
   long reply_size = 64;
   long close_after = 1;
@@ -230,6 +240,8 @@ Options parse_args(int argc, char** argv) {
       o.bind_str = value();
     } else if (a == "--ready-file") {
       o.ready_file = value();
+    } else if (a == "--progress-file") {
+      o.progress_file = value();
     } else if (a == "--request-size") {
       o.request_size = parse_long(value(), "--request-size", 1, 1 << 24);
     } else if (a == "--reply-size") {
@@ -243,7 +255,10 @@ Options parse_args(int argc, char** argv) {
     } else if (a == "--concurrency") {
       o.concurrency = parse_long(value(), "--concurrency", 1, 10000);
     } else if (a == "--duration") {
-      o.duration = parse_seconds(value(), "--duration", 0.01, 86400);
+      o.duration = parse_seconds(value(), "--duration", 0, 86400);
+      if (o.duration > 0 && o.duration < 0.01) {
+        usage_error("--duration: expected 0 (until SIGTERM/SIGINT) or at least 0.01 s");
+      }
     } else if (a == "--warmup") {
       o.warmup = parse_seconds(value(), "--warmup", 0, 3600);
     } else if (a == "--timeout") {
@@ -540,18 +555,21 @@ class Client {
     close(ep_);
   }
 
-  // Runs for `seconds`; records stats if `record`. Connections in flight at the end are
-  // aborted (not counted).
+  // Runs for `seconds` (0: until SIGTERM/SIGINT); records stats if `record`. Connections in
+  // flight at the end are aborted (not counted).
   void run(double seconds, bool record, ClientStats& st) {
     st.recording = record;
     stats_ = &st;
     const auto t0 = Clock::now();
     const auto end =
-        t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+        seconds > 0 ? t0 + std::chrono::duration_cast<Clock::duration>(
+                               std::chrono::duration<double>(seconds))
+                    : Clock::time_point::max();
     for (auto& s : slots_) {
       start_slot(s);
     }
     std::vector<epoll_event> events(static_cast<std::size_t>(o_.concurrency) + 16);
+    auto last_progress = t0;
     while (!g_stop.load()) {
       auto now = Clock::now();
       if (now >= end) {
@@ -583,6 +601,13 @@ class Client {
         }
         start_slot(s, idx);  // also the retry of a connect() that failed at once
       }
+      if (record && now - last_progress >= std::chrono::milliseconds(100)) {
+        write_progress(st);
+        last_progress = now;
+      }
+    }
+    if (record) {
+      write_progress(st);
     }
     measured_ = std::chrono::duration<double>(std::min(Clock::now(), end) - t0).count();
     for (auto& s : slots_) {
@@ -594,6 +619,25 @@ class Client {
   double measured_seconds() const { return measured_; }
 
  private:
+  // --progress-file: "REQUESTS ERRORS CONNECTIONS", replaced atomically (write + rename).
+  void write_progress(const ClientStats& st) const {
+    if (o_.progress_file.empty()) {
+      return;
+    }
+    const std::string tmp = o_.progress_file + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    if (f == nullptr) {
+      setup_error("cannot write --progress-file " + tmp, errno);
+    }
+    std::fprintf(f, "%llu %llu %llu\n", static_cast<unsigned long long>(st.requests),
+                 static_cast<unsigned long long>(st.errors()),
+                 static_cast<unsigned long long>(st.connections));
+    std::fclose(f);
+    if (std::rename(tmp.c_str(), o_.progress_file.c_str()) != 0) {
+      setup_error("cannot rename " + tmp + " to " + o_.progress_file, errno);
+    }
+  }
+
   void abort_slot(Slot& s) {
     if (s.fd >= 0) {
       close(s.fd);
@@ -820,7 +864,9 @@ int run_client(const Options& o) {
     mean += v;
   }
   mean = lat.empty() ? 0 : mean / static_cast<double>(lat.size()) / 1000.0;
-  bool ok = st.errors() == 0 && st.requests > 0 && !g_stop.load();
+  // A signal is how a --duration 0 client ends; it cuts a timed run short.
+  const bool until_stopped = o.duration == 0;
+  bool ok = st.errors() == 0 && st.requests > 0 && (until_stopped || !g_stop.load());
   // With --requests-per-conn 0 no connection ever completes; count requests only.
   std::printf(
       "{\"role\":\"client\",\"connect\":\"%s\",\"concurrency\":%ld,\"requests_per_conn\":%ld,"
