@@ -120,6 +120,29 @@ std::string duration_text(std::int64_t seconds) {
 
 // ---- Printers (one per method) -----------------------------------------------------------------
 
+// "start: 7 listener(s), 7 recorded (6 non-blocking, 1 blocking), 0 already known; 1 scan(s)"
+std::string listener_scan_text(const json& scan) {
+  if (scan.contains("unavailable")) {
+    return "unavailable: " + text(scan["unavailable"]);
+  }
+  if (!scan.contains("last")) {
+    return scan.value("available", false) ? "not run yet" : "off (splicing is off)";
+  }
+  const json& last = scan["last"];
+  std::string line = text(last.value("reason", json())) + ": ";
+  if (last.contains("error")) {
+    line += "failed: " + text(last["error"]);
+  } else {
+    line += text(last.value("listeners", json())) + " listener(s), " +
+            text(last.value("recorded", json())) + " recorded (" +
+            text(last.value("recorded_nonblocking", json())) + " non-blocking, " +
+            text(last.value("recorded_blocking", json())) + " blocking), " +
+            text(last.value("already_known", json())) + " already known" +
+            (last.value("complete", true) ? "" : ", incomplete");
+  }
+  return line + "; " + text(scan.value("scans", json())) + " scan(s)";
+}
+
 void print_status(const json& r) {
   std::size_t found = 0;
   const json features = r.value("kernel_features", json::array());
@@ -145,6 +168,7 @@ void print_status(const json& r) {
                                 text(workloads.value("config", json())) +
                                 " from the config file, " + text(workloads.value("live", json())) +
                                 " live)"});
+  summary.add({"listener scan", listener_scan_text(r.value("listener_scan", json::object()))});
   summary.add({"socket", text(r.value("socket", json()))});
   summary.add({"state_dir", text(r.value("state_dir", json()))});
   std::cout << summary.str() << '\n';

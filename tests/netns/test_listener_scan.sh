@@ -98,6 +98,8 @@ hops() {
 ML_COUNTERS+=" spliced_app_to_proxy spliced_proxy_to_proxy spliced_proxy_to_app intercepted_outbound"
 # 4 HAProxy listeners, apps 8080 and 8081 non-blocking, 8082 blocking.
 assert_start_scan "first start" 6 1
+"$MESHLANECTL" --socket "$(rel_socket)" status | grep -E "^listener scan +start: [0-9]+ listener\(s\), [0-9]+ recorded" ||
+  ml_fail "meshlanectl status does not show the listener scan: $("$MESHLANECTL" --socket "$(rel_socket)" status)"
 
 # ---------------------------------------------------------------------------------------------
 ml_log "2. A -> B:8080 (pre-existing non-blocking app): spliced on every hop"
