@@ -48,13 +48,13 @@ void add_scan_records(std::span<const ml_scanned_listener> records, std::set<std
 
 std::string describe(const ListenerScanReport& report) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(report.elapsed).count();
-  return std::to_string(report.listeners) + " listener(s) of the cgroup: " +
-         std::to_string(report.recorded) + " recorded now (" +
+  return std::to_string(report.listeners) +
+         " listener(s) of the cgroup: " + std::to_string(report.recorded) + " recorded now (" +
          std::to_string(report.recorded_nonblocking) + " non-blocking, " +
          std::to_string(report.recorded_blocking) + " blocking), " +
          std::to_string(report.already_known) + " already known, " +
-         std::to_string(report.vanished) + " closed meanwhile, in " + std::to_string(ms) +
-         " ms" + (report.complete ? "" : " (incomplete: a scan limit was reached)");
+         std::to_string(report.vanished) + " closed meanwhile, in " + std::to_string(ms) + " ms" +
+         (report.complete ? "" : " (incomplete: a scan limit was reached)");
 }
 
 Result<ListenerScanner> ListenerScanner::attach(Skeleton skeleton) {

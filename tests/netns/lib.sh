@@ -597,6 +597,19 @@ ml_connrate_stop() {
     ml_fail "$label: expected no error and more than $min requests: $result"
 }
 
+# ml_connrate_progress PID OUTFILE PROGRESS LABEL: where background load started with
+# `ml_connrate client --duration 0 --progress-file PROGRESS` stands: ML_CR_REQUESTS,
+# ML_CR_ERRORS and ML_CR_CONNECTIONS from PROGRESS (rewritten every 100 ms). Returns 1 before
+# the first progress; fails the test if the client exited (it never ends by itself) or saw an
+# error. For predicates polled with ml_wait_for.
+ml_connrate_progress() {
+  local pid=$1 out=$2 progress=$3 label=$4 err=${2%.out}.err
+  kill -0 "$pid" 2>/dev/null ||
+    ml_fail "$label: ml_connrate client exited: $(tail -n 1 "$out" 2>/dev/null) $(tail -n 3 "$err" 2>/dev/null)"
+  read -r ML_CR_REQUESTS ML_CR_ERRORS ML_CR_CONNECTIONS 2>/dev/null <"$progress" || return 1
+  ((ML_CR_ERRORS == 0)) || ml_fail "$label: $ML_CR_ERRORS request(s) failed: $(tail -n 3 "$err" 2>/dev/null)"
+}
+
 # ---------------------------------------------------------------------------------------------
 # BPF objects
 

@@ -178,11 +178,8 @@ ml_bg STORM "$ML_WORKDIR/storm.client.out" "$ML_WORKDIR/storm.client.err" "$ML_C
   --progress-file "$ML_WORKDIR/storm.progress"
 # storm_made N: the storm completed N connections, without error.
 storm_made() {
-  local errors conns
-  kill -0 "$STORM" 2>/dev/null || ml_fail "the storm client exited: $(cat "$ML_WORKDIR/storm.client.out" "$ML_WORKDIR/storm.client.err")"
-  read -r _ errors conns 2>/dev/null <"$ML_WORKDIR/storm.progress" || return 1
-  ((errors == 0)) || ml_fail "connections failed with a full sockhash: $(cat "$ML_WORKDIR/storm.client.err")"
-  ((conns >= $1))
+  ml_connrate_progress "$STORM" "$ML_WORKDIR/storm.client.out" "$ML_WORKDIR/storm.progress" \
+    "the storm with a full sockhash" && ((ML_CR_CONNECTIONS >= $1))
 }
 ml_wait_for "$ML_WAIT_S" storm_made 1000 || ml_fail "the storm did not make 1000 connections in $ML_WAIT_S s"
 ml_connrate_stop "$STORM" "$ML_WORKDIR/storm.client.out" "storm with a full sockhash" 100

@@ -117,11 +117,8 @@ ml_bg RCPID "$ML_WORKDIR/storm.client.out" "$ML_WORKDIR/storm.client.err" "$ML_C
   --progress-file "$ML_WORKDIR/storm.progress"
 # storm_made N: the storm completed N connections since STORM_BASE, without error.
 storm_made() {
-  local errors conns
-  kill -0 "$RCPID" 2>/dev/null || ml_fail "the storm client exited: $(cat "$ML_WORKDIR/storm.client.out" "$ML_WORKDIR/storm.client.err")"
-  read -r _ errors conns 2>/dev/null <"$ML_WORKDIR/storm.progress" || return 1
-  ((errors == 0)) || ml_fail "the storm saw $errors failed connection(s): $(cat "$ML_WORKDIR/storm.client.err")"
-  ((conns - STORM_BASE >= $1))
+  ml_connrate_progress "$RCPID" "$ML_WORKDIR/storm.client.out" "$ML_WORKDIR/storm.progress" \
+    "the storm" && ((ML_CR_CONNECTIONS - STORM_BASE >= $1))
 }
 intercepted_since_k0() { (($(rel_counter intercepted_outbound) - k0 >= $1)); }
 STORM_BASE=0

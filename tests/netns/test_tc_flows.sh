@@ -75,12 +75,10 @@ ml_bg FULL_PID "$ML_WORKDIR/full.out" "$ML_WORKDIR/full.err" "$ML_CG" "$REL_X" \
 # all_counted: no request failed, more than 100 answered, and each of the 8 connections' SYNs
 # was counted, steered or not steered for lack of room (tc counts them).
 all_counted() {
-  local requests errors
-  kill -0 "$FULL_PID" 2>/dev/null || ml_fail "the client exited: $(cat "$ML_WORKDIR/full.out" "$ML_WORKDIR/full.err")"
-  read -r requests errors _ 2>/dev/null <"$ML_WORKDIR/full.progress" || return 1
-  ((errors == 0)) || ml_fail "requests failed with a full tc flow map: $(cat "$ML_WORKDIR/full.err")"
+  ml_connrate_progress "$FULL_PID" "$ML_WORKDIR/full.out" "$ML_WORKDIR/full.progress" \
+    "requests with a full tc flow map" || return 1
   ml_snapshot f1
-  ((requests > 100 && $(ml_delta f0 f1 intercepted_inbound_tc) + $(ml_delta f0 f1 tc_flows_full) >= 8))
+  ((ML_CR_REQUESTS > 100 && $(ml_delta f0 f1 intercepted_inbound_tc) + $(ml_delta f0 f1 tc_flows_full) >= 8))
 }
 ml_wait_for "$ML_WAIT_S" all_counted || true
 ml_connrate_stop "$FULL_PID" "$ML_WORKDIR/full.out" "full flow map" 100

@@ -34,12 +34,9 @@ ml_bg LL "$ML_WORKDIR/ll.client.out" "$ML_WORKDIR/ll.client.err" "$ML_CG" "$REL_
 # ll_moved: the long-lived connection answered requests since the last call, without error.
 LL_LAST=0
 ll_moved() {
-  local requests errors
-  kill -0 "$LL" 2>/dev/null || ml_fail "the long-lived connection's client exited: $(cat "$ML_WORKDIR/ll.client.out" "$ML_WORKDIR/ll.client.err")"
-  read -r requests errors _ 2>/dev/null <"$ML_WORKDIR/ll.progress" || return 1
-  ((errors == 0)) || ml_fail "the long-lived connection saw $errors error(s): $(cat "$ML_WORKDIR/ll.client.err")"
-  ((requests > LL_LAST)) || return 1
-  LL_LAST=$requests
+  ml_connrate_progress "$LL" "$ML_WORKDIR/ll.client.out" "$ML_WORKDIR/ll.progress" \
+    "the long-lived connection" && ((ML_CR_REQUESTS > LL_LAST)) || return 1
+  LL_LAST=$ML_CR_REQUESTS
 }
 ml_wait_for "$ML_WAIT_S" ll_moved || ml_fail "the long-lived connection answered no request"
 ml_snapshot t1

@@ -83,12 +83,10 @@ persistent_alive() {
   done
 }
 persistent_moved() {
-  local label=$1 p=$2 pid=$3 requests errors
-  kill -0 "$pid" 2>/dev/null || ml_fail "$label: the persistent $p client exited: $(cat "$ML_WORKDIR/$p.out" "$ML_WORKDIR/$p.err")"
-  read -r requests errors _ 2>/dev/null <"$ML_WORKDIR/$p.progress" || return 1
-  ((errors == 0)) || ml_fail "$label: the persistent $p connections saw $errors error(s): $(cat "$ML_WORKDIR/$p.err")"
-  ((requests > P_LAST[$p])) || return 1
-  P_LAST[$p]=$requests
+  local label=$1 p=$2 pid=$3
+  ml_connrate_progress "$pid" "$ML_WORKDIR/$p.out" "$ML_WORKDIR/$p.progress" \
+    "$label: the persistent $p connections" && ((ML_CR_REQUESTS > P_LAST[$p])) || return 1
+  P_LAST[$p]=$ML_CR_REQUESTS
 }
 
 # restart [ENV=VALUE...]: SIGTERM (exit 0), then start with the environment given (timed).
@@ -131,11 +129,8 @@ ml_bg LOOP "$ML_WORKDIR/loop.out" "$ML_WORKDIR/loop.err" "$ML_CG" "$REL_A" \
   --reply-size 1000 --requests-per-conn 1 --timeout 30 --progress-file "$ML_WORKDIR/loop.progress"
 # loop_made N: the connect loop completed N connections since LOOP_BASE, without error.
 loop_made() {
-  local errors conns
-  kill -0 "$LOOP" 2>/dev/null || ml_fail "the connect loop exited: $(cat "$ML_WORKDIR/loop.out" "$ML_WORKDIR/loop.err")"
-  read -r _ errors conns 2>/dev/null <"$ML_WORKDIR/loop.progress" || return 1
-  ((errors == 0)) || ml_fail "the connect loop saw $errors error(s) across the upgrade: $(cat "$ML_WORKDIR/loop.err")"
-  ((conns - LOOP_BASE >= $1))
+  ml_connrate_progress "$LOOP" "$ML_WORKDIR/loop.out" "$ML_WORKDIR/loop.progress" \
+    "the connect loop across the upgrade" && ((ML_CR_CONNECTIONS - LOOP_BASE >= $1))
 }
 # The loop runs from before the SIGTERM until the new daemon has served 300 more connections.
 LOOP_BASE=0

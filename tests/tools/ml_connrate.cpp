@@ -561,10 +561,9 @@ class Client {
     st.recording = record;
     stats_ = &st;
     const auto t0 = Clock::now();
-    const auto end =
-        seconds > 0 ? t0 + std::chrono::duration_cast<Clock::duration>(
-                               std::chrono::duration<double>(seconds))
-                    : Clock::time_point::max();
+    const auto end = seconds > 0 ? t0 + std::chrono::duration_cast<Clock::duration>(
+                                            std::chrono::duration<double>(seconds))
+                                 : Clock::time_point::max();
     for (auto& s : slots_) {
       start_slot(s);
     }

@@ -29,8 +29,8 @@ struct ListenerScanReport {
   std::size_t recorded_nonblocking = 0;  // of those, read non-blocking: spliceable from now on
   std::size_t recorded_blocking = 0;     // of those, read blocking: never spliced
   std::size_t already_known = 0;         // had a record (from listen() or an earlier scan)
-  std::size_t vanished = 0;  // closed (or its process gone) before it could be recorded
-  bool complete = true;      // false when a limit stopped the scan (ListenerScanLimits)
+  std::size_t vanished = 0;              // closed (or its process gone) before it could be recorded
+  bool complete = true;                  // false when a limit stopped the scan (ListenerScanLimits)
   std::chrono::microseconds elapsed{0};
 
   bool operator==(const ListenerScanReport&) const = default;
