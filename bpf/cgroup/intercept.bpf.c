@@ -25,20 +25,6 @@ char LICENSE[] SEC("license") = "GPL";
 
 const volatile __u8 intercept = 1;
 
-static __always_inline void lookup_rules(const struct ml_connect_request *req,
-					 const struct ml_workload *self,
-					 const struct ml_workload *dst_pod,
-					 struct ml_connect_rules *rules)
-{
-	rules->out_port = ml_port_rule(self->id, ML_DIR_OUTBOUND, req->dst_port);
-	rules->out_cidr_exclude = ml_cidr_listed(self->id, ML_CIDR_LIST_OUT_EXCLUDE, req->dst_ip6);
-	rules->out_cidr_include =
-		(self->flags & ML_WL_INCLUDE_OUT_CIDRS) ?
-			ml_cidr_listed(self->id, ML_CIDR_LIST_OUT_INCLUDE, req->dst_ip6) :
-			0;
-	rules->dst_in_port = dst_pod ? ml_port_rule(dst_pod->id, ML_DIR_INBOUND, req->dst_port) : 0;
-}
-
 /* Counted node-wide, for the connecting workload and for the local workload it tried to reach. */
 static __always_inline void count_denied(const struct ml_connect_request *req,
 					 const struct ml_workload *dst_pod)
@@ -86,12 +72,15 @@ static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_c
 		verdict->action = ML_CONNECT_DENY;
 		return verdict->action;
 	}
-	lookup_rules(req, self, dst_pod, &rules);
+	ml_lookup_connect_rules(self, dst_pod, req->dst_ip6, req->dst_port, &rules);
 	ml_decide_connect(req, self, dst_pod, &rules, verdict);
 	pass_if_orig_dst_full(verdict);
 	if (verdict->counter < ML_CTR_MAX) {
 		ml_count(verdict->counter, 1);
 		ml_count_workload(req->netns_cookie, verdict->counter, 1);
+		/* A fast-path connection is the destination workload's too. */
+		if (verdict->hop == ML_HOP_FAST_PATH && dst_pod)
+			ml_count_workload(dst_pod->netns_cookie, verdict->counter, 1);
 	}
 	ml_emit_connect(req, verdict, self);
 	if (verdict->hop == ML_HOP_OTHER && !verdict->record_orig_dst)

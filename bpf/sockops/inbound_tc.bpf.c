@@ -161,6 +161,33 @@ static __always_inline int start_flow(const struct packet *pkt, const struct ml_
 	return 1;
 }
 
+/* A SYN from an app of a workload on this node that its connect hook sent on the fast path
+ * (straight to this pod's app, docs/fast-path.md): the same decision, on the same maps, made
+ * again here, so it reaches the app unsteered. A SYN the connect hook did not send that way
+ * (either workload not opted in, an excepted or mesh port, the app not listening, an
+ * outbound exclusion of the client's) decides the same way here and is steered as before. */
+static __always_inline int sent_on_fast_path(const struct packet *pkt, const struct ml_workload *wl)
+{
+	struct ml_connect_verdict verdict = {};
+	struct ml_connect_request req = {};
+	struct ml_connect_rules rules = {};
+	struct ml_workload *client;
+
+	if (!(wl->flags & ML_WL_FAST_PATH))
+		return 0;
+	client = ml_pod_of(pkt->src_ip6);
+	if (!client || !(client->flags & ML_WL_FAST_PATH))
+		return 0;
+	ml_ip6_copy(req.dst_ip6, pkt->dst_ip6);
+	ml_ip6_copy(req.src_ip6, pkt->src_ip6);
+	req.dst_port = pkt->dst_port;
+	req.dst_is_mapped = ml_ip6_is_mapped_v4(pkt->dst_ip6);
+	req.netns_cookie = client->netns_cookie;
+	ml_lookup_connect_rules(client, wl, req.dst_ip6, req.dst_port, &rules);
+	ml_decide_app_connect(&req, client, wl, &rules, &verdict);
+	return verdict.hop == ML_HOP_FAST_PATH;
+}
+
 SEC("tc")
 int ml_tc_ingress(struct __sk_buff *skb)
 {
@@ -190,6 +217,8 @@ int ml_tc_ingress(struct __sk_buff *skb)
 				       pkt.dst_ip6, pkt.dst_port, 0);
 			return TC_ACT_SHOT;
 		}
+		if (sent_on_fast_path(&pkt, wl))
+			return TC_ACT_OK;
 		rule = ml_port_rule(wl->id, ML_DIR_INBOUND, pkt.dst_port);
 		if (!ml_tc_should_steer(wl, pkt.dst_port, rule,
 					ml_cidr_listed(wl->id, ML_CIDR_LIST_IN_EXCLUDE,

@@ -158,6 +158,9 @@ static __always_inline void count_spliced_hop(__u64 netns_cookie, __u8 hop)
 	case ML_HOP_PROXY_TO_APP:
 		count_socket(netns_cookie, ML_CTR_SPLICED_PROXY_APP);
 		break;
+	case ML_HOP_FAST_PATH:
+		count_socket(netns_cookie, ML_CTR_SPLICED_FAST_PATH);
+		break;
 	default:
 		count_socket(netns_cookie, ML_CTR_SPLICED_OTHER);
 		break;
@@ -371,8 +374,9 @@ static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_
 			return -1;
 		}
 		/* Both ends are in: the connection is spliced. Counted once, here, under the client
-		 * end's hop kind and workload. */
+		 * end's hop kind and workload. This end's sends are of the same kind. */
 		count_spliced_hop(pairing.client_netns_cookie, pairing.hop);
+		state->hop = pairing.hop;
 	}
 	return 0;
 }
@@ -508,6 +512,10 @@ int ml_sk_msg(struct sk_msg_md *msg)
 	}
 	ml_count(ML_CTR_MESSAGES_REDIRECTED, 1);
 	ml_count(ML_CTR_BYTES_REDIRECTED, msg->size);
+	if (state->hop == ML_HOP_FAST_PATH) {
+		ml_count(ML_CTR_FAST_PATH_BYTES, msg->size);
+		ml_count_workload(bpf_get_netns_cookie(msg), ML_CTR_FAST_PATH_BYTES, msg->size);
+	}
 	if (max_unread_bytes && redirect_target_unread(msg) > max_unread_bytes) {
 		/* The reader is that far behind: this message is the last one redirected, later
 		 * sends take the normal stack and its flow control. The reader gets the queued

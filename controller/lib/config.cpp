@@ -753,7 +753,7 @@ Status parse_metrics_table(const Field& field, MetricsConfig& metrics) {
 
 // Readers for every [[workload]] key, writing into `w`; the preset is already in `w`, so a
 // key that is read replaces the preset's value (lists included) and one left out keeps it.
-std::array<KeyReader, 21> workload_readers(WorkloadConfig& w) {
+std::array<KeyReader, 23> workload_readers(WorkloadConfig& w) {
   return {{
       {"name", [&](const Field& f) { return read_workload_name(f, w.name); }},
       {"netns", [&](const Field& f) { return read_netns(f, w.netns); }},
@@ -785,6 +785,9 @@ std::array<KeyReader, 21> workload_readers(WorkloadConfig& w) {
       {"acceleration", [&](const Field& f) { return read_bool(f, w.acceleration); }},
       {"exclude_acceleration_ports",
        [&](const Field& f) { return read_ports(f, w.exclude_acceleration_ports); }},
+      {"fast_path", [&](const Field& f) { return read_bool(f, w.fast_path); }},
+      {"fast_path_exclude_ports",
+       [&](const Field& f) { return read_ports(f, w.fast_path_exclude_ports); }},
   }};
 }
 

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "meshlane/control_conns.hpp"
+#include "meshlane/policy.hpp"
 
 namespace meshlane::control {
 
@@ -273,9 +274,14 @@ Outcome<nlohmann::json> ControlApi::conns(const Params& params) {
   if (!keys) {
     return ControlError{ErrorCode::kUnavailable, keys.error().message()};
   }
+  // The workloads as applied: a policy may have turned their fast path on or off.
+  std::vector<WorkloadConfig> applied = workloads_.combined();
+  if (policies_ != nullptr) {
+    applied = apply_policy_overrides(std::move(applied), policies_->list());
+  }
   WorkloadIndex index;
-  for (const WorkloadRegistry::Entry& entry : workloads_.list()) {
-    index.add(*entry.workload, backend_.netns_cookie(entry.workload->netns).value_or(0));
+  for (const WorkloadConfig& workload : applied) {
+    index.add(workload, backend_.netns_cookie(workload.netns).value_or(0));
   }
   const std::int64_t shown = limit.value_or(kDefaultConnsLimit);
   return describe_connections(keys.value(), index,

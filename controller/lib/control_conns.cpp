@@ -36,6 +36,25 @@ nlohmann::json owner(const WorkloadIndex& index, const __u32 ip6[4], std::uint64
   return nullptr;
 }
 
+// The traits of the workload owning this address (never by loopback scope); nullptr if none.
+const WorkloadTraits* traits_by_address(const WorkloadIndex& index, const __u32 ip6[4],
+                                        std::string& name) {
+  const auto owner = index.by_address.find(address_bytes(ip6));
+  if (owner == index.by_address.end()) {
+    return nullptr;
+  }
+  const auto traits = index.by_name.find(owner->second);
+  if (traits == index.by_name.end()) {
+    return nullptr;
+  }
+  name = owner->second;
+  return &traits->second;
+}
+
+bool is_proxy_port(const WorkloadTraits& traits, std::uint16_t port) {
+  return port == traits.outbound_port || port == traits.inbound_port;
+}
+
 auto sort_key(const ml_sock_key& key) {
   return std::make_tuple(address_bytes(key.local_ip6), key.local_port,
                          address_bytes(key.remote_ip6), key.remote_port, key.scope, key.local_seq);
@@ -81,6 +100,25 @@ void WorkloadIndex::add(const WorkloadConfig& workload, std::uint64_t netns_cook
   if (netns_cookie != 0) {
     by_netns_cookie.emplace(netns_cookie, workload.name);
   }
+  by_name.emplace(workload.name, WorkloadTraits{workload.fast_path, workload.outbound_port,
+                                                workload.inbound_port});
+}
+
+const char* connection_kind(const ml_sock_key& key, const WorkloadIndex& index) {
+  std::string local_name;
+  std::string remote_name;
+  const WorkloadTraits* local = traits_by_address(index, key.local_ip6, local_name);
+  const WorkloadTraits* remote = traits_by_address(index, key.remote_ip6, remote_name);
+  if (local == nullptr || remote == nullptr || local_name == remote_name || !local->fast_path ||
+      !remote->fast_path) {
+    return "other";
+  }
+  for (const std::uint16_t port : {key.local_port, key.remote_port}) {
+    if (is_proxy_port(*local, port) || is_proxy_port(*remote, port)) {
+      return "other";
+    }
+  }
+  return "fastpath";
 }
 
 std::string endpoint_text(const __u32 ip6[4], std::uint16_t port) {
@@ -126,6 +164,7 @@ nlohmann::json describe_connections(const std::vector<ml_sock_key>& keys,
         {"scope", key->scope},
         {"workload", owner(index, key->local_ip6, key->scope)},
         {"remote_workload", owner(index, key->remote_ip6, key->scope)},
+        {"kind", connection_kind(*key, index)},
         {"peer_in_map", present.count(key_bytes(peer_key(*key))) != 0},
     });
   }

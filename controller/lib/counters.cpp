@@ -40,6 +40,9 @@ const char* counter_name(ml_counter counter) {
     case ML_CTR_REDIRECT_READER_BEHIND: return "redirect_reader_behind";
     case ML_CTR_SOCKETS_SKIPPED_PEER: return "sockets_skipped_peer";
     case ML_CTR_LISTENERS_SCANNED: return "listeners_scanned";
+    case ML_CTR_FAST_PATH_CONNECTIONS: return "fast_path_connections";
+    case ML_CTR_SPLICED_FAST_PATH: return "spliced_fast_path";
+    case ML_CTR_FAST_PATH_BYTES: return "fast_path_bytes";
     case ML_CTR_MAX: break;
   }
   return "unknown";

@@ -129,6 +129,13 @@ const char* counter_help(ml_counter counter) {
     case ML_CTR_LISTENERS_SCANNED:
       return "Listening sockets opened before the datapath whose mode the listener scan "
              "recorded (their new connections can be spliced).";
+    case ML_CTR_FAST_PATH_CONNECTIONS:
+      return "App connects that took the L4 fast path to an app of another workload on this "
+             "node, skipping both sidecars (per workload: counted for the client and the "
+             "server).";
+    case ML_CTR_SPLICED_FAST_PATH: return "Fast-path connections spliced (both ends).";
+    case ML_CTR_FAST_PATH_BYTES:
+      return "Bytes sent over spliced fast-path connections (per workload: the sender's).";
     case ML_CTR_MAX: break;
   }
   return "A meshlane datapath counter.";

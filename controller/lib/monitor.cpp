@@ -90,17 +90,25 @@ const char* reason_name(std::uint8_t reason) {
     case ML_REASON_INBOUND_LOCAL: return "inbound_local";
     case ML_REASON_INBOUND_TC: return "inbound_tc";
     case ML_REASON_POLICY: return "policy";
+    case ML_REASON_FAST_PATH: return "fast_path";
     default: return nullptr;
   }
 }
 
 const char* hop_name(std::uint8_t hop) {
-  switch (hop) {
+  if (hop >= ML_HOP_MAX) {
+    return "other";  // a kernel byte this build does not know
+  }
+  // Every enumerator and no default: -Wswitch points here when shared.h gains a hop kind.
+  switch (static_cast<ml_hop>(hop)) {
+    case ML_HOP_OTHER:
+    case ML_HOP_MAX: break;
     case ML_HOP_APP_TO_PROXY: return "app_to_proxy";
     case ML_HOP_PROXY_TO_PROXY: return "proxy_to_proxy";
     case ML_HOP_PROXY_TO_APP: return "proxy_to_app";
-    default: return "other";
+    case ML_HOP_FAST_PATH: return "fastpath";
   }
+  return "other";
 }
 
 Event make_event(const ml_event& raw, std::int64_t unix_ns, const control::WorkloadIndex& index) {

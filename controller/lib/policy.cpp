@@ -269,6 +269,38 @@ const CidrListKey kInterceptionCidrs[] = {
     {"exclude_inbound_cidrs", &PolicyOverrides::exclude_inbound_cidrs},
 };
 
+// An object member {"enabled": bool, "exclude_ports": [ports]} (both optional), as
+// "acceleration" and "fast_path" are written.
+Status parse_switch(const json& object, const std::string& path, const char* name,
+                    std::optional<bool>& enabled_out,
+                    std::optional<std::vector<std::uint16_t>>& exclude_ports_out) {
+  const auto it = object.find(name);
+  if (it == object.end()) {
+    return {};
+  }
+  const std::string where = member(path, name);
+  if (!it->is_object()) {
+    return at(where, "must be an object with enabled and/or exclude_ports");
+  }
+  if (auto status = only_members(*it, where, {"enabled", "exclude_ports"}); !status) {
+    return status;
+  }
+  if (const auto enabled = it->find("enabled"); enabled != it->end()) {
+    if (!enabled->is_boolean()) {
+      return at(member(where, "enabled"), "must be true or false");
+    }
+    enabled_out = enabled->get<bool>();
+  }
+  if (const auto ports = it->find("exclude_ports"); ports != it->end()) {
+    auto list = parse_port_list(*ports, member(where, "exclude_ports"));
+    if (!list) {
+      return list.error();
+    }
+    exclude_ports_out = std::move(list.value());
+  }
+  return {};
+}
+
 Status parse_overrides(const json& object, const std::string& path, PolicyOverrides& out) {
   if (const auto it = object.find("interception"); it != object.end()) {
     const std::string where = member(path, "interception");
@@ -305,29 +337,28 @@ Status parse_overrides(const json& object, const std::string& path, PolicyOverri
       }
     }
   }
-  if (const auto it = object.find("acceleration"); it != object.end()) {
-    const std::string where = member(path, "acceleration");
-    if (!it->is_object()) {
-      return at(where, "must be an object with enabled and/or exclude_ports");
-    }
-    if (auto status = only_members(*it, where, {"enabled", "exclude_ports"}); !status) {
-      return status;
-    }
-    if (const auto enabled = it->find("enabled"); enabled != it->end()) {
-      if (!enabled->is_boolean()) {
-        return at(member(where, "enabled"), "must be true or false");
-      }
-      out.acceleration = enabled->get<bool>();
-    }
-    if (const auto ports = it->find("exclude_ports"); ports != it->end()) {
-      auto list = parse_port_list(*ports, member(where, "exclude_ports"));
-      if (!list) {
-        return list.error();
-      }
-      out.exclude_acceleration_ports = std::move(list.value());
-    }
+  if (auto status = parse_switch(object, path, "acceleration", out.acceleration,
+                                 out.exclude_acceleration_ports);
+      !status) {
+    return status;
   }
-  return {};
+  return parse_switch(object, path, "fast_path", out.fast_path, out.fast_path_exclude_ports);
+}
+
+// The inverse of parse_switch: nothing when neither member is set.
+void switch_to_json(const std::optional<bool>& enabled,
+                    const std::optional<std::vector<std::uint16_t>>& exclude_ports,
+                    const char* name, json& policy) {
+  json object = json::object();
+  if (enabled) {
+    object["enabled"] = *enabled;
+  }
+  if (exclude_ports) {
+    object["exclude_ports"] = *exclude_ports;
+  }
+  if (!object.empty()) {
+    policy[name] = std::move(object);
+  }
 }
 
 json overrides_to_json(const PolicyOverrides& overrides, json& policy) {
@@ -349,16 +380,9 @@ json overrides_to_json(const PolicyOverrides& overrides, json& policy) {
   if (!interception.empty()) {
     policy["interception"] = std::move(interception);
   }
-  json acceleration = json::object();
-  if (overrides.acceleration) {
-    acceleration["enabled"] = *overrides.acceleration;
-  }
-  if (overrides.exclude_acceleration_ports) {
-    acceleration["exclude_ports"] = *overrides.exclude_acceleration_ports;
-  }
-  if (!acceleration.empty()) {
-    policy["acceleration"] = std::move(acceleration);
-  }
+  switch_to_json(overrides.acceleration, overrides.exclude_acceleration_ports, "acceleration",
+                 policy);
+  switch_to_json(overrides.fast_path, overrides.fast_path_exclude_ports, "fast_path", policy);
   return policy;
 }
 
@@ -413,9 +437,9 @@ Result<Policy> parse_policy(const json& object, const std::string& path) {
   if (!object.is_object()) {
     return at(path, "must be an object with name, workload or selector, ingress, egress");
   }
-  if (auto status = only_members(
-          object, path,
-          {"name", "workload", "selector", "ingress", "egress", "interception", "acceleration"});
+  if (auto status = only_members(object, path,
+                                 {"name", "workload", "selector", "ingress", "egress",
+                                  "interception", "acceleration", "fast_path"});
       !status) {
     return status.error();
   }
@@ -538,6 +562,8 @@ std::vector<WorkloadConfig> apply_policy_overrides(std::vector<WorkloadConfig> w
       take(workload.exclude_inbound_cidrs, o.exclude_inbound_cidrs);
       take(workload.acceleration, o.acceleration);
       take(workload.exclude_acceleration_ports, o.exclude_acceleration_ports);
+      take(workload.fast_path, o.fast_path);
+      take(workload.fast_path_exclude_ports, o.fast_path_exclude_ports);
     }
   }
   return workloads;

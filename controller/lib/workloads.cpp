@@ -123,6 +123,12 @@ ml_workload make_kernel_workload(const ResolvedWorkload& workload) {
   if (!config.exclude_acceleration_ports.empty()) {
     kernel.flags |= ML_WL_ACCEL_PORT_RULES;
   }
+  if (config.fast_path) {
+    kernel.flags |= ML_WL_FAST_PATH;
+  }
+  if (!config.fast_path_exclude_ports.empty()) {
+    kernel.flags |= ML_WL_FAST_PATH_PORT_RULES;
+  }
   return kernel;
 }
 
@@ -142,6 +148,7 @@ WorkloadMaps build_workload_maps(const std::vector<ResolvedWorkload>& workloads)
     add_port_rules(workload.id, ML_DIR_INBOUND, config.include_inbound_ports,
                    config.exclude_inbound_ports, maps);
     add_port_rules(workload.id, ML_DIR_ACCEL, {}, config.exclude_acceleration_ports, maps);
+    add_port_rules(workload.id, ML_DIR_FAST_PATH, {}, config.fast_path_exclude_ports, maps);
     add_cidr_rules(workload.id, ML_CIDR_LIST_OUT_INCLUDE, ML_RULE_INCLUDE,
                    config.include_outbound_cidrs, maps);
     add_cidr_rules(workload.id, ML_CIDR_LIST_OUT_EXCLUDE, ML_RULE_EXCLUDE,

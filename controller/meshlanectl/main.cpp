@@ -263,12 +263,12 @@ std::optional<json> read_policy_file(const std::string& path) {
 }
 
 void print_workload_list(const json& r) {
-  Table table({"NAME", "SOURCE", "MESH", "NETNS", "IPS"});
+  Table table({"NAME", "SOURCE", "MESH", "FAST PATH", "NETNS", "IPS"});
   for (const json& entry : r.value("workloads", json::array())) {
     const json spec = entry.value("spec", json::object());
     table.add({text(entry.value("name", json())), text(entry.value("source", json())),
-               text(spec.value("mesh", json())), text(spec.value("netns", json())),
-               text(spec.value("ips", json()))});
+               text(spec.value("mesh", json())), text(spec.value("fast_path", json())),
+               text(spec.value("netns", json())), text(spec.value("ips", json()))});
   }
   std::cout << table.str();
 }
@@ -291,7 +291,9 @@ constexpr const char* kSpecKeys[] = {"name",
                                      "exclude_outbound_cidrs",
                                      "exclude_inbound_cidrs",
                                      "node_proxy",
-                                     "interface"};
+                                     "interface",
+                                     "fast_path",
+                                     "fast_path_exclude_ports"};
 
 void print_workload(const json& r) {
   const json spec = r.value("spec", json::object());
@@ -314,12 +316,12 @@ void print_workload_del(const json& r) {
 }
 
 void print_conns(const json& r) {
-  Table table({"LOCAL", "REMOTE", "WORKLOAD", "REMOTE WORKLOAD", "PEER SPLICED", "SCOPE"});
+  Table table({"LOCAL", "REMOTE", "WORKLOAD", "REMOTE WORKLOAD", "KIND", "PEER SPLICED", "SCOPE"});
   for (const json& c : r.value("connections", json::array())) {
     const json scope = c.value("scope", json());
     table.add({text(c.value("local", json())), text(c.value("remote", json())),
                text(c.value("workload", json())), text(c.value("remote_workload", json())),
-               text(c.value("peer_in_map", json())),
+               text(c.value("kind", json())), text(c.value("peer_in_map", json())),
                scope == 0 ? std::string("-") : "netns " + text(scope)});
   }
   std::cout << table.str();
@@ -424,17 +426,28 @@ struct AddOptions {
   std::string node_proxy;
   std::string interface;
   std::vector<std::string> labels;  // KEY=VALUE
+  bool fast_path = false;
   struct ListOption {
     const char* key;
     bool ports;
     std::vector<std::string> values;
     CLI::Option* option = nullptr;
+    const char* help = nullptr;  // nullptr: the generic "replaces the preset's" text
   };
   std::vector<ListOption> lists = {
-      {"inbound_passthrough_sources", false, {}}, {"include_outbound_ports", true, {}},
-      {"exclude_outbound_ports", true, {}},       {"include_inbound_ports", true, {}},
-      {"exclude_inbound_ports", true, {}},        {"include_outbound_cidrs", false, {}},
-      {"exclude_outbound_cidrs", false, {}},      {"exclude_inbound_cidrs", false, {}},
+      {"inbound_passthrough_sources", false, {}},
+      {"include_outbound_ports", true, {}},
+      {"exclude_outbound_ports", true, {}},
+      {"include_inbound_ports", true, {}},
+      {"exclude_inbound_ports", true, {}},
+      {"include_outbound_cidrs", false, {}},
+      {"exclude_outbound_cidrs", false, {}},
+      {"exclude_inbound_cidrs", false, {}},
+      {"fast_path_exclude_ports",
+       true,
+       {},
+       nullptr,
+       "LIST of destination ports that keep their sidecars on the fast path"},
   };
 
   [[nodiscard]] json params() const {
@@ -459,6 +472,9 @@ struct AddOptions {
     }
     if (!interface.empty()) {
       p["interface"] = interface;
+    }
+    if (fast_path) {
+      p["fast_path"] = true;
     }
     if (!labels.empty()) {
       json map = json::object();
@@ -749,11 +765,15 @@ int parse_and_run(int argc, char** argv) {
   add_cmd->add_option("--outbound-port", add.outbound_port, "the proxy's outbound port");
   add_cmd->add_option("--inbound-port", add.inbound_port, "the proxy's inbound port");
   for (AddOptions::ListOption& list : add.lists) {
-    list.option = add_cmd->add_option(
-        dashed(list.key), list.values,
-        list.ports ? "LIST of ports (replaces the preset's)" : "LIST (replaces the preset's)");
+    const char* help = list.help != nullptr ? list.help
+                       : list.ports         ? "LIST of ports (replaces the preset's)"
+                                            : "LIST (replaces the preset's)";
+    list.option = add_cmd->add_option(dashed(list.key), list.values, help);
     list.option->type_name("LIST");
   }
+  add_cmd->add_flag("--fast-path", add.fast_path,
+                    "L4 fast path: same-node connects to other fast-path workloads skip both "
+                    "sidecars (no mTLS, no L7 policy, no proxy telemetry; docs/fast-path.md)");
   add_cmd->add_option("--node-proxy", add.node_proxy,
                       "sidecarless: ADDR, ADDR:PORT or [IPv6]:PORT of the node-level proxy");
   add_cmd->add_option("--interface", add.interface, "the pod's interface to off-node traffic");

@@ -159,9 +159,14 @@ expect("intercepted inbound_tc", len(by(type="intercepted", reason="inbound_tc")
 expect("intercepted node_proxy", len(by(type="intercepted", reason="node_proxy")),
        delta["intercepted_to_node_proxy"])
 expect("spliced", len(by(type="spliced")), delta["sockets_added"])
-for hop in ("app_to_proxy", "proxy_to_proxy", "proxy_to_app", "other"):
-    expect(f"spliced client {hop}", len(by(type="spliced", side="client", hop=hop)),
-           delta[f"spliced_{hop}"])
+# A connection counts as spliced (spliced_<hop>) once both its ends are in: a client end whose
+# server end stayed out (tc-steered from off the node, blocking) has its own event but no count.
+server_ends = {(e["src"], e["dst"]) for e in by(type="spliced", side="server")}
+for hop in ("app_to_proxy", "proxy_to_proxy", "proxy_to_app", "other", "fastpath"):
+    paired = [e for e in by(type="spliced", side="client", hop=hop)
+              if (e["dst"], e["src"]) in server_ends]
+    counter = "spliced_fast_path" if hop == "fastpath" else f"spliced_{hop}"
+    expect(f"spliced client {hop} with its server end", len(paired), delta[counter])
 expect("map_full", len(by(type="map_full")), delta["sockets_add_failed"])
 expect("fallback", len(by(type="fallback")), delta["redirect_failed"])
 expect("skipped_blocking", len(by(type="skipped_blocking")), delta["sockets_skipped_blocking"])

@@ -5,11 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "meshlane/control_api.hpp"
 #include "meshlane/control_conns.hpp"
+#include "meshlane/control_policy.hpp"
+#include "meshlane/policy.hpp"
 
 #include "config_test_support.hpp"
 #include "fake_control_backend.hpp"
@@ -273,6 +277,7 @@ TEST_F(ControlApiTest, ConnsNameWorkloadsByAddressAndLoopbackScope) {
                                      {"scope", 4242},
                                      {"workload", "a"},
                                      {"remote_workload", "a"},
+                                     {"kind", "other"},
                                      {"peer_in_map", true}}));
   EXPECT_EQ(list[1]["local"], "127.0.0.1:40000");
   EXPECT_EQ(list[2], nlohmann::json({{"local", "198.18.0.10:50000"},
@@ -280,11 +285,128 @@ TEST_F(ControlApiTest, ConnsNameWorkloadsByAddressAndLoopbackScope) {
                                      {"scope", 0},
                                      {"workload", "a"},
                                      {"remote_workload", "conf"},
+                                     {"kind", "other"},
                                      {"peer_in_map", false}}));
   const nlohmann::json limited = result("conns", {{"limit", 1}});
   EXPECT_EQ(limited["shown"], 1);
   EXPECT_EQ(limited["truncated"], true);
   EXPECT_EQ(result("conns", {{"limit", 0}})["shown"], 3);  // 0: all
+}
+
+TEST_F(ControlApiTest, ConnsTellFastPathConnectionsFromTheAppliedSettings) {
+  // Live pods f1 and f2 on the fast path, f3 off; conf (the config workload) off.
+  for (const auto& [name, ip, fast] :
+       {std::tuple{"f1", "198.18.0.31", true}, std::tuple{"f2", "198.18.0.32", true},
+        std::tuple{"f3", "198.18.0.33", false}}) {
+    ASSERT_TRUE(std::holds_alternative<AddOutcome>(
+        registry_.add(parse_workload_json({{"name", name},
+                                           {"netns", std::string("/var/run/netns/") + name},
+                                           {"ips", {ip}},
+                                           {"fast_path", fast}},
+                                          "", "params")
+                          .value())));
+  }
+  backend_.keys = {make_key("198.18.0.31", 41000, "198.18.0.32", 8080),
+                   make_key("198.18.0.32", 8080, "198.18.0.31", 41000),
+                   make_key("198.18.0.31", 41001, "198.18.0.33", 8080),
+                   make_key("198.18.0.31", 41002, "198.18.0.32", 15006)};
+  auto kinds = [](const nlohmann::json& conns) {
+    std::map<std::string, std::string> by_local;
+    for (const nlohmann::json& c : conns["connections"]) {
+      by_local[c["local"].get<std::string>() + " " + c["remote"].get<std::string>()] = c["kind"];
+    }
+    return by_local;
+  };
+  const auto plain = kinds(result("conns"));
+  EXPECT_EQ(plain.at("198.18.0.31:41000 198.18.0.32:8080"), "fastpath");
+  EXPECT_EQ(plain.at("198.18.0.32:8080 198.18.0.31:41000"), "fastpath");
+  EXPECT_EQ(plain.at("198.18.0.31:41001 198.18.0.33:8080"), "other");   // f3 is not opted in
+  EXPECT_EQ(plain.at("198.18.0.31:41002 198.18.0.32:15006"), "other");  // f2's inbound proxy
+
+  // With a policy registry, the kinds follow the policies' fast path overrides.
+  std::vector<Policy> saved;
+  auto on = parse_policy_document(
+      nlohmann::json::parse(R"({"name":"f3-on","workload":"f3","fast_path":{"enabled":true}})"));
+  ASSERT_TRUE(on) << on.error().message();
+  saved.push_back(on.value()[0]);
+  PolicyRegistry policies(
+      [](const std::vector<Policy>&) { return Result<nlohmann::json>(nullptr); },
+      [](const std::vector<Policy>&) { return Status(); }, saved);
+  ControlApi with_policies(backend_, registry_, {kOpsGroup, kOpsGroup}, &policies);
+  std::string line = encode_request(1, "conns", nlohmann::json::object());
+  line.pop_back();
+  Reply reply = with_policies.handle_line(root(), line);
+  auto response = parse_response(reply.line.substr(0, reply.line.size() - 1));
+  ASSERT_TRUE(response.ok()) << reply.line;
+  ASSERT_TRUE(response->result.has_value()) << reply.line;
+  const auto overridden = kinds(*response->result);
+  EXPECT_EQ(overridden.at("198.18.0.31:41001 198.18.0.33:8080"), "fastpath");
+  EXPECT_EQ(overridden.at("198.18.0.31:41000 198.18.0.32:8080"), "fastpath");
+}
+
+// Pods f1 (198.18.0.31, fd00::31) and f2 (198.18.0.32, fd00::32, inbound_port 7006) on the
+// fast path, istio's other ports; slow (198.18.0.40) without it.
+WorkloadIndex fast_path_index() {
+  WorkloadIndex index;
+  auto add = [&](const char* name, std::vector<const char*> ips, bool fast) {
+    WorkloadConfig w = workload_preset(MeshKind::kIstio);
+    w.name = name;
+    for (const char* ip : ips) {
+      w.ips.push_back(parse_ip_address(ip).value());
+    }
+    w.fast_path = fast;
+    if (std::string(name) == "f2") {
+      w.inbound_port = 7006;
+    }
+    index.add(w, 0);
+  };
+  add("f1", {"198.18.0.31", "fd00::31"}, true);
+  add("f2", {"198.18.0.32", "fd00::32"}, true);
+  add("slow", {"198.18.0.40"}, false);
+  return index;
+}
+
+TEST(ControlConns, KindIsFastPathOnlyBetweenTwoFastPathWorkloadsOffTheirProxyPorts) {
+  const WorkloadIndex index = fast_path_index();
+  auto kind = [&](const char* local, std::uint16_t local_port, const char* remote,
+                  std::uint16_t remote_port, std::uint64_t scope = 0) {
+    return std::string(
+        connection_kind(make_key(local, local_port, remote, remote_port, scope), index));
+  };
+  // App to app, either end, IPv4 or IPv6.
+  EXPECT_EQ(kind("198.18.0.31", 40000, "198.18.0.32", 8080), "fastpath");
+  EXPECT_EQ(kind("198.18.0.32", 8080, "198.18.0.31", 40000), "fastpath");
+  EXPECT_EQ(kind("fd00::31", 40000, "fd00::32", 8080), "fastpath");
+  EXPECT_EQ(kind("::ffff:198.18.0.31", 40000, "198.18.0.32", 8080), "fastpath");
+  // A proxy port of either workload at either end: a sidecar hop.
+  EXPECT_EQ(kind("198.18.0.31", 40000, "198.18.0.32", 7006), "other");   // f2's inbound
+  EXPECT_EQ(kind("198.18.0.31", 40000, "198.18.0.32", 15001), "other");  // f2's outbound
+  EXPECT_EQ(kind("198.18.0.31", 15006, "198.18.0.32", 8080), "other");   // f1's inbound
+  EXPECT_EQ(kind("198.18.0.32", 8080, "198.18.0.31", 15006), "other");
+  EXPECT_EQ(kind("198.18.0.31", 40000, "198.18.0.32", 15006), "other");  // f1's inbound port
+  // One end not opted in, not a workload, or the same workload at both ends.
+  EXPECT_EQ(kind("198.18.0.31", 40000, "198.18.0.40", 8080), "other");
+  EXPECT_EQ(kind("198.18.0.40", 8080, "198.18.0.31", 40000), "other");
+  EXPECT_EQ(kind("198.18.0.31", 40000, "198.18.0.99", 8080), "other");
+  EXPECT_EQ(kind("198.18.0.31", 40000, "fd00::31", 8080), "other");
+  // Loopback: workloads are known by scope only, never a fast path between two of them.
+  EXPECT_EQ(kind("127.0.0.1", 40000, "127.0.0.1", 8080, 4242), "other");
+  // Nothing known at all.
+  EXPECT_EQ(
+      std::string(connection_kind(make_key("198.18.0.31", 1, "198.18.0.32", 2), WorkloadIndex{})),
+      "other");
+}
+
+TEST(ControlConns, DescribeConnectionsCarriesTheKind) {
+  const WorkloadIndex index = fast_path_index();
+  const std::vector<ml_sock_key> keys = {make_key("198.18.0.31", 40000, "198.18.0.32", 8080),
+                                         make_key("198.18.0.31", 40001, "198.18.0.40", 8080)};
+  const nlohmann::json described = describe_connections(keys, index, 10);
+  ASSERT_EQ(described["connections"].size(), 2u);
+  EXPECT_EQ(described["connections"][0]["kind"], "fastpath");
+  EXPECT_EQ(described["connections"][0]["workload"], "f1");
+  EXPECT_EQ(described["connections"][0]["remote_workload"], "f2");
+  EXPECT_EQ(described["connections"][1]["kind"], "other");
 }
 
 TEST(ControlConns, EndpointsAndPeerKeys) {

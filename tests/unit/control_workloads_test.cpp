@@ -108,6 +108,8 @@ TEST(WorkloadJson, EveryKeyRoundTrips) {
       {"labels", {{"app", "reviews"}, {"example.com/tier", "back-end_1"}}},
       {"acceleration", false},
       {"exclude_acceleration_ports", {6379}},
+      {"fast_path", true},
+      {"fast_path_exclude_ports", {9443, 8443}},
   };
   const WorkloadConfig workload = from_json(full);
   EXPECT_EQ(workload_to_json(workload), full);
@@ -122,6 +124,41 @@ TEST(WorkloadJson, PresetValuesAreShownInFull) {
   EXPECT_EQ(shown["interface"], "eth0");
   EXPECT_FALSE(shown.contains("node_proxy"));
   EXPECT_TRUE(same_workload(from_json(shown), from_json(minimal())));
+}
+
+TEST(WorkloadJson, FastPathIsOffByDefaultAndPartOfTheComparison) {
+  const WorkloadConfig plain = from_json(minimal());
+  EXPECT_FALSE(plain.fast_path);
+  EXPECT_TRUE(plain.fast_path_exclude_ports.empty());
+  const nlohmann::json shown = workload_to_json(plain);
+  EXPECT_EQ(shown["fast_path"], false);
+  EXPECT_EQ(shown["fast_path_exclude_ports"], nlohmann::json::array());
+
+  nlohmann::json object = minimal();
+  object["fast_path"] = true;
+  const WorkloadConfig fast = from_json(object);
+  EXPECT_TRUE(fast.fast_path);
+  EXPECT_FALSE(same_workload(fast, plain));
+  object["fast_path_exclude_ports"] = {5432};
+  const WorkloadConfig excluded = from_json(object);
+  EXPECT_EQ(excluded.fast_path_exclude_ports, std::vector<std::uint16_t>{5432});
+  EXPECT_FALSE(same_workload(excluded, fast));
+  EXPECT_TRUE(same_workload(from_json(workload_to_json(excluded)), excluded));
+}
+
+TEST(WorkloadJson, FastPathKeysAreValidatedLikeTheConfigFile) {
+  nlohmann::json object = minimal();
+  object["fast_path"] = "yes";
+  EXPECT_TRUE(contains(json_error(object), "params.fast_path: expected a boolean"));
+  object = minimal();
+  object["fast_path_exclude_ports"] = {80, 0};
+  EXPECT_EQ(json_error(object),
+            "params.fast_path_exclude_ports[1]: 0 is out of range (allowed 1..65535)");
+  object["fast_path_exclude_ports"] = {80, 80};
+  EXPECT_TRUE(contains(json_error(object), "params.fast_path_exclude_ports[1]: duplicate port 80"));
+  object["fast_path_exclude_ports"] = 80;
+  EXPECT_TRUE(contains(json_error(object),
+                       "params.fast_path_exclude_ports: expected an array of port numbers"));
 }
 
 TEST(WorkloadJson, NodeProxyWithoutPortRoundTrips) {

@@ -527,3 +527,92 @@ TEST(FlowKeyFromClient, PassthroughSourceProxyToAppHopKeysPair) {
 }
 
 }  // namespace
+
+// ---- The L4 fast path (docs/fast-path.md) ---------------------------------------------------
+
+namespace fast_path {
+
+ml_workload opted_in(ml_workload wl) {
+  wl.flags |= ML_WL_FAST_PATH;
+  return wl;
+}
+
+// Both pods opted in and the destination's app listening on the port: the rules a connect to
+// 10.0.0.6:8080 finds when nothing excepts it.
+ml_connect_rules listening() {
+  ml_connect_rules rules{};
+  rules.dst_listening = 1;
+  return rules;
+}
+
+TEST(FastPath, BothOptedInAndListeningGoesStraightToTheApp) {
+  const ml_workload self = opted_in(istio_self());
+  const ml_workload dst = opted_in(other_pod());
+  for (const char* address : {"::ffff:10.0.0.6", "fd00::6"}) {
+    expect_pass(decide(request(address, 8080), &self, &dst, listening()),
+                ML_CTR_FAST_PATH_CONNECTIONS, ML_HOP_FAST_PATH);
+  }
+}
+
+TEST(FastPath, OneSideNotOptedInKeepsTheSidecars) {
+  const ml_workload self = opted_in(istio_self());
+  const ml_workload dst = opted_in(other_pod());
+  const ml_workload plain_self = istio_self();
+  const ml_workload plain_dst = other_pod();
+  expect_redirect(decide(request("::ffff:10.0.0.6", 8080), &plain_self, &dst, listening()),
+                  "::ffff:127.0.0.1", 15001, ML_CTR_INTERCEPT_OUTBOUND, ML_HOP_APP_TO_PROXY);
+  expect_redirect(decide(request("::ffff:10.0.0.6", 8080), &self, &plain_dst, listening()),
+                  "::ffff:127.0.0.1", 15001, ML_CTR_INTERCEPT_OUTBOUND, ML_HOP_APP_TO_PROXY);
+}
+
+TEST(FastPath, NotListeningExceptedOrMeshPortsKeepTheSidecars) {
+  const ml_workload self = opted_in(istio_self());
+  const ml_workload dst = opted_in(other_pod());
+  ml_connect_rules not_listening{};
+  ml_connect_rules src_excepted = listening();
+  src_excepted.fast_path_src_excepted = 1;
+  ml_connect_rules dst_excepted = listening();
+  dst_excepted.fast_path_dst_excepted = 1;
+  ml_connect_rules health_port = listening();
+  health_port.dst_in_port = ML_RULE_EXCLUDE;  // e.g. 15020, excluded from inbound interception
+  for (const ml_connect_rules& rules : {not_listening, src_excepted, dst_excepted, health_port}) {
+    expect_redirect(decide(request("::ffff:10.0.0.6", 8080), &self, &dst, rules),
+                    "::ffff:127.0.0.1", 15001, ML_CTR_INTERCEPT_OUTBOUND, ML_HOP_APP_TO_PROXY);
+  }
+  // The destination's own proxy ports never take it.
+  expect_redirect(decide(request("::ffff:10.0.0.6", 15106), &self, &dst, listening()),
+                  "::ffff:127.0.0.1", 15001, ML_CTR_INTERCEPT_OUTBOUND, ML_HOP_APP_TO_PROXY);
+  expect_redirect(decide(request("::ffff:10.0.0.6", 15001), &self, &dst, listening()),
+                  "::ffff:127.0.0.1", 15001, ML_CTR_INTERCEPT_OUTBOUND, ML_HOP_APP_TO_PROXY);
+}
+
+TEST(FastPath, ProxiesOffNodeOwnPodAndExclusionsAreUnchanged) {
+  const ml_workload self = opted_in(istio_self());
+  const ml_workload dst = opted_in(other_pod());
+  // The proxy's own connect still goes to the destination's inbound proxy.
+  expect_redirect(decide(proxy_request("::ffff:10.0.0.6", 8080), &self, &dst, listening()),
+                  "::ffff:10.0.0.6", 15106, ML_CTR_INTERCEPT_INBOUND, ML_HOP_PROXY_TO_PROXY);
+  // Off the node (no destination workload): the sidecar.
+  expect_redirect(decide(request("::ffff:10.9.9.9", 8080), &self, nullptr, listening()),
+                  "::ffff:127.0.0.1", 15001, ML_CTR_INTERCEPT_OUTBOUND, ML_HOP_APP_TO_PROXY);
+  // Its own pod: passes as before.
+  const ml_workload same = opted_in(istio_self());
+  expect_pass(decide(request("::ffff:10.0.0.5", 8080), &self, &same, listening()), ML_CTR_MAX,
+              ML_HOP_OTHER);
+  // An outbound exclusion still bypasses (and tc then steers it as before).
+  ml_connect_rules excluded = listening();
+  excluded.out_port = ML_RULE_EXCLUDE;
+  expect_pass(decide(request("::ffff:10.0.0.6", 8080), &self, &dst, excluded),
+              ML_CTR_BYPASS_EXCLUDED, ML_HOP_OTHER);
+}
+
+TEST(FastPath, SidecarlessWorkloadsTakeItBeforeTheNodeProxy) {
+  ml_workload self = opted_in(istio_self());
+  self.flags |= ML_WL_NODE_PROXY;
+  set_ip(self.node_proxy_ip6, ip6("::ffff:10.0.0.1"));
+  const ml_workload dst = opted_in(other_pod());
+  expect_pass(decide(request("::ffff:10.0.0.6", 8080), &self, &dst, listening()),
+              ML_CTR_FAST_PATH_CONNECTIONS, ML_HOP_FAST_PATH);
+}
+
+}  // namespace fast_path

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <future>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -98,6 +99,63 @@ TEST(MonitorNames, TypesRoundTripAndAllExcludesNone) {
   EXPECT_FALSE(type_from_name("none").has_value());
   EXPECT_FALSE(type_from_name("Spliced").has_value());
   EXPECT_STREQ(type_name(ML_EVENT_MAX), "unknown");
+}
+
+TEST(MonitorNames, ReasonsAndHopKinds) {
+  EXPECT_STREQ(reason_name(ML_REASON_OUTBOUND), "outbound");
+  EXPECT_STREQ(reason_name(ML_REASON_POLICY), "policy");
+  EXPECT_STREQ(reason_name(ML_REASON_FAST_PATH), "fast_path");
+  EXPECT_EQ(reason_name(ML_REASON_NONE), nullptr);
+  EXPECT_EQ(reason_name(200), nullptr);
+  EXPECT_STREQ(hop_name(ML_HOP_OTHER), "other");
+  EXPECT_STREQ(hop_name(ML_HOP_APP_TO_PROXY), "app_to_proxy");
+  EXPECT_STREQ(hop_name(ML_HOP_PROXY_TO_PROXY), "proxy_to_proxy");
+  EXPECT_STREQ(hop_name(ML_HOP_PROXY_TO_APP), "proxy_to_app");
+  EXPECT_STREQ(hop_name(ML_HOP_FAST_PATH), "fastpath");
+  EXPECT_STREQ(hop_name(ML_HOP_MAX), "other");
+  EXPECT_STREQ(hop_name(255), "other");
+  // Every real hop kind has a name of its own.
+  std::set<std::string> names;
+  for (int hop = ML_HOP_OTHER; hop < ML_HOP_MAX; ++hop) {
+    EXPECT_TRUE(names.insert(hop_name(static_cast<std::uint8_t>(hop))).second) << hop;
+  }
+}
+
+// pod-a's app connects to pod-b:8080 and, both on the fast path, is left alone.
+ml_event intercepted_fast_path() {
+  ml_event raw{};
+  raw.type = ML_EVENT_INTERCEPTED;
+  raw.netns_cookie = kCookieA;
+  raw.workload_id = 1;
+  set_address(raw.dst_ip6, "198.18.0.11");
+  raw.dst_port = 8080;
+  set_address(raw.orig_dst_ip6, "198.18.0.11");
+  raw.orig_dst_port = 8080;
+  raw.reason = ML_REASON_FAST_PATH;
+  raw.hop = ML_HOP_FAST_PATH;
+  return raw;
+}
+
+TEST(MonitorEvent, FastPathConnectsAndSplicesAreNamed) {
+  const json j = event_to_json(event(intercepted_fast_path()));
+  EXPECT_EQ(j, json::parse(R"({"type":"intercepted","time":"2026-11-25T12:00:00.123456Z",
+      "netns":4242,"workload":"pod-a","peer_workload":"pod-b","src":null,
+      "dst":"198.18.0.11:8080","orig_dst":"198.18.0.11:8080","reason":"fast_path",
+      "hop":"fastpath"})"));
+  EXPECT_EQ(format_line(j),
+            "12:00:00.123456  intercepted      pod-a       - -> 198.18.0.11:8080 "
+            "(orig 198.18.0.11:8080) [fast_path, fastpath]");
+
+  ml_event spliced = spliced_proxy_to_proxy(true);
+  spliced.dst_port = 8080;
+  spliced.hop = ML_HOP_FAST_PATH;
+  const json s = event_to_json(event(spliced));
+  EXPECT_EQ(s["hop"], "fastpath");
+  EXPECT_EQ(s["side"], "client");
+  EXPECT_EQ(s["peer_workload"], "pod-b");
+  EXPECT_EQ(format_line(s),
+            "12:00:00.123456  spliced          pod-a       198.18.0.10:40000 -> "
+            "198.18.0.11:8080 [client, fastpath]");
 }
 
 TEST(MonitorEvent, WorkloadsComeFromTheNetnsAndTheDestination) {

@@ -264,6 +264,71 @@ TEST(PolicyOverrides, ReplaceTheSelectedWorkloadsSettingsInNameOrder) {
             "198.19.0.0/16");
 }
 
+TEST(PolicyOverrides, FastPathIsSetForTheSelectedWorkloads) {
+  auto policies = parse_policy_document(nlohmann::json::parse(R"({"policies":[
+      {"name":"b-later","selector":{"tier":"back"},"fast_path":{"exclude_ports":[9443]}},
+      {"name":"a-first","selector":{"app":"web"},
+       "fast_path":{"enabled":true,"exclude_ports":[1, 2]}},
+      {"name":"c-off","workload":"db","fast_path":{"enabled":false}}]})"));
+  ASSERT_TRUE(policies) << policies.error().message();
+  ASSERT_EQ(policies->size(), 3u);
+  EXPECT_EQ(policies.value()[0].overrides.fast_path, std::nullopt);
+  EXPECT_EQ(policies.value()[0].overrides.fast_path_exclude_ports,
+            std::optional<std::vector<std::uint16_t>>(std::vector<std::uint16_t>{9443}));
+  EXPECT_EQ(policies.value()[1].overrides.fast_path, std::optional<bool>(true));
+  EXPECT_EQ(policies.value()[2].overrides.fast_path, std::optional<bool>(false));
+  EXPECT_EQ(policies.value()[2].overrides.fast_path_exclude_ports, std::nullopt);
+
+  WorkloadConfig web;  // selected by a-first and b-later
+  web.name = "web";
+  web.labels = {{"app", "web"}, {"tier", "back"}};
+  web.fast_path_exclude_ports = {5432};
+  WorkloadConfig front;  // selected by a-first only
+  front.name = "front";
+  front.labels = {{"app", "web"}};
+  WorkloadConfig db;  // opted in itself, turned off by c-off
+  db.name = "db";
+  db.fast_path = true;
+  db.fast_path_exclude_ports = {5432};
+  WorkloadConfig other;  // selected by none
+  other.name = "other";
+  other.fast_path = true;
+  const auto result = apply_policy_overrides({web, front, db, other}, policies.value());
+  ASSERT_EQ(result.size(), 4u);
+  EXPECT_TRUE(result[0].fast_path);
+  EXPECT_EQ(result[0].fast_path_exclude_ports, std::vector<std::uint16_t>{9443});  // later name
+  EXPECT_TRUE(result[1].fast_path);
+  EXPECT_EQ(result[1].fast_path_exclude_ports, (std::vector<std::uint16_t>{1, 2}));
+  EXPECT_FALSE(result[2].fast_path);
+  EXPECT_EQ(result[2].fast_path_exclude_ports, std::vector<std::uint16_t>{5432});  // not given
+  EXPECT_TRUE(result[3].fast_path);
+  // The fast path override touches nothing else.
+  EXPECT_TRUE(result[0].acceleration);
+  EXPECT_TRUE(result[0].exclude_acceleration_ports.empty());
+}
+
+TEST(PolicyOverrides, FastPathRoundTripsThroughJson) {
+  auto policies = parse_policy_document(nlohmann::json::parse(R"({"policies":[
+      {"name":"both","workload":"w","fast_path":{"enabled":true,"exclude_ports":[9443]},
+       "acceleration":{"enabled":false}},
+      {"name":"ports-only","workload":"w","fast_path":{"exclude_ports":[]}},
+      {"name":"none","workload":"w"}]})"));
+  ASSERT_TRUE(policies) << policies.error().message();
+  const nlohmann::json both = policy_to_json(policies.value()[0]);
+  EXPECT_EQ(both["fast_path"], nlohmann::json::parse(R"({"enabled":true,"exclude_ports":[9443]})"));
+  EXPECT_EQ(both["acceleration"], nlohmann::json::parse(R"({"enabled":false})"));
+  EXPECT_EQ(policy_to_json(policies.value()[1])["fast_path"],
+            nlohmann::json::parse(R"({"exclude_ports":[]})"));
+  EXPECT_FALSE(policy_to_json(policies.value()[2]).contains("fast_path"));
+  for (const Policy& policy : policies.value()) {
+    auto again = parse_policy(policy_to_json(policy), "p");
+    ASSERT_TRUE(again) << again.error().message();
+    EXPECT_EQ(policy_to_json(again.value()), policy_to_json(policy));
+    EXPECT_EQ(again->overrides.fast_path, policy.overrides.fast_path);
+    EXPECT_EQ(again->overrides.fast_path_exclude_ports, policy.overrides.fast_path_exclude_ports);
+  }
+}
+
 TEST(PolicyOverrides, BadOverridesNameTheMember) {
   for (const auto& [text, expected] : std::vector<std::pair<const char*, const char*>>{
            {R"({"name":"a","workload":"w","acceleration":{"enabled":"no"}})",
@@ -272,6 +337,18 @@ TEST(PolicyOverrides, BadOverridesNameTheMember) {
            {R"({"name":"a","workload":"w","interception":{"exclude_outbound_ports":[0]}})",
             "interception.exclude_outbound_ports[0]"},
            {R"({"name":"a","workload":"w","interception":{"ports":[1]}})", "interception.ports"},
+           {R"({"name":"a","workload":"w","fast_path":true})",
+            "fast_path: must be an object with enabled and/or exclude_ports"},
+           {R"({"name":"a","workload":"w","fast_path":{"enabled":1}})",
+            "fast_path.enabled: must be true or false"},
+           {R"({"name":"a","workload":"w","fast_path":{"exclude_ports":[443, 70000]}})",
+            "fast_path.exclude_ports[1]: must be a port 1..65535"},
+           {R"({"name":"a","workload":"w","fast_path":{"exclude_ports":443}})",
+            "fast_path.exclude_ports: must be a list of ports"},
+           {R"({"name":"a","workload":"w","fast_path":{"ports":[1]}})",
+            "fast_path.ports: unknown member (known: enabled, exclude_ports)"},
+           {R"({"name":"a","workload":"w","fastpath":{"enabled":true}})",
+            "(document).fastpath: unknown member"},
        }) {
     auto result = parse_policy_document(nlohmann::json::parse(text));
     ASSERT_FALSE(result) << text;

@@ -474,7 +474,7 @@ TEST(ParseWorkload, UnknownKeyNamesLineAndKnownKeys) {
             "inbound_passthrough_sources, include_outbound_ports, exclude_outbound_ports, "
             "include_inbound_ports, exclude_inbound_ports, include_outbound_cidrs, "
             "exclude_outbound_cidrs, exclude_inbound_cidrs, node_proxy, interface, labels, "
-            "acceleration, exclude_acceleration_ports)");
+            "acceleration, exclude_acceleration_ports, fast_path, fast_path_exclude_ports)");
 }
 
 TEST(ParseWorkload, WorkloadMustBeAnArrayOfTables) {
@@ -584,6 +584,44 @@ TEST(ParseWorkload, PortsAndIdsAreRangeChecked) {
                        "workload[0].include_inbound_ports[0]: expected an integer 1..65535"));
 }
 
+TEST(ParseWorkload, FastPathIsOffByDefault) {
+  const WorkloadConfig w = parse_workload("");
+  EXPECT_FALSE(w.fast_path);
+  EXPECT_TRUE(w.fast_path_exclude_ports.empty());
+  for (const char* mesh : {"istio", "linkerd"}) {
+    EXPECT_FALSE(parse_workload(std::string("mesh = \"") + mesh + "\"\n").fast_path) << mesh;
+  }
+}
+
+TEST(ParseWorkload, FastPathKeys) {
+  const WorkloadConfig w =
+      parse_workload("fast_path = true\nfast_path_exclude_ports = [9443, 5432]\n");
+  EXPECT_TRUE(w.fast_path);
+  EXPECT_EQ(w.fast_path_exclude_ports, (Ports{9443, 5432}));
+  // The exclusions may be given with the fast path off (kept for when it is turned on).
+  const WorkloadConfig off = parse_workload("fast_path_exclude_ports = [9443]\n");
+  EXPECT_FALSE(off.fast_path);
+  EXPECT_EQ(off.fast_path_exclude_ports, (Ports{9443}));
+  EXPECT_TRUE(parse_workload("fast_path_exclude_ports = []\n").fast_path_exclude_ports.empty());
+}
+
+TEST(ParseWorkload, FastPathKeysAreChecked) {
+  EXPECT_TRUE(contains(workload_error("fast_path = \"yes\"\n"),
+                       "meshlane.toml:5:13: workload[0].fast_path: expected a boolean"));
+  EXPECT_TRUE(
+      contains(workload_error("fast_path = 1\n"), "workload[0].fast_path: expected a boolean"));
+  EXPECT_TRUE(contains(workload_error("fast_path_exclude_ports = [80, 80]\n"),
+                       "workload[0].fast_path_exclude_ports[1]: duplicate port 80"));
+  EXPECT_TRUE(contains(workload_error("fast_path_exclude_ports = [0]\n"),
+                       "workload[0].fast_path_exclude_ports[0]: 0 is out of range (allowed "
+                       "1..65535)"));
+  EXPECT_TRUE(contains(workload_error("fast_path_exclude_ports = [65536]\n"), "out of range"));
+  EXPECT_TRUE(contains(workload_error("fast_path_exclude_ports = [\"https\"]\n"),
+                       "workload[0].fast_path_exclude_ports[0]: expected an integer 1..65535"));
+  EXPECT_TRUE(contains(workload_error("fast_path_exclude_ports = 443\n"),
+                       "workload[0].fast_path_exclude_ports: expected an array of port numbers"));
+}
+
 TEST(ParseWorkload, OutboundAndInboundPortMustDiffer) {
   EXPECT_EQ(workload_error("outbound_port = 15006\n"),
             "meshlane.toml:5:17: workload[0].outbound_port: outbound_port and inbound_port are "
@@ -673,6 +711,8 @@ TEST(ShippedConfig, WorkloadExampleParsesWhenUncommented) {
   EXPECT_EQ(reviews.exclude_inbound_ports, (Ports{15008, 15020, 15021, 15090, 9901}));
   EXPECT_EQ(texts_of(reviews.inbound_passthrough_sources), (Texts{"127.0.0.6", "::6"}));
   EXPECT_FALSE(reviews.node_proxy_address.has_value());
+  EXPECT_FALSE(reviews.fast_path);  // the example shows the default: off
+  EXPECT_EQ(reviews.fast_path_exclude_ports, (Ports{9443}));
   const WorkloadConfig& web = config.workloads[1];
   EXPECT_EQ(web.name, "web");
   EXPECT_EQ(web.mesh, MeshKind::kLinkerd);

@@ -180,6 +180,31 @@ TEST(KernelWorkload, IncludeListsSetTheirFlagsIndependently) {
                                                ML_WL_INCLUDE_IN_PORTS | ML_WL_INCLUDE_OUT_CIDRS);
 }
 
+TEST(KernelWorkload, FastPathFlags) {
+  ResolvedWorkload w = pod_a();
+  EXPECT_EQ(make_kernel_workload(w).flags & (ML_WL_FAST_PATH | ML_WL_FAST_PATH_PORT_RULES), 0u)
+      << "off by default";
+
+  w.config.fast_path = true;
+  EXPECT_EQ(make_kernel_workload(w).flags, ML_WL_FAST_PATH);
+
+  w.config.fast_path_exclude_ports = {9443};
+  EXPECT_EQ(make_kernel_workload(w).flags, ML_WL_FAST_PATH | ML_WL_FAST_PATH_PORT_RULES);
+
+  // Like the acceleration exclusions, the rules flag follows the list, whatever the switch.
+  w.config.fast_path = false;
+  EXPECT_EQ(make_kernel_workload(w).flags, ML_WL_FAST_PATH_PORT_RULES);
+
+  // Independent of the acceleration settings.
+  w = pod_a();
+  w.config.acceleration = false;
+  w.config.exclude_acceleration_ports = {6379};
+  EXPECT_EQ(make_kernel_workload(w).flags, ML_WL_NO_ACCEL | ML_WL_ACCEL_PORT_RULES);
+  w.config.fast_path = true;
+  EXPECT_EQ(make_kernel_workload(w).flags,
+            ML_WL_NO_ACCEL | ML_WL_ACCEL_PORT_RULES | ML_WL_FAST_PATH);
+}
+
 // ---- build_workload_maps --------------------------------------------------------------------
 
 TEST(WorkloadMaps, OneWorkloadEntryPerWorkloadKeyedByCookie) {
@@ -248,6 +273,44 @@ TEST(WorkloadMaps, PortRulesPerDirectionAndExcludeWinsOverInclude) {
   // Directions do not leak into each other.
   EXPECT_EQ(port_rule(maps, 3, 8080, ML_DIR_OUTBOUND), std::nullopt);
   EXPECT_EQ(port_rule(maps, 3, 80, ML_DIR_INBOUND), std::nullopt);
+}
+
+TEST(WorkloadMaps, FastPathExcludedPortsAreExcludeRulesOfTheirOwnDirection) {
+  ResolvedWorkload a = pod_a();
+  a.config.fast_path = true;
+  a.config.fast_path_exclude_ports = {9443, 5432};
+  a.config.exclude_acceleration_ports = {5432};
+  a.config.exclude_outbound_ports = {9443};
+  ResolvedWorkload b = istio_workload(4, 4343, {address("10.0.0.6")});
+  b.config.fast_path = true;
+  const WorkloadMaps maps = build_workload_maps({a, b});
+
+  EXPECT_EQ(port_rule_count(maps, 3, ML_DIR_FAST_PATH), 2u);
+  EXPECT_EQ(port_rule(maps, 3, 9443, ML_DIR_FAST_PATH),
+            std::optional<std::uint8_t>(ML_RULE_EXCLUDE));
+  EXPECT_EQ(port_rule(maps, 3, 5432, ML_DIR_FAST_PATH),
+            std::optional<std::uint8_t>(ML_RULE_EXCLUDE));
+  // The same ports in the other lists keep their own rules, in their own directions.
+  EXPECT_EQ(port_rule(maps, 3, 5432, ML_DIR_ACCEL), std::optional<std::uint8_t>(ML_RULE_EXCLUDE));
+  EXPECT_EQ(port_rule(maps, 3, 9443, ML_DIR_OUTBOUND),
+            std::optional<std::uint8_t>(ML_RULE_EXCLUDE));
+  EXPECT_EQ(port_rule(maps, 3, 9443, ML_DIR_ACCEL), std::nullopt);
+  EXPECT_EQ(port_rule_count(maps, 3, ML_DIR_ACCEL), 1u);
+  // A fast-path workload without exclusions has no rules in that direction.
+  EXPECT_EQ(port_rule_count(maps, 4, ML_DIR_FAST_PATH), 0u);
+  // The flags reach both the workload map and the pod address map.
+  ASSERT_EQ(maps.workloads.size(), 2u);
+  EXPECT_EQ(maps.workloads[0].second.flags,
+            ML_WL_FAST_PATH | ML_WL_FAST_PATH_PORT_RULES | ML_WL_ACCEL_PORT_RULES);
+  EXPECT_EQ(maps.workloads[1].second.flags, ML_WL_FAST_PATH);
+  ASSERT_EQ(maps.pod_ips.size(), 3u);
+  EXPECT_EQ(maps.pod_ips[2].second.flags, ML_WL_FAST_PATH);
+  EXPECT_NE(maps.pod_ips[0].second.flags & ML_WL_FAST_PATH, 0u);
+}
+
+TEST(WorkloadMaps, NoFastPathRulesByDefault) {
+  const WorkloadMaps maps = build_workload_maps({pod_a()});
+  EXPECT_EQ(port_rule_count(maps, 3, ML_DIR_FAST_PATH), 0u);
 }
 
 TEST(WorkloadMaps, PortRulesAreScopedByWorkloadId) {

@@ -64,19 +64,24 @@ static __always_inline __u8 ml_event_reason_of(__u32 counter)
 		return ML_REASON_NODE_PROXY;
 	case ML_CTR_INTERCEPT_INBOUND:
 		return ML_REASON_INBOUND_LOCAL;
+	case ML_CTR_FAST_PATH_CONNECTIONS:
+		return ML_REASON_FAST_PATH;
 	default:
 		return ML_REASON_NONE;
 	}
 }
 
-/* A connect the cgroup hook decided on: an event only when it was rewritten to a proxy. */
+/* A connect the cgroup hook decided on: an event when it was rewritten to a proxy, or sent on
+ * the fast path (reason fast_path, destination as asked). */
 static __always_inline void ml_emit_connect(const struct ml_connect_request *req,
 					    const struct ml_connect_verdict *verdict,
 					    const struct ml_workload *self)
 {
 	struct ml_event *event;
 
-	if (verdict->action != ML_CONNECT_REDIRECT)
+	const int fast_path = verdict->hop == ML_HOP_FAST_PATH;
+
+	if (verdict->action != ML_CONNECT_REDIRECT && !fast_path)
 		return;
 	event = ml_event_reserve(ML_EVENT_INTERCEPTED);
 	if (!event)
@@ -84,8 +89,9 @@ static __always_inline void ml_emit_connect(const struct ml_connect_request *req
 	event->netns_cookie = req->netns_cookie;
 	event->workload_id = self ? self->id : 0;
 	ml_ip6_copy(event->src_ip6, req->src_ip6);
-	ml_ip6_copy(event->dst_ip6, verdict->new_ip6);
-	event->dst_port = verdict->new_port;
+	/* The fast path leaves the destination as the app asked. */
+	ml_ip6_copy(event->dst_ip6, fast_path ? req->dst_ip6 : verdict->new_ip6);
+	event->dst_port = fast_path ? req->dst_port : verdict->new_port;
 	ml_ip6_copy(event->orig_dst_ip6, req->dst_ip6);
 	event->orig_dst_port = req->dst_port;
 	event->reason = ml_event_reason_of(verdict->counter);

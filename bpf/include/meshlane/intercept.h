@@ -24,6 +24,13 @@ struct ml_connect_rules {
 	__u8 out_cidr_include; /* dst address in own outbound include CIDRs */
 	__u8 out_cidr_exclude; /* dst address in own outbound exclude CIDRs */
 	__u8 dst_in_port; /* (destination pod's workload, inbound, dst port) */
+	/* Fast path (docs/fast-path.md): the dst port is excepted by the connecting workload or
+	 * by the destination pod's (ML_DIR_FAST_PATH rules); a listener of the cgroup exists in
+	 * the destination pod on the dst port (ml_listeners_v1). */
+	__u8 fast_path_src_excepted;
+	__u8 fast_path_dst_excepted;
+	__u8 dst_listening;
+	__u8 pad;
 };
 
 enum ml_connect_action {
@@ -143,7 +150,30 @@ ML_INLINE void ml_decide_proxy_connect(const struct ml_connect_request *req,
 			    ML_HOP_PROXY_TO_PROXY);
 }
 
-/* An application's connect: to its outbound proxy unless loopback, its own pod, or excluded. */
+/* The L4 fast path: an app's connect to another workload on this node goes straight to that
+ * workload's app, skipping both sidecars, when both workloads opted in, neither excepts the
+ * port, the port is not one of the destination's mesh ports (its proxy ports, or a port its
+ * inbound interception excludes, such as istio's 15008/15020/15021/15090), and the
+ * destination's app listens on it from inside the cgroup (otherwise the sidecar path answers
+ * as it does today). The L4 policy has judged the connect before this. */
+ML_INLINE int ml_fast_path_applies(const struct ml_workload *self,
+				   const struct ml_workload *dst_pod, __u16 dst_port,
+				   const struct ml_connect_rules *rules)
+{
+	if (!dst_pod || dst_pod->netns_cookie == self->netns_cookie)
+		return 0;
+	if (!(self->flags & ML_WL_FAST_PATH) || !(dst_pod->flags & ML_WL_FAST_PATH))
+		return 0;
+	if (dst_port == dst_pod->inbound_port || dst_port == dst_pod->outbound_port ||
+	    !ml_port_intercepted(rules->dst_in_port, dst_pod->flags & ML_WL_INCLUDE_IN_PORTS))
+		return 0;
+	if (rules->fast_path_src_excepted || rules->fast_path_dst_excepted)
+		return 0;
+	return rules->dst_listening;
+}
+
+/* An application's connect: to its outbound proxy unless loopback, its own pod, or excluded;
+ * straight to the destination's app on the fast path. */
 ML_INLINE void ml_decide_app_connect(const struct ml_connect_request *req,
 				     const struct ml_workload *self,
 				     const struct ml_workload *dst_pod,
@@ -161,6 +191,10 @@ ML_INLINE void ml_decide_app_connect(const struct ml_connect_request *req,
 	    rules->out_cidr_exclude ||
 	    ((self->flags & ML_WL_INCLUDE_OUT_CIDRS) && !rules->out_cidr_include)) {
 		ml_verdict_pass(v, ML_CTR_BYPASS_EXCLUDED, ML_HOP_OTHER);
+		return;
+	}
+	if (ml_fast_path_applies(self, dst_pod, req->dst_port, rules)) {
+		ml_verdict_pass(v, ML_CTR_FAST_PATH_CONNECTIONS, ML_HOP_FAST_PATH);
 		return;
 	}
 	if (self->flags & ML_WL_NODE_PROXY) {

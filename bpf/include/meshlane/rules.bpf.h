@@ -2,6 +2,7 @@
 #ifndef MESHLANE_RULES_BPF_H
 #define MESHLANE_RULES_BPF_H
 
+#include "meshlane/intercept.h"
 #include "meshlane/maps.bpf.h"
 #include "meshlane/shared.h"
 
@@ -42,6 +43,43 @@ static __always_inline struct ml_workload *ml_pod_of(const __u32 ip6[4])
 	key.ip6[2] = ip6[2];
 	key.ip6[3] = ip6[3];
 	return bpf_map_lookup_elem(&ml_pod_ips_v1, &key);
+}
+
+/* Whether a listener of the cgroup was seen in the namespace `netns_cookie` on `port`. */
+static __always_inline int ml_listening(__u64 netns_cookie, __u16 port)
+{
+	struct ml_listener_key key = {
+		.netns_cookie = netns_cookie,
+		.port = port,
+	};
+
+	return bpf_map_lookup_elem(&ml_listeners_v1, &key) != NULL;
+}
+
+/* The rule lookups an application's connect from `self` to dst_ip6:dst_port is decided on
+ * (ml_decide_connect); dst_pod is the workload owning dst_ip6, NULL when none on this node. The
+ * cgroup connect hooks and tc use the same lookups, so tc can tell which SYNs the connect hook
+ * sent on the fast path. */
+static __always_inline void ml_lookup_connect_rules(const struct ml_workload *self,
+						    const struct ml_workload *dst_pod,
+						    const __u32 dst_ip6[4], __u16 dst_port,
+						    struct ml_connect_rules *rules)
+{
+	rules->out_port = ml_port_rule(self->id, ML_DIR_OUTBOUND, dst_port);
+	rules->out_cidr_exclude = ml_cidr_listed(self->id, ML_CIDR_LIST_OUT_EXCLUDE, dst_ip6);
+	rules->out_cidr_include = (self->flags & ML_WL_INCLUDE_OUT_CIDRS) ?
+					  ml_cidr_listed(self->id, ML_CIDR_LIST_OUT_INCLUDE, dst_ip6) :
+					  0;
+	rules->dst_in_port = dst_pod ? ml_port_rule(dst_pod->id, ML_DIR_INBOUND, dst_port) : 0;
+	if (!dst_pod || !(self->flags & ML_WL_FAST_PATH) || !(dst_pod->flags & ML_WL_FAST_PATH))
+		return;
+	rules->fast_path_src_excepted =
+		(self->flags & ML_WL_FAST_PATH_PORT_RULES) &&
+		ml_port_rule(self->id, ML_DIR_FAST_PATH, dst_port) == ML_RULE_EXCLUDE;
+	rules->fast_path_dst_excepted =
+		(dst_pod->flags & ML_WL_FAST_PATH_PORT_RULES) &&
+		ml_port_rule(dst_pod->id, ML_DIR_FAST_PATH, dst_port) == ML_RULE_EXCLUDE;
+	rules->dst_listening = ml_listening(dst_pod->netns_cookie, dst_port);
 }
 
 #endif /* MESHLANE_RULES_BPF_H */

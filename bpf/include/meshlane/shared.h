@@ -43,6 +43,9 @@ enum ml_hop {
 	ML_HOP_APP_TO_PROXY, /* app -> its outbound sidecar (or node proxy) */
 	ML_HOP_PROXY_TO_PROXY, /* proxy -> a workload's inbound proxy on this node */
 	ML_HOP_PROXY_TO_APP, /* inbound proxy -> its app */
+	/* app -> app of another workload on this node, both opted in to the fast path: the
+	 * sidecars are skipped (docs/fast-path.md) */
+	ML_HOP_FAST_PATH,
 	ML_HOP_MAX,
 };
 
@@ -110,6 +113,10 @@ struct ml_workload {
 #define ML_WL_INCLUDE_OUT_CIDRS (1u << 4)
 #define ML_WL_NO_ACCEL (1u << 5) /* never splice this workload's sockets */
 #define ML_WL_ACCEL_PORT_RULES (1u << 6) /* some ports are not spliced (ML_DIR_ACCEL rules) */
+/* Same-node app-to-app connections with another fast-path workload skip both sidecars. */
+#define ML_WL_FAST_PATH (1u << 7)
+/* Some ports keep the sidecars even on the fast path (ML_DIR_FAST_PATH rules). */
+#define ML_WL_FAST_PATH_PORT_RULES (1u << 8)
 
 /* Key of ml_pod_ips_v1: a pod address (IPv6 or v4-mapped) -> struct ml_workload of its pod.
  * Lets a proxy's connect to a pod on this node go to that pod's inbound proxy. */
@@ -137,6 +144,8 @@ struct ml_cidr_rule_key {
 #define ML_DIR_OUTBOUND 1
 #define ML_DIR_INBOUND 2
 #define ML_DIR_ACCEL 3 /* port rules for splicing: ML_RULE_EXCLUDE on a local or remote port */
+/* Port rules for the fast path: ML_RULE_EXCLUDE on a destination port keeps the sidecars. */
+#define ML_DIR_FAST_PATH 4
 #define ML_RULE_INCLUDE 1
 #define ML_RULE_EXCLUDE 2
 #define ML_CIDR_LIST_OUT_INCLUDE 1
@@ -272,6 +281,12 @@ enum ml_counter {
 	/* Listening sockets of the cgroup that existed before the datapath was attached (or before
 	 * a workload was added) and whose mode the listener scan recorded. */
 	ML_CTR_LISTENERS_SCANNED,
+	/* App connects that took the fast path (no sidecar), counted for both workloads. */
+	ML_CTR_FAST_PATH_CONNECTIONS,
+	/* Fast-path connections spliced (both ends in the sockhash), counted once. */
+	ML_CTR_SPLICED_FAST_PATH,
+	/* Bytes sent over spliced fast-path connections (per-workload: the sender's). */
+	ML_CTR_FAST_PATH_BYTES,
 	ML_CTR_MAX,
 };
 
@@ -365,6 +380,7 @@ enum ml_event_reason {
 	ML_REASON_INBOUND_LOCAL, /* proxy -> a local workload's inbound proxy */
 	ML_REASON_INBOUND_TC, /* from off the node, steered by tc to the inbound proxy */
 	ML_REASON_POLICY, /* ML_EVENT_DENIED */
+	ML_REASON_FAST_PATH, /* app -> app on this node, not redirected: the sidecars are skipped */
 };
 
 /* ml_event.side for socket events: which end of the connection the socket is. */

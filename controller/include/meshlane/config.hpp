@@ -127,6 +127,13 @@ struct WorkloadConfig {
   // entirely, or off for connections with a local or remote port listed.
   bool acceleration = true;
   std::vector<std::uint16_t> exclude_acceleration_ports;
+  // L4 fast path (docs/fast-path.md), off by default: an app's connect to an address of
+  // another fast-path workload on this node goes app to app, skipping both sidecars (no mTLS,
+  // no L7 policy, no proxy telemetry; the server sees the client pod's address), when the L4
+  // policy allows it and the server app listens. A destination port listed in the
+  // fast_path_exclude_ports of either workload keeps its sidecars.
+  bool fast_path = false;
+  std::vector<std::uint16_t> fast_path_exclude_ports;
   // What L4 policies select the workload by (besides its name).
   std::map<std::string, std::string> labels;
 };

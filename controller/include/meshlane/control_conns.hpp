@@ -22,10 +22,18 @@ namespace meshlane::control {
 // bpf_map_get_next_key. Keys that vanish during the walk are simply missed.
 Result<std::vector<ml_sock_key>> read_sockhash_keys(const std::string& bpffs_dir);
 
-// Which workload an address or a loopback scope (netns cookie) belongs to.
+// What conns needs to know of a workload to tell a connection's kind.
+struct WorkloadTraits {
+  bool fast_path = false;
+  std::uint16_t outbound_port = 0;
+  std::uint16_t inbound_port = 0;
+};
+
+// Which workload an address or a loopback scope (netns cookie) belongs to, and its traits.
 struct WorkloadIndex {
   std::map<std::array<std::uint8_t, 16>, std::string> by_address;  // v4-mapped or IPv6 bytes
   std::map<std::uint64_t, std::string> by_netns_cookie;
+  std::map<std::string, WorkloadTraits> by_name;
 
   void add(const WorkloadConfig& workload, std::uint64_t netns_cookie);
 };
@@ -36,10 +44,17 @@ std::string endpoint_text(const __u32 ip6[4], std::uint16_t port);
 // The peer socket's key: what sock_ops stored as ml_sock_state.peer for this socket.
 ml_sock_key peer_key(const ml_sock_key& key);
 
-// {"connections":[{"local","remote","scope","workload","remote_workload","peer_in_map"}...],
-//  "total":N,"shown":M,"truncated":bool}, at most `limit` entries, sorted by local then remote.
-// A side belongs to a workload when its address is one of the workload's, or, for loopback
-// sockets (scope != 0), when the scope is the workload's netns cookie.
+// The kind of a spliced socket's connection, told from the workloads' settings (the sockhash
+// keeps no hop kind): "fastpath" when its two addresses belong to two different workloads that
+// both have fast_path on and neither port is an outbound_port or inbound_port of either of
+// them (app to app, the sidecars skipped); "other" for everything else, sidecar hops included.
+const char* connection_kind(const ml_sock_key& key, const WorkloadIndex& index);
+
+// {"connections":[{"local","remote","scope","workload","remote_workload","kind",
+//  "peer_in_map"}...], "total":N,"shown":M,"truncated":bool}, at most `limit` entries, sorted
+// by local then remote. A side belongs to a workload when its address is one of the workload's,
+// or, for loopback sockets (scope != 0), when the scope is the workload's netns cookie. "kind"
+// is connection_kind().
 nlohmann::json describe_connections(const std::vector<ml_sock_key>& keys,
                                     const WorkloadIndex& index, std::size_t limit);
 

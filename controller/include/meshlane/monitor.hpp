@@ -38,9 +38,11 @@ const char* type_name(std::uint32_t type);
 std::optional<std::uint32_t> type_from_name(std::string_view name);
 // Every type name, in enum order.
 std::vector<std::string> type_names();
-// "outbound", "node_proxy", "inbound_local", "inbound_tc", "policy"; nullptr for none.
+// "outbound", "node_proxy", "inbound_local", "inbound_tc", "policy", "fast_path" (an app's
+// connect left alone: app to app on this node, the sidecars skipped); nullptr for none.
 const char* reason_name(std::uint8_t reason);
-// "other", "app_to_proxy", "proxy_to_proxy", "proxy_to_app".
+// "other", "app_to_proxy", "proxy_to_proxy", "proxy_to_app", "fastpath" (enum ml_hop; an
+// unknown value is "other").
 const char* hop_name(std::uint8_t hop);
 
 // An event as the daemon hands it out: the kernel's record, its wall-clock time and the

@@ -39,7 +39,8 @@ struct PolicyRule {
 };
 
 // Settings a policy gives the workloads it selects, replacing theirs key by key: what is
-// intercepted (the [[workload]] port and CIDR lists) and whether their sockets are spliced.
+// intercepted (the [[workload]] port and CIDR lists), whether their sockets are spliced and
+// whether they take the L4 fast path.
 struct PolicyOverrides {
   std::optional<std::vector<std::uint16_t>> include_outbound_ports;
   std::optional<std::vector<std::uint16_t>> exclude_outbound_ports;
@@ -50,6 +51,9 @@ struct PolicyOverrides {
   std::optional<std::vector<Cidr>> exclude_inbound_cidrs;
   std::optional<bool> acceleration;
   std::optional<std::vector<std::uint16_t>> exclude_acceleration_ports;
+  // "fast_path": {"enabled": ..., "exclude_ports": [...]}: fast_path, fast_path_exclude_ports.
+  std::optional<bool> fast_path;
+  std::optional<std::vector<std::uint16_t>> fast_path_exclude_ports;
 };
 
 struct Policy {
