@@ -283,6 +283,9 @@ Outcome<nlohmann::json> ControlApi::conns(const Params& params) {
   for (const WorkloadConfig& workload : applied) {
     index.add(workload, backend_.netns_cookie(workload.netns).value_or(0));
   }
+  index.listening = [this](std::uint64_t netns_cookie, std::uint16_t port) {
+    return backend_.listening(netns_cookie, port);
+  };
   const std::int64_t shown = limit.value_or(kDefaultConnsLimit);
   return describe_connections(keys.value(), index,
                               shown == 0 ? keys->size() : static_cast<std::size_t>(shown));

@@ -55,6 +55,23 @@ bool is_proxy_port(const WorkloadTraits& traits, std::uint16_t port) {
   return port == traits.outbound_port || port == traits.inbound_port;
 }
 
+bool listed(const std::vector<std::uint16_t>& ports, std::uint16_t port) {
+  return std::find(ports.begin(), ports.end(), port) != ports.end();
+}
+
+// Whether a connection from `client` to `server`'s port could have taken the fast path
+// (ml_fast_path_applies in bpf/include/meshlane/intercept.h).
+bool fast_path_port(const WorkloadIndex& index, const WorkloadTraits& client,
+                    const WorkloadTraits& server, std::uint16_t port) {
+  if (is_proxy_port(server, port) || listed(server.exclude_inbound_ports, port) ||
+      (!server.include_inbound_ports.empty() && !listed(server.include_inbound_ports, port)) ||
+      listed(client.fast_path_exclude_ports, port) ||
+      listed(server.fast_path_exclude_ports, port)) {
+    return false;
+  }
+  return !index.listening || index.listening(server.netns_cookie, port);
+}
+
 auto sort_key(const ml_sock_key& key) {
   return std::make_tuple(address_bytes(key.local_ip6), key.local_port,
                          address_bytes(key.remote_ip6), key.remote_port, key.scope, key.local_seq);
@@ -100,8 +117,10 @@ void WorkloadIndex::add(const WorkloadConfig& workload, std::uint64_t netns_cook
   if (netns_cookie != 0) {
     by_netns_cookie.emplace(netns_cookie, workload.name);
   }
-  by_name.emplace(workload.name, WorkloadTraits{workload.fast_path, workload.outbound_port,
-                                                workload.inbound_port});
+  by_name.emplace(workload.name,
+                  WorkloadTraits{workload.fast_path, workload.outbound_port, workload.inbound_port,
+                                 netns_cookie, workload.fast_path_exclude_ports,
+                                 workload.include_inbound_ports, workload.exclude_inbound_ports});
 }
 
 const char* connection_kind(const ml_sock_key& key, const WorkloadIndex& index) {
@@ -113,12 +132,12 @@ const char* connection_kind(const ml_sock_key& key, const WorkloadIndex& index) 
       !remote->fast_path) {
     return "other";
   }
-  for (const std::uint16_t port : {key.local_port, key.remote_port}) {
-    if (is_proxy_port(*local, port) || is_proxy_port(*remote, port)) {
-      return "other";
-    }
-  }
-  return "fastpath";
+  // Either end may be the server (the key does not say which).
+  const bool local_serves = !is_proxy_port(*remote, key.remote_port) &&
+                            fast_path_port(index, *remote, *local, key.local_port);
+  const bool remote_serves = !is_proxy_port(*local, key.local_port) &&
+                             fast_path_port(index, *local, *remote, key.remote_port);
+  return local_serves || remote_serves ? "fastpath" : "other";
 }
 
 std::string endpoint_text(const __u32 ip6[4], std::uint16_t port) {

@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 
+#include "meshlane/bpf_map.hpp"
 #include "meshlane/config.hpp"
 #include "meshlane/control_api.hpp"
 #include "meshlane/control_conns.hpp"
@@ -309,8 +310,22 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
 
   void set_hub(meshlane::monitor::Hub* hub) { hub_ = hub; }
 
+  bool listening(std::uint64_t netns_cookie, std::uint16_t port) override {
+    if (!listeners_) {
+      auto opened = ListenerMap::open_pin(datapath_.pins().map(ML_LISTENERS_MAP_NAME));
+      if (!opened) {
+        return true;  // cannot tell: classify by the settings alone
+      }
+      listeners_.emplace(std::move(opened.value()));
+    }
+    const ml_listener_key key{netns_cookie, port, 0, 0};
+    return listeners_->lookup(key).has_value();
+  }
+
  private:
+  using ListenerMap = meshlane::TypedMap<ml_listener_key, std::uint8_t>;
   meshlane::monitor::Hub* hub_ = nullptr;
+  std::optional<ListenerMap> listeners_;
   const meshlane::Config& config_;
   const meshlane::Datapath& datapath_;
   std::string cgroup_path_;

@@ -355,10 +355,15 @@ WorkloadIndex fast_path_index() {
       w.ips.push_back(parse_ip_address(ip).value());
     }
     w.fast_path = fast;
+    std::uint64_t cookie = 0;
     if (std::string(name) == "f2") {
       w.inbound_port = 7006;
+      w.fast_path_exclude_ports = {9443};
+      cookie = 32;
+    } else if (std::string(name) == "f1") {
+      cookie = 31;
     }
-    index.add(w, 0);
+    index.add(w, cookie);
   };
   add("f1", {"198.18.0.31", "fd00::31"}, true);
   add("f2", {"198.18.0.32", "fd00::32"}, true);
@@ -383,7 +388,10 @@ TEST(ControlConns, KindIsFastPathOnlyBetweenTwoFastPathWorkloadsOffTheirProxyPor
   EXPECT_EQ(kind("198.18.0.31", 40000, "198.18.0.32", 15001), "other");  // f2's outbound
   EXPECT_EQ(kind("198.18.0.31", 15006, "198.18.0.32", 8080), "other");   // f1's inbound
   EXPECT_EQ(kind("198.18.0.32", 8080, "198.18.0.31", 15006), "other");
-  EXPECT_EQ(kind("198.18.0.31", 40000, "198.18.0.32", 15006), "other");  // f1's inbound port
+  // f1's inbound port is an app port of f2's (whose inbound proxy is on 7006): the datapath
+  // takes the fast path there, as it does for any port that is not f2's own.
+  EXPECT_EQ(kind("198.18.0.31", 40000, "198.18.0.32", 15006), "fastpath");
+
   // One end not opted in, not a workload, or the same workload at both ends.
   EXPECT_EQ(kind("198.18.0.31", 40000, "198.18.0.40", 8080), "other");
   EXPECT_EQ(kind("198.18.0.40", 8080, "198.18.0.31", 40000), "other");
@@ -395,6 +403,30 @@ TEST(ControlConns, KindIsFastPathOnlyBetweenTwoFastPathWorkloadsOffTheirProxyPor
   EXPECT_EQ(
       std::string(connection_kind(make_key("198.18.0.31", 1, "198.18.0.32", 2), WorkloadIndex{})),
       "other");
+}
+
+TEST(ControlConns, TheServerEndIsWhereAListenerOfTheCgroupIs) {
+  // A's sidecar (an ephemeral port) -> B's mesh port 15020 (excluded from B's inbound
+  // interception): B's end is no fast-path port, and A's ephemeral port is no server end,
+  // since nothing listens there. Without listeners to go by, either end may be the server.
+  WorkloadIndex index = fast_path_index();
+  index.listening = [](std::uint64_t netns_cookie, std::uint16_t port) {
+    return (netns_cookie == 32 && (port == 15020 || port == 8080 || port == 9443)) ||
+           (netns_cookie == 31 && port == 8081);
+  };
+  auto kind = [&](const char* local, std::uint16_t local_port, const char* remote,
+                  std::uint16_t remote_port) {
+    return std::string(connection_kind(make_key(local, local_port, remote, remote_port, 0), index));
+  };
+  EXPECT_EQ(kind("198.18.0.31", 54720, "198.18.0.32", 15020), "other");
+  EXPECT_EQ(kind("198.18.0.32", 15020, "198.18.0.31", 54720), "other");
+  // A port f2 excepts from the fast path.
+  EXPECT_EQ(kind("198.18.0.31", 54720, "198.18.0.32", 9443), "other");
+  EXPECT_EQ(kind("198.18.0.31", 54720, "198.18.0.32", 8080), "fastpath");
+  EXPECT_EQ(kind("198.18.0.32", 8080, "198.18.0.31", 54720), "fastpath");
+  EXPECT_EQ(kind("198.18.0.32", 40000, "198.18.0.31", 8081), "fastpath");
+  // Nothing listens on either port: neither end can be a fast-path server.
+  EXPECT_EQ(kind("198.18.0.31", 54720, "198.18.0.32", 8082), "other");
 }
 
 TEST(ControlConns, DescribeConnectionsCarriesTheKind) {

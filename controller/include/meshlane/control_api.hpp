@@ -58,6 +58,9 @@ class ControlBackend {
   virtual Result<std::vector<ml_sock_key>> sockhash_keys() = 0;
   // The netns cookie of a workload's namespace; nullopt when it cannot be read.
   virtual std::optional<std::uint64_t> netns_cookie(const std::string& netns_path) = 0;
+  // Whether the datapath has seen a listener of the cgroup in that namespace on that port (for
+  // telling a connection's server end in conns). Without a datapath: assume so.
+  virtual bool listening(std::uint64_t /*netns_cookie*/, std::uint16_t /*port*/) { return true; }
   // One workload's counters, by its netns cookie.
   virtual Result<Counters> workload_counters(std::uint64_t netns_cookie) {
     (void)netns_cookie;
