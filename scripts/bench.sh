@@ -10,7 +10,7 @@ Usage: sudo scripts/bench.sh [--quick] [--rounds N] [--duration S] [--modes LIST
                              [--build] [--help]
 
 Two pods (network namespaces on a bridge in a node namespace, 198.18.0.11 and .12) talk over
-TCP in these modes, measured in one run and interleaved (round 1: a b c d dx d+, round 2
+TCP in these modes, measured in one run and interleaved (round 1: a b c d dx d+ f, round 2
 starts one mode later, and so on):
 
   a   direct: client pod -> server pod, no mesh (the floor)
@@ -24,6 +24,10 @@ starts one mode later, and so on):
       once this can beat d's latency: see "Idle vCPUs" in docs/performance.md
   d+  as d with acceleration.splice_blocking_sockets = true; throughput cells only (iperf3
       uses blocking sockets, which d does not splice)
+  f   as d with both pods opted in to the L4 fast path (fast_path = true, docs/fast-path.md):
+      the client's connects to the server pod skip both sidecars (which still run) and go app
+      to app, spliced when both ends are non-blocking (iperf3's blocking sockets are not);
+      compared with a and b in every cell (--quick runs it only when named: --modes a,b,f)
 
 Workloads (cells), client in pod A, server in pod B:
   sp64, sp4k            sockperf ping-pong --tcp --nonblocked, 64 B / 4 KiB: RTT p50, p99;
@@ -43,19 +47,20 @@ figures as median [min-max] over the rounds, ratios against b), results.json, ch
 (every tool's output and the counters). The ratio table is printed at the end.
 
 Options:
-  --quick             1 round of 1 s cells, without mode a and the 4 KiB sockperf cells unless
-                      --modes/--workloads name them: about 75 s, a smoke test (each sockperf
-                      run takes 3 s whatever its length). Mode d also times 200 switches of a
-                      1,000-rule L4 policy; 40 with --quick
+  --quick             1 round of 1 s cells, without modes a and f and the 4 KiB sockperf
+                      cells unless --modes/--workloads name them: about 75 s, a smoke test
+                      (each sockperf run takes 3 s whatever its length). Mode d also times
+                      200 switches of a 1,000-rule L4 policy; 40 with --quick
   --rounds N          interleaved rounds (default 5)
   --duration S        seconds per cell, an integer (default 4)
-  --modes LIST        comma-separated subset of a,b,c,d,dx,d+ (default all; b is needed for ratios)
+  --modes LIST        comma-separated subset of a,b,c,d,dx,d+,f (default all; b is needed for
+                      ratios, a for f's ratios against the floor)
   --workloads LIST    comma-separated subset of the cells above (default all)
   --proxy-threads N   HAProxy nbthread per sidecar (default 1; this VM class has 2 vCPUs)
   --out DIR           output directory (default bench-results/<date>[-quick])
   --keep              keep the work directory (daemon and proxy logs) under DIR/work
   --bpf-stats         record run count and run time of meshlane's BPF programs per cell (modes
-                      c, d, dx, d+): sets kernel.bpf_stats_enabled = 1 for the run (a host-wide
+                      c, d, dx, d+, f): sets kernel.bpf_stats_enabled = 1 for the run (a host-wide
                       switch that adds a few ns to every BPF program run) and restores it
   --perf              profile every cell with `perf record -a -g` (needs perf, Debian package
                       linux-perf) and report where the CPU goes per request / per GiB: user
@@ -84,7 +89,7 @@ REPO=$(pwd)
 # shellcheck source=scripts/bench/lib.sh
 source "$REPO/scripts/bench/lib.sh"
 
-ALL_MODES="a b c d dx d+"
+ALL_MODES="a b c d dx d+ f"
 ALL_CELLS="sp64 sp4k spe64 spe4k ip1x1k ip1x64k ip8x1k ip8x64k cr1 cr16 rr1"
 rounds=5
 duration=4
@@ -301,7 +306,7 @@ setup_mode() {
       bench_iptables_on "$NS_A"
       bench_iptables_on "$NS_B"
       ;;
-    c | d | dx | d+)
+    c | d | dx | d+ | f)
       local enabled=true blocking=false exclude=""
       [[ $mode == c ]] && enabled=false
       [[ $mode == d+ ]] && blocking=true
@@ -310,6 +315,12 @@ setup_mode() {
       DAEMON_CFG="$WORK/meshlane-r$r-$mode.toml"
       bench_write_daemon_config "$DAEMON_CFG" "$BPFFS_DIR" "$enabled" "$blocking" "$exclude" \
         pod-a "$NS_A" "$IP_A" pod-b "$NS_B" "$IP_B"
+      if [[ $mode == f ]]; then
+        # Both pods opt in to the L4 fast path: one line after each workload's mesh key.
+        sed -i 's/^mesh = "istio"$/&\nfast_path = true/' "$DAEMON_CFG"
+        [[ $(grep -c '^fast_path = true$' "$DAEMON_CFG") -eq 2 ]] ||
+          bench_die "could not opt both workloads in to the fast path in $DAEMON_CFG"
+      fi
       bench_daemon_start DAEMON_PID "$DAEMON_CFG" "$WORK/meshlaned-r$r-$mode.log"
       if [[ $bpf_stats -eq 1 ]]; then
         # The IDs of this daemon's maps: its programs are the ml_* programs using them (other
@@ -347,7 +358,7 @@ teardown_mode() {
   PROXY_A=""
   PROXY_B=""
   case $mode in
-    c | d | dx | d+)
+    c | d | dx | d+ | f)
       bench_daemon_stats "$DAEMON_CFG" >"$RAW/r$r-$mode.counters.json"
       bench_kill_pid "$DAEMON_PID"
       bench_daemon_cleanup "$DAEMON_CFG"

@@ -7,10 +7,11 @@
 Raw files per cell (prefix raw/r<round>-<mode>-<cell>): .meta (key=value: round, mode, cell,
 command, rc, server_rc), .out/.err (the client's output), .stat0/.stat1 (first line of
 /proc/stat), .cg0/.cg1 (bench cgroup usage_usec), .t0/.t1 (ns), .sock0/.sock1 (TCP line of
-/proc/net/sockstat), .ml0/.ml1 (meshlaned --stats -o json, modes c, d, dx, d+).
+/proc/net/sockstat), .ml0/.ml1 (meshlaned --stats -o json, modes c, d, dx, d+, f).
 
 Statistics: for every metric and mode, median, min and max over the rounds. Ratios against
-mode b are paired per round (x_r / b_r) and reported as the median [min-max] of those ratios.
+mode b are paired per round (x_r / b_r) and reported as the median [min-max] of those ratios;
+mode f (the L4 fast path) is also paired against mode a (direct, no mesh), the floor it nears.
 """
 
 import json
@@ -21,7 +22,7 @@ import statistics
 import subprocess
 import sys
 
-MODES = ["a", "b", "c", "d", "dx", "d+"]
+MODES = ["a", "b", "c", "d", "dx", "d+", "f"]
 MODE_NAMES = {
     "a": "a: direct",
     "b": "b: iptables + HAProxy",
@@ -29,11 +30,16 @@ MODE_NAMES = {
     "d": "d: meshlane intercept + accel",
     "dx": "dx: d, hop app -> sidecar on TCP",
     "d+": "d+: d + splice blocking sockets",
+    "f": "f: d + L4 fast path (app to app)",
 }
 MESHLANE_MODES = ("c", "d", "dx", "d+")
 SPLICING_MODES = ("d", "dx", "d+")
+# The L4 fast path: d's sidecars and splicing, both pods opted in (docs/fast-path.md). The
+# client's connections to the server pod skip both sidecars, so its evidence is another one
+# (sanity_checks); its figures are also paired against a, the no-mesh floor.
+FAST_PATH_MODES = ("f",)
 # Variants of d shown next to it in the targets, for the cells they ran.
-D_VARIANTS = ("dx", "d+")
+D_VARIANTS = ("dx", "d+", "f")
 CELLS = ["sp64", "sp4k", "spe64", "spe4k", "rr1", "cr1", "cr16", "ip1x1k", "ip1x64k", "ip8x1k", "ip8x64k"]
 CELL_NAMES = {
     "sp64": "sockperf ping-pong 64 B, client busy-polls",
@@ -99,6 +105,7 @@ COUNTER_KEYS = [
     "bytes_redirected", "redirect_failed", "spliced_app_to_proxy", "spliced_proxy_to_proxy",
     "spliced_proxy_to_app", "spliced_other", "intercepted_outbound", "intercepted_inbound_local",
     "orig_dst_answered", "sockets_skipped_peer", "redirect_reader_behind", "sockets_skipped_by_port",
+    "intercepted_inbound_tc", "fast_path_connections", "spliced_fast_path", "fast_path_bytes",
 ]
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -345,6 +352,37 @@ def sanity_checks(r):
             w.append("the excluded hop app -> sidecar was spliced (spliced_app_to_proxy rose)")
         if not counter(r, "sockets_skipped_by_port"):
             w.append("no socket was left out by port (sockets_skipped_by_port did not rise)")
+    if r["mode"] in FAST_PATH_MODES:
+        fast_path_checks(r, w)
+
+
+def fast_path_checks(r, w):
+    """Mode f: the workload's connections took the fast path and no sidecar carried any. The
+    sidecars only ever get a connection that meshlane redirected to them (outbound at the
+    client's connect, inbound_local at a sidecar's connect, inbound_tc at the server pod's tc),
+    and each such connection is counted there; the fast path counts its own at connect."""
+    if r.get("counters") is None:
+        w.append("no meshlane counters")
+        return
+    if not counter(r, "fast_path_connections"):
+        w.append("no connection took the fast path (fast_path_connections did not rise)")
+    carried = sum(counter(r, k) or 0 for k in ("intercepted_outbound", "intercepted_inbound_local",
+                                               "intercepted_inbound_tc"))
+    if carried:
+        w.append("the sidecars carried %d of the workload's connections (intercepted_outbound, "
+                 "intercepted_inbound_local, intercepted_inbound_tc rose)" % carried)
+    if counter(r, "orig_dst_answered"):
+        w.append("a sidecar asked for an original destination (orig_dst_answered rose)")
+    hops = sum(counter(r, k) or 0 for k in ("spliced_app_to_proxy", "spliced_proxy_to_proxy",
+                                            "spliced_proxy_to_app"))
+    if hops:
+        w.append("%d sidecar hop(s) were spliced: a sidecar was in the path" % hops)
+    # iperf3's sockets are blocking: the fast path is not spliced there; every other cell's are.
+    if r["ok"] and not r["cell"].startswith("ip"):
+        if not counter(r, "spliced_fast_path"):
+            w.append("no fast-path connection was spliced (spliced_fast_path did not rise)")
+        if not counter(r, "fast_path_bytes"):
+            w.append("no byte went over a spliced fast-path connection (fast_path_bytes did not rise)")
 
 
 def counter(rec, key):
@@ -385,6 +423,13 @@ def summarize(prefix):
     red = counter(rec, "bytes_redirected")
     if red is not None and rec["mode"] in SPLICING_MODES:
         parts.append("spliced %s" % human_bytes(red))
+    if rec["mode"] in FAST_PATH_MODES and rec.get("counters") is not None:
+        parts.append("fast path %d conn(s), %s spliced, sidecars %d conn(s)" % (
+            counter(rec, "fast_path_connections") or 0,
+            human_bytes(counter(rec, "fast_path_bytes") or 0),
+            sum(counter(rec, k) or 0 for k in ("intercepted_outbound",
+                                                "intercepted_inbound_local",
+                                                "intercepted_inbound_tc"))))
     print(", ".join(parts))
 
 
@@ -433,11 +478,20 @@ def build(out_dir):
             label, unit, better = METRICS[key]
             row = {"cell": cell, "workload": CELL_NAMES[cell], "metric": key, "label": label,
                    "unit": unit, "better": better, "values": {}, "ratios": {},
-                   "improvement": {}, "ratios_vs_c": {}}
+                   "improvement": {}, "ratios_vs_c": {}, "ratios_vs_a": {}}
             for mode in modes:
                 vals = [by[(cell, mode, rd)]["metrics"].get(key) for rd in rounds
                         if (cell, mode, rd) in by]
                 row["values"][mode] = stats(vals)
+                if mode in FAST_PATH_MODES and "a" in modes:
+                    # Against the floor: how much of the mesh's cost is left.
+                    ra = []
+                    for rd in rounds:
+                        x = by.get((cell, mode, rd), {}).get("metrics", {}).get(key)
+                        a = by.get((cell, "a", rd), {}).get("metrics", {}).get(key)
+                        if x is not None and a:
+                            ra.append(x / a)
+                    row["ratios_vs_a"][mode] = stats(ra)
                 if "b" in modes and mode != "b":
                     ratios = []
                     for rd in rounds:
@@ -622,12 +676,17 @@ def markdown(result, modes, cells, table, targets, failures, warnings, splicing)
         L.append("`better` says which way is an improvement. `d improvement` is mode d as an "
                  "improvement factor (> 1 better than b; the target for every cell is >= 0.97). "
                  "`d/c` isolates what splicing adds to interception alone (same sidecars, no "
-                 "iptables in either).")
+                 "iptables in either)." +
+                 (" `f/a` is the L4 fast path against the direct floor (1.00: no mesh cost "
+                  "left)." if "f" in modes and "a" in modes else ""))
         L.append("")
         vs_c = [m for m in SPLICING_MODES if m in modes and "c" in modes]
+        vs_a = [m for m in FAST_PATH_MODES if m in modes and "a" in modes]
         L.append("| workload | metric | better | " + " | ".join(m + "/b" for m in others) +
-                 " | d improvement |" + "".join(" %s/c |" % m for m in vs_c))
-        L.append("|---|---|---|" + "---|" * len(others) + "---|" + "---|" * len(vs_c))
+                 " | d improvement |" + "".join(" %s/c |" % m for m in vs_c) +
+                 "".join(" %s/a |" % m for m in vs_a))
+        L.append("|---|---|---|" + "---|" * len(others) + "---|" + "---|" * len(vs_c) +
+                 "---|" * len(vs_a))
         for row in table:
             imp = row["improvement"].get("d")
             mark = ""
@@ -638,9 +697,11 @@ def markdown(result, modes, cells, table, targets, failures, warnings, splicing)
                 " | ".join(rng(row["ratios"].get(m), lambda v: "%.2f" % v) for m in others),
                 ("%.2f%s" % (imp["median"], mark)) if imp else "-",
                 "".join(" %s |" % rng(row["ratios_vs_c"].get(m), lambda v: "%.2f" % v)
-                        for m in vs_c)))
+                        for m in vs_c) +
+                "".join(" %s |" % rng(row["ratios_vs_a"].get(m), lambda v: "%.2f" % v)
+                        for m in vs_a)))
         L.append("")
-    L.append("#### Issue-5 targets (mode d against b; dx and d+ shown for the cells they run, "
+    L.append("#### Issue-5 targets (mode d against b; dx, d+ and f shown for the cells they run, "
              "not counted in the verdict)")
     L.append("")
     for t in targets:
@@ -670,6 +731,9 @@ def markdown(result, modes, cells, table, targets, failures, warnings, splicing)
                 "bytes_redirected", "redirect_failed", "redirect_reader_behind"]
         if any(k.startswith("dx/") for k in splicing):
             keys += ["spliced_app_to_proxy", "sockets_skipped_by_port"]
+        if any(k.startswith("f/") for k in splicing):
+            keys += ["fast_path_connections", "spliced_fast_path", "fast_path_bytes",
+                     "intercepted_inbound_tc"]
         L.append("| mode/cell | " + " | ".join(keys) + " |")
         L.append("|---|" + "---|" * len(keys))
         for k in sorted(splicing, key=lambda s: (MODES.index(s.split("/")[0]),
@@ -788,7 +852,8 @@ def chart(out_dir, result, modes, table):
     title = "meshlane vs Istio-style iptables + HAProxy sidecars (b = 1.0), %s, %d round(s) x %s s%s" % (
         meta.get("date", "")[:10], len(result["rounds"]), meta.get("duration", "?"),
         " (--quick)" if meta.get("quick") == "1" else "")
-    colors = {"a": "#9e9e9e", "c": "#6baed6", "d": "#2171b5", "dx": "#fd8d3c", "d+": "#74c476"}
+    colors = {"a": "#9e9e9e", "c": "#6baed6", "d": "#2171b5", "dx": "#fd8d3c", "d+": "#74c476",
+              "f": "#6a51a3"}
     plots = []
     for i, m in enumerate(others):
         base = 2 + 3 * i
