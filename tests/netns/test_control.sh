@@ -65,7 +65,7 @@ ctl_ok -o json workload get pod-a
 ctl_assert_json "$CTL_OUT" 'j["source"] == "live" and j["spec"]["outbound_port"] == 15001 and j["spec"]["ips"] == ["198.18.0.10", "fd00::10"]' \
   "workload get"
 ctl_ok workload list
-grep -qE "^pod-a +live +istio +/var/run/netns/$POD_A +198.18.0.10, fd00::10$" <<<"$CTL_OUT" ||
+grep -qE "^pod-a +live +istio +no +/var/run/netns/$POD_A +198.18.0.10, fd00::10$" <<<"$CTL_OUT" ||
   ml_fail "workload list: $CTL_OUT"
 ctl_ok -o json status
 ctl_assert_json "$CTL_OUT" 'j["workloads"] == {"total": 1, "config": 0, "live": 1}' "status after add"
@@ -83,7 +83,7 @@ ctl_ok -o json conns
 ctl_assert_json "$CTL_OUT" 'any(c["local"] == "127.0.0.1:9000" and c["workload"] == "pod-a" and c["remote_workload"] == "pod-a" and c["peer_in_map"] and c["scope"] != 0 for c in j["connections"])' \
   "conns lists the held connection as pod-a's"
 ctl_ok conns
-grep -qE '^127\.0\.0\.1:9000 +127\.0\.0\.1:[0-9]+ +pod-a +pod-a +yes +netns [0-9]+$' <<<"$CTL_OUT" ||
+grep -qE '^127\.0\.0\.1:9000 +127\.0\.0\.1:[0-9]+ +pod-a +pod-a +other +yes +netns [0-9]+$' <<<"$CTL_OUT" ||
   ml_fail "conns table: $CTL_OUT"
 
 # Deleting stops interception for new connections; the established one carries on.
