@@ -99,6 +99,35 @@ static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_c
 	return verdict->action;
 }
 
+/* Tells sock_ops which live listener of the cgroup this socket's connection reaches on this
+ * node (ml_srvlistener_v1, read by its client end; sock_ops cannot look the registry up). The
+ * destination is the final one, after any redirect; its namespace is the pod's that owns the
+ * address, else the caller's own (loopback, or possibly its own address: sock_ops consults the
+ * answer only for those). A socket that connects again gets a new answer. */
+static __always_inline void note_server_listener(struct bpf_sock_addr *ctx, const __u32 ip6[4],
+						 __u16 port)
+{
+	__u64 netns_cookie = bpf_get_netns_cookie(ctx);
+	struct ml_server_listener *note;
+	struct ml_workload *pod;
+	int found;
+
+	if (ctx->type != SOCK_STREAM)
+		return;
+	if (!ml_ip6_is_loopback(ip6)) {
+		pod = ml_pod_of(ip6);
+		if (pod)
+			netns_cookie = pod->netns_cookie;
+	}
+	found = ml_listening(netns_cookie, port);
+	note = bpf_sk_storage_get(&ml_srvlistener_v1, ctx->sk, 0,
+				  found ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (!note)
+		return;
+	note->netns_cookie = found ? netns_cookie : 0;
+	note->port = port;
+}
+
 SEC("cgroup/connect4")
 int ml_connect4(struct bpf_sock_addr *ctx)
 {
@@ -117,8 +146,10 @@ int ml_connect4(struct bpf_sock_addr *ctx)
 	case ML_CONNECT_REDIRECT:
 		ctx->user_ip4 = verdict.new_ip6[3];
 		ctx->user_port = bpf_htons(verdict.new_port);
+		note_server_listener(ctx, verdict.new_ip6, verdict.new_port);
 		break;
 	default:
+		note_server_listener(ctx, req.dst_ip6, req.dst_port);
 		break;
 	}
 	return 1;
@@ -152,8 +183,10 @@ int ml_connect6(struct bpf_sock_addr *ctx)
 		ctx->user_ip6[2] = verdict.new_ip6[2];
 		ctx->user_ip6[3] = verdict.new_ip6[3];
 		ctx->user_port = bpf_htons(verdict.new_port);
+		note_server_listener(ctx, verdict.new_ip6, verdict.new_port);
 		break;
 	default:
+		note_server_listener(ctx, req.dst_ip6, req.dst_port);
 		break;
 	}
 	return 1;

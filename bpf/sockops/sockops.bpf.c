@@ -33,6 +33,11 @@ const volatile __u8 splice_blocking_sockets = 0;
  * default): no limit, and the check below is dead code. */
 const volatile __u32 max_unread_bytes = 0;
 
+/* Whether the connect hooks run (interception is supported): they tell each client end which
+ * live listener its connection reaches (ml_srvlistener_v1). Without them (degraded) a client
+ * end goes by the listener filter ml_listeners_v1 alone, whose entries outlive their listeners. */
+const volatile __u8 connect_hooks = 1;
+
 /* Tests only (MESHLANE_TEST_VERIFIER_REJECT=1): makes ml_sk_msg a program the verifier
  * rejects, to test how meshlaned reports a rejection and that it then changes nothing. Zero in
  * every real load, where the branch below is dead code that the verifier drops. */
@@ -82,6 +87,14 @@ static __always_inline void record_listener(struct bpf_sock_ops *skops)
 		}
 	}
 	bpf_map_update_elem(&ml_listeners_v1, &key, &mode, BPF_ANY);
+	/* The first free slot of its namespace and port. With all ML_LISTENER_SLOTS taken the
+	 * port stays known by the others; it only goes unseen if they all close first. */
+	for (__u16 slot = 0; slot < ML_LISTENER_SLOTS; slot++) {
+		key.slot = slot;
+		if (bpf_sock_hash_update(skops, &ml_listener_socks_v1, &key, BPF_NOEXIST) == 0)
+			return;
+	}
+	ml_count(ML_CTR_LISTENERS_UNREGISTERED, 1);
 }
 
 static __always_inline int reader_may_block(struct bpf_sock *sk, int active)
@@ -277,33 +290,46 @@ static __always_inline int steered_from_outside(const struct ml_sock_key *self)
 	return bpf_map_lookup_elem(&ml_tcflows_v2, &key) != NULL;
 }
 
+/* Whether this client end's connect found a live listener of the cgroup in the namespace
+ * `netns_cookie` on `port` (the connect hook's answer, ml_srvlistener_v1). */
+static __always_inline int connected_to_listener(struct bpf_sock *sk, __u64 netns_cookie,
+						 __u16 port)
+{
+	struct ml_listener_key filter = {
+		.netns_cookie = netns_cookie,
+		.port = port,
+	};
+	struct ml_server_listener *found;
+
+	if (!connect_hooks)
+		return bpf_map_lookup_elem(&ml_listeners_v1, &filter) != NULL;
+	found = bpf_sk_storage_get(&ml_srvlistener_v1, sk, 0, 0);
+	return found && found->netns_cookie == netns_cookie && found->port == port;
+}
+
 /* Whether the server end of this client's connection can be a spliced socket of this node: a
- * listener of this cgroup on the server port, in this namespace (for a loopback address or
- * this namespace's own address) or in the namespace of the configured workload that owns the
- * address; or this sidecarless workload's node proxy. Anything else (off the node, outside the
- * cgroup) would only ever send this socket bytes by TCP, and on a sockhash member the kernel's
- * FIONREAD counts only redirected bytes: it would read 0 while recv() has data. */
-static __always_inline int server_may_splice(struct bpf_sock_ops *skops,
+ * live listener of this cgroup on the server port, in this namespace (for a loopback address
+ * or this namespace's own address) or in the namespace of the configured workload that owns
+ * the address; or this sidecarless workload's node proxy. Anything else (off the node, outside
+ * the cgroup) would only ever send this socket bytes by TCP, and on a sockhash member the
+ * kernel's FIONREAD counts only redirected bytes: it would read 0 while recv() has data. */
+static __always_inline int server_may_splice(struct bpf_sock_ops *skops, struct bpf_sock *sk,
 					     const struct ml_sock_key *self)
 {
-	struct ml_listener_key listener = {
-		.netns_cookie = bpf_get_netns_cookie(skops),
-		.port = self->remote_port,
-	};
+	__u64 netns_cookie = bpf_get_netns_cookie(skops);
 	struct ml_ip_key ip = {};
 	struct ml_workload *wl;
 
 	if (ml_ip6_is_loopback(self->remote_ip6) || ml_ip6_equal(self->remote_ip6, self->local_ip6))
-		return bpf_map_lookup_elem(&ml_listeners_v1, &listener) != NULL;
+		return connected_to_listener(sk, netns_cookie, self->remote_port);
 	ml_ip6_copy(ip.ip6, self->remote_ip6);
 	wl = bpf_map_lookup_elem(&ml_pod_ips_v1, &ip);
 	if (wl) {
 		/* A pod's address: its server must listen from inside the cgroup too. */
-		listener.netns_cookie = wl->netns_cookie;
-		return bpf_map_lookup_elem(&ml_listeners_v1, &listener) != NULL;
+		return connected_to_listener(sk, wl->netns_cookie, self->remote_port);
 	}
 	/* A sidecarless workload's connection to its node proxy. */
-	wl = bpf_map_lookup_elem(&ml_workloads_v1, &listener.netns_cookie);
+	wl = bpf_map_lookup_elem(&ml_workloads_v1, &netns_cookie);
 	return wl && (wl->flags & ML_WL_NODE_PROXY) &&
 	       ml_ip6_equal(self->remote_ip6, wl->node_proxy_ip6);
 }
@@ -343,7 +369,7 @@ static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_
 	}
 	if (!active)
 		filed = bpf_map_lookup_elem(&ml_pairing_v2, &state->peer);
-	if (active ? !server_may_splice(skops, self) : !filed) {
+	if (active ? !server_may_splice(skops, sk, self) : !filed) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_PEER);
 		return -1;
 	}

@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -46,6 +47,23 @@ void add_scan_records(std::span<const ml_scanned_listener> records, std::set<std
   }
 }
 
+RegistrySlot choose_registry_slot(std::span<const std::optional<std::uint64_t>> occupants,
+                                  std::uint64_t cookie) {
+  std::optional<std::uint16_t> free;
+  for (std::size_t slot = 0; slot < occupants.size(); ++slot) {
+    if (occupants[slot] == cookie) {
+      return {RegistrySlot::Kind::kAlreadyThere, static_cast<std::uint16_t>(slot)};
+    }
+    if (!occupants[slot] && !free) {
+      free = static_cast<std::uint16_t>(slot);
+    }
+  }
+  if (free) {
+    return {RegistrySlot::Kind::kFree, *free};
+  }
+  return {RegistrySlot::Kind::kFull, 0};
+}
+
 std::string describe(const ListenerScanReport& report) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(report.elapsed).count();
   return std::to_string(report.listeners) +
@@ -53,7 +71,13 @@ std::string describe(const ListenerScanReport& report) {
          std::to_string(report.recorded_nonblocking) + " non-blocking, " +
          std::to_string(report.recorded_blocking) + " blocking), " +
          std::to_string(report.already_known) + " already known, " +
-         std::to_string(report.vanished) + " closed meanwhile, in " + std::to_string(ms) + " ms" +
+         std::to_string(report.vanished) + " closed meanwhile, " +
+         std::to_string(report.registered) + " registered" +
+         (report.registry_full == 0
+              ? ""
+              : " (" + std::to_string(report.registry_full) + " left out: their port's " +
+                    "registry slots were full)") +
+         ", in " + std::to_string(ms) + " ms" +
          (report.complete ? "" : " (incomplete: a scan limit was reached)");
 }
 
@@ -73,7 +97,13 @@ Result<ListenerScanner> ListenerScanner::attach(Skeleton skeleton) {
   if (!counters) {
     return counters.error();
   }
+  auto registry =
+      ListenerRegistry::adopt(UniqueFd(::dup(bpf_map__fd(skeleton->maps.ml_listener_socks_v1))));
+  if (!registry) {
+    return registry.error();
+  }
   scanner.modes_.emplace(std::move(modes.value()));
+  scanner.registry_.emplace(std::move(registry.value()));
   scanner.counters_.emplace(std::move(counters.value()));
   scanner.skeleton_ = std::move(skeleton);
   return scanner;
@@ -96,11 +126,52 @@ RecordOutcome ListenerScanner::record(const ml_scanned_listener& listener) {
   const int key = socket.get();
   const ml_listener_state state{listener.mode, ML_LISTENER_FROM_SCAN, 0};
   // BPF_NOEXIST: a record made at listen() (or by an earlier scan) is never replaced.
+  RecordOutcome outcome = RecordOutcome::kRecorded;
   if (auto status = modes_->update(key, state, BPF_NOEXIST); !status) {
-    return status.error().errnum == EEXIST ? RecordOutcome::kAlreadyKnown
-                                           : RecordOutcome::kVanished;
+    if (status.error().errnum != EEXIST) {
+      return RecordOutcome::kVanished;
+    }
+    outcome = RecordOutcome::kAlreadyKnown;
   }
-  return RecordOutcome::kRecorded;
+  // A known listener may still be missing from the registry: one recorded at listen() by an
+  // older build, which kept no registry.
+  register_listener(socket.get(), listener);
+  return outcome;
+}
+
+void ListenerScanner::register_listener(int socket, const ml_scanned_listener& listener) {
+  std::uint64_t cookie = 0;
+  socklen_t size = sizeof(cookie);
+  if (::getsockopt(socket, SOL_SOCKET, SO_COOKIE, &cookie, &size) != 0) {
+    return;
+  }
+  ml_listener_key key{listener.netns_cookie, listener.port, 0, 0};
+  // Twice at most: sock_ops may take the free slot for a new listener in between.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::array<std::optional<std::uint64_t>, ML_LISTENER_SLOTS> occupants;
+    for (std::uint16_t slot = 0; slot < ML_LISTENER_SLOTS; ++slot) {
+      key.slot = slot;
+      occupants[slot] = registry_->lookup(key);
+    }
+    const RegistrySlot chosen = choose_registry_slot(occupants, cookie);
+    switch (chosen.kind) {
+      case RegistrySlot::Kind::kAlreadyThere: return;
+      case RegistrySlot::Kind::kFull: ++registry_full_; return;
+      case RegistrySlot::Kind::kFree: break;
+    }
+    key.slot = chosen.slot;
+    // The value is the socket's descriptor; the map holds the socket itself.
+    const auto status = registry_->update(key, static_cast<std::uint64_t>(socket), BPF_NOEXIST);
+    if (status) {
+      ++registered_;
+      return;
+    }
+    if (status.error().errnum != EEXIST) {
+      spdlog::debug("listener scan: cannot register the listener on port {}: {}", listener.port,
+                    status.error().context);
+      return;
+    }
+  }
 }
 
 // listeners_scanned is only ever written here (the programs never count it), so adding to one
@@ -128,9 +199,11 @@ Result<ListenerScanReport> ListenerScanner::run(std::uint64_t cgroup_id,
     return make_error(errno, "cannot create a listener scan iterator");
   }
   ListenerScanReport report;
+  registered_ = 0;
+  registry_full_ = 0;
   std::set<std::uint64_t> seen;
   constexpr std::size_t kRecord = sizeof(ml_scanned_listener);
-  std::array<char, 64 * 1024> buffer{};
+  std::array<char, std::size_t{64} * 1024> buffer{};
   std::vector<char> pending;  // a record split between two reads
   std::vector<ml_scanned_listener> records;
   for (;;) {
@@ -163,6 +236,8 @@ Result<ListenerScanReport> ListenerScanner::run(std::uint64_t cgroup_id,
       break;
     }
   }
+  report.registered = registered_;
+  report.registry_full = registry_full_;
   report.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - started);
   if (report.recorded > 0) {

@@ -136,6 +136,9 @@ const char* counter_help(ml_counter counter) {
     case ML_CTR_SPLICED_FAST_PATH: return "Fast-path connections spliced (both ends).";
     case ML_CTR_FAST_PATH_BYTES:
       return "Bytes sent over spliced fast-path connections (per workload: the sender's).";
+    case ML_CTR_LISTENERS_UNREGISTERED:
+      return "Listening sockets left out of the listener registry: their namespace and port "
+             "already had the registry's maximum registered.";
     case ML_CTR_MAX: break;
   }
   return "A meshlane datapath counter.";

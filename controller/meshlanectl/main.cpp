@@ -137,7 +137,8 @@ std::string listener_scan_text(const json& scan) {
             text(last.value("recorded", json())) + " recorded (" +
             text(last.value("recorded_nonblocking", json())) + " non-blocking, " +
             text(last.value("recorded_blocking", json())) + " blocking), " +
-            text(last.value("already_known", json())) + " already known" +
+            text(last.value("already_known", json())) + " already known, " +
+            text(last.value("registered", json())) + " registered" +
             (last.value("complete", true) ? "" : ", incomplete");
   }
   return line + "; " + text(scan.value("scans", json())) + " scan(s)";

@@ -312,14 +312,15 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
 
   bool listening(std::uint64_t netns_cookie, std::uint16_t port) override {
     if (!listeners_) {
+      // The listener filter, not the registry: an established connection's listener may have
+      // closed since (a server that accepts once), and the connection is still what it was.
       auto opened = ListenerMap::open_pin(datapath_.pins().map(ML_LISTENERS_MAP_NAME));
       if (!opened) {
         return true;  // cannot tell: classify by the settings alone
       }
       listeners_.emplace(std::move(opened.value()));
     }
-    const ml_listener_key key{netns_cookie, port, 0, 0};
-    return listeners_->lookup(key).has_value();
+    return listeners_->lookup(ml_listener_key{netns_cookie, port, 0, 0}).has_value();
   }
 
  private:
@@ -361,6 +362,8 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
       last["recorded_nonblocking"] = last_scan_->recorded_nonblocking;
       last["recorded_blocking"] = last_scan_->recorded_blocking;
       last["already_known"] = last_scan_->already_known;
+      last["registered"] = last_scan_->registered;
+      last["registry_full"] = last_scan_->registry_full;
       last["complete"] = last_scan_->complete;
       last["elapsed_us"] = last_scan_->elapsed.count();
     }

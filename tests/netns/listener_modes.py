@@ -31,6 +31,8 @@ Scenarios:
   reuse-after-close
                   non-blocking 127.0.0.1:P, 2 connections, closed (handlers finished); then
                   blocking on the same port, 2 connections, closed; then non-blocking, 2
+  reuseport-17    17 non-blocking SO_REUSEPORT listeners on 127.0.0.1:P (one more than the
+                  datapath's listener registry holds per port); 34 connections
 
 Prints one JSON line: the summary first (connections, accepted_nonblocking,
 accepted_blocking, bytes_per_connection, blocking_reader_eagain, all_verified, ok, ...) and
@@ -56,7 +58,7 @@ RECV_SIZE = 256 * 1024
 
 SCENARIOS = (
     "v4nb-v6blk", "v6blk-v4nb", "v6nb-v4blk", "v4blk-v6nb", "dualstack-nb", "dualstack-blk",
-    "reuseport-mixed", "reuse-after-close",
+    "reuseport-mixed", "reuse-after-close", "reuseport-17",
 )
 
 
@@ -452,6 +454,10 @@ def run(scenario, port, size, timeout, registry, listeners, results):
         open_(socket.AF_INET, "127.0.0.1", "blocking", reuseport=True)
         open_(socket.AF_INET, "127.0.0.1", "nonblocking", reuseport=True)
         connect([v4] * 24)
+    elif scenario == "reuseport-17":
+        for _ in range(17):
+            open_(socket.AF_INET, "127.0.0.1", "nonblocking", reuseport=True)
+        connect([v4] * 34)
     elif scenario == "reuse-after-close":
         for mode in ("nonblocking", "blocking", "nonblocking"):
             lst = open_(socket.AF_INET, "127.0.0.1", mode)

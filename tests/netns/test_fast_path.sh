@@ -56,10 +56,11 @@
 #      flat, no sidecar session; under the same policy A -> B:8080 (allowed) still takes the
 #      fast path. The policy is deleted.
 #  10. server not listening in the cgroup: an app on B:8086 that runs outside the test cgroup:
-#      A -> B:8086 takes the sidecar path (A's outbound, B's inbound; B sees 127.0.0.6).
-#      Not checked, a known gap (docs/fast-path.md): a port where a listener of the cgroup WAS
-#      before, now served from outside the cgroup, still takes the fast path (the datapath's
-#      listener record outlives its listener).
+#      A -> B:8086 takes the sidecar path (A's outbound, B's inbound; B sees 127.0.0.6). And a
+#      port whose listener of the cgroup has gone: A -> B:8087 takes the fast path while an app
+#      of the cgroup listens there; that app exits and an app outside the cgroup listens on
+#      B:8087 instead: A -> B:8087 takes the sidecar path (the listener registry dropped the
+#      closed listener).
 #  11. control socket and policy: `meshlanectl workload add pod-c ... --fast-path
 #      --fast-path-exclude-ports 8088` replaces C: `workload get -o json` shows fast_path true
 #      and [8088]; C -> B:8080 takes the fast path (B sees 198.18.0.12), C -> B:8088 the sidecar
@@ -645,6 +646,10 @@ ctl policy del b-deny-a
 ml_log "10. the server does not listen in the cgroup: A -> B:8086"
 sidecar_path outside-cgroup - "$REL_B" "[::]:8086" "$REL_A" "$B4:8086" "$REL_SRC" a-outbound b-inbound
 mesh_assert_rose s0 s1 outside-cgroup intercepted_outbound
+fast_path listener-in-cgroup nb "$REL_B" "[::]:8087" "$REL_A" "$B4:8087" a b "$A4" --bytes 1M \
+  --timeout 60
+sidecar_path listener-gone - "$REL_B" "[::]:8087" "$REL_A" "$B4:8087" "$REL_SRC" a-outbound b-inbound
+mesh_assert_rose s0 s1 listener-gone intercepted_outbound
 
 # ---------------------------------------------------------------------------------------------
 ml_log "11. opting in over the control socket and by policy (pod-c)"

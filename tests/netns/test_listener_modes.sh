@@ -17,7 +17,11 @@
 #   reuseport-mixed         a blocking and a non-blocking SO_REUSEPORT listener on 127.0.0.1:P,
 #                           24 connections (each listener must accept some);
 #   reuse-after-close       non-blocking, then blocking, then non-blocking listeners on one
-#                           port, each closed (handlers finished) before the next opens.
+#                           port, each closed (handlers finished) before the next opens;
+#   reuseport-17            17 non-blocking SO_REUSEPORT listeners on 127.0.0.1:P, one more
+#                           than the listener registry's 16 slots per port: 34 connections,
+#                           all spliced (the port is known through the 16 registered), and
+#                           listeners_unregistered + 1.
 # For every scenario, from the tool's report of which listener accepted each connection:
 #   spliced_other            + the connections accepted by non-blocking listeners;
 #   sockets_skipped_blocking + the connections accepted by blocking listeners (server ends);
@@ -28,6 +32,12 @@
 #   sockets_skipped_peer, sockets_add_failed and redirect_failed + 0 (a client sends only once
 #   its connection is accepted, so no first send races the server end);
 # and every byte verified both ways, no error, and no EAGAIN ever seen by a blocking reader.
+# Then a port whose listener of the cgroup has gone (the listener registry drops it when it
+# closes): a non-blocking server of the cgroup on 127.0.0.1:5410 serves one connection
+# (spliced: spliced_other +1); it exits and a server OUTSIDE the cgroup listens on 5410: a
+# non-blocking client of the cgroup connecting there must stay out of the sockhash (its bytes
+# arrive by TCP, and a sockhash member's FIONREAD counts only redirected bytes):
+# sockets_added + 0, sockets_skipped_peer + 1, bytes_redirected + 0, every byte verified.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ml_setup
 ml_require_meshlane
@@ -39,7 +49,7 @@ ml_daemon_start
 TOOL=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/listener_modes.py
 BYTES=$((4 << 20))
 # ml_snapshot and ml_show_delta cover spliced_other too.
-ML_COUNTERS="$ML_COUNTERS spliced_other"
+ML_COUNTERS="$ML_COUNTERS spliced_other listeners_unregistered"
 
 # scenario NAME PORT CONNS NB BLK: runs listener_modes.py NAME on PORT; CONNS connections are
 # expected, NB of them accepted by non-blocking listeners and BLK by blocking ones ("-": the
@@ -113,4 +123,34 @@ scenario dualstack-nb 5405 4 4 0
 scenario dualstack-blk 5406 4 0 4
 scenario reuseport-mixed 5407 24 - -
 scenario reuse-after-close 5408 6 4 2
+ml_snapshot registry0
+scenario reuseport-17 5409 34 34 0
+ml_snapshot registry1
+[[ $(ml_delta registry0 registry1 listeners_unregistered) -eq 1 ]] ||
+  ml_fail "reuseport-17: listeners_unregistered rose by $(ml_delta registry0 registry1 listeners_unregistered), expected 1"
+
+# xfer_once LABEL SERVER_CG: one verified 1 MiB non-blocking echo to 127.0.0.1:5410 from a
+# client of the cgroup, the server in SERVER_CG ("-": outside the cgroup).
+xfer_once() {
+  local pid
+  ml_xfer_server_bg pid "$2" "$NS" "$1" --listen 127.0.0.1:5410 --nonblocking --bytes 1M \
+    --timeout 60
+  ml_xfer_client "$ML_CG" "$NS" "$1" --connect 127.0.0.1:5410 --nonblocking --bytes 1M \
+    --timeout 60
+  ml_xfer_wait_server "$pid" "$1"
+  ml_xfer_check "$1" "$ML__CLIENT_RC" "$ML__SERVER_RC"
+}
+ml_snapshot gone0
+xfer_once in-cgroup "$ML_CG"
+ml_snapshot gone1
+xfer_once outside-cgroup -
+ml_snapshot gone2
+ml_show_delta gone0 gone1
+ml_show_delta gone1 gone2
+[[ $(ml_delta gone0 gone1 spliced_other) -eq 1 ]] ||
+  ml_fail "listener-gone: the connection to the cgroup's server was not spliced (spliced_other +$(ml_delta gone0 gone1 spliced_other))"
+[[ $(ml_delta gone1 gone2 sockets_added) -eq 0 && $(ml_delta gone1 gone2 sockets_skipped_peer) -eq 1 &&
+  $(ml_delta gone1 gone2 bytes_redirected) -eq 0 ]] ||
+  ml_fail "listener-gone: a client of a server outside the cgroup joined the sockhash (sockets_added +$(ml_delta gone1 gone2 sockets_added), sockets_skipped_peer +$(ml_delta gone1 gone2 sockets_skipped_peer), bytes_redirected +$(ml_delta gone1 gone2 bytes_redirected))"
+ml_log "listener-gone: spliced while the cgroup's server listened; the client of the server outside the cgroup stayed out"
 ml_pass

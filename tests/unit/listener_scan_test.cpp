@@ -68,6 +68,19 @@ TEST(ListenerScan, ListenersSeenInAnEarlierBatchAreNotAskedAgain) {
   EXPECT_EQ(report.recorded_blocking, 1U);
 }
 
+TEST(ListenerScan, RegistrySlotIsTheFirstFreeUnlessTheListenerIsThere) {
+  using Kind = RegistrySlot::Kind;
+  const std::optional<std::uint64_t> free;
+  const std::vector<std::optional<std::uint64_t>> some = {11, free, 12, free};
+  EXPECT_EQ(choose_registry_slot(some, 99), (RegistrySlot{Kind::kFree, 1}));
+  EXPECT_EQ(choose_registry_slot(some, 12), (RegistrySlot{Kind::kAlreadyThere, 2}));
+  const std::vector<std::optional<std::uint64_t>> full = {11, 12, 13};
+  EXPECT_EQ(choose_registry_slot(full, 99).kind, Kind::kFull);
+  EXPECT_EQ(choose_registry_slot(full, 13), (RegistrySlot{Kind::kAlreadyThere, 2}));
+  const std::vector<std::optional<std::uint64_t>> empty(4);
+  EXPECT_EQ(choose_registry_slot(empty, 5), (RegistrySlot{Kind::kFree, 0}));
+}
+
 TEST(ListenerScan, DescribeSaysWhatWasFound) {
   ListenerScanReport report;
   report.listeners = 12;
@@ -78,7 +91,12 @@ TEST(ListenerScan, DescribeSaysWhatWasFound) {
   report.elapsed = std::chrono::milliseconds(3);
   EXPECT_EQ(describe(report),
             "12 listener(s) of the cgroup: 10 recorded now (8 non-blocking, 2 blocking), 2 "
-            "already known, 0 closed meanwhile, in 3 ms");
+            "already known, 0 closed meanwhile, 0 registered, in 3 ms");
+  report.registered = 10;
+  report.registry_full = 1;
+  EXPECT_NE(
+      describe(report).find("10 registered (1 left out: their port's registry slots were full)"),
+      std::string::npos);
   report.complete = false;
   EXPECT_NE(describe(report).find("incomplete"), std::string::npos);
 }

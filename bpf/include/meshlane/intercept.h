@@ -26,7 +26,7 @@ struct ml_connect_rules {
 	__u8 dst_in_port; /* (destination pod's workload, inbound, dst port) */
 	/* Fast path (docs/fast-path.md): the dst port is excepted by the connecting workload or
 	 * by the destination pod's (ML_DIR_FAST_PATH rules); a listener of the cgroup exists in
-	 * the destination pod on the dst port (ml_listeners_v1). */
+	 * the destination pod on the dst port (ml_listener_socks_v1). */
 	__u8 fast_path_src_excepted;
 	__u8 fast_path_dst_excepted;
 	__u8 dst_listening;

@@ -45,17 +45,6 @@ static __always_inline struct ml_workload *ml_pod_of(const __u32 ip6[4])
 	return bpf_map_lookup_elem(&ml_pod_ips_v1, &key);
 }
 
-/* Whether a listener of the cgroup was seen in the namespace `netns_cookie` on `port`. */
-static __always_inline int ml_listening(__u64 netns_cookie, __u16 port)
-{
-	struct ml_listener_key key = {
-		.netns_cookie = netns_cookie,
-		.port = port,
-	};
-
-	return bpf_map_lookup_elem(&ml_listeners_v1, &key) != NULL;
-}
-
 /* The rule lookups an application's connect from `self` to dst_ip6:dst_port is decided on
  * (ml_decide_connect); dst_pod is the workload owning dst_ip6, NULL when none on this node. The
  * cgroup connect hooks and tc use the same lookups, so tc can tell which SYNs the connect hook

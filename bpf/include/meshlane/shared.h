@@ -164,12 +164,26 @@ struct ml_pairing {
 	__u8 pad8[7];
 };
 
-/* Key of ml_listeners_v1 (value: __u8 enum ml_socket_mode of the last listener recorded there).
- * The entry only says that a listener of the attached cgroup was seen on this port of this
- * namespace, which is what a client end needs to know (server_may_splice). A server end's mode
- * comes from the listener that accepted it (struct ml_listener_state), never from this map:
- * two listeners can share a port (IPv4 and IPv6-only, SO_REUSEPORT) in different modes. */
+/* Key of ml_listener_socks_v1, the registry of the attached cgroup's listening sockets (a
+ * SOCKHASH: the kernel drops a listener's entry when it closes, so an entry is always a live
+ * listener). Up to ML_LISTENER_SLOTS listeners of one namespace and port are registered, one per
+ * slot: IPv4 and IPv6-only listeners, an SO_REUSEPORT group, the old and new workers of a
+ * reload. Also the key of ml_listeners_v1 (slot 0), the filter in front of the registry. A
+ * client end and the fast path only need to know that one exists (server_may_splice,
+ * ml_listening); a server end's mode comes from the listener that accepted it (struct
+ * ml_listener_state), never from here. */
 struct ml_listener_key {
+	__u64 netns_cookie;
+	__u16 port; /* host byte order */
+	__u16 slot; /* 0 .. ML_LISTENER_SLOTS - 1 */
+	__u32 pad32;
+};
+
+#define ML_LISTENER_SLOTS 16
+
+/* Value of ml_srvlistener_v1: the namespace and port where the connect hook found a live
+ * listener of the cgroup for the address a socket connects to (netns_cookie 0: none found). */
+struct ml_server_listener {
 	__u64 netns_cookie;
 	__u16 port; /* host byte order */
 	__u16 pad16;
@@ -287,6 +301,9 @@ enum ml_counter {
 	ML_CTR_SPLICED_FAST_PATH,
 	/* Bytes sent over spliced fast-path connections (per-workload: the sender's). */
 	ML_CTR_FAST_PATH_BYTES,
+	/* Listeners left out of the listener registry (ml_listener_socks_v1): their namespace and
+	 * port already had ML_LISTENER_SLOTS listeners registered. */
+	ML_CTR_LISTENERS_UNREGISTERED,
 	ML_CTR_MAX,
 };
 
@@ -431,6 +448,8 @@ struct ml_event {
 #define ML_CIDR_RULES_MAP_NAME "ml_cidrrules_v1"
 #define ML_TC_FLOWS_MAP_NAME "ml_tcflows_v2"
 #define ML_LISTENERS_MAP_NAME "ml_listeners_v1"
+#define ML_LISTENER_SOCKS_MAP_NAME "ml_listener_socks_v1"
+#define ML_SERVER_LISTENER_MAP_NAME "ml_srvlistener_v1"
 #define ML_LISTEN_MODE_MAP_NAME "ml_listenmode_v1"
 #define ML_PAIRING_MAP_NAME "ml_pairing_v2"
 /* Retired layouts (LRU maps) that a start converts into the current ones (map_upgrade.cpp). */
