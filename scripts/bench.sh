@@ -28,6 +28,9 @@ starts one mode later, and so on):
       the client's connects to the server pod skip both sidecars (which still run) and go app
       to app, spliced when both ends are non-blocking (iperf3's blocking sockets are not);
       compared with a and b in every cell (--quick runs it only when named: --modes a,b,f)
+  fn  as f with acceleration.enabled = false: the fast path without splicing (plain TCP app to
+      app); connection and request cells only (cr1, cr16, rr1), to show what splicing a
+      short connection costs or saves (f/fn)
 
 Workloads (cells), client in pod A, server in pod B:
   sp64, sp4k            sockperf ping-pong --tcp --nonblocked, 64 B / 4 KiB: RTT p50, p99;
@@ -47,13 +50,13 @@ figures as median [min-max] over the rounds, ratios against b), results.json, ch
 (every tool's output and the counters). The ratio table is printed at the end.
 
 Options:
-  --quick             1 round of 1 s cells, without modes a and f and the 4 KiB sockperf
+  --quick             1 round of 1 s cells, without modes a, f and fn and the 4 KiB sockperf
                       cells unless --modes/--workloads name them: about 75 s, a smoke test
                       (each sockperf run takes 3 s whatever its length). Mode d also times
                       200 switches of a 1,000-rule L4 policy; 40 with --quick
   --rounds N          interleaved rounds (default 5)
   --duration S        seconds per cell, an integer (default 4)
-  --modes LIST        comma-separated subset of a,b,c,d,dx,d+,f (default all; b is needed for
+  --modes LIST        comma-separated subset of a,b,c,d,dx,d+,f,fn (default all; b is needed for
                       ratios, a for f's ratios against the floor)
   --workloads LIST    comma-separated subset of the cells above (default all)
   --proxy-threads N   HAProxy nbthread per sidecar (default 1; this VM class has 2 vCPUs)
@@ -89,7 +92,7 @@ REPO=$(pwd)
 # shellcheck source=scripts/bench/lib.sh
 source "$REPO/scripts/bench/lib.sh"
 
-ALL_MODES="a b c d dx d+ f"
+ALL_MODES="a b c d dx d+ f fn"
 ALL_CELLS="sp64 sp4k spe64 spe4k ip1x1k ip1x64k ip8x1k ip8x64k cr1 cr16 rr1"
 rounds=5
 duration=4
@@ -306,16 +309,16 @@ setup_mode() {
       bench_iptables_on "$NS_A"
       bench_iptables_on "$NS_B"
       ;;
-    c | d | dx | d+ | f)
+    c | d | dx | d+ | f | fn)
       local enabled=true blocking=false exclude=""
-      [[ $mode == c ]] && enabled=false
+      [[ $mode == c || $mode == fn ]] && enabled=false
       [[ $mode == d+ ]] && blocking=true
       # The outbound sidecar's port: the one hop that has it at either end is app -> sidecar.
       [[ $mode == dx ]] && exclude=15001
       DAEMON_CFG="$WORK/meshlane-r$r-$mode.toml"
       bench_write_daemon_config "$DAEMON_CFG" "$BPFFS_DIR" "$enabled" "$blocking" "$exclude" \
         pod-a "$NS_A" "$IP_A" pod-b "$NS_B" "$IP_B"
-      if [[ $mode == f ]]; then
+      if [[ $mode == f || $mode == fn ]]; then
         # Both pods opt in to the L4 fast path: one line after each workload's mesh key.
         sed -i 's/^mesh = "istio"$/&\nfast_path = true/' "$DAEMON_CFG"
         [[ $(grep -c '^fast_path = true$' "$DAEMON_CFG") -eq 2 ]] ||
@@ -358,7 +361,7 @@ teardown_mode() {
   PROXY_A=""
   PROXY_B=""
   case $mode in
-    c | d | dx | d+ | f)
+    c | d | dx | d+ | f | fn)
       bench_daemon_stats "$DAEMON_CFG" >"$RAW/r$r-$mode.counters.json"
       bench_kill_pid "$DAEMON_PID"
       bench_daemon_cleanup "$DAEMON_CFG"
@@ -458,11 +461,12 @@ run_cell() {
   fi
 }
 
-cells_for_mode() {  # d+ only runs the throughput cells, dx all the others
+cells_for_mode() {  # d+ only runs the throughput cells, dx all the others, fn cr* and rr1
   local mode=$1 c out=""
   for c in $CELLS; do
     [[ $mode == d+ && $c != ip* ]] && continue
     [[ $mode == dx && $c == ip* ]] && continue
+    [[ $mode == fn && $c != cr* && $c != rr1 ]] && continue
     out+="$c "
   done
   echo "$out"
