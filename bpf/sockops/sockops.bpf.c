@@ -12,6 +12,7 @@
 #include "meshlane/events.bpf.h"
 #include "meshlane/intercept.h"
 #include "meshlane/maps.bpf.h"
+#include "meshlane/port_use.bpf.h"
 #include "meshlane/shared.h"
 #include "meshlane/sock_key.h"
 
@@ -37,6 +38,10 @@ const volatile __u32 max_unread_bytes = 0;
  * live listener its connection reaches (ml_srvlistener_v1). Without them (degraded) a client
  * end goes by the listener filter ml_listeners_v1 alone, whose entries outlive their listeners. */
 const volatile __u8 connect_hooks = 1;
+
+/* acceleration.adaptive_splicing: a server port whose spliced connections carry only a few
+ * messages each stops splicing its new ones (meshlane/port_use.h). */
+const volatile __u8 adaptive_splicing = 1;
 
 /* Tests only (MESHLANE_TEST_VERIFIER_REJECT=1): makes ml_sk_msg a program the verifier
  * rejects, to test how meshlaned reports a rejection and that it then changes nothing. Zero in
@@ -314,20 +319,27 @@ static __always_inline int connected_to_listener(struct bpf_sock *sk, __u64 netn
  * the cgroup) would only ever send this socket bytes by TCP, and on a sockhash member the
  * kernel's FIONREAD counts only redirected bytes: it would read 0 while recv() has data. */
 static __always_inline int server_may_splice(struct bpf_sock_ops *skops, struct bpf_sock *sk,
-					     const struct ml_sock_key *self)
+					     const struct ml_sock_key *self,
+					     struct ml_listener_key *server)
 {
 	__u64 netns_cookie = bpf_get_netns_cookie(skops);
 	struct ml_ip_key ip = {};
 	struct ml_workload *wl;
 
-	if (ml_ip6_is_loopback(self->remote_ip6) || ml_ip6_equal(self->remote_ip6, self->local_ip6))
+	server->port = self->remote_port;
+	if (ml_ip6_is_loopback(self->remote_ip6) ||
+	    ml_ip6_equal(self->remote_ip6, self->local_ip6)) {
+		server->netns_cookie = netns_cookie;
 		return connected_to_listener(sk, netns_cookie, self->remote_port);
+	}
 	ml_ip6_copy(ip.ip6, self->remote_ip6);
 	wl = bpf_map_lookup_elem(&ml_pod_ips_v1, &ip);
 	if (wl) {
 		/* A pod's address: its server must listen from inside the cgroup too. */
+		server->netns_cookie = wl->netns_cookie;
 		return connected_to_listener(sk, wl->netns_cookie, self->remote_port);
 	}
+	/* The node proxy's namespace is not known here: its port is not judged (netns 0). */
 	/* A sidecarless workload's connection to its node proxy. */
 	wl = bpf_map_lookup_elem(&ml_workloads_v1, &netns_cookie);
 	return wl && (wl->flags & ML_WL_NODE_PROXY) &&
@@ -349,6 +361,9 @@ static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_
 		.hop = state->hop,
 	};
 	struct ml_pairing *filed = NULL;
+	/* The server's namespace and port, for judging whether the port's connections are worth
+	 * splicing; netns_cookie 0 when it is not known (the node proxy). */
+	struct ml_listener_key server = {};
 	long err;
 
 	if (!accelerate || (!active && steered_from_outside(self)))
@@ -369,8 +384,25 @@ static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_
 	}
 	if (!active)
 		filed = bpf_map_lookup_elem(&ml_pairing_v2, &state->peer);
-	if (active ? !server_may_splice(skops, sk, self) : !filed) {
+	if (active ? !server_may_splice(skops, sk, self, &server) : !filed) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_PEER);
+		return -1;
+	}
+	if (!active) {
+		server.netns_cookie = fields->netns_cookie;
+		server.port = self->local_port;
+	}
+	/* An intercepted connection is judged by the port its application asked for: a sidecar's
+	 * ports (15001, 15006) carry the connections of every service, short and long. Both ends
+	 * know it (the client from its connect hook, the server from take_orig_dst). */
+	if (state->has_orig_dst)
+		server.port = state->orig_dst.port;
+	/* Decided by the client end only: its server end then finds no pairing entry and stays
+	 * out too (counted in sockets_skipped_peer). */
+	if (adaptive_splicing && active && server.netns_cookie && ml_port_skips_splice(&server)) {
+		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_SHORT);
+		ml_emit_socket(ML_EVENT_SKIPPED_SHORT, self, fields->netns_cookie, active,
+			       state->hop, 0);
 		return -1;
 	}
 	err = bpf_sock_hash_update(skops, &ml_sockhash_v1, (void *)self, BPF_ANY);
@@ -404,6 +436,8 @@ static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_
 		count_spliced_hop(pairing.client_netns_cookie, pairing.hop);
 		state->hop = pairing.hop;
 	}
+	if (adaptive_splicing && server.netns_cookie)
+		ml_sock_use_start(skops, sk, &server);
 	return 0;
 }
 
@@ -449,6 +483,7 @@ int ml_sockops(struct bpf_sock_ops *skops)
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		forget_orig_dst(skops);
+		ml_sock_use_closed(skops);
 		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		stop_watching_connect(skops);
@@ -538,6 +573,8 @@ int ml_sk_msg(struct sk_msg_md *msg)
 	}
 	ml_count(ML_CTR_MESSAGES_REDIRECTED, 1);
 	ml_count(ML_CTR_BYTES_REDIRECTED, msg->size);
+	if (adaptive_splicing)
+		ml_sock_use_sent(sk);
 	if (state->hop == ML_HOP_FAST_PATH) {
 		ml_count(ML_CTR_FAST_PATH_BYTES, msg->size);
 		ml_count_workload(bpf_get_netns_cookie(msg), ML_CTR_FAST_PATH_BYTES, msg->size);

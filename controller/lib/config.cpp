@@ -698,8 +698,10 @@ Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
 }
 
 Status parse_acceleration_table(const Field& field, AccelerationConfig& acceleration) {
-  const std::array<KeyReader, 6> readers = {{
+  const std::array<KeyReader, 7> readers = {{
       {"enabled", [&](const Field& f) { return read_bool(f, acceleration.enabled); }},
+      {"adaptive_splicing",
+       [&](const Field& f) { return read_bool(f, acceleration.adaptive_splicing); }},
       {"splice_blocking_sockets",
        [&](const Field& f) { return read_bool(f, acceleration.splice_blocking_sockets); }},
       {"sockhash_max_entries",

@@ -44,6 +44,7 @@ const char* counter_name(ml_counter counter) {
     case ML_CTR_SPLICED_FAST_PATH: return "spliced_fast_path";
     case ML_CTR_FAST_PATH_BYTES: return "fast_path_bytes";
     case ML_CTR_LISTENERS_UNREGISTERED: return "listeners_unregistered";
+    case ML_CTR_SOCKETS_SKIPPED_SHORT: return "sockets_skipped_short";
     case ML_CTR_MAX: break;
   }
   return "unknown";

@@ -286,6 +286,7 @@ Status Datapath::load_objects(const Config& config) {
   sockops_->rodata->port_include_mode = config.acceleration.include_ports.empty() ? 0 : 1;
   sockops_->rodata->splice_blocking_sockets = config.acceleration.splice_blocking_sockets ? 1 : 0;
   sockops_->rodata->max_unread_bytes = config.acceleration.max_unread_bytes;
+  sockops_->rodata->adaptive_splicing = config.acceleration.adaptive_splicing ? 1 : 0;
   sockops_->rodata->connect_hooks = support_.interception ? 1 : 0;
   if (const char* reject = std::getenv("MESHLANE_TEST_VERIFIER_REJECT");
       reject != nullptr && std::string_view(reject) == "1") {

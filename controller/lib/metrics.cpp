@@ -139,6 +139,9 @@ const char* counter_help(ml_counter counter) {
     case ML_CTR_LISTENERS_UNREGISTERED:
       return "Listening sockets left out of the listener registry: their namespace and port "
              "already had the registry's maximum registered.";
+    case ML_CTR_SOCKETS_SKIPPED_SHORT:
+      return "Client sockets not spliced because their server port's spliced connections were "
+             "mostly short (acceleration.adaptive_splicing).";
     case ML_CTR_MAX: break;
   }
   return "A meshlane datapath counter.";

@@ -13,7 +13,8 @@ namespace meshlane::monitor {
 namespace {
 
 constexpr std::array<const char*, ML_EVENT_MAX> kTypeNames = {
-    "none", "intercepted", "spliced", "denied", "map_full", "fallback", "skipped_blocking"};
+    "none",     "intercepted", "spliced",          "denied",
+    "map_full", "fallback",    "skipped_blocking", "skipped_short"};
 
 std::array<std::uint8_t, 16> address_bytes(const __u32 ip6[4]) {
   std::array<std::uint8_t, 16> bytes{};
@@ -266,6 +267,7 @@ nlohmann::json event_to_json(const Event& event) {
     case ML_EVENT_SPLICED:
     case ML_EVENT_MAP_FULL:
     case ML_EVENT_SKIPPED_BLOCKING:
+    case ML_EVENT_SKIPPED_SHORT:
       out["side"] = raw.side == ML_SIDE_CLIENT ? "client" : "server";
       // Only the client end knows its hop kind (its connect was classified).
       out["hop"] =

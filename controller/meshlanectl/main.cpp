@@ -724,7 +724,7 @@ int parse_and_run(int argc, char** argv) {
   auto* monitor_cmd = app.add_subcommand(
       "monitor",
       "live datapath events, one line each, until Ctrl-C (or --count): intercepted, spliced, "
-      "denied, map_full, fallback, skipped_blocking. Filters are applied by the daemon; every "
+      "denied, map_full, fallback, skipped_blocking, skipped_short. Filters are applied by the daemon; every "
       "one given must match");
   monitor_cmd
       ->add_option("--type", monitor_options.types,

@@ -140,6 +140,7 @@ sockhash_max_entries = 1024
 include_ports = [8080, 9090]
 exclude_ports = [22]
 max_unread_bytes = 65536
+adaptive_splicing = false
 )");
   EXPECT_EQ(config.daemon.bpffs_dir, "/sys/fs/bpf/test");
   EXPECT_EQ(config.daemon.cgroup, "meshlane-test");
@@ -150,12 +151,14 @@ max_unread_bytes = 65536
   EXPECT_EQ(config.acceleration.include_ports, (std::vector<std::uint16_t>{8080, 9090}));
   EXPECT_EQ(config.acceleration.exclude_ports, (std::vector<std::uint16_t>{22}));
   EXPECT_EQ(config.acceleration.max_unread_bytes, 65536u);
+  EXPECT_FALSE(config.acceleration.adaptive_splicing);
 }
 
 TEST(ParseConfig, MissingKeysKeepDefaults) {
   const Config config = parse_ok("[acceleration]\nexclude_ports = [22]\n");
   EXPECT_EQ(config.daemon.bpffs_dir, "/sys/fs/bpf/meshlane");
   EXPECT_TRUE(config.acceleration.enabled);
+  EXPECT_TRUE(config.acceleration.adaptive_splicing);
   EXPECT_EQ(config.acceleration.exclude_ports, (std::vector<std::uint16_t>{22}));
 }
 
@@ -256,8 +259,8 @@ TEST(ParseConfig, OnMissingFeature) {
 TEST(ParseConfig, UnknownAccelerationKeyIsRejected) {
   EXPECT_TRUE(contains(parse_error("[acceleration]\n  include_port = [80]\n"),
                        "meshlane.toml:2:3: acceleration.include_port: unknown key (known keys: "
-                       "enabled, splice_blocking_sockets, sockhash_max_entries, include_ports, "
-                       "exclude_ports, max_unread_bytes)"));
+                       "enabled, adaptive_splicing, splice_blocking_sockets, sockhash_max_entries, "
+                       "include_ports, exclude_ports, max_unread_bytes)"));
 }
 
 TEST(ParseConfig, MaxUnreadBytesIsOffByDefaultAndBounded) {

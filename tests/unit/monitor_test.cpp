@@ -300,7 +300,7 @@ TEST(MonitorFilter, EmptyMatchesEverything) {
   EXPECT_TRUE(all.matches(event(intercepted_outbound())));
   EXPECT_TRUE(all.matches(event(spliced_proxy_to_proxy(false))));
   EXPECT_EQ(all.to_json(), json::parse(R"({"types":["intercepted","spliced","denied","map_full",
-      "fallback","skipped_blocking"],"workload":null,"port":null,"ip":null})"));
+      "fallback","skipped_blocking","skipped_short"],"workload":null,"port":null,"ip":null})"));
 }
 
 TEST(MonitorFilter, TypesWorkloadPortAndAddressMustAllMatch) {

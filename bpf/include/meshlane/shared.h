@@ -190,6 +190,26 @@ struct ml_server_listener {
 	__u32 pad32;
 };
 
+/* Value of ml_portuse_v1 (key: struct ml_listener_key of the server's namespace and port, slot
+ * 0): what the datapath saw of the spliced connections to one server port, to decide whether its
+ * next connections are worth splicing (bpf/include/meshlane/port_use.h). Each spliced end counts
+ * once: busy when it has sent ML_USE_BUSY_MESSAGES messages, short when it left ESTABLISHED with
+ * fewer. Halved when the sum reaches ML_USE_WINDOW_ENDS, so old observations fade. */
+struct ml_port_use {
+	__u32 busy_ends;
+	__u32 short_ends;
+	__u32 skipped; /* client ends skipped as short: every ML_USE_SAMPLE_EVERY-th is spliced */
+	__u32 pad32;
+};
+
+/* Value of ml_sockuse_v1, on a spliced end until it is judged busy or short. */
+struct ml_sock_use {
+	struct ml_listener_key port; /* the server's namespace and port (slot 0) */
+	__u32 messages; /* sent through sk_msg so far */
+	__u8 judged; /* counted in ml_portuse_v1 already */
+	__u8 pad8[3];
+};
+
 /* Whether an application reads a socket non-blocking, from its file's O_NONBLOCK. */
 enum ml_socket_mode {
 	ML_SOCKET_MODE_UNKNOWN = 0, /* no file (yet), or never recorded */
@@ -304,6 +324,9 @@ enum ml_counter {
 	/* Listeners left out of the listener registry (ml_listener_socks_v1): their namespace and
 	 * port already had ML_LISTENER_SLOTS listeners registered. */
 	ML_CTR_LISTENERS_UNREGISTERED,
+	/* Client ends not spliced because their server's port carries short connections: too
+	 * few messages per connection to repay a splice (struct ml_port_use). */
+	ML_CTR_SOCKETS_SKIPPED_SHORT,
 	ML_CTR_MAX,
 };
 
@@ -386,6 +409,7 @@ enum ml_event_type {
 	ML_EVENT_MAP_FULL, /* the sockhash update failed: normal stack */
 	ML_EVENT_FALLBACK, /* a send could not be redirected: this socket uses the normal stack */
 	ML_EVENT_SKIPPED_BLOCKING, /* not spliced: the application may read it blocking */
+	ML_EVENT_SKIPPED_SHORT, /* a client end not spliced: its server port's connections are short */
 	ML_EVENT_MAX,
 };
 
@@ -452,6 +476,8 @@ struct ml_event {
 #define ML_SERVER_LISTENER_MAP_NAME "ml_srvlistener_v1"
 #define ML_LISTEN_MODE_MAP_NAME "ml_listenmode_v1"
 #define ML_PAIRING_MAP_NAME "ml_pairing_v2"
+#define ML_PORT_USE_MAP_NAME "ml_portuse_v1"
+#define ML_SOCK_USE_MAP_NAME "ml_sockuse_v1"
 /* Retired layouts (LRU maps) that a start converts into the current ones (map_upgrade.cpp). */
 #define ML_ORIG_DST_V1_MAP_NAME "ml_origdst_v1"
 #define ML_TC_FLOWS_V1_MAP_NAME "ml_tcflows_v1"

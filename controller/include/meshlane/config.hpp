@@ -57,6 +57,10 @@ struct AccelerationConfig {
   // Back-pressure: a spliced socket whose reader has more than this many redirected bytes
   // unread goes back to the normal stack and TCP's flow control. 0 (the default): no limit.
   std::uint32_t max_unread_bytes = 0;
+  // A server port whose spliced connections carry only a few messages each (one request per
+  // connection) stops splicing its new ones, which would cost more than they save; one in 16
+  // is still spliced to notice when that changes (docs/datapath.md).
+  bool adaptive_splicing = true;
 };
 
 // An address prefix, IPv4 or IPv6. IPv4 prefixes are kept as v4-mapped IPv6 (::ffff:a.b.c.d,

@@ -33,7 +33,8 @@ inline constexpr std::uint64_t type_bit(std::uint32_t type) { return std::uint64
 inline constexpr std::uint64_t kAllTypes =
     ((std::uint64_t{1} << ML_EVENT_MAX) - 1) & ~type_bit(ML_EVENT_NONE);
 
-// "intercepted", "spliced", "denied", "map_full", "fallback", "skipped_blocking"; "unknown".
+// "intercepted", "spliced", "denied", "map_full", "fallback", "skipped_blocking",
+// "skipped_short"; "unknown".
 const char* type_name(std::uint32_t type);
 std::optional<std::uint32_t> type_from_name(std::string_view name);
 // Every type name, in enum order.

@@ -1,0 +1,97 @@
+/* Per-port judgement of whether splicing pays (meshlane/port_use.h): the maps, and what
+ * sock_ops and sk_msg do with them. Used by bpf/sockops/sockops.bpf.c only. */
+#ifndef MESHLANE_PORT_USE_BPF_H
+#define MESHLANE_PORT_USE_BPF_H
+
+#include "meshlane/port_use.h"
+#include "meshlane/shared.h"
+
+/* Server ports (namespace, port) and what their spliced ends were. LRU: a port that stops
+ * being used is forgotten, and judged afresh if it comes back. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct ml_listener_key); /* slot always 0 */
+	__type(value, struct ml_port_use);
+} ml_portuse_v1 SEC(".maps");
+
+/* On each spliced end until it is judged (struct ml_sock_use). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct ml_sock_use);
+} ml_sockuse_v1 SEC(".maps");
+
+/* Whether a new connection to this server port should stay unspliced because the port's
+ * connections are short; one in ML_USE_SAMPLE_EVERY is spliced anyway. */
+static __always_inline int ml_port_skips_splice(const struct ml_listener_key *port)
+{
+	struct ml_port_use *use = bpf_map_lookup_elem(&ml_portuse_v1, port);
+	__u32 skipped;
+
+	if (!use || !ml_port_use_short(use->busy_ends, use->short_ends))
+		return 0;
+	/* Not atomic (a fetching add needs BPF ISA v3): two racing connects may both count the
+	 * same number, which only moves a sample by one. */
+	skipped = use->skipped;
+	use->skipped = skipped + 1;
+	return !ml_port_use_sampled(skipped);
+}
+
+/* Starts watching a spliced end of a connection to `port`: its sends (ml_sock_use_sent) and
+ * its leaving ESTABLISHED (ml_sock_use_closed, through the state callback) judge it. */
+static __always_inline void ml_sock_use_start(struct bpf_sock_ops *skops, struct bpf_sock *sk,
+					      const struct ml_listener_key *port)
+{
+	struct ml_port_use fresh = {};
+	struct ml_sock_use *use;
+
+	use = bpf_sk_storage_get(&ml_sockuse_v1, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!use)
+		return;
+	use->port = *port;
+	use->messages = 0;
+	use->judged = 0;
+	bpf_map_update_elem(&ml_portuse_v1, port, &fresh, BPF_NOEXIST);
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+static __always_inline void ml_sock_use_judge(struct ml_sock_use *use, int busy)
+{
+	struct ml_port_use *port = bpf_map_lookup_elem(&ml_portuse_v1, &use->port);
+
+	use->judged = 1;
+	if (port)
+		ml_port_use_judge(port, busy);
+}
+
+/* sk_msg, after a message of this end was redirected. */
+static __always_inline void ml_sock_use_sent(struct bpf_sock *sk)
+{
+	struct ml_sock_use *use = bpf_sk_storage_get(&ml_sockuse_v1, sk, 0, 0);
+
+	if (!use || use->judged)
+		return;
+	use->messages++;
+	if (ml_sock_use_busy(use->messages))
+		ml_sock_use_judge(use, 1);
+}
+
+/* sock_ops state callback: the end leaves ESTABLISHED (closes, or its peer did). An end not
+ * judged busy by then is short. */
+static __always_inline void ml_sock_use_closed(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct ml_sock_use *use;
+
+	if (skops->args[0] != BPF_TCP_ESTABLISHED || !sk)
+		return;
+	use = bpf_sk_storage_get(&ml_sockuse_v1, sk, 0, 0);
+	if (use && !use->judged)
+		ml_sock_use_judge(use, 0);
+	bpf_sock_ops_cb_flags_set(skops,
+				  skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+#endif /* MESHLANE_PORT_USE_BPF_H */
