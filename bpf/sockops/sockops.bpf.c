@@ -339,8 +339,8 @@ static __always_inline int server_may_splice(struct bpf_sock_ops *skops, struct 
 		server->netns_cookie = wl->netns_cookie;
 		return connected_to_listener(sk, wl->netns_cookie, self->remote_port);
 	}
-	/* The node proxy's namespace is not known here: its port is not judged (netns 0). */
-	/* A sidecarless workload's connection to its node proxy. */
+	/* A sidecarless workload's connection to its node proxy, whose namespace is not known
+	 * here: its port is not judged (server->netns_cookie stays 0). */
 	wl = bpf_map_lookup_elem(&ml_workloads_v1, &netns_cookie);
 	return wl && (wl->flags & ML_WL_NODE_PROXY) &&
 	       ml_ip6_equal(self->remote_ip6, wl->node_proxy_ip6);

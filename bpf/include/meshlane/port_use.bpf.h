@@ -44,7 +44,6 @@ static __always_inline int ml_port_skips_splice(const struct ml_listener_key *po
 static __always_inline void ml_sock_use_start(struct bpf_sock_ops *skops, struct bpf_sock *sk,
 					      const struct ml_listener_key *port)
 {
-	struct ml_port_use fresh = {};
 	struct ml_sock_use *use;
 
 	use = bpf_sk_storage_get(&ml_sockuse_v1, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -53,17 +52,23 @@ static __always_inline void ml_sock_use_start(struct bpf_sock_ops *skops, struct
 	use->port = *port;
 	use->messages = 0;
 	use->judged = 0;
-	bpf_map_update_elem(&ml_portuse_v1, port, &fresh, BPF_NOEXIST);
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 }
 
+/* Counts the end's judgement for its port; the port's first judged end creates its entry. */
 static __always_inline void ml_sock_use_judge(struct ml_sock_use *use, int busy)
 {
 	struct ml_port_use *port = bpf_map_lookup_elem(&ml_portuse_v1, &use->port);
+	struct ml_port_use first = {};
 
 	use->judged = 1;
-	if (port)
+	if (port) {
 		ml_port_use_judge(port, busy);
+		return;
+	}
+	/* Two first judgements at once: one of them is lost, as in any racing count. */
+	ml_port_use_judge(&first, busy);
+	bpf_map_update_elem(&ml_portuse_v1, &use->port, &first, BPF_NOEXIST);
 }
 
 /* sk_msg, after a message of this end was redirected. */
