@@ -472,6 +472,20 @@ ml_show_delta() {
   ml_log "counters:$line"
 }
 
+# ml_monitor_slot KEY: slot KEY of the daemon's ml_monitor_v1, read from the kernel: 0 the event
+# types the datapath emits now (the gate, bit 1 << ML_EVENT_*), 1 the events lost because the
+# ring buffer was full.
+ml_monitor_slot() {
+  "$BPFTOOL" -j map lookup pinned "$ML_BPFFS_DIR/ml_monitor_v1" key "$1" 0 0 0 |
+    python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+if "formatted" in j:
+    print(j["formatted"]["value"])
+else:
+    print(int.from_bytes(bytes(int(b, 16) for b in j["value"]), "little"))'
+}
+
 # ---------------------------------------------------------------------------------------------
 # Traffic
 

@@ -90,15 +90,7 @@ loopback_phase() {
 
 # ---- 1: a port of one-request connections, watched by the monitor -----------------------------
 # The monitor's event gate (ml_monitor_v1[0]) has the skipped_short bit once it is attached.
-gate_has_skipped_short() {
-  local mask
-  mask=$("$BPFTOOL" -j map lookup pinned "$ML_BPFFS_DIR/ml_monitor_v1" key 0 0 0 0 |
-    python3 -c 'import json, sys
-j = json.load(sys.stdin)
-print(j["formatted"]["value"] if "formatted" in j else
-      int.from_bytes(bytes(int(b, 16) for b in j["value"]), "little"))')
-  (((mask >> 7) & 1))
-}
+gate_has_skipped_short() { ((($(ml_monitor_slot 0) >> 7) & 1)); }
 monitor_caught_up() { [[ $(grep -c skipped_short "$ML_WORKDIR/monitor.out") -ge $SKIPPED ]]; }
 
 ml_bg MONITOR_PID "$ML_WORKDIR/monitor.out" "$ML_WORKDIR/monitor.err" - - \

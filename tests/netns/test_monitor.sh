@@ -45,19 +45,7 @@ mesh_workload pod-b "$POD_B" '"198.18.0.11", "fd00::11"' istio
 ml_daemon_start "${MESH_WL_LINES[@]}"
 SOCKET="$ML_WORKDIR/meshlane.sock"
 
-# monitor_slot KEY: slot KEY of ml_monitor_v1: 0 the event types the datapath emits now (the
-# gate), 1 the events lost because the ring buffer was full.
-monitor_slot() {
-  "$BPFTOOL" -j map lookup pinned "$ML_BPFFS_DIR/ml_monitor_v1" key "$1" 0 0 0 |
-    "$PYTHON" -c '
-import json, sys
-j = json.load(sys.stdin)
-if "formatted" in j:
-    print(j["formatted"]["value"])
-else:
-    print(int.from_bytes(bytes(int(b, 16) for b in j["value"]), "little"))'
-}
-gate_mask() { monitor_slot 0; }
+gate_mask() { ml_monitor_slot 0; }
 
 # wait_gate EXPECTED: waits (ML_WAIT_S at most) for the gate to hold EXPECTED.
 gate_is() { [[ $(gate_mask) == "$1" ]]; }
@@ -297,14 +285,14 @@ ml_bg CR_SERVER "$ML_WORKDIR/connrate.server.out" "$ML_WORKDIR/connrate.server.e
   --ready-file "$ML_WORKDIR/connrate.ready"
 ml_wait_file "$ML_WORKDIR/connrate.ready" "$CR_SERVER" || ml_fail "ml_connrate server did not start"
 kill -STOP "$ML_DAEMON_PID"
-RING_DROPS0=$(monitor_slot 1)
+RING_DROPS0=$(ml_monitor_slot 1)
 ml_bg CR_CLIENT "$ML_WORKDIR/connrate.client.out" "$ML_WORKDIR/connrate.client.err" "$ML_CG" \
   "$POD_A" "$ML_CONNRATE" client --connect 127.0.0.1:7000 --concurrency 8 --duration 0 \
   --requests-per-conn 1 --timeout 30
 # ring_overflowed: the datapath counted events it could not write to the full ring.
 ring_overflowed() {
   kill -0 "$CR_CLIENT" 2>/dev/null || ml_fail "ml_connrate client exited: $(tail -n 3 "$ML_WORKDIR/connrate.client.err")"
-  (($(monitor_slot 1) > RING_DROPS0))
+  (($(ml_monitor_slot 1) > RING_DROPS0))
 }
 ml_wait_for "$ML_WAIT_S" ring_overflowed ||
   ml_fail "the ring buffer did not fill in $ML_WAIT_S s of connections with the daemon stopped"
