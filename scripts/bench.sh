@@ -10,7 +10,7 @@ Usage: sudo scripts/bench.sh [--quick] [--rounds N] [--duration S] [--modes LIST
                              [--build] [--help]
 
 Two pods (network namespaces on a bridge in a node namespace, 198.18.0.11 and .12) talk over
-TCP in these modes, measured in one run and interleaved (round 1: a b c d dx d+ f, round 2
+TCP in these modes, measured in one run and interleaved (round 1: a b c d dx d+ f f+ fn, round 2
 starts one mode later, and so on):
 
   a   direct: client pod -> server pod, no mesh (the floor)
@@ -28,6 +28,8 @@ starts one mode later, and so on):
       the client's connects to the server pod skip both sidecars (which still run) and go app
       to app, spliced when both ends are non-blocking (iperf3's blocking sockets are not);
       compared with a and b in every cell (--quick runs it only when named: --modes a,b,f)
+  f+  as f with acceleration.splice_blocking_sockets = true; throughput cells only: the fast
+      path with iperf3's blocking sockets spliced app to app (not a default: docs/datapath.md)
   fn  as f with acceleration.enabled = false: the fast path without splicing (plain TCP app to
       app); connection and request cells only (cr1, cr16, rr1), to show what splicing a
       short connection costs or saves (f/fn)
@@ -56,7 +58,7 @@ Options:
                       200 switches of a 1,000-rule L4 policy; 40 with --quick
   --rounds N          interleaved rounds (default 5)
   --duration S        seconds per cell, an integer (default 4)
-  --modes LIST        comma-separated subset of a,b,c,d,dx,d+,f,fn (default all; b is needed for
+  --modes LIST        comma-separated subset of a,b,c,d,dx,d+,f,f+,fn (default all; b is needed for
                       ratios, a for f's ratios against the floor)
   --workloads LIST    comma-separated subset of the cells above (default all)
   --proxy-threads N   HAProxy nbthread per sidecar (default 1; this VM class has 2 vCPUs)
@@ -92,7 +94,7 @@ REPO=$(pwd)
 # shellcheck source=scripts/bench/lib.sh
 source "$REPO/scripts/bench/lib.sh"
 
-ALL_MODES="a b c d dx d+ f fn"
+ALL_MODES="a b c d dx d+ f f+ fn"
 ALL_CELLS="sp64 sp4k spe64 spe4k ip1x1k ip1x64k ip8x1k ip8x64k cr1 cr16 rr1"
 rounds=5
 duration=4
@@ -309,16 +311,16 @@ setup_mode() {
       bench_iptables_on "$NS_A"
       bench_iptables_on "$NS_B"
       ;;
-    c | d | dx | d+ | f | fn)
+    c | d | dx | d+ | f | f+ | fn)
       local enabled=true blocking=false exclude=""
       [[ $mode == c || $mode == fn ]] && enabled=false
-      [[ $mode == d+ ]] && blocking=true
+      [[ $mode == d+ || $mode == f+ ]] && blocking=true
       # The outbound sidecar's port: the one hop that has it at either end is app -> sidecar.
       [[ $mode == dx ]] && exclude=15001
       DAEMON_CFG="$WORK/meshlane-r$r-$mode.toml"
       bench_write_daemon_config "$DAEMON_CFG" "$BPFFS_DIR" "$enabled" "$blocking" "$exclude" \
         pod-a "$NS_A" "$IP_A" pod-b "$NS_B" "$IP_B"
-      if [[ $mode == f || $mode == fn ]]; then
+      if [[ $mode == f || $mode == f+ || $mode == fn ]]; then
         # Both pods opt in to the L4 fast path: one line after each workload's mesh key.
         sed -i 's/^mesh = "istio"$/&\nfast_path = true/' "$DAEMON_CFG"
         [[ $(grep -c '^fast_path = true$' "$DAEMON_CFG") -eq 2 ]] ||
@@ -361,7 +363,7 @@ teardown_mode() {
   PROXY_A=""
   PROXY_B=""
   case $mode in
-    c | d | dx | d+ | f | fn)
+    c | d | dx | d+ | f | f+ | fn)
       bench_daemon_stats "$DAEMON_CFG" >"$RAW/r$r-$mode.counters.json"
       bench_kill_pid "$DAEMON_PID"
       bench_daemon_cleanup "$DAEMON_CFG"
@@ -461,10 +463,10 @@ run_cell() {
   fi
 }
 
-cells_for_mode() {  # d+ only runs the throughput cells, dx all the others, fn cr* and rr1
+cells_for_mode() {  # d+ and f+ only run the throughput cells, dx all the others, fn cr* and rr1
   local mode=$1 c out=""
   for c in $CELLS; do
-    [[ $mode == d+ && $c != ip* ]] && continue
+    [[ ($mode == d+ || $mode == f+) && $c != ip* ]] && continue
     [[ $mode == dx && $c == ip* ]] && continue
     [[ $mode == fn && $c != cr* && $c != rr1 ]] && continue
     out+="$c "

@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 
-MODES = ["a", "b", "c", "d", "dx", "d+", "f", "fn"]
+MODES = ["a", "b", "c", "d", "dx", "d+", "f", "f+", "fn"]
 MODE_NAMES = {
     "a": "a: direct",
     "b": "b: iptables + HAProxy",
@@ -31,6 +31,7 @@ MODE_NAMES = {
     "dx": "dx: d, hop app -> sidecar on TCP",
     "d+": "d+: d + splice blocking sockets",
     "f": "f: d + L4 fast path (app to app)",
+    "f+": "f+: f + splice blocking sockets",
     "fn": "fn: f without splicing",
 }
 MESHLANE_MODES = ("c", "d", "dx", "d+")
@@ -38,9 +39,9 @@ SPLICING_MODES = ("d", "dx", "d+")
 # The L4 fast path: d's sidecars and splicing, both pods opted in (docs/fast-path.md). The
 # client's connections to the server pod skip both sidecars, so its evidence is another one
 # (sanity_checks); its figures are also paired against a, the no-mesh floor.
-FAST_PATH_MODES = ("f", "fn")
+FAST_PATH_MODES = ("f", "f+", "fn")
 # Variants of d shown next to it in the targets, for the cells they ran.
-D_VARIANTS = ("dx", "d+", "f")
+D_VARIANTS = ("dx", "d+", "f", "f+")
 CELLS = ["sp64", "sp4k", "spe64", "spe4k", "rr1", "cr1", "cr16", "ip1x1k", "ip1x64k", "ip8x1k", "ip8x64k"]
 CELL_NAMES = {
     "sp64": "sockperf ping-pong 64 B, client busy-polls",
@@ -382,8 +383,8 @@ def fast_path_checks(r, w):
         if counter(r, "bytes_redirected"):
             w.append("bytes were spliced with acceleration off")
         return
-    # iperf3's sockets are blocking: the fast path is not spliced there; every other cell's are.
-    if r["ok"] and not r["cell"].startswith("ip"):
+    # iperf3's sockets are blocking: f does not splice them, f+ does; every other cell is spliced.
+    if r["ok"] and (r["mode"] == "f+" or not r["cell"].startswith("ip")):
         if not counter(r, "spliced_fast_path"):
             w.append("no fast-path connection was spliced (spliced_fast_path did not rise)")
         if not counter(r, "fast_path_bytes"):
@@ -858,7 +859,7 @@ def chart(out_dir, result, modes, table):
         meta.get("date", "")[:10], len(result["rounds"]), meta.get("duration", "?"),
         " (--quick)" if meta.get("quick") == "1" else "")
     colors = {"a": "#9e9e9e", "c": "#6baed6", "d": "#2171b5", "dx": "#fd8d3c", "d+": "#74c476",
-              "f": "#6a51a3", "fn": "#bcbddc"}
+              "f": "#6a51a3", "f+": "#9e9ac8", "fn": "#bcbddc"}
     plots = []
     for i, m in enumerate(others):
         base = 2 + 3 * i
