@@ -18,7 +18,7 @@ scripts/build.sh
 # The controller's unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
 echo "test.sh: unit tests with ASan+UBSan (build-sanitize/)"
 cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMESHLANE_SANITIZERS=ON >/dev/null
-ninja -C build-sanitize meshlane_unit_tests fuzz_control_api_replay fuzz_config_replay fuzz_metrics_http_replay fuzz_policy_replay >/dev/null
+ninja -C build-sanitize unit_tests fuzz_control_api_replay fuzz_config_replay fuzz_metrics_http_replay fuzz_policy_replay >/dev/null
 (cd build-sanitize && ctest --output-on-failure -L unit -j2)
 
 # The parsers under libFuzzer for a bounded time; a crash or broken invariant fails the run.

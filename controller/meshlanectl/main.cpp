@@ -21,9 +21,9 @@
 #include <string>
 #include <vector>
 
-#include "meshlane/control_client.hpp"
-#include "meshlane/control_protocol.hpp"
-#include "meshlane/monitor.hpp"
+#include "control/client.hpp"
+#include "control/protocol.hpp"
+#include "observe/events.hpp"
 
 namespace {
 
@@ -724,7 +724,8 @@ int parse_and_run(int argc, char** argv) {
   auto* monitor_cmd = app.add_subcommand(
       "monitor",
       "live datapath events, one line each, until Ctrl-C (or --count): intercepted, spliced, "
-      "denied, map_full, fallback, skipped_blocking, skipped_short. Filters are applied by the daemon; every "
+      "denied, map_full, fallback, skipped_blocking, skipped_short. Filters are applied by the "
+      "daemon; every "
       "one given must match");
   monitor_cmd
       ->add_option("--type", monitor_options.types,

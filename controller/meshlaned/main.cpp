@@ -25,28 +25,30 @@
 #include <optional>
 #include <string>
 
-#include "meshlane/bpf_map.hpp"
-#include "meshlane/config.hpp"
-#include "meshlane/control_api.hpp"
-#include "meshlane/control_conns.hpp"
-#include "meshlane/control_policy.hpp"
-#include "meshlane/control_server.hpp"
-#include "meshlane/control_workloads.hpp"
-#include "meshlane/counters.hpp"
-#include "meshlane/datapath.hpp"
-#include "meshlane/event_ring.hpp"
-#include "meshlane/kernel_features.hpp"
-#include "meshlane/listener_scan.hpp"
-#include "meshlane/metrics.hpp"
-#include "meshlane/metrics_server.hpp"
-#include "meshlane/monitor.hpp"
-#include "meshlane/mounts.hpp"
-#include "meshlane/netns.hpp"
-#include "meshlane/policy_compile.hpp"
-#include "meshlane/policy_map.hpp"
-#include "meshlane/stale_sweep.hpp"
-#include "meshlane/unique_fd.hpp"
-#include "meshlane/workloads.hpp"
+#include "common/mounts.hpp"
+#include "common/netns.hpp"
+#include "common/unique_fd.hpp"
+#include "config/config.hpp"
+#include "control/server.hpp"
+#include "daemon/control_api.hpp"
+#include "datapath/bpf_map.hpp"
+#include "datapath/counter_maps.hpp"
+#include "datapath/datapath.hpp"
+#include "datapath/event_ring.hpp"
+#include "datapath/kernel_features.hpp"
+#include "datapath/listener_scan.hpp"
+#include "datapath/policy_map.hpp"
+#include "datapath/sockhash_keys.hpp"
+#include "datapath/stale_sweep.hpp"
+#include "datapath/workload_maps.hpp"
+#include "observe/connections.hpp"
+#include "observe/counters.hpp"
+#include "observe/metrics.hpp"
+#include "observe/metrics_server.hpp"
+#include "observe/monitor_hub.hpp"
+#include "policy/compile.hpp"
+#include "policy/registry.hpp"
+#include "workloads/registry.hpp"
 
 namespace {
 
@@ -283,7 +285,7 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
   }
 
   meshlane::Result<std::vector<ml_sock_key>> sockhash_keys() override {
-    return meshlane::control::read_sockhash_keys(config_.daemon.bpffs_dir);
+    return meshlane::read_sockhash_keys(config_.daemon.bpffs_dir);
   }
 
   meshlane::Result<meshlane::Counters> workload_counters(std::uint64_t netns_cookie) override {

@@ -10,9 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config/config.hpp"
 #include "fuzz_check.hpp"
-#include "meshlane/config.hpp"
-#include "meshlane/control_workloads.hpp"
+#include "workloads/registry.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using meshlane::fuzz::require;

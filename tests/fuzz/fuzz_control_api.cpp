@@ -15,11 +15,11 @@
 #include <variant>
 #include <vector>
 
+#include "control/protocol.hpp"
+#include "daemon/control_api.hpp"
 #include "fake_control_backend.hpp"
 #include "fuzz_check.hpp"
-#include "meshlane/control_api.hpp"
-#include "meshlane/control_protocol.hpp"
-#include "meshlane/control_workloads.hpp"
+#include "workloads/registry.hpp"
 
 namespace {
 

@@ -13,8 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "fuzz_check.hpp"
-#include "meshlane/policy.hpp"
-#include "meshlane/policy_compile.hpp"
+#include "policy/compile.hpp"
+#include "policy/policy.hpp"
 
 namespace {
 
@@ -50,16 +50,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     require(meshlane::policy_to_json(again.value()) == printed,
             "a policy's JSON form parses back to the same policy", printed.dump());
   }
-  const std::vector<meshlane::PolicyWorkload> workloads = {
-      workload("web", 1, "198.18.0.10", "web"), workload("api", 2, "198.18.0.20", "api"),
-      workload("db", 3, "fd00::30", "db")};
+  const std::vector<meshlane::PolicyWorkload> workloads = {workload("web", 1, "198.18.0.10", "web"),
+                                                           workload("api", 2, "198.18.0.20", "api"),
+                                                           workload("db", 3, "fd00::30", "db")};
   auto compiled = meshlane::compile_policies(policies.value(), workloads);
   if (!compiled) {
     return 0;  // too big for one trie: a clean error
   }
   const meshlane::CompiledPolicyView view(compiled.value());
-  const std::array<const char*, 5> probes = {"198.18.0.10", "198.18.0.20", "fd00::30",
-                                             "198.19.1.1", "10.1.2.3"};
+  const std::array<const char*, 5> probes = {"198.18.0.10", "198.18.0.20", "fd00::30", "198.19.1.1",
+                                             "10.1.2.3"};
   const std::array<std::uint16_t, 4> ports = {22, 80, 8080, 65535};
   for (const char* from : probes) {
     for (const char* to : probes) {
@@ -68,8 +68,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       src.address = meshlane::parse_ip_address(from)->bytes;
       dst.address = meshlane::parse_ip_address(to)->bytes;
       for (const auto& w : workloads) {
-        if (w.config.ips[0].bytes == src.address) src.workload = &w;
-        if (w.config.ips[0].bytes == dst.address) dst.workload = &w;
+        if (w.config.ips[0].bytes == src.address)
+          src.workload = &w;
+        if (w.config.ips[0].bytes == dst.address)
+          dst.workload = &w;
       }
       for (std::uint16_t port : ports) {
         const bool allowed = meshlane::evaluate_policies(policies.value(), workloads, src, dst,

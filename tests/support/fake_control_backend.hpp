@@ -10,9 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "meshlane/control_api.hpp"
-#include "meshlane/counters.hpp"
-#include "meshlane/error.hpp"
+#include "common/error.hpp"
+#include "daemon/control_api.hpp"
+#include "observe/counters.hpp"
 
 namespace meshlane::test {
 

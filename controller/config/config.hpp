@@ -1,0 +1,158 @@
+// meshlaned configuration: the TOML file documented key by key in config/meshlane.toml.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "common/addresses.hpp"
+#include "common/error.hpp"
+
+namespace meshlane {
+
+struct DaemonConfig {
+  // Directory on bpffs that holds every pin meshlane makes (maps and links).
+  std::string bpffs_dir = "/sys/fs/bpf/meshlane";
+  // cgroup v2 to attach to: "" or "/" is the cgroup v2 root; a relative path or one starting
+  // with "/" is taken below the discovered cgroup v2 mount; an absolute path that already
+  // starts with the mount point is used as is.
+  std::string cgroup;
+  // spdlog level name: trace, debug, info, warn, error, critical, off.
+  std::string log_level = "info";
+  // What to do when the running kernel lacks a feature the datapath uses (probed at start):
+  // "refuse" exits naming it; "degrade" runs with what works (e.g. interception without
+  // splicing) and reports what is off in `meshlanectl status`.
+  std::string on_missing_feature = "refuse";
+  // Unix stream socket of the control protocol (docs/control-protocol.md). Absolute path, at
+  // most 107 bytes (sun_path). Its directory is created (mode 0755) when missing.
+  std::string socket = "/run/meshlane/meshlane.sock";
+  // Permission bits of the socket file (0..0777); connect() needs write permission.
+  std::uint32_t socket_mode = 0660;
+  // Group that owns the socket file and whose members may use the control protocol besides
+  // uid 0 (checked with SO_PEERCRED/SO_PEERGROUPS). "" = root only. A group name or a
+  // numeric gid; resolved when the daemon starts.
+  std::string socket_group;
+  // Where the daemon keeps state that must survive a restart (workloads added over the control
+  // socket). Absolute path; created (mode 0700) when missing.
+  std::string state_dir = "/var/lib/meshlane";
+};
+
+struct AccelerationConfig {
+  // Splice local TCP connections through the sockhash.
+  bool enabled = true;
+  // Capacity of the sockhash; when full, new sockets use the normal stack and are counted.
+  std::uint32_t sockhash_max_entries = 65536;
+  // When non-empty, only connections with either end's port in this list are spliced.
+  std::vector<std::uint16_t> include_ports;
+  // Connections with either end's port in this list are never spliced (wins over include).
+  std::vector<std::uint16_t> exclude_ports;
+  // Also splice sockets that the application may read in blocking mode. Off by default: the
+  // kernel's sockmap receive path can then return EAGAIN to a blocking recv() (docs/datapath.md).
+  bool splice_blocking_sockets = false;
+  // Back-pressure: a spliced socket whose reader has more than this many redirected bytes
+  // unread goes back to the normal stack and TCP's flow control. 0 (the default): no limit.
+  std::uint32_t max_unread_bytes = 0;
+  // A server port whose spliced connections carry only a few messages each (one request per
+  // connection) stops splicing its new ones, which would cost more than they save; one in 16
+  // is still spliced to notice when that changes (docs/datapath.md).
+  bool adaptive_splicing = true;
+};
+
+struct MetricsConfig {
+  // Where meshlaned serves GET /metrics (Prometheus text format, docs/metrics.md):
+  // "ADDR:PORT" or "[IPv6]:PORT". "" (the default) serves nothing.
+  std::string listen;
+  std::optional<ListenAddress> listen_address;  // `listen` parsed; nullopt when off
+  // The endpoint has no authentication: an address other than loopback is refused unless this
+  // is true.
+  bool allow_non_loopback = false;
+};
+
+enum class MeshKind { kIstio, kLinkerd, kCustom };
+
+inline constexpr std::size_t kMaxPassthroughSources = 2;  // ML_MAX_PASSTHROUGH in shared.h
+
+// A pod: a network namespace with its addresses and mesh settings. Presets fill every field
+// for istio and linkerd; explicit keys override them; "custom" requires every port and uid.
+struct WorkloadConfig {
+  std::string name;            // unique, [A-Za-z0-9_.-]{1,63}
+  std::string netns;           // path of a netns file, e.g. /var/run/netns/podA
+  std::vector<IpAddress> ips;  // the pod's addresses (at least one)
+  MeshKind mesh = MeshKind::kIstio;
+  std::uint32_t proxy_uid = 1337;  // the sidecar's connects are never intercepted
+  std::uint32_t proxy_gid = 1337;
+  std::uint16_t outbound_port = 15001;
+  std::uint16_t inbound_port = 15006;
+  // Source addresses the inbound proxy uses for its upstream to the app (Istio: 127.0.0.6 and
+  // ::6); empty for meshes without one. At most kMaxPassthroughSources.
+  std::vector<IpAddress> inbound_passthrough_sources;
+  // Ports and prefixes. Outbound: destination port/address of the app's connect. Inbound:
+  // the pod's port that is connected to / the peer's address. When an include list is
+  // non-empty only what it lists is intercepted; exclude wins over include.
+  std::vector<std::uint16_t> include_outbound_ports;
+  std::vector<std::uint16_t> exclude_outbound_ports;
+  std::vector<std::uint16_t> include_inbound_ports;
+  std::vector<std::uint16_t> exclude_inbound_ports;  // istio: 15008 15020 15021 15090
+  std::vector<Cidr> include_outbound_cidrs;
+  std::vector<Cidr> exclude_outbound_cidrs;
+  std::vector<Cidr> exclude_inbound_cidrs;
+  // Sidecarless (ambient style): outbound connects go to this node-level proxy instead of an
+  // in-pod sidecar. Port 0 means "use outbound_port".
+  std::optional<IpAddress> node_proxy_address;
+  std::uint16_t node_proxy_port = 0;
+  // Interface inside the netns that carries traffic from off the node (tc programs).
+  std::string interface = "eth0";
+  // Splicing of this workload's sockets (the node-wide [acceleration] still applies): off
+  // entirely, or off for connections with a local or remote port listed.
+  bool acceleration = true;
+  std::vector<std::uint16_t> exclude_acceleration_ports;
+  // L4 fast path (docs/fast-path.md), off by default: an app's connect to an address of
+  // another fast-path workload on this node goes app to app, skipping both sidecars (no mTLS,
+  // no L7 policy, no proxy telemetry; the server sees the client pod's address), when the L4
+  // policy allows it and the server app listens. A destination port listed in the
+  // fast_path_exclude_ports of either workload keeps its sidecars.
+  bool fast_path = false;
+  std::vector<std::uint16_t> fast_path_exclude_ports;
+  // What L4 policies select the workload by (besides its name).
+  std::map<std::string, std::string> labels;
+};
+
+bool is_valid_label_key(std::string_view key);
+bool is_valid_label_value(std::string_view value);
+
+struct Config {
+  DaemonConfig daemon;
+  AccelerationConfig acceleration;
+  MetricsConfig metrics;
+  std::vector<WorkloadConfig> workloads;
+};
+
+// The preset for a mesh: ports, uids and non-intercepted ports. kCustom returns zeros.
+WorkloadConfig workload_preset(MeshKind mesh);
+
+// "istio", "linkerd", "custom".
+const char* to_string(MeshKind mesh);
+
+// Parses TOML text; source_name (a file path) is used in error messages:
+// "<source>:<line>:<column>: <key>: <what is wrong>".
+// Unknown tables and keys are rejected, as are values of the wrong type or out of range.
+Result<Config> parse_config(std::string_view toml_text, const std::string& source_name);
+
+// Parses one workload given as a JSON object (a control request's params, the state file) with
+// the keys, presets and checks of a [[workload]] section. JSON null is rejected; floats and
+// other wrong types get the same messages as in TOML. Errors read
+// "[<source>: ]<key_prefix>.<key>: <what is wrong>".
+Result<WorkloadConfig> parse_workload_json(const nlohmann::json& object,
+                                           const std::string& source_name,
+                                           const std::string& key_prefix);
+
+// Reads and parses a file. A missing or unreadable file is an error naming the path.
+Result<Config> load_config_file(const std::string& path);
+
+}  // namespace meshlane

@@ -1,0 +1,368 @@
+#include "daemon/control_api.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+
+#include "observe/connections.hpp"
+#include "policy/policy.hpp"
+
+namespace meshlane::control {
+
+namespace {
+
+const std::vector<MethodInfo> kMethods = {
+    {"status", Access::kRead, "daemon version, uptime, kernel features, attach points, counts"},
+    {"stats", Access::kRead, "the datapath counters"},
+    {"workload.list", Access::kRead, "every workload, from the config file and live"},
+    {"workload.get", Access::kRead, "one workload's effective settings"},
+    {"workload.add", Access::kWrite, "add or replace a live workload (idempotent)"},
+    {"workload.del", Access::kWrite, "delete a live workload"},
+    {"conns", Access::kRead, "spliced sockets now in the sockhash, with their workloads"},
+    {"policy.apply", Access::kWrite, "add or replace L4 policies; switched atomically"},
+    {"policy.get", Access::kRead, "every policy, or one by name"},
+    {"policy.del", Access::kWrite, "delete a policy"},
+    {"monitor", Access::kRead, "stream live datapath events, one JSON object per line"},
+};
+
+bool in_group(const PeerCredentials& peer, const std::optional<gid_t>& group) {
+  if (!group) {
+    return false;
+  }
+  return peer.gid == *group ||
+         std::find(peer.groups.begin(), peer.groups.end(), *group) != peer.groups.end();
+}
+
+std::string known_methods() {
+  std::string names;
+  for (const MethodInfo& method : kMethods) {
+    names += (names.empty() ? "" : ", ") + std::string(method.name);
+  }
+  return names;
+}
+
+// {"name", optional "missing_ok"}: what the *.del methods take.
+struct DeleteParams {
+  std::string name;
+  bool missing_ok = false;
+};
+
+Outcome<DeleteParams> delete_params(const Params& params) {
+  if (auto error = params.only({"name", "missing_ok"})) {
+    return *error;
+  }
+  std::optional<std::string> name;
+  if (auto error = params.string("name", true, name)) {
+    return *error;
+  }
+  std::optional<bool> missing_ok;
+  if (auto error = params.boolean("missing_ok", missing_ok)) {
+    return *error;
+  }
+  return DeleteParams{*name, missing_ok.value_or(false)};
+}
+
+nlohmann::json entry_json(const WorkloadRegistry::Entry& entry) {
+  return {{"name", entry.workload->name},
+          {"source", to_string(entry.source)},
+          {"spec", workload_to_json(*entry.workload)}};
+}
+
+}  // namespace
+
+Outcome<std::shared_ptr<monitor::Subscription>> ControlBackend::subscribe(
+    const monitor::Filter& /*filter*/) {
+  return ControlError{ErrorCode::kUnavailable, "this daemon has no event monitor"};
+}
+
+const char* to_string(Access access) { return access == Access::kRead ? "read" : "write"; }
+
+const std::vector<MethodInfo>& methods() { return kMethods; }
+
+bool is_allowed(const PeerCredentials& peer, const AccessPolicy& policy, Access access) {
+  if (peer.uid == 0) {
+    return true;
+  }
+  return in_group(peer, policy.write_group) ||
+         (access == Access::kRead && in_group(peer, policy.read_group));
+}
+
+Reply ControlApi::handle_line(const PeerCredentials& peer, std::string_view line) {
+  auto parsed = parse_request(line);
+  if (auto* bad = std::get_if<RequestError>(&parsed)) {
+    spdlog::debug("control: bad request from pid {}: {}", peer.pid, bad->error.message);
+    return {encode_error(bad->id, bad->error), bad->close};
+  }
+  const Request& request = std::get<Request>(parsed);
+  std::shared_ptr<StreamSource> stream;
+  Outcome<nlohmann::json> outcome = call(peer, request, &stream);
+  if (auto* error = std::get_if<ControlError>(&outcome)) {
+    spdlog::debug("control: {} from pid {} uid {}: {}: {}", request.method, peer.pid, peer.uid,
+                  to_string(error->code), error->message);
+    return {encode_error(request.id, *error), false};
+  }
+  return {encode_result(request.id, std::get<nlohmann::json>(outcome)), false, std::move(stream)};
+}
+
+Outcome<nlohmann::json> ControlApi::call(const PeerCredentials& peer, const Request& request,
+                                         std::shared_ptr<StreamSource>* stream) {
+  auto method = std::find_if(kMethods.begin(), kMethods.end(),
+                             [&](const MethodInfo& m) { return m.name == request.method; });
+  if (method == kMethods.end()) {
+    return ControlError{
+        ErrorCode::kUnknownMethod,
+        "unknown method \"" + request.method + "\" (known methods: " + known_methods() + ")"};
+  }
+  if (!is_allowed(peer, policy_, method->access)) {
+    std::string who = policy_.write_group
+                          ? "uid 0 or members of gid " + std::to_string(*policy_.write_group)
+                          : std::string("uid 0 (daemon.socket_group is unset)");
+    return ControlError{ErrorCode::kPermissionDenied,
+                        "uid " + std::to_string(peer.uid) + " (gid " + std::to_string(peer.gid) +
+                            ") may not call " + request.method + ": " + to_string(method->access) +
+                            " methods are open to " + who};
+  }
+  const Params params(request.params);
+  const std::string_view name = method->name;
+  if (name == "status") {
+    return status(params);
+  }
+  if (name == "stats") {
+    return stats(params);
+  }
+  if (name == "workload.list") {
+    return workload_list(params);
+  }
+  if (name == "workload.get") {
+    return workload_get(params);
+  }
+  if (name == "workload.add") {
+    return workload_add(request.params);
+  }
+  if (name == "workload.del") {
+    return workload_del(params);
+  }
+  if (name == "conns") {
+    return conns(params);
+  }
+  if (name.substr(0, 7) == "policy." && policies_ == nullptr) {
+    return ControlError{ErrorCode::kUnavailable, "this daemon has no policy support"};
+  }
+  if (name == "policy.apply") {
+    return policy_apply(params, request.params);
+  }
+  if (name == "policy.get") {
+    return policy_get(params);
+  }
+  if (name == "policy.del") {
+    return policy_del(params);
+  }
+  if (name == "monitor") {
+    return monitor(request.params, stream);
+  }
+  return ControlError{ErrorCode::kInternal, "method " + request.method + " has no handler"};
+}
+
+Outcome<nlohmann::json> ControlApi::status(const Params& params) {
+  if (auto error = params.only({})) {
+    return *error;
+  }
+  nlohmann::json result = backend_.status();
+  result["protocol"] = kProtocolVersion;
+  result["workloads"] = {{"total", workloads_.config_count() + workloads_.live_count()},
+                         {"config", workloads_.config_count()},
+                         {"live", workloads_.live_count()}};
+  return result;
+}
+
+Outcome<nlohmann::json> ControlApi::stats(const Params& params) {
+  if (auto error = params.only({"workload"})) {
+    return *error;
+  }
+  std::optional<std::string> workload;
+  if (auto error = params.string("workload", false, workload)) {
+    return *error;
+  }
+  if (workload) {
+    const WorkloadRegistry::Entry entry = workloads_.find(*workload);
+    if (entry.workload == nullptr) {
+      return ControlError{ErrorCode::kNotFound, "no workload named " + *workload};
+    }
+    const std::optional<std::uint64_t> cookie = backend_.netns_cookie(entry.workload->netns);
+    if (!cookie) {
+      return ControlError{ErrorCode::kUnavailable,
+                          "cannot read the netns cookie of " + entry.workload->netns};
+    }
+    auto counters = backend_.workload_counters(*cookie);
+    if (!counters) {
+      return ControlError{ErrorCode::kUnavailable, counters.error().message()};
+    }
+    return nlohmann::json{{"workload", *workload},
+                          {"counters", counters_to_json(counters.value())}};
+  }
+  auto counters = backend_.counters();
+  if (!counters) {
+    return ControlError{ErrorCode::kUnavailable, counters.error().message()};
+  }
+  return nlohmann::json{{"counters", counters_to_json(counters.value())}};
+}
+
+Outcome<nlohmann::json> ControlApi::workload_list(const Params& params) {
+  if (auto error = params.only({})) {
+    return *error;
+  }
+  nlohmann::json list = nlohmann::json::array();
+  for (const WorkloadRegistry::Entry& entry : workloads_.list()) {
+    list.push_back(entry_json(entry));
+  }
+  return nlohmann::json{{"workloads", list}, {"total", list.size()}};
+}
+
+Outcome<nlohmann::json> ControlApi::workload_get(const Params& params) {
+  if (auto error = params.only({"name"})) {
+    return *error;
+  }
+  std::optional<std::string> name;
+  if (auto error = params.string("name", true, name)) {
+    return *error;
+  }
+  const WorkloadRegistry::Entry entry = workloads_.find(*name);
+  if (entry.workload == nullptr) {
+    return ControlError{ErrorCode::kNotFound, "no workload named " + *name};
+  }
+  return entry_json(entry);
+}
+
+Outcome<nlohmann::json> ControlApi::workload_add(const nlohmann::json& params) {
+  auto workload = parse_workload_json(params, "", "params");
+  if (!workload) {
+    return invalid_params(workload.error().message());
+  }
+  Outcome<AddOutcome> outcome = workloads_.add(workload.value());
+  if (auto* error = std::get_if<ControlError>(&outcome)) {
+    return *error;
+  }
+  return nlohmann::json{{"name", workload->name},
+                        {"outcome", to_string(std::get<AddOutcome>(outcome))},
+                        {"spec", workload_to_json(workload.value())}};
+}
+
+Outcome<nlohmann::json> ControlApi::workload_del(const Params& params) {
+  auto target = delete_params(params);
+  if (auto* error = std::get_if<ControlError>(&target)) {
+    return *error;
+  }
+  const auto& [name, missing_ok] = std::get<DeleteParams>(target);
+  Outcome<DeleteOutcome> outcome = workloads_.remove(name, missing_ok);
+  if (auto* error = std::get_if<ControlError>(&outcome)) {
+    return *error;
+  }
+  return nlohmann::json{{"name", name}, {"outcome", to_string(std::get<DeleteOutcome>(outcome))}};
+}
+
+Outcome<nlohmann::json> ControlApi::conns(const Params& params) {
+  if (auto error = params.only({"limit"})) {
+    return *error;
+  }
+  std::optional<std::int64_t> limit;
+  if (auto error = params.integer("limit", 0, std::numeric_limits<std::int64_t>::max(), limit)) {
+    return *error;
+  }
+  auto keys = backend_.sockhash_keys();
+  if (!keys) {
+    return ControlError{ErrorCode::kUnavailable, keys.error().message()};
+  }
+  // The workloads as applied: a policy may have turned their fast path on or off.
+  std::vector<WorkloadConfig> applied = workloads_.combined();
+  if (policies_ != nullptr) {
+    applied = apply_policy_overrides(std::move(applied), policies_->list());
+  }
+  WorkloadIndex index;
+  for (const WorkloadConfig& workload : applied) {
+    index.add(workload, backend_.netns_cookie(workload.netns).value_or(0));
+  }
+  index.listening = [this](std::uint64_t netns_cookie, std::uint16_t port) {
+    return backend_.listening(netns_cookie, port);
+  };
+  const std::int64_t shown = limit.value_or(kDefaultConnsLimit);
+  return describe_connections(keys.value(), index,
+                              shown == 0 ? keys->size() : static_cast<std::size_t>(shown));
+}
+
+Outcome<nlohmann::json> ControlApi::monitor(const nlohmann::json& params,
+                                            std::shared_ptr<StreamSource>* stream) {
+  auto filter = monitor::parse_filter(params);
+  if (auto* error = std::get_if<ControlError>(&filter)) {
+    return *error;
+  }
+  if (stream == nullptr) {
+    return ControlError{ErrorCode::kInternal, "monitor needs a connection it can stream on"};
+  }
+  const monitor::Filter& wanted = std::get<monitor::Filter>(filter);
+  auto subscription = backend_.subscribe(wanted);
+  if (auto* error = std::get_if<ControlError>(&subscription)) {
+    return *error;
+  }
+  const auto& subscribed = std::get<std::shared_ptr<monitor::Subscription>>(subscription);
+  *stream = subscribed;
+  return nlohmann::json{
+      {"subscribed", true}, {"filter", wanted.to_json()}, {"queue_limit", subscribed->limit()}};
+}
+
+}  // namespace meshlane::control
+
+namespace meshlane::control {
+
+Outcome<nlohmann::json> ControlApi::policy_apply(const Params& params, const nlohmann::json& raw) {
+  if (auto error = params.only({"policies", "replace"})) {
+    return *error;
+  }
+  std::optional<bool> replace;
+  if (auto error = params.boolean("replace", replace)) {
+    return *error;
+  }
+  if (!raw.contains("policies")) {
+    return invalid_params("params.policies: required (a list of policies)");
+  }
+  auto parsed = parse_policy_document(nlohmann::json{{"policies", raw["policies"]}});
+  if (!parsed) {
+    return invalid_params(parsed.error().context);
+  }
+  return policies_->apply(parsed.value(), replace.value_or(false));
+}
+
+Outcome<nlohmann::json> ControlApi::policy_get(const Params& params) {
+  if (auto error = params.only({"name"})) {
+    return *error;
+  }
+  std::optional<std::string> name;
+  if (auto error = params.string("name", false, name)) {
+    return *error;
+  }
+  nlohmann::json list = nlohmann::json::array();
+  if (name) {
+    const Policy* policy = policies_->find(*name);
+    if (policy == nullptr) {
+      return ControlError{ErrorCode::kNotFound, "no policy named " + *name};
+    }
+    list.push_back(policy_to_json(*policy));
+  } else {
+    for (const Policy& policy : policies_->list()) {
+      list.push_back(policy_to_json(policy));
+    }
+  }
+  return nlohmann::json{{"policies", list}, {"total", list.size()}};
+}
+
+Outcome<nlohmann::json> ControlApi::policy_del(const Params& params) {
+  auto target = delete_params(params);
+  if (auto* error = std::get_if<ControlError>(&target)) {
+    return *error;
+  }
+  const auto& [name, missing_ok] = std::get<DeleteParams>(target);
+  return policies_->remove(name, missing_ok);
+}
+
+}  // namespace meshlane::control

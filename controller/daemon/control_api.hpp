@@ -1,0 +1,109 @@
+// The control protocol's methods: access control, parameter checks and results. The daemon
+// plugs in its datapath through ControlBackend; the unit tests plug in a fake.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cerrno>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.hpp"
+#include "control/protocol.hpp"
+#include "control/server.hpp"
+#include "meshlane/shared.h"
+#include "observe/counters.hpp"
+#include "observe/monitor_hub.hpp"
+#include "policy/registry.hpp"
+#include "workloads/registry.hpp"
+
+namespace meshlane::control {
+
+// kRead methods only look; kWrite methods change what the datapath does.
+enum class Access { kRead, kWrite };
+const char* to_string(Access access);
+
+struct MethodInfo {
+  std::string_view name;
+  Access access;
+  std::string_view summary;
+};
+
+// Every method, in the order docs/control-protocol.md lists them.
+const std::vector<MethodInfo>& methods();
+
+// Who may call what: uid 0 always; members of `group` (primary or supplementary gid) for both
+// read and write methods. Separate fields so that read access can be widened later on its own.
+struct AccessPolicy {
+  std::optional<gid_t> write_group;
+  std::optional<gid_t> read_group;
+};
+
+bool is_allowed(const PeerCredentials& peer, const AccessPolicy& policy, Access access);
+
+// What the methods read from the running daemon.
+class ControlBackend {
+ public:
+  virtual ~ControlBackend() = default;
+  // The daemon's part of the status result (version, uptime, kernel, attach points, ...).
+  virtual nlohmann::json status() = 0;
+  virtual Result<Counters> counters() = 0;
+  virtual Result<std::vector<ml_sock_key>> sockhash_keys() = 0;
+  // The netns cookie of a workload's namespace; nullopt when it cannot be read.
+  virtual std::optional<std::uint64_t> netns_cookie(const std::string& netns_path) = 0;
+  // Whether the datapath has seen a listener of the cgroup in that namespace on that port (for
+  // telling a connection's server end in conns). Without a datapath: assume so.
+  virtual bool listening(std::uint64_t /*netns_cookie*/, std::uint16_t /*port*/) { return true; }
+  // One workload's counters, by its netns cookie.
+  virtual Result<Counters> workload_counters(std::uint64_t netns_cookie) {
+    (void)netns_cookie;
+    return make_error(ENOTSUP, "per-workload counters are not available");
+  }
+  // A live event subscription (the monitor method); the daemon's hub, or unavailable.
+  virtual Outcome<std::shared_ptr<monitor::Subscription>> subscribe(const monitor::Filter& filter);
+};
+
+class ControlApi {
+ public:
+  // policies may be null: the policy methods then answer unavailable.
+  ControlApi(ControlBackend& backend, WorkloadRegistry& workloads, AccessPolicy policy,
+             PolicyRegistry* policies = nullptr)
+      : backend_(backend), workloads_(workloads), policy_(policy), policies_(policies) {}
+
+  // One request line in, one response line out (the server's LineHandler); for monitor, the
+  // acknowledgement and the stream that follows it.
+  Reply handle_line(const PeerCredentials& peer, std::string_view line);
+
+  // A parsed request: the result object or the error. A streaming method (monitor) puts its
+  // stream in `stream`; without one to fill it is refused.
+  Outcome<nlohmann::json> call(const PeerCredentials& peer, const Request& request,
+                               std::shared_ptr<StreamSource>* stream = nullptr);
+
+ private:
+  Outcome<nlohmann::json> status(const Params& params);
+  Outcome<nlohmann::json> stats(const Params& params);
+  Outcome<nlohmann::json> workload_list(const Params& params);
+  Outcome<nlohmann::json> workload_get(const Params& params);
+  Outcome<nlohmann::json> workload_add(const nlohmann::json& params);
+  Outcome<nlohmann::json> workload_del(const Params& params);
+  Outcome<nlohmann::json> conns(const Params& params);
+  Outcome<nlohmann::json> policy_apply(const Params& params, const nlohmann::json& raw);
+  Outcome<nlohmann::json> policy_get(const Params& params);
+  Outcome<nlohmann::json> policy_del(const Params& params);
+  Outcome<nlohmann::json> monitor(const nlohmann::json& params,
+                                  std::shared_ptr<StreamSource>* stream);
+
+  ControlBackend& backend_;
+  WorkloadRegistry& workloads_;
+  AccessPolicy policy_;
+  PolicyRegistry* policies_;
+};
+
+}  // namespace meshlane::control

@@ -1,0 +1,118 @@
+// Typed access to BPF maps: the key and value types are checked once against the kernel's
+// key_size/value_size, so a struct that drifts from the map layout fails loudly at open.
+#pragma once
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "common/unique_fd.hpp"
+
+namespace meshlane {
+
+struct MapInfo {
+  std::string name;
+  std::uint32_t id = 0;
+  std::uint32_t type = 0;
+  std::uint32_t key_size = 0;
+  std::uint32_t value_size = 0;
+  std::uint32_t max_entries = 0;
+};
+
+Result<MapInfo> map_info(int map_fd);
+
+// Opens a pinned BPF object (map, program or link) read-write.
+Result<UniqueFd> open_pinned(const std::string& path);
+
+template <typename Key, typename Value>
+class TypedMap {
+ public:
+  // Takes ownership of map_fd. For per-CPU maps, Value is the per-CPU element type.
+  static Result<TypedMap> adopt(UniqueFd map_fd) {
+    auto info = map_info(map_fd.get());
+    if (!info) {
+      return info.error();
+    }
+    if (info->key_size != sizeof(Key) || info->value_size != sizeof(Value)) {
+      return make_error(
+          EINVAL, "map " + info->name + " has key/value size " + std::to_string(info->key_size) +
+                      "/" + std::to_string(info->value_size) + ", this build expects " +
+                      std::to_string(sizeof(Key)) + "/" + std::to_string(sizeof(Value)) +
+                      ": the pinned map is from another meshlane version; run "
+                      "meshlaned --cleanup");
+    }
+    return TypedMap(std::move(map_fd), *info);
+  }
+
+  static Result<TypedMap> open_pin(const std::string& path) {
+    auto fd = open_pinned(path);
+    if (!fd) {
+      return fd.error();
+    }
+    return adopt(std::move(fd.value()));
+  }
+
+  [[nodiscard]] int fd() const { return fd_.get(); }
+  [[nodiscard]] const MapInfo& info() const { return info_; }
+
+  Status update(const Key& key, const Value& value, std::uint64_t flags = BPF_ANY) {
+    if (bpf_map_update_elem(fd_.get(), &key, &value, flags) != 0) {
+      return make_error(errno, "update of map " + info_.name + " failed");
+    }
+    return {};
+  }
+
+  [[nodiscard]] std::optional<Value> lookup(const Key& key) const {
+    Value value{};
+    if (bpf_map_lookup_elem(fd_.get(), &key, &value) != 0) {
+      return std::nullopt;
+    }
+    return value;
+  }
+
+  // Reads one element of a per-CPU map: one Value per possible CPU.
+  [[nodiscard]] Result<std::vector<Value>> lookup_percpu(const Key& key) const {
+    int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) {
+      return make_error(-cpus, "cannot count possible CPUs");
+    }
+    std::vector<Value> values(static_cast<std::size_t>(cpus));
+    if (bpf_map_lookup_elem(fd_.get(), &key, values.data()) != 0) {
+      return make_error(errno, "lookup in map " + info_.name + " failed");
+    }
+    return values;
+  }
+
+  Status erase(const Key& key) {
+    if (bpf_map_delete_elem(fd_.get(), &key) != 0 && errno != ENOENT) {
+      return make_error(errno, "delete from map " + info_.name + " failed");
+    }
+    return {};
+  }
+
+  [[nodiscard]] std::vector<Key> keys() const {
+    std::vector<Key> result;
+    Key key{};
+    Key next{};
+    const Key* previous = nullptr;
+    while (bpf_map_get_next_key(fd_.get(), previous, &next) == 0) {
+      result.push_back(next);
+      key = next;
+      previous = &key;
+    }
+    return result;
+  }
+
+ private:
+  TypedMap(UniqueFd fd, MapInfo info) : fd_(std::move(fd)), info_(std::move(info)) {}
+
+  UniqueFd fd_;
+  MapInfo info_;
+};
+
+}  // namespace meshlane

@@ -1,0 +1,137 @@
+#include "datapath/kernel_features.hpp"
+
+#include <bpf/libbpf.h>
+
+#include <cstdlib>
+#include <sstream>
+
+namespace meshlane {
+
+namespace {
+
+KernelFeature prog_type(bpf_prog_type type, const char* name, const char* needed_for) {
+  return {std::string("program type ") + name, needed_for,
+          libbpf_probe_bpf_prog_type(type, nullptr) == 1};
+}
+
+KernelFeature map_type(bpf_map_type type, const char* name, const char* needed_for) {
+  return {std::string("map type ") + name, needed_for,
+          libbpf_probe_bpf_map_type(type, nullptr) == 1};
+}
+
+KernelFeature helper(bpf_prog_type type, bpf_func_id id, const char* name, const char* needed_for) {
+  return {std::string("helper ") + name, needed_for,
+          libbpf_probe_bpf_helper(type, id, nullptr) == 1};
+}
+
+// MESHLANE_TEST_MISSING_FEATURES (tests only): features to report as absent.
+void apply_test_pretence(std::vector<KernelFeature>& features) {
+  const char* env = std::getenv("MESHLANE_TEST_MISSING_FEATURES");
+  if (env == nullptr || *env == '\0') {
+    return;
+  }
+  std::stringstream list(env);
+  std::string token;
+  while (std::getline(list, token, ',')) {
+    if (token.empty()) {
+      continue;
+    }
+    for (auto& feature : features) {
+      if (feature.name.find(token) != std::string::npos) {
+        feature.present = false;
+        feature.pretended_absent = true;
+      }
+    }
+  }
+}
+
+std::string describe_missing(const std::vector<KernelFeature>& features, const char* area) {
+  std::string missing;
+  for (const auto& feature : features) {
+    if (!feature.present && (area == nullptr || feature.needed_for == area)) {
+      missing +=
+          (missing.empty() ? "" : ", ") + feature.name + " (for " + feature.needed_for +
+          (feature.pretended_absent ? "; pretended absent by MESHLANE_TEST_MISSING_FEATURES" : "") +
+          ")";
+    }
+  }
+  return missing;
+}
+
+}  // namespace
+
+std::vector<KernelFeature> probe_splice_features() {
+  return {
+      // sock_ops and its maps also record each intercepted connection's original destination:
+      // without them neither splicing nor interception can run.
+      prog_type(BPF_PROG_TYPE_SOCK_OPS, "sock_ops", kForBoth),
+      map_type(BPF_MAP_TYPE_SOCKHASH, "sockhash", kForBoth),
+      map_type(BPF_MAP_TYPE_SK_STORAGE, "sk_storage", kForBoth),
+      map_type(BPF_MAP_TYPE_PERCPU_ARRAY, "percpu_array", kForBoth),
+      helper(BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_get_netns_cookie,
+             "bpf_get_netns_cookie in sock_ops (kernel >= 5.15)", kForBoth),
+      helper(BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_sk_storage_get, "bpf_sk_storage_get in sock_ops",
+             kForBoth),
+      prog_type(BPF_PROG_TYPE_SK_MSG, "sk_msg", kForSplicing),
+      helper(BPF_PROG_TYPE_SK_MSG, BPF_FUNC_sk_storage_get, "bpf_sk_storage_get in sk_msg",
+             kForSplicing),
+      helper(BPF_PROG_TYPE_SK_MSG, BPF_FUNC_msg_redirect_hash, "bpf_msg_redirect_hash",
+             kForSplicing),
+  };
+}
+
+std::vector<KernelFeature> probe_interception_features() {
+  return {
+      prog_type(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "cgroup_sock_addr (connect4/connect6)",
+                kForInterception),
+      prog_type(BPF_PROG_TYPE_CGROUP_SOCKOPT, "cgroup_sockopt (getsockopt)", kForInterception),
+      prog_type(BPF_PROG_TYPE_SCHED_CLS, "sched_cls (tc)", kForInterception),
+      map_type(BPF_MAP_TYPE_LRU_HASH, "lru_hash", kForInterception),
+      map_type(BPF_MAP_TYPE_LPM_TRIE, "lpm_trie", kForInterception),
+      helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_get_netns_cookie,
+             "bpf_get_netns_cookie in cgroup_sock_addr", kForInterception),
+      helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_sk_storage_get,
+             "bpf_sk_storage_get in cgroup_sock_addr", kForInterception),
+  };
+}
+
+std::vector<KernelFeature> probe_all_features() {
+  std::vector<KernelFeature> features = probe_splice_features();
+  for (auto& feature : probe_interception_features()) {
+    features.push_back(std::move(feature));
+  }
+  apply_test_pretence(features);
+  return features;
+}
+
+Status require_features(const std::vector<KernelFeature>& features) {
+  const std::string missing = describe_missing(features, nullptr);
+  if (!missing.empty()) {
+    return make_error("the running kernel lacks " + missing +
+                      ": meshlane needs Linux >= 5.15 with CONFIG_BPF_SYSCALL, "
+                      "CONFIG_BPF_STREAM_PARSER and CONFIG_CGROUP_BPF (or set "
+                      "daemon.on_missing_feature = \"degrade\" to run with what works)");
+  }
+  return {};
+}
+
+Result<FeatureSupport> decide_features(const std::vector<KernelFeature>& features,
+                                       const std::string& on_missing_feature) {
+  if (on_missing_feature != "degrade") {
+    if (auto status = require_features(features); !status) {
+      return status.error();
+    }
+    return FeatureSupport{};
+  }
+  FeatureSupport support;
+  support.splicing = describe_missing(features, kForSplicing).empty();
+  support.interception = describe_missing(features, kForInterception).empty();
+  if (!describe_missing(features, kForBoth).empty() ||
+      (!support.splicing && !support.interception)) {
+    return make_error("the running kernel lacks " + describe_missing(features, nullptr) +
+                      ": neither splicing nor interception can run, nothing to degrade to");
+  }
+  return support;
+}
+
+}  // namespace meshlane

@@ -1,0 +1,229 @@
+#include "common/mounts.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "test_support.hpp"
+
+namespace meshlane {
+namespace {
+
+using test::contains;
+
+std::string read_text(const std::string& path) {
+  std::ifstream file(path);
+  EXPECT_TRUE(file.good()) << "cannot open " << path;
+  return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
+}
+
+std::string fixture(const std::string& name) {
+  return read_text(std::string(MESHLANE_FIXTURE_DIR) + "/mountinfo/" + name);
+}
+
+// A fresh directory under the system temp dir, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "meshlane-test-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data()) != nullptr ? pattern : "";
+    EXPECT_FALSE(path_.empty()) << "mkdtemp failed: " << std::strerror(errno);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// ---- find_cgroup2_mount / find_bpffs_mount on fixtures --------------------------------------
+
+TEST(FindCgroup2Mount, HybridHierarchyFindsUnifiedMount) {
+  Result<std::string> mount = find_cgroup2_mount(fixture("hybrid.txt"));
+  ASSERT_TRUE(mount.ok()) << mount.error().message();
+  EXPECT_EQ(*mount, "/sys/fs/cgroup/unified");
+}
+
+TEST(FindCgroup2Mount, UnifiedHierarchyWithOptionalFields) {
+  Result<std::string> mount = find_cgroup2_mount(fixture("unified.txt"));
+  ASSERT_TRUE(mount.ok()) << mount.error().message();
+  EXPECT_EQ(*mount, "/sys/fs/cgroup");
+}
+
+TEST(FindCgroup2Mount, NoCgroup2IsAnError) {
+  Result<std::string> mount = find_cgroup2_mount(fixture("none.txt"));
+  ASSERT_FALSE(mount.ok());
+  EXPECT_TRUE(contains(mount.error().message(), "no cgroup2 filesystem is mounted"));
+}
+
+TEST(FindCgroup2Mount, EmptyTextIsAnError) { EXPECT_FALSE(find_cgroup2_mount("").ok()); }
+
+TEST(FindCgroup2Mount, OctalEscapesInMountPointAreDecoded) {
+  Result<std::string> mount = find_cgroup2_mount(fixture("escaped.txt"));
+  ASSERT_TRUE(mount.ok()) << mount.error().message();
+  EXPECT_EQ(*mount, "/mnt/my cgroups");
+}
+
+TEST(FindCgroup2Mount, FirstOfSeveralWinsAndMalformedLinesAreSkipped) {
+  Result<std::string> mount = find_cgroup2_mount(fixture("multiple.txt"));
+  ASSERT_TRUE(mount.ok()) << mount.error().message();
+  EXPECT_EQ(*mount, "/sys/fs/cgroup");
+}
+
+TEST(FindCgroup2Mount, FstypeIsTakenAfterTheSeparatorNotFromOptionalFields) {
+  // "cgroup2" appears before the " - " separator only as an optional field; it is not the type.
+  EXPECT_FALSE(find_cgroup2_mount("30 1 0:26 / /x rw cgroup2 - tmpfs tmpfs rw\n").ok());
+}
+
+TEST(FindCgroup2Mount, LineWithoutTrailingNewlineIsParsed) {
+  Result<std::string> mount = find_cgroup2_mount("30 1 0:26 / /cg rw - cgroup2 cgroup2 rw");
+  ASSERT_TRUE(mount.ok());
+  EXPECT_EQ(*mount, "/cg");
+}
+
+TEST(FindBpffsMount, UnifiedFixtureHasBpffs) {
+  EXPECT_EQ(find_bpffs_mount(fixture("unified.txt")), "/sys/fs/bpf");
+}
+
+TEST(FindBpffsMount, AbsentBpffsGivesEmptyString) {
+  EXPECT_EQ(find_bpffs_mount(fixture("hybrid.txt")), "");
+  EXPECT_EQ(find_bpffs_mount(fixture("none.txt")), "");
+}
+
+TEST(FindBpffsMount, EscapedTabAndBackslashAreDecoded) {
+  EXPECT_EQ(find_bpffs_mount(fixture("escaped.txt")), "/mnt/pins\tand\\more");
+}
+
+TEST(FindBpffsMount, FirstOfSeveralWins) {
+  EXPECT_EQ(find_bpffs_mount(fixture("multiple.txt")), "/sys/fs/bpf");
+}
+
+TEST(FindCgroup2Mount, ThisMachineHasOne) {
+  Result<std::string> mount = find_cgroup2_mount();
+  if (!mount.ok()) {
+    GTEST_SKIP() << "no cgroup2 mounted here: " << mount.error().message();
+  }
+  EXPECT_EQ(mount->front(), '/');
+}
+
+// ---- resolve_cgroup_path --------------------------------------------------------------------
+
+TEST(ResolveCgroupPath, MissingCgroupNamesPathAndFix) {
+  TempDir mount;
+  Result<std::string> path = resolve_cgroup_path(mount.path(), "/meshlane-test/child");
+  ASSERT_FALSE(path.ok());
+  EXPECT_EQ(path.error().errnum, ENOENT);
+  EXPECT_TRUE(contains(path.error().message(), mount.path() + "/meshlane-test/child"));
+  EXPECT_TRUE(contains(path.error().message(), "create the cgroup or fix daemon.cgroup"));
+}
+
+TEST(ResolveCgroupPath, RelativePathIsJoinedBelowTheMount) {
+  TempDir mount;
+  Result<std::string> path = resolve_cgroup_path(mount.path(), "mesh/a");
+  ASSERT_FALSE(path.ok());
+  EXPECT_TRUE(contains(path.error().message(), mount.path() + "/mesh/a "));
+}
+
+TEST(ResolveCgroupPath, AbsolutePathBelowTheMountIsUsedAsIs) {
+  TempDir mount;
+  Result<std::string> path = resolve_cgroup_path(mount.path(), mount.path() + "/mesh");
+  ASSERT_FALSE(path.ok());
+  EXPECT_TRUE(contains(path.error().message(), " " + mount.path() + "/mesh "));
+}
+
+TEST(ResolveCgroupPath, FileIsNotADirectory) {
+  TempDir mount;
+  std::ofstream(mount.path() + "/cgroup.procs") << "";
+  Result<std::string> path = resolve_cgroup_path(mount.path(), "cgroup.procs");
+  ASSERT_FALSE(path.ok());
+  EXPECT_EQ(path.error().errnum, ENOTDIR);
+}
+
+TEST(ResolveCgroupPath, DirectoryNotOnCgroup2IsRejected) {
+  TempDir mount;
+  Result<std::string> path = resolve_cgroup_path(mount.path(), "");
+  ASSERT_FALSE(path.ok());
+  EXPECT_TRUE(contains(path.error().message(), "is not on a cgroup2 filesystem"));
+}
+
+TEST(ResolveCgroupPath, DotDotIsRejected) {
+  Result<std::string> path = resolve_cgroup_path("/sys/fs/cgroup", "mesh/../../..");
+  ASSERT_FALSE(path.ok());
+  EXPECT_TRUE(contains(path.error().message(), "must not contain \"..\""));
+}
+
+TEST(ResolveCgroupPath, RootSpellingsResolveToTheRealMount) {
+  Result<std::string> mount = find_cgroup2_mount();
+  if (!mount.ok()) {
+    GTEST_SKIP() << "no cgroup2 mounted here: " << mount.error().message();
+  }
+  for (const std::string& configured : {std::string(), std::string("/"), *mount, *mount + "/"}) {
+    Result<std::string> path = resolve_cgroup_path(*mount, configured);
+    ASSERT_TRUE(path.ok()) << "\"" << configured << "\": " << path.error().message();
+    EXPECT_EQ(*path, *mount) << "\"" << configured << "\"";
+  }
+}
+
+// ---- ensure_bpffs_dir -----------------------------------------------------------------------
+
+TEST(EnsureBpffsDir, RelativeOrEmptyDirIsRejectedBeforeAnyMount) {
+  EXPECT_TRUE(contains(ensure_bpffs_dir("sys/fs/bpf/x").error().message(), "absolute path"));
+  EXPECT_FALSE(ensure_bpffs_dir("").ok());
+}
+
+// The remaining cases need a bpffs that is already mounted: a unit test must not mount one.
+std::string mounted_bpffs_or_empty() {
+  if (::geteuid() != 0) {
+    return "";
+  }
+  std::ifstream file("/proc/self/mountinfo");
+  const std::string mountinfo{std::istreambuf_iterator<char>(file),
+                              std::istreambuf_iterator<char>()};
+  return find_bpffs_mount(mountinfo);
+}
+
+TEST(EnsureBpffsDir, DirOutsideBpffsIsRejectedAndNotCreated) {
+  const std::string bpffs = mounted_bpffs_or_empty();
+  if (bpffs.empty()) {
+    GTEST_SKIP() << "needs root and a mounted bpffs";
+  }
+  TempDir temp;
+  const std::string dir = temp.path() + "/pins";
+  Status status = ensure_bpffs_dir(dir);
+  ASSERT_FALSE(status.ok());
+  EXPECT_TRUE(contains(status.error().message(), "is not on a bpf filesystem"));
+  EXPECT_FALSE(std::filesystem::exists(dir));
+}
+
+TEST(EnsureBpffsDir, CreatesDirOnMountedBpffs) {
+  const std::string bpffs = mounted_bpffs_or_empty();
+  if (bpffs.empty()) {
+    GTEST_SKIP() << "needs root and a mounted bpffs";
+  }
+  const std::string dir = bpffs + "/meshlane-unit-test-" + std::to_string(::getpid());
+  Status status = ensure_bpffs_dir(dir);
+  ASSERT_TRUE(status.ok()) << status.error().message();
+  struct stat info {};
+  ASSERT_EQ(::stat(dir.c_str(), &info), 0);
+  EXPECT_TRUE(S_ISDIR(info.st_mode));
+  EXPECT_EQ(info.st_mode & 07777, 0700u);
+  EXPECT_TRUE(ensure_bpffs_dir(dir + "/").ok()) << "an existing dir is accepted";
+  ::rmdir(dir.c_str());
+}
+
+}  // namespace
+}  // namespace meshlane
