@@ -1,0 +1,100 @@
+// What the control methods and the metrics read from the running daemon: its status, the
+// datapath's counters and sockets, the monitor hub, and what the periodic work reports.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "config/config.hpp"
+#include "control/server.hpp"
+#include "daemon/control_api.hpp"
+#include "datapath/bpf_map.hpp"
+#include "datapath/datapath.hpp"
+#include "datapath/kernel_features.hpp"
+#include "datapath/listener_scan.hpp"
+#include "datapath/stale_sweep.hpp"
+#include "observe/monitor_hub.hpp"
+
+namespace meshlane::daemon {
+
+// What the control methods read from the running daemon.
+class DaemonBackend final : public meshlane::control::ControlBackend {
+ public:
+  DaemonBackend(const meshlane::Config& config, const meshlane::Datapath& datapath,
+                std::string cgroup_path, std::vector<meshlane::KernelFeature> features)
+      : config_(config),
+        datapath_(datapath),
+        cgroup_path_(std::move(cgroup_path)),
+        features_(std::move(features)),
+        started_steady_(std::chrono::steady_clock::now()),
+        started_wall_(std::time(nullptr)) {}
+
+  nlohmann::json status() override;
+
+  // The outcome of a listener scan, for status "listener_scan".
+  void add_listener_scan(const std::string& reason,
+                         const meshlane::Result<meshlane::ListenerScanReport>& outcome);
+
+  // Entries the periodic sweep removed since the daemon started (status "swept").
+  void add_swept(const meshlane::SweepReport& report) {
+    swept_.orig_dsts += report.orig_dsts;
+    swept_.tc_flows += report.tc_flows;
+    swept_.dead_tc_flows += report.dead_tc_flows;
+  }
+
+  // The control socket's server, for its client counts in status (set once it is started).
+  void set_control_server(const meshlane::control::Server* server) { control_server_ = server; }
+
+  [[nodiscard]] std::chrono::steady_clock::duration uptime() const {
+    return std::chrono::steady_clock::now() - started_steady_;
+  }
+
+  meshlane::Result<meshlane::Counters> counters() override;
+
+  meshlane::Result<std::vector<ml_sock_key>> sockhash_keys() override;
+
+  meshlane::Result<meshlane::Counters> workload_counters(std::uint64_t netns_cookie) override;
+
+  std::optional<std::uint64_t> netns_cookie(const std::string& netns_path) override;
+
+  meshlane::control::Outcome<std::shared_ptr<meshlane::monitor::Subscription>> subscribe(
+      const meshlane::monitor::Filter& filter) override;
+
+  void set_hub(meshlane::monitor::Hub* hub) { hub_ = hub; }
+
+  bool listening(std::uint64_t netns_cookie, std::uint16_t port) override;
+
+ private:
+  using ListenerMap = meshlane::TypedMap<ml_listener_key, std::uint8_t>;
+  meshlane::monitor::Hub* hub_ = nullptr;
+  std::optional<ListenerMap> listeners_;
+  const meshlane::Config& config_;
+  const meshlane::Datapath& datapath_;
+  std::string cgroup_path_;
+  std::vector<meshlane::KernelFeature> features_;
+  std::chrono::steady_clock::time_point started_steady_;
+  std::time_t started_wall_;
+  const meshlane::control::Server* control_server_ = nullptr;
+  meshlane::SweepReport swept_;
+  std::size_t listener_scans_ = 0;
+  std::size_t total_scanned_ = 0;
+  std::optional<meshlane::ListenerScanReport> last_scan_;
+  std::string last_scan_reason_;
+  std::string last_scan_error_;
+  std::time_t last_scan_at_ = 0;
+
+  [[nodiscard]] nlohmann::json listener_scan_json() const;
+};
+
+// "2026-12-05T06:25:45Z"
+std::string utc_time(std::time_t when);
+
+}  // namespace meshlane::daemon

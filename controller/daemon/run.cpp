@@ -1,0 +1,516 @@
+#include "daemon/run.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/mounts.hpp"
+#include "common/netns.hpp"
+#include "common/unique_fd.hpp"
+#include "control/server.hpp"
+#include "daemon/backend.hpp"
+#include "daemon/control_api.hpp"
+#include "daemon/every.hpp"
+#include "daemon/reconciler.hpp"
+#include "datapath/counter_maps.hpp"
+#include "datapath/datapath.hpp"
+#include "datapath/event_ring.hpp"
+#include "datapath/kernel_features.hpp"
+#include "datapath/listener_scan.hpp"
+#include "datapath/stale_sweep.hpp"
+#include "datapath/workload_maps.hpp"
+#include "observe/counters.hpp"
+#include "observe/metrics.hpp"
+#include "observe/metrics_server.hpp"
+#include "observe/monitor_hub.hpp"
+
+namespace meshlane::daemon {
+
+namespace {
+
+constexpr std::chrono::seconds kDrainCheckInterval{2};
+// How stale the workload names in monitor events may get (refreshing costs a netns open per
+// workload).
+constexpr std::chrono::seconds kWorkloadNamesMaxAge{1};
+
+// A daemon killed with SIGKILL leaves its socket file; one that nobody serves goes too.
+void remove_stale_socket(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    return;
+  }
+  meshlane::UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (!probe || path.size() >= sizeof(address.sun_path)) {
+    return;
+  }
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 &&
+      errno == ECONNREFUSED) {
+    if (::unlink(path.c_str()) == 0) {
+      spdlog::info("cleanup: removed the stale control socket {}", path);
+    }
+  }
+}
+
+// The workloads monitor events are attributed to: by netns cookie and address, rebuilt when
+// older than kWorkloadNamesMaxAge and events arrive.
+class WorkloadNames {
+ public:
+  WorkloadNames(const meshlane::control::WorkloadRegistry& workloads,
+                meshlane::control::ControlBackend& backend)
+      : workloads_(workloads), backend_(backend) {}
+
+  const meshlane::control::WorkloadIndex& index() {
+    const auto now = std::chrono::steady_clock::now();
+    if (!built_ || now - built_at_ >= kWorkloadNamesMaxAge) {
+      index_ = {};
+      for (const auto& entry : workloads_.list()) {
+        index_.add(*entry.workload, backend_.netns_cookie(entry.workload->netns).value_or(0));
+      }
+      built_ = true;
+      built_at_ = now;
+    }
+    return index_;
+  }
+
+ private:
+  const meshlane::control::WorkloadRegistry& workloads_;
+  meshlane::control::ControlBackend& backend_;
+  meshlane::control::WorkloadIndex index_;
+  std::chrono::steady_clock::time_point built_at_;
+  bool built_ = false;
+};
+
+std::string type_list(std::uint64_t mask) {
+  std::string names;
+  for (const std::string& name : meshlane::monitor::type_names()) {
+    if ((mask & meshlane::monitor::type_bit(*meshlane::monitor::type_from_name(name))) != 0) {
+      names += (names.empty() ? "" : ",") + name;
+    }
+  }
+  return names.empty() ? "none" : names;
+}
+
+// File descriptors the daemon needs besides its clients: BPF maps, programs and links, netns
+// files, the listening sockets, logs, and the metrics endpoint's connections.
+constexpr rlim_t kReservedFileDescriptors = 128;
+
+// Every control client holds a file descriptor, and the usual soft RLIMIT_NOFILE (1024) is below
+// the control socket's client limit: raises the soft limit to the hard one. Returns how many
+// control clients fit in what the daemon got (the client limit when nothing is short).
+std::size_t raise_file_limit(std::size_t wanted_clients) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    spdlog::warn("cannot read RLIMIT_NOFILE ({}); keeping {} control clients", std::strerror(errno),
+                 wanted_clients);
+    return wanted_clients;
+  }
+  if (limit.rlim_cur < limit.rlim_max) {
+    const rlim_t previous = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+      spdlog::info("open file limit (RLIMIT_NOFILE) raised from {} to {}", previous,
+                   limit.rlim_cur);
+    } else {
+      spdlog::warn("cannot raise the open file limit (RLIMIT_NOFILE) from {} to {}: {}", previous,
+                   limit.rlim_max, std::strerror(errno));
+      limit.rlim_cur = previous;
+    }
+  } else {
+    spdlog::info("open file limit (RLIMIT_NOFILE) {}", limit.rlim_cur);
+  }
+  const rlim_t room =
+      limit.rlim_cur > kReservedFileDescriptors ? limit.rlim_cur - kReservedFileDescriptors : 1;
+  if (room < wanted_clients) {
+    spdlog::warn(
+        "the open file limit {} leaves room for {} control clients instead of {}; raise "
+        "LimitNOFILE (systemd) or `ulimit -Hn` for meshlaned",
+        limit.rlim_cur, room, wanted_clients);
+    return static_cast<std::size_t>(room);
+  }
+  return wanted_clients;
+}
+
+// The page GET /metrics serves: the datapath counters node-wide, then the daemon's gauges.
+meshlane::Result<std::string> render_metrics(DaemonBackend& backend,
+                                             const meshlane::control::WorkloadRegistry& workloads,
+                                             const meshlane::control::Server& control) {
+  auto counters = backend.counters();
+  if (!counters) {
+    return counters.error();
+  }
+  // Node-wide, then one labelled set per workload (its counters since it was applied).
+  std::vector<meshlane::metrics::CounterSet> counter_sets = {{{}, counters.value()}};
+  for (const auto& entry : workloads.list()) {
+    const std::optional<std::uint64_t> cookie = backend.netns_cookie(entry.workload->netns);
+    if (!cookie) {
+      continue;
+    }
+    if (auto own = backend.workload_counters(*cookie)) {
+      counter_sets.push_back({{{"workload", entry.workload->name}}, own.value()});
+    }
+  }
+  const std::string workloads_help = "Workloads meshlane intercepts, by where they come from.";
+  const std::vector<meshlane::metrics::GaugeSample> gauges = {
+      {"build_info", "meshlaned's version (always 1).", {{"version", MESHLANE_VERSION}}, 1},
+      {"uptime_seconds",
+       "Seconds since meshlaned started.",
+       {},
+       std::chrono::duration<double>(backend.uptime()).count()},
+      {"workloads",
+       workloads_help,
+       {{"source", "config"}},
+       static_cast<double>(workloads.config_count())},
+      {"workloads",
+       workloads_help,
+       {{"source", "live"}},
+       static_cast<double>(workloads.live_count())},
+      {"control_clients",
+       "Clients connected to the control socket.",
+       {},
+       static_cast<double>(control.client_count())},
+  };
+  return meshlane::metrics::format_prometheus(counter_sets, gauges);
+}
+
+// SIGHUP: re-reads the config file and applies its workloads with the live ones. A file that
+// does not parse, or a workload whose namespace cannot be resolved, changes nothing.
+void reload_workloads(const std::string& config_path, const meshlane::Config& running,
+                      meshlane::control::WorkloadRegistry& workloads) {
+  spdlog::info("SIGHUP: reloading workloads from {}", config_path);
+  auto fresh = meshlane::load_config_file(config_path);
+  if (!fresh) {
+    spdlog::error("reload rejected, nothing changed: {}", fresh.error().message());
+    return;
+  }
+  const auto& now = fresh->daemon;
+  const auto& was = running.daemon;
+  if (now.bpffs_dir != was.bpffs_dir || now.cgroup != was.cgroup || now.socket != was.socket ||
+      now.socket_mode != was.socket_mode || now.socket_group != was.socket_group ||
+      now.state_dir != was.state_dir) {
+    spdlog::warn("reload: [daemon] changes take effect only after a restart");
+  }
+  if (fresh->metrics.listen != running.metrics.listen ||
+      fresh->metrics.allow_non_loopback != running.metrics.allow_non_loopback) {
+    spdlog::warn("reload: [metrics] changes take effect only after a restart");
+  }
+  if (auto status = workloads.reload(fresh->workloads); !status) {
+    spdlog::error("reload rejected, nothing changed: {}", status.error().message());
+    return;
+  }
+  spdlog::info("reload: {} workload(s) applied ({} from the config file, {} live)",
+               workloads.config_count() + workloads.live_count(), workloads.config_count(),
+               workloads.live_count());
+}
+
+}  // namespace
+
+int print_stats(const meshlane::Config& config, bool json) {
+  auto counters = meshlane::read_counters(config.daemon.bpffs_dir);
+  if (!counters) {
+    std::cerr << "meshlaned: " << counters.error().message() << '\n';
+    return kExitRuntime;
+  }
+  if (json) {
+    std::cout << meshlane::counters_to_json(counters.value()).dump() << '\n';
+  } else {
+    std::cout << meshlane::counters_to_table(counters.value());
+  }
+  return kExitOk;
+}
+
+int cleanup(const meshlane::Config& config) {
+  // The live workloads' filters too; their state file stays, so a restarted daemon brings them
+  // back.
+  std::vector<meshlane::WorkloadConfig> workloads = config.workloads;
+  if (auto live = meshlane::control::load_live_workloads(config.daemon.state_dir)) {
+    workloads.insert(workloads.end(), live->begin(), live->end());
+  } else {
+    spdlog::warn("cleanup: {}", live.error().message());
+  }
+  // And every interface the daemon recorded filters on: workloads removed by a reload whose
+  // filters were still draining are in no config, only in the record.
+  const std::string record = meshlane::tc_record_path(config.daemon.state_dir);
+  for (auto& recorded : meshlane::read_tc_record(record)) {
+    workloads.push_back(std::move(recorded));
+  }
+  int visited = meshlane::detach_workload_filters(workloads);
+  if (::unlink(record.c_str()) != 0 && errno != ENOENT) {
+    spdlog::warn("cleanup: cannot remove {}: {}", record, std::strerror(errno));
+  }
+  if (visited > 0) {
+    spdlog::info("cleanup: removed tc filters of {} workload(s)", visited);
+  }
+  remove_stale_socket(config.daemon.socket);
+  auto report = meshlane::remove_datapath(config.daemon.bpffs_dir);
+  if (!report) {
+    spdlog::error("cleanup failed: {}", report.error().message());
+    return kExitRuntime;
+  }
+  spdlog::info("cleanup: detached {} link(s), removed {} pin(s) under {}", report->links_detached,
+               report->pins_removed, config.daemon.bpffs_dir);
+  return kExitOk;
+}
+
+int run(const std::string& config_path, const Config& config) {
+  auto mount = meshlane::find_cgroup2_mount();
+  if (!mount) {
+    spdlog::error("{}", mount.error().message());
+    return kExitRuntime;
+  }
+  auto cgroup = meshlane::resolve_cgroup_path(mount.value(), config.daemon.cgroup);
+  if (!cgroup) {
+    spdlog::error("{}", cgroup.error().message());
+    return kExitConfig;
+  }
+  spdlog::info("cgroup v2 mounted at {}; attaching to {}", mount.value(), cgroup.value());
+
+  const std::size_t max_clients = raise_file_limit(meshlane::control::ServerOptions{}.max_clients);
+  std::vector<meshlane::KernelFeature> features = meshlane::probe_all_features();
+  auto support = meshlane::decide_features(features, config.daemon.on_missing_feature);
+  if (!support) {
+    spdlog::error("{}", support.error().message());
+    return kExitRuntime;
+  }
+  if (!support->splicing || !support->interception) {
+    spdlog::warn("degraded (daemon.on_missing_feature = \"degrade\"): {}{}",
+                 support->splicing ? "" : "splicing is off; ",
+                 support->interception ? "" : "interception is off; ");
+  }
+  auto socket_group = meshlane::control::resolve_socket_group(config.daemon.socket_group);
+  if (!socket_group) {
+    spdlog::error("{}", socket_group.error().message());
+    return kExitConfig;
+  }
+  auto saved_live = meshlane::control::load_live_workloads(config.daemon.state_dir);
+  if (!saved_live) {
+    spdlog::error("{}", saved_live.error().message());
+    return kExitConfig;
+  }
+
+  auto saved_policies = meshlane::control::load_policies(config.daemon.state_dir);
+  if (!saved_policies) {
+    spdlog::error("{}", saved_policies.error().message());
+    return kExitConfig;
+  }
+
+  // Load first, fill the workload maps and tc filters, attach the cgroup programs last: a new
+  // program never runs before the maps it reads are filled.
+  auto datapath = meshlane::Datapath::load(config, support.value());
+  if (!datapath) {
+    spdlog::error("{}", datapath.error().message());
+    return kExitRuntime;
+  }
+  const auto& pins = datapath->pins();
+  spdlog::info("maps {} under {}", datapath->maps_adopted() ? "adopted" : "created and pinned",
+               pins.dir);
+  for (const auto& decision : datapath->map_plan()) {
+    spdlog::debug("map {}: {}", decision.name, meshlane::to_string(decision.action));
+  }
+  if (auto status = meshlane::control::ensure_state_dir(config.daemon.state_dir); !status) {
+    spdlog::error("{}", status.error().message());
+    return kExitRuntime;
+  }
+  meshlane::WorkloadManager manager(config.daemon.bpffs_dir, datapath->tc_programs(),
+                                    meshlane::tc_record_path(config.daemon.state_dir));
+  Reconciler reconciler(config, manager, std::move(saved_policies.value()));
+  auto& workloads = reconciler.workloads();
+  auto& policies = reconciler.policies();
+  auto resolvable = [](const meshlane::WorkloadConfig& workload) -> meshlane::Status {
+    auto resolved = meshlane::resolve_workloads({workload});
+    if (!resolved) {
+      return resolved.error();
+    }
+    return {};
+  };
+  if (auto status = workloads.start(config.workloads, std::move(saved_live.value()), resolvable);
+      !status) {
+    spdlog::error("{}", status.error().message());
+    return kExitConfig;
+  }
+  spdlog::info("{} workload(s) applied ({} from the config file, {} live from {})",
+               manager.applied_count(), workloads.config_count(), workloads.live_count(),
+               meshlane::control::workload_state_path(config.daemon.state_dir));
+  if (auto status = datapath->attach(cgroup.value()); !status) {
+    spdlog::error("{}", status.error().message());
+    return kExitRuntime;
+  }
+  for (const auto& attachment : datapath->attachments()) {
+    spdlog::info("{}: {} (pin {})", attachment.what, meshlane::to_string(attachment.outcome),
+                 attachment.pin);
+  }
+  spdlog::info("acceleration {}, sockhash capacity {}", config.acceleration.enabled ? "on" : "off",
+               config.acceleration.sockhash_max_entries);
+
+  boost::asio::io_context io;
+  DaemonBackend backend(config, datapath.value(), cgroup.value(), std::move(features));
+  if (datapath->support().splicing && datapath->listener_scan_unavailable().empty()) {
+    auto scan_listeners = [&datapath, &backend](const std::string& reason) {
+      auto report = datapath->scan_listeners();
+      if (report) {
+        spdlog::info("listener scan ({}): {}", reason, meshlane::describe(report.value()));
+      } else {
+        spdlog::warn("listener scan ({}) failed: {}", reason, report.error().message());
+      }
+      backend.add_listener_scan(reason, report);
+    };
+    // Listeners opened before the datapath: at start and whenever workloads change (a pod
+    // added with its sidecar already listening).
+    reconciler.after_workloads_change(scan_listeners);
+    scan_listeners("start");
+  }
+
+  // meshlanectl monitor: the ring buffer is read on this io_context; the datapath emits only
+  // while a client is subscribed (the hub sets the gate to the union of the clients' types).
+  std::unique_ptr<meshlane::EventPump> pump;
+  meshlane::monitor::Hub hub([&pump](std::uint64_t mask) {
+    if (!pump) {
+      return;
+    }
+    if (auto status = pump->gate().set_mask(mask); !status) {
+      spdlog::warn("monitor: cannot set the event gate: {}", status.error().message());
+      return;
+    }
+    spdlog::info("monitor: datapath now emits {}", type_list(mask));
+  });
+  WorkloadNames names(workloads, backend);
+  auto started_pump = meshlane::EventPump::start(
+      io, pins,
+      [&hub, &names](const ml_event& event, std::int64_t unix_ns) {
+        hub.publish(meshlane::monitor::make_event(event, unix_ns, names.index()));
+      },
+      [&hub](std::uint64_t lost) {
+        spdlog::warn("monitor: the datapath dropped {} event(s): its ring buffer was full", lost);
+        hub.publish_kernel_drops(lost);
+      });
+  if (started_pump) {
+    pump = std::move(started_pump.value());
+    backend.set_hub(&hub);
+  } else {
+    spdlog::warn("monitor: unavailable: {}", started_pump.error().message());
+  }
+  meshlane::control::ControlApi api(backend, workloads, {*socket_group, *socket_group}, &policies);
+  meshlane::control::ServerOptions server_options;
+  server_options.path = config.daemon.socket;
+  server_options.mode = config.daemon.socket_mode;
+  server_options.group = *socket_group;
+  server_options.max_clients = max_clients;
+  auto server = meshlane::control::Server::start(
+      io, server_options,
+      [&api](const meshlane::control::PeerCredentials& peer, std::string_view line) {
+        return api.handle_line(peer, line);
+      });
+  if (!server) {
+    spdlog::error("{}", server.error().message());
+    return kExitRuntime;
+  }
+  backend.set_control_server(server.value().get());
+  spdlog::info("control socket {} (mode {:04o}, group {}, up to {} clients)", config.daemon.socket,
+               config.daemon.socket_mode,
+               config.daemon.socket_group.empty() ? "root only" : config.daemon.socket_group,
+               max_clients);
+  std::unique_ptr<meshlane::metrics::Server> metrics_server;
+  if (const auto& listen = config.metrics.listen_address) {
+    if (!meshlane::is_loopback(listen->address)) {
+      spdlog::warn(
+          "metrics: serving on {}, which is not loopback: anyone who can reach it reads the "
+          "counters (metrics.allow_non_loopback = true)",
+          meshlane::to_string(*listen));
+    }
+    meshlane::metrics::ServerOptions metrics_options;
+    metrics_options.listen = *listen;
+    auto started = meshlane::metrics::Server::start(
+        io, metrics_options, [&backend, &workloads, &control = *server.value()] {
+          return render_metrics(backend, workloads, control);
+        });
+    if (!started) {
+      spdlog::error("{}", started.error().message());
+      return kExitRuntime;
+    }
+    metrics_server = std::move(started.value());
+    spdlog::info("metrics: http://{}/metrics", meshlane::to_string(*listen));
+  }
+  spdlog::info("meshlaned ready");
+
+  boost::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
+  stop_signals.async_wait([&](const boost::system::error_code& error, int signal_number) {
+    if (!error) {
+      spdlog::info(
+          "received {}; exiting, the datapath stays pinned and attached "
+          "(meshlaned --cleanup removes it)",
+          strsignal(signal_number));
+      io.stop();
+    }
+  });
+  boost::asio::signal_set reload_signal(io, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_reload =
+      [&](const boost::system::error_code& error, int) {
+        if (error) {
+          return;
+        }
+        reload_workloads(config_path, config, workloads);
+        reload_signal.async_wait(on_reload);
+      };
+  reload_signal.async_wait(on_reload);
+
+  // Removed workloads keep their tc filters until their steered connections end.
+  auto drain = every(io, kDrainCheckInterval, [&manager] { manager.reap_draining(); });
+
+  // Handshakes that never completed leave original destinations and tc flows behind in maps
+  // that refuse (not evict) when full: remove them once they are old.
+  // Steered flows whose end tc never saw are found by looking for their socket in the pod.
+  const meshlane::SweepTiming sweep_timing = meshlane::sweep_timing();
+  auto last_dead_flow_check = std::chrono::steady_clock::now();
+  auto sweep = every(io, sweep_timing.interval, [&] {
+    const std::uint64_t now_ns = meshlane::datapath_now_ns();
+    auto swept = meshlane::sweep_stale_entries(pins, now_ns);
+    if (!swept) {
+      spdlog::warn("sweep of stale original destinations and tc flows failed: {}",
+                   swept.error().message());
+    } else {
+      if (std::chrono::steady_clock::now() - last_dead_flow_check >=
+          sweep_timing.dead_flow_interval) {
+        last_dead_flow_check = std::chrono::steady_clock::now();
+        auto dead = meshlane::sweep_dead_tc_flows(
+            pins, now_ns, sweep_timing.tc_flow_check_after,
+            [&manager](const std::uint8_t* ip6) { return manager.netns_of_address(ip6); });
+        if (!dead) {
+          spdlog::warn("check of steered tc flows against the pods' sockets failed: {}",
+                       dead.error().message());
+        } else {
+          swept->dead_tc_flows = dead.value();
+        }
+      }
+      if (swept->orig_dsts > 0 || swept->tc_flows > 0 || swept->dead_tc_flows > 0) {
+        spdlog::debug(
+            "swept {} stale original destination(s), {} tc flow(s) left at SYN and {} tc "
+            "flow(s) whose socket is gone",
+            swept->orig_dsts, swept->tc_flows, swept->dead_tc_flows);
+      }
+      backend.add_swept(swept.value());
+    }
+  });
+  io.run();
+  metrics_server.reset();
+  server->reset();  // removes the socket file before the daemon exits
+  return kExitOk;
+}
+
+}  // namespace meshlane::daemon
