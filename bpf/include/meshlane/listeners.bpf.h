@@ -5,7 +5,7 @@
 #ifndef MESHLANE_LISTENERS_BPF_H
 #define MESHLANE_LISTENERS_BPF_H
 
-#include "meshlane/shared.h"
+#include "meshlane/listener_types.h"
 
 /* A listener of the cgroup was seen on (netns, port), value: its mode. Only a filter in front of
  * the registry, so that a port nothing of the cgroup ever listened on costs one lookup: an
