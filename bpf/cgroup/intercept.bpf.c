@@ -11,9 +11,10 @@
 #include "meshlane/events.bpf.h"
 #include "meshlane/intercept.h"
 #include "meshlane/maps.bpf.h"
+#include "meshlane/orig_dst.bpf.h"
 #include "meshlane/policy.bpf.h"
 #include "meshlane/rules.bpf.h"
-#include "meshlane/shared.h"
+#include "meshlane/splice.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 

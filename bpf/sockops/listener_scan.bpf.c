@@ -8,19 +8,18 @@
  * the datapath. It writes one record per listener file it finds; the controller creates the
  * listener's storage through a duplicate of the file (pidfd_getfd): an iterator reaches the
  * socket only through pointers the verifier does not trust for bpf_sk_storage_get. Run by the
- * controller at start and when workloads change; see controller/lib/listener_scan.cpp. */
+ * controller at start and when workloads change; see controller/datapath/listener_scan.cpp. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 
 /* ml_counters_v1: the controller counts listeners_scanned in it (the skeleton brings its fd). */
 #include "meshlane/counters.bpf.h"
+#include "meshlane/kernel_defs.bpf.h"
 #include "meshlane/listeners.bpf.h"
-#include "meshlane/shared.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define ML_O_NONBLOCK 04000
 #define ML_AF_INET6 10
 /* Deeper cgroup hierarchies than this are not walked (the kernel allows any depth, systemd and
  * Kubernetes use fewer than 10 levels). */
@@ -73,7 +72,7 @@ int ml_scan_listeners(struct bpf_iter__task_file *ctx)
 	found.v6only = found.family == ML_AF_INET6 &&
 		       BPF_CORE_READ_BITFIELD_PROBED(sk, __sk_common.skc_ipv6only);
 	found.mode = (BPF_CORE_READ(file, f_flags) & ML_O_NONBLOCK) ? ML_SOCKET_MODE_NONBLOCKING :
-								     ML_SOCKET_MODE_BLOCKING;
+								      ML_SOCKET_MODE_BLOCKING;
 	key.netns_cookie = found.netns_cookie;
 	key.port = found.port;
 	if (!bpf_map_lookup_elem(&ml_listeners_v1, &key))

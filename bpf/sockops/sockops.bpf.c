@@ -11,10 +11,12 @@
 #include "meshlane/counters.bpf.h"
 #include "meshlane/events.bpf.h"
 #include "meshlane/intercept.h"
+#include "meshlane/kernel_defs.bpf.h"
 #include "meshlane/maps.bpf.h"
+#include "meshlane/orig_dst.bpf.h"
 #include "meshlane/port_use.bpf.h"
-#include "meshlane/shared.h"
 #include "meshlane/sock_key.h"
+#include "meshlane/splice.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -47,8 +49,6 @@ const volatile __u8 adaptive_splicing = 1;
  * rejects, to test how meshlaned reports a rejection and that it then changes nothing. Zero in
  * every real load, where the branch below is dead code that the verifier drops. */
 const volatile __u8 test_verifier_reject = 0;
-
-#define ML_O_NONBLOCK 04000
 
 /* Whether the application reads this socket non-blocking, from the file's O_NONBLOCK. */
 static __always_inline enum ml_socket_mode socket_mode_of(struct bpf_sock *sk)

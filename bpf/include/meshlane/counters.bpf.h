@@ -2,7 +2,7 @@
 #ifndef MESHLANE_COUNTERS_BPF_H
 #define MESHLANE_COUNTERS_BPF_H
 
-#include "meshlane/shared.h"
+#include "meshlane/counter_types.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

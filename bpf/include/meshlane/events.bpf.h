@@ -8,9 +8,11 @@
 #ifndef MESHLANE_EVENTS_BPF_H
 #define MESHLANE_EVENTS_BPF_H
 
+#include "meshlane/counter_types.h"
+#include "meshlane/event_types.h"
 #include "meshlane/intercept.h"
-#include "meshlane/shared.h"
 #include "meshlane/sock_key.h"
+#include "meshlane/workload_types.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -4,8 +4,10 @@
 #ifndef MESHLANE_INTERCEPT_H
 #define MESHLANE_INTERCEPT_H
 
-#include "meshlane/shared.h"
+#include "meshlane/counter_types.h"
+#include "meshlane/orig_dst_types.h"
 #include "meshlane/sock_key.h"
+#include "meshlane/workload_types.h"
 
 struct ml_connect_request {
 	__u32 dst_ip6[4]; /* IPv6 or v4-mapped */

@@ -1,11 +1,11 @@
 /* Listening sockets of the attached cgroup: where they are (for client ends and the fast path)
  * and in which mode their application reads (for the server ends they accept). Written by
  * sock_ops at listen() and, for listeners that existed before the datapath, by the listener
- * scan (bpf/sockops/listener_scan.bpf.c, controller/lib/listener_scan.cpp). */
+ * scan (bpf/sockops/listener_scan.bpf.c, controller/datapath/listener_scan.cpp). */
 #ifndef MESHLANE_LISTENERS_BPF_H
 #define MESHLANE_LISTENERS_BPF_H
 
-#include "meshlane/shared.h"
+#include "meshlane/listener_types.h"
 
 /* A listener of the cgroup was seen on (netns, port), value: its mode. Only a filter in front of
  * the registry, so that a port nothing of the cgroup ever listened on costs one lookup: an

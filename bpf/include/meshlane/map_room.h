@@ -3,8 +3,7 @@
 #ifndef MESHLANE_MAP_ROOM_H
 #define MESHLANE_MAP_ROOM_H
 
-#include "meshlane/shared.h"
-#include "meshlane/sock_key.h" /* ML_INLINE */
+#include "meshlane/compiler.h"
 
 /* Entries kept free for inserts already decided but not done yet: an eighth of the map, at
  * least one. */

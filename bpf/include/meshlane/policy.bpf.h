@@ -1,9 +1,28 @@
-/* Lookups in the current compiled policy, shared by the cgroup and tc programs. */
+/* The L4 policy map and the lookups in the current compiled policy, shared by the cgroup and tc
+ * programs. */
 #ifndef MESHLANE_POLICY_BPF_H
 #define MESHLANE_POLICY_BPF_H
 
-#include "meshlane/maps.bpf.h"
 #include "meshlane/policy.h"
+#include "meshlane/policy_types.h"
+
+/* Template of a compiled policy (see ml_policy_key in policy_types.h). The controller creates one
+ * such trie per policy generation and swaps it into the slot of ml_policy_v1. */
+struct ml_policy_trie {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, ML_POLICY_MAX_ENTRIES);
+	/* Sizes, not types: libbpf cannot size BTF types inside an inner map definition. */
+	__uint(key_size, sizeof(struct ml_policy_key));
+	__uint(value_size, sizeof(struct ml_policy_value));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct ml_policy_trie);
+} ml_policy_v1 SEC(".maps");
 
 /* An endpoint as the policy sees it. */
 struct ml_policy_party {

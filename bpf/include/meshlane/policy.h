@@ -4,8 +4,8 @@
 #ifndef MESHLANE_POLICY_H
 #define MESHLANE_POLICY_H
 
-#include "meshlane/shared.h"
-#include "meshlane/sock_key.h" /* ML_INLINE, ML_HTONL */
+#include "meshlane/compiler.h"
+#include "meshlane/policy_types.h"
 
 #define ML_POLICY_IP_BITS (ML_POLICY_KIND_BITS + 128)
 #define ML_POLICY_NETNS_BITS (ML_POLICY_KIND_BITS + 64)

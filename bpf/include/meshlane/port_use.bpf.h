@@ -4,7 +4,7 @@
 #define MESHLANE_PORT_USE_BPF_H
 
 #include "meshlane/port_use.h"
-#include "meshlane/shared.h"
+#include "meshlane/port_use_types.h"
 
 /* Server ports (namespace, port) and what their spliced ends were. LRU: a port that stops
  * being used is forgotten, and judged afresh if it comes back. */

@@ -16,8 +16,8 @@
 #ifndef MESHLANE_PORT_USE_H
 #define MESHLANE_PORT_USE_H
 
-#include "meshlane/shared.h"
-#include "meshlane/sock_key.h" /* ML_INLINE */
+#include "meshlane/compiler.h"
+#include "meshlane/port_use_types.h"
 
 /* An end that sends this many messages makes its connection worth splicing. */
 #define ML_USE_BUSY_MESSAGES 4

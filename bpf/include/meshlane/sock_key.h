@@ -3,19 +3,8 @@
 #ifndef MESHLANE_SOCK_KEY_H
 #define MESHLANE_SOCK_KEY_H
 
-#include "meshlane/shared.h"
-
-#ifdef __BPF__
-#include <bpf/bpf_endian.h>
-#define ML_INLINE static __always_inline
-#define ML_HTONL(x) bpf_htonl(x)
-#define ML_NTOHL(x) bpf_ntohl(x)
-#else
-#include <arpa/inet.h>
-#define ML_INLINE static inline
-#define ML_HTONL(x) htonl(x)
-#define ML_NTOHL(x) ntohl(x)
-#endif
+#include "meshlane/compiler.h"
+#include "meshlane/splice_types.h"
 
 #define ML_AF_INET 2
 #define ML_AF_INET6 10

@@ -3,8 +3,9 @@
 #ifndef MESHLANE_TC_FLOW_H
 #define MESHLANE_TC_FLOW_H
 
-#include "meshlane/shared.h"
-#include "meshlane/sock_key.h" /* ML_INLINE */
+#include "meshlane/compiler.h"
+#include "meshlane/tc_flow_types.h"
+#include "meshlane/workload_types.h"
 
 #define ML_TCP_FIN 0x01
 #define ML_TCP_SYN 0x02

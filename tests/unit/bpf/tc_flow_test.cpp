@@ -4,7 +4,7 @@
 #include <cstdint>
 
 extern "C" {
-// tc_flow.h uses ML_INLINE without defining it; sock_key.h defines it for both sides.
+// C headers shared with the BPF programs (meshlane/compiler.h makes them host code here).
 #include "meshlane/map_room.h"
 #include "meshlane/sock_key.h"
 #include "meshlane/tc_flow.h"

@@ -12,19 +12,15 @@
 #include "meshlane/counters.bpf.h"
 #include "meshlane/events.bpf.h"
 #include "meshlane/intercept.h"
+#include "meshlane/kernel_defs.bpf.h"
 #include "meshlane/maps.bpf.h"
+#include "meshlane/orig_dst.bpf.h"
 #include "meshlane/policy.bpf.h"
 #include "meshlane/rules.bpf.h"
-#include "meshlane/shared.h"
+#include "meshlane/tc_flow.bpf.h"
 #include "meshlane/tc_flow.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-#define TC_ACT_OK 0
-#define TC_ACT_SHOT 2
-#define ETH_P_IP 0x0800
-#define ETH_P_IPV6 0x86DD
-#define IPPROTO_TCP_NUM 6
 
 /* A parsed TCP/IP packet: where its TCP header is and its addresses (v4-mapped for IPv4). */
 struct packet {
@@ -49,7 +45,7 @@ static __always_inline int parse_tcp(struct __sk_buff *skb, struct packet *pkt)
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
-		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_TCP_NUM || ip->ihl < 5)
+		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_TCP || ip->ihl < 5)
 			return -1;
 		if (ip->frag_off & bpf_htons(0x3fff)) /* fragments carry no usable TCP header */
 			return -1;
@@ -60,7 +56,7 @@ static __always_inline int parse_tcp(struct __sk_buff *skb, struct packet *pkt)
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
-		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP_NUM)
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP)
 			return -1;
 		ml_ip6_copy(pkt->src_ip6, ip6->saddr.in6_u.u6_addr32);
 		ml_ip6_copy(pkt->dst_ip6, ip6->daddr.in6_u.u6_addr32);
