@@ -88,7 +88,7 @@ ll_start() {
     --addr "$connect" --seed "$seed" --finish-file "$base.finish" \
     --progress-file "$base.client.progress"
   LL_CPID[$label]=$pid
-  ml_wait_for "$ML_WAIT_S" ll__started "$base" "$pid" || true
+  host_wait_for "$ML_WAIT_S" ll__started "$base" "$pid" || true
   [[ -s $base.client.progress && -s $base.server.progress ]] || {
     cat "$base.client.err" "$base.client.out" "$base.server.err" "$base.server.out" >&2
     ml_fail "$label: long-lived connection $connect from $cns did not start"
@@ -116,7 +116,7 @@ ll__moved() {  # LABEL WHAT
 }
 ll_checkpoint() {
   local label=$1 what=$2 s c
-  ml_wait_for "$ML_WAIT_S" ll__moved "$label" "$what" ||
+  host_wait_for "$ML_WAIT_S" ll__moved "$label" "$what" ||
     ml_fail "$label: the long-lived connection stopped moving during $what (server received $s, was ${LL_LAST_S[$label]}; client received $c, was ${LL_LAST_C[$label]})"
   ml_log "$label: still transferring after $what (server received $s, client received $c)"
   LL_LAST_S[$label]=$s
@@ -141,7 +141,7 @@ ll_finish() {
   touch "$base.finish"
   for role in server client; do
     if [[ $role == server ]]; then pid=${LL_SPID[$label]}; else pid=${LL_CPID[$label]}; fi
-    ml_wait_exit "$pid" || ml_fail "$label: the long-lived $role did not finish within $ML_WAIT_S s"
+    host_wait_exit "$pid" || ml_fail "$label: the long-lived $role did not finish within $ML_WAIT_S s"
     rc=0
     wait "$pid" || rc=$?
     last=$(tail -n1 "$base.$role.out" 2>/dev/null || true)
@@ -199,35 +199,6 @@ daemon_start() {
   cp "$ML_CONFIG" "$ML_WORKDIR/cleanup.toml"
   write_cfg 0
   ml_daemon_start_with_config "$ML_CONFIG" "$ML_WORKDIR/cleanup.toml"
-}
-
-# sighup LABEL: SIGHUP to the daemon; waits (ML_WAIT_S at most) for its verdict on the reload
-# and leaves the log lines written since in RELOAD_LINES. The daemon must still run.
-sighup__verdict() {  # LABEL START
-  RELOAD_LINES=$(tail -n "+$(($2 + 1))" "$ML_DAEMON_LOG")
-  grep -qE 'reload: [0-9]+ workload\(s\) applied|reload rejected' <<<"$RELOAD_LINES" && return 0
-  kill -0 "$ML_DAEMON_PID" 2>/dev/null || {
-    ml_dump_daemon_log
-    ml_fail "$1: meshlaned exited after SIGHUP"
-  }
-  return 1
-}
-sighup() {
-  local label=$1 start
-  kill -0 "$ML_DAEMON_PID" 2>/dev/null || ml_fail "$label: meshlaned is not running"
-  start=$(wc -l <"$ML_DAEMON_LOG")
-  kill -HUP "$ML_DAEMON_PID"
-  ml_wait_for "$ML_WAIT_S" sighup__verdict "$label" "$start" || {
-    ml_dump_daemon_log
-    ml_fail "$label: meshlaned logged neither 'reload: N workload(s) applied' nor 'reload rejected' within $ML_WAIT_S s of SIGHUP"
-  }
-  sleep 0.2 # the lines that follow the verdict, and a daemon that would die of it
-  RELOAD_LINES=$(tail -n "+$((start + 1))" "$ML_DAEMON_LOG")
-  kill -0 "$ML_DAEMON_PID" 2>/dev/null || {
-    ml_dump_daemon_log
-    ml_fail "$label: meshlaned exited after SIGHUP"
-  }
-  ml_log "$label: daemon after SIGHUP:"$'\n'"$RELOAD_LINES"
 }
 
 # expect_applied LABEL N: the reload was applied with N workloads.
@@ -407,7 +378,7 @@ round() {
   # 1. A becomes a workload.
   ml_log "$p round: A added to the config, SIGHUP"
   write_cfg 1
-  sighup "$p-1-add"
+  ml_sighup "$p-1-add"
   expect_applied "$p-1-add" 2
   expect_tc "$p-1-add" "$NS_A"
   expect_tc "$p-1-add" "$NS_B"
@@ -448,12 +419,12 @@ round() {
   # 2. Broken configs (without A) are rejected as a whole.
   ml_log "$p round: broken configs, SIGHUP"
   write_cfg 0 "no_such_key_$fam = true"
-  sighup "$p-2-unknown-key"
+  ml_sighup "$p-2-unknown-key"
   expect_rejected "$p-2-unknown-key" "no_such_key_$fam"
   write_cfg 0 "" "[[workload]]" "name = \"ghost\"" \
     "netns = \"/var/run/netns/ml-$ML_TAG-ghost\"" "ips = [\"$(mesh_v4 99)\"]" "mesh = \"istio\""
   [[ ! -e /var/run/netns/ml-$ML_TAG-ghost ]] || ml_fail "ml-$ML_TAG-ghost exists"
-  sighup "$p-2-missing-netns"
+  ml_sighup "$p-2-missing-netns"
   expect_rejected "$p-2-missing-netns" "ghost"
   # The daemon reads the file only on SIGHUP; the good one goes back for --stats, which parses it.
   write_cfg 1
@@ -469,7 +440,7 @@ round() {
   local removed_at
   removed_at=$(wc -l <"$ML_DAEMON_LOG")
   write_cfg 0
-  sighup "$p-3-remove"
+  ml_sighup "$p-3-remove"
   expect_applied "$p-3-remove" 1
   grep -q 'workload pod-a removed' <<<"$RELOAD_LINES" ||
     ml_fail "$p-3-remove: no 'workload pod-a removed' in the daemon log"
@@ -560,8 +531,8 @@ mesh_start_haproxy pa "$NS_A" hap-a "$UID_ISTIO" "$OUT" "$IN" 127.0.0.6
 mesh_start_haproxy pb "$NS_B" hap-b "$UID_ISTIO" "$OUT" "$IN" 127.0.0.6
 LOG_A="$MESH_DIR/hap-a.log" LOG_B="$MESH_DIR/hap-b.log" SRC=127.0.0.6
 round 4 haproxy
-ml_kill_pid "$pa"
-ml_kill_pid "$pb"
+host_kill_pid "$pa"
+host_kill_pid "$pb"
 
 # IPv6: ml_proxy sidecars; A is added again after its removal.
 ml_log "IPv6 round: ml_proxy sidecars"
@@ -583,15 +554,5 @@ ml_log "SIGTERM + meshlaned --cleanup"
 ml_daemon_stop
 [[ $ML_DAEMON_RC -eq 0 ]] || ml_fail "meshlaned exited with status $ML_DAEMON_RC on SIGTERM"
 ml_daemon_cleanup
-for ns in "$NS_A" "$NS_B" "$NS_X"; do
-  [[ -z $(mesh_tc_filters "$ns") ]] || {
-    mesh_tc_filters "$ns" >&2
-    ml_fail "tc filters left on eth0 in $ns after meshlaned --cleanup"
-  }
-done
-[[ ! -e $ML_BPFFS_DIR ]] || ml_fail "$ML_BPFFS_DIR still exists after meshlaned --cleanup"
-[[ -z $(ml_cgroup_progs "$ML_CG") ]] || {
-  ml_cgroup_progs "$ML_CG" >&2
-  ml_fail "programs still attached to $ML_CG after meshlaned --cleanup"
-}
+mesh_assert_cleaned "$NS_A" "$NS_B" "$NS_X"
 ml_pass
