@@ -43,7 +43,7 @@ ML_TEST_NAME=$(basename "${BASH_SOURCE[-1]:-$0}" .sh)
 ML_TEST_NAME=${ML_TEST_NAME#test_}
 MESHLANE_SRC=${MESHLANE_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/host.sh
-source "$MESHLANE_SRC/scripts/lib/host.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/host.sh"
 # shellcheck disable=SC2034  # host.sh's warnings name the test
 HOST_WHO="[$ML_TEST_NAME]"
 MESHLANE_BIN=${MESHLANE_BIN:-$MESHLANE_SRC/build/bin}
