@@ -164,15 +164,16 @@ host_in() {
 # already waited for may have been reused by another process since).
 host_child() {
   local stat ppid
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
   read -r _ ppid _ <<<"${stat##*) }"
   [[ $ppid == "$BASHPID" ]]
 }
 
-# host_running PID: PID exists and has not exited (a zombie not yet reaped has).
+# host_running PID: PID exists and has not exited (a zombie not yet reaped has). Reads /proc
+# with a builtin: it is polled.
 host_running() {
   local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
   [[ ${stat##*) } != Z* ]]
 }
 
