@@ -188,17 +188,15 @@ mkdir -p "$out_dir/raw" || bench_die "cannot create $out_dir"
 out_dir=$(cd "$out_dir" && pwd)
 RAW="$out_dir/raw"
 
-trap bench_run_cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+host_trap_exit bench_run_cleanup
 
 WORK=$(mktemp -d /tmp/meshlane-bench.XXXXXX) || bench_die "mktemp failed"
 chmod 711 "$WORK"  # HAProxy runs as uid 1337 and reads its config from here
 if [[ $keep -eq 1 ]]; then
   # shellcheck disable=SC2016  # expanded by the inner bash
-  bench_defer bash -c 'cp -a "$0" "$1/work" 2>/dev/null; rm -rf -- "$0"' "$WORK" "$out_dir"
+  host_defer bash -c 'cp -a "$0" "$1/work" 2>/dev/null; rm -rf -- "$0"' "$WORK" "$out_dir"
 else
-  bench_defer rm -rf -- "$WORK"
+  host_defer rm -rf -- "$WORK"
 fi
 
 TAG="mlb$$"
@@ -220,7 +218,7 @@ BPFTOOL=${BPFTOOL:-$(command -v bpftool || echo /usr/sbin/bpftool)}
 if [[ $bpf_stats -eq 1 ]]; then
   [[ -x $BPFTOOL ]] || bench_die "--bpf-stats needs bpftool"
   old_bpf_stats=$(sysctl -n kernel.bpf_stats_enabled) || bench_die "cannot read kernel.bpf_stats_enabled"
-  bench_defer sysctl -q -w "kernel.bpf_stats_enabled=$old_bpf_stats"
+  host_defer sysctl -q -w "kernel.bpf_stats_enabled=$old_bpf_stats"
   sysctl -q -w kernel.bpf_stats_enabled=1 || bench_die "cannot set kernel.bpf_stats_enabled"
 fi
 if [[ $profile -eq 1 ]]; then
@@ -273,15 +271,15 @@ start_servers() {
   bench_bg pid "$WORK/sockperf.$mode.out" "$WORK/sockperf.$mode.err" "$NS_B" \
     sockperf server --nonblocked -F epoll -f "$WORK/sockperf.feed"
   SERVER_PIDS+=("$pid")
-  bench_wait_listen "$NS_B" "$PORT_SOCKPERF" "$pid" || bench_die "sockperf server did not start"
+  host_wait_listen "$NS_B" "$pid" 10 "$PORT_SOCKPERF" || bench_die "sockperf server did not start"
   bench_bg pid "$WORK/connrate.$mode.out" "$WORK/connrate.$mode.err" "$NS_B" \
     "$CONNRATE" server --listen "0.0.0.0:$PORT_CONN" --close-after 1
   SERVER_PIDS+=("$pid")
-  bench_wait_listen "$NS_B" "$PORT_CONN" "$pid" || bench_die "ml_connrate server did not start"
+  host_wait_listen "$NS_B" "$pid" 10 "$PORT_CONN" || bench_die "ml_connrate server did not start"
   bench_bg pid "$WORK/rr.$mode.out" "$WORK/rr.$mode.err" "$NS_B" \
     "$CONNRATE" server --listen "0.0.0.0:$PORT_RR" --close-after 0
   SERVER_PIDS+=("$pid")
-  bench_wait_listen "$NS_B" "$PORT_RR" "$pid" || bench_die "ml_connrate rr server did not start"
+  host_wait_listen "$NS_B" "$pid" 10 "$PORT_RR" || bench_die "ml_connrate rr server did not start"
 }
 
 # topology_up ROUND MODE: a fresh node and two pods for this mode run.
@@ -438,7 +436,7 @@ run_cell() {
       len=${len^^}
       bench_bg ipid "$p.server.out" "$p.server.err" "$NS_B" \
         iperf3 -s -1 -p "$PORT_IPERF" -B "$IP_B"
-      bench_wait_listen "$NS_B" "$PORT_IPERF" "$ipid" || bench_die "iperf3 server did not start"
+      host_wait_listen "$NS_B" "$ipid" 10 "$PORT_IPERF" || bench_die "iperf3 server did not start"
       argv=(iperf3 -c "$IP_B" -p "$PORT_IPERF" -t "$duration" -P "$streams" -l "$len" -J)
       ;;
     cr1 | cr16)

@@ -94,6 +94,9 @@ programs and creates a network namespace and a cgroup"
 
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
+# shellcheck source=scripts/lib/host.sh
+source "$repo/scripts/lib/host.sh"
+HOST_WHO=demo.sh
 
 # ---------------------------------------------------------------------------------------------
 # State that the EXIT trap cleans up. Every resource is recorded right after it is created.
@@ -106,45 +109,23 @@ xfer_server_pid=""
 sampler_pid=""
 pids=()
 
+# At exit, whatever the path (host_trap_exit): our processes by PID, the datapath, the cgroup
+# (anything still in it was started by this script, e.g. an interrupted client), the netns,
+# the files.
 cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
   local pid
-  local own=("${pids[@]}" ${xfer_server_pid:+"$xfer_server_pid"} ${sampler_pid:+"$sampler_pid"}
-    ${daemon_pid:+"$daemon_pid"})
-  for pid in "${own[@]}"; do
-    kill -TERM "$pid" 2>/dev/null
-  done
-  for pid in "${own[@]}"; do
-    wait "$pid" 2>/dev/null
+  for pid in "${pids[@]}" "$xfer_server_pid" "$sampler_pid" "$daemon_pid"; do
+    host_kill_pid "$pid"
   done
   if [ -n "$daemon_config" ] && [ -f "$daemon_config" ]; then
-    "$repo/build/bin/meshlaned" --config "$daemon_config" --cleanup >>"$tmp/cleanup.log" 2>&1 ||
-      echo "demo.sh: warning: meshlaned --cleanup failed: $(tail -n 3 "$tmp/cleanup.log")" >&2
+    host_daemon_cleanup "$repo/build/bin/meshlaned" "$daemon_config" "$tmp/cleanup.log" ||
+      host_warn "meshlaned --cleanup failed: $(tail -n 3 "$tmp/cleanup.log")"
   fi
-  if [ -n "$cgroup_dir" ] && [ -d "$cgroup_dir" ]; then
-    # Anything still in the demo cgroup was started by this script (e.g. an interrupted client).
-    local _
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-      rmdir "$cgroup_dir" 2>/dev/null && break
-      while read -r pid; do kill -KILL "$pid" 2>/dev/null; done <"$cgroup_dir/cgroup.procs"
-      sleep 0.2
-    done
-    [ -d "$cgroup_dir" ] && echo "demo.sh: warning: could not remove cgroup $cgroup_dir" >&2
-  fi
-  if [ -n "$netns" ]; then
-    ip netns delete "$netns" 2>/dev/null ||
-      echo "demo.sh: warning: could not delete network namespace $netns" >&2
-  fi
-  if [ -n "$tmp" ]; then
-    rm -rf "$tmp"
-  fi
-  exit "$rc"
+  [ -z "$cgroup_dir" ] || host_remove_cgroup "$cgroup_dir"
+  [ -z "$netns" ] || host_delete_netns "$netns"
+  [ -z "$tmp" ] || rm -rf "$tmp"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+host_trap_exit cleanup
 
 tmp="$(mktemp -d /tmp/meshlane-demo.XXXXXX)"
 
@@ -173,27 +154,20 @@ for tool in ip ss haproxy sockperf python3; do
   command -v "$tool" >/dev/null || die "'$tool' not found (scripts/deps.sh installs it)"
 done
 
-# The cgroup v2 mount (fstype cgroup2), from mountinfo: /sys/fs/cgroup, or /sys/fs/cgroup/unified
-# on hybrid hosts. Field 5 is the mount point, with octal escapes (\040 for a space).
-cgroup2_mount="$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") { print $5; exit } break } }' \
-  /proc/self/mountinfo)"
-[ -n "$cgroup2_mount" ] || die "no cgroup v2 mount found in /proc/self/mountinfo; meshlane needs cgroup v2"
-cgroup2_mount="$(printf '%b' "$cgroup2_mount")"
+# The cgroup v2 mount: /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts.
+cgroup2_mount="$(host_cgroup2_mount)" ||
+  die "no cgroup v2 mount found in /proc/self/mountinfo; meshlane needs cgroup v2"
 
 # bpffs: use the mounted one, or /sys/fs/bpf, which meshlaned mounts when none is mounted.
-bpffs_mount="$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "bpf") { print $5; exit } break } }' \
-  /proc/self/mountinfo)"
-bpffs_mount="$(printf '%b' "${bpffs_mount:-/sys/fs/bpf}")"
+bpffs_mount="$(host_bpffs_mount)"
 
 name="meshlane-demo-$$"
 bpffs_dir="$bpffs_mount/$name"
 
 step "creating network namespace $name, cgroup $cgroup2_mount/$name"
-ip netns add "$name" || die "cannot create network namespace $name"
+host_make_netns "$name" || die "cannot make network namespace $name (above)"
 netns="$name"
-ip -n "$netns" link set lo up || die "cannot bring up loopback in $netns"
-mkdir "$cgroup2_mount/$name" || die "cannot create cgroup $cgroup2_mount/$name"
-cgroup_dir="$cgroup2_mount/$name"
+host_make_cgroup cgroup_dir "$name" || die "cannot make cgroup $cgroup2_mount/$name (above)"
 
 # The default acceleration settings: in particular splice_blocking_sockets stays false. The
 # control socket and the state directory are the demo's own, so that neither a meshlaned
@@ -244,37 +218,23 @@ listen bulk
   server server 127.0.0.1:$xfer_port
 EOF
 
-# Runs a command inside the demo cgroup and network namespace: the subshell moves itself into the
-# cgroup, then execs (ip netns exec execs too), so the PID stays the workload's.
-in_demo() {
-  echo "$BASHPID" >"$cgroup_dir/cgroup.procs"
-  exec ip netns exec "$netns" "$@"
-}
+# Runs a command inside the demo cgroup and network namespace (host_in: it joins the cgroup,
+# then execs, so the PID stays the workload's).
+in_demo() { host_in "$cgroup_dir" "$netns" "$@"; }
 
 # Starts a background workload process in the demo cgroup and netns; records its PID.
 start_bg() {
   local log="$1"
   shift
-  (in_demo "$@") >"$log" 2>&1 &
+  host_argv "$cgroup_dir" "$netns" "$@"
+  "${HOST_ARGV[@]}" >"$log" 2>&1 &
   pids+=("$!")
 }
 
 stop_bg() {
   local pid
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do host_kill_pid "$pid"; done
   pids=()
-}
-
-wait_listening() {
-  local port
-  local deadline=$((SECONDS + 10))
-  for port in "$@"; do
-    until ip netns exec "$netns" ss -Htln "sport = :$port" | grep -q LISTEN; do
-      [ "$SECONDS" -lt "$deadline" ] || return 1
-      sleep 0.05
-    done
-  done
 }
 
 # Starts the servers and the proxy. Their listening sockets are opened now, so in the meshlane
@@ -285,11 +245,12 @@ start_chain() {
     -f "$tmp/sockperf-server.lst"
   start_bg "$tmp/haproxy.$tag.log" haproxy -db -f "$tmp/haproxy.cfg"
   # The bulk receiver serves one connection, then exits: its exit marks the last byte verified.
-  (in_demo "$ml_xfer" server --listen "127.0.0.1:$xfer_port" --nonblocking --bytes 0 \
-    --peer-bytes "$bulk_bytes" --seed "$round" --quiet --timeout "$xfer_timeout") \
-    >"$tmp/xfer-server.$tag.json" 2>"$tmp/xfer-server.$tag.err" &
+  host_argv "$cgroup_dir" "$netns" "$ml_xfer" server --listen "127.0.0.1:$xfer_port" --nonblocking --bytes 0 \
+    --peer-bytes "$bulk_bytes" --seed "$round" --quiet --timeout "$xfer_timeout"
+  "${HOST_ARGV[@]}" >"$tmp/xfer-server.$tag.json" 2>"$tmp/xfer-server.$tag.err" &
   xfer_server_pid=$!
-  if ! wait_listening "$sockperf_port" "$xfer_port" "$proxy_sockperf_port" "$proxy_xfer_port"; then
+  if ! host_wait_listen "$netns" - 10 "$sockperf_port" "$xfer_port" "$proxy_sockperf_port" \
+      "$proxy_xfer_port"; then
     tail -n 5 "$tmp"/*."$tag".* >&2
     die "the chain (sockperf server, ml_xfer server, haproxy) did not start listening"
   fi
@@ -300,29 +261,28 @@ start_daemon() {
   : >"$log"
   "$meshlaned" --config "$daemon_config" >>"$log" 2>&1 &
   daemon_pid=$!
-  local deadline=$((SECONDS + 30))
-  until grep -q "meshlaned ready" "$log"; do
-    if ! kill -0 "$daemon_pid" 2>/dev/null; then
-      wait "$daemon_pid" 2>/dev/null || true
-      daemon_pid=""
-      cat "$log" >&2
-      die "meshlaned exited before it was ready (its log is above)"
-    fi
-    [ "$SECONDS" -lt "$deadline" ] || { cat "$log" >&2; die "meshlaned not ready after 30 s"; }
-    sleep 0.05
-  done
+  local rc=0
+  host_daemon_wait_ready "$daemon_pid" 30 "$log" || rc=$?
+  if [ "$rc" -eq 1 ]; then
+    wait "$daemon_pid" 2>/dev/null || true
+    daemon_pid=""
+    cat "$log" >&2
+    die "meshlaned exited before it was ready (its log is above)"
+  elif [ "$rc" -ne 0 ]; then
+    cat "$log" >&2
+    die "meshlaned not ready after 30 s"
+  fi
 }
 
 stop_daemon() {
-  local rc=0
-  kill -TERM "$daemon_pid"
-  wait "$daemon_pid" || rc=$?
+  host_stop_pid "$daemon_pid" 60 || die "meshlaned still running 60 s after SIGTERM"
+  local rc=$HOST_RC
   daemon_pid=""
   if [ "$rc" -ne 0 ]; then
     cat "$tmp/meshlaned.log" >&2
     die "meshlaned exited with status $rc on SIGTERM (expected 0)"
   fi
-  if ! "$meshlaned" --config "$daemon_config" --cleanup >"$tmp/cleanup.log" 2>&1; then
+  if ! host_daemon_cleanup "$meshlaned" "$daemon_config" "$tmp/cleanup.log"; then
     cat "$tmp/cleanup.log" >&2
     die "meshlaned --cleanup failed"
   fi
@@ -351,8 +311,8 @@ workload_failed() {
 run_sockperf() {
   local mode="$1" round="$2"
   local out="$tmp/sockperf.$mode.$round.txt"
-  if ! (in_demo sockperf ping-pong --nonblocked -F epoll -f "$tmp/sockperf-client.lst" \
-      --full-rtt -t "$duration" -m 64) >"$out" 2>&1; then
+  if ! in_demo sockperf ping-pong --nonblocked -F epoll -f "$tmp/sockperf-client.lst" \
+      --full-rtt -t "$duration" -m 64 >"$out" 2>&1; then
     workload_failed "$mode" "$round" "sockperf ping-pong" "$(sed 's/\x1b\[[0-9;]*m//g' "$out" | tail -n 3)"
     return
   fi
@@ -405,8 +365,7 @@ start_mem_sampler() {
 }
 
 stop_mem_sampler() {
-  kill -TERM "$sampler_pid" 2>/dev/null || true
-  wait "$sampler_pid" 2>/dev/null || true
+  host_kill_pid "$sampler_pid"
   sampler_pid=""
 }
 
@@ -420,9 +379,9 @@ run_bulk() {
   local start_mib=$(($(tcp_mem_pages) * page_size / 1048576))
   start_mem_sampler "$tmp/tcpmem.$mode.$round"
   t0="$(now)"
-  (in_demo "$ml_xfer" client --connect "127.0.0.1:$proxy_xfer_port" --nonblocking \
+  in_demo "$ml_xfer" client --connect "127.0.0.1:$proxy_xfer_port" --nonblocking \
     --bytes "$bulk_bytes" --peer-bytes 0 --seed "$round" --min-write 128K --max-write 128K \
-    --quiet --timeout "$xfer_timeout") >"$client_json" 2>"$tmp/xfer-client.$mode.$round.err" ||
+    --quiet --timeout "$xfer_timeout" >"$client_json" 2>"$tmp/xfer-client.$mode.$round.err" ||
     client_rc=$?
   if [ "$client_rc" -ne 0 ]; then
     # The server may still be waiting for a connection that never came.

@@ -1,19 +1,24 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2016  # single-quoted scripts for bash -c are meant not to expand here
 # Helpers for scripts/bench.sh: the node topology, the Istio-style iptables rules, HAProxy
-# sidecars, meshlaned and a cleanup stack. Sourced by bench.sh only; self-contained (it does not
-# depend on tests/netns/*.sh, which the integration tests own).
+# sidecars, meshlaned and its cleanup. Sourced by bench.sh only. The cgroup, netns, process and
+# cleanup-stack helpers (host_*) are scripts/lib/host.sh, shared with the tests and the demo; it
+# does not depend on tests/netns/*.sh, which the integration tests own.
 #
 # Safety rules, enforced here:
 #   - nothing is attached to the cgroup v2 root: every process runs in a child cgroup made by
 #     bench_make_cgroup, and meshlaned's daemon.cgroup points at it;
 #   - traffic stays in network namespaces made here (a node netns with a bridge and two pods),
 #     addresses in 198.18.0.0/15 only; iptables rules only inside the pods;
-#   - a cleanup stack, run from the EXIT trap in reverse order, undoes everything: processes are
-#     killed by PID, `meshlaned --cleanup` removes the datapath, namespaces and the cgroup are
-#     removed, the work directory is deleted (or kept with --keep).
+#   - at exit (bench_run_cleanup), everything is undone: processes are killed by PID,
+#     `meshlaned --cleanup` removes the datapath, namespaces and the cgroup are removed, the
+#     work directory is deleted (or kept with --keep).
 
-BENCH_CLEANUP=()
+# shellcheck source=scripts/lib/host.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/host.sh"
+HOST_WHO=bench.sh
+
+BENCH_CG=""                      # the bench cgroup (absolute path), made by bench_make_cgroup
+BENCH_CG_REL=""
 declare -A BENCH_PIDS=()         # background processes started and not yet reaped
 declare -A BENCH_DAEMON_CFGS=()  # meshlaned configs whose datapath may still be attached
 declare -A BENCH_NETNS=()        # network namespaces made and not yet deleted
@@ -25,88 +30,35 @@ bench_die() {
   exit 1
 }
 
-# bench_defer CMD [ARGS...]: run at exit, last deferred first.
-bench_defer() {
-  local q
-  q=$(printf '%q ' "$@")
-  BENCH_CLEANUP+=("$q")
-}
-
+# bench_run_cleanup RC: at exit (host_trap_exit in bench.sh). Processes first (only our own
+# children, by PID: a PID stays ours until we reap it), then the datapath, then the namespaces
+# still there, then the deferred stack (host_defer: cgroup, files).
 bench_run_cleanup() {
-  local rc=$?
-  set +e
-  trap - EXIT INT TERM
-  local i pid cfg ns
-  # Processes first (only our own children, by PID: a PID stays ours until we reap it), then
-  # the datapath, then the deferred stack (namespaces, cgroup, files).
+  local pid cfg ns
   for pid in "${!BENCH_PIDS[@]}"; do bench_kill_pid "$pid"; done
   for cfg in "${!BENCH_DAEMON_CFGS[@]}"; do bench_daemon_cleanup "$cfg"; done
   for ns in "${!BENCH_NETNS[@]}"; do bench_delete_netns "$ns"; done
-  for ((i = ${#BENCH_CLEANUP[@]} - 1; i >= 0; i--)); do
-    eval "${BENCH_CLEANUP[i]}" </dev/null
-  done
-  exit "$rc"
+  host_run_deferred
 }
 
-# bench_kill_pid PID: SIGTERM, SIGKILL after 3 s, reap. Only ever given PIDs this script started.
+# bench_kill_pid PID: host_kill_pid (SIGTERM, SIGKILL after 3 s, reap), for PIDs of bench_bg
+# not reaped yet.
 bench_kill_pid() {
-  local pid=$1 i
+  local pid=$1
   [[ -n $pid && -n ${BENCH_PIDS[$pid]:-} ]] || return 0
   unset "BENCH_PIDS[$pid]"
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-  kill -TERM "$pid" 2>/dev/null
-  for ((i = 0; i < 30; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  return 0
+  host_kill_pid "$pid"
 }
 
 # ---------------------------------------------------------------------------------------------
 # cgroup
 
-# Prints the cgroup v2 mount point from /proc/self/mountinfo (octal escapes decoded).
-bench_cgroup2_mount() {
-  local mp
-  mp=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") { print $5; exit } break } }' \
-    /proc/self/mountinfo)
-  [[ -n $mp ]] || return 1
-  printf '%b\n' "$mp"
-}
-
-# bench_make_cgroup NAME: <cgroup2 mount>/NAME; sets BENCH_CG (absolute), BENCH_CG_REL.
+# bench_make_cgroup NAME: <cgroup2 mount>/NAME (host_make_cgroup); sets BENCH_CG (absolute),
+# BENCH_CG_REL. Removed at exit.
 bench_make_cgroup() {
-  local mnt
-  mnt=$(bench_cgroup2_mount) || bench_die "no cgroup2 filesystem in /proc/self/mountinfo"
   BENCH_CG_REL=$1
-  BENCH_CG="$mnt/$BENCH_CG_REL"
-  [[ -n $BENCH_CG_REL && $BENCH_CG_REL != */* && $BENCH_CG != "$mnt" ]] ||
-    bench_die "refusing cgroup '$BENCH_CG_REL' (must be a child of the cgroup v2 root)"
-  mkdir "$BENCH_CG" || bench_die "cannot create cgroup $BENCH_CG"
-  bench_defer bench_remove_cgroup "$BENCH_CG"
-}
-
-# bench_remove_cgroup DIR: kills what is left in it (only processes of this run), removes it.
-bench_remove_cgroup() {
-  local cg=$1 i pid pids
-  [[ -d $cg ]] || return 0
-  for ((i = 0; i < 50; i++)); do
-    pids=$(cat "$cg/cgroup.procs" 2>/dev/null)
-    [[ -z $pids ]] && break
-    if [[ -e $cg/cgroup.kill ]]; then
-      echo 1 >"$cg/cgroup.kill" 2>/dev/null
-    else
-      for pid in $pids; do kill -KILL "$pid" 2>/dev/null; done
-    fi
-    sleep 0.1
-  done
-  for ((i = 0; i < 50; i++)); do
-    rmdir "$cg" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "bench.sh: warning: could not remove cgroup $cg" >&2
+  host_make_cgroup BENCH_CG "$BENCH_CG_REL" || bench_die "cannot make the bench cgroup (above)"
+  host_defer host_remove_cgroup "$BENCH_CG"
 }
 
 # CPU time used by the processes of the bench cgroup, microseconds.
@@ -115,30 +67,17 @@ bench_cg_usage() { sed -n 's/^usage_usec \([0-9]*\)$/\1/p' "$BENCH_CG/cpu.stat";
 # ---------------------------------------------------------------------------------------------
 # Running things in the cgroup and a netns
 
-# bench_argv NETNS CMD...: sets BENCH_ARGV to a command line that joins the bench cgroup, enters
-# NETNS ("-" for none) and execs CMD, keeping one PID throughout (the cgroup is joined before
-# `ip netns exec`, which remounts /sys).
-bench_argv() {
-  local ns=$1
-  shift
-  BENCH_ARGV=(bash -c 'echo $$ >"$0/cgroup.procs" || exit 125; exec "$@"' "$BENCH_CG")
-  [[ $ns == - ]] || BENCH_ARGV+=(ip netns exec "$ns")
-  BENCH_ARGV+=("$@")
-}
+# bench_in NETNS CMD...: CMD in the bench cgroup and NETNS ("-" for none), in the foreground
+# (host_in).
+bench_in() { host_in "$BENCH_CG" "$@"; }
 
-# bench_in NETNS CMD...: foreground.
-bench_in() {
-  bench_argv "$@"
-  "${BENCH_ARGV[@]}"
-}
-
-# bench_bg VAR OUT ERR NETNS CMD...: background; PID in VAR, killed at exit unless reaped before
-# by bench_kill_pid or bench_wait_pid.
+# bench_bg VAR OUT ERR NETNS CMD...: the same in the background; PID in VAR, killed at exit
+# unless reaped before by bench_kill_pid or bench_wait_pid.
 bench_bg() {
   local bench__var=$1 bench__out=$2 bench__err=$3
   shift 3
-  bench_argv "$@"
-  "${BENCH_ARGV[@]}" >"$bench__out" 2>"$bench__err" </dev/null &
+  host_argv "$BENCH_CG" "$@"
+  "${HOST_ARGV[@]}" >"$bench__out" 2>"$bench__err" </dev/null &
   BENCH_PIDS[$!]=1
   printf -v "$bench__var" '%s' "$!"
 }
@@ -146,13 +85,9 @@ bench_bg() {
 # bench_wait_pid PID [SECONDS]: waits for a process of bench_bg to exit (killed after SECONDS,
 # default 30); its exit status goes to BENCH_RC.
 bench_wait_pid() {
-  local pid=$1 secs=${2:-30} i
+  local pid=$1 secs=${2:-30}
   BENCH_RC=0
-  for ((i = 0; i < secs * 20; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  if kill -0 "$pid" 2>/dev/null; then
+  if ! host_wait_exit "$pid" "$secs"; then
     bench_kill_pid "$pid"
     BENCH_RC=124
     return 0
@@ -162,17 +97,6 @@ bench_wait_pid() {
   export BENCH_RC
 }
 
-# bench_wait_listen NETNS PORT PID [SECONDS]: until something listens on PORT in NETNS.
-bench_wait_listen() {
-  local ns=$1 port=$2 pid=$3 secs=${4:-10} i
-  for ((i = 0; i < secs * 50; i++)); do
-    ip netns exec "$ns" ss -Htln "sport = :$port" 2>/dev/null | grep -q . && return 0
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.02
-  done
-  return 1
-}
-
 # ---------------------------------------------------------------------------------------------
 # Topology: node netns with bridge br0; pods on it, each eth0 = 198.18.0.N/24, lo up.
 # bench.sh makes a fresh one for every mode of every round: state left in a namespace by one
@@ -180,49 +104,36 @@ bench_wait_listen() {
 
 BENCH_NODE_NS=""
 
+# bench_make_netns NS: host_make_netns, recorded for bench_delete_netns and the exit.
 bench_make_netns() {
   local ns=$1
-  ip netns add "$ns" || bench_die "cannot create network namespace $ns"
+  host_make_netns "$ns" || bench_die "cannot make network namespace $ns (above)"
   BENCH_NETNS[$ns]=1
-  ip -n "$ns" link set lo up
 }
 
 # bench_delete_netns NS: only namespaces made by bench_make_netns; what still runs in one was
 # started by this script (its processes are killed by PID before, this is the safety net).
 bench_delete_netns() {
-  local ns=$1 pid
+  local ns=$1
   [[ -n ${BENCH_NETNS[$ns]:-} ]] || return 0
   unset "BENCH_NETNS[$ns]"
-  for pid in $(ip netns pids "$ns" 2>/dev/null); do
-    kill -KILL "$pid" 2>/dev/null
-  done
-  ip netns del "$ns" 2>/dev/null
-  return 0
+  host_delete_netns "$ns"
 }
 
 # bench_make_node NAME
 bench_make_node() {
   BENCH_NODE_NS=$1
   bench_make_netns "$BENCH_NODE_NS"
-  ip -n "$BENCH_NODE_NS" link add br0 type bridge stp_state 0 forward_delay 0 ||
-    bench_die "cannot create bridge in $BENCH_NODE_NS"
-  ip -n "$BENCH_NODE_NS" link set br0 up
+  host_add_bridge "$BENCH_NODE_NS" || bench_die "no bridge in $BENCH_NODE_NS (above)"
 }
 
 # bench_add_pod NS N: a pod netns with eth0 = 198.18.0.N/24 on the node's bridge.
 bench_add_pod() {
-  local ns=$1 n=$2 i
+  local ns=$1 n=$2
   bench_make_netns "$ns"
-  ip -n "$BENCH_NODE_NS" link add "mlb$n" type veth peer name eth0 netns "$ns" ||
-    bench_die "cannot create the veth pair of $ns"
-  ip -n "$BENCH_NODE_NS" link set "mlb$n" master br0 up
-  ip -n "$ns" addr add "198.18.0.$n/24" dev eth0
-  ip -n "$ns" link set eth0 up
-  for ((i = 0; i < 100; i++)); do
-    ip -n "$ns" -o link show eth0 | grep -q LOWER_UP && return 0
-    sleep 0.05
-  done
-  bench_die "eth0 of $ns did not come up"
+  host_add_veth "$BENCH_NODE_NS" "mlb$n" "$ns" "198.18.0.$n/24" ||
+    bench_die "cannot wire $ns to the node bridge (above)"
+  host_wait_for 5 host_eth0_up "$ns" || bench_die "eth0 of $ns did not come up"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +192,7 @@ bench_start_haproxy() {
   bench_bg pid "$dir/$label.out" "$dir/$label.err" "$ns" \
     setpriv --reuid="$BENCH_PROXY_UID" --regid="$BENCH_PROXY_UID" --clear-groups \
     haproxy -db -f "$dir/$label.cfg"
-  if ! bench_wait_listen "$ns" 15001 "$pid" || ! bench_wait_listen "$ns" 15006 "$pid"; then
+  if ! host_wait_listen "$ns" "$pid" 10 15001 15006; then
     tail -n 20 "$dir/$label.err" >&2
     bench_die "HAProxy $label did not start listening in $ns"
   fi
@@ -342,30 +253,28 @@ bench_daemon_probe() {
 # bench_daemon_start VAR CONFIG LOG: starts meshlaned in the bench cgroup (no netns), waits up
 # to 30 s for "meshlaned ready". PID in VAR. At exit: killed, then `--cleanup`.
 bench_daemon_start() {
-  local var=$1 cfg=$2 log=$3 pid i
+  local var=$1 cfg=$2 log=$3 pid rc=0
   [[ -n $BENCH_CG_REL ]] || bench_die "daemon started before the bench cgroup exists"
   BENCH_DAEMON_CFGS[$cfg]=1
   bench_bg pid "$log" "$log.err" - "$MESHLANED" --config "$cfg"
-  for ((i = 0; i < 600; i++)); do
-    if grep -q 'meshlaned ready' "$log" "$log.err" 2>/dev/null; then
-      printf -v "$var" '%s' "$pid"
-      return 0
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then
+  host_daemon_wait_ready "$pid" 30 "$log" "$log.err" || rc=$?
+  case $rc in
+    0) printf -v "$var" '%s' "$pid" ;;
+    1)
       tail -n 30 "$log" "$log.err" >&2
       bench_die "meshlaned exited before logging 'meshlaned ready' (config $cfg)"
-    fi
-    sleep 0.05
-  done
-  tail -n 30 "$log" "$log.err" >&2
-  bench_die "meshlaned did not log 'meshlaned ready' within 30 s"
+      ;;
+    *)
+      tail -n 30 "$log" "$log.err" >&2
+      bench_die "meshlaned did not log 'meshlaned ready' within 30 s"
+      ;;
+  esac
 }
 
 # bench_daemon_cleanup CONFIG: `meshlaned --cleanup`; never fails (used at exit too).
 bench_daemon_cleanup() {
   unset "BENCH_DAEMON_CFGS[$1]"
-  "$MESHLANED" --config "$1" --cleanup >/dev/null 2>&1 </dev/null ||
-    echo "bench.sh: warning: meshlaned --config $1 --cleanup failed" >&2
+  host_daemon_cleanup "$MESHLANED" "$1" || host_warn "meshlaned --config $1 --cleanup failed"
   return 0
 }
 

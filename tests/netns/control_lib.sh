@@ -15,11 +15,6 @@
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# lib.sh named the test after the file that sourced it (this one): name it after the test.
-ML_TEST_NAME=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
-ML_TEST_NAME=${ML_TEST_NAME#test_}
-ML_TAG="${ML_TEST_NAME//_/-}-$$"
-
 MESHLANECTL=${MESHLANECTL:-$MESHLANE_BIN/meshlanectl}
 PYTHON=${PYTHON:-python3}
 CTL_SOCKET=""
@@ -173,31 +168,16 @@ CTL_NODE_NS=""
 # fd00::11), each with eth0 on bridge br0 of a node namespace; their names go to VAR_A/VAR_B.
 ctl_make_pods() {
   ml_make_netns CTL_NODE_NS node
-  ip -n "$CTL_NODE_NS" link add br0 type bridge stp_state 0 forward_delay 0 ||
-    ml_fail "cannot create bridge br0"
-  ip -n "$CTL_NODE_NS" link set br0 up
+  host_add_bridge "$CTL_NODE_NS" || ml_fail "no bridge in $CTL_NODE_NS (above)"
   local var n ns
   for var in "$1:10" "$2:11"; do
     n=${var#*:}
     ml_make_netns ns "pod$n"
-    ip -n "$CTL_NODE_NS" link add "mlc$n" type veth peer name eth0 netns "$ns" ||
-      ml_fail "cannot create veth mlc$n <-> $ns/eth0"
-    ip -n "$CTL_NODE_NS" link set "mlc$n" master br0 up
-    ip -n "$ns" addr add "198.18.0.$n/24" dev eth0
-    ip -n "$ns" addr add "fd00::$n/64" dev eth0 nodad
-    ip -n "$ns" link set eth0 up
+    host_add_veth "$CTL_NODE_NS" "mlc$n" "$ns" "198.18.0.$n/24" "fd00::$n/64" ||
+      ml_fail "cannot wire $ns to the node bridge (above)"
     printf -v "${var%%:*}" '%s' "$ns"
   done
-  ml_wait_for "$ML_WAIT_S" ctl__eth0_usable "${!1}" "${!2}" || ml_fail "the pods' eth0 did not come up"
-}
-
-# ctl__eth0_usable NS...: eth0 is up in every NS and no address is tentative.
-ctl__eth0_usable() {
-  local ns
-  for ns in "$@"; do
-    ip -n "$ns" -o link show eth0 | grep -q LOWER_UP || return 1
-    [[ -z $(ip -n "$ns" -o addr show tentative) ]] || return 1
-  done
+  host_wait_for "$ML_WAIT_S" host_eth0_usable "${!1}" "${!2}" || ml_fail "the pods' eth0 did not come up"
 }
 
 # ctl_app_connect LABEL: the app in pod A connects to pod B's 198.18.0.11:8080. Pod B serves
@@ -224,8 +204,8 @@ ctl_app_connect() {
     [[ -n $SERVED ]] || sleep 0.05
   done
   # The server that did not get the connection is still waiting for one.
-  ml_kill_pid "$b_pid"
-  ml_kill_pid "$a_pid"
+  host_kill_pid "$b_pid"
+  host_kill_pid "$a_pid"
   ml_log "$label: the app's connect to 198.18.0.11:8080 was served by ${SERVED:-nobody}"
 }
 

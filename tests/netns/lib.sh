@@ -6,6 +6,10 @@
 # $MESHLANE_SRC/build/bin), MESHLANE_SRC (source tree; default: two levels above this file),
 # BPFTOOL (default /usr/sbin/bpftool), ML_KEEP_LOGS=1 keeps the work directory.
 #
+# The cgroup, netns, process and cleanup helpers themselves (host_*) are scripts/lib/host.sh,
+# shared with scripts/bench, scripts/demo.sh and scripts/soak.sh; this file adds the tests'
+# conventions on top.
+#
 # Safety rules every test follows through these helpers:
 #   - nothing is ever attached to the cgroup v2 root: tests make their own child cgroup
 #     (ml_make_cgroup), run their processes in it and point daemon.cgroup at it;
@@ -33,20 +37,23 @@
 
 set -eEuo pipefail
 
-ML_TEST_NAME=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
+# The test is named after the script run (the last of the files sourcing this one, directly or
+# through mesh_lib.sh, rel_lib.sh or control_lib.sh): test_foo.sh -> "foo".
+ML_TEST_NAME=$(basename "${BASH_SOURCE[-1]:-$0}" .sh)
 ML_TEST_NAME=${ML_TEST_NAME#test_}
 MESHLANE_SRC=${MESHLANE_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/host.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/host.sh"
+# shellcheck disable=SC2034  # host.sh's warnings name the test
+HOST_WHO="[$ML_TEST_NAME]"
 MESHLANE_BIN=${MESHLANE_BIN:-$MESHLANE_SRC/build/bin}
 MESHLANED=${MESHLANED:-$MESHLANE_BIN/meshlaned}
 ML_XFER=${ML_XFER:-$MESHLANE_BIN/ml_xfer}
 ML_CONNRATE=${ML_CONNRATE:-$MESHLANE_BIN/ml_connrate}
-# The bound of every wait for a condition: only a hang takes that long.
-ML_WAIT_S=${ML_WAIT_S:-60}
 BPFTOOL=${BPFTOOL:-/usr/sbin/bpftool}
 # A short tag unique to this test run, used in names of namespaces, cgroups and pins.
 ML_TAG="${ML_TEST_NAME//_/-}-$$"
 
-ML_CLEANUP=()
 ML_WORKDIR=""
 ML_DAEMON_PID=""
 ML_DAEMON_LOG=""
@@ -64,21 +71,10 @@ ml_fail() {
 
 ml_pass() { echo "PASS: $ML_TEST_NAME"; }
 
-# ml_defer CMD [ARGS...]: run CMD ARGS at exit (last deferred runs first).
-ml_defer() {
-  local q
-  q=$(printf '%q ' "$@")
-  ML_CLEANUP+=("$q")
-}
-
+# At exit (host_trap_exit): the cleanup stack of host_defer, then the work directory.
 ml__run_cleanup() {
-  local rc=$?
-  set +e
-  trap - EXIT INT TERM ERR
-  local i
-  for ((i = ${#ML_CLEANUP[@]} - 1; i >= 0; i--)); do
-    eval "${ML_CLEANUP[i]}" </dev/null
-  done
+  local rc=$1
+  host_run_deferred
   if [[ -n $ML_WORKDIR && -d $ML_WORKDIR ]]; then
     if [[ $rc -ne 0 || ${ML_KEEP_LOGS:-0} == 1 ]]; then
       echo "--- [$ML_TEST_NAME] logs kept in $ML_WORKDIR" >&2
@@ -86,13 +82,10 @@ ml__run_cleanup() {
       rm -rf -- "$ML_WORKDIR"
     fi
   fi
-  exit "$rc"
 }
-trap ml__run_cleanup EXIT
+host_trap_exit ml__run_cleanup
 # A command failing outside any check still says where, instead of ending the test silently.
 trap 'echo "FAIL: $ML_TEST_NAME: unexpected failure (status $?) at ${BASH_SOURCE[0]}:$LINENO: $BASH_COMMAND" >&2' ERR
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 ml_require_root() {
   [[ $(id -u) -eq 0 ]] || ml_fail "must run as root (needs netns, cgroups and BPF)"
@@ -106,142 +99,37 @@ ml_require_cmd() {
   done
 }
 
-# Decodes the octal escapes (\040 etc.) mountinfo uses in paths.
-ml__unescape() { printf '%b' "${1//\\/\\0}"; }
-
-# Prints the cgroup v2 mount point, discovered from /proc/self/mountinfo.
-ml_cgroup2_mount() {
-  local line fields i mp
-  while IFS= read -r line; do
-    read -r -a fields <<<"$line"
-    for ((i = 6; i < ${#fields[@]}; i++)); do
-      if [[ ${fields[i]} == "-" ]]; then
-        if [[ ${fields[i + 1]:-} == cgroup2 ]]; then
-          mp=$(ml__unescape "${fields[4]}")
-          echo "$mp"
-          return 0
-        fi
-        break
-      fi
-    done
-  done </proc/self/mountinfo
-  return 1
-}
-
 # ml_make_cgroup [SUFFIX]: creates <cgroup2 mount>/meshlane-test-<tag>[-SUFFIX] and sets ML_CG
 # (absolute path), ML_CG_REL (path below the mount) and ML_CG_MOUNT. Removed at exit.
 ml_make_cgroup() {
   local suffix=${1:+-$1}
-  local mnt
-  mnt=$(ml_cgroup2_mount) || ml_fail "no cgroup2 filesystem in /proc/self/mountinfo"
-  # shellcheck disable=SC2034  # for the tests
-  ML_CG_MOUNT=$mnt
   ML_CG_REL="meshlane-test-$ML_TAG$suffix"
-  ML_CG="$mnt/$ML_CG_REL"
-  [[ $ML_CG != "$mnt" && $ML_CG != "$mnt/" ]] || ml_fail "refusing to use the cgroup v2 root"
-  mkdir "$ML_CG" || ml_fail "cannot create cgroup $ML_CG"
-  ml_defer ml_remove_cgroup "$ML_CG"
+  host_make_cgroup ML_CG "$ML_CG_REL" || ml_fail "cannot make the test cgroup (above)"
+  # shellcheck disable=SC2034  # for the tests
+  ML_CG_MOUNT=${ML_CG%/*}
+  host_defer host_remove_cgroup "$ML_CG"
   ml_log "cgroup $ML_CG"
-}
-
-# ml_remove_cgroup DIR: kills the processes left in DIR (only test processes run there), then
-# removes it. Only ever called on cgroups this test made.
-ml_remove_cgroup() {
-  local cg=$1 i pid
-  [[ -d $cg ]] || return 0
-  for ((i = 0; i < 50; i++)); do
-    local pids
-    pids=$(cat "$cg/cgroup.procs" 2>/dev/null || true)
-    [[ -z $pids ]] && break
-    if [[ -e $cg/cgroup.kill ]]; then
-      echo 1 >"$cg/cgroup.kill" 2>/dev/null || true
-    else
-      for pid in $pids; do kill -KILL "$pid" 2>/dev/null || true; done
-    fi
-    sleep 0.1
-  done
-  for ((i = 0; i < 50; i++)); do
-    rmdir "$cg" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "WARN: [$ML_TEST_NAME] could not remove cgroup $cg" >&2
 }
 
 # ml_make_netns VAR [SUFFIX]: creates a network namespace with lo up, stores its name in VAR.
 # Deleted at exit (after the processes still in it are killed).
 ml_make_netns() {
   ML__NS="ml-$ML_TAG-${2:-ns}"
-  ip netns add "$ML__NS" || ml_fail "cannot create netns $ML__NS"
-  ml_defer ml_delete_netns "$ML__NS"
-  ip netns exec "$ML__NS" ip link set lo up || ml_fail "cannot bring lo up in $ML__NS"
+  host_make_netns "$ML__NS" || ml_fail "cannot make netns $ML__NS (above)"
+  host_defer host_delete_netns "$ML__NS"
   printf -v "$1" '%s' "$ML__NS"
 }
 
-ml_delete_netns() {
-  local ns=$1 pid
-  for pid in $(ip netns pids "$ns" 2>/dev/null); do
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  ip netns del "$ns" 2>/dev/null || true
-}
-
-# ml__argv CGROUP NETNS CMD [ARGS...]: sets ML__ARGV to a command line that joins cgroup
-# CGROUP (absolute path; "-" for none), enters network namespace NETNS ("-" for the current
-# one) and execs CMD, so that the process started keeps one PID throughout. The cgroup is
-# joined before entering the netns (`ip netns exec` remounts /sys, hiding the cgroup fs).
-ml__argv() {
-  local cg=$1 ns=$2
-  shift 2
-  ML__ARGV=()
-  if [[ $cg != - ]]; then
-    ML__ARGV=(bash -c 'echo $$ >"$0/cgroup.procs" || exit 125; exec "$@"' "$cg")
-  fi
-  if [[ $ns != - ]]; then
-    ML__ARGV+=(ip netns exec "$ns")
-  fi
-  ML__ARGV+=("$@")
-}
-
-# ml_in CGROUP NETNS CMD [ARGS...]: runs CMD in CGROUP and NETNS (see ml__argv), in the
-# foreground.
-ml_in() {
-  ml__argv "$@"
-  "${ML__ARGV[@]}"
-}
-
-# ml_bg VAR OUTFILE ERRFILE CGROUP NETNS CMD [ARGS...]: like ml_in, in the background; the PID
-# goes to VAR and the process is killed at exit if still running.
+# ml_bg VAR OUTFILE ERRFILE CGROUP NETNS CMD [ARGS...]: CMD in CGROUP and NETNS (host_argv),
+# in the background; the PID goes to VAR and the process is killed at exit if still running.
 ml_bg() {
   local var=$1 out=$2 err=$3
   shift 3
-  ml__argv "$@"
-  "${ML__ARGV[@]}" >"$out" 2>"$err" </dev/null &
+  host_argv "$@"
+  "${HOST_ARGV[@]}" >"$out" 2>"$err" </dev/null &
   ML__BG_PID=$!
-  ml_defer ml_kill_pid "$ML__BG_PID"
+  host_defer host_kill_pid "$ML__BG_PID"
   printf -v "$var" '%s' "$ML__BG_PID"
-}
-
-# ml_child PID: PID is a child of this shell, i.e. still a process the test started (a PID
-# already waited for may have been reused by another process since).
-ml_child() {
-  local stat ppid
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  read -r _ ppid _ <<<"${stat##*) }"
-  [[ $ppid == "$BASHPID" ]]
-}
-
-# ml_kill_pid PID: SIGTERM, then SIGKILL after 3 s; reaps it. Only if PID is still a child of
-# this shell.
-ml_kill_pid() {
-  local pid=$1 i
-  ml_child "$pid" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 30; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  ! ml_child "$pid" || kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
 }
 
 # ml_wait_file FILE PID [SECONDS]: waits (default ML_WAIT_S) for FILE to exist while PID lives.
@@ -250,28 +138,6 @@ ml_wait_file() {
   while :; do
     [[ -e $file ]] && return 0
     kill -0 "$pid" 2>/dev/null || return 1
-    ((SECONDS < end)) || return 1
-    sleep 0.05
-  done
-}
-
-# ml_wait_for SECONDS CMD [ARGS...]: runs CMD every 0.05 s until it succeeds (returns 0) or
-# SECONDS have passed (returns 1). For conditions that must come true: SECONDS only bounds a
-# hang (use ML_WAIT_S), the wait ends as soon as the condition holds.
-ml_wait_for() {
-  local end=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    ((SECONDS < end)) || return 1
-    sleep 0.05
-  done
-}
-
-# ml_wait_exit PID [SECONDS]: waits (default ML_WAIT_S) for PID to exit by itself; returns 1 if
-# it still runs then. Reaps nothing: `wait PID` afterwards for its status.
-ml_wait_exit() {
-  local pid=$1 end=$((SECONDS + ${2:-$ML_WAIT_S}))
-  while kill -0 "$pid" 2>/dev/null; do
     ((SECONDS < end)) || return 1
     sleep 0.05
   done
@@ -336,30 +202,35 @@ ml_daemon_start() {
 # ($ML_WORKDIR/meshlaned-$ML_DAEMON_SEQ.log: callers bump ML_DAEMON_SEQ first). At exit: the
 # daemon is killed and `meshlaned --cleanup` is run on CLEANUP_CONFIG (default CONFIG_FILE).
 ml_daemon_start_with_config() {
+  ml_daemon_exec "$@"
+  local ready=0
+  host_daemon_wait_ready "$ML_DAEMON_PID" "$ML_WAIT_S" "$ML_DAEMON_LOG" || ready=$?
+  if [[ $ready -eq 1 ]]; then
+    local rc=0
+    wait "$ML_DAEMON_PID" || rc=$?
+    ml_dump_daemon_log
+    ml_fail "meshlaned exited with status $rc before logging 'meshlaned ready'"
+  elif [[ $ready -ne 0 ]]; then
+    ml_dump_daemon_log
+    ml_fail "meshlaned did not log 'meshlaned ready' within $ML_WAIT_S s"
+  fi
+  ml_log "meshlaned ready (pid $ML_DAEMON_PID, config $ML_CONFIG)"
+}
+
+# ml_daemon_exec CONFIG_FILE [CLEANUP_CONFIG]: starts `meshlaned --config CONFIG_FILE` in the
+# background without waiting for it (ml_daemon_start_with_config waits for "meshlaned ready",
+# rel_start_timed for the control socket). Sets ML_CONFIG, ML_DAEMON_PID and ML_DAEMON_LOG
+# ($ML_WORKDIR/meshlaned-$ML_DAEMON_SEQ.log). At exit: the daemon is killed and `meshlaned
+# --cleanup` is run on CLEANUP_CONFIG (default CONFIG_FILE).
+ml_daemon_exec() {
   local config=$1 cleanup_config=${2:-$1}
   ml_require_meshlane
   ML_CONFIG=$config
   ML_DAEMON_LOG="$ML_WORKDIR/meshlaned-$ML_DAEMON_SEQ.log"
-  ml_defer ml_daemon_cleanup_quiet "$cleanup_config"
+  host_defer ml_daemon_cleanup_quiet "$cleanup_config"
   "$MESHLANED" --config "$ML_CONFIG" >"$ML_DAEMON_LOG" 2>&1 </dev/null &
   ML_DAEMON_PID=$!
-  ml_defer ml_kill_pid "$ML_DAEMON_PID"
-  local end=$((SECONDS + ML_WAIT_S))
-  while ((SECONDS < end)); do
-    if grep -q 'meshlaned ready' "$ML_DAEMON_LOG" 2>/dev/null; then
-      ml_log "meshlaned ready (pid $ML_DAEMON_PID, config $ML_CONFIG)"
-      return 0
-    fi
-    if ! kill -0 "$ML_DAEMON_PID" 2>/dev/null; then
-      local rc=0
-      wait "$ML_DAEMON_PID" || rc=$?
-      ml_dump_daemon_log
-      ml_fail "meshlaned exited with status $rc before logging 'meshlaned ready'"
-    fi
-    sleep 0.1
-  done
-  ml_dump_daemon_log
-  ml_fail "meshlaned did not log 'meshlaned ready' within $ML_WAIT_S s"
+  host_defer host_kill_pid "$ML_DAEMON_PID"
 }
 
 ml_dump_daemon_log() {
@@ -374,13 +245,11 @@ ml_dump_daemon_log() {
 ml_daemon_stop() {
   local pid=$ML_DAEMON_PID
   [[ -n $pid ]] || ml_fail "ml_daemon_stop: no daemon running"
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! ml_wait_exit "$pid"; then
+  if ! host_stop_pid "$pid"; then
     ml_dump_daemon_log
     ml_fail "meshlaned (pid $pid) still running $ML_WAIT_S s after SIGTERM"
   fi
-  ML_DAEMON_RC=0
-  wait "$pid" || ML_DAEMON_RC=$?
+  ML_DAEMON_RC=$HOST_RC
   ML_DAEMON_PID=""
 }
 
@@ -388,7 +257,7 @@ ml_daemon_stop() {
 # shellcheck disable=SC2120  # CONFIG defaults to ML_CONFIG
 ml_daemon_cleanup() {
   local cfg=${1:-$ML_CONFIG} rc=0
-  "$MESHLANED" --config "$cfg" --cleanup >"$ML_WORKDIR/cleanup.out" 2>&1 || rc=$?
+  host_daemon_cleanup "$MESHLANED" "$cfg" "$ML_WORKDIR/cleanup.out" || rc=$?
   if [[ $rc -ne 0 ]]; then
     cat "$ML_WORKDIR/cleanup.out" >&2
     ml_fail "meshlaned --cleanup exited with status $rc"
@@ -399,12 +268,41 @@ ml_daemon_cleanup() {
 # removes it (it is unique to this test run).
 ml_daemon_cleanup_quiet() {
   local cfg=$1 dir
-  [[ -x $MESHLANED ]] && "$MESHLANED" --config "$cfg" --cleanup >/dev/null 2>&1 </dev/null
+  [[ -x $MESHLANED ]] && host_daemon_cleanup "$MESHLANED" "$cfg"
   dir=$(sed -n 's/^bpffs_dir = "\(.*\)"$/\1/p' "$cfg" 2>/dev/null | sed -n 1p)
   if [[ -n $dir && $dir == /sys/fs/bpf/meshlane-test-* && -e $dir ]]; then
     echo "WARN: [$ML_TEST_NAME] $dir still exists after meshlaned --cleanup; removing it" >&2
     rm -rf -- "$dir"
   fi
+}
+
+# ml_sighup LABEL: SIGHUP to the daemon; waits (ML_WAIT_S at most) for its verdict on the reload
+# and leaves the log lines written since in RELOAD_LINES. The daemon must still run.
+ml__sighup_verdict() {  # LABEL START
+  RELOAD_LINES=$(tail -n "+$(($2 + 1))" "$ML_DAEMON_LOG")
+  grep -qE 'reload: [0-9]+ workload\(s\) applied|reload rejected' <<<"$RELOAD_LINES" && return 0
+  kill -0 "$ML_DAEMON_PID" 2>/dev/null || {
+    ml_dump_daemon_log
+    ml_fail "$1: meshlaned exited after SIGHUP"
+  }
+  return 1
+}
+ml_sighup() {
+  local label=$1 start
+  kill -0 "$ML_DAEMON_PID" 2>/dev/null || ml_fail "$label: meshlaned is not running"
+  start=$(wc -l <"$ML_DAEMON_LOG")
+  kill -HUP "$ML_DAEMON_PID"
+  host_wait_for "$ML_WAIT_S" ml__sighup_verdict "$label" "$start" || {
+    ml_dump_daemon_log
+    ml_fail "$label: meshlaned logged neither 'reload: N workload(s) applied' nor 'reload rejected' within $ML_WAIT_S s of SIGHUP"
+  }
+  sleep 0.2 # the lines that follow the verdict, and a daemon that would die of it
+  RELOAD_LINES=$(tail -n "+$((start + 1))" "$ML_DAEMON_LOG")
+  kill -0 "$ML_DAEMON_PID" 2>/dev/null || {
+    ml_dump_daemon_log
+    ml_fail "$label: meshlaned exited after SIGHUP"
+  }
+  ml_log "$label: daemon after SIGHUP:"$'\n'"$RELOAD_LINES"
 }
 
 # ml_restart_daemon [EXTRA_LINE...]: stop (SIGTERM, must exit 0), --cleanup, start anew.
@@ -548,7 +446,7 @@ ml_xfer_client() {
   local cg=$1 ns=$2 label=$3
   shift 3
   ML__CLIENT_RC=0
-  ml_in "$cg" "$ns" "$ML_XFER" client "$@" >"$ML_WORKDIR/$label.client.out" \
+  host_in "$cg" "$ns" "$ML_XFER" client "$@" >"$ML_WORKDIR/$label.client.out" \
     2>"$ML_WORKDIR/$label.client.err" </dev/null || ML__CLIENT_RC=$?
 }
 
@@ -575,14 +473,11 @@ ml_xfer_pair() {
   ml_xfer_check "$label" "$ML__CLIENT_RC" "$ML__SERVER_RC"
 }
 
-# ml_listens NETNS PORT: a TCP socket listens on PORT in NETNS.
-ml_listens() { ip netns exec "$1" ss -Htln "sport = :$2" 2>/dev/null | grep -q .; }
-
 # ml_wait_listen NETNS PORT [SECONDS]: waits (default ML_WAIT_S) until a TCP socket listens on
 # PORT in NETNS.
 ml_wait_listen() {
   local ns=$1 port=$2 secs=${3:-$ML_WAIT_S}
-  ml_wait_for "$secs" ml_listens "$ns" "$port" || ml_fail "nothing listens on port $port in $ns after $secs s"
+  host_wait_listen "$ns" - "$secs" "$port" || ml_fail "nothing listens on port $port in $ns after $secs s"
 }
 
 # ml_connrate_stop PID OUTFILE LABEL [MIN_REQUESTS]: stops background load started with
@@ -599,7 +494,7 @@ ml_connrate_stop() {
       "$(tail -n 1 "$out" 2>/dev/null) $(tail -n 3 "$err" 2>/dev/null)"
   fi
   kill -TERM "$pid" 2>/dev/null || true
-  ml_wait_exit "$pid" || ml_fail "$label: ml_connrate client still running $ML_WAIT_S s after SIGTERM"
+  host_wait_exit "$pid" || ml_fail "$label: ml_connrate client still running $ML_WAIT_S s after SIGTERM"
   wait "$pid" || rc=$?
   result=$(tail -n 1 "$out" 2>/dev/null || true)
   # shellcheck disable=SC2034  # for the tests
@@ -615,7 +510,7 @@ ml_connrate_stop() {
 # `ml_connrate client --duration 0 --progress-file PROGRESS` stands: ML_CR_REQUESTS,
 # ML_CR_ERRORS and ML_CR_CONNECTIONS from PROGRESS (rewritten every 100 ms). Returns 1 before
 # the first progress; fails the test if the client exited (it never ends by itself) or saw an
-# error. For predicates polled with ml_wait_for.
+# error. For predicates polled with host_wait_for.
 ml_connrate_progress() {
   local pid=$1 out=$2 progress=$3 label=$4 err=${2%.out}.err
   kill -0 "$pid" 2>/dev/null ||

@@ -23,12 +23,6 @@
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# lib.sh named the test after the file that sourced it (this one): name it after the test.
-ML_TEST_NAME=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
-ML_TEST_NAME=${ML_TEST_NAME#test_}
-# shellcheck disable=SC2034  # used by lib.sh
-ML_TAG="${ML_TEST_NAME//_/-}-$$"
-
 ML_PROXY=${ML_PROXY:-$MESHLANE_BIN/ml_proxy}
 HAPROXY=${HAPROXY:-haproxy}
 MESH_V4=198.18.0
@@ -65,35 +59,23 @@ mesh_v6() { echo "$MESH_V6:$1"; }
 # MESH_NODE_NS.
 mesh_make_node() {
   ml_make_netns MESH_NODE_NS node
-  ip -n "$MESH_NODE_NS" link add br0 type bridge stp_state 0 forward_delay 0 ||
-    ml_fail "cannot create bridge br0 in $MESH_NODE_NS"
-  ip -n "$MESH_NODE_NS" link set br0 up
+  host_add_bridge "$MESH_NODE_NS" || ml_fail "no bridge in $MESH_NODE_NS (above)"
 }
 
 # mesh_add_host VAR SUFFIX N: a netns on the bridge with eth0 = 198.18.0.N/24 and fd00::N/64
 # (nodad), lo up. Its name goes to VAR. Returns once eth0 is up and no address is tentative.
 mesh_add_host() {
   local var=$1 suffix=$2 n=$3 ns
-  local port="mlv$n"
   [[ -n $MESH_NODE_NS ]] || ml_fail "mesh_add_host before mesh_make_node"
   ml_make_netns ns "$suffix"
   # Both ends are made inside namespaces: nothing ever appears in the root netns.
-  ip -n "$MESH_NODE_NS" link add "$port" type veth peer name eth0 netns "$ns" ||
-    ml_fail "cannot create veth $port <-> $ns/eth0"
-  ip -n "$MESH_NODE_NS" link set "$port" master br0 up
-  ip -n "$ns" addr add "$(mesh_v4 "$n")/24" dev eth0
-  ip -n "$ns" addr add "$(mesh_v6 "$n")/64" dev eth0 nodad
-  ip -n "$ns" link set eth0 up
-  if ! ml_wait_for "$ML_WAIT_S" mesh__eth0_usable "$ns"; then
+  host_add_veth "$MESH_NODE_NS" "mlv$n" "$ns" "$(mesh_v4 "$n")/24" "$(mesh_v6 "$n")/64" ||
+    ml_fail "cannot wire $ns to the node bridge (above)"
+  if ! host_wait_for "$ML_WAIT_S" host_eth0_usable "$ns"; then
     ip -n "$ns" addr show >&2
     ml_fail "eth0 of $ns did not come up with usable addresses"
   fi
   printf -v "$var" '%s' "$ns"
-}
-
-# mesh__eth0_usable NS: eth0 in NS is up and no address is tentative.
-mesh__eth0_usable() {
-  ip -n "$1" -o link show eth0 | grep -q 'LOWER_UP' && [[ -z $(ip -n "$1" -o addr show tentative) ]]
 }
 
 # mesh_add_pod VAR SUFFIX N: a host that will be a workload: also gets ::6/128 on lo, the IPv6
@@ -122,6 +104,23 @@ mesh_tc_filters() {
   local ns=$1 dev=${2:-eth0}
   ip netns exec "$ns" tc filter show dev "$dev" ingress 2>/dev/null || true
   ip netns exec "$ns" tc filter show dev "$dev" egress 2>/dev/null || true
+}
+
+# mesh_assert_cleaned NS...: after `meshlaned --cleanup`: no tc filter on eth0 in any NS, no
+# bpffs directory, no program attached to the test cgroup.
+mesh_assert_cleaned() {
+  local ns
+  for ns in "$@"; do
+    [[ -z $(mesh_tc_filters "$ns") ]] || {
+      mesh_tc_filters "$ns" >&2
+      ml_fail "tc filters left on eth0 in $ns after meshlaned --cleanup"
+    }
+  done
+  [[ ! -e $ML_BPFFS_DIR ]] || ml_fail "$ML_BPFFS_DIR still exists after meshlaned --cleanup"
+  [[ -z $(ml_cgroup_progs "$ML_CG") ]] || {
+    ml_cgroup_progs "$ML_CG" >&2
+    ml_fail "programs still attached to $ML_CG after meshlaned --cleanup"
+  }
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -249,19 +248,14 @@ mesh_start_ml_proxy() {
 }
 
 mesh__wait_proxy() {
-  local pid=$1 ns=$2 label=$3 port end
+  local pid=$1 ns=$2 label=$3 rc=0
   shift 3
-  end=$((SECONDS + ML_WAIT_S))
-  for port in "$@"; do
-    until ml_listens "$ns" "$port"; do
-      if ! kill -0 "$pid" 2>/dev/null; then
-        cat "$MESH_DIR/$label.err" >&2
-        ml_fail "proxy $label exited before listening on $port"
-      fi
-      ((SECONDS < end)) || ml_fail "proxy $label does not listen on $port after $ML_WAIT_S s"
-      sleep 0.05
-    done
-  done
+  host_wait_listen "$ns" "$pid" "$ML_WAIT_S" "$@" || rc=$?
+  if [[ $rc -eq 1 ]]; then
+    cat "$MESH_DIR/$label.err" >&2
+    ml_fail "proxy $label exited before listening on $*"
+  fi
+  [[ $rc -eq 0 ]] || ml_fail "proxy $label does not listen on $* after $ML_WAIT_S s"
   ml_log "proxy $label (pid $pid) listens on $* in $ns"
 }
 
@@ -276,7 +270,7 @@ mesh_log_since() { tail -n "+$(($2 + 1))" "$1"; }
 # transfer); returns 1 if none does by then.
 mesh_wait_log() {
   local file=$1 start=$2 re=$3 secs=${4:-$ML_WAIT_S}
-  ml_wait_for "$secs" mesh__log_matches "$file" "$start" "$re"
+  host_wait_for "$secs" mesh__log_matches "$file" "$start" "$re"
 }
 # (grep -c reads the whole log: grep -q would stop at the first match and tail get SIGPIPE.)
 mesh__log_matches() {
@@ -647,9 +641,9 @@ mesh_run_suite() {
   MESH_LOG_A="$MESH_DIR/hap-a.log" MESH_LOG_B="$MESH_DIR/hap-b.log"
   MESH_LOG_NP="$MESH_DIR/hap-np.log"
   mesh__phase 4 haproxy
-  ml_kill_pid "$pa"
-  ml_kill_pid "$pb"
-  ml_kill_pid "$pnp"
+  host_kill_pid "$pa"
+  host_kill_pid "$pb"
+  host_kill_pid "$pnp"
 
   # IPv6: ml_proxy (it asks SOL_IPV6 IP6T_SO_ORIGINAL_DST, as Envoy does).
   ml_log "IPv6 phase: ml_proxy sidecars (uid $MESH_UID) and node proxy"
@@ -674,17 +668,7 @@ mesh_run_suite() {
   ml_daemon_stop
   [[ $ML_DAEMON_RC -eq 0 ]] || ml_fail "meshlaned exited with status $ML_DAEMON_RC on SIGTERM"
   ml_daemon_cleanup
-  for ns in "${MESH_ALL[@]}"; do
-    [[ -z $(mesh_tc_filters "$ns") ]] || {
-      mesh_tc_filters "$ns" >&2
-      ml_fail "tc filters left on eth0 in $ns after meshlaned --cleanup"
-    }
-  done
-  [[ ! -e $ML_BPFFS_DIR ]] || ml_fail "$ML_BPFFS_DIR still exists after meshlaned --cleanup"
-  [[ -z $(ml_cgroup_progs "$ML_CG") ]] || {
-    ml_cgroup_progs "$ML_CG" >&2
-    ml_fail "programs still attached to $ML_CG after meshlaned --cleanup"
-  }
+  mesh_assert_cleaned "${MESH_ALL[@]}"
   mesh__direct_after_cleanup 4
   mesh__direct_after_cleanup 6
   ml_pass

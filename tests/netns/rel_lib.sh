@@ -15,12 +15,6 @@
 # shellcheck source-path=SCRIPTDIR source=mesh_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/mesh_lib.sh"
 
-# mesh_lib.sh named the test after the file that sourced it (this one): name it after the test.
-ML_TEST_NAME=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
-ML_TEST_NAME=${ML_TEST_NAME#test_}
-# shellcheck disable=SC2034  # used by lib.sh
-ML_TAG="${ML_TEST_NAME//_/-}-$$"
-
 MESHLANECTL=${MESHLANECTL:-$MESHLANE_BIN/meshlanectl}
 REL_UID=1337
 REL_OUT=15001
@@ -95,18 +89,25 @@ rel_write_config() {
   ml_write_config "$file" "$@" "${REL_WL_LINES[@]}"
 }
 
+# rel_write_config_b_only FILE: ml_write_config with pod B's workload only (A left out).
+rel_write_config_b_only() {
+  ml_write_config "$1"
+  local l skip=0
+  for l in "${REL_WL_LINES[@]}"; do
+    [[ $l == 'name = "pod-a"' ]] && skip=1
+    [[ $l == 'name = "pod-b"' ]] && skip=0
+    [[ $skip -eq 1 || $l == '[[workload]]' ]] && continue
+    [[ $l == 'name = "pod-b"' ]] && echo '[[workload]]'
+    echo "$l"
+  done >>"$1"
+}
+
 # rel_exec_daemon CONFIG: starts `meshlaned --config CONFIG` in the background without waiting
 # (ML_DAEMON_PID, ML_DAEMON_LOG = $ML_WORKDIR/meshlaned-N.log, N bumped). Killed at exit, and
 # `meshlaned --cleanup` runs at exit.
 rel_exec_daemon() {
-  local config=$1
   ML_DAEMON_SEQ=$((ML_DAEMON_SEQ + 1))
-  ML_CONFIG=$config
-  ML_DAEMON_LOG="$ML_WORKDIR/meshlaned-$ML_DAEMON_SEQ.log"
-  ml_defer ml_daemon_cleanup_quiet "$config"
-  "$MESHLANED" --config "$config" >"$ML_DAEMON_LOG" 2>&1 </dev/null &
-  ML_DAEMON_PID=$!
-  ml_defer ml_kill_pid "$ML_DAEMON_PID"
+  ml_daemon_exec "$1"
 }
 
 # rel_socket: the control socket path in ML_CONFIG.
@@ -145,7 +146,7 @@ rel_echo_server() {
   shift
   ml_bg REL_ECHO_PID "$ML_WORKDIR/echo.out" "$ML_WORKDIR/echo.err" "$ML_CG" "$ns" \
     python3 "$(dirname "${BASH_SOURCE[0]}")/same_port_pair.py" server "$@"
-  ml_wait_for "$ML_WAIT_S" rel__echo_listening ||
+  host_wait_for "$ML_WAIT_S" rel__echo_listening ||
     ml_fail "echo server on ports $* did not listen within $ML_WAIT_S s"
 }
 rel__echo_listening() {

@@ -59,10 +59,10 @@ run_phase() {
     args+=(--role client --host "$host")
   fi
   ml_snapshot phase_before
-  ml_in "$ML_CG" "$POD_A" timeout -k 5 300 python3 "$TOOL" "${args[@]}" >"$out" 2>&1 \
+  host_in "$ML_CG" "$POD_A" timeout -k 5 300 python3 "$TOOL" "${args[@]}" >"$out" 2>&1 \
     </dev/null || rc=$?
   if [[ -n $server_pid ]]; then
-    ml_wait_exit "$server_pid" || ml_fail "$name: the server in pod B did not finish"
+    host_wait_exit "$server_pid" || ml_fail "$name: the server in pod B did not finish"
     wait "$server_pid" || rc=$?
   fi
   ml_snapshot phase_after
@@ -95,7 +95,7 @@ monitor_caught_up() { [[ $(grep -c skipped_short "$ML_WORKDIR/monitor.out") -ge 
 
 ml_bg MONITOR_PID "$ML_WORKDIR/monitor.out" "$ML_WORKDIR/monitor.err" - - \
   "$MESHLANECTL" --socket "$SOCKET" -o json monitor --type skipped_short
-ml_wait_for "$ML_WAIT_S" gate_has_skipped_short ||
+host_wait_for "$ML_WAIT_S" gate_has_skipped_short ||
   ml_fail "meshlanectl monitor --type skipped_short did not attach: $(cat "$ML_WORKDIR/monitor.err")"
 
 loopback_phase short-port 5501 160 1
@@ -105,9 +105,9 @@ loopback_phase short-port 5501 160 1
   ml_fail "short-port: $SPLICED spliced, fewer than the 32 of the judging"
 # Every event is in the ring by now (emitted before connect() returned); give the monitor time
 # to print them, then stop it as Ctrl-C would.
-ml_wait_for "$ML_WAIT_S" monitor_caught_up || true
+host_wait_for "$ML_WAIT_S" monitor_caught_up || true
 kill -INT "$MONITOR_PID"
-ml_wait_exit "$MONITOR_PID" || ml_fail "meshlanectl monitor still runs after SIGINT"
+host_wait_exit "$MONITOR_PID" || ml_fail "meshlanectl monitor still runs after SIGINT"
 EVENTS=$(grep -c '"type":"skipped_short"' "$ML_WORKDIR/monitor.out" || true)
 ON_PORT=$(grep '"type":"skipped_short"' "$ML_WORKDIR/monitor.out" |
   grep -c '"dst":"127.0.0.1:5501".*"side":"client"' || true)

@@ -52,7 +52,7 @@ for mode in plain peek epoll; do
   base=$(tcp_mem_bytes)
   sample_tcp_mem "$ML_WORKDIR/$label.peak" &
   sampler=$!
-  ml_defer ml_kill_pid "$sampler"
+  host_defer host_kill_pid "$sampler"
   ml_snapshot before
   ml_xfer_pair "$ML_CG" "$NS" "$label" "--listen 127.0.0.1:$port" "--connect 127.0.0.1:$port" \
     --bytes 128M --seed $port --read-mode "$mode" --max-read 4096 --nonblocking \

@@ -22,7 +22,7 @@ for tool in haproxy sockperf iperf3 iptables-restore gnuplot python3; do
 done
 
 out=$(mktemp -d /tmp/ml-bench-quick.XXXXXX)
-ml_defer rm -rf -- "$out"
+host_defer rm -rf -- "$out"
 
 ml_log "scripts/bench.sh --quick --modes b,c,d,dx (about a minute)"
 rc=0

@@ -99,7 +99,7 @@ all_freed() {
   for id in $our_links; do "$BPFTOOL" link show id "$id" >/dev/null 2>&1 && remaining+=" link $id"; done
   [[ -z $remaining ]]
 }
-ml_wait_for "$ML_WAIT_S" all_freed || ml_fail "still loaded $ML_WAIT_S s after --cleanup:$remaining"
+host_wait_for "$ML_WAIT_S" all_freed || ml_fail "still loaded $ML_WAIT_S s after --cleanup:$remaining"
 named=$( { ml_bpf_named prog; ml_bpf_named map; ml_bpf_ml_links; } )
 if [[ $preexisting -eq 0 ]]; then
   [[ -z $named ]] || ml_fail "bpftool still lists ml_* objects after --cleanup:"$'\n'"$named"

@@ -64,7 +64,7 @@ CFG
 }
 ML_BPFFS_DIR=/sys/fs/bpf/meshlane-test-$ML_TAG
 cfg="$ML_WORKDIR/bad.toml"
-ml_defer ml_daemon_cleanup_quiet "$cfg"
+host_defer ml_daemon_cleanup_quiet "$cfg"
 
 # Unknown key in [daemon], line 4.
 base | sed '4i bogus_key = 1' >"$cfg"
@@ -114,20 +114,8 @@ nothing_pinned missing-file
 # The base config itself is valid: the daemon gets ready with it.
 good="$ML_WORKDIR/good.toml"
 base >"$good"
-ML_DAEMON_LOG="$ML_WORKDIR/good.log"
-ml_defer ml_daemon_cleanup_quiet "$good"
-"$MESHLANED" --config "$good" >"$ML_DAEMON_LOG" 2>&1 </dev/null &
-ML_DAEMON_PID=$!
-ml_defer ml_kill_pid "$ML_DAEMON_PID"
-good_ready() {
-  grep -q 'meshlaned ready' "$ML_DAEMON_LOG" && return 0
-  kill -0 "$ML_DAEMON_PID" 2>/dev/null || { ml_dump_daemon_log; ml_fail "the valid base config was rejected"; }
-  return 1
-}
-ml_wait_for "$ML_WAIT_S" good_ready || true
-grep -q 'meshlaned ready' "$ML_DAEMON_LOG" || { ml_dump_daemon_log; ml_fail "no 'meshlaned ready' with the valid base config"; }
+ml_daemon_start_with_config "$good"
 ml_daemon_stop
 [[ $ML_DAEMON_RC -eq 0 ]] || ml_fail "meshlaned exited with status $ML_DAEMON_RC on SIGTERM"
-ML_CONFIG=$good
 ml_daemon_cleanup
 ml_pass

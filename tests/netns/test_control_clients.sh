@@ -46,7 +46,7 @@ only_meshlanectl() {
   ctl_ok -o json status
   [[ $(ctl_json "$CTL_OUT" 'j["control"]["clients"]') == 1 ]]
 }
-ml_wait_for "$ML_WAIT_S" only_meshlanectl || true
+host_wait_for "$ML_WAIT_S" only_meshlanectl || true
 ctl_assert_json "$CTL_OUT" 'j["workloads"] == {"total": 1, "config": 0, "live": 1}' "workloads after the storm"
 ctl_assert_json "$CTL_OUT" 'j["control"]["clients"] == 1' "only meshlanectl is connected afterwards"
 ctl_ok -o json workload get pod-a

@@ -155,30 +155,14 @@ print(v if isinstance(v, str) else json.dumps(v))
 EOF
 }
 
-# sighup LABEL: SIGHUP; waits (ML_WAIT_S at most) for the daemon's verdict, which must be
-# "reload: 3 workload(s) applied (2 from the config file, 1 live)" (pod-c is live).
-sighup__verdict() {
-  RELOAD_LINES=$(tail -n "+$(($1 + 1))" "$ML_DAEMON_LOG")
-  grep -qE 'reload: [0-9]+ workload\(s\) applied|reload rejected' <<<"$RELOAD_LINES" && return 0
-  kill -0 "$ML_DAEMON_PID" 2>/dev/null || {
-    ml_dump_daemon_log
-    ml_fail "meshlaned exited after SIGHUP"
-  }
-  return 1
-}
+# sighup LABEL: ml_sighup, and the verdict must be "reload: 3 workload(s) applied (2 from the
+# config file, 1 live)" (pod-c is live).
 sighup() {
-  local label=$1 start
-  start=$(wc -l <"$ML_DAEMON_LOG")
-  kill -HUP "$ML_DAEMON_PID"
-  ml_wait_for "$ML_WAIT_S" sighup__verdict "$start" || {
-    ml_dump_daemon_log
-    ml_fail "$label: no reload verdict in the daemon log within $ML_WAIT_S s of SIGHUP"
-  }
+  ml_sighup "$1"
   grep -qF 'reload: 3 workload(s) applied (2 from the config file, 1 live)' <<<"$RELOAD_LINES" || {
     ml_dump_daemon_log
-    ml_fail "$label: the reload was not applied: $RELOAD_LINES"
+    ml_fail "$1: the reload was not applied: $RELOAD_LINES"
   }
-  ml_log "$label: $(grep -E 'reload: ' <<<"$RELOAD_LINES" | tail -n 1)"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -347,7 +331,7 @@ sidecar_path() {
 # an errno name, timeout).
 probe() {
   local out
-  out=$(ml_in "$ML_CG" "$2" "$PYTHON" "$STREAM" probe "$3" --timeout "$ML_WAIT_S") ||
+  out=$(host_in "$ML_CG" "$2" "$PYTHON" "$STREAM" probe "$3" --timeout "$ML_WAIT_S") ||
     ml_fail "$1: the probe of $3 failed to run"
   json_eval "$out" 'j["result"]'
 }
@@ -375,7 +359,7 @@ ll_start() {
     --progress-file "$base.client.progress" "${blk[@]}"
   LL_SPID[$label]=$spid
   LL_CPID[$label]=$cpid
-  ml_wait_for "$ML_WAIT_S" ll__started "$base" "$cpid" "$spid" || true
+  host_wait_for "$ML_WAIT_S" ll__started "$base" "$cpid" "$spid" || true
   [[ -s $base.client.progress && -s $base.server.progress ]] || {
     cat "$base.client.err" "$base.client.out" "$base.server.err" "$base.server.out" >&2
     ml_fail "$label: the stream A -> $B4:$port did not start"
@@ -400,7 +384,7 @@ ll__moved() {  # LABEL WHAT
 # ll_checkpoint LABEL WHAT: both sides received more since the last checkpoint.
 ll_checkpoint() {
   local label=$1
-  ml_wait_for "$ML_WAIT_S" ll__moved "$label" "$2" ||
+  host_wait_for "$ML_WAIT_S" ll__moved "$label" "$2" ||
     ml_fail "$label: the stream stopped moving data during $2"
   LL_LAST_S[$label]=$LL_S
   LL_LAST_C[$label]=$LL_C
@@ -413,7 +397,7 @@ ll_finish() {
   touch "$base.finish"
   for role in server client; do
     if [[ $role == server ]]; then pid=${LL_SPID[$label]}; else pid=${LL_CPID[$label]}; fi
-    ml_wait_exit "$pid" || ml_fail "$label: the stream's $role did not finish within $ML_WAIT_S s"
+    host_wait_exit "$pid" || ml_fail "$label: the stream's $role did not finish within $ML_WAIT_S s"
     rc=0
     wait "$pid" || rc=$?
     last=$(tail -n 1 "$base.$role.out" 2>/dev/null || true)
@@ -458,7 +442,7 @@ cr_moved() {
   CR_LAST[$1]=$ML_CR_REQUESTS
 }
 cr_checkpoint() {  # NAME PID WHAT
-  ml_wait_for "$ML_WAIT_S" cr_moved "$1" "$2" ||
+  host_wait_for "$ML_WAIT_S" cr_moved "$1" "$2" ||
     ml_fail "$1: the persistent connections answered no request during $3"
   ml_log "$1: persistent connections still answering after $3 (${CR_LAST[$1]} requests)"
 }
@@ -469,7 +453,7 @@ loop_conns() { cr_progress loop "$LOOP" || ml_fail "the connect loop has no prog
 # peers_on NS PORT: the peer addresses of the established connections to local PORT, one per
 # line (sorted, with counts).
 peers_on() {
-  ml_in - "$1" ss -H -t -n state established "( sport = :$2 )" |
+  host_in - "$1" ss -H -t -n state established "( sport = :$2 )" |
     awk '{ a = $4; sub(/:[0-9]+$/, "", a); gsub(/^\[|\]$/, "", a); sub(/^::ffff:/, "", a); print a }' |
     sort | uniq -c | awk '{ print $2 "x" $1 }' | tr '\n' ' '
 }
@@ -502,7 +486,7 @@ mon_start=$(wc -l <"$ML_DAEMON_LOG")
 ml_bg MON "$ML_WORKDIR/mon.out" "$ML_WORKDIR/mon.err" - - \
   "$MESHLANECTL" --socket "$SOCK" -o json monitor --type intercepted,spliced,skipped_blocking
 mon_subscribed() { tail -n "+$((mon_start + 1))" "$ML_DAEMON_LOG" | grep -q 'monitor: datapath now emits'; }
-ml_wait_for "$ML_WAIT_S" mon_subscribed ||
+host_wait_for "$ML_WAIT_S" mon_subscribed ||
   ml_fail "the monitor did not subscribe: $(cat "$ML_WORKDIR/mon.err")"
 fast_path fp-v4 nb "$REL_B" "[::]:8080" "$REL_A" "$B4:8080" a b "$A4" --bytes 4M --timeout 60
 
@@ -561,14 +545,14 @@ mon_ok() {
   ((rc == 3)) || ml_fail "fp-v4: monitor check: $(cat "$ML_WORKDIR/mon_check.out")"
   return 1
 }
-if ! ml_wait_for "$ML_WAIT_S" mon_ok; then
+if ! host_wait_for "$ML_WAIT_S" mon_ok; then
   mon_args[1]=final
   "$PYTHON" "$ML_WORKDIR/mon_check.py" "${mon_args[@]}" >&2 || true
   ml_fail "fp-v4: the monitor does not show the fast-path connection as the counters do (above)"
 fi
 ml_log "fp-v4: $(cat "$ML_WORKDIR/mon_check.out")"
 kill -INT "$MON"
-ml_wait_exit "$MON" || ml_fail "meshlanectl monitor still runs $ML_WAIT_S s after SIGINT"
+host_wait_exit "$MON" || ml_fail "meshlanectl monitor still runs $ML_WAIT_S s after SIGINT"
 rc=0
 wait "$MON" || rc=$?
 [[ $rc -eq 0 ]] || ml_fail "meshlanectl monitor exited with status $rc on SIGINT: $(cat "$ML_WORKDIR/mon.err")"
@@ -637,7 +621,7 @@ expect_eq denied "pod-b's denied_connect" "$(dw b denied_connect)" 2
 mesh_assert_flat s0 s1 denied fast_path_connections
 mesh_assert_flat s0 s1 denied intercepted_outbound
 expect_sessions denied
-ml_kill_pid "$DENY_SRV"
+host_kill_pid "$DENY_SRV"
 fast_path allowed-under-policy nb "$REL_B" "[::]:8080" "$REL_A" "$B4:8080" a b "$A4" --bytes 1M \
   --timeout 60
 ctl policy del b-deny-a
@@ -691,7 +675,7 @@ persistent_up() {
   ml_snapshot s1
   (($(d fast_path_connections) >= 4))
 }
-ml_wait_for "$ML_WAIT_S" persistent_up ||
+host_wait_for "$ML_WAIT_S" persistent_up ||
   ml_fail "the 4 persistent connections A -> B:8091 did not come up on the fast path"
 ll_start ll-fp-nb nb 8092
 ll_start ll-fp-blk blk 8093
@@ -728,7 +712,7 @@ ml_log "13. ON: a connect loop A -> B:8090"
 snap 0
 connrate_client LOOP loop 8090 4 1
 LOOP_BASE=0
-ml_wait_for "$ML_WAIT_S" loop_made 200 || ml_fail "the connect loop did not make 200 connections"
+host_wait_for "$ML_WAIT_S" loop_made 200 || ml_fail "the connect loop did not make 200 connections"
 made=$(loop_conns)
 snap 1
 ml_show_delta s0 s1
@@ -743,7 +727,7 @@ write_config false
 sighup off
 snap 0
 LOOP_BASE=$(loop_conns)
-ml_wait_for "$ML_WAIT_S" loop_made 200 || ml_fail "off: the connect loop did not make 200 more connections"
+host_wait_for "$ML_WAIT_S" loop_made 200 || ml_fail "off: the connect loop did not make 200 more connections"
 made=$(($(loop_conns) - LOOP_BASE))
 snap 1
 ml_show_delta s0 s1
@@ -759,7 +743,7 @@ snap 0
 connrate_client PSC psc 8091 2 0
 ll_start ll-sc nb 8094
 sc_up() { [[ $(peers_on "$REL_B" 8091) == "${REL_SRC}x2 ${A4}x4 " ]]; }
-ml_wait_for "$ML_WAIT_S" sc_up ||
+host_wait_for "$ML_WAIT_S" sc_up ||
   ml_fail "off: B:8091's connections come from $(peers_on "$REL_B" 8091), expected 2 from $REL_SRC (sidecar) and 4 from $A4"
 snap 1
 mesh_assert_flat s0 s1 off-established fast_path_connections
@@ -773,7 +757,7 @@ write_config true
 sighup on-again
 snap 0
 LOOP_BASE=$(loop_conns)
-ml_wait_for "$ML_WAIT_S" loop_made 200 || ml_fail "on-again: the connect loop did not make 200 more connections"
+host_wait_for "$ML_WAIT_S" loop_made 200 || ml_fail "on-again: the connect loop did not make 200 more connections"
 made=$(($(loop_conns) - LOOP_BASE))
 snap 1
 ml_show_delta s0 s1

@@ -122,23 +122,12 @@ state() {
   rel_link_progs
 }
 state >"$ML_WORKDIR/state.before"
-# Pod B only: a partial apply would show as A removed.
-only_b() {
-  ml_write_config "$1"
-  local l skip=0
-  for l in "${REL_WL_LINES[@]}"; do
-    [[ $l == 'name = "pod-a"' ]] && skip=1
-    [[ $l == 'name = "pod-b"' ]] && skip=0
-    [[ $skip -eq 1 || $l == '[[workload]]' ]] && continue
-    [[ $l == 'name = "pod-b"' ]] && echo '[[workload]]'
-    echo "$l"
-  done >>"$1"
-}
 # rejected_reloads N: the daemon logged at least N rejected reloads.
 rejected_reloads() { (($(grep -c 'reload rejected, nothing changed' "$ML_DAEMON_LOG") >= $1)); }
 broken=0
 for kind in syntax unknown-key missing-netns; do
-  only_b "$CONFIG"
+  # Pod B only: a partial apply would show as A removed.
+  rel_write_config_b_only "$CONFIG"
   case $kind in
     syntax) echo 'this is = = not toml' >>"$CONFIG" ;;
     unknown-key) sed -i 's/^enabled = true$/enabled = true\nno_such_key = 1/' "$CONFIG" ;;
@@ -147,7 +136,7 @@ for kind in syntax unknown-key missing-netns; do
   esac
   kill -HUP "$ML_DAEMON_PID"
   broken=$((broken + 1))
-  ml_wait_for "$ML_WAIT_S" rejected_reloads "$broken" ||
+  host_wait_for "$ML_WAIT_S" rejected_reloads "$broken" ||
     { ml_dump_daemon_log; ml_fail "$kind: no 'reload rejected, nothing changed'"; }
   ml_log "$kind: $(grep 'reload rejected' "$ML_DAEMON_LOG" | tail -n 1 | cut -c 1-200)"
   grep -q 'workload(s) applied' <(grep -A 100 'SIGHUP' "$ML_DAEMON_LOG") &&
@@ -183,7 +172,7 @@ storm_made() {
   ml_connrate_progress "$STORM" "$ML_WORKDIR/storm.client.out" "$ML_WORKDIR/storm.progress" \
     "the storm with a full sockhash" && ((ML_CR_CONNECTIONS >= $1))
 }
-ml_wait_for "$ML_WAIT_S" storm_made 1000 || ml_fail "the storm did not make 1000 connections in $ML_WAIT_S s"
+host_wait_for "$ML_WAIT_S" storm_made 1000 || ml_fail "the storm did not make 1000 connections in $ML_WAIT_S s"
 ml_connrate_stop "$STORM" "$ML_WORKDIR/storm.client.out" "storm with a full sockhash" 100
 conns=$(ml_json_int "$ML_CONNRATE_RESULT" connections)
 ((conns > 100)) || ml_fail "the storm made only $conns connections"

@@ -58,7 +58,7 @@ scenario() {
   local name=$1 port=$2 conns=$3 want_nb=$4 want_blk=$5
   local out="$ML_WORKDIR/$name.out" err="$ML_WORKDIR/$name.err" rc=0 json start=$SECONDS
   ml_snapshot before
-  ml_in "$ML_CG" "$NS" timeout -k 5 360 python3 "$TOOL" "$name" --port "$port" \
+  host_in "$ML_CG" "$NS" timeout -k 5 360 python3 "$TOOL" "$name" --port "$port" \
     --bytes "$BYTES" --timeout 30 >"$out" 2>"$err" </dev/null || rc=$?
   ml_snapshot after
   json=$(tail -n1 "$out" 2>/dev/null || true)

@@ -16,7 +16,7 @@ ml_daemon_start "sockhash_max_entries = 2"
 MESHLANECTL=${MESHLANECTL:-$MESHLANE_BIN/meshlanectl}
 ml_bg MON_PID "$ML_WORKDIR/monitor.out" "$ML_WORKDIR/monitor.err" - - \
   "$MESHLANECTL" --socket "$ML_WORKDIR/meshlane.sock" -o json monitor --type map_full
-ml_wait_for "$ML_WAIT_S" grep -q 'monitor: datapath now emits map_full' "$ML_DAEMON_LOG" ||
+host_wait_for "$ML_WAIT_S" grep -q 'monitor: datapath now emits map_full' "$ML_DAEMON_LOG" ||
   ml_fail "the monitor did not subscribe: $(cat "$ML_WORKDIR/monitor.err")"
 ml_snapshot before
 ml_xfer_pair "$ML_CG" "$NS" full "--listen 127.0.0.1:5201 --connections 8" \
@@ -28,10 +28,10 @@ failed=$(ml_delta before after sockets_add_failed)
   ml_fail "sockets_add_failed did not rise with 16 sockets and sockhash_max_entries = 2"
 # The events reach the monitor a moment after the counters rose.
 map_full_events() { (($(grep -c '"type":"map_full"' "$ML_WORKDIR/monitor.out") >= failed)); }
-ml_wait_for "$ML_WAIT_S" map_full_events || true
+host_wait_for "$ML_WAIT_S" map_full_events || true
 [[ $(grep '"type":"map_full"' "$ML_WORKDIR/monitor.out" | grep -c '"errno":[1-9]') -eq $failed ]] ||
   ml_fail "sockets_add_failed rose by $failed, monitor shows: $(cat "$ML_WORKDIR/monitor.out")"
-ml_kill_pid "$MON_PID"
+host_kill_pid "$MON_PID"
 ml_log "monitor: $failed map_full event(s), e.g. $(head -n 1 "$ML_WORKDIR/monitor.out")"
 blocking=$(ml_delta before after sockets_skipped_blocking)
 [[ $blocking -eq 0 ]] ||

@@ -46,8 +46,8 @@
 #      filters are gone and B's remain.
 # Round 2 re-adds A after its removal in round 1. Then SIGTERM (exit 0) + meshlaned --cleanup:
 # no tc filter anywhere, no pin, nothing attached to the test cgroup.
-# The long-lived connections are a small paced Python sender/checker (written to the work
-# directory), non-blocking sockets as a mesh app would use. They send until the test tells them
+# The long-lived connections are a small paced Python sender/checker (mesh_reload_stream.py),
+# non-blocking sockets as a mesh app would use. They send until the test tells them
 # to finish, however long its steps take. The daemon gets its own control
 # socket and state directory in the work directory.
 # shellcheck source-path=SCRIPTDIR source=mesh_lib.sh
@@ -64,210 +64,7 @@ LL_SC_PORT=8082
 LL_IN_PORT=8083
 
 # ---------------------------------------------------------------------------------------------
-# The paced long-lived transfer
-
-write_paced_py() {
-  cat >"$1" <<'PY'
-# Paced bidirectional TCP transfer with end-to-end verification (tests/netns/test_mesh_reload.sh).
-#   paced.py server|client --addr HOST:PORT --seed S --finish-file F --progress-file F
-#                          [--ready-file F] [--timeout SEC]
-# Each side sends a deterministic stream (keyed by seed and role) in writes of 1..16 KiB, one
-# every 20 ms, until --finish-file exists, however long that takes; then it sends another 1 MiB
-# at full speed and shuts down its write side. The reader checks every byte against the peer's
-# stream; the caller checks that each side received exactly what the other sent. Sockets are
-# non-blocking from their creation (listener before listen(), client before connect()). The
-# server accepts one connection. --progress-file holds "SENT RECEIVED", rewritten every 100 ms.
-# --timeout (default 60) is a hang guard: no connection after that long, or nothing received
-# for that long before the peer's EOF, is a timeout. Last stdout line: JSON
-# {"role","ok","error","bytes_sent","bytes_received","peer","local"}.
-# Exit: 0 ok, 1 data or connection error, 2 setup error, 3 timeout.
-import errno, json, os, random, selectors, socket, sys, time
-
-BLOCK = 65536
-INTERVAL = 0.02
-CHUNK_MAX = 16384
-TAIL = 1 << 20
-
-def parse(argv):
-    o = {"role": argv[1], "timeout": 60.0, "ready-file": None}
-    i = 2
-    while i < len(argv):
-        o[argv[i][2:]] = argv[i + 1]
-        i += 2
-    o["seed"] = int(o["seed"]); o["timeout"] = float(o["timeout"])
-    return o
-
-def split_addr(a):
-    host, port = a.rsplit(":", 1)
-    return host.strip("[]"), int(port)
-
-def fmt(sa):
-    host, port = sa[0], sa[1]
-    if host.startswith("::ffff:") and "." in host:
-        host = host[7:]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-class Stream:
-    def __init__(self, seed, role):
-        self.key = seed * 4 + role
-        self.cache = {}
-    def block(self, k):
-        b = self.cache.get(k)
-        if b is None:
-            if len(self.cache) > 8:
-                self.cache.clear()
-            b = random.Random(self.key * 1000003 + k).randbytes(BLOCK)
-            self.cache[k] = b
-        return b
-    def get(self, off, n):
-        out = bytearray()
-        while n > 0:
-            k, o = divmod(off, BLOCK)
-            part = self.block(k)[o:o + n]
-            out += part
-            off += len(part); n -= len(part)
-        return bytes(out)
-
-def main():
-    o = parse(sys.argv)
-    role = 0 if o["role"] == "client" else 1
-    start = time.monotonic()
-    deadline = start + o["timeout"]
-    result = {"role": o["role"], "ok": False, "error": "", "bytes_sent": 0,
-              "bytes_received": 0, "peer": "", "local": ""}
-    def finish(code, err=""):
-        result["error"] = err
-        result["ok"] = code == 0
-        print(json.dumps(result), flush=True)
-        sys.exit(code)
-    host, port = split_addr(o["addr"])
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        s = socket.socket(fam, socket.SOCK_STREAM)
-        s.setblocking(False)
-        if role == 1:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if fam == socket.AF_INET6:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            s.bind((host, port))
-            s.listen(4)
-            if o["ready-file"]:
-                open(o["ready-file"], "w").close()
-            sel = selectors.DefaultSelector()
-            sel.register(s, selectors.EVENT_READ)
-            if not sel.select(max(0.0, deadline - time.monotonic())):
-                finish(3, "timeout waiting for the connection")
-            conn, peer = s.accept()
-            conn.setblocking(False)
-            s.close()
-            sel.close()
-        else:
-            rc = s.connect_ex((host, port))
-            if rc not in (0, errno.EINPROGRESS):
-                finish(2, f"connect: {os.strerror(rc)}")
-            sel = selectors.DefaultSelector()
-            sel.register(s, selectors.EVENT_WRITE)
-            if not sel.select(max(0.0, deadline - time.monotonic())):
-                finish(3, "timeout connecting")
-            sel.close()
-            rc = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if rc != 0:
-                finish(2, f"connect: {os.strerror(rc)}")
-            conn, peer = s, s.getpeername()
-    except OSError as e:
-        finish(2, f"setup: {e}")
-    result["peer"] = fmt(peer)
-    result["local"] = fmt(conn.getsockname())
-    print(f"{o['role']}: connected local={result['local']} peer={result['peer']}",
-          file=sys.stderr, flush=True)
-
-    tx = Stream(o["seed"], role)
-    rx = Stream(o["seed"], 1 - role)
-    sizes = random.Random(o["seed"] * 4 + role + 2)
-    sent = received = quota = 0
-    total = None  # what this side sends in all, known once it finishes
-    shut = eof = False
-    next_send = time.monotonic()
-    last_progress = 0.0
-    last_received = time.monotonic()
-    sel = selectors.DefaultSelector()
-    sel.register(conn, selectors.EVENT_READ)
-
-    def progress():
-        tmp = o["progress-file"] + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{sent} {received}\n")
-        os.replace(tmp, o["progress-file"])
-
-    try:
-        while not (shut and eof):
-            now = time.monotonic()
-            if not eof and now - last_received > o["timeout"]:
-                result["bytes_sent"], result["bytes_received"] = sent, received
-                progress()
-                finish(3, f"timeout: nothing received for {o['timeout']} s (sent {sent}, received {received})")
-            if total is None and os.path.exists(o["finish-file"]):
-                total = quota + TAIL
-            if total is not None:
-                quota = total
-            else:
-                if next_send < now - 1.0:
-                    next_send = now
-                while now >= next_send:
-                    quota += sizes.randint(1, CHUNK_MAX)
-                    next_send += INTERVAL
-            while not shut and sent < quota:
-                try:
-                    w = conn.send(tx.get(sent, min(quota - sent, BLOCK)))
-                except BlockingIOError:
-                    break
-                sent += w
-            if not shut and sent == total:
-                conn.shutdown(socket.SHUT_WR)
-                shut = True
-            events = 0 if eof else selectors.EVENT_READ
-            if not shut and sent < quota:
-                events |= selectors.EVENT_WRITE
-            wait = 0.05
-            if total is None:
-                wait = min(wait, max(0.0, next_send - now))
-            if events:
-                sel.modify(conn, events)
-                ready = sel.select(wait)
-            else:
-                time.sleep(wait)
-                ready = []
-            for _, ev in ready:
-                if not ev & selectors.EVENT_READ:
-                    continue
-                try:
-                    data = conn.recv(BLOCK)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    eof = True
-                    continue
-                last_received = time.monotonic()
-                want = rx.get(received, len(data))
-                if data != want:
-                    bad = next(i for i in range(len(data)) if data[i] != want[i])
-                    raise ValueError(f"data mismatch at byte {received + bad}")
-                received += len(data)
-            if time.monotonic() - last_progress >= 0.1:
-                progress()
-                last_progress = time.monotonic()
-    except (OSError, ValueError) as e:
-        result["bytes_sent"], result["bytes_received"] = sent, received
-        progress()
-        finish(1, str(e))
-    conn.close()
-    result["bytes_sent"], result["bytes_received"] = sent, received
-    progress()
-    finish(0)
-
-main()
-PY
-}
+# The paced long-lived transfer (mesh_reload_stream.py)
 
 # ll_start LABEL SERVER_NS LISTEN CLIENT_NS CONNECT: starts both sides of a paced long-lived
 # transfer; returns once the client is connected. Files: $ML_WORKDIR/LABEL.{server,client}.*
@@ -291,7 +88,7 @@ ll_start() {
     --addr "$connect" --seed "$seed" --finish-file "$base.finish" \
     --progress-file "$base.client.progress"
   LL_CPID[$label]=$pid
-  ml_wait_for "$ML_WAIT_S" ll__started "$base" "$pid" || true
+  host_wait_for "$ML_WAIT_S" ll__started "$base" "$pid" || true
   [[ -s $base.client.progress && -s $base.server.progress ]] || {
     cat "$base.client.err" "$base.client.out" "$base.server.err" "$base.server.out" >&2
     ml_fail "$label: long-lived connection $connect from $cns did not start"
@@ -319,7 +116,7 @@ ll__moved() {  # LABEL WHAT
 }
 ll_checkpoint() {
   local label=$1 what=$2 s c
-  ml_wait_for "$ML_WAIT_S" ll__moved "$label" "$what" ||
+  host_wait_for "$ML_WAIT_S" ll__moved "$label" "$what" ||
     ml_fail "$label: the long-lived connection stopped moving during $what (server received $s, was ${LL_LAST_S[$label]}; client received $c, was ${LL_LAST_C[$label]})"
   ml_log "$label: still transferring after $what (server received $s, client received $c)"
   LL_LAST_S[$label]=$s
@@ -344,7 +141,7 @@ ll_finish() {
   touch "$base.finish"
   for role in server client; do
     if [[ $role == server ]]; then pid=${LL_SPID[$label]}; else pid=${LL_CPID[$label]}; fi
-    ml_wait_exit "$pid" || ml_fail "$label: the long-lived $role did not finish within $ML_WAIT_S s"
+    host_wait_exit "$pid" || ml_fail "$label: the long-lived $role did not finish within $ML_WAIT_S s"
     rc=0
     wait "$pid" || rc=$?
     last=$(tail -n1 "$base.$role.out" 2>/dev/null || true)
@@ -402,35 +199,6 @@ daemon_start() {
   cp "$ML_CONFIG" "$ML_WORKDIR/cleanup.toml"
   write_cfg 0
   ml_daemon_start_with_config "$ML_CONFIG" "$ML_WORKDIR/cleanup.toml"
-}
-
-# sighup LABEL: SIGHUP to the daemon; waits (ML_WAIT_S at most) for its verdict on the reload
-# and leaves the log lines written since in RELOAD_LINES. The daemon must still run.
-sighup__verdict() {  # LABEL START
-  RELOAD_LINES=$(tail -n "+$(($2 + 1))" "$ML_DAEMON_LOG")
-  grep -qE 'reload: [0-9]+ workload\(s\) applied|reload rejected' <<<"$RELOAD_LINES" && return 0
-  kill -0 "$ML_DAEMON_PID" 2>/dev/null || {
-    ml_dump_daemon_log
-    ml_fail "$1: meshlaned exited after SIGHUP"
-  }
-  return 1
-}
-sighup() {
-  local label=$1 start
-  kill -0 "$ML_DAEMON_PID" 2>/dev/null || ml_fail "$label: meshlaned is not running"
-  start=$(wc -l <"$ML_DAEMON_LOG")
-  kill -HUP "$ML_DAEMON_PID"
-  ml_wait_for "$ML_WAIT_S" sighup__verdict "$label" "$start" || {
-    ml_dump_daemon_log
-    ml_fail "$label: meshlaned logged neither 'reload: N workload(s) applied' nor 'reload rejected' within $ML_WAIT_S s of SIGHUP"
-  }
-  sleep 0.2 # the lines that follow the verdict, and a daemon that would die of it
-  RELOAD_LINES=$(tail -n "+$((start + 1))" "$ML_DAEMON_LOG")
-  kill -0 "$ML_DAEMON_PID" 2>/dev/null || {
-    ml_dump_daemon_log
-    ml_fail "$label: meshlaned exited after SIGHUP"
-  }
-  ml_log "$label: daemon after SIGHUP:"$'\n'"$RELOAD_LINES"
 }
 
 # expect_applied LABEL N: the reload was applied with N workloads.
@@ -610,7 +378,7 @@ round() {
   # 1. A becomes a workload.
   ml_log "$p round: A added to the config, SIGHUP"
   write_cfg 1
-  sighup "$p-1-add"
+  ml_sighup "$p-1-add"
   expect_applied "$p-1-add" 2
   expect_tc "$p-1-add" "$NS_A"
   expect_tc "$p-1-add" "$NS_B"
@@ -651,12 +419,12 @@ round() {
   # 2. Broken configs (without A) are rejected as a whole.
   ml_log "$p round: broken configs, SIGHUP"
   write_cfg 0 "no_such_key_$fam = true"
-  sighup "$p-2-unknown-key"
+  ml_sighup "$p-2-unknown-key"
   expect_rejected "$p-2-unknown-key" "no_such_key_$fam"
   write_cfg 0 "" "[[workload]]" "name = \"ghost\"" \
     "netns = \"/var/run/netns/ml-$ML_TAG-ghost\"" "ips = [\"$(mesh_v4 99)\"]" "mesh = \"istio\""
   [[ ! -e /var/run/netns/ml-$ML_TAG-ghost ]] || ml_fail "ml-$ML_TAG-ghost exists"
-  sighup "$p-2-missing-netns"
+  ml_sighup "$p-2-missing-netns"
   expect_rejected "$p-2-missing-netns" "ghost"
   # The daemon reads the file only on SIGHUP; the good one goes back for --stats, which parses it.
   write_cfg 1
@@ -672,7 +440,7 @@ round() {
   local removed_at
   removed_at=$(wc -l <"$ML_DAEMON_LOG")
   write_cfg 0
-  sighup "$p-3-remove"
+  ml_sighup "$p-3-remove"
   expect_applied "$p-3-remove" 1
   grep -q 'workload pod-a removed' <<<"$RELOAD_LINES" ||
     ml_fail "$p-3-remove: no 'workload pod-a removed' in the daemon log"
@@ -744,8 +512,7 @@ mesh_setup
 ml_require_meshlane
 ml_require_cmd python3
 PY=$(python3 -c 'import sys; print(sys.executable)')
-PACED="$MESH_DIR/paced.py"
-write_paced_py "$PACED"
+PACED="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/mesh_reload_stream.py"
 # shellcheck disable=SC2119  # no suffix
 ml_make_cgroup
 mesh_make_node
@@ -764,8 +531,8 @@ mesh_start_haproxy pa "$NS_A" hap-a "$UID_ISTIO" "$OUT" "$IN" 127.0.0.6
 mesh_start_haproxy pb "$NS_B" hap-b "$UID_ISTIO" "$OUT" "$IN" 127.0.0.6
 LOG_A="$MESH_DIR/hap-a.log" LOG_B="$MESH_DIR/hap-b.log" SRC=127.0.0.6
 round 4 haproxy
-ml_kill_pid "$pa"
-ml_kill_pid "$pb"
+host_kill_pid "$pa"
+host_kill_pid "$pb"
 
 # IPv6: ml_proxy sidecars; A is added again after its removal.
 ml_log "IPv6 round: ml_proxy sidecars"
@@ -787,15 +554,5 @@ ml_log "SIGTERM + meshlaned --cleanup"
 ml_daemon_stop
 [[ $ML_DAEMON_RC -eq 0 ]] || ml_fail "meshlaned exited with status $ML_DAEMON_RC on SIGTERM"
 ml_daemon_cleanup
-for ns in "$NS_A" "$NS_B" "$NS_X"; do
-  [[ -z $(mesh_tc_filters "$ns") ]] || {
-    mesh_tc_filters "$ns" >&2
-    ml_fail "tc filters left on eth0 in $ns after meshlaned --cleanup"
-  }
-done
-[[ ! -e $ML_BPFFS_DIR ]] || ml_fail "$ML_BPFFS_DIR still exists after meshlaned --cleanup"
-[[ -z $(ml_cgroup_progs "$ML_CG") ]] || {
-  ml_cgroup_progs "$ML_CG" >&2
-  ml_fail "programs still attached to $ML_CG after meshlaned --cleanup"
-}
+mesh_assert_cleaned "$NS_A" "$NS_B" "$NS_X"
 ml_pass

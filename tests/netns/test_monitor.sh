@@ -50,7 +50,7 @@ gate_mask() { ml_monitor_slot 0; }
 # wait_gate EXPECTED: waits (ML_WAIT_S at most) for the gate to hold EXPECTED.
 gate_is() { [[ $(gate_mask) == "$1" ]]; }
 wait_gate() {
-  ml_wait_for "$ML_WAIT_S" gate_is "$1" || ml_fail "the event gate is $(gate_mask), expected $1"
+  host_wait_for "$ML_WAIT_S" gate_is "$1" || ml_fail "the event gate is $(gate_mask), expected $1"
 }
 
 # ctl_stats FILE: `meshlanectl stats -o json` into FILE.
@@ -71,7 +71,7 @@ monitor_bg() {
 stop_monitor() {
   local pid=$1 rc=0
   kill -INT "$pid"
-  ml_wait_exit "$pid" || ml_fail "meshlanectl monitor ($2) still runs $ML_WAIT_S s after SIGINT"
+  host_wait_exit "$pid" || ml_fail "meshlanectl monitor ($2) still runs $ML_WAIT_S s after SIGINT"
   wait "$pid" || rc=$?
   [[ $rc -eq 0 ]] || ml_fail "meshlanectl monitor ($2) exited with status $rc on SIGINT: $(cat "$ML_WORKDIR/$2.err")"
 }
@@ -239,7 +239,7 @@ ml_log "$(cat "$ML_WORKDIR/check.log")"
 
 # --count 2: exited by itself, two readable lines.
 rc=0
-ml_wait_exit "$MON_COUNT" || ml_fail "monitor --count 2 still runs $ML_WAIT_S s after the traffic"
+host_wait_exit "$MON_COUNT" || ml_fail "monitor --count 2 still runs $ML_WAIT_S s after the traffic"
 wait "$MON_COUNT" || rc=$?
 [[ $rc -eq 0 ]] || ml_fail "monitor --count 2 exited with status $rc: $(cat "$ML_WORKDIR/count.err")"
 [[ $(wc -l <"$ML_WORKDIR/count.out") -eq 2 ]] || ml_fail "monitor --count 2 printed: $(cat "$ML_WORKDIR/count.out")"
@@ -294,11 +294,11 @@ ring_overflowed() {
   kill -0 "$CR_CLIENT" 2>/dev/null || ml_fail "ml_connrate client exited: $(tail -n 3 "$ML_WORKDIR/connrate.client.err")"
   (($(ml_monitor_slot 1) > RING_DROPS0))
 }
-ml_wait_for "$ML_WAIT_S" ring_overflowed ||
+host_wait_for "$ML_WAIT_S" ring_overflowed ||
   ml_fail "the ring buffer did not fill in $ML_WAIT_S s of connections with the daemon stopped"
 ml_connrate_stop "$CR_CLIENT" "$ML_WORKDIR/connrate.client.out" "connections while the daemon was stopped"
 kill -CONT "$ML_DAEMON_PID"
-ml_kill_pid "$CR_SERVER"
+host_kill_pid "$CR_SERVER"
 cat >"$ML_WORKDIR/ring.py" <<'EOF'
 import json, sys
 work = sys.argv[1]
@@ -352,7 +352,7 @@ monitor_bg MON_AGAIN again -o json --type intercepted --count 1
 wait_gate 2
 mesh_xfer again "$POD_B" "0.0.0.0:8080" "$POD_A" "198.18.0.11:8080" --bytes 64K --timeout 30
 rc=0
-ml_wait_exit "$MON_AGAIN" || ml_fail "monitor --count 1 after the restart still runs $ML_WAIT_S s after the traffic"
+host_wait_exit "$MON_AGAIN" || ml_fail "monitor --count 1 after the restart still runs $ML_WAIT_S s after the traffic"
 wait "$MON_AGAIN" || rc=$?
 [[ $rc -eq 0 ]] || ml_fail "monitor after the restart exited with status $rc: $(cat "$ML_WORKDIR/again.err")"
 grep -q '"orig_dst":"198.18.0.11:8080"' "$ML_WORKDIR/again.out" ||
@@ -360,6 +360,6 @@ grep -q '"orig_dst":"198.18.0.11:8080"' "$ML_WORKDIR/again.out" ||
 wait_gate 0
 ml_log "after a restart the adopted ring buffer delivers; gate 0 again"
 
-ml_kill_pid "$PA"
-ml_kill_pid "$PB"
+host_kill_pid "$PA"
+host_kill_pid "$PB"
 ml_pass

@@ -75,7 +75,7 @@ ml_wait_file "$ML_WORKDIR/srv.ready" "$SRV" || ml_fail "ml_connrate server did n
 sa=$(mesh_log_lines "$LOG_A")
 ml_snapshot f0
 kill -STOP "$PA"
-ml_defer kill -CONT "$PA"
+host_defer kill -CONT "$PA"
 ml_bg BURSTPID "$ML_WORKDIR/burst.out" "$ML_WORKDIR/burst.err" "$ML_CG" "$REL_A" \
   python3 "$BURST" --connect "$B4:8093" --count 40 --timeout 0
 # Every connect of the burst has passed the connect hook once it was either intercepted or
@@ -84,7 +84,7 @@ burst_connected() {
   ml_snapshot f1
   (($(ml_delta f0 f1 intercepted_outbound) + $(ml_delta f0 f1 intercept_skipped_map_full) >= 40))
 }
-ml_wait_for "$ML_WAIT_S" burst_connected ||
+host_wait_for "$ML_WAIT_S" burst_connected ||
   ml_log "after $ML_WAIT_S s, fewer than 40 connects of the burst were counted (intercepted or skipped)"
 stalled=$(orig_dst_count)
 ml_log "map full: $stalled original destination(s) of stalled handshakes in a 16-entry map"
@@ -102,13 +102,13 @@ ml_log "SIGCONT A's sidecar: the stalled handshakes complete"
 kill -CONT "$PA"
 # A handshake whose SYN the stopped sidecar's full backlog dropped completes at its next
 # retransmission, up to a minute later: the bound covers the kernel's whole SYN retry budget.
-ml_wait_exit "$BURSTPID" 180 || ml_fail "the burst did not finish within 180 s of SIGCONT"
+host_wait_exit "$BURSTPID" 180 || ml_fail "the burst did not finish within 180 s of SIGCONT"
 rc=0
 wait "$BURSTPID" || rc=$?
 ml_log "burst (exit $rc): $(cat "$ML_WORKDIR/burst.out") $(tail -n 3 "$ML_WORKDIR/burst.err")"
 [[ $rc -eq 0 ]] || ml_fail "burst connections failed"
 map_empty() { [[ $(orig_dst_count) -eq 0 ]]; }
-ml_wait_for "$ML_WAIT_S" map_empty || true
+host_wait_for "$ML_WAIT_S" map_empty || true
 [[ $(orig_dst_count) -eq 0 ]] || ml_fail "$(orig_dst_count) original destination(s) left after the handshakes completed"
 ml_snapshot f3
 ml_show_delta f0 f3

@@ -76,12 +76,12 @@ probe() {
   log=$([[ $ns == "$POD_A" ]] && echo sidecar-a || echo inbound-b)
   before=$(wc -l <"$ML_WORKDIR/$log.log")
   [[ $expect == timeout ]] || limit=$ML_WAIT_S
-  out=$(ml_in "$ML_CG" "$ns" "$PYTHON" "$ML_WORKDIR/probe.py" "$host" "$port" "$limit")
+  out=$(host_in "$ML_CG" "$ns" "$PYTHON" "$ML_WORKDIR/probe.py" "$host" "$port" "$limit")
   result=$(ctl_json "$out" 'j["result"]')
   [[ $result == "$expect" ]] || ml_fail "$label: $host:$port gave $out, expected $expect"
   local seen=0
   # The listener logs a connection it accepted a moment after the connect returned.
-  [[ $expect != ok ]] || ml_wait_for "$ML_WAIT_S" log_grew "$log" "$before" || true
+  [[ $expect != ok ]] || host_wait_for "$ML_WAIT_S" log_grew "$log" "$before" || true
   seen=$(($(wc -l <"$ML_WORKDIR/$log.log") - before))
   if [[ $expect == ok ]]; then
     [[ $seen -eq 1 ]] || ml_fail "$label: connected, but $log accepted $seen connections"
@@ -147,11 +147,11 @@ ml_log "after the update the verdicts are reversed"
 ml_bg MON_PID "$ML_WORKDIR/monitor.out" "$ML_WORKDIR/monitor.err" - - \
   "$MESHLANECTL" --socket "$CTL_SOCKET" -o json monitor --type denied --count 2
 # The subscription is in place once the daemon has set the datapath's event gate for it.
-ml_wait_for "$ML_WAIT_S" grep -q 'monitor: datapath now emits denied' "$ML_DAEMON_LOG" ||
+host_wait_for "$ML_WAIT_S" grep -q 'monitor: datapath now emits denied' "$ML_DAEMON_LOG" ||
   ml_fail "the monitor did not subscribe: $(cat "$ML_WORKDIR/monitor.err")"
 probe "monitored: pod-a denied" "$POD_A" 198.18.0.11 8080 EPERM
 probe "monitored: node, other port" "$CTL_NODE_NS" 198.18.0.11 9999 timeout
-ml_wait_exit "$MON_PID" || ml_fail "meshlanectl monitor --count 2 still runs $ML_WAIT_S s after the two denials"
+host_wait_exit "$MON_PID" || ml_fail "meshlanectl monitor --count 2 still runs $ML_WAIT_S s after the two denials"
 wait "$MON_PID" || ml_fail "meshlanectl monitor --count 2 failed: $(cat "$ML_WORKDIR/monitor.err")"
 "$PYTHON" - "$ML_WORKDIR/monitor.out" <<'PY' || ml_fail "monitor did not show the two denials: $(cat "$ML_WORKDIR/monitor.out")"
 import json, sys
@@ -219,10 +219,10 @@ direct_or_sidecar() {
   app=$(wc -l <"$ML_WORKDIR/app-b.log")
   sidecar=$(wc -l <"$ML_WORKDIR/sidecar-a.log")
   inbound=$(wc -l <"$ML_WORKDIR/inbound-b.log")
-  out=$(ml_in "$ML_CG" "$POD_A" "$PYTHON" "$ML_WORKDIR/probe.py" 198.18.0.11 8080 "$ML_WAIT_S")
+  out=$(host_in "$ML_CG" "$POD_A" "$PYTHON" "$ML_WORKDIR/probe.py" 198.18.0.11 8080 "$ML_WAIT_S")
   [[ $(ctl_json "$out" 'j["result"]') == ok ]] || ml_fail "A -> B:8080 failed: $out"
   # The listener that accepted it logs it a moment later.
-  ml_wait_for "$ML_WAIT_S" any_log_grew "$app" "$sidecar" "$inbound" || true
+  host_wait_for "$ML_WAIT_S" any_log_grew "$app" "$sidecar" "$inbound" || true
   if (($(wc -l <"$ML_WORKDIR/app-b.log") > app)); then echo app-b; fi
   if (($(wc -l <"$ML_WORKDIR/sidecar-a.log") > sidecar)); then echo sidecar-a; fi
   if (($(wc -l <"$ML_WORKDIR/inbound-b.log") > inbound)); then echo inbound-b; fi

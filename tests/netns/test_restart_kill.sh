@@ -56,7 +56,7 @@ ml_log "SIGKILL after $(((now - base) >> 20)) MiB redirected; transfer running: 
 # runs (unless it ended first).
 d0=$(rel_counter bytes_redirected)
 redirected_rose() { (($(rel_counter bytes_redirected) > d0)) || ! kill -0 "$CPID" 2>/dev/null; }
-ml_wait_for "$ML_WAIT_S" redirected_rose ||
+host_wait_for "$ML_WAIT_S" redirected_rose ||
   ml_fail "bytes_redirected did not rise in $ML_WAIT_S s while the daemon was down ($d0 -> $(rel_counter bytes_redirected))"
 d1=$(rel_counter bytes_redirected)
 ((d1 > d0)) || ml_log "the transfer ended before bytes_redirected was read again with the daemon down"
@@ -122,10 +122,10 @@ storm_made() {
 }
 intercepted_since_k0() { (($(rel_counter intercepted_outbound) - k0 >= $1)); }
 STORM_BASE=0
-ml_wait_for "$ML_WAIT_S" storm_made 300 || ml_fail "the storm did not make 300 connections in $ML_WAIT_S s"
+host_wait_for "$ML_WAIT_S" storm_made 300 || ml_fail "the storm did not make 300 connections in $ML_WAIT_S s"
 rel_kill9
 k0=$(rel_counter intercepted_outbound)
-ml_wait_for "$ML_WAIT_S" intercepted_since_k0 300 ||
+host_wait_for "$ML_WAIT_S" intercepted_since_k0 300 ||
   ml_fail "fewer than 300 connections were intercepted in $ML_WAIT_S s while the daemon was down (+$(($(rel_counter intercepted_outbound) - k0)))"
 k1=$(rel_counter intercepted_outbound)
 ml_log "while down: intercepted_outbound +$((k1 - k0))"
@@ -135,7 +135,7 @@ ml_log "restart in the storm: control socket answered after ${RESTART2_MS} ms"
 ((RESTART2_MS < 1000)) ||
   echo "WARN: [$ML_TEST_NAME] restart took ${RESTART2_MS} ms to answer meshlanectl status (target < 1000 ms; a loaded machine?)" >&2
 read -r _ _ STORM_BASE <"$ML_WORKDIR/storm.progress"
-ml_wait_for "$ML_WAIT_S" storm_made 300 ||
+host_wait_for "$ML_WAIT_S" storm_made 300 ||
   ml_fail "the storm did not make 300 connections in $ML_WAIT_S s after the restart"
 ml_connrate_stop "$RCPID" "$ML_WORKDIR/storm.client.out" "storm client" 100
 conns=$(ml_json_int "$ML_CONNRATE_RESULT" connections)

@@ -36,7 +36,7 @@ for entry in json.load(sys.stdin):
 }
 swept_dead() { ml_json_int "$(rel_status_json | tr -d '\n')" dead_tc_flows; }
 wait_ready() {  # wait_ready FILE PID: the client port once held_conn.py printed "ready PORT"
-  ml_wait_for "$ML_WAIT_S" held_ready "$1" "$2" || ml_fail "held connection not ready: $(cat "$1")"
+  host_wait_for "$ML_WAIT_S" held_ready "$1" "$2" || ml_fail "held connection not ready: $(cat "$1")"
   sed -n 's/^ready //p' "$1"
 }
 held_ready() {  # FILE PID
@@ -64,9 +64,9 @@ before=$(swept_dead)
 ml_log "flows for client ports: $ports(dead $dead_port, live $live_port); swept so far: $before"
 
 ml_log "the sidecar's socket of the dead connection destroyed, its RST dropped before tc"
-ml_in - "$REL_B" iptables -w -I OUTPUT -p tcp -d "$X4" --dport "$dead_port" -j DROP
-ml_in - "$REL_B" ss -K -t dst "$X4" dport = ":$dead_port" >/dev/null
-ml_in - "$REL_B" ss -H -t -n dst "$X4" dport = ":$dead_port" | grep -q . &&
+host_in - "$REL_B" iptables -w -I OUTPUT -p tcp -d "$X4" --dport "$dead_port" -j DROP
+host_in - "$REL_B" ss -K -t dst "$X4" dport = ":$dead_port" >/dev/null
+host_in - "$REL_B" ss -H -t -n dst "$X4" dport = ":$dead_port" | grep -q . &&
   ml_fail "ss -K left the sidecar's socket of port $dead_port (kernel without INET_DIAG_DESTROY?)"
 
 dead_flow_gone() {
@@ -74,7 +74,7 @@ dead_flow_gone() {
   ports=$(flow_ports)
   ! grep -qx "$dead_port" <<<"$ports"
 }
-ml_wait_for "$ML_WAIT_S" dead_flow_gone ||
+host_wait_for "$ML_WAIT_S" dead_flow_gone ||
   ml_fail "the flow of the dead connection ($dead_port) was not removed within $ML_WAIT_S s"
 after=$(swept_dead)
 [[ $((after - before)) -eq 1 ]] ||
@@ -84,7 +84,7 @@ ml_log "dead flow removed (swept.dead_tc_flows $before -> $after); the live one 
 
 kill -0 "$LIVE" 2>/dev/null || ml_fail "the live connection ended during the hold: $(cat "$ML_WORKDIR/live.out")"
 touch "$ML_WORKDIR/live.go"
-ml_wait_exit "$LIVE" || ml_fail "the live connection's second exchange did not end in $ML_WAIT_S s"
+host_wait_exit "$LIVE" || ml_fail "the live connection's second exchange did not end in $ML_WAIT_S s"
 rc=0
 wait "$LIVE" || rc=$?
 [[ $rc -eq 0 ]] || ml_fail "the live connection failed after the sweeps: $(cat "$ML_WORKDIR/live.out")"

@@ -36,13 +36,13 @@ rel_echo_server "$REL_B" 8080 8092
 sb=$(mesh_log_lines "$REL_LOG_B")
 ml_snapshot c0
 rc=0
-ml_in "$ML_CG" "$REL_X" python3 "$PAIR" client --bind "$X4:40123" --connect "$B4:8092" \
+host_in "$ML_CG" "$REL_X" python3 "$PAIR" client --bind "$X4:40123" --connect "$B4:8092" \
   --connect "$B4:8080" --bytes $((1 << 20)) >"$ML_WORKDIR/pair.out" 2>"$ML_WORKDIR/pair.err" || rc=$?
 ml_log "pair (exit $rc): $(cat "$ML_WORKDIR/pair.out") $(cat "$ML_WORKDIR/pair.err")"
 [[ $rc -eq 0 ]] || ml_fail "the two connections sharing a source port did not both carry every byte"
 # Their flow goes once tc has seen both FINs (or a RST): wait for the map to empty.
 no_flows() { [[ $(flow_count) -eq 0 ]]; }
-ml_wait_for "$ML_WAIT_S" no_flows || true
+host_wait_for "$ML_WAIT_S" no_flows || true
 ml_snapshot c1
 ml_show_delta c0 c1
 [[ $(ml_delta c0 c1 tc_flow_collisions) -eq 1 ]] ||
@@ -56,7 +56,7 @@ mesh_log_since "$REL_LOG_B" "$sb" | grep -q ":8080\$" &&
   ml_fail "B's inbound sidecar carried the colliding connection to 8080 too"
 flows=$(flow_count)
 [[ $flows -eq 0 ]] || ml_fail "$flows tc flow(s) left behind after both connections closed"
-ml_kill_pid "$REL_ECHO_PID"
+host_kill_pid "$REL_ECHO_PID"
 
 # ---------------------------------------------------------------------------------------------
 ml_log "2. ml_tcflows_v2 with 4 entries, 8 persistent connections X -> B:8093"
@@ -80,7 +80,7 @@ all_counted() {
   ml_snapshot f1
   ((ML_CR_REQUESTS > 100 && $(ml_delta f0 f1 intercepted_inbound_tc) + $(ml_delta f0 f1 tc_flows_full) >= 8))
 }
-ml_wait_for "$ML_WAIT_S" all_counted || true
+host_wait_for "$ML_WAIT_S" all_counted || true
 ml_connrate_stop "$FULL_PID" "$ML_WORKDIR/full.out" "full flow map" 100
 ml_snapshot f1
 ml_show_delta f0 f1

@@ -38,25 +38,14 @@ ll_moved() {
     "the long-lived connection" && ((ML_CR_REQUESTS > LL_LAST)) || return 1
   LL_LAST=$ML_CR_REQUESTS
 }
-ml_wait_for "$ML_WAIT_S" ll_moved || ml_fail "the long-lived connection answered no request"
+host_wait_for "$ML_WAIT_S" ll_moved || ml_fail "the long-lived connection answered no request"
 ml_snapshot t1
 mesh_assert_rose t0 t1 long-lived intercepted_inbound_tc
 
 # B only: A removed while its steered connection is open.
-only_b() {
-  ml_write_config "$1"
-  local l skip=0
-  for l in "${REL_WL_LINES[@]}"; do
-    [[ $l == 'name = "pod-a"' ]] && skip=1
-    [[ $l == 'name = "pod-b"' ]] && skip=0
-    [[ $skip -eq 1 || $l == '[[workload]]' ]] && continue
-    [[ $l == 'name = "pod-b"' ]] && echo '[[workload]]'
-    echo "$l"
-  done >>"$1"
-}
-only_b "$CONFIG"
+rel_write_config_b_only "$CONFIG"
 kill -HUP "$ML_DAEMON_PID"
-ml_wait_for "$ML_WAIT_S" grep -q 'workload pod-a removed; its tc filters stay' "$ML_DAEMON_LOG" ||
+host_wait_for "$ML_WAIT_S" grep -q 'workload pod-a removed; its tc filters stay' "$ML_DAEMON_LOG" ||
   ml_fail "pod-a was not removed by the reload"
 [[ -n $(mesh_tc_filters "$REL_A") ]] || ml_fail "A's tc filters went while its steered connection is open"
 rel_kill9
@@ -64,7 +53,7 @@ rel_start_timed "$CONFIG"
 # A drain check runs every 2 s: give the restarted daemon time for one (it must not remove the
 # filters; nothing shows that a check ran, so this waits, and can only miss a failure if slow).
 sleep 2.5
-ml_wait_for "$ML_WAIT_S" ll_moved || ml_fail "the long-lived connection answered no request after the restart"
+host_wait_for "$ML_WAIT_S" ll_moved || ml_fail "the long-lived connection answered no request after the restart"
 [[ -n $(mesh_tc_filters "$REL_A") ]] ||
   ml_fail "the restarted daemon removed A's filters while the connection they steer is open"
 ml_log "A's draining filters survived the restart: $(mesh_tc_filters "$REL_A" | grep -c ml_tc) filter line(s)"

@@ -66,7 +66,7 @@ persistent_up() {
   (($(ml_delta p0 p1 intercepted_outbound) >= 4 && $(ml_delta p0 p1 intercepted_inbound_tc) >= 4 &&
     $(ml_delta p0 p1 spliced_proxy_to_proxy) >= 4))
 }
-ml_wait_for "$ML_WAIT_S" persistent_up || true
+host_wait_for "$ML_WAIT_S" persistent_up || true
 mesh_assert_rose p0 p1 persistent intercepted_outbound 4
 mesh_assert_rose p0 p1 persistent intercepted_inbound_tc 4
 mesh_assert_rose p0 p1 persistent spliced_proxy_to_proxy 4
@@ -78,7 +78,7 @@ persistent_alive() {
   local label=$1 p pid
   for p in pmesh ptc; do
     pid=$([[ $p == pmesh ]] && echo "$PMESH" || echo "$PTC")
-    ml_wait_for "$ML_WAIT_S" persistent_moved "$label" "$p" "$pid" ||
+    host_wait_for "$ML_WAIT_S" persistent_moved "$label" "$p" "$pid" ||
       ml_fail "$label: the persistent $p connections answered no request for $ML_WAIT_S s (progress: $(cat "$ML_WORKDIR/$p.progress" 2>/dev/null))"
   done
 }
@@ -134,10 +134,10 @@ loop_made() {
 }
 # The loop runs from before the SIGTERM until the new daemon has served 300 more connections.
 LOOP_BASE=0
-ml_wait_for "$ML_WAIT_S" loop_made 300 || ml_fail "the connect loop did not make 300 connections in $ML_WAIT_S s"
+host_wait_for "$ML_WAIT_S" loop_made 300 || ml_fail "the connect loop did not make 300 connections in $ML_WAIT_S s"
 restart
 read -r _ _ LOOP_BASE <"$ML_WORKDIR/loop.progress"
-ml_wait_for "$ML_WAIT_S" loop_made 300 ||
+host_wait_for "$ML_WAIT_S" loop_made 300 ||
   ml_fail "the connect loop did not make 300 connections in $ML_WAIT_S s after the upgrade"
 ml_connrate_stop "$LOOP" "$ML_WORKDIR/loop.out" "the connect loop across the upgrade" 100
 conns=$(ml_json_int "$ML_CONNRATE_RESULT" connections)
