@@ -10,8 +10,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <cstdlib>
-#include <sstream>
 
 #include "datapath/bpf_map.hpp"
 #include "datapath/stale_sweep.hpp"
@@ -393,7 +391,8 @@ Status migrate_entries(const std::vector<PinDecision>& decisions, bool final) {
   return {};
 }
 
-std::vector<std::string> remove_retired_pins(const PinLayout& pins) {
+std::vector<std::string> remove_retired_pins(const PinLayout& pins,
+                                             const std::set<std::string>& maps_of_this_build) {
   std::vector<std::string> removed;
   DIR* dir = ::opendir(pins.dir.c_str());
   if (dir == nullptr) {
@@ -408,7 +407,7 @@ std::vector<std::string> remove_retired_pins(const PinLayout& pins) {
     if (!name.starts_with("ml_") || name.ends_with(kMigratingSuffix)) {
       continue;
     }
-    if (std::find(kPinnedMapNames.begin(), kPinnedMapNames.end(), name) != kPinnedMapNames.end()) {
+    if (maps_of_this_build.count(name) != 0) {
       continue;
     }
     if (::unlink(pins.map(name).c_str()) == 0) {
@@ -416,22 +415,6 @@ std::vector<std::string> remove_retired_pins(const PinLayout& pins) {
     }
   }
   return removed;
-}
-
-std::uint32_t test_max_entries_override(const std::string& map_name) {
-  const char* env = std::getenv("MESHLANE_TEST_MAP_MAX_ENTRIES");
-  if (env == nullptr) {
-    return 0;
-  }
-  std::stringstream list(env);
-  std::string item;
-  while (std::getline(list, item, ',')) {
-    const auto eq = item.find('=');
-    if (eq != std::string::npos && item.substr(0, eq) == map_name) {
-      return static_cast<std::uint32_t>(std::strtoul(item.c_str() + eq + 1, nullptr, 10));
-    }
-  }
-  return 0;
 }
 
 }  // namespace meshlane

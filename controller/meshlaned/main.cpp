@@ -40,6 +40,7 @@
 #include "datapath/policy_map.hpp"
 #include "datapath/sockhash_keys.hpp"
 #include "datapath/stale_sweep.hpp"
+#include "datapath/test_hooks.hpp"
 #include "datapath/workload_maps.hpp"
 #include "observe/connections.hpp"
 #include "observe/counters.hpp"
@@ -526,6 +527,8 @@ void reload_workloads(const std::string& config_path, const meshlane::Config& ru
 }
 
 int run(const std::string& config_path, const meshlane::Config& config) {
+  // The tests' MESHLANE_TEST_* knobs, read here once: the datapath library reads no environment.
+  const meshlane::TestHooks test_hooks = meshlane::test_hooks_from_environment();
   auto mount = meshlane::find_cgroup2_mount();
   if (!mount) {
     spdlog::error("{}", mount.error().message());
@@ -539,7 +542,7 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   spdlog::info("cgroup v2 mounted at {}; attaching to {}", mount.value(), cgroup.value());
 
   const std::size_t max_clients = raise_file_limit(meshlane::control::ServerOptions{}.max_clients);
-  std::vector<meshlane::KernelFeature> features = meshlane::probe_all_features();
+  std::vector<meshlane::KernelFeature> features = meshlane::probe_all_features(test_hooks);
   auto support = meshlane::decide_features(features, config.daemon.on_missing_feature);
   if (!support) {
     spdlog::error("{}", support.error().message());
@@ -569,7 +572,7 @@ int run(const std::string& config_path, const meshlane::Config& config) {
 
   // Load first, fill the workload maps and tc filters, attach the cgroup programs last: a new
   // program never runs before the maps it reads are filled.
-  auto datapath = meshlane::Datapath::load(config, support.value());
+  auto datapath = meshlane::Datapath::load(config, support.value(), test_hooks);
   if (!datapath) {
     spdlog::error("{}", datapath.error().message());
     return kExitRuntime;
@@ -786,7 +789,7 @@ int run(const std::string& config_path, const meshlane::Config& config) {
   // Handshakes that never completed leave original destinations and tc flows behind in maps
   // that refuse (not evict) when full: remove them once they are old.
   // Steered flows whose end tc never saw are found by looking for their socket in the pod.
-  const meshlane::SweepTiming sweep_timing = meshlane::sweep_timing();
+  const meshlane::SweepTiming sweep_timing = meshlane::sweep_timing(test_hooks);
   auto last_dead_flow_check = std::chrono::steady_clock::now();
   boost::asio::steady_timer sweep_timer(io);
   std::function<void(const boost::system::error_code&)> on_sweep_tick =
