@@ -99,14 +99,13 @@ Result<MapSpec> pinned_spec(const std::string& pin) {
   if (!fd) {
     return fd.error();
   }
-  bpf_map_info info{};
-  __u32 length = sizeof(info);
-  if (bpf_obj_get_info_by_fd(fd->get(), &info, &length) != 0) {
-    return make_error(errno,
+  auto info = map_info(fd->get());
+  if (!info) {
+    return make_error(info.error().errnum,
                       "cannot read the definition of the map pinned at " + pin + " (is it a map?)");
   }
-  return MapSpec{info.name,       info.type,        info.key_size,
-                 info.value_size, info.max_entries, info.map_flags};
+  return MapSpec{info->name,       info->type,        info->key_size,
+                 info->value_size, info->max_entries, info->flags};
 }
 
 // Copies every entry of `from` into `to`; returns how many were written.
@@ -117,29 +116,33 @@ Result<std::size_t> copy_entries(int from, int to, const MapSpec& spec, std::uin
   }
   const std::size_t value_stride =
       is_percpu(spec.type) ? (spec.value_size + 7) / 8 * 8 : spec.value_size;
-  std::vector<std::uint8_t> key(spec.key_size);
-  std::vector<std::uint8_t> next(spec.key_size);
   std::vector<std::uint8_t> value(value_stride * static_cast<std::size_t>(cpus));
   std::size_t copied = 0;
-  const void* previous = nullptr;
-  while (bpf_map_get_next_key(from, previous, next.data()) == 0) {
-    key = next;
-    previous = key.data();
-    if (bpf_map_lookup_elem(from, key.data(), value.data()) != 0) {
-      continue;  // deleted meanwhile
+  Status failed;
+  for_each_map_key(from, spec.key_size, spec.max_entries, [&](const std::uint8_t* key) {
+    if (bpf_map_lookup_elem(from, key, value.data()) != 0) {
+      return true;  // deleted meanwhile
     }
-    if (bpf_map_update_elem(to, key.data(), value.data(), is_array(spec.type) ? BPF_ANY : flags) ==
-        0) {
+    if (bpf_map_update_elem(to, key, value.data(),
+                            is_array(spec.type) ? std::uint64_t{BPF_ANY} : flags) == 0) {
       ++copied;
-    } else if (errno == E2BIG) {
+      return true;
+    }
+    if (errno == E2BIG) {
       // The new map is smaller than the old one's contents (or the index is out of range for
       // an array): the rest cannot come along.
       spdlog::warn("map {}: new map is full after {} entries; the others are not migrated",
                    spec.name, copied);
-      break;
-    } else if (errno != EEXIST) {
-      return make_error(errno, "cannot copy an entry of map " + spec.name);
+      return false;
     }
+    if (errno != EEXIST) {
+      failed = make_error(errno, "cannot copy an entry of map " + spec.name);
+      return false;
+    }
+    return true;
+  });
+  if (!failed) {
+    return failed.error();
   }
   return copied;
 }
