@@ -33,6 +33,7 @@
 #include "datapath/kernel_features.hpp"
 #include "datapath/listener_scan.hpp"
 #include "datapath/stale_sweep.hpp"
+#include "datapath/test_hooks.hpp"
 #include "datapath/workload_maps.hpp"
 #include "observe/counters.hpp"
 #include "observe/metrics.hpp"
@@ -269,7 +270,7 @@ int cleanup(const meshlane::Config& config) {
   return kExitOk;
 }
 
-int run(const std::string& config_path, const Config& config) {
+int run(const std::string& config_path, const Config& config, const TestHooks& test_hooks) {
   auto mount = meshlane::find_cgroup2_mount();
   if (!mount) {
     spdlog::error("{}", mount.error().message());
@@ -283,7 +284,7 @@ int run(const std::string& config_path, const Config& config) {
   spdlog::info("cgroup v2 mounted at {}; attaching to {}", mount.value(), cgroup.value());
 
   const std::size_t max_clients = raise_file_limit(meshlane::control::ServerOptions{}.max_clients);
-  std::vector<meshlane::KernelFeature> features = meshlane::probe_all_features();
+  std::vector<meshlane::KernelFeature> features = meshlane::probe_all_features(test_hooks);
   auto support = meshlane::decide_features(features, config.daemon.on_missing_feature);
   if (!support) {
     spdlog::error("{}", support.error().message());
@@ -313,7 +314,7 @@ int run(const std::string& config_path, const Config& config) {
 
   // Load first, fill the workload maps and tc filters, attach the cgroup programs last: a new
   // program never runs before the maps it reads are filled.
-  auto datapath = meshlane::Datapath::load(config, support.value());
+  auto datapath = meshlane::Datapath::load(config, support.value(), test_hooks);
   if (!datapath) {
     spdlog::error("{}", datapath.error().message());
     return kExitRuntime;
@@ -476,7 +477,7 @@ int run(const std::string& config_path, const Config& config) {
   // Handshakes that never completed leave original destinations and tc flows behind in maps
   // that refuse (not evict) when full: remove them once they are old.
   // Steered flows whose end tc never saw are found by looking for their socket in the pod.
-  const meshlane::SweepTiming sweep_timing = meshlane::sweep_timing();
+  const meshlane::SweepTiming sweep_timing = meshlane::sweep_timing(test_hooks);
   auto last_dead_flow_check = std::chrono::steady_clock::now();
   auto sweep = every(io, sweep_timing.interval, [&] {
     const std::uint64_t now_ns = meshlane::datapath_now_ns();

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "datapath/test_hooks.hpp"
 
 namespace meshlane::daemon {
 
@@ -13,7 +14,8 @@ inline constexpr int kExitRuntime = 2;
 
 // Loads, pins and attaches the datapath, applies workloads and policies, serves the control
 // socket (and metrics) until SIGTERM/SIGINT; SIGHUP re-reads the workloads from config_path.
-int run(const std::string& config_path, const Config& config);
+// test_hooks: the tests' MESHLANE_TEST_* knobs, read by main (the libraries read no environment).
+int run(const std::string& config_path, const Config& config, const TestHooks& test_hooks);
 
 // meshlaned --cleanup: detaches and unpins everything under daemon.bpffs_dir, removes the tc
 // filters and a stale control socket.

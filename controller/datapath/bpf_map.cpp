@@ -8,7 +8,8 @@ Result<MapInfo> map_info(int map_fd) {
   if (bpf_obj_get_info_by_fd(map_fd, &raw, &length) != 0) {
     return make_error(errno, "cannot read BPF map info of fd " + std::to_string(map_fd));
   }
-  return MapInfo{raw.name, raw.id, raw.type, raw.key_size, raw.value_size, raw.max_entries};
+  return MapInfo{raw.name,       raw.id,          raw.type,     raw.key_size,
+                 raw.value_size, raw.max_entries, raw.map_flags};
 }
 
 Result<UniqueFd> open_pinned(const std::string& path) {

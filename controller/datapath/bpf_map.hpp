@@ -6,6 +6,7 @@
 #include <bpf/libbpf.h>
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,12 +23,46 @@ struct MapInfo {
   std::uint32_t key_size = 0;
   std::uint32_t value_size = 0;
   std::uint32_t max_entries = 0;
+  std::uint32_t flags = 0;  // BPF_F_*
 };
 
 Result<MapInfo> map_info(int map_fd);
 
 // Opens a pinned BPF object (map, program or link) read-write.
 Result<UniqueFd> open_pinned(const std::string& path);
+
+// Walks the keys of the map at map_fd (key_size bytes each) with bpf_map_get_next_key, calling
+// visit(const std::uint8_t* key) for each until it returns false. A key deleted under the walk
+// makes the kernel start over from the first key, so a map that churns could keep the walk
+// going forever: it stops after max_entries + 1 keys. Keys added or removed meanwhile may be
+// missed.
+template <typename Visit>
+void for_each_map_key(int map_fd, std::uint32_t key_size, std::uint32_t max_entries, Visit visit) {
+  std::vector<std::uint8_t> key(key_size);
+  std::vector<std::uint8_t> next(key_size);
+  const void* previous = nullptr;
+  std::uint64_t visited = 0;
+  while (bpf_map_get_next_key(map_fd, previous, next.data()) == 0) {
+    key.swap(next);
+    previous = key.data();
+    if (!visit(key.data()) || ++visited > max_entries) {
+      return;
+    }
+  }
+}
+
+// Every key of the map at map_fd (see for_each_map_key()), typed.
+template <typename Key>
+std::vector<Key> read_map_keys(int map_fd, std::uint32_t max_entries) {
+  std::vector<Key> keys;
+  for_each_map_key(map_fd, sizeof(Key), max_entries, [&keys](const std::uint8_t* raw) {
+    Key key{};
+    std::memcpy(&key, raw, sizeof(Key));
+    keys.push_back(key);
+    return true;
+  });
+  return keys;
+}
 
 template <typename Key, typename Value>
 class TypedMap {
@@ -96,16 +131,7 @@ class TypedMap {
   }
 
   [[nodiscard]] std::vector<Key> keys() const {
-    std::vector<Key> result;
-    Key key{};
-    Key next{};
-    const Key* previous = nullptr;
-    while (bpf_map_get_next_key(fd_.get(), previous, &next) == 0) {
-      result.push_back(next);
-      key = next;
-      previous = &key;
-    }
-    return result;
+    return read_map_keys<Key>(fd_.get(), info_.max_entries);
   }
 
  private:

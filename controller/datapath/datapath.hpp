@@ -16,27 +16,12 @@
 #include "datapath/listener_scan.hpp"
 #include "datapath/map_upgrade.hpp"
 #include "datapath/pin_layout.hpp"
+#include "datapath/pinned_link.hpp"
+#include "datapath/skeleton.hpp"
 #include "datapath/tc_attach.hpp"
-
-struct sockops_bpf;
-struct intercept_bpf;
-struct inbound_tc_bpf;
+#include "datapath/test_hooks.hpp"
 
 namespace meshlane {
-
-// Move-only owners of the generated skeletons.
-struct SkeletonDeleter {
-  void operator()(sockops_bpf* skeleton) const;
-  void operator()(intercept_bpf* skeleton) const;
-  void operator()(inbound_tc_bpf* skeleton) const;
-};
-using SockopsSkeleton = std::unique_ptr<sockops_bpf, SkeletonDeleter>;
-using InterceptSkeleton = std::unique_ptr<intercept_bpf, SkeletonDeleter>;
-using InboundTcSkeleton = std::unique_ptr<inbound_tc_bpf, SkeletonDeleter>;
-
-// How an attachment came to be, for the start-up log.
-enum class AttachOutcome { kCreated, kAdoptedAndUpdated, kReplaced };
-const char* to_string(AttachOutcome outcome);
 
 struct AttachReport {
   std::string what;  // e.g. "connect4 on /sys/fs/cgroup/unified/x"
@@ -49,12 +34,16 @@ class Datapath {
   // Loads the programs and reconciles the pinned maps (reused, migrated, recreated, or a
   // refusal that changes nothing); attaches nothing yet, so the caller can fill maps the new
   // programs read (workloads) before they run.
-  static Result<Datapath> load(const Config& config, const FeatureSupport& support);
+  // test_hooks: MESHLANE_TEST_VERIFIER_REJECT and MESHLANE_TEST_MAP_MAX_ENTRIES, as main read
+  // them.
+  static Result<Datapath> load(const Config& config, const FeatureSupport& support,
+                               const TestHooks& test_hooks);
   // Attaches (or updates in place) the cgroup programs and sk_msg on cgroup_path, the resolved
   // cgroup v2 directory, then finishes map migrations and unpins retired map versions.
   Status attach(const std::string& cgroup_path);
   // Probes the kernel, load() and attach().
-  static Result<Datapath> start(const Config& config, const std::string& cgroup_path);
+  static Result<Datapath> start(const Config& config, const std::string& cgroup_path,
+                                const TestHooks& test_hooks);
 
   Datapath(const Datapath&) = delete;
   Datapath& operator=(const Datapath&) = delete;
@@ -79,6 +68,7 @@ class Datapath {
 
  private:
   Datapath() = default;
+  Status open_objects();
   Status load_objects(const Config& config);
   Status attach_cgroup_programs(const std::string& cgroup_path);
   Status attach_sk_msg();
@@ -89,10 +79,11 @@ class Datapath {
   InterceptSkeleton intercept_;
   InboundTcSkeleton inbound_tc_;
   UniqueFd cgroup_fd_;
-  std::vector<UniqueFd> links_;
+  std::vector<PinnedLink> links_;
   std::vector<AttachReport> attachments_;
   bool maps_adopted_ = false;
   FeatureSupport support_;
+  TestHooks test_hooks_;
   std::vector<PinDecision> map_plan_;
   RetiredConversion conversion_;
   std::optional<ListenerScanner> listener_scanner_;

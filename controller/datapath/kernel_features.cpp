@@ -2,9 +2,6 @@
 
 #include <bpf/libbpf.h>
 
-#include <cstdlib>
-#include <sstream>
-
 namespace meshlane {
 
 namespace {
@@ -25,17 +22,9 @@ KernelFeature helper(bpf_prog_type type, bpf_func_id id, const char* name, const
 }
 
 // MESHLANE_TEST_MISSING_FEATURES (tests only): features to report as absent.
-void apply_test_pretence(std::vector<KernelFeature>& features) {
-  const char* env = std::getenv("MESHLANE_TEST_MISSING_FEATURES");
-  if (env == nullptr || *env == '\0') {
-    return;
-  }
-  std::stringstream list(env);
-  std::string token;
-  while (std::getline(list, token, ',')) {
-    if (token.empty()) {
-      continue;
-    }
+void apply_test_pretence(std::vector<KernelFeature>& features,
+                         const std::vector<std::string>& pretend_missing) {
+  for (const std::string& token : pretend_missing) {
     for (auto& feature : features) {
       if (feature.name.find(token) != std::string::npos) {
         feature.present = false;
@@ -95,12 +84,12 @@ std::vector<KernelFeature> probe_interception_features() {
   };
 }
 
-std::vector<KernelFeature> probe_all_features() {
+std::vector<KernelFeature> probe_all_features(const TestHooks& hooks) {
   std::vector<KernelFeature> features = probe_splice_features();
   for (auto& feature : probe_interception_features()) {
     features.push_back(std::move(feature));
   }
-  apply_test_pretence(features);
+  apply_test_pretence(features, hooks.missing_features);
   return features;
 }
 

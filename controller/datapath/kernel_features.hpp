@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "datapath/test_hooks.hpp"
 
 namespace meshlane {
 
@@ -26,10 +27,10 @@ std::vector<KernelFeature> probe_splice_features();
 // Every feature interception uses (cgroup connect and getsockopt programs, tc, their maps).
 std::vector<KernelFeature> probe_interception_features();
 
-// Both lists. For tests only: the environment variable MESHLANE_TEST_MISSING_FEATURES, a
-// comma-separated list of substrings, marks every feature whose name contains one of them as
+// Both lists. For tests only: hooks.missing_features (MESHLANE_TEST_MISSING_FEATURES, a
+// comma-separated list of substrings) marks every feature whose name contains one of them as
 // absent, so that a test can exercise the refuse/degrade paths on a kernel that has it all.
-std::vector<KernelFeature> probe_all_features();
+std::vector<KernelFeature> probe_all_features(const TestHooks& hooks);
 
 // Error naming every missing feature, or success.
 Status require_features(const std::vector<KernelFeature>& features);

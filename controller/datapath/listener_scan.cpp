@@ -18,10 +18,6 @@
 
 namespace meshlane {
 
-void ListenerScanner::SkeletonDeleter::operator()(listener_scan_bpf* skeleton) const {
-  listener_scan_bpf__destroy(skeleton);
-}
-
 void ListenerScanner::LinkDeleter::operator()(bpf_link* link) const { bpf_link__destroy(link); }
 
 void add_scan_records(std::span<const ml_scanned_listener> records, std::set<std::uint64_t>& seen,
@@ -81,7 +77,7 @@ std::string describe(const ListenerScanReport& report) {
          (report.complete ? "" : " (incomplete: a scan limit was reached)");
 }
 
-Result<ListenerScanner> ListenerScanner::attach(Skeleton skeleton) {
+Result<ListenerScanner> ListenerScanner::attach(ListenerScanSkeleton skeleton) {
   ListenerScanner scanner;
   bpf_link* link = bpf_program__attach_iter(skeleton->progs.ml_scan_listeners, nullptr);
   if (link == nullptr) {

@@ -15,9 +15,9 @@
 
 #include "common/error.hpp"
 #include "datapath/bpf_map.hpp"
+#include "datapath/skeleton.hpp"
 #include "meshlane/shared.h"
 
-struct listener_scan_bpf;
 struct bpf_link;
 
 namespace meshlane {
@@ -72,17 +72,14 @@ struct ListenerScanLimits {
 
 class ListenerScanner {
  public:
-  struct SkeletonDeleter {
-    void operator()(listener_scan_bpf* skeleton) const;
-  };
+  // The iterator's link is not pinned: it lives as long as the scanner.
   struct LinkDeleter {
     void operator()(bpf_link* link) const;
   };
-  using Skeleton = std::unique_ptr<listener_scan_bpf, SkeletonDeleter>;
 
   // Takes a loaded skeleton (its maps are the datapath's pinned ones) and attaches its
   // iterator.
-  static Result<ListenerScanner> attach(Skeleton skeleton);
+  static Result<ListenerScanner> attach(ListenerScanSkeleton skeleton);
 
   // Walks every open file of every task once; records listeners of the cgroup `cgroup_id`
   // (its cgroup v2 inode number) that have no record. Each is recorded through a duplicate of
@@ -98,7 +95,7 @@ class ListenerScanner {
   void register_listener(int socket, const ml_scanned_listener& listener);
   void count_recorded(std::size_t recorded);
 
-  Skeleton skeleton_;
+  ListenerScanSkeleton skeleton_;
   std::optional<ListenerModes> modes_;
   std::optional<ListenerRegistry> registry_;
   std::size_t registered_ = 0;     // by the current run

@@ -10,8 +10,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <cstdlib>
-#include <sstream>
 
 #include "datapath/bpf_map.hpp"
 #include "datapath/stale_sweep.hpp"
@@ -101,14 +99,13 @@ Result<MapSpec> pinned_spec(const std::string& pin) {
   if (!fd) {
     return fd.error();
   }
-  bpf_map_info info{};
-  __u32 length = sizeof(info);
-  if (bpf_obj_get_info_by_fd(fd->get(), &info, &length) != 0) {
-    return make_error(errno,
+  auto info = map_info(fd->get());
+  if (!info) {
+    return make_error(info.error().errnum,
                       "cannot read the definition of the map pinned at " + pin + " (is it a map?)");
   }
-  return MapSpec{info.name,       info.type,        info.key_size,
-                 info.value_size, info.max_entries, info.map_flags};
+  return MapSpec{info->name,       info->type,        info->key_size,
+                 info->value_size, info->max_entries, info->flags};
 }
 
 // Copies every entry of `from` into `to`; returns how many were written.
@@ -119,29 +116,33 @@ Result<std::size_t> copy_entries(int from, int to, const MapSpec& spec, std::uin
   }
   const std::size_t value_stride =
       is_percpu(spec.type) ? (spec.value_size + 7) / 8 * 8 : spec.value_size;
-  std::vector<std::uint8_t> key(spec.key_size);
-  std::vector<std::uint8_t> next(spec.key_size);
   std::vector<std::uint8_t> value(value_stride * static_cast<std::size_t>(cpus));
   std::size_t copied = 0;
-  const void* previous = nullptr;
-  while (bpf_map_get_next_key(from, previous, next.data()) == 0) {
-    key = next;
-    previous = key.data();
-    if (bpf_map_lookup_elem(from, key.data(), value.data()) != 0) {
-      continue;  // deleted meanwhile
+  Status failed;
+  for_each_map_key(from, spec.key_size, spec.max_entries, [&](const std::uint8_t* key) {
+    if (bpf_map_lookup_elem(from, key, value.data()) != 0) {
+      return true;  // deleted meanwhile
     }
-    if (bpf_map_update_elem(to, key.data(), value.data(), is_array(spec.type) ? BPF_ANY : flags) ==
-        0) {
+    if (bpf_map_update_elem(to, key, value.data(),
+                            is_array(spec.type) ? std::uint64_t{BPF_ANY} : flags) == 0) {
       ++copied;
-    } else if (errno == E2BIG) {
+      return true;
+    }
+    if (errno == E2BIG) {
       // The new map is smaller than the old one's contents (or the index is out of range for
       // an array): the rest cannot come along.
       spdlog::warn("map {}: new map is full after {} entries; the others are not migrated",
                    spec.name, copied);
-      break;
-    } else if (errno != EEXIST) {
-      return make_error(errno, "cannot copy an entry of map " + spec.name);
+      return false;
     }
+    if (errno != EEXIST) {
+      failed = make_error(errno, "cannot copy an entry of map " + spec.name);
+      return false;
+    }
+    return true;
+  });
+  if (!failed) {
+    return failed.error();
   }
   return copied;
 }
@@ -393,7 +394,8 @@ Status migrate_entries(const std::vector<PinDecision>& decisions, bool final) {
   return {};
 }
 
-std::vector<std::string> remove_retired_pins(const PinLayout& pins) {
+std::vector<std::string> remove_retired_pins(const PinLayout& pins,
+                                             const std::set<std::string>& maps_of_this_build) {
   std::vector<std::string> removed;
   DIR* dir = ::opendir(pins.dir.c_str());
   if (dir == nullptr) {
@@ -408,7 +410,7 @@ std::vector<std::string> remove_retired_pins(const PinLayout& pins) {
     if (!name.starts_with("ml_") || name.ends_with(kMigratingSuffix)) {
       continue;
     }
-    if (std::find(kPinnedMapNames.begin(), kPinnedMapNames.end(), name) != kPinnedMapNames.end()) {
+    if (maps_of_this_build.count(name) != 0) {
       continue;
     }
     if (::unlink(pins.map(name).c_str()) == 0) {
@@ -416,22 +418,6 @@ std::vector<std::string> remove_retired_pins(const PinLayout& pins) {
     }
   }
   return removed;
-}
-
-std::uint32_t test_max_entries_override(const std::string& map_name) {
-  const char* env = std::getenv("MESHLANE_TEST_MAP_MAX_ENTRIES");
-  if (env == nullptr) {
-    return 0;
-  }
-  std::stringstream list(env);
-  std::string item;
-  while (std::getline(list, item, ',')) {
-    const auto eq = item.find('=');
-    if (eq != std::string::npos && item.substr(0, eq) == map_name) {
-      return static_cast<std::uint32_t>(std::strtoul(item.c_str() + eq + 1, nullptr, 10));
-    }
-  }
-  return 0;
 }
 
 }  // namespace meshlane

@@ -72,11 +72,9 @@ struct RetiredConversion {
 Status convert_retired_maps(const PinLayout& pins, RetiredConversion& conversion, bool final);
 
 // Unpins ml_* maps under the directory that this build does not use (older layout versions,
-// e.g. ml_foo_v1 once the build uses ml_foo_v2). Returns their names.
-std::vector<std::string> remove_retired_pins(const PinLayout& pins);
-
-// Tests only: MESHLANE_TEST_MAP_MAX_ENTRIES="ml_a_v1=N,ml_b_v1=M" overrides max_entries of
-// the named maps (e.g. to fill a map quickly). 0 when the map is not named.
-std::uint32_t test_max_entries_override(const std::string& map_name);
+// e.g. ml_foo_v1 once the build uses ml_foo_v2), given every ml_* map name this build defines
+// (pinned_map_names_of_build()). Returns their names.
+std::vector<std::string> remove_retired_pins(const PinLayout& pins,
+                                             const std::set<std::string>& maps_of_this_build);
 
 }  // namespace meshlane

@@ -93,15 +93,16 @@ Result<std::size_t> installed_policy_entries(const std::string& bpffs_dir) {
     return make_error(errno,
                       "cannot open the policy map in force (id " + std::to_string(trie_id) + ")");
   }
-  std::size_t count = 0;
-  ml_policy_key key{};
-  ml_policy_key next{};
-  const ml_policy_key* previous = nullptr;
-  while (bpf_map_get_next_key(trie.get(), previous, &next) == 0) {
-    ++count;
-    key = next;
-    previous = &key;
+  auto info = map_info(trie.get());
+  if (!info) {
+    return info.error();
   }
+  std::size_t count = 0;
+  for_each_map_key(trie.get(), sizeof(ml_policy_key), info->max_entries,
+                   [&count](const std::uint8_t*) {
+                     ++count;
+                     return true;
+                   });
   return count;
 }
 

@@ -1,7 +1,5 @@
 #include "datapath/sockhash_keys.hpp"
 
-#include <bpf/bpf.h>
-
 #include <cerrno>
 #include <string>
 #include <vector>
@@ -27,19 +25,7 @@ Result<std::vector<ml_sock_key>> read_sockhash_keys(const std::string& bpffs_dir
                                   std::to_string(info->key_size) + ", this build expects " +
                                   std::to_string(sizeof(ml_sock_key)));
   }
-  std::vector<ml_sock_key> keys;
-  ml_sock_key current{};
-  ml_sock_key next{};
-  const ml_sock_key* previous = nullptr;
-  while (bpf_map_get_next_key(fd->get(), previous, &next) == 0) {
-    keys.push_back(next);
-    current = next;
-    previous = &current;
-    if (keys.size() > info->max_entries) {
-      break;  // a map churning under the walk can restart it; never loop forever
-    }
-  }
-  return keys;
+  return read_map_keys<ml_sock_key>(fd->get(), info->max_entries);
 }
 
 }  // namespace meshlane

@@ -90,10 +90,9 @@ Result<SweepReport> sweep_stale_entries(const PinLayout& pins, std::uint64_t now
   return report;
 }
 
-SweepTiming sweep_timing() {
+SweepTiming sweep_timing(const TestHooks& hooks) {
   SweepTiming timing;
-  if (const char* fast = std::getenv("MESHLANE_TEST_FAST_SWEEP");
-      fast != nullptr && std::string_view(fast) == "1") {
+  if (hooks.fast_sweep) {
     timing.interval = std::chrono::seconds(1);
     timing.dead_flow_interval = std::chrono::seconds(1);
     timing.tc_flow_check_after = std::chrono::seconds(0);

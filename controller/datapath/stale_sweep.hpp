@@ -14,6 +14,7 @@
 
 #include "common/error.hpp"
 #include "datapath/pin_layout.hpp"
+#include "datapath/test_hooks.hpp"
 
 namespace meshlane {
 
@@ -36,13 +37,14 @@ struct SweepReport {
 };
 
 // How often the sweeps run and how old a flow must be before its socket is looked for. The
-// constants above, or for tests only MESHLANE_TEST_FAST_SWEEP=1: every second, any age.
+// constants above, or for tests only hooks.fast_sweep (MESHLANE_TEST_FAST_SWEEP=1): every
+// second, any age.
 struct SweepTiming {
   std::chrono::seconds interval = kSweepInterval;
   std::chrono::seconds dead_flow_interval = kDeadFlowCheckInterval;
   std::chrono::seconds tc_flow_check_after = kTcFlowCheckAfter;
 };
-SweepTiming sweep_timing();
+SweepTiming sweep_timing(const TestHooks& hooks);
 
 // The network namespace (path) of the workload that has this address (v4-mapped for IPv4), if
 // any: where the pod-side socket of a steered flow lives.

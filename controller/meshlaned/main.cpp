@@ -11,6 +11,7 @@
 
 #include "config/config.hpp"
 #include "daemon/run.hpp"
+#include "datapath/test_hooks.hpp"
 
 namespace {
 
@@ -53,7 +54,8 @@ int parse_and_run(int argc, char** argv) {
   if (do_cleanup) {
     return meshlane::daemon::cleanup(config.value());
   }
-  return meshlane::daemon::run(config_path, config.value());
+  return meshlane::daemon::run(config_path, config.value(),
+                               meshlane::test_hooks_from_environment());
 }
 
 }  // namespace
