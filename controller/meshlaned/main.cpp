@@ -300,7 +300,7 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
     return cookie.value();
   }
 
-  meshlane::control::Outcome<std::shared_ptr<meshlane::monitor::Subscription>> subscribe(
+  meshlane::control::ControlResult<std::shared_ptr<meshlane::monitor::Subscription>> subscribe(
       const meshlane::monitor::Filter& filter) override {
     if (hub_ == nullptr) {
       return meshlane::control::ControlError{

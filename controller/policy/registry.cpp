@@ -76,7 +76,7 @@ PolicyRegistry::PolicyRegistry(InstallFn install, PersistFn persist, std::vector
   }
 }
 
-Outcome<nlohmann::json> PolicyRegistry::commit(std::map<std::string, Policy> next) {
+ControlResult<nlohmann::json> PolicyRegistry::commit(std::map<std::string, Policy> next) {
   const std::vector<Policy> list = values(next);
   auto report = install_(list);
   if (!report) {
@@ -96,8 +96,8 @@ Outcome<nlohmann::json> PolicyRegistry::commit(std::map<std::string, Policy> nex
   return report.value();
 }
 
-Outcome<nlohmann::json> PolicyRegistry::apply(const std::vector<Policy>& incoming,
-                                              bool replace_all) {
+ControlResult<nlohmann::json> PolicyRegistry::apply(const std::vector<Policy>& incoming,
+                                                    bool replace_all) {
   std::map<std::string, Policy> next = replace_all ? std::map<std::string, Policy>{} : policies_;
   nlohmann::json outcomes = nlohmann::json::object();
   for (const Policy& policy : incoming) {
@@ -117,15 +117,15 @@ Outcome<nlohmann::json> PolicyRegistry::apply(const std::vector<Policy>& incomin
     return invalid_params("the result would hold " + std::to_string(next.size()) +
                           " policies, more than " + std::to_string(kMaxPolicies));
   }
-  Outcome<nlohmann::json> outcome = commit(std::move(next));
-  if (auto* report = std::get_if<nlohmann::json>(&outcome)) {
-    (*report)["outcomes"] = outcomes;
-    (*report)["removed"] = removed;
+  ControlResult<nlohmann::json> outcome = commit(std::move(next));
+  if (outcome) {
+    (*outcome)["outcomes"] = outcomes;
+    (*outcome)["removed"] = removed;
   }
   return outcome;
 }
 
-Outcome<nlohmann::json> PolicyRegistry::remove(const std::string& name, bool missing_ok) {
+ControlResult<nlohmann::json> PolicyRegistry::remove(const std::string& name, bool missing_ok) {
   if (policies_.count(name) == 0) {
     if (missing_ok) {
       return nlohmann::json{{"name", name}, {"outcome", "absent"}};
@@ -134,10 +134,10 @@ Outcome<nlohmann::json> PolicyRegistry::remove(const std::string& name, bool mis
   }
   std::map<std::string, Policy> next = policies_;
   next.erase(name);
-  Outcome<nlohmann::json> outcome = commit(std::move(next));
-  if (auto* report = std::get_if<nlohmann::json>(&outcome)) {
-    (*report)["name"] = name;
-    (*report)["outcome"] = "deleted";
+  ControlResult<nlohmann::json> outcome = commit(std::move(next));
+  if (outcome) {
+    (*outcome)["name"] = name;
+    (*outcome)["outcome"] = "deleted";
   }
   return outcome;
 }

@@ -327,7 +327,7 @@ Status WorkloadRegistry::reload(std::vector<WorkloadConfig> config_workloads) {
   return {};
 }
 
-std::optional<ControlError> WorkloadRegistry::commit(std::map<std::string, WorkloadConfig> next) {
+ControlStatus WorkloadRegistry::commit(std::map<std::string, WorkloadConfig> next) {
   if (Status status = apply_(combined_with(next)); !status) {
     return ControlError{ErrorCode::kApplyFailed, status.error().message()};
   }
@@ -343,10 +343,10 @@ std::optional<ControlError> WorkloadRegistry::commit(std::map<std::string, Workl
     return ControlError{ErrorCode::kApplyFailed, message};
   }
   live_ = std::move(next);
-  return std::nullopt;
+  return {};
 }
 
-Outcome<AddOutcome> WorkloadRegistry::add(const WorkloadConfig& workload) {
+ControlResult<AddOutcome> WorkloadRegistry::add(const WorkloadConfig& workload) {
   for (const WorkloadConfig& configured : config_) {
     if (configured.name == workload.name) {
       return ControlError{ErrorCode::kConflict,
@@ -368,14 +368,14 @@ Outcome<AddOutcome> WorkloadRegistry::add(const WorkloadConfig& workload) {
   const AddOutcome outcome = existing == live_.end() ? AddOutcome::kAdded : AddOutcome::kReplaced;
   std::map<std::string, WorkloadConfig> next = live_;
   next.insert_or_assign(workload.name, workload);
-  if (auto error = commit(std::move(next))) {
-    return *error;
+  if (ControlStatus committed = commit(std::move(next)); !committed) {
+    return committed.error();
   }
   spdlog::info("control: workload {} {}", workload.name, to_string(outcome));
   return outcome;
 }
 
-Outcome<DeleteOutcome> WorkloadRegistry::remove(const std::string& name, bool missing_ok) {
+ControlResult<DeleteOutcome> WorkloadRegistry::remove(const std::string& name, bool missing_ok) {
   for (const WorkloadConfig& configured : config_) {
     if (configured.name == name) {
       return ControlError{
@@ -391,8 +391,8 @@ Outcome<DeleteOutcome> WorkloadRegistry::remove(const std::string& name, bool mi
   }
   std::map<std::string, WorkloadConfig> next = live_;
   next.erase(name);
-  if (auto error = commit(std::move(next))) {
-    return *error;
+  if (ControlStatus committed = commit(std::move(next)); !committed) {
+    return committed.error();
   }
   spdlog::info("control: workload {} deleted", name);
   return DeleteOutcome::kDeleted;

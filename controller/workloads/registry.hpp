@@ -7,7 +7,6 @@
 #include <functional>
 #include <map>
 #include <string>
-#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -59,9 +58,6 @@ const char* to_string(AddOutcome outcome);
 enum class DeleteOutcome { kDeleted, kAbsent };
 const char* to_string(DeleteOutcome outcome);
 
-template <typename T>
-using Outcome = std::variant<T, ControlError>;
-
 class WorkloadRegistry {
  public:
   // Applies a complete desired state (WorkloadManager::apply in the daemon).
@@ -87,9 +83,9 @@ class WorkloadRegistry {
   Status reload(std::vector<WorkloadConfig> config_workloads);
 
   // Adds or replaces a live workload; an identical one is left alone.
-  Outcome<AddOutcome> add(const WorkloadConfig& workload);
+  ControlResult<AddOutcome> add(const WorkloadConfig& workload);
   // Deletes a live workload. missing_ok turns "not found" into kAbsent.
-  Outcome<DeleteOutcome> remove(const std::string& name, bool missing_ok);
+  ControlResult<DeleteOutcome> remove(const std::string& name, bool missing_ok);
 
   struct Entry {
     const WorkloadConfig* workload = nullptr;
@@ -110,7 +106,7 @@ class WorkloadRegistry {
       const std::map<std::string, WorkloadConfig>& live) const;
   static std::vector<WorkloadConfig> values(const std::map<std::string, WorkloadConfig>& live);
   // Applies and saves `next` as the live set; on a save failure re-applies the current state.
-  std::optional<ControlError> commit(std::map<std::string, WorkloadConfig> next);
+  ControlStatus commit(std::map<std::string, WorkloadConfig> next);
 
   ApplyFn apply_;
   PersistFn persist_;

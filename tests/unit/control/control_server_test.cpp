@@ -32,10 +32,11 @@ using std::chrono::milliseconds;
 // ControlApi does.
 Reply echo_handler(const PeerCredentials& peer, std::string_view line) {
   auto parsed = parse_request(line);
-  if (auto* bad = std::get_if<RequestError>(&parsed)) {
-    return {encode_error(bad->id, bad->error), bad->close};
+  if (!parsed) {
+    const RequestError& bad = parsed.error();
+    return {encode_error(bad.id, bad.error), bad.close};
   }
-  const Request& request = std::get<Request>(parsed);
+  const Request& request = parsed.value();
   if (request.method == "slow") {
     std::this_thread::sleep_for(milliseconds(2));
   }
@@ -332,9 +333,7 @@ TEST_F(ServerTest, ClientThatVanishesMidResponseDoesNotHurt) {
   // A response big enough not to fit in the socket buffer at once.
   start([](const PeerCredentials&, std::string_view line) {
     auto parsed = parse_request(line);
-    return Reply{
-        encode_result(std::get<Request>(parsed).id, {{"blob", std::string(8 * 1024 * 1024, 'x')}}),
-        false};
+    return Reply{encode_result(parsed->id, {{"blob", std::string(8 * 1024 * 1024, 'x')}}), false};
   });
   {
     Client client = connect();

@@ -348,8 +348,8 @@ TEST(WorkloadRegistry, AddAppliesConfigPlusLiveAndSaves) {
   EXPECT_TRUE(fakes.saved.empty());  // nothing dropped: the state file is left alone
 
   auto outcome = registry.add(from_json(minimal("b")));
-  ASSERT_TRUE(std::holds_alternative<AddOutcome>(outcome));
-  EXPECT_EQ(std::get<AddOutcome>(outcome), AddOutcome::kAdded);
+  ASSERT_TRUE(outcome.ok());
+  EXPECT_EQ(outcome.value(), AddOutcome::kAdded);
   EXPECT_EQ(fakes.applied.back(), Names({"conf", "b"}));
   EXPECT_EQ(fakes.saved.back(), Names({"b"}));
   EXPECT_EQ(registry.live_count(), 1u);
@@ -362,13 +362,13 @@ TEST(WorkloadRegistry, AddIsIdempotentAndReplacesOnChange) {
   Fakes fakes;
   auto registry = fakes.registry();
   ASSERT_TRUE(registry.start({}, {}, always_ok).ok());
-  ASSERT_EQ(std::get<AddOutcome>(registry.add(from_json(minimal("a")))), AddOutcome::kAdded);
+  ASSERT_EQ(registry.add(from_json(minimal("a"))).value(), AddOutcome::kAdded);
   const std::size_t applies = fakes.applied.size();
-  EXPECT_EQ(std::get<AddOutcome>(registry.add(from_json(minimal("a")))), AddOutcome::kUnchanged);
+  EXPECT_EQ(registry.add(from_json(minimal("a"))).value(), AddOutcome::kUnchanged);
   EXPECT_EQ(fakes.applied.size(), applies);  // nothing re-applied
   nlohmann::json changed = minimal("a");
   changed["exclude_outbound_ports"] = {5432};
-  EXPECT_EQ(std::get<AddOutcome>(registry.add(from_json(changed))), AddOutcome::kReplaced);
+  EXPECT_EQ(registry.add(from_json(changed)).value(), AddOutcome::kReplaced);
   EXPECT_EQ(registry.find("a").workload->exclude_outbound_ports,
             (std::vector<std::uint16_t>{5432}));
   EXPECT_EQ(registry.live_count(), 1u);
@@ -379,11 +379,11 @@ TEST(WorkloadRegistry, ConfigWorkloadsCannotBeChangedLive) {
   auto registry = fakes.registry();
   ASSERT_TRUE(registry.start({from_json(minimal("conf"))}, {}, always_ok).ok());
   auto add = registry.add(from_json(minimal("conf")));
-  ASSERT_TRUE(std::holds_alternative<ControlError>(add));
-  EXPECT_EQ(std::get<ControlError>(add).code, ErrorCode::kConflict);
+  ASSERT_FALSE(add.ok());
+  EXPECT_EQ(add.error().code, ErrorCode::kConflict);
   auto del = registry.remove("conf", false);
-  ASSERT_TRUE(std::holds_alternative<ControlError>(del));
-  EXPECT_EQ(std::get<ControlError>(del).code, ErrorCode::kConflict);
+  ASSERT_FALSE(del.ok());
+  EXPECT_EQ(del.error().code, ErrorCode::kConflict);
 }
 
 TEST(WorkloadRegistry, SameNetnsAsAnotherWorkloadIsAConflict) {
@@ -393,10 +393,9 @@ TEST(WorkloadRegistry, SameNetnsAsAnotherWorkloadIsAConflict) {
   nlohmann::json object = minimal("b");
   object["netns"] = "/var/run/netns/conf";
   auto add = registry.add(from_json(object));
-  ASSERT_TRUE(std::holds_alternative<ControlError>(add));
-  EXPECT_EQ(std::get<ControlError>(add).code, ErrorCode::kConflict);
-  EXPECT_TRUE(
-      contains(std::get<ControlError>(add).message, "already the namespace of workload conf"));
+  ASSERT_FALSE(add.ok());
+  EXPECT_EQ(add.error().code, ErrorCode::kConflict);
+  EXPECT_TRUE(contains(add.error().message, "already the namespace of workload conf"));
 }
 
 TEST(WorkloadRegistry, FailedApplyChangesNothing) {
@@ -405,9 +404,9 @@ TEST(WorkloadRegistry, FailedApplyChangesNothing) {
   ASSERT_TRUE(registry.start({}, {}, always_ok).ok());
   fakes.fail_apply = true;
   auto add = registry.add(from_json(minimal("a")));
-  ASSERT_TRUE(std::holds_alternative<ControlError>(add));
-  EXPECT_EQ(std::get<ControlError>(add).code, ErrorCode::kApplyFailed);
-  EXPECT_EQ(std::get<ControlError>(add).message, "apply refused");
+  ASSERT_FALSE(add.ok());
+  EXPECT_EQ(add.error().code, ErrorCode::kApplyFailed);
+  EXPECT_EQ(add.error().message, "apply refused");
   EXPECT_EQ(registry.live_count(), 0u);
   EXPECT_TRUE(fakes.saved.empty());
 }
@@ -418,9 +417,9 @@ TEST(WorkloadRegistry, FailedSaveUndoesTheApply) {
   ASSERT_TRUE(registry.start({}, {}, always_ok).ok());
   fakes.fail_save = true;
   auto add = registry.add(from_json(minimal("a")));
-  ASSERT_TRUE(std::holds_alternative<ControlError>(add));
-  EXPECT_EQ(std::get<ControlError>(add).code, ErrorCode::kApplyFailed);
-  EXPECT_TRUE(contains(std::get<ControlError>(add).message, "the change was undone"));
+  ASSERT_FALSE(add.ok());
+  EXPECT_EQ(add.error().code, ErrorCode::kApplyFailed);
+  EXPECT_TRUE(contains(add.error().message, "the change was undone"));
   EXPECT_EQ(registry.live_count(), 0u);
   ASSERT_GE(fakes.applied.size(), 2u);
   EXPECT_EQ(fakes.applied.back(), Names{});  // the previous state, re-applied
@@ -432,16 +431,16 @@ TEST(WorkloadRegistry, DeleteRemovesAndSaves) {
   ASSERT_TRUE(
       registry.start({}, {from_json(minimal("a")), from_json(minimal("b"))}, always_ok).ok());
   auto del = registry.remove("a", false);
-  ASSERT_TRUE(std::holds_alternative<DeleteOutcome>(del));
-  EXPECT_EQ(std::get<DeleteOutcome>(del), DeleteOutcome::kDeleted);
+  ASSERT_TRUE(del.ok());
+  EXPECT_EQ(del.value(), DeleteOutcome::kDeleted);
   EXPECT_EQ(fakes.applied.back(), Names({"b"}));
   EXPECT_EQ(fakes.saved.back(), Names({"b"}));
   auto again = registry.remove("a", false);
-  ASSERT_TRUE(std::holds_alternative<ControlError>(again));
-  EXPECT_EQ(std::get<ControlError>(again).code, ErrorCode::kNotFound);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::kNotFound);
   auto tolerant = registry.remove("a", true);
-  ASSERT_TRUE(std::holds_alternative<DeleteOutcome>(tolerant));
-  EXPECT_EQ(std::get<DeleteOutcome>(tolerant), DeleteOutcome::kAbsent);
+  ASSERT_TRUE(tolerant.ok());
+  EXPECT_EQ(tolerant.value(), DeleteOutcome::kAbsent);
 }
 
 TEST(WorkloadRegistry, ListHasConfigInFileOrderThenLiveByName) {
