@@ -72,6 +72,8 @@ struct MetricsConfig {
   // The endpoint has no authentication: an address other than loopback is refused unless this
   // is true.
   bool allow_non_loopback = false;
+
+  bool operator==(const MetricsConfig&) const = default;
 };
 
 enum class MeshKind { kIstio, kLinkerd, kCustom };
@@ -121,6 +123,9 @@ struct WorkloadConfig {
   std::vector<std::uint16_t> fast_path_exclude_ports;
   // What L4 policies select the workload by (besides its name).
   std::map<std::string, std::string> labels;
+
+  // Same settings, key for key: what makes workload.add idempotent and a reload a no-op.
+  bool operator==(const WorkloadConfig&) const = default;
 };
 
 bool is_valid_label_key(std::string_view key);

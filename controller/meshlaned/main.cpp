@@ -71,7 +71,7 @@ bool same_workloads(const std::vector<meshlane::WorkloadConfig>& wanted,
     const auto it = std::find_if(applied.begin(), applied.end(), [&](const auto& resolved) {
       return resolved.config.name == workload.name;
     });
-    if (it == applied.end() || !meshlane::control::same_workload(it->config, workload)) {
+    if (it == applied.end() || it->config != workload) {
       return false;
     }
   }
@@ -512,8 +512,7 @@ void reload_workloads(const std::string& config_path, const meshlane::Config& ru
       now.state_dir != was.state_dir) {
     spdlog::warn("reload: [daemon] changes take effect only after a restart");
   }
-  if (fresh->metrics.listen != running.metrics.listen ||
-      fresh->metrics.allow_non_loopback != running.metrics.allow_non_loopback) {
+  if (fresh->metrics != running.metrics) {
     spdlog::warn("reload: [metrics] changes take effect only after a restart");
   }
   if (auto status = workloads.reload(fresh->workloads); !status) {

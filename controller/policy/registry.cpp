@@ -20,10 +20,6 @@ std::vector<Policy> values(const std::map<std::string, Policy>& policies) {
   return list;
 }
 
-bool same_policy(const Policy& a, const Policy& b) {
-  return policy_to_json(a) == policy_to_json(b);
-}
-
 }  // namespace
 
 std::string policy_state_path(const std::string& state_dir) {
@@ -102,9 +98,9 @@ ControlResult<nlohmann::json> PolicyRegistry::apply(const std::vector<Policy>& i
   nlohmann::json outcomes = nlohmann::json::object();
   for (const Policy& policy : incoming) {
     const auto it = policies_.find(policy.name);
-    outcomes[policy.name] = it == policies_.end()             ? "added"
-                            : same_policy(it->second, policy) ? "unchanged"
-                                                              : "replaced";
+    outcomes[policy.name] = it == policies_.end()  ? "added"
+                            : it->second == policy ? "unchanged"
+                                                   : "replaced";
     next[policy.name] = policy;
   }
   nlohmann::json removed = nlohmann::json::array();

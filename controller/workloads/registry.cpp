@@ -111,10 +111,6 @@ nlohmann::json workload_to_json(const WorkloadConfig& w) {
   return object;
 }
 
-bool same_workload(const WorkloadConfig& a, const WorkloadConfig& b) {
-  return workload_to_json(a) == workload_to_json(b);
-}
-
 std::string workload_state_path(const std::string& state_dir) {
   return state_dir + "/" + kWorkloadStateFile;
 }
@@ -362,7 +358,7 @@ ControlResult<AddOutcome> WorkloadRegistry::add(const WorkloadConfig& workload) 
     }
   }
   auto existing = live_.find(workload.name);
-  if (existing != live_.end() && same_workload(existing->second, workload)) {
+  if (existing != live_.end() && existing->second == workload) {
     return AddOutcome::kUnchanged;
   }
   const AddOutcome outcome = existing == live_.end() ? AddOutcome::kAdded : AddOutcome::kReplaced;

@@ -21,9 +21,6 @@ namespace meshlane::control {
 // parse_workload_json() reads back: workload_from_json(workload_to_json(w)) == w.
 nlohmann::json workload_to_json(const WorkloadConfig& workload);
 
-// Same settings, key for key (what makes workload.add idempotent).
-bool same_workload(const WorkloadConfig& a, const WorkloadConfig& b);
-
 // ---- State file: <state_dir>/workloads.json = {"v":1,"workloads":[<workload_to_json>...]} ----
 
 inline constexpr const char* kWorkloadStateFile = "workloads.json";

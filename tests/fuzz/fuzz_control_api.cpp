@@ -58,18 +58,6 @@ bool contains_netns(const std::vector<WorkloadConfig>& workloads, std::string_vi
   return false;
 }
 
-bool same_workloads(const std::vector<WorkloadConfig>& a, const std::vector<WorkloadConfig>& b) {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (!meshlane::control::same_workload(a[i], b[i])) {
-      return false;
-    }
-  }
-  return true;
-}
-
 class Harness {
  public:
   Harness()
@@ -94,7 +82,7 @@ class Harness {
   bool answer(const PeerCredentials& peer, std::string_view line) {
     const Reply reply = api_.handle_line(peer, line);
     check_reply(line, reply);
-    require(same_workloads(registry_.combined(), applied_),
+    require(registry_.combined() == applied_,
             "the registry holds exactly the workloads last applied", line);
     require(registry_.list().size() == registry_.config_count() + registry_.live_count(),
             "workload.list counts config and live workloads", line);

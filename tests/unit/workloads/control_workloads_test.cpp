@@ -113,7 +113,7 @@ TEST(WorkloadJson, EveryKeyRoundTrips) {
   };
   const WorkloadConfig workload = from_json(full);
   EXPECT_EQ(workload_to_json(workload), full);
-  EXPECT_TRUE(same_workload(from_json(workload_to_json(workload)), workload));
+  EXPECT_EQ(from_json(workload_to_json(workload)), workload);
 }
 
 TEST(WorkloadJson, PresetValuesAreShownInFull) {
@@ -123,7 +123,7 @@ TEST(WorkloadJson, PresetValuesAreShownInFull) {
   EXPECT_EQ(shown["inbound_passthrough_sources"], nlohmann::json({"127.0.0.6", "::6"}));
   EXPECT_EQ(shown["interface"], "eth0");
   EXPECT_FALSE(shown.contains("node_proxy"));
-  EXPECT_TRUE(same_workload(from_json(shown), from_json(minimal())));
+  EXPECT_EQ(from_json(shown), from_json(minimal()));
 }
 
 TEST(WorkloadJson, FastPathIsOffByDefaultAndPartOfTheComparison) {
@@ -138,12 +138,12 @@ TEST(WorkloadJson, FastPathIsOffByDefaultAndPartOfTheComparison) {
   object["fast_path"] = true;
   const WorkloadConfig fast = from_json(object);
   EXPECT_TRUE(fast.fast_path);
-  EXPECT_FALSE(same_workload(fast, plain));
+  EXPECT_NE(fast, plain);
   object["fast_path_exclude_ports"] = {5432};
   const WorkloadConfig excluded = from_json(object);
   EXPECT_EQ(excluded.fast_path_exclude_ports, std::vector<std::uint16_t>{5432});
-  EXPECT_FALSE(same_workload(excluded, fast));
-  EXPECT_TRUE(same_workload(from_json(workload_to_json(excluded)), excluded));
+  EXPECT_NE(excluded, fast);
+  EXPECT_EQ(from_json(workload_to_json(excluded)), excluded);
 }
 
 TEST(WorkloadJson, FastPathKeysAreValidatedLikeTheConfigFile) {
@@ -249,8 +249,8 @@ TEST(WorkloadState, SaveCreatesTheDirectoryAndLoadReadsItBack) {
   auto loaded = load_live_workloads(state_dir);
   ASSERT_TRUE(loaded.ok()) << loaded.error().message();
   ASSERT_EQ(loaded->size(), 2u);
-  EXPECT_TRUE(same_workload((*loaded)[0], saved[0]));
-  EXPECT_TRUE(same_workload((*loaded)[1], saved[1]));
+  EXPECT_EQ((*loaded)[0], saved[0]);
+  EXPECT_EQ((*loaded)[1], saved[1]);
   // No temporary file is left next to it.
   EXPECT_FALSE(std::filesystem::exists(workload_state_path(state_dir) + ".tmp"));
 }
