@@ -331,13 +331,13 @@ Status read_absolute_path(const Field& field, std::string_view example, std::str
 
 Status read_socket_path(const Field& field, std::string& out) {
   std::string path;
-  if (Status status = read_absolute_path(field, "/run/meshlane/meshlane.sock", path); !status) {
+  if (Status status = read_absolute_path(field, kDefaultControlSocket, path); !status) {
     return status;
   }
   if (path.size() > kMaxSocketPathLength || path.back() == '/') {
     return field.error("\"" + path + "\" cannot name a Unix socket (at most " +
-                       std::to_string(kMaxSocketPathLength) +
-                       " bytes, not ending in '/', e.g. \"/run/meshlane/meshlane.sock\")");
+                       std::to_string(kMaxSocketPathLength) + " bytes, not ending in '/', e.g. \"" +
+                       kDefaultControlSocket + "\")");
   }
   out = std::move(path);
   return {};

@@ -16,6 +16,9 @@
 
 namespace meshlane {
 
+// Where meshlaned listens and meshlanectl connects unless told otherwise.
+inline constexpr const char* kDefaultControlSocket = "/run/meshlane/meshlane.sock";
+
 struct DaemonConfig {
   // Directory on bpffs that holds every pin meshlane makes (maps and links).
   std::string bpffs_dir = "/sys/fs/bpf/meshlane";
@@ -31,7 +34,7 @@ struct DaemonConfig {
   std::string on_missing_feature = "refuse";
   // Unix stream socket of the control protocol (docs/control-protocol.md). Absolute path, at
   // most 107 bytes (sun_path). Its directory is created (mode 0755) when missing.
-  std::string socket = "/run/meshlane/meshlane.sock";
+  std::string socket = kDefaultControlSocket;
   // Permission bits of the socket file (0..0777); connect() needs write permission.
   std::uint32_t socket_mode = 0660;
   // Group that owns the socket file and whose members may use the control protocol besides

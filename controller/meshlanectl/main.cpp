@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "config/config.hpp"
 #include "control/client.hpp"
 #include "control/protocol.hpp"
 #include "observe/events.hpp"
@@ -35,10 +36,8 @@ constexpr int kExitUsage = 1;
 constexpr int kExitDaemon = 2;
 constexpr int kExitConnect = 3;
 
-constexpr const char* kDefaultSocket = "/run/meshlane/meshlane.sock";
-
 struct Globals {
-  std::string socket = kDefaultSocket;
+  std::string socket = meshlane::kDefaultControlSocket;
   std::string output = "table";
   double timeout_seconds = 30;
 };
