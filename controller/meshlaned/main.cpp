@@ -3,9 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -27,7 +24,6 @@
 
 #include "common/mounts.hpp"
 #include "common/netns.hpp"
-#include "common/unique_fd.hpp"
 #include "config/config.hpp"
 #include "control/server.hpp"
 #include "daemon/control_api.hpp"
@@ -125,27 +121,6 @@ int print_stats(const meshlane::Config& config, bool json) {
   return kExitOk;
 }
 
-// A daemon killed with SIGKILL leaves its socket file; one that nobody serves goes too.
-void remove_stale_socket(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
-    return;
-  }
-  meshlane::UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (!probe || path.size() >= sizeof(address.sun_path)) {
-    return;
-  }
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 &&
-      errno == ECONNREFUSED) {
-    if (::unlink(path.c_str()) == 0) {
-      spdlog::info("cleanup: removed the stale control socket {}", path);
-    }
-  }
-}
-
 int cleanup(const meshlane::Config& config) {
   // The live workloads' filters too; their state file stays, so a restarted daemon brings them
   // back.
@@ -168,7 +143,11 @@ int cleanup(const meshlane::Config& config) {
   if (visited > 0) {
     spdlog::info("cleanup: removed tc filters of {} workload(s)", visited);
   }
-  remove_stale_socket(config.daemon.socket);
+  // A socket file nobody serves goes too; anything else at that path is left alone.
+  auto socket_file = meshlane::control::remove_stale_socket(config.daemon.socket);
+  if (socket_file && *socket_file == meshlane::control::SocketFile::kRemoved) {
+    spdlog::info("cleanup: removed the stale control socket {}", config.daemon.socket);
+  }
   auto report = meshlane::remove_datapath(config.daemon.bpffs_dir);
   if (!report) {
     spdlog::error("cleanup failed: {}", report.error().message());
