@@ -12,15 +12,18 @@
 #include <string>
 #include <vector>
 
+#include "common/text_file.hpp"
 #include "config/config.hpp"
 #include "workloads/registry.hpp"
 
+#include "temp_dir.hpp"
 #include "test_support.hpp"
 
 namespace meshlane::control {
 namespace {
 
 using test::contains;
+using test::TempDir;
 
 WorkloadConfig from_json(const nlohmann::json& object) {
   auto workload = parse_workload_json(object, "", "params");
@@ -37,25 +40,6 @@ std::string json_error(const nlohmann::json& object) {
 nlohmann::json minimal(const std::string& name = "a") {
   return {{"name", name}, {"netns", "/var/run/netns/" + name}, {"ips", {"198.18.0.10"}}};
 }
-
-// A scratch directory removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = ::testing::TempDir() + "meshlane-control-XXXXXX";
-    path_ = ::mkdtemp(pattern.data()) != nullptr ? pattern : "";
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // ---- JSON form -------------------------------------------------------------------------------
 
