@@ -1,9 +1,6 @@
 #include "policy/registry.hpp"
 
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
-
-#include <cerrno>
 
 #include "common/text_file.hpp"
 
@@ -28,17 +25,16 @@ std::string policy_state_path(const std::string& state_dir) {
 
 Result<std::vector<Policy>> load_policies(const std::string& state_dir) {
   const std::string path = policy_state_path(state_dir);
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
-    return std::vector<Policy>{};
-  }
-  auto text = read_text_file(path);
+  auto text = read_text_file_if_present(path);
   if (!text) {
     return text.error();
   }
+  if (!text->has_value()) {
+    return std::vector<Policy>{};
+  }
   const char* const fix =
       " (fix or remove the file; it holds the policies applied with meshlanectl)";
-  const nlohmann::json state = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json state = nlohmann::json::parse(**text, nullptr, /*allow_exceptions=*/false);
   if (state.is_discarded() || !state.is_object() || state.value("v", 0) != kStateVersion ||
       !state.contains("policies")) {
     return make_error(path + ": not a version " + std::to_string(kStateVersion) +

@@ -1,9 +1,7 @@
 #include "workloads/registry.hpp"
 
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -11,7 +9,7 @@
 #include <set>
 #include <utility>
 
-#include "common/unique_fd.hpp"
+#include "common/text_file.hpp"
 
 namespace meshlane::control {
 
@@ -39,43 +37,6 @@ std::string node_proxy_text(const IpAddress& address, std::uint16_t port) {
     return host;
   }
   return (address.is_ipv4 ? host : "[" + host + "]") + ":" + std::to_string(port);
-}
-
-Status write_all(int fd, const std::string& content, const std::string& path) {
-  std::size_t written = 0;
-  while (written < content.size()) {
-    const ssize_t count = ::write(fd, content.data() + written, content.size() - written);
-    if (count < 0 && errno == EINTR) {
-      continue;
-    }
-    if (count < 0) {
-      return make_error(errno, "cannot write " + path);
-    }
-    written += static_cast<std::size_t>(count);
-  }
-  return {};
-}
-
-Result<std::string> read_whole_file(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    return make_error(errno, "cannot read " + path);
-  }
-  std::string text;
-  char buffer[8192];
-  for (;;) {
-    const ssize_t count = ::read(fd.get(), buffer, sizeof buffer);
-    if (count < 0 && errno == EINTR) {
-      continue;
-    }
-    if (count < 0) {
-      return make_error(errno, "cannot read " + path);
-    }
-    if (count == 0) {
-      return text;
-    }
-    text.append(buffer, static_cast<std::size_t>(count));
-  }
 }
 
 }  // namespace
@@ -134,52 +95,19 @@ Status ensure_state_dir(const std::string& state_dir) {
   return {};
 }
 
-Status write_file_atomically(const std::string& path, const std::string& content) {
-  const std::filesystem::path target(path);
-  const std::string temporary = path + ".tmp";
-  UniqueFd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd) {
-    return make_error(errno, "cannot create " + temporary);
-  }
-  auto fail = [&](Error error) {
-    ::unlink(temporary.c_str());
-    return error;
-  };
-  if (Status status = write_all(fd.get(), content, temporary); !status) {
-    return fail(status.error());
-  }
-  if (::fsync(fd.get()) != 0) {
-    return fail(make_error(errno, "cannot fsync " + temporary));
-  }
-  if (::close(fd.release()) != 0) {
-    return fail(make_error(errno, "cannot close " + temporary));
-  }
-  if (::rename(temporary.c_str(), path.c_str()) != 0) {
-    return fail(make_error(errno, "cannot rename " + temporary + " to " + path));
-  }
-  // The rename is durable only once the directory is.
-  const std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
-  UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir_fd || ::fsync(dir_fd.get()) != 0) {
-    return make_error(errno, "cannot fsync directory " + dir);
-  }
-  return {};
-}
-
 Result<std::vector<WorkloadConfig>> load_live_workloads(const std::string& state_dir) {
   const std::string path = workload_state_path(state_dir);
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
-    return std::vector<WorkloadConfig>{};
-  }
-  auto text = read_whole_file(path);
+  auto text = read_text_file_if_present(path);
   if (!text) {
     return text.error();
+  }
+  if (!text->has_value()) {
+    return std::vector<WorkloadConfig>{};
   }
   const char* const fix =
       " (fix or remove the file; it holds the workloads added with "
       "meshlanectl)";
-  nlohmann::json state = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json state = nlohmann::json::parse(**text, nullptr, /*allow_exceptions=*/false);
   if (state.is_discarded() || !state.is_object()) {
     return make_error(path + ": not a JSON object" + fix);
   }

@@ -41,9 +41,6 @@ Result<std::vector<WorkloadConfig>> load_live_workloads(const std::string& state
 Status save_live_workloads(const std::string& state_dir,
                            const std::vector<WorkloadConfig>& workloads);
 
-// The same for any file: content lands at path completely or not at all.
-Status write_file_atomically(const std::string& path, const std::string& content);
-
 // ---- The registry --------------------------------------------------------------------------
 
 enum class WorkloadSource { kConfig, kLive };
