@@ -504,14 +504,8 @@ Server::~Server() {
   if (!impl_) {
     return;
   }
-  try {
-    boost::system::error_code ignored;
-    impl_->acceptor.close(ignored);
-    impl_->retry_timer.cancel();
-    close_all(impl_->shared->sessions);
-  } catch (const std::exception& error) {
-    spdlog::warn("control: closing the control socket: {}", error.what());
-  }
+  shut_down(impl_->acceptor, impl_->retry_timer, impl_->shared->sessions,
+            "control: closing the control socket");
   struct stat st {};
   if (::lstat(impl_->path.c_str(), &st) == 0 && st.st_ino == impl_->inode &&
       st.st_dev == impl_->device) {
