@@ -16,18 +16,24 @@ struct Cidr {
   std::array<std::uint8_t, 16> address{};  // network byte order
   std::uint8_t prefix_length = 0;          // 0..128, in the v4-mapped space for IPv4
   bool is_ipv4 = false;
+
+  bool operator==(const Cidr&) const = default;
 };
 
 // An IPv4 or IPv6 address, IPv4 kept v4-mapped.
 struct IpAddress {
   std::array<std::uint8_t, 16> bytes{};  // network byte order
   bool is_ipv4 = false;
+
+  bool operator==(const IpAddress&) const = default;
 };
 
 // An IP address and a TCP port to listen on.
 struct ListenAddress {
   IpAddress address;
   std::uint16_t port = 0;
+
+  bool operator==(const ListenAddress&) const = default;
 };
 
 // Parses "198.18.0.10", "fd00::10", "::ffff:1.2.3.4". nullopt when malformed.

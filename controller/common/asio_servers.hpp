@@ -1,6 +1,6 @@
 // What the two Asio servers (the control socket and the metrics endpoint) share: accepting
 // forever, and closing every connection they still track (both keep their connections as raw
-// pointer -> weak_ptr).
+// pointer -> weak_ptr) when they shut down.
 #pragma once
 
 #include <spdlog/spdlog.h>
@@ -8,6 +8,7 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <exception>
 #include <map>
 #include <memory>
 #include <string_view>
@@ -28,6 +29,22 @@ void close_all(const std::map<Connection*, std::weak_ptr<Connection>>& live) {
   }
   for (auto& connection : alive) {
     connection->close();
+  }
+}
+
+// Stops accepting and closes every live connection, from a server's destructor: what throws is
+// logged as "<what>: <exception>" instead of escaping it.
+template <typename Acceptor, typename Connection>
+void shut_down(Acceptor& acceptor, boost::asio::steady_timer& retry_timer,
+               const std::map<Connection*, std::weak_ptr<Connection>>& live,
+               std::string_view what) {
+  try {
+    boost::system::error_code ignored;
+    acceptor.close(ignored);
+    retry_timer.cancel();
+    close_all(live);
+  } catch (const std::exception& error) {
+    spdlog::warn("{}: {}", what, error.what());
   }
 }
 

@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -28,45 +29,49 @@ inline Error make_error(int errnum, std::string context) {
 }
 inline Error make_error(std::string context) { return Error{0, std::move(context)}; }
 
-// Minimal expected<T, Error>: C++20 has no std::expected.
-template <typename T>
+// Minimal expected<T, E>: C++20 has no std::expected. E is Error for system and config failures;
+// the control protocol uses Result<T, control::ControlError> so that one shape serves everywhere.
+template <typename T, typename E = Error>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : state_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
-  Result(Error error) : state_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  Result(E error) : state_(std::in_place_index<1>, std::move(error)) {}
 
-  [[nodiscard]] bool ok() const { return std::holds_alternative<T>(state_); }
+  [[nodiscard]] bool ok() const { return state_.index() == 0; }
   explicit operator bool() const { return ok(); }
 
-  [[nodiscard]] T& value() & { return std::get<T>(state_); }
-  [[nodiscard]] const T& value() const& { return std::get<T>(state_); }
-  [[nodiscard]] T&& value() && { return std::get<T>(std::move(state_)); }
+  [[nodiscard]] T& value() & { return std::get<0>(state_); }
+  [[nodiscard]] const T& value() const& { return std::get<0>(state_); }
+  [[nodiscard]] T&& value() && { return std::get<0>(std::move(state_)); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
 
-  [[nodiscard]] const Error& error() const { return std::get<Error>(state_); }
+  [[nodiscard]] const E& error() const& { return std::get<1>(state_); }
+  [[nodiscard]] E error() && { return std::get<1>(std::move(state_)); }
 
  private:
-  std::variant<T, Error> state_;
+  // By index, not by type: T and E may be the same type.
+  std::variant<T, E> state_;
 };
 
 // Result for operations that produce nothing but may fail.
-template <>
-class [[nodiscard]] Result<void> {
+template <typename E>
+class [[nodiscard]] Result<void, E> {
  public:
   Result() = default;
-  Result(Error error)
-      : error_(std::move(error)), failed_(true) {}  // NOLINT(google-explicit-constructor)
+  Result(E error) : error_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
-  [[nodiscard]] bool ok() const { return !failed_; }
+  [[nodiscard]] bool ok() const { return !error_.has_value(); }
   explicit operator bool() const { return ok(); }
-  [[nodiscard]] const Error& error() const { return error_; }
+  [[nodiscard]] const E& error() const& { return *error_; }
+  [[nodiscard]] E error() && { return *std::move(error_); }
 
  private:
-  Error error_;
-  bool failed_ = false;
+  std::optional<E> error_;
 };
 
 using Status = Result<void>;

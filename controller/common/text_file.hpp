@@ -1,6 +1,7 @@
-// Reading a whole (small) text file: config files and /proc tables.
+// Reading and replacing whole (small) text files: config files, /proc tables, state files.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "common/error.hpp"
@@ -9,5 +10,12 @@ namespace meshlane {
 
 // The file's contents; on failure an error "cannot read <path>" with errno.
 Result<std::string> read_text_file(const std::string& path);
+
+// The same, but nullopt when the file does not exist (a state file not written yet).
+Result<std::optional<std::string>> read_text_file_if_present(const std::string& path);
+
+// Replaces path atomically: content is written to path + ".tmp" (mode 0600), fsync'ed, renamed
+// over path, and the directory fsync'ed. A crash leaves the old file or the new one, never a mix.
+Status write_file_atomically(const std::string& path, const std::string& content);
 
 }  // namespace meshlane

@@ -253,12 +253,7 @@ Status read_cidr(const Field& field, Cidr& out) {
   return {};
 }
 
-// Element equality and naming for read_distinct_list(); Cidr and IpAddress have no operator==.
-bool same(std::uint16_t a, std::uint16_t b) { return a == b; }
-bool same(const IpAddress& a, const IpAddress& b) { return a.bytes == b.bytes; }
-bool same(const Cidr& a, const Cidr& b) {
-  return a.address == b.address && a.prefix_length == b.prefix_length;
-}
+// Element naming for read_distinct_list().
 std::string describe(std::uint16_t port) { return std::to_string(port); }
 std::string describe(const IpAddress& address) { return to_string(address); }
 std::string describe(const Cidr& cidr) { return to_string(cidr); }
@@ -279,7 +274,9 @@ Status read_distinct_list(const Field& field, std::string_view expected, std::st
     if (Status status = read_element(element, value); !status) {
       return status;
     }
-    if (std::any_of(values.begin(), values.end(), [&](const T& v) { return same(v, value); })) {
+    // is_ipv4 follows from the bytes (and prefix length) of a parsed value, so == compares
+    // what the datapath compares.
+    if (std::find(values.begin(), values.end(), value) != values.end()) {
       return element.error("duplicate " + std::string(noun) + " " + describe(value) + " (each " +
                            std::string(noun) + " may be listed once)");
     }
@@ -334,13 +331,13 @@ Status read_absolute_path(const Field& field, std::string_view example, std::str
 
 Status read_socket_path(const Field& field, std::string& out) {
   std::string path;
-  if (Status status = read_absolute_path(field, "/run/meshlane/meshlane.sock", path); !status) {
+  if (Status status = read_absolute_path(field, kDefaultControlSocket, path); !status) {
     return status;
   }
   if (path.size() > kMaxSocketPathLength || path.back() == '/') {
     return field.error("\"" + path + "\" cannot name a Unix socket (at most " +
-                       std::to_string(kMaxSocketPathLength) +
-                       " bytes, not ending in '/', e.g. \"/run/meshlane/meshlane.sock\")");
+                       std::to_string(kMaxSocketPathLength) + " bytes, not ending in '/', e.g. \"" +
+                       kDefaultControlSocket + "\")");
   }
   out = std::move(path);
   return {};

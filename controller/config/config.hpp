@@ -16,6 +16,9 @@
 
 namespace meshlane {
 
+// Where meshlaned listens and meshlanectl connects unless told otherwise.
+inline constexpr const char* kDefaultControlSocket = "/run/meshlane/meshlane.sock";
+
 struct DaemonConfig {
   // Directory on bpffs that holds every pin meshlane makes (maps and links).
   std::string bpffs_dir = "/sys/fs/bpf/meshlane";
@@ -31,7 +34,7 @@ struct DaemonConfig {
   std::string on_missing_feature = "refuse";
   // Unix stream socket of the control protocol (docs/control-protocol.md). Absolute path, at
   // most 107 bytes (sun_path). Its directory is created (mode 0755) when missing.
-  std::string socket = "/run/meshlane/meshlane.sock";
+  std::string socket = kDefaultControlSocket;
   // Permission bits of the socket file (0..0777); connect() needs write permission.
   std::uint32_t socket_mode = 0660;
   // Group that owns the socket file and whose members may use the control protocol besides
@@ -72,6 +75,8 @@ struct MetricsConfig {
   // The endpoint has no authentication: an address other than loopback is refused unless this
   // is true.
   bool allow_non_loopback = false;
+
+  bool operator==(const MetricsConfig&) const = default;
 };
 
 enum class MeshKind { kIstio, kLinkerd, kCustom };
@@ -121,6 +126,9 @@ struct WorkloadConfig {
   std::vector<std::uint16_t> fast_path_exclude_ports;
   // What L4 policies select the workload by (besides its name).
   std::map<std::string, std::string> labels;
+
+  // Same settings, key for key: what makes workload.add idempotent and a reload a no-op.
+  bool operator==(const WorkloadConfig&) const = default;
 };
 
 bool is_valid_label_key(std::string_view key);

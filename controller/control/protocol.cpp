@@ -114,7 +114,7 @@ std::optional<ErrorCode> error_code_from_string(std::string_view text) {
   return std::nullopt;
 }
 
-std::variant<Request, RequestError> parse_request(std::string_view line) {
+Result<Request, RequestError> parse_request(std::string_view line) {
   nlohmann::json object;
   try {
     object = nlohmann::json::parse(line);
@@ -281,7 +281,7 @@ std::string LineFramer::take_rest() {
   return rest;
 }
 
-std::optional<ControlError> Params::only(std::initializer_list<std::string_view> known) const {
+ControlStatus Params::only(std::initializer_list<std::string_view> known) const {
   for (const auto& [key, value] : params_.items()) {
     if (std::find(known.begin(), known.end(), key) == known.end()) {
       return invalid_params("params." + key + ": unknown parameter" +
@@ -289,48 +289,47 @@ std::optional<ControlError> Params::only(std::initializer_list<std::string_view>
                                                : " (known: " + join(known) + ")"));
     }
   }
-  return std::nullopt;
+  return {};
 }
 
-std::optional<ControlError> Params::string(std::string_view key, bool required,
-                                           std::optional<std::string>& out) const {
+ControlStatus Params::string(std::string_view key, bool required,
+                             std::optional<std::string>& out) const {
   auto value = params_.find(key);
   if (value == params_.end()) {
     if (required) {
       return invalid_params("params." + std::string(key) + ": required");
     }
     out.reset();
-    return std::nullopt;
+    return {};
   }
   if (!value->is_string()) {
     return invalid_params("params." + std::string(key) + ": expected a string, got " +
                           describe_type(*value));
   }
   out = value->get<std::string>();
-  return std::nullopt;
+  return {};
 }
 
-std::optional<ControlError> Params::boolean(std::string_view key, std::optional<bool>& out) const {
+ControlStatus Params::boolean(std::string_view key, std::optional<bool>& out) const {
   auto value = params_.find(key);
   if (value == params_.end()) {
     out.reset();
-    return std::nullopt;
+    return {};
   }
   if (!value->is_boolean()) {
     return invalid_params("params." + std::string(key) + ": expected true or false, got " +
                           describe_type(*value));
   }
   out = value->get<bool>();
-  return std::nullopt;
+  return {};
 }
 
-std::optional<ControlError> Params::integer(std::string_view key, std::int64_t min,
-                                            std::int64_t max,
-                                            std::optional<std::int64_t>& out) const {
+ControlStatus Params::integer(std::string_view key, std::int64_t min, std::int64_t max,
+                              std::optional<std::int64_t>& out) const {
   auto value = params_.find(key);
   if (value == params_.end()) {
     out.reset();
-    return std::nullopt;
+    return {};
   }
   const std::string allowed = std::to_string(min) + ".." + std::to_string(max);
   if (!value->is_number_integer()) {
@@ -345,7 +344,7 @@ std::optional<ControlError> Params::integer(std::string_view key, std::int64_t m
                           " is out of range (allowed " + allowed + ")");
   }
   out = value->get<std::int64_t>();
-  return std::nullopt;
+  return {};
 }
 
 }  // namespace meshlane::control

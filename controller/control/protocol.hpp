@@ -14,7 +14,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <variant>
 
 #include <nlohmann/json.hpp>
 
@@ -56,6 +55,12 @@ struct ControlError {
   std::string message;
 };
 
+// What the control methods return: a value or the error to answer with.
+template <typename T>
+using ControlResult = Result<T, ControlError>;
+// For checks and steps that produce nothing.
+using ControlStatus = Result<void, ControlError>;
+
 inline ControlError invalid_params(std::string message) {
   return {ErrorCode::kInvalidParams, std::move(message)};
 }
@@ -77,7 +82,7 @@ struct RequestError {
 
 // Checks one line (without its newline) against the envelope: an object with exactly
 // "v" (== kProtocolVersion), "id" (integer), "method" (string) and optionally "params" (object).
-std::variant<Request, RequestError> parse_request(std::string_view line);
+Result<Request, RequestError> parse_request(std::string_view line);
 
 // One response line each, newline included.
 std::string encode_result(const nlohmann::json& id, const nlohmann::json& result);
@@ -129,16 +134,14 @@ class Params {
   explicit Params(const nlohmann::json& params) : params_(params) {}
 
   // Fails on any member not in `known` (listing the known ones).
-  [[nodiscard]] std::optional<ControlError> only(
-      std::initializer_list<std::string_view> known) const;
+  [[nodiscard]] ControlStatus only(std::initializer_list<std::string_view> known) const;
 
   // A string member; nullopt in `out` when absent and not required.
-  std::optional<ControlError> string(std::string_view key, bool required,
-                                     std::optional<std::string>& out) const;
-  std::optional<ControlError> boolean(std::string_view key, std::optional<bool>& out) const;
+  ControlStatus string(std::string_view key, bool required, std::optional<std::string>& out) const;
+  ControlStatus boolean(std::string_view key, std::optional<bool>& out) const;
   // An integer min..max.
-  std::optional<ControlError> integer(std::string_view key, std::int64_t min, std::int64_t max,
-                                      std::optional<std::int64_t>& out) const;
+  ControlStatus integer(std::string_view key, std::int64_t min, std::int64_t max,
+                        std::optional<std::int64_t>& out) const;
 
  private:
   const nlohmann::json& params_;

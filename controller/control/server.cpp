@@ -346,8 +346,25 @@ Status prepare_socket_path(const std::string& path, bool& created_dir) {
     }
     created_dir = true;
   }
+  auto found = remove_stale_socket(path);
+  if (!found) {
+    return found.error();
+  }
+  if (*found == SocketFile::kServed) {
+    return make_error(EADDRINUSE, "another process (a running meshlaned?) serves " + path);
+  }
+  if (*found == SocketFile::kRemoved) {
+    spdlog::info("control: removed stale socket {}", path);
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<SocketFile> remove_stale_socket(const std::string& path) {
+  struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) {
-    return {};  // nothing there
+    return SocketFile::kAbsent;
   }
   if (!S_ISSOCK(st.st_mode)) {
     return make_error(EEXIST, path +
@@ -361,16 +378,13 @@ Status prepare_socket_path(const std::string& path, bool& created_dir) {
   path.copy(address.sun_path, sizeof address.sun_path - 1);
   if (probe &&
       ::connect(probe.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) {
-    return make_error(EADDRINUSE, "another process (a running meshlaned?) serves " + path);
+    return SocketFile::kServed;
   }
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
     return make_error(errno, "cannot remove the stale socket " + path);
   }
-  spdlog::info("control: removed stale socket {}", path);
-  return {};
+  return SocketFile::kRemoved;
 }
-
-}  // namespace
 
 struct Server::Impl {
   Impl(asio::io_context& io, std::shared_ptr<Shared> shared_state)
@@ -490,14 +504,8 @@ Server::~Server() {
   if (!impl_) {
     return;
   }
-  try {
-    boost::system::error_code ignored;
-    impl_->acceptor.close(ignored);
-    impl_->retry_timer.cancel();
-    close_all(impl_->shared->sessions);
-  } catch (const std::exception& error) {
-    spdlog::warn("control: closing the control socket: {}", error.what());
-  }
+  shut_down(impl_->acceptor, impl_->retry_timer, impl_->shared->sessions,
+            "control: closing the control socket");
   struct stat st {};
   if (::lstat(impl_->path.c_str(), &st) == 0 && st.st_ino == impl_->inode &&
       st.st_dev == impl_->device) {

@@ -76,6 +76,14 @@ using LineHandler = std::function<Reply(const PeerCredentials& peer, std::string
 // "" -> nullopt (root only); a group name or a decimal gid -> the gid. Error when unknown.
 Result<std::optional<gid_t>> resolve_socket_group(const std::string& name_or_gid);
 
+// What remove_stale_socket() found at a socket path.
+enum class SocketFile { kAbsent, kServed, kRemoved };
+
+// A daemon killed with SIGKILL leaves its socket file, and bind() fails on it: a socket file
+// that nobody accepts on is removed (kRemoved); one a process accepts on is left (kServed).
+// Error when path is not a socket, or cannot be removed.
+Result<SocketFile> remove_stale_socket(const std::string& path);
+
 class Server {
  public:
   // Binds and listens at options.path, then accepts on `io`. A stale socket file (nobody

@@ -125,7 +125,7 @@ nlohmann::json DaemonBackend::listener_scan_json() const {
   return scan;
 }
 
-meshlane::control::Outcome<std::shared_ptr<meshlane::monitor::Subscription>>
+meshlane::control::ControlResult<std::shared_ptr<meshlane::monitor::Subscription>>
 DaemonBackend::subscribe(const meshlane::monitor::Filter& filter) {
   if (hub_ == nullptr) {
     return meshlane::control::ControlError{

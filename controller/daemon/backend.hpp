@@ -65,7 +65,7 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
 
   std::optional<std::uint64_t> netns_cookie(const std::string& netns_path) override;
 
-  meshlane::control::Outcome<std::shared_ptr<meshlane::monitor::Subscription>> subscribe(
+  meshlane::control::ControlResult<std::shared_ptr<meshlane::monitor::Subscription>> subscribe(
       const meshlane::monitor::Filter& filter) override;
 
   void set_hub(meshlane::monitor::Hub* hub) { hub_ = hub; }

@@ -49,17 +49,17 @@ struct DeleteParams {
   bool missing_ok = false;
 };
 
-Outcome<DeleteParams> delete_params(const Params& params) {
-  if (auto error = params.only({"name", "missing_ok"})) {
-    return *error;
+ControlResult<DeleteParams> delete_params(const Params& params) {
+  if (ControlStatus valid = params.only({"name", "missing_ok"}); !valid) {
+    return valid.error();
   }
   std::optional<std::string> name;
-  if (auto error = params.string("name", true, name)) {
-    return *error;
+  if (ControlStatus valid = params.string("name", true, name); !valid) {
+    return valid.error();
   }
   std::optional<bool> missing_ok;
-  if (auto error = params.boolean("missing_ok", missing_ok)) {
-    return *error;
+  if (ControlStatus valid = params.boolean("missing_ok", missing_ok); !valid) {
+    return valid.error();
   }
   return DeleteParams{*name, missing_ok.value_or(false)};
 }
@@ -72,7 +72,7 @@ nlohmann::json entry_json(const WorkloadRegistry::Entry& entry) {
 
 }  // namespace
 
-Outcome<std::shared_ptr<monitor::Subscription>> ControlBackend::subscribe(
+ControlResult<std::shared_ptr<monitor::Subscription>> ControlBackend::subscribe(
     const monitor::Filter& /*filter*/) {
   return ControlError{ErrorCode::kUnavailable, "this daemon has no event monitor"};
 }
@@ -91,23 +91,25 @@ bool is_allowed(const PeerCredentials& peer, const AccessPolicy& policy, Access 
 
 Reply ControlApi::handle_line(const PeerCredentials& peer, std::string_view line) {
   auto parsed = parse_request(line);
-  if (auto* bad = std::get_if<RequestError>(&parsed)) {
-    spdlog::debug("control: bad request from pid {}: {}", peer.pid, bad->error.message);
-    return {encode_error(bad->id, bad->error), bad->close};
+  if (!parsed) {
+    const RequestError& bad = parsed.error();
+    spdlog::debug("control: bad request from pid {}: {}", peer.pid, bad.error.message);
+    return {encode_error(bad.id, bad.error), bad.close};
   }
-  const Request& request = std::get<Request>(parsed);
+  const Request& request = parsed.value();
   std::shared_ptr<StreamSource> stream;
-  Outcome<nlohmann::json> outcome = call(peer, request, &stream);
-  if (auto* error = std::get_if<ControlError>(&outcome)) {
+  ControlResult<nlohmann::json> outcome = call(peer, request, &stream);
+  if (!outcome) {
+    const ControlError& error = outcome.error();
     spdlog::debug("control: {} from pid {} uid {}: {}: {}", request.method, peer.pid, peer.uid,
-                  to_string(error->code), error->message);
-    return {encode_error(request.id, *error), false};
+                  to_string(error.code), error.message);
+    return {encode_error(request.id, error), false};
   }
-  return {encode_result(request.id, std::get<nlohmann::json>(outcome)), false, std::move(stream)};
+  return {encode_result(request.id, outcome.value()), false, std::move(stream)};
 }
 
-Outcome<nlohmann::json> ControlApi::call(const PeerCredentials& peer, const Request& request,
-                                         std::shared_ptr<StreamSource>* stream) {
+ControlResult<nlohmann::json> ControlApi::call(const PeerCredentials& peer, const Request& request,
+                                               std::shared_ptr<StreamSource>* stream) {
   auto method = std::find_if(kMethods.begin(), kMethods.end(),
                              [&](const MethodInfo& m) { return m.name == request.method; });
   if (method == kMethods.end()) {
@@ -165,9 +167,9 @@ Outcome<nlohmann::json> ControlApi::call(const PeerCredentials& peer, const Requ
   return ControlError{ErrorCode::kInternal, "method " + request.method + " has no handler"};
 }
 
-Outcome<nlohmann::json> ControlApi::status(const Params& params) {
-  if (auto error = params.only({})) {
-    return *error;
+ControlResult<nlohmann::json> ControlApi::status(const Params& params) {
+  if (ControlStatus valid = params.only({}); !valid) {
+    return valid.error();
   }
   nlohmann::json result = backend_.status();
   result["protocol"] = kProtocolVersion;
@@ -177,13 +179,13 @@ Outcome<nlohmann::json> ControlApi::status(const Params& params) {
   return result;
 }
 
-Outcome<nlohmann::json> ControlApi::stats(const Params& params) {
-  if (auto error = params.only({"workload"})) {
-    return *error;
+ControlResult<nlohmann::json> ControlApi::stats(const Params& params) {
+  if (ControlStatus valid = params.only({"workload"}); !valid) {
+    return valid.error();
   }
   std::optional<std::string> workload;
-  if (auto error = params.string("workload", false, workload)) {
-    return *error;
+  if (ControlStatus valid = params.string("workload", false, workload); !valid) {
+    return valid.error();
   }
   if (workload) {
     const WorkloadRegistry::Entry entry = workloads_.find(*workload);
@@ -209,9 +211,9 @@ Outcome<nlohmann::json> ControlApi::stats(const Params& params) {
   return nlohmann::json{{"counters", counters_to_json(counters.value())}};
 }
 
-Outcome<nlohmann::json> ControlApi::workload_list(const Params& params) {
-  if (auto error = params.only({})) {
-    return *error;
+ControlResult<nlohmann::json> ControlApi::workload_list(const Params& params) {
+  if (ControlStatus valid = params.only({}); !valid) {
+    return valid.error();
   }
   nlohmann::json list = nlohmann::json::array();
   for (const WorkloadRegistry::Entry& entry : workloads_.list()) {
@@ -220,13 +222,13 @@ Outcome<nlohmann::json> ControlApi::workload_list(const Params& params) {
   return nlohmann::json{{"workloads", list}, {"total", list.size()}};
 }
 
-Outcome<nlohmann::json> ControlApi::workload_get(const Params& params) {
-  if (auto error = params.only({"name"})) {
-    return *error;
+ControlResult<nlohmann::json> ControlApi::workload_get(const Params& params) {
+  if (ControlStatus valid = params.only({"name"}); !valid) {
+    return valid.error();
   }
   std::optional<std::string> name;
-  if (auto error = params.string("name", true, name)) {
-    return *error;
+  if (ControlStatus valid = params.string("name", true, name); !valid) {
+    return valid.error();
   }
   const WorkloadRegistry::Entry entry = workloads_.find(*name);
   if (entry.workload == nullptr) {
@@ -235,40 +237,42 @@ Outcome<nlohmann::json> ControlApi::workload_get(const Params& params) {
   return entry_json(entry);
 }
 
-Outcome<nlohmann::json> ControlApi::workload_add(const nlohmann::json& params) {
+ControlResult<nlohmann::json> ControlApi::workload_add(const nlohmann::json& params) {
   auto workload = parse_workload_json(params, "", "params");
   if (!workload) {
     return invalid_params(workload.error().message());
   }
-  Outcome<AddOutcome> outcome = workloads_.add(workload.value());
-  if (auto* error = std::get_if<ControlError>(&outcome)) {
-    return *error;
+  ControlResult<AddOutcome> outcome = workloads_.add(workload.value());
+  if (!outcome) {
+    return outcome.error();
   }
   return nlohmann::json{{"name", workload->name},
-                        {"outcome", to_string(std::get<AddOutcome>(outcome))},
+                        {"outcome", to_string(outcome.value())},
                         {"spec", workload_to_json(workload.value())}};
 }
 
-Outcome<nlohmann::json> ControlApi::workload_del(const Params& params) {
+ControlResult<nlohmann::json> ControlApi::workload_del(const Params& params) {
   auto target = delete_params(params);
-  if (auto* error = std::get_if<ControlError>(&target)) {
-    return *error;
+  if (!target) {
+    return target.error();
   }
-  const auto& [name, missing_ok] = std::get<DeleteParams>(target);
-  Outcome<DeleteOutcome> outcome = workloads_.remove(name, missing_ok);
-  if (auto* error = std::get_if<ControlError>(&outcome)) {
-    return *error;
+  const auto& [name, missing_ok] = target.value();
+  ControlResult<DeleteOutcome> outcome = workloads_.remove(name, missing_ok);
+  if (!outcome) {
+    return outcome.error();
   }
-  return nlohmann::json{{"name", name}, {"outcome", to_string(std::get<DeleteOutcome>(outcome))}};
+  return nlohmann::json{{"name", name}, {"outcome", to_string(outcome.value())}};
 }
 
-Outcome<nlohmann::json> ControlApi::conns(const Params& params) {
-  if (auto error = params.only({"limit"})) {
-    return *error;
+ControlResult<nlohmann::json> ControlApi::conns(const Params& params) {
+  if (ControlStatus valid = params.only({"limit"}); !valid) {
+    return valid.error();
   }
   std::optional<std::int64_t> limit;
-  if (auto error = params.integer("limit", 0, std::numeric_limits<std::int64_t>::max(), limit)) {
-    return *error;
+  if (ControlStatus valid =
+          params.integer("limit", 0, std::numeric_limits<std::int64_t>::max(), limit);
+      !valid) {
+    return valid.error();
   }
   auto keys = backend_.sockhash_keys();
   if (!keys) {
@@ -291,21 +295,21 @@ Outcome<nlohmann::json> ControlApi::conns(const Params& params) {
                               shown == 0 ? keys->size() : static_cast<std::size_t>(shown));
 }
 
-Outcome<nlohmann::json> ControlApi::monitor(const nlohmann::json& params,
-                                            std::shared_ptr<StreamSource>* stream) {
+ControlResult<nlohmann::json> ControlApi::monitor(const nlohmann::json& params,
+                                                  std::shared_ptr<StreamSource>* stream) {
   auto filter = monitor::parse_filter(params);
-  if (auto* error = std::get_if<ControlError>(&filter)) {
-    return *error;
+  if (!filter) {
+    return filter.error();
   }
   if (stream == nullptr) {
     return ControlError{ErrorCode::kInternal, "monitor needs a connection it can stream on"};
   }
-  const monitor::Filter& wanted = std::get<monitor::Filter>(filter);
+  const monitor::Filter& wanted = filter.value();
   auto subscription = backend_.subscribe(wanted);
-  if (auto* error = std::get_if<ControlError>(&subscription)) {
-    return *error;
+  if (!subscription) {
+    return subscription.error();
   }
-  const auto& subscribed = std::get<std::shared_ptr<monitor::Subscription>>(subscription);
+  const auto& subscribed = subscription.value();
   *stream = subscribed;
   return nlohmann::json{
       {"subscribed", true}, {"filter", wanted.to_json()}, {"queue_limit", subscribed->limit()}};
@@ -315,13 +319,14 @@ Outcome<nlohmann::json> ControlApi::monitor(const nlohmann::json& params,
 
 namespace meshlane::control {
 
-Outcome<nlohmann::json> ControlApi::policy_apply(const Params& params, const nlohmann::json& raw) {
-  if (auto error = params.only({"policies", "replace"})) {
-    return *error;
+ControlResult<nlohmann::json> ControlApi::policy_apply(const Params& params,
+                                                       const nlohmann::json& raw) {
+  if (ControlStatus valid = params.only({"policies", "replace"}); !valid) {
+    return valid.error();
   }
   std::optional<bool> replace;
-  if (auto error = params.boolean("replace", replace)) {
-    return *error;
+  if (ControlStatus valid = params.boolean("replace", replace); !valid) {
+    return valid.error();
   }
   if (!raw.contains("policies")) {
     return invalid_params("params.policies: required (a list of policies)");
@@ -333,13 +338,13 @@ Outcome<nlohmann::json> ControlApi::policy_apply(const Params& params, const nlo
   return policies_->apply(parsed.value(), replace.value_or(false));
 }
 
-Outcome<nlohmann::json> ControlApi::policy_get(const Params& params) {
-  if (auto error = params.only({"name"})) {
-    return *error;
+ControlResult<nlohmann::json> ControlApi::policy_get(const Params& params) {
+  if (ControlStatus valid = params.only({"name"}); !valid) {
+    return valid.error();
   }
   std::optional<std::string> name;
-  if (auto error = params.string("name", false, name)) {
-    return *error;
+  if (ControlStatus valid = params.string("name", false, name); !valid) {
+    return valid.error();
   }
   nlohmann::json list = nlohmann::json::array();
   if (name) {
@@ -356,12 +361,12 @@ Outcome<nlohmann::json> ControlApi::policy_get(const Params& params) {
   return nlohmann::json{{"policies", list}, {"total", list.size()}};
 }
 
-Outcome<nlohmann::json> ControlApi::policy_del(const Params& params) {
+ControlResult<nlohmann::json> ControlApi::policy_del(const Params& params) {
   auto target = delete_params(params);
-  if (auto* error = std::get_if<ControlError>(&target)) {
-    return *error;
+  if (!target) {
+    return target.error();
   }
-  const auto& [name, missing_ok] = std::get<DeleteParams>(target);
+  const auto& [name, missing_ok] = target.value();
   return policies_->remove(name, missing_ok);
 }
 

@@ -67,7 +67,8 @@ class ControlBackend {
     return make_error(ENOTSUP, "per-workload counters are not available");
   }
   // A live event subscription (the monitor method); the daemon's hub, or unavailable.
-  virtual Outcome<std::shared_ptr<monitor::Subscription>> subscribe(const monitor::Filter& filter);
+  virtual ControlResult<std::shared_ptr<monitor::Subscription>> subscribe(
+      const monitor::Filter& filter);
 };
 
 class ControlApi {
@@ -83,22 +84,22 @@ class ControlApi {
 
   // A parsed request: the result object or the error. A streaming method (monitor) puts its
   // stream in `stream`; without one to fill it is refused.
-  Outcome<nlohmann::json> call(const PeerCredentials& peer, const Request& request,
-                               std::shared_ptr<StreamSource>* stream = nullptr);
+  ControlResult<nlohmann::json> call(const PeerCredentials& peer, const Request& request,
+                                     std::shared_ptr<StreamSource>* stream = nullptr);
 
  private:
-  Outcome<nlohmann::json> status(const Params& params);
-  Outcome<nlohmann::json> stats(const Params& params);
-  Outcome<nlohmann::json> workload_list(const Params& params);
-  Outcome<nlohmann::json> workload_get(const Params& params);
-  Outcome<nlohmann::json> workload_add(const nlohmann::json& params);
-  Outcome<nlohmann::json> workload_del(const Params& params);
-  Outcome<nlohmann::json> conns(const Params& params);
-  Outcome<nlohmann::json> policy_apply(const Params& params, const nlohmann::json& raw);
-  Outcome<nlohmann::json> policy_get(const Params& params);
-  Outcome<nlohmann::json> policy_del(const Params& params);
-  Outcome<nlohmann::json> monitor(const nlohmann::json& params,
-                                  std::shared_ptr<StreamSource>* stream);
+  ControlResult<nlohmann::json> status(const Params& params);
+  ControlResult<nlohmann::json> stats(const Params& params);
+  ControlResult<nlohmann::json> workload_list(const Params& params);
+  ControlResult<nlohmann::json> workload_get(const Params& params);
+  ControlResult<nlohmann::json> workload_add(const nlohmann::json& params);
+  ControlResult<nlohmann::json> workload_del(const Params& params);
+  ControlResult<nlohmann::json> conns(const Params& params);
+  ControlResult<nlohmann::json> policy_apply(const Params& params, const nlohmann::json& raw);
+  ControlResult<nlohmann::json> policy_get(const Params& params);
+  ControlResult<nlohmann::json> policy_del(const Params& params);
+  ControlResult<nlohmann::json> monitor(const nlohmann::json& params,
+                                        std::shared_ptr<StreamSource>* stream);
 
   ControlBackend& backend_;
   WorkloadRegistry& workloads_;

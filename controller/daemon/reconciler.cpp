@@ -23,7 +23,7 @@ bool same_workloads(const std::vector<meshlane::WorkloadConfig>& wanted,
     const auto it = std::find_if(applied.begin(), applied.end(), [&](const auto& resolved) {
       return resolved.config.name == workload.name;
     });
-    if (it == applied.end() || !meshlane::control::same_workload(it->config, workload)) {
+    if (it == applied.end() || it->config != workload) {
       return false;
     }
   }

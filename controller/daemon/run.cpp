@@ -49,27 +49,6 @@ constexpr std::chrono::seconds kDrainCheckInterval{2};
 // workload).
 constexpr std::chrono::seconds kWorkloadNamesMaxAge{1};
 
-// A daemon killed with SIGKILL leaves its socket file; one that nobody serves goes too.
-void remove_stale_socket(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
-    return;
-  }
-  meshlane::UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (!probe || path.size() >= sizeof(address.sun_path)) {
-    return;
-  }
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 &&
-      errno == ECONNREFUSED) {
-    if (::unlink(path.c_str()) == 0) {
-      spdlog::info("cleanup: removed the stale control socket {}", path);
-    }
-  }
-}
-
 // The workloads monitor events are attributed to: by netns cookie and address, rebuilt when
 // older than kWorkloadNamesMaxAge and events arrive.
 class WorkloadNames {
@@ -208,8 +187,7 @@ void reload_workloads(const std::string& config_path, const meshlane::Config& ru
       now.state_dir != was.state_dir) {
     spdlog::warn("reload: [daemon] changes take effect only after a restart");
   }
-  if (fresh->metrics.listen != running.metrics.listen ||
-      fresh->metrics.allow_non_loopback != running.metrics.allow_non_loopback) {
+  if (fresh->metrics != running.metrics) {
     spdlog::warn("reload: [metrics] changes take effect only after a restart");
   }
   if (auto status = workloads.reload(fresh->workloads); !status) {
@@ -259,7 +237,11 @@ int cleanup(const meshlane::Config& config) {
   if (visited > 0) {
     spdlog::info("cleanup: removed tc filters of {} workload(s)", visited);
   }
-  remove_stale_socket(config.daemon.socket);
+  // A socket file nobody serves goes too; anything else at that path is left alone.
+  auto socket_file = meshlane::control::remove_stale_socket(config.daemon.socket);
+  if (socket_file && *socket_file == meshlane::control::SocketFile::kRemoved) {
+    spdlog::info("cleanup: removed the stale control socket {}", config.daemon.socket);
+  }
   auto report = meshlane::remove_datapath(config.daemon.bpffs_dir);
   if (!report) {
     spdlog::error("cleanup failed: {}", report.error().message());

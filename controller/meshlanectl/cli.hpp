@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config/config.hpp"
+
 namespace meshlane::cli {
 
 using nlohmann::json;
@@ -16,10 +18,8 @@ inline constexpr int kExitUsage = 1;
 inline constexpr int kExitDaemon = 2;
 inline constexpr int kExitConnect = 3;
 
-inline constexpr const char* kDefaultSocket = "/run/meshlane/meshlane.sock";
-
 struct Globals {
-  std::string socket = kDefaultSocket;
+  std::string socket = kDefaultControlSocket;
   std::string output = "table";
   double timeout_seconds = 30;
 };

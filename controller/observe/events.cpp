@@ -175,11 +175,11 @@ nlohmann::json Filter::to_json() const {
   return out;
 }
 
-std::variant<Filter, control::ControlError> parse_filter(const nlohmann::json& params) {
+control::ControlResult<Filter> parse_filter(const nlohmann::json& params) {
   using control::invalid_params;
   const control::Params checked(params);
-  if (auto error = checked.only({"types", "workload", "port", "ip"})) {
-    return *error;
+  if (control::ControlStatus valid = checked.only({"types", "workload", "port", "ip"}); !valid) {
+    return valid.error();
   }
   Filter filter;
   if (auto types = params.find("types"); types != params.end()) {
@@ -203,20 +203,20 @@ std::variant<Filter, control::ControlError> parse_filter(const nlohmann::json& p
     }
   }
   std::optional<std::string> workload;
-  if (auto error = checked.string("workload", false, workload)) {
-    return *error;
+  if (control::ControlStatus valid = checked.string("workload", false, workload); !valid) {
+    return valid.error();
   }
   filter.workload = workload;
   std::optional<std::int64_t> port;
-  if (auto error = checked.integer("port", 1, 65535, port)) {
-    return *error;
+  if (control::ControlStatus valid = checked.integer("port", 1, 65535, port); !valid) {
+    return valid.error();
   }
   if (port) {
     filter.port = static_cast<std::uint16_t>(*port);
   }
   std::optional<std::string> ip;
-  if (auto error = checked.string("ip", false, ip)) {
-    return *error;
+  if (control::ControlStatus valid = checked.string("ip", false, ip); !valid) {
+    return valid.error();
   }
   if (ip) {
     filter.address = parse_cidr(*ip);

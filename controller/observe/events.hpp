@@ -11,7 +11,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -69,7 +68,7 @@ struct Filter {
 
 // The monitor method's params: "types" (array of type names), "workload" (string), "port"
 // (1..65535), "ip" (address or CIDR). Unknown members and bad values are invalid_params.
-std::variant<Filter, control::ControlError> parse_filter(const nlohmann::json& params);
+control::ControlResult<Filter> parse_filter(const nlohmann::json& params);
 
 // One stream line's object, e.g. {"type":"intercepted","time":"...","workload":"pod-a",...}.
 nlohmann::json event_to_json(const Event& event);

@@ -220,14 +220,8 @@ Server::~Server() {
   if (!impl_) {
     return;
   }
-  try {
-    boost::system::error_code ignored;
-    impl_->acceptor.close(ignored);
-    impl_->retry_timer.cancel();
-    close_all(impl_->shared->connections);
-  } catch (const std::exception& error) {
-    spdlog::warn("metrics: closing the endpoint: {}", error.what());
-  }
+  shut_down(impl_->acceptor, impl_->retry_timer, impl_->shared->connections,
+            "metrics: closing the endpoint");
 }
 
 std::uint16_t Server::port() const {

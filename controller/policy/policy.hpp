@@ -22,6 +22,8 @@ struct PeerSelector {
   std::optional<std::string> workload;
   std::map<std::string, std::string> labels;
   std::optional<Cidr> cidr;
+
+  bool operator==(const PeerSelector&) const = default;
 };
 
 enum class RuleAction { kAllow, kDeny };
@@ -30,12 +32,16 @@ const char* to_string(RuleAction action);
 struct PortRange {
   std::uint16_t first = 0;
   std::uint16_t last = 0;
+
+  bool operator==(const PortRange&) const = default;
 };
 
 struct PolicyRule {
   RuleAction action = RuleAction::kAllow;
   std::vector<PeerSelector> peers;  // empty: any peer
   std::vector<PortRange> ports;     // empty: every port
+
+  bool operator==(const PolicyRule&) const = default;
 };
 
 // Settings a policy gives the workloads it selects, replacing theirs key by key: what is
@@ -54,6 +60,8 @@ struct PolicyOverrides {
   // "fast_path": {"enabled": ..., "exclude_ports": [...]}: fast_path, fast_path_exclude_ports.
   std::optional<bool> fast_path;
   std::optional<std::vector<std::uint16_t>> fast_path_exclude_ports;
+
+  bool operator==(const PolicyOverrides&) const = default;
 };
 
 struct Policy {
@@ -62,6 +70,8 @@ struct Policy {
   std::vector<PolicyRule> ingress;  // connections to the target; peers are sources
   std::vector<PolicyRule> egress;   // connections from the target; peers are destinations
   PolicyOverrides overrides;
+
+  bool operator==(const Policy&) const = default;
 };
 
 // Limits that keep one request and one compiled policy bounded.

@@ -1,9 +1,6 @@
 #include "policy/registry.hpp"
 
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
-
-#include <cerrno>
 
 #include "common/text_file.hpp"
 
@@ -20,10 +17,6 @@ std::vector<Policy> values(const std::map<std::string, Policy>& policies) {
   return list;
 }
 
-bool same_policy(const Policy& a, const Policy& b) {
-  return policy_to_json(a) == policy_to_json(b);
-}
-
 }  // namespace
 
 std::string policy_state_path(const std::string& state_dir) {
@@ -32,17 +25,16 @@ std::string policy_state_path(const std::string& state_dir) {
 
 Result<std::vector<Policy>> load_policies(const std::string& state_dir) {
   const std::string path = policy_state_path(state_dir);
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
-    return std::vector<Policy>{};
-  }
-  auto text = read_text_file(path);
+  auto text = read_text_file_if_present(path);
   if (!text) {
     return text.error();
   }
+  if (!text->has_value()) {
+    return std::vector<Policy>{};
+  }
   const char* const fix =
       " (fix or remove the file; it holds the policies applied with meshlanectl)";
-  const nlohmann::json state = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json state = nlohmann::json::parse(**text, nullptr, /*allow_exceptions=*/false);
   if (state.is_discarded() || !state.is_object() || state.value("v", 0) != kStateVersion ||
       !state.contains("policies")) {
     return make_error(path + ": not a version " + std::to_string(kStateVersion) +
@@ -76,7 +68,7 @@ PolicyRegistry::PolicyRegistry(InstallFn install, PersistFn persist, std::vector
   }
 }
 
-Outcome<nlohmann::json> PolicyRegistry::commit(std::map<std::string, Policy> next) {
+ControlResult<nlohmann::json> PolicyRegistry::commit(std::map<std::string, Policy> next) {
   const std::vector<Policy> list = values(next);
   auto report = install_(list);
   if (!report) {
@@ -96,15 +88,15 @@ Outcome<nlohmann::json> PolicyRegistry::commit(std::map<std::string, Policy> nex
   return report.value();
 }
 
-Outcome<nlohmann::json> PolicyRegistry::apply(const std::vector<Policy>& incoming,
-                                              bool replace_all) {
+ControlResult<nlohmann::json> PolicyRegistry::apply(const std::vector<Policy>& incoming,
+                                                    bool replace_all) {
   std::map<std::string, Policy> next = replace_all ? std::map<std::string, Policy>{} : policies_;
   nlohmann::json outcomes = nlohmann::json::object();
   for (const Policy& policy : incoming) {
     const auto it = policies_.find(policy.name);
-    outcomes[policy.name] = it == policies_.end()             ? "added"
-                            : same_policy(it->second, policy) ? "unchanged"
-                                                              : "replaced";
+    outcomes[policy.name] = it == policies_.end()  ? "added"
+                            : it->second == policy ? "unchanged"
+                                                   : "replaced";
     next[policy.name] = policy;
   }
   nlohmann::json removed = nlohmann::json::array();
@@ -117,15 +109,15 @@ Outcome<nlohmann::json> PolicyRegistry::apply(const std::vector<Policy>& incomin
     return invalid_params("the result would hold " + std::to_string(next.size()) +
                           " policies, more than " + std::to_string(kMaxPolicies));
   }
-  Outcome<nlohmann::json> outcome = commit(std::move(next));
-  if (auto* report = std::get_if<nlohmann::json>(&outcome)) {
-    (*report)["outcomes"] = outcomes;
-    (*report)["removed"] = removed;
+  ControlResult<nlohmann::json> outcome = commit(std::move(next));
+  if (outcome) {
+    (*outcome)["outcomes"] = outcomes;
+    (*outcome)["removed"] = removed;
   }
   return outcome;
 }
 
-Outcome<nlohmann::json> PolicyRegistry::remove(const std::string& name, bool missing_ok) {
+ControlResult<nlohmann::json> PolicyRegistry::remove(const std::string& name, bool missing_ok) {
   if (policies_.count(name) == 0) {
     if (missing_ok) {
       return nlohmann::json{{"name", name}, {"outcome", "absent"}};
@@ -134,10 +126,10 @@ Outcome<nlohmann::json> PolicyRegistry::remove(const std::string& name, bool mis
   }
   std::map<std::string, Policy> next = policies_;
   next.erase(name);
-  Outcome<nlohmann::json> outcome = commit(std::move(next));
-  if (auto* report = std::get_if<nlohmann::json>(&outcome)) {
-    (*report)["name"] = name;
-    (*report)["outcome"] = "deleted";
+  ControlResult<nlohmann::json> outcome = commit(std::move(next));
+  if (outcome) {
+    (*outcome)["name"] = name;
+    (*outcome)["outcome"] = "deleted";
   }
   return outcome;
 }

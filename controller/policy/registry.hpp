@@ -33,14 +33,14 @@ class PolicyRegistry {
 
   // Adds or replaces the given policies by name (replace_all: they become the whole set).
   // All or nothing: nothing changes unless the whole new set is installed and saved.
-  Outcome<nlohmann::json> apply(const std::vector<Policy>& incoming, bool replace_all);
-  Outcome<nlohmann::json> remove(const std::string& name, bool missing_ok);
+  ControlResult<nlohmann::json> apply(const std::vector<Policy>& incoming, bool replace_all);
+  ControlResult<nlohmann::json> remove(const std::string& name, bool missing_ok);
 
   [[nodiscard]] const Policy* find(const std::string& name) const;
   [[nodiscard]] std::vector<Policy> list() const;
 
  private:
-  Outcome<nlohmann::json> commit(std::map<std::string, Policy> next);
+  ControlResult<nlohmann::json> commit(std::map<std::string, Policy> next);
 
   InstallFn install_;
   PersistFn persist_;

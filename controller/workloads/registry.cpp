@@ -1,9 +1,7 @@
 #include "workloads/registry.hpp"
 
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -11,7 +9,7 @@
 #include <set>
 #include <utility>
 
-#include "common/unique_fd.hpp"
+#include "common/text_file.hpp"
 
 namespace meshlane::control {
 
@@ -39,43 +37,6 @@ std::string node_proxy_text(const IpAddress& address, std::uint16_t port) {
     return host;
   }
   return (address.is_ipv4 ? host : "[" + host + "]") + ":" + std::to_string(port);
-}
-
-Status write_all(int fd, const std::string& content, const std::string& path) {
-  std::size_t written = 0;
-  while (written < content.size()) {
-    const ssize_t count = ::write(fd, content.data() + written, content.size() - written);
-    if (count < 0 && errno == EINTR) {
-      continue;
-    }
-    if (count < 0) {
-      return make_error(errno, "cannot write " + path);
-    }
-    written += static_cast<std::size_t>(count);
-  }
-  return {};
-}
-
-Result<std::string> read_whole_file(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    return make_error(errno, "cannot read " + path);
-  }
-  std::string text;
-  char buffer[8192];
-  for (;;) {
-    const ssize_t count = ::read(fd.get(), buffer, sizeof buffer);
-    if (count < 0 && errno == EINTR) {
-      continue;
-    }
-    if (count < 0) {
-      return make_error(errno, "cannot read " + path);
-    }
-    if (count == 0) {
-      return text;
-    }
-    text.append(buffer, static_cast<std::size_t>(count));
-  }
 }
 
 }  // namespace
@@ -111,10 +72,6 @@ nlohmann::json workload_to_json(const WorkloadConfig& w) {
   return object;
 }
 
-bool same_workload(const WorkloadConfig& a, const WorkloadConfig& b) {
-  return workload_to_json(a) == workload_to_json(b);
-}
-
 std::string workload_state_path(const std::string& state_dir) {
   return state_dir + "/" + kWorkloadStateFile;
 }
@@ -138,52 +95,19 @@ Status ensure_state_dir(const std::string& state_dir) {
   return {};
 }
 
-Status write_file_atomically(const std::string& path, const std::string& content) {
-  const std::filesystem::path target(path);
-  const std::string temporary = path + ".tmp";
-  UniqueFd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd) {
-    return make_error(errno, "cannot create " + temporary);
-  }
-  auto fail = [&](Error error) {
-    ::unlink(temporary.c_str());
-    return error;
-  };
-  if (Status status = write_all(fd.get(), content, temporary); !status) {
-    return fail(status.error());
-  }
-  if (::fsync(fd.get()) != 0) {
-    return fail(make_error(errno, "cannot fsync " + temporary));
-  }
-  if (::close(fd.release()) != 0) {
-    return fail(make_error(errno, "cannot close " + temporary));
-  }
-  if (::rename(temporary.c_str(), path.c_str()) != 0) {
-    return fail(make_error(errno, "cannot rename " + temporary + " to " + path));
-  }
-  // The rename is durable only once the directory is.
-  const std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
-  UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir_fd || ::fsync(dir_fd.get()) != 0) {
-    return make_error(errno, "cannot fsync directory " + dir);
-  }
-  return {};
-}
-
 Result<std::vector<WorkloadConfig>> load_live_workloads(const std::string& state_dir) {
   const std::string path = workload_state_path(state_dir);
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
-    return std::vector<WorkloadConfig>{};
-  }
-  auto text = read_whole_file(path);
+  auto text = read_text_file_if_present(path);
   if (!text) {
     return text.error();
+  }
+  if (!text->has_value()) {
+    return std::vector<WorkloadConfig>{};
   }
   const char* const fix =
       " (fix or remove the file; it holds the workloads added with "
       "meshlanectl)";
-  nlohmann::json state = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json state = nlohmann::json::parse(**text, nullptr, /*allow_exceptions=*/false);
   if (state.is_discarded() || !state.is_object()) {
     return make_error(path + ": not a JSON object" + fix);
   }
@@ -327,7 +251,7 @@ Status WorkloadRegistry::reload(std::vector<WorkloadConfig> config_workloads) {
   return {};
 }
 
-std::optional<ControlError> WorkloadRegistry::commit(std::map<std::string, WorkloadConfig> next) {
+ControlStatus WorkloadRegistry::commit(std::map<std::string, WorkloadConfig> next) {
   if (Status status = apply_(combined_with(next)); !status) {
     return ControlError{ErrorCode::kApplyFailed, status.error().message()};
   }
@@ -343,10 +267,10 @@ std::optional<ControlError> WorkloadRegistry::commit(std::map<std::string, Workl
     return ControlError{ErrorCode::kApplyFailed, message};
   }
   live_ = std::move(next);
-  return std::nullopt;
+  return {};
 }
 
-Outcome<AddOutcome> WorkloadRegistry::add(const WorkloadConfig& workload) {
+ControlResult<AddOutcome> WorkloadRegistry::add(const WorkloadConfig& workload) {
   for (const WorkloadConfig& configured : config_) {
     if (configured.name == workload.name) {
       return ControlError{ErrorCode::kConflict,
@@ -362,20 +286,20 @@ Outcome<AddOutcome> WorkloadRegistry::add(const WorkloadConfig& workload) {
     }
   }
   auto existing = live_.find(workload.name);
-  if (existing != live_.end() && same_workload(existing->second, workload)) {
+  if (existing != live_.end() && existing->second == workload) {
     return AddOutcome::kUnchanged;
   }
   const AddOutcome outcome = existing == live_.end() ? AddOutcome::kAdded : AddOutcome::kReplaced;
   std::map<std::string, WorkloadConfig> next = live_;
   next.insert_or_assign(workload.name, workload);
-  if (auto error = commit(std::move(next))) {
-    return *error;
+  if (ControlStatus committed = commit(std::move(next)); !committed) {
+    return committed.error();
   }
   spdlog::info("control: workload {} {}", workload.name, to_string(outcome));
   return outcome;
 }
 
-Outcome<DeleteOutcome> WorkloadRegistry::remove(const std::string& name, bool missing_ok) {
+ControlResult<DeleteOutcome> WorkloadRegistry::remove(const std::string& name, bool missing_ok) {
   for (const WorkloadConfig& configured : config_) {
     if (configured.name == name) {
       return ControlError{
@@ -391,8 +315,8 @@ Outcome<DeleteOutcome> WorkloadRegistry::remove(const std::string& name, bool mi
   }
   std::map<std::string, WorkloadConfig> next = live_;
   next.erase(name);
-  if (auto error = commit(std::move(next))) {
-    return *error;
+  if (ControlStatus committed = commit(std::move(next)); !committed) {
+    return committed.error();
   }
   spdlog::info("control: workload {} deleted", name);
   return DeleteOutcome::kDeleted;

@@ -7,7 +7,6 @@
 #include <functional>
 #include <map>
 #include <string>
-#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -21,9 +20,6 @@ namespace meshlane::control {
 // Every [[workload]] key with its effective value (the preset filled in), in the form
 // parse_workload_json() reads back: workload_from_json(workload_to_json(w)) == w.
 nlohmann::json workload_to_json(const WorkloadConfig& workload);
-
-// Same settings, key for key (what makes workload.add idempotent).
-bool same_workload(const WorkloadConfig& a, const WorkloadConfig& b);
 
 // ---- State file: <state_dir>/workloads.json = {"v":1,"workloads":[<workload_to_json>...]} ----
 
@@ -45,9 +41,6 @@ Result<std::vector<WorkloadConfig>> load_live_workloads(const std::string& state
 Status save_live_workloads(const std::string& state_dir,
                            const std::vector<WorkloadConfig>& workloads);
 
-// The same for any file: content lands at path completely or not at all.
-Status write_file_atomically(const std::string& path, const std::string& content);
-
 // ---- The registry --------------------------------------------------------------------------
 
 enum class WorkloadSource { kConfig, kLive };
@@ -58,9 +51,6 @@ const char* to_string(AddOutcome outcome);
 
 enum class DeleteOutcome { kDeleted, kAbsent };
 const char* to_string(DeleteOutcome outcome);
-
-template <typename T>
-using Outcome = std::variant<T, ControlError>;
 
 class WorkloadRegistry {
  public:
@@ -87,9 +77,9 @@ class WorkloadRegistry {
   Status reload(std::vector<WorkloadConfig> config_workloads);
 
   // Adds or replaces a live workload; an identical one is left alone.
-  Outcome<AddOutcome> add(const WorkloadConfig& workload);
+  ControlResult<AddOutcome> add(const WorkloadConfig& workload);
   // Deletes a live workload. missing_ok turns "not found" into kAbsent.
-  Outcome<DeleteOutcome> remove(const std::string& name, bool missing_ok);
+  ControlResult<DeleteOutcome> remove(const std::string& name, bool missing_ok);
 
   struct Entry {
     const WorkloadConfig* workload = nullptr;
@@ -110,7 +100,7 @@ class WorkloadRegistry {
       const std::map<std::string, WorkloadConfig>& live) const;
   static std::vector<WorkloadConfig> values(const std::map<std::string, WorkloadConfig>& live);
   // Applies and saves `next` as the live set; on a save failure re-applies the current state.
-  std::optional<ControlError> commit(std::map<std::string, WorkloadConfig> next);
+  ControlStatus commit(std::map<std::string, WorkloadConfig> next);
 
   ApplyFn apply_;
   PersistFn persist_;

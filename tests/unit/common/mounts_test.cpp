@@ -11,12 +11,14 @@
 #include <iterator>
 #include <string>
 
+#include "temp_dir.hpp"
 #include "test_support.hpp"
 
 namespace meshlane {
 namespace {
 
 using test::contains;
+using test::TempDir;
 
 std::string read_text(const std::string& path) {
   std::ifstream file(path);
@@ -27,28 +29,6 @@ std::string read_text(const std::string& path) {
 std::string fixture(const std::string& name) {
   return read_text(std::string(MESHLANE_FIXTURE_DIR) + "/mountinfo/" + name);
 }
-
-// A fresh directory under the system temp dir, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "meshlane-test-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data()) != nullptr ? pattern : "";
-    EXPECT_FALSE(path_.empty()) << "mkdtemp failed: " << std::strerror(errno);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // ---- find_cgroup2_mount / find_bpffs_mount on fixtures --------------------------------------
 

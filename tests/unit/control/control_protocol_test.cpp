@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <string>
-#include <variant>
 
 #include "control/protocol.hpp"
 
@@ -17,16 +16,14 @@ using test::contains;
 
 Request parse_ok(const std::string& line) {
   auto parsed = parse_request(line);
-  EXPECT_TRUE(std::holds_alternative<Request>(parsed))
-      << line << " -> " << std::get<RequestError>(parsed).error.message;
-  return std::holds_alternative<Request>(parsed) ? std::get<Request>(parsed) : Request{};
+  EXPECT_TRUE(parsed.ok()) << line << " -> " << parsed.error().error.message;
+  return parsed.ok() ? parsed.value() : Request{};
 }
 
 RequestError parse_bad(const std::string& line) {
   auto parsed = parse_request(line);
-  EXPECT_TRUE(std::holds_alternative<RequestError>(parsed)) << "accepted: " << line;
-  return std::holds_alternative<RequestError>(parsed) ? std::get<RequestError>(parsed)
-                                                      : RequestError{};
+  EXPECT_FALSE(parsed.ok()) << "accepted: " << line;
+  return parsed.ok() ? RequestError{} : parsed.error();
 }
 
 TEST(ControlRequest, FullRequestIsParsed) {
@@ -290,37 +287,39 @@ TEST(LineFramer, ConsumedLinesDoNotAccumulate) {
 
 TEST(ControlParams, UnknownParameterListsTheKnownOnes) {
   const nlohmann::json params = {{"name", "a"}, {"nmae", "b"}};
-  auto error = Params(params).only({"name", "missing_ok"});
-  ASSERT_TRUE(error.has_value());
-  EXPECT_EQ(error->code, ErrorCode::kInvalidParams);
-  EXPECT_EQ(error->message, "params.nmae: unknown parameter (known: name, missing_ok)");
+  auto checked = Params(params).only({"name", "missing_ok"});
+  ASSERT_FALSE(checked.ok());
+  EXPECT_EQ(checked.error().code, ErrorCode::kInvalidParams);
+  EXPECT_EQ(checked.error().message, "params.nmae: unknown parameter (known: name, missing_ok)");
   const nlohmann::json one = {{"x", 1}};
-  EXPECT_EQ(Params(one).only({})->message, "params.x: unknown parameter (this method takes none)");
-  EXPECT_FALSE(Params(nlohmann::json::object()).only({}).has_value());
+  EXPECT_EQ(Params(one).only({}).error().message,
+            "params.x: unknown parameter (this method takes none)");
+  EXPECT_TRUE(Params(nlohmann::json::object()).only({}).ok());
 }
 
 TEST(ControlParams, TypedReaders) {
   const nlohmann::json params = {{"name", "a"}, {"flag", true}, {"n", 5}, {"bad", "5"}};
   const Params reader(params);
   std::optional<std::string> name;
-  EXPECT_FALSE(reader.string("name", true, name).has_value());
+  EXPECT_TRUE(reader.string("name", true, name).ok());
   EXPECT_EQ(name, "a");
   std::optional<std::string> absent;
-  EXPECT_FALSE(reader.string("other", false, absent).has_value());
+  EXPECT_TRUE(reader.string("other", false, absent).ok());
   EXPECT_FALSE(absent.has_value());
-  EXPECT_EQ(reader.string("other", true, absent)->message, "params.other: required");
-  EXPECT_EQ(reader.string("n", true, absent)->message,
+  EXPECT_EQ(reader.string("other", true, absent).error().message, "params.other: required");
+  EXPECT_EQ(reader.string("n", true, absent).error().message,
             "params.n: expected a string, got an integer");
   std::optional<bool> flag;
-  EXPECT_FALSE(reader.boolean("flag", flag).has_value());
+  EXPECT_TRUE(reader.boolean("flag", flag).ok());
   EXPECT_EQ(flag, true);
-  EXPECT_EQ(reader.boolean("name", flag)->message,
+  EXPECT_EQ(reader.boolean("name", flag).error().message,
             "params.name: expected true or false, got a string");
   std::optional<std::int64_t> n;
-  EXPECT_FALSE(reader.integer("n", 0, 10, n).has_value());
+  EXPECT_TRUE(reader.integer("n", 0, 10, n).ok());
   EXPECT_EQ(n, 5);
-  EXPECT_EQ(reader.integer("n", 0, 4, n)->message, "params.n: 5 is out of range (allowed 0..4)");
-  EXPECT_EQ(reader.integer("bad", 0, 10, n)->message,
+  EXPECT_EQ(reader.integer("n", 0, 4, n).error().message,
+            "params.n: 5 is out of range (allowed 0..4)");
+  EXPECT_EQ(reader.integer("bad", 0, 10, n).error().message,
             "params.bad: expected an integer 0..10, got a string");
 }
 

@@ -22,6 +22,7 @@
 #include "control/client.hpp"
 #include "control/protocol.hpp"
 #include "control/server.hpp"
+#include "temp_dir.hpp"
 
 namespace meshlane::control {
 namespace {
@@ -32,10 +33,11 @@ using std::chrono::milliseconds;
 // ControlApi does.
 Reply echo_handler(const PeerCredentials& peer, std::string_view line) {
   auto parsed = parse_request(line);
-  if (auto* bad = std::get_if<RequestError>(&parsed)) {
-    return {encode_error(bad->id, bad->error), bad->close};
+  if (!parsed) {
+    const RequestError& bad = parsed.error();
+    return {encode_error(bad.id, bad.error), bad.close};
   }
-  const Request& request = std::get<Request>(parsed);
+  const Request& request = parsed.value();
   if (request.method == "slow") {
     std::this_thread::sleep_for(milliseconds(2));
   }
@@ -49,19 +51,14 @@ Reply echo_handler(const PeerCredentials& peer, std::string_view line) {
 class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = ::testing::TempDir() + "meshlane-srv-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
+    ASSERT_FALSE(scratch_.path().empty());
+    dir_ = scratch_.path();
     options_.path = dir_ + "/run/ctl.sock";
     options_.mode = 0600;
     options_.idle_timeout = milliseconds(30000);
   }
 
-  void TearDown() override {
-    stop();
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-  }
+  void TearDown() override { stop(); }
 
   void start(LineHandler handler = echo_handler) {
     auto server = Server::start(io_, options_, std::move(handler));
@@ -103,7 +100,8 @@ class ServerTest : public ::testing::Test {
     return response.ok() && response->error ? response->error->code : ErrorCode::kInternal;
   }
 
-  std::string dir_;
+  test::TempDir scratch_{"meshlane-srv"};
+  std::string dir_;  // scratch_.path()
   ServerOptions options_;
   boost::asio::io_context io_;
   std::unique_ptr<Server> server_;
@@ -332,9 +330,7 @@ TEST_F(ServerTest, ClientThatVanishesMidResponseDoesNotHurt) {
   // A response big enough not to fit in the socket buffer at once.
   start([](const PeerCredentials&, std::string_view line) {
     auto parsed = parse_request(line);
-    return Reply{
-        encode_result(std::get<Request>(parsed).id, {{"blob", std::string(8 * 1024 * 1024, 'x')}}),
-        false};
+    return Reply{encode_result(parsed->id, {{"blob", std::string(8 * 1024 * 1024, 'x')}}), false};
   });
   {
     Client client = connect();

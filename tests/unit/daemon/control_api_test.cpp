@@ -262,10 +262,12 @@ TEST_F(ControlApiTest, ConnsNameWorkloadsByAddressAndLoopbackScope) {
   backend_.keys = {make_key("127.0.0.1", 40000, "127.0.0.1", 15001, 4242),
                    make_key("127.0.0.1", 15001, "127.0.0.1", 40000, 4242),
                    make_key("198.18.0.10", 50000, "198.18.0.20", 15006)};
-  ASSERT_TRUE(std::holds_alternative<AddOutcome>(registry_.add(
-      parse_workload_json({{"name", "a"}, {"netns", "/var/run/netns/a"}, {"ips", {"198.18.0.10"}}},
-                          "", "params")
-          .value())));
+  ASSERT_TRUE(registry_
+                  .add(parse_workload_json(
+                           {{"name", "a"}, {"netns", "/var/run/netns/a"}, {"ips", {"198.18.0.10"}}},
+                           "", "params")
+                           .value())
+                  .ok());
   const nlohmann::json conns = result("conns");
   EXPECT_EQ(conns["total"], 3);
   EXPECT_EQ(conns["shown"], 3);
@@ -298,13 +300,14 @@ TEST_F(ControlApiTest, ConnsTellFastPathConnectionsFromTheAppliedSettings) {
   for (const auto& [name, ip, fast] :
        {std::tuple{"f1", "198.18.0.31", true}, std::tuple{"f2", "198.18.0.32", true},
         std::tuple{"f3", "198.18.0.33", false}}) {
-    ASSERT_TRUE(std::holds_alternative<AddOutcome>(
-        registry_.add(parse_workload_json({{"name", name},
-                                           {"netns", std::string("/var/run/netns/") + name},
-                                           {"ips", {ip}},
-                                           {"fast_path", fast}},
-                                          "", "params")
-                          .value())));
+    ASSERT_TRUE(registry_
+                    .add(parse_workload_json({{"name", name},
+                                              {"netns", std::string("/var/run/netns/") + name},
+                                              {"ips", {ip}},
+                                              {"fast_path", fast}},
+                                             "", "params")
+                             .value())
+                    .ok());
   }
   backend_.keys = {make_key("198.18.0.31", 41000, "198.18.0.32", 8080),
                    make_key("198.18.0.32", 8080, "198.18.0.31", 41000),

@@ -21,6 +21,7 @@
 #include "daemon/control_api.hpp"
 #include "monitor_fixtures.hpp"
 #include "observe/monitor_hub.hpp"
+#include "temp_dir.hpp"
 
 namespace meshlane::monitor {
 namespace {
@@ -37,7 +38,7 @@ class HubBackend final : public control::ControlBackend {
   Result<Counters> counters() override { return Counters{}; }
   Result<std::vector<ml_sock_key>> sockhash_keys() override { return std::vector<ml_sock_key>{}; }
   std::optional<std::uint64_t> netns_cookie(const std::string&) override { return std::nullopt; }
-  control::Outcome<std::shared_ptr<Subscription>> subscribe(const Filter& filter) override {
+  control::ControlResult<std::shared_ptr<Subscription>> subscribe(const Filter& filter) override {
     if (hub_ == nullptr) {
       return ControlBackend::subscribe(filter);
     }
@@ -100,8 +101,8 @@ TEST_F(MonitorMethodTest, BadFiltersAccessAndNoMonitorAreErrors) {
   control::Request request;
   request.method = "monitor";
   auto outcome = api.call({1, 0, 0, {}}, request);
-  ASSERT_TRUE(std::holds_alternative<ControlError>(outcome));
-  EXPECT_EQ(std::get<ControlError>(outcome).code, ErrorCode::kInternal);
+  ASSERT_FALSE(outcome.ok());
+  EXPECT_EQ(outcome.error().code, ErrorCode::kInternal);
   EXPECT_EQ(hub_.subscribers(), 0u);
 
   HubBackend none(nullptr);
@@ -116,10 +117,8 @@ TEST_F(MonitorMethodTest, BadFiltersAccessAndNoMonitorAreErrors) {
 class MonitorStreamTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = ::testing::TempDir() + "meshlane-mon-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-    options_.path = dir_ + "/ctl.sock";
+    ASSERT_FALSE(dir_.path().empty());
+    options_.path = dir_.path() + "/ctl.sock";
     options_.mode = 0600;
     options_.idle_timeout = std::chrono::milliseconds(300);  // streams must outlive it
     hub_ = std::make_unique<Hub>([this](std::uint64_t mask) { gate_ = mask; }, 8);
@@ -138,8 +137,6 @@ class MonitorStreamTest : public ::testing::Test {
     on_io([this] { server_.reset(); });
     io_.stop();
     thread_.join();
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
   }
 
   // Runs fn on the io thread (the hub and the server live there) and waits for it.
@@ -186,7 +183,7 @@ class MonitorStreamTest : public ::testing::Test {
     return std::move(client.value());
   }
 
-  std::string dir_;
+  test::TempDir dir_{"meshlane-mon"};
   control::ServerOptions options_;
   boost::asio::io_context io_;
   std::atomic<std::uint64_t> gate_{0};

@@ -227,18 +227,18 @@ TEST(MonitorFormat, TimeIsUtcWithMicroseconds) {
 
 Filter parsed(const json& params) {
   auto filter = parse_filter(params);
-  EXPECT_TRUE(std::holds_alternative<Filter>(filter)) << std::get<ControlError>(filter).message;
-  return std::holds_alternative<Filter>(filter) ? std::get<Filter>(filter) : Filter{};
+  EXPECT_TRUE(filter.ok()) << filter.error().message;
+  return filter.ok() ? filter.value() : Filter{};
 }
 
 std::string rejected(const json& params) {
   auto filter = parse_filter(params);
-  EXPECT_TRUE(std::holds_alternative<ControlError>(filter)) << params.dump();
-  if (!std::holds_alternative<ControlError>(filter)) {
+  EXPECT_FALSE(filter.ok()) << params.dump();
+  if (filter.ok()) {
     return "";
   }
-  EXPECT_EQ(std::get<ControlError>(filter).code, ErrorCode::kInvalidParams);
-  return std::get<ControlError>(filter).message;
+  EXPECT_EQ(filter.error().code, ErrorCode::kInvalidParams);
+  return filter.error().message;
 }
 
 TEST(MonitorFilter, EmptyMatchesEverything) {

@@ -12,15 +12,18 @@
 #include <string>
 #include <vector>
 
+#include "common/text_file.hpp"
 #include "config/config.hpp"
 #include "workloads/registry.hpp"
 
+#include "temp_dir.hpp"
 #include "test_support.hpp"
 
 namespace meshlane::control {
 namespace {
 
 using test::contains;
+using test::TempDir;
 
 WorkloadConfig from_json(const nlohmann::json& object) {
   auto workload = parse_workload_json(object, "", "params");
@@ -37,25 +40,6 @@ std::string json_error(const nlohmann::json& object) {
 nlohmann::json minimal(const std::string& name = "a") {
   return {{"name", name}, {"netns", "/var/run/netns/" + name}, {"ips", {"198.18.0.10"}}};
 }
-
-// A scratch directory removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = ::testing::TempDir() + "meshlane-control-XXXXXX";
-    path_ = ::mkdtemp(pattern.data()) != nullptr ? pattern : "";
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // ---- JSON form -------------------------------------------------------------------------------
 
@@ -113,7 +97,7 @@ TEST(WorkloadJson, EveryKeyRoundTrips) {
   };
   const WorkloadConfig workload = from_json(full);
   EXPECT_EQ(workload_to_json(workload), full);
-  EXPECT_TRUE(same_workload(from_json(workload_to_json(workload)), workload));
+  EXPECT_EQ(from_json(workload_to_json(workload)), workload);
 }
 
 TEST(WorkloadJson, PresetValuesAreShownInFull) {
@@ -123,7 +107,7 @@ TEST(WorkloadJson, PresetValuesAreShownInFull) {
   EXPECT_EQ(shown["inbound_passthrough_sources"], nlohmann::json({"127.0.0.6", "::6"}));
   EXPECT_EQ(shown["interface"], "eth0");
   EXPECT_FALSE(shown.contains("node_proxy"));
-  EXPECT_TRUE(same_workload(from_json(shown), from_json(minimal())));
+  EXPECT_EQ(from_json(shown), from_json(minimal()));
 }
 
 TEST(WorkloadJson, FastPathIsOffByDefaultAndPartOfTheComparison) {
@@ -138,12 +122,12 @@ TEST(WorkloadJson, FastPathIsOffByDefaultAndPartOfTheComparison) {
   object["fast_path"] = true;
   const WorkloadConfig fast = from_json(object);
   EXPECT_TRUE(fast.fast_path);
-  EXPECT_FALSE(same_workload(fast, plain));
+  EXPECT_NE(fast, plain);
   object["fast_path_exclude_ports"] = {5432};
   const WorkloadConfig excluded = from_json(object);
   EXPECT_EQ(excluded.fast_path_exclude_ports, std::vector<std::uint16_t>{5432});
-  EXPECT_FALSE(same_workload(excluded, fast));
-  EXPECT_TRUE(same_workload(from_json(workload_to_json(excluded)), excluded));
+  EXPECT_NE(excluded, fast);
+  EXPECT_EQ(from_json(workload_to_json(excluded)), excluded);
 }
 
 TEST(WorkloadJson, FastPathKeysAreValidatedLikeTheConfigFile) {
@@ -249,8 +233,8 @@ TEST(WorkloadState, SaveCreatesTheDirectoryAndLoadReadsItBack) {
   auto loaded = load_live_workloads(state_dir);
   ASSERT_TRUE(loaded.ok()) << loaded.error().message();
   ASSERT_EQ(loaded->size(), 2u);
-  EXPECT_TRUE(same_workload((*loaded)[0], saved[0]));
-  EXPECT_TRUE(same_workload((*loaded)[1], saved[1]));
+  EXPECT_EQ((*loaded)[0], saved[0]);
+  EXPECT_EQ((*loaded)[1], saved[1]);
   // No temporary file is left next to it.
   EXPECT_FALSE(std::filesystem::exists(workload_state_path(state_dir) + ".tmp"));
 }
@@ -348,8 +332,8 @@ TEST(WorkloadRegistry, AddAppliesConfigPlusLiveAndSaves) {
   EXPECT_TRUE(fakes.saved.empty());  // nothing dropped: the state file is left alone
 
   auto outcome = registry.add(from_json(minimal("b")));
-  ASSERT_TRUE(std::holds_alternative<AddOutcome>(outcome));
-  EXPECT_EQ(std::get<AddOutcome>(outcome), AddOutcome::kAdded);
+  ASSERT_TRUE(outcome.ok());
+  EXPECT_EQ(outcome.value(), AddOutcome::kAdded);
   EXPECT_EQ(fakes.applied.back(), Names({"conf", "b"}));
   EXPECT_EQ(fakes.saved.back(), Names({"b"}));
   EXPECT_EQ(registry.live_count(), 1u);
@@ -362,13 +346,13 @@ TEST(WorkloadRegistry, AddIsIdempotentAndReplacesOnChange) {
   Fakes fakes;
   auto registry = fakes.registry();
   ASSERT_TRUE(registry.start({}, {}, always_ok).ok());
-  ASSERT_EQ(std::get<AddOutcome>(registry.add(from_json(minimal("a")))), AddOutcome::kAdded);
+  ASSERT_EQ(registry.add(from_json(minimal("a"))).value(), AddOutcome::kAdded);
   const std::size_t applies = fakes.applied.size();
-  EXPECT_EQ(std::get<AddOutcome>(registry.add(from_json(minimal("a")))), AddOutcome::kUnchanged);
+  EXPECT_EQ(registry.add(from_json(minimal("a"))).value(), AddOutcome::kUnchanged);
   EXPECT_EQ(fakes.applied.size(), applies);  // nothing re-applied
   nlohmann::json changed = minimal("a");
   changed["exclude_outbound_ports"] = {5432};
-  EXPECT_EQ(std::get<AddOutcome>(registry.add(from_json(changed))), AddOutcome::kReplaced);
+  EXPECT_EQ(registry.add(from_json(changed)).value(), AddOutcome::kReplaced);
   EXPECT_EQ(registry.find("a").workload->exclude_outbound_ports,
             (std::vector<std::uint16_t>{5432}));
   EXPECT_EQ(registry.live_count(), 1u);
@@ -379,11 +363,11 @@ TEST(WorkloadRegistry, ConfigWorkloadsCannotBeChangedLive) {
   auto registry = fakes.registry();
   ASSERT_TRUE(registry.start({from_json(minimal("conf"))}, {}, always_ok).ok());
   auto add = registry.add(from_json(minimal("conf")));
-  ASSERT_TRUE(std::holds_alternative<ControlError>(add));
-  EXPECT_EQ(std::get<ControlError>(add).code, ErrorCode::kConflict);
+  ASSERT_FALSE(add.ok());
+  EXPECT_EQ(add.error().code, ErrorCode::kConflict);
   auto del = registry.remove("conf", false);
-  ASSERT_TRUE(std::holds_alternative<ControlError>(del));
-  EXPECT_EQ(std::get<ControlError>(del).code, ErrorCode::kConflict);
+  ASSERT_FALSE(del.ok());
+  EXPECT_EQ(del.error().code, ErrorCode::kConflict);
 }
 
 TEST(WorkloadRegistry, SameNetnsAsAnotherWorkloadIsAConflict) {
@@ -393,10 +377,9 @@ TEST(WorkloadRegistry, SameNetnsAsAnotherWorkloadIsAConflict) {
   nlohmann::json object = minimal("b");
   object["netns"] = "/var/run/netns/conf";
   auto add = registry.add(from_json(object));
-  ASSERT_TRUE(std::holds_alternative<ControlError>(add));
-  EXPECT_EQ(std::get<ControlError>(add).code, ErrorCode::kConflict);
-  EXPECT_TRUE(
-      contains(std::get<ControlError>(add).message, "already the namespace of workload conf"));
+  ASSERT_FALSE(add.ok());
+  EXPECT_EQ(add.error().code, ErrorCode::kConflict);
+  EXPECT_TRUE(contains(add.error().message, "already the namespace of workload conf"));
 }
 
 TEST(WorkloadRegistry, FailedApplyChangesNothing) {
@@ -405,9 +388,9 @@ TEST(WorkloadRegistry, FailedApplyChangesNothing) {
   ASSERT_TRUE(registry.start({}, {}, always_ok).ok());
   fakes.fail_apply = true;
   auto add = registry.add(from_json(minimal("a")));
-  ASSERT_TRUE(std::holds_alternative<ControlError>(add));
-  EXPECT_EQ(std::get<ControlError>(add).code, ErrorCode::kApplyFailed);
-  EXPECT_EQ(std::get<ControlError>(add).message, "apply refused");
+  ASSERT_FALSE(add.ok());
+  EXPECT_EQ(add.error().code, ErrorCode::kApplyFailed);
+  EXPECT_EQ(add.error().message, "apply refused");
   EXPECT_EQ(registry.live_count(), 0u);
   EXPECT_TRUE(fakes.saved.empty());
 }
@@ -418,9 +401,9 @@ TEST(WorkloadRegistry, FailedSaveUndoesTheApply) {
   ASSERT_TRUE(registry.start({}, {}, always_ok).ok());
   fakes.fail_save = true;
   auto add = registry.add(from_json(minimal("a")));
-  ASSERT_TRUE(std::holds_alternative<ControlError>(add));
-  EXPECT_EQ(std::get<ControlError>(add).code, ErrorCode::kApplyFailed);
-  EXPECT_TRUE(contains(std::get<ControlError>(add).message, "the change was undone"));
+  ASSERT_FALSE(add.ok());
+  EXPECT_EQ(add.error().code, ErrorCode::kApplyFailed);
+  EXPECT_TRUE(contains(add.error().message, "the change was undone"));
   EXPECT_EQ(registry.live_count(), 0u);
   ASSERT_GE(fakes.applied.size(), 2u);
   EXPECT_EQ(fakes.applied.back(), Names{});  // the previous state, re-applied
@@ -432,16 +415,16 @@ TEST(WorkloadRegistry, DeleteRemovesAndSaves) {
   ASSERT_TRUE(
       registry.start({}, {from_json(minimal("a")), from_json(minimal("b"))}, always_ok).ok());
   auto del = registry.remove("a", false);
-  ASSERT_TRUE(std::holds_alternative<DeleteOutcome>(del));
-  EXPECT_EQ(std::get<DeleteOutcome>(del), DeleteOutcome::kDeleted);
+  ASSERT_TRUE(del.ok());
+  EXPECT_EQ(del.value(), DeleteOutcome::kDeleted);
   EXPECT_EQ(fakes.applied.back(), Names({"b"}));
   EXPECT_EQ(fakes.saved.back(), Names({"b"}));
   auto again = registry.remove("a", false);
-  ASSERT_TRUE(std::holds_alternative<ControlError>(again));
-  EXPECT_EQ(std::get<ControlError>(again).code, ErrorCode::kNotFound);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::kNotFound);
   auto tolerant = registry.remove("a", true);
-  ASSERT_TRUE(std::holds_alternative<DeleteOutcome>(tolerant));
-  EXPECT_EQ(std::get<DeleteOutcome>(tolerant), DeleteOutcome::kAbsent);
+  ASSERT_TRUE(tolerant.ok());
+  EXPECT_EQ(tolerant.value(), DeleteOutcome::kAbsent);
 }
 
 TEST(WorkloadRegistry, ListHasConfigInFileOrderThenLiveByName) {
