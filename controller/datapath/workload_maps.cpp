@@ -262,18 +262,9 @@ void WorkloadManager::save_record(const std::map<std::string, Attachment>* pendi
       add(name, attachment);
     }
   }
-  // Written to a temporary file and renamed: a crash never leaves half a record.
-  const std::string temporary = record_path_ + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::trunc);
-    out << text;
-    if (!out.flush()) {
-      spdlog::warn("cannot write {}: --cleanup may miss tc filters", temporary);
-      return;
-    }
-  }
-  if (std::rename(temporary.c_str(), record_path_.c_str()) != 0) {
-    spdlog::warn("cannot rename {} to {}: {}", temporary, record_path_, std::strerror(errno));
+  // Written whole or not at all: a crash never leaves half a record.
+  if (auto status = write_file_atomically(record_path_, text); !status) {
+    spdlog::warn("{}: --cleanup may miss tc filters", status.error().message());
   }
 }
 
