@@ -4,6 +4,9 @@
   report.py summarize RAW_PREFIX   one line about one cell (the progress line of bench.sh)
   report.py build OUT_DIR          OUT_DIR/raw/* -> OUT_DIR/results.{json,md}, chart.png
 
+Over 600 lines on purpose: one parser per tool's output, the sanity checks per mode and the
+report's tables live together so that a new mode or cell is added in one place.
+
 Raw files per cell (prefix raw/r<round>-<mode>-<cell>): .meta (key=value: round, mode, cell,
 command, rc, server_rc), .out/.err (the client's output), .stat0/.stat1 (first line of
 /proc/stat), .cg0/.cg1 (bench cgroup usage_usec), .t0/.t1 (ns), .sock0/.sock1 (TCP line of

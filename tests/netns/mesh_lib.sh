@@ -19,6 +19,8 @@
 #
 # Environment besides lib.sh's: ML_PROXY (default $MESHLANE_BIN/ml_proxy), HAPROXY (default
 # haproxy from PATH).
+# Over 600 lines on purpose: one library for the mesh topology (nodes, pods, sidecars, the
+# istio-iptables rules) that every mesh test sources.
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

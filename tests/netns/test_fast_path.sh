@@ -103,6 +103,8 @@
 # ml_proxy). Nothing waits a fixed time: every wait polls for its condition, ML_WAIT_S is only
 # a hang guard, and no assertion depends on how fast a step is.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
+# Over 600 lines on purpose: the issue's scenarios share one topology that takes long to
+# build, so they run in one script, one numbered step each.
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
 
 PYTHON=${PYTHON:-python3}

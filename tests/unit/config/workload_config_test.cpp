@@ -1,4 +1,6 @@
 // [[workload]] sections, mesh presets and the address/prefix parsers they use.
+// Over 600 lines on purpose: every key and error message of the [[workload]] section in one
+// place.
 
 #include <gtest/gtest.h>
 

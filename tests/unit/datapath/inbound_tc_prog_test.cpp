@@ -2,6 +2,8 @@
 // (BPF_PROG_TEST_RUN). tc_flow_test.cpp covers the pure decisions; this covers what only the
 // compiled object does: parsing the headers, the lookups in the maps the controller fills,
 // filing flows and original destinations, counting, and rewriting ports with their checksum.
+// Over 600 lines on purpose: most of it is the packet builder and map fixtures the cases share,
+// which only this file needs.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
