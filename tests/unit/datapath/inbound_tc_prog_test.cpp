@@ -263,8 +263,8 @@ class InboundTcProgram : public ::testing::Test {
   // Called between open and load, for tests that need smaller maps.
   virtual void size_maps() {}
 
-  // Registers a pod the way controller/datapath/workload_maps.cpp does: by netns cookie, by each of its
-  // addresses, with a per-workload counter entry.
+  // Registers a pod the way controller/datapath/workload_maps.cpp does: by netns cookie, by each of
+  // its addresses, with a per-workload counter entry.
   void add_workload(const ml_workload& wl) {
     const __u64 cookie = wl.netns_cookie;
     ASSERT_EQ(bpf_map_update_elem(map_fd(skeleton_->maps.ml_workloads_v1), &cookie, &wl, BPF_ANY),
