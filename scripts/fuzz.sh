@@ -5,11 +5,29 @@
 # did it is saved as build-fuzz/artifacts/<target>-crash-<sha1> (replay it with
 # `build/bin/<target>_replay FILE`, or the fuzz binary itself with the file as argument).
 #
-# Usage: scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 20, or $FUZZ_SECONDS)
+# Usage: scripts/fuzz.sh [--unit-tests] [--build-only] [SECONDS_PER_TARGET]
+#   SECONDS_PER_TARGET  default 20, or $FUZZ_SECONDS; 0 builds (and runs the unit tests) only
+#   --unit-tests  also build every unit test in build-fuzz/ and run them before fuzzing:
+#                 everything there is compiled with ASan and UBSan, so this is the sanitizer run
+#                 of the unit tests (scripts/test.sh uses it: one clang build serves both)
+#   --build-only  configure and build, run nothing
 # New inputs found go to build-fuzz/corpus/<target>/, never into the checked-in seed corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+unit_tests=false
+build_only=false
+while [[ ${1:-} == --* ]]; do
+  case $1 in
+    --unit-tests) unit_tests=true ;;
+    --build-only) build_only=true ;;
+    *)
+      echo "fuzz.sh: unknown option $1 (usage: scripts/fuzz.sh [--unit-tests] [--build-only] [SECONDS])" >&2
+      exit 2
+      ;;
+  esac
+  shift
+done
 seconds=${1:-${FUZZ_SECONDS:-20}}
 targets=(fuzz_control_api fuzz_config fuzz_metrics_http fuzz_policy)
 
@@ -19,7 +37,17 @@ if ! command -v clang++ >/dev/null; then
 fi
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHLANE_FUZZ=ON \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
-ninja -C build-fuzz -j"${FUZZ_BUILD_JOBS:-2}" "${targets[@]}"
+build_targets=("${targets[@]}")
+if $unit_tests; then
+  build_targets+=(unit_tests "${targets[@]/%/_replay}")
+fi
+ninja -C build-fuzz -j"${FUZZ_BUILD_JOBS:-2}" "${build_targets[@]}"
+$build_only && exit 0
+if $unit_tests; then
+  echo "fuzz.sh: unit tests with ASan+UBSan (build-fuzz/, clang)"
+  (cd build-fuzz && ctest --output-on-failure -L unit -j2)
+fi
+[[ $seconds != 0 ]] || exit 0
 
 mkdir -p build-fuzz/artifacts
 for target in "${targets[@]}"; do
