@@ -212,6 +212,13 @@ Result<InstallReport, InstallError> install_once(const InstallOptions& options) 
     return failed(edit.error());
   }
 
+  // The primary CNI put its own binary there, so a missing bin dir is a wrong --cni-bin-dir;
+  // creating it would install where the runtime never looks.
+  if (!fs::is_directory(options.cni_bin_dir, exists_error)) {
+    return failed(make_error("the CNI bin dir " + options.cni_bin_dir +
+                             " does not exist: pass the runtime's with --cni-bin-dir (containerd: "
+                             "bin_dir in /etc/containerd/config.toml, usually /opt/cni/bin)"));
+  }
   InstallReport report;
   report.binary = join(options.cni_bin_dir, std::string(kPluginType));
   auto copied = copy_executable_atomically(options.plugin_path, report.binary);

@@ -119,6 +119,17 @@ TEST_F(Node, MissingPluginIsAnErrorAndTheConflistIsLeftAlone) {
   EXPECT_EQ(read(conf("10-flannel.conflist")), read_golden("10-flannel.conflist"));
 }
 
+TEST_F(Node, MissingBinDirIsAnErrorAndNothingIsWritten) {
+  put_golden("10-flannel.conflist");
+  fs::remove_all(options.cni_bin_dir);
+  auto result = install_once(options);
+  ASSERT_FALSE(result);
+  EXPECT_FALSE(result.error().no_primary_yet);
+  EXPECT_NE(result.error().error.message().find("--cni-bin-dir"), std::string::npos);
+  EXPECT_FALSE(fs::exists(options.cni_bin_dir));
+  EXPECT_EQ(read(conf("10-flannel.conflist")), read_golden("10-flannel.conflist"));
+}
+
 TEST_F(Node, UninstallGivesBackTheOriginalBytesAndRemovesTheBinary) {
   for (const char* name : {"10-calico.conflist", "10-flannel.conflist"}) {
     SCOPED_TRACE(name);
