@@ -125,7 +125,7 @@ namespace {
 Result<Json> conflist_json_of_conf(std::string_view file_name, const Json& conf) {
   if (!conf.contains("type") || !conf["type"].is_string()) {
     return make_error(std::string(file_name) +
-                      " has neither \"plugins\" nor a \"type\": not a CNI configuration");
+                      R"( has neither "plugins" nor a "type": not a CNI configuration)");
   }
   Json list;
   if (conf.contains("cniVersion")) {

@@ -92,7 +92,7 @@ UniqueFd watch_conf_dir(const std::string& dir) {
   constexpr std::uint32_t kMask =
       IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF;
   if (::inotify_add_watch(fd.get(), dir.c_str(), kMask) < 0) {
-    return UniqueFd();
+    return {};
   }
   return fd;
 }

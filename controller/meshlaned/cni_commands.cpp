@@ -1,8 +1,8 @@
 #include "meshlaned/cni_commands.hpp"
 
-#include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
+#include <csignal>
 
 #include <chrono>
 #include <filesystem>
@@ -49,7 +49,7 @@ UniqueFd stop_signal_fd() {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   if (sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) {
-    return UniqueFd();
+    return {};
   }
   return UniqueFd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
 }
