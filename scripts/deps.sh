@@ -12,6 +12,8 @@ packages=(
   libclang-rt-14-dev
   # tests, demo and benchmarks
   iproute2 iperf3 sockperf haproxy iptables python3 procps gnuplot-nox curl
+  # deployment checks (tests/deploy/check_manifests.py)
+  python3-yaml python3-kubernetes
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,5 +1,7 @@
 // meshlaned: loads, pins and attaches the meshlane datapath and keeps it running
-// (controller/daemon/run.cpp); this file is its command line.
+// (controller/daemon/run.cpp); this file is its command line. Without a subcommand it is the
+// daemon (and --cleanup, --stats); `install-cni` and `uninstall-cni` manage the CNI plugin on
+// the node (meshlaned/cni_commands.cpp, docs/kubernetes.md).
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -12,6 +14,7 @@
 #include "config/config.hpp"
 #include "daemon/run.hpp"
 #include "datapath/test_hooks.hpp"
+#include "meshlaned/cni_commands.hpp"
 
 namespace {
 
@@ -34,12 +37,31 @@ int parse_and_run(int argc, char** argv) {
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
   app.set_version_flag("--version", std::string("meshlaned ") + MESHLANE_VERSION);
+  meshlane::cni_commands::InstallArgs install_args;
+  meshlane::cni_commands::UninstallArgs uninstall_args;
+  CLI::App* install_cni = meshlane::cni_commands::add_install_command(app, install_args);
+  CLI::App* uninstall_cni = meshlane::cni_commands::add_uninstall_command(app, uninstall_args);
+  app.require_subcommand(0, 1);
   CLI11_PARSE(app, argc, argv);
 
   // A client that disconnects mid-response must not kill the daemon.
   std::signal(SIGPIPE, SIG_IGN);
   spdlog::set_default_logger(spdlog::stderr_color_mt("meshlaned"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  if (install_cni->parsed() || uninstall_cni->parsed()) {
+    if (do_cleanup || do_stats) {
+      std::cerr << "meshlaned: --cleanup and --stats do not go with "
+                << app.get_subcommands()[0]->get_name() << '\n';
+      return meshlane::cni_commands::kExitUsage;
+    }
+    if (uninstall_cni->parsed()) {
+      return meshlane::cni_commands::run_uninstall(uninstall_args);
+    }
+    // --config only when given: install-cni then reads daemon.socket from it.
+    return meshlane::cni_commands::run_install(install_args,
+                                               app.count("--config") > 0 ? config_path : "");
+  }
 
   auto config = meshlane::load_config_file(config_path);
   if (!config) {
