@@ -9,19 +9,10 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "datapath/map_spec.hpp"
 #include "datapath/pin_layout.hpp"
 
 namespace meshlane {
-
-// A map definition, as this build wants it or as the kernel reports a pinned one.
-struct MapSpec {
-  std::string name;
-  std::uint32_t type = 0;
-  std::uint32_t key_size = 0;
-  std::uint32_t value_size = 0;
-  std::uint32_t max_entries = 0;
-  std::uint32_t flags = 0;
-};
 
 enum class PinAction {
   kCreate,    // nothing pinned: the loader creates and pins it
