@@ -64,7 +64,7 @@ Status convert_retired_maps(const PinLayout& pins, RetiredConversion& conversion
 
 // Unpins ml_* maps under the directory that this build does not use (older layout versions,
 // e.g. ml_foo_v1 once the build uses ml_foo_v2), given every ml_* map name this build defines
-// (pinned_map_names_of_build()). Returns their names.
+// (BuildMapNames in object_maps.hpp). Returns their names.
 std::vector<std::string> remove_retired_pins(const PinLayout& pins,
                                              const std::set<std::string>& maps_of_this_build);
 
