@@ -64,10 +64,10 @@ ControlResult<DeleteParams> delete_params(const Params& params) {
   return DeleteParams{*name, missing_ok.value_or(false)};
 }
 
-nlohmann::json entry_json(const WorkloadRegistry::Entry& entry) {
+nlohmann::json entry_json(const workloads::WorkloadRegistry::Entry& entry) {
   return {{"name", entry.workload->name},
           {"source", to_string(entry.source)},
-          {"spec", workload_to_json(*entry.workload)}};
+          {"spec", workloads::workload_to_json(*entry.workload)}};
 }
 
 }  // namespace
@@ -188,7 +188,7 @@ ControlResult<nlohmann::json> ControlApi::stats(const Params& params) {
     return valid.error();
   }
   if (workload) {
-    const WorkloadRegistry::Entry entry = workloads_.find(*workload);
+    const workloads::WorkloadRegistry::Entry entry = workloads_.find(*workload);
     if (entry.workload == nullptr) {
       return ControlError{ErrorCode::kNotFound, "no workload named " + *workload};
     }
@@ -216,7 +216,7 @@ ControlResult<nlohmann::json> ControlApi::workload_list(const Params& params) {
     return valid.error();
   }
   nlohmann::json list = nlohmann::json::array();
-  for (const WorkloadRegistry::Entry& entry : workloads_.list()) {
+  for (const workloads::WorkloadRegistry::Entry& entry : workloads_.list()) {
     list.push_back(entry_json(entry));
   }
   return nlohmann::json{{"workloads", list}, {"total", list.size()}};
@@ -230,7 +230,7 @@ ControlResult<nlohmann::json> ControlApi::workload_get(const Params& params) {
   if (ControlStatus valid = params.string("name", true, name); !valid) {
     return valid.error();
   }
-  const WorkloadRegistry::Entry entry = workloads_.find(*name);
+  const workloads::WorkloadRegistry::Entry entry = workloads_.find(*name);
   if (entry.workload == nullptr) {
     return ControlError{ErrorCode::kNotFound, "no workload named " + *name};
   }
@@ -242,13 +242,13 @@ ControlResult<nlohmann::json> ControlApi::workload_add(const nlohmann::json& par
   if (!workload) {
     return invalid_params(workload.error().message());
   }
-  ControlResult<AddOutcome> outcome = workloads_.add(workload.value());
+  ControlResult<workloads::AddOutcome> outcome = workloads_.add(workload.value());
   if (!outcome) {
     return outcome.error();
   }
   return nlohmann::json{{"name", workload->name},
                         {"outcome", to_string(outcome.value())},
-                        {"spec", workload_to_json(workload.value())}};
+                        {"spec", workloads::workload_to_json(workload.value())}};
 }
 
 ControlResult<nlohmann::json> ControlApi::workload_del(const Params& params) {
@@ -257,7 +257,7 @@ ControlResult<nlohmann::json> ControlApi::workload_del(const Params& params) {
     return target.error();
   }
   const auto& [name, missing_ok] = target.value();
-  ControlResult<DeleteOutcome> outcome = workloads_.remove(name, missing_ok);
+  ControlResult<workloads::DeleteOutcome> outcome = workloads_.remove(name, missing_ok);
   if (!outcome) {
     return outcome.error();
   }
@@ -281,7 +281,7 @@ ControlResult<nlohmann::json> ControlApi::conns(const Params& params) {
   // The workloads as applied: a policy may have turned their fast path on or off.
   std::vector<WorkloadConfig> applied = workloads_.combined();
   if (policies_ != nullptr) {
-    applied = apply_policy_overrides(std::move(applied), policies_->list());
+    applied = policy::apply_policy_overrides(std::move(applied), policies_->list());
   }
   WorkloadIndex index;
   for (const WorkloadConfig& workload : applied) {
@@ -331,7 +331,7 @@ ControlResult<nlohmann::json> ControlApi::policy_apply(const Params& params,
   if (!raw.contains("policies")) {
     return invalid_params("params.policies: required (a list of policies)");
   }
-  auto parsed = parse_policy_document(nlohmann::json{{"policies", raw["policies"]}});
+  auto parsed = policy::parse_policy_document(nlohmann::json{{"policies", raw["policies"]}});
   if (!parsed) {
     return invalid_params(parsed.error().context);
   }
@@ -348,14 +348,14 @@ ControlResult<nlohmann::json> ControlApi::policy_get(const Params& params) {
   }
   nlohmann::json list = nlohmann::json::array();
   if (name) {
-    const Policy* policy = policies_->find(*name);
+    const policy::Policy* policy = policies_->find(*name);
     if (policy == nullptr) {
       return ControlError{ErrorCode::kNotFound, "no policy named " + *name};
     }
-    list.push_back(policy_to_json(*policy));
+    list.push_back(policy::policy_to_json(*policy));
   } else {
-    for (const Policy& policy : policies_->list()) {
-      list.push_back(policy_to_json(policy));
+    for (const policy::Policy& policy : policies_->list()) {
+      list.push_back(policy::policy_to_json(policy));
     }
   }
   return nlohmann::json{{"policies", list}, {"total", list.size()}};

@@ -74,8 +74,8 @@ class ControlBackend {
 class ControlApi {
  public:
   // policies may be null: the policy methods then answer unavailable.
-  ControlApi(ControlBackend& backend, WorkloadRegistry& workloads, AccessPolicy policy,
-             PolicyRegistry* policies = nullptr)
+  ControlApi(ControlBackend& backend, workloads::WorkloadRegistry& workloads, AccessPolicy policy,
+             policy::PolicyRegistry* policies = nullptr)
       : backend_(backend), workloads_(workloads), policy_(policy), policies_(policies) {}
 
   // One request line in, one response line out (the server's LineHandler); for monitor, the
@@ -102,9 +102,9 @@ class ControlApi {
                                         std::shared_ptr<StreamSource>* stream);
 
   ControlBackend& backend_;
-  WorkloadRegistry& workloads_;
+  workloads::WorkloadRegistry& workloads_;
   AccessPolicy policy_;
-  PolicyRegistry* policies_;
+  policy::PolicyRegistry* policies_;
 };
 
 }  // namespace meshlane::control

@@ -32,15 +32,15 @@ bool same_workloads(const std::vector<meshlane::WorkloadConfig>& wanted,
 
 // Compiles `set` for the workloads in force and switches the kernel to it.
 meshlane::Result<nlohmann::json> install_policies(
-    const std::string& bpffs_dir, const std::vector<meshlane::Policy>& set,
+    const std::string& bpffs_dir, const std::vector<meshlane::policy::Policy>& set,
     const std::vector<meshlane::ResolvedWorkload>& applied) {
   const auto started = std::chrono::steady_clock::now();
-  std::vector<meshlane::PolicyWorkload> workloads;
+  std::vector<meshlane::policy::PolicyWorkload> workloads;
   workloads.reserve(applied.size());
   for (const auto& workload : applied) {
     workloads.push_back({workload.config, workload.netns_cookie});
   }
-  auto compiled = meshlane::compile_policies(set, workloads);
+  auto compiled = meshlane::policy::compile_policies(set, workloads);
   if (!compiled) {
     return compiled.error();
   }
@@ -66,28 +66,28 @@ meshlane::Result<nlohmann::json> install_policies(
 }  // namespace
 
 Reconciler::Reconciler(const Config& config, WorkloadManager& manager,
-                       std::vector<Policy> saved_policies)
+                       std::vector<policy::Policy> saved_policies)
     : config_(config),
       manager_(manager),
-      policies_([this](const std::vector<Policy>& set) { return apply_policy_set(set); },
-                [this](const std::vector<Policy>& set) {
-                  return control::save_policies(config_.daemon.state_dir, set);
+      policies_([this](const std::vector<policy::Policy>& set) { return apply_policy_set(set); },
+                [this](const std::vector<policy::Policy>& set) {
+                  return policy::save_policies(config_.daemon.state_dir, set);
                 },
                 std::move(saved_policies)),
       workloads_(
           [this](const std::vector<WorkloadConfig>& desired) { return apply_workloads(desired); },
           [this](const std::vector<WorkloadConfig>& live) {
-            return control::save_live_workloads(config_.daemon.state_dir, live);
+            return workloads::save_live_workloads(config_.daemon.state_dir, live);
           }),
       workloads_ready_(true) {}
 
-Result<nlohmann::json> Reconciler::install_policy_set(const std::vector<Policy>& set) {
+Result<nlohmann::json> Reconciler::install_policy_set(const std::vector<policy::Policy>& set) {
   return install_policies(config_.daemon.bpffs_dir, set, manager_.applied());
 }
 
-Result<nlohmann::json> Reconciler::apply_policy_set(const std::vector<Policy>& set) {
+Result<nlohmann::json> Reconciler::apply_policy_set(const std::vector<policy::Policy>& set) {
   if (workloads_ready_) {
-    const auto effective = apply_policy_overrides(workloads_.combined(), set);
+    const auto effective = policy::apply_policy_overrides(workloads_.combined(), set);
     if (!same_workloads(effective, manager_.applied())) {
       if (auto status = manager_.apply(effective); !status) {
         return status.error();
@@ -98,8 +98,8 @@ Result<nlohmann::json> Reconciler::apply_policy_set(const std::vector<Policy>& s
 }
 
 Status Reconciler::apply_workloads(const std::vector<WorkloadConfig>& desired) {
-  const std::vector<Policy> set = policies_.list();
-  if (auto status = manager_.apply(apply_policy_overrides(desired, set)); !status) {
+  const std::vector<policy::Policy> set = policies_.list();
+  if (auto status = manager_.apply(policy::apply_policy_overrides(desired, set)); !status) {
     return status;
   }
   // Policies name workloads and select them by label: recompile for the new set.

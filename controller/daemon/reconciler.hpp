@@ -23,7 +23,8 @@ class Reconciler {
  public:
   // Until the first workload apply recompiles it, the policy pinned by an earlier run stays in
   // force, so a restart never opens what the policy closes.
-  Reconciler(const Config& config, WorkloadManager& manager, std::vector<Policy> saved_policies);
+  Reconciler(const Config& config, WorkloadManager& manager,
+             std::vector<policy::Policy> saved_policies);
   Reconciler(const Reconciler&) = delete;
   Reconciler& operator=(const Reconciler&) = delete;
   Reconciler(Reconciler&&) = delete;
@@ -35,18 +36,18 @@ class Reconciler {
     after_workloads_change_ = std::move(fn);
   }
 
-  [[nodiscard]] control::WorkloadRegistry& workloads() { return workloads_; }
-  [[nodiscard]] control::PolicyRegistry& policies() { return policies_; }
+  [[nodiscard]] workloads::WorkloadRegistry& workloads() { return workloads_; }
+  [[nodiscard]] policy::PolicyRegistry& policies() { return policies_; }
 
  private:
-  Result<nlohmann::json> install_policy_set(const std::vector<Policy>& set);
-  Result<nlohmann::json> apply_policy_set(const std::vector<Policy>& set);
+  Result<nlohmann::json> install_policy_set(const std::vector<policy::Policy>& set);
+  Result<nlohmann::json> apply_policy_set(const std::vector<policy::Policy>& set);
   Status apply_workloads(const std::vector<WorkloadConfig>& desired);
 
   const Config& config_;
   WorkloadManager& manager_;
-  control::PolicyRegistry policies_;
-  control::WorkloadRegistry workloads_;
+  policy::PolicyRegistry policies_;
+  workloads::WorkloadRegistry workloads_;
   bool workloads_ready_ = false;  // the policy registry may install before workloads_ exists
   std::function<void(const std::string&)> after_workloads_change_ = [](const std::string&) {};
 };

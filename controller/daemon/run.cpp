@@ -53,7 +53,7 @@ constexpr std::chrono::seconds kWorkloadNamesMaxAge{1};
 // older than kWorkloadNamesMaxAge and events arrive.
 class WorkloadNames {
  public:
-  WorkloadNames(const meshlane::control::WorkloadRegistry& workloads,
+  WorkloadNames(const meshlane::workloads::WorkloadRegistry& workloads,
                 meshlane::control::ControlBackend& backend)
       : workloads_(workloads), backend_(backend) {}
 
@@ -71,7 +71,7 @@ class WorkloadNames {
   }
 
  private:
-  const meshlane::control::WorkloadRegistry& workloads_;
+  const meshlane::workloads::WorkloadRegistry& workloads_;
   meshlane::control::ControlBackend& backend_;
   meshlane::control::WorkloadIndex index_;
   std::chrono::steady_clock::time_point built_at_;
@@ -130,7 +130,7 @@ std::size_t raise_file_limit(std::size_t wanted_clients) {
 
 // The page GET /metrics serves: the datapath counters node-wide, then the daemon's gauges.
 meshlane::Result<std::string> render_metrics(DaemonBackend& backend,
-                                             const meshlane::control::WorkloadRegistry& workloads,
+                                             const meshlane::workloads::WorkloadRegistry& workloads,
                                              const meshlane::control::Server& control) {
   auto counters = backend.counters();
   if (!counters) {
@@ -173,7 +173,7 @@ meshlane::Result<std::string> render_metrics(DaemonBackend& backend,
 // SIGHUP: re-reads the config file and applies its workloads with the live ones. A file that
 // does not parse, or a workload whose namespace cannot be resolved, changes nothing.
 void reload_workloads(const std::string& config_path, const meshlane::Config& running,
-                      meshlane::control::WorkloadRegistry& workloads) {
+                      meshlane::workloads::WorkloadRegistry& workloads) {
   spdlog::info("SIGHUP: reloading workloads from {}", config_path);
   auto fresh = meshlane::load_config_file(config_path);
   if (!fresh) {
@@ -219,7 +219,7 @@ int cleanup(const meshlane::Config& config) {
   // The live workloads' filters too; their state file stays, so a restarted daemon brings them
   // back.
   std::vector<meshlane::WorkloadConfig> workloads = config.workloads;
-  if (auto live = meshlane::control::load_live_workloads(config.daemon.state_dir)) {
+  if (auto live = meshlane::workloads::load_live_workloads(config.daemon.state_dir)) {
     workloads.insert(workloads.end(), live->begin(), live->end());
   } else {
     spdlog::warn("cleanup: {}", live.error().message());
@@ -282,13 +282,13 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
     spdlog::error("{}", socket_group.error().message());
     return kExitConfig;
   }
-  auto saved_live = meshlane::control::load_live_workloads(config.daemon.state_dir);
+  auto saved_live = meshlane::workloads::load_live_workloads(config.daemon.state_dir);
   if (!saved_live) {
     spdlog::error("{}", saved_live.error().message());
     return kExitConfig;
   }
 
-  auto saved_policies = meshlane::control::load_policies(config.daemon.state_dir);
+  auto saved_policies = meshlane::policy::load_policies(config.daemon.state_dir);
   if (!saved_policies) {
     spdlog::error("{}", saved_policies.error().message());
     return kExitConfig;
@@ -307,7 +307,7 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
   for (const auto& decision : datapath->map_plan()) {
     spdlog::debug("map {}: {}", decision.name, meshlane::to_string(decision.action));
   }
-  if (auto status = meshlane::control::ensure_state_dir(config.daemon.state_dir); !status) {
+  if (auto status = meshlane::workloads::ensure_state_dir(config.daemon.state_dir); !status) {
     spdlog::error("{}", status.error().message());
     return kExitRuntime;
   }
@@ -330,7 +330,7 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
   }
   spdlog::info("{} workload(s) applied ({} from the config file, {} live from {})",
                manager.applied_count(), workloads.config_count(), workloads.live_count(),
-               meshlane::control::workload_state_path(config.daemon.state_dir));
+               meshlane::workloads::workload_state_path(config.daemon.state_dir));
   if (auto status = datapath->attach(cgroup.value()); !status) {
     spdlog::error("{}", status.error().message());
     return kExitRuntime;

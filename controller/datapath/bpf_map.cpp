@@ -2,14 +2,34 @@
 
 namespace meshlane {
 
-Result<MapInfo> map_info(int map_fd) {
+namespace {
+
+Result<bpf_map_info> kernel_map_info(int map_fd) {
   bpf_map_info raw{};
   __u32 length = sizeof(raw);
   if (bpf_obj_get_info_by_fd(map_fd, &raw, &length) != 0) {
     return make_error(errno, "cannot read BPF map info of fd " + std::to_string(map_fd));
   }
-  return MapInfo{raw.name,       raw.id,          raw.type,     raw.key_size,
-                 raw.value_size, raw.max_entries, raw.map_flags};
+  return raw;
+}
+
+}  // namespace
+
+Result<MapSpec> map_info(int map_fd) {
+  auto raw = kernel_map_info(map_fd);
+  if (!raw) {
+    return raw.error();
+  }
+  return MapSpec{raw->name,       raw->type,        raw->key_size,
+                 raw->value_size, raw->max_entries, raw->map_flags};
+}
+
+Result<std::uint32_t> map_id(int map_fd) {
+  auto raw = kernel_map_info(map_fd);
+  if (!raw) {
+    return raw.error();
+  }
+  return raw->id;
 }
 
 Result<UniqueFd> open_pinned(const std::string& path) {

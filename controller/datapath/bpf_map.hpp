@@ -13,20 +13,14 @@
 
 #include "common/error.hpp"
 #include "common/unique_fd.hpp"
+#include "datapath/map_spec.hpp"
 
 namespace meshlane {
 
-struct MapInfo {
-  std::string name;
-  std::uint32_t id = 0;
-  std::uint32_t type = 0;
-  std::uint32_t key_size = 0;
-  std::uint32_t value_size = 0;
-  std::uint32_t max_entries = 0;
-  std::uint32_t flags = 0;  // BPF_F_*
-};
-
-Result<MapInfo> map_info(int map_fd);
+// The definition of the map at map_fd, as the kernel reports it.
+Result<MapSpec> map_info(int map_fd);
+// The kernel's id of the map at map_fd: two fds with the same id are the same map.
+Result<std::uint32_t> map_id(int map_fd);
 
 // Opens a pinned BPF object (map, program or link) read-write.
 Result<UniqueFd> open_pinned(const std::string& path);
@@ -93,7 +87,7 @@ class TypedMap {
   }
 
   [[nodiscard]] int fd() const { return fd_.get(); }
-  [[nodiscard]] const MapInfo& info() const { return info_; }
+  [[nodiscard]] const MapSpec& info() const { return info_; }
 
   Status update(const Key& key, const Value& value, std::uint64_t flags = BPF_ANY) {
     if (bpf_map_update_elem(fd_.get(), &key, &value, flags) != 0) {
@@ -135,10 +129,10 @@ class TypedMap {
   }
 
  private:
-  TypedMap(UniqueFd fd, MapInfo info) : fd_(std::move(fd)), info_(std::move(info)) {}
+  TypedMap(UniqueFd fd, MapSpec info) : fd_(std::move(fd)), info_(std::move(info)) {}
 
   UniqueFd fd_;
-  MapInfo info_;
+  MapSpec info_;
 };
 
 }  // namespace meshlane

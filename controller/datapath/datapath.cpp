@@ -104,6 +104,7 @@ Status Datapath::open_objects() {
     return sockops.error();
   }
   sockops_ = std::move(sockops.value());
+  build_maps_.add(BuildMapNames::Object::kSockops, sockops_->obj);
   if (!support_.interception) {
     return {};
   }
@@ -117,6 +118,8 @@ Status Datapath::open_objects() {
     return inbound_tc.error();
   }
   inbound_tc_ = std::move(inbound_tc.value());
+  build_maps_.add(BuildMapNames::Object::kIntercept, intercept_->obj);
+  build_maps_.add(BuildMapNames::Object::kInboundTc, inbound_tc_->obj);
   return {};
 }
 
@@ -201,6 +204,7 @@ void Datapath::load_listener_scanner(const Config& config) {
   if (!skeleton) {
     status = make_error(skeleton.error().errnum, "cannot open the listener scan BPF object");
   } else {
+    build_maps_.add(BuildMapNames::Object::kListenerScan, skeleton.value()->obj);
     size_maps(skeleton.value()->obj, config.acceleration, test_hooks_);
     status = set_pin_paths(skeleton.value()->obj, pins_);
     if (status) {
@@ -356,11 +360,12 @@ Status Datapath::attach(const std::string& cgroup_path) {
   if (auto status = convert_retired_maps(pins_, conversion_, true); !status) {
     return status;
   }
-  auto maps_of_this_build = pinned_map_names_of_build();
-  if (!maps_of_this_build) {
-    return maps_of_this_build.error();
+  // The objects loaded named their maps when they were opened; only a degraded run, which left
+  // some out, opens those here to read the names of theirs.
+  if (auto status = build_maps_.add_unopened(); !status) {
+    return status;
   }
-  for (const std::string& name : remove_retired_pins(pins_, maps_of_this_build.value())) {
+  for (const std::string& name : remove_retired_pins(pins_, build_maps_.names())) {
     spdlog::info("map {}: unpinned, this build does not use it (an older layout version)", name);
   }
   return {};

@@ -15,6 +15,7 @@
 #include "datapath/kernel_features.hpp"
 #include "datapath/listener_scan.hpp"
 #include "datapath/map_upgrade.hpp"
+#include "datapath/object_maps.hpp"
 #include "datapath/pin_layout.hpp"
 #include "datapath/pinned_link.hpp"
 #include "datapath/skeleton.hpp"
@@ -86,6 +87,7 @@ class Datapath {
   TestHooks test_hooks_;
   std::vector<PinDecision> map_plan_;
   RetiredConversion conversion_;
+  BuildMapNames build_maps_;  // the ml_* maps of the objects opened, for remove_retired_pins()
   std::optional<ListenerScanner> listener_scanner_;
   std::string listener_scan_unavailable_;
   std::uint64_t cgroup_id_ = 0;

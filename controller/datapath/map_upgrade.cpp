@@ -73,9 +73,9 @@ bool same_map(const std::string& a, const std::string& b) {
   if (!fd_a || !fd_b) {
     return false;
   }
-  auto info_a = map_info(fd_a->get());
-  auto info_b = map_info(fd_b->get());
-  return info_a && info_b && info_a->id == info_b->id;
+  auto id_a = map_id(fd_a->get());
+  auto id_b = map_id(fd_b->get());
+  return id_a && id_b && id_a.value() == id_b.value();
 }
 
 // bpffs has no rename: pin the object at `to` as well, then remove `from`. A crash in between
@@ -99,13 +99,12 @@ Result<MapSpec> pinned_spec(const std::string& pin) {
   if (!fd) {
     return fd.error();
   }
-  auto info = map_info(fd->get());
-  if (!info) {
-    return make_error(info.error().errnum,
+  auto spec = map_info(fd->get());
+  if (!spec) {
+    return make_error(spec.error().errnum,
                       "cannot read the definition of the map pinned at " + pin + " (is it a map?)");
   }
-  return MapSpec{info->name,       info->type,        info->key_size,
-                 info->value_size, info->max_entries, info->flags};
+  return spec;
 }
 
 // Copies every entry of `from` into `to`; returns how many were written.

@@ -9,19 +9,10 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "datapath/map_spec.hpp"
 #include "datapath/pin_layout.hpp"
 
 namespace meshlane {
-
-// A map definition, as this build wants it or as the kernel reports a pinned one.
-struct MapSpec {
-  std::string name;
-  std::uint32_t type = 0;
-  std::uint32_t key_size = 0;
-  std::uint32_t value_size = 0;
-  std::uint32_t max_entries = 0;
-  std::uint32_t flags = 0;
-};
 
 enum class PinAction {
   kCreate,    // nothing pinned: the loader creates and pins it
@@ -73,7 +64,7 @@ Status convert_retired_maps(const PinLayout& pins, RetiredConversion& conversion
 
 // Unpins ml_* maps under the directory that this build does not use (older layout versions,
 // e.g. ml_foo_v1 once the build uses ml_foo_v2), given every ml_* map name this build defines
-// (pinned_map_names_of_build()). Returns their names.
+// (BuildMapNames in object_maps.hpp). Returns their names.
 std::vector<std::string> remove_retired_pins(const PinLayout& pins,
                                              const std::set<std::string>& maps_of_this_build);
 

@@ -14,25 +14,6 @@
 
 namespace meshlane {
 
-namespace {
-
-template <typename T>
-Status add_pinned_map_names(std::set<std::string>& names) {
-  auto skeleton = Skeleton<T>::open();
-  if (!skeleton) {
-    return skeleton.error();
-  }
-  bpf_map* map = nullptr;
-  bpf_object__for_each_map(map, skeleton.value()->obj) {
-    if (is_pinned_map(map)) {
-      names.insert(bpf_map__name(map));
-    }
-  }
-  return {};
-}
-
-}  // namespace
-
 bool is_pinned_map(const bpf_map* map) {
   return std::string_view(bpf_map__name(map)).starts_with("ml_");
 }
@@ -86,22 +67,41 @@ Status set_pin_paths(bpf_object* object, const PinLayout& pins) {
   return {};
 }
 
-Result<std::set<std::string>> pinned_map_names_of_build() {
-  std::set<std::string> names;
-  // Opened one after the other (each is destroyed before the next opens), never loaded.
-  if (auto status = add_pinned_map_names<sockops_bpf>(names); !status) {
-    return status.error();
+void BuildMapNames::add(Object which, const bpf_object* object) {
+  objects_.insert(which);
+  bpf_map* map = nullptr;
+  bpf_object__for_each_map(map, object) {
+    if (is_pinned_map(map)) {
+      names_.insert(bpf_map__name(map));
+    }
   }
-  if (auto status = add_pinned_map_names<intercept_bpf>(names); !status) {
-    return status.error();
+}
+
+template <typename T>
+Status BuildMapNames::open_and_add(Object which) {
+  if (objects_.count(which) != 0) {
+    return {};
   }
-  if (auto status = add_pinned_map_names<inbound_tc_bpf>(names); !status) {
-    return status.error();
+  // Destroyed before the next one opens; never loaded.
+  auto skeleton = Skeleton<T>::open();
+  if (!skeleton) {
+    return skeleton.error();
   }
-  if (auto status = add_pinned_map_names<listener_scan_bpf>(names); !status) {
-    return status.error();
+  add(which, skeleton.value()->obj);
+  return {};
+}
+
+Status BuildMapNames::add_unopened() {
+  if (auto status = open_and_add<sockops_bpf>(Object::kSockops); !status) {
+    return status;
   }
-  return names;
+  if (auto status = open_and_add<intercept_bpf>(Object::kIntercept); !status) {
+    return status;
+  }
+  if (auto status = open_and_add<inbound_tc_bpf>(Object::kInboundTc); !status) {
+    return status;
+  }
+  return open_and_add<listener_scan_bpf>(Object::kListenerScan);
 }
 
 }  // namespace meshlane

@@ -30,9 +30,30 @@ std::vector<MapSpec> wanted_maps(const std::vector<bpf_object*>& objects);
 // the shared maps and the others reuse them.
 Status set_pin_paths(bpf_object* object, const PinLayout& pins);
 
-// The name of every ml_* map this build's objects define, whether this run loads them or not
-// (a degraded run leaves interception out, yet its maps stay this build's maps): read from the
-// objects themselves, opened but not loaded, so the list cannot drift from bpf/.
-Result<std::set<std::string>> pinned_map_names_of_build();
+// The name of every ml_* map this build's objects define, read from the objects themselves so
+// that the list cannot drift from bpf/: the datapath adds each object as it opens it, and a run
+// that opened them all has the whole list without opening anything again.
+class BuildMapNames {
+ public:
+  // This build's BPF objects.
+  enum class Object { kSockops, kIntercept, kInboundTc, kListenerScan };
+
+  // Adds the ml_* maps of an object this run opened (loaded or not).
+  void add(Object which, const bpf_object* object);
+
+  // Adds the ml_* maps of the objects not added yet: a degraded run leaves interception or the
+  // listener scan out, yet their maps stay this build's maps (and must not be unpinned as
+  // retired). Those objects are opened here, one after the other, and never loaded.
+  Status add_unopened();
+
+  [[nodiscard]] const std::set<std::string>& names() const { return names_; }
+
+ private:
+  template <typename T>
+  Status open_and_add(Object which);
+
+  std::set<Object> objects_;
+  std::set<std::string> names_;
+};
 
 }  // namespace meshlane

@@ -21,10 +21,10 @@ struct PinLayout {
   }
 };
 
-// No hand-kept list of the pinned map names: the objects define them (see
-// pinned_map_names_of_build() in object_maps.hpp, which opens the objects without loading them,
-// so it serves a run that loads only some of them). --cleanup needs no list either: it removes
-// every ml_* pin under the directory, older layout versions included.
+// No hand-kept list of the pinned map names: the objects define them (see BuildMapNames in
+// object_maps.hpp, filled from the objects the datapath opens, and which opens without loading
+// those a degraded run leaves out). --cleanup needs no list either: it removes every ml_* pin
+// under the directory, older layout versions included.
 
 // Link pin names. A link pin is the attachment: removing it (and detaching) unhooks the program.
 inline constexpr std::string_view kSockopsLinkName = "ml_sockops_cgroup";

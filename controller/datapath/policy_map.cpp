@@ -40,7 +40,7 @@ Result<UniqueFd> open_slot_map(const std::string& bpffs_dir) {
 }  // namespace
 
 Result<PolicyInstallReport> install_policy(const std::string& bpffs_dir,
-                                           const CompiledPolicy& compiled) {
+                                           const policy::CompiledPolicy& compiled) {
   auto slots = open_slot_map(bpffs_dir);
   if (!slots) {
     return slots.error();

@@ -21,7 +21,7 @@ struct PolicyInstallReport {
 
 // Installs `compiled` (an empty one clears the slot: everything is allowed).
 Result<PolicyInstallReport> install_policy(const std::string& bpffs_dir,
-                                           const CompiledPolicy& compiled);
+                                           const policy::CompiledPolicy& compiled);
 
 // Entries of the trie now in force, read back from the kernel (for tests and diagnostics);
 // 0 when no policy is installed.

@@ -1,47 +1,36 @@
 #include "meshlanectl/cli.hpp"
 
-#include <CLI/CLI.hpp>
-#include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <chrono>
-#include <csignal>
 #include <cstdint>
-#include <cstring>
-#include <exception>
-#include <fstream>
 #include <iostream>
-#include <iterator>
-#include <optional>
 #include <sstream>
 #include <string>
+#include <system_error>
+#include <utility>
 #include <vector>
 
 #include "control/client.hpp"
-#include "control/protocol.hpp"
 
 namespace meshlane::cli {
 
 // ---- Calling the daemon ------------------------------------------------------------------------
 
-using Printer = void (*)(const json&);
-
-int call(const Globals& globals, const std::string& method, const json& params, Printer printer) {
+Exchange exchange(const Globals& globals, const std::string& method, const json& params) {
   const auto timeout =
       std::chrono::milliseconds(static_cast<std::int64_t>(globals.timeout_seconds * 1000));
   auto client = control::Client::connect(globals.socket, timeout);
   if (!client) {
     std::cerr << "meshlanectl: " << client.error().message() << '\n';
-    return kExitConnect;
+    return {kExitConnect};
   }
   auto response = client->call(method, params);
   if (!response) {
     std::cerr << "meshlanectl: " << method << ": " << response.error().message() << '\n';
-    return kExitDaemon;
+    return {kExitDaemon};
   }
-  const bool as_json = globals.output == "json";
   if (response->error) {
-    if (as_json) {
+    if (globals.output == "json") {
       std::cout << json{{"error",
                          {{"code", response->error_code_text},
                           {"message", response->error->message}}}}
@@ -50,12 +39,20 @@ int call(const Globals& globals, const std::string& method, const json& params, 
     }
     std::cerr << "meshlanectl: " << method << ": " << response->error->message << " ("
               << response->error_code_text << ")\n";
-    return kExitDaemon;
+    return {kExitDaemon};
   }
-  if (as_json) {
-    std::cout << response->result->dump() << '\n';
+  return {kExitOk, std::move(client.value()), std::move(*response->result)};
+}
+
+int call(const Globals& globals, const std::string& method, const json& params, Printer printer) {
+  Exchange done = exchange(globals, method, params);
+  if (done.status != kExitOk) {
+    return done.status;
+  }
+  if (globals.output == "json") {
+    std::cout << done.result.dump() << '\n';
   } else {
-    printer(*response->result);
+    printer(done.result);
   }
   return kExitOk;
 }

@@ -2,12 +2,14 @@
 // list and text helpers of the option parsers and printers.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "config/config.hpp"
+#include "control/client.hpp"
 
 namespace meshlane::cli {
 
@@ -26,6 +28,15 @@ struct Globals {
 
 // Prints a method's result for people (-o table).
 using Printer = void (*)(const json&);
+
+// One request to the daemon. On failure `status` is the exit status and why was printed: cannot
+// connect (3), no answer or an error answer (2; with -o json the error also goes to stdout).
+struct Exchange {
+  int status = kExitOk;
+  std::optional<control::Client> client;  // still connected, for a stream that follows
+  json result;
+};
+Exchange exchange(const Globals& globals, const std::string& method, const json& params);
 
 // Calls `method` and prints its result (as JSON with -o json); returns the exit status.
 int call(const Globals& globals, const std::string& method, const json& params, Printer printer);

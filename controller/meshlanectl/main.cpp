@@ -5,26 +5,20 @@
 // exchange), 3 cannot connect to the daemon.
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <cerrno>
-#include <charconv>
-#include <chrono>
-#include <csignal>
 #include <cstdint>
-#include <cstring>
+#include <deque>
 #include <exception>
-#include <fstream>
 #include <iostream>
-#include <iterator>
 #include <optional>
-#include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "control/protocol.hpp"
 #include "meshlanectl/cli.hpp"
+#include "meshlanectl/method_command.hpp"
 #include "meshlanectl/monitor_command.hpp"
 #include "meshlanectl/printers.hpp"
-#include "observe/events.hpp"
 
 namespace {
 
@@ -139,81 +133,55 @@ int parse_and_run(int argc, char** argv) {
       ->capture_default_str();
 
   int status = kExitOk;
-  auto run = [&](const std::string& method, auto make_params, Printer printer) {
-    return [&globals, &status, method, make_params, printer] {
-      status = call(globals, method, make_params(), printer);
-    };
+  std::deque<MethodCommand> commands;  // CLI11 calls back into them: they must not move
+  auto method = [&](CLI::App* parent, const char* name, const char* help, const char* method_name,
+                    Printer printer) -> MethodCommand& {
+    return commands.emplace_back(*parent, name, help, method_name, printer, globals, status);
   };
-  auto no_params = [] { return json::object(); };
+  // `<thing> del NAME [--missing-ok]`.
+  auto del = [&](CLI::App* parent, const std::string& thing, const char* help,
+                 const char* method_name, Printer printer) {
+    MethodCommand& command = method(parent, "del", help, method_name, printer);
+    command.text("name", "name", thing + " name")->required();
+    command.flag("--missing-ok", "missing_ok", "succeed when there is no such " + thing);
+  };
 
-  app.add_subcommand("status", "daemon version, uptime, kernel features, attach points, counts")
-      ->callback(run("status", no_params, print_status));
-  std::string stats_workload;
-  auto* stats =
-      app.add_subcommand("stats", "datapath counters (cumulative since the datapath was created)");
-  stats->add_option("--workload", stats_workload,
-                    "only this workload's counters (since it was applied)");
-  stats->callback(run(
-      "stats",
-      [&] {
-        return stats_workload.empty() ? json::object() : json{{"workload", stats_workload}};
-      },
-      print_stats));
+  method(&app, "status", "daemon version, uptime, kernel features, attach points, counts", "status",
+         print_status);
+  method(&app, "stats", "datapath counters (cumulative since the datapath was created)", "stats",
+         print_stats)
+      .text("--workload", "workload", "only this workload's counters (since it was applied)");
 
   auto* policy = app.add_subcommand(
       "policy", "L4 authorization policies: apply, get and delete (docs/policy.md)");
   policy->require_subcommand(1);
   std::string policy_file;
   bool policy_replace = false;
-  auto* apply_cmd = policy->add_subcommand(
-      "apply",
+  MethodCommand& apply = method(
+      policy, "apply",
       "add or replace the policies of a JSON file by name; the whole resulting set is switched "
-      "in the kernel at once");
-  apply_cmd->add_option("-f,--file", policy_file, "policy file (JSON), - for stdin")->required();
-  apply_cmd->add_flag("--replace", policy_replace,
-                      "the file's policies become the whole set (others are deleted)");
-  apply_cmd->callback([&] {
+      "in the kernel at once",
+      "policy.apply", print_policy_apply);
+  apply.app()->add_option("-f,--file", policy_file, "policy file (JSON), - for stdin")->required();
+  apply.app()->add_flag("--replace", policy_replace,
+                        "the file's policies become the whole set (others are deleted)");
+  apply.params_from([&]() -> std::optional<json> {
     const std::optional<json> policies = read_policy_file(policy_file);
     if (!policies) {
-      status = kExitUsage;
-      return;
+      return std::nullopt;
     }
-    status = call(globals, "policy.apply",
-                  json{{"policies", *policies}, {"replace", policy_replace}}, print_policy_apply);
+    return json{{"policies", *policies}, {"replace", policy_replace}};
   });
-  std::string policy_name;
-  auto* policy_get = policy->add_subcommand("get", "every policy, or one by name");
-  policy_get->add_option("name", policy_name, "policy name");
-  policy_get->callback(run(
-      "policy.get",
-      [&] {
-        return policy_name.empty() ? json::object() : json{{"name", policy_name}};
-      },
-      print_policy_list));
-  std::string policy_del_name;
-  bool policy_missing_ok = false;
-  auto* policy_del = policy->add_subcommand("del", "delete a policy");
-  policy_del->add_option("name", policy_del_name, "policy name")->required();
-  policy_del->add_flag("--missing-ok", policy_missing_ok, "succeed when there is no such policy");
-  policy_del->callback(run(
-      "policy.del",
-      [&] {
-        return json{{"name", policy_del_name}, {"missing_ok", policy_missing_ok}};
-      },
-      print_policy_apply));
+  method(policy, "get", "every policy, or one by name", "policy.get", print_policy_list)
+      .text("name", "name", "policy name");
+  del(policy, "policy", "delete a policy", "policy.del", print_policy_apply);
 
-  std::int64_t conns_limit = control::kDefaultConnsLimit;
-  auto* conns = app.add_subcommand(
-      "conns", "spliced sockets now in the sockhash, with their addresses and workloads");
-  conns->add_option("--limit", conns_limit, "show at most this many sockets (0: all)")
+  method(&app, "conns", "spliced sockets now in the sockhash, with their addresses and workloads",
+         "conns", print_conns)
+      .integer("--limit", "limit", control::kDefaultConnsLimit,
+               "show at most this many sockets (0: all)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  conns->callback(run(
-      "conns",
-      [&] {
-        return json{{"limit", conns_limit}};
-      },
-      print_conns));
 
   MonitorOptions monitor_options;
   auto* monitor_cmd = app.add_subcommand(
@@ -243,11 +211,14 @@ int parse_and_run(int argc, char** argv) {
   workload->require_subcommand(1);
 
   AddOptions add;
-  auto* add_cmd = workload->add_subcommand(
-      "add",
-      "add a workload live, or replace the one of that name (same settings: nothing changes). "
-      "Options not given keep the mesh preset's values; a LIST is comma-separated and may be "
-      "repeated, \"none\" makes it empty");
+  MethodCommand& add_command =
+      method(workload, "add",
+             "add a workload live, or replace the one of that name (same settings: nothing "
+             "changes). Options not given keep the mesh preset's values; a LIST is "
+             "comma-separated and may be repeated, \"none\" makes it empty",
+             "workload.add", print_workload_add);
+  add_command.params_from([&]() -> std::optional<json> { return add.params(); });
+  CLI::App* add_cmd = add_command.app();
   add_cmd->add_option("name", add.name, "workload name, 1..63 of A-Z a-z 0-9 _ . -")->required();
   add_cmd
       ->add_option("--netns", add.netns,
@@ -275,36 +246,16 @@ int parse_and_run(int argc, char** argv) {
                       "sidecarless: ADDR, ADDR:PORT or [IPv6]:PORT of the node-level proxy");
   add_cmd->add_option("--interface", add.interface, "the pod's interface to off-node traffic");
   add_cmd->add_option("--label", add.labels, "KEY=VALUE label policies select by (repeat)");
-  add_cmd->callback(run(
-      "workload.add", [&] { return add.params(); }, print_workload_add));
 
-  std::string del_name;
-  bool missing_ok = false;
-  auto* del_cmd = workload->add_subcommand(
-      "del",
-      "delete a live workload: new connections are no longer intercepted, established "
-      "ones carry on");
-  del_cmd->add_option("name", del_name, "workload name")->required();
-  del_cmd->add_flag("--missing-ok", missing_ok, "succeed when there is no such workload");
-  del_cmd->callback(run(
-      "workload.del",
-      [&] {
-        return json{{"name", del_name}, {"missing_ok", missing_ok}};
-      },
-      print_workload_del));
-
-  workload->add_subcommand("list", "every workload, from the config file and live")
-      ->callback(run("workload.list", no_params, print_workload_list));
-
-  std::string get_name;
-  auto* get_cmd = workload->add_subcommand("get", "one workload's effective settings");
-  get_cmd->add_option("name", get_name, "workload name")->required();
-  get_cmd->callback(run(
-      "workload.get",
-      [&] {
-        return json{{"name", get_name}};
-      },
-      print_workload));
+  del(workload, "workload",
+      "delete a live workload: new connections are no longer intercepted, established ones "
+      "carry on",
+      "workload.del", print_workload_del);
+  method(workload, "list", "every workload, from the config file and live", "workload.list",
+         print_workload_list);
+  method(workload, "get", "one workload's effective settings", "workload.get", print_workload)
+      .text("name", "name", "workload name")
+      ->required();
 
   try {
     app.parse(argc, argv);

@@ -1,27 +1,15 @@
 #include "meshlanectl/monitor_command.hpp"
 
-#include <poll.h>
 #include <sys/socket.h>
 
-#include <CLI/CLI.hpp>
-#include <algorithm>
-#include <cerrno>
-#include <charconv>
-#include <chrono>
 #include <csignal>
 #include <cstdint>
-#include <cstring>
-#include <exception>
-#include <fstream>
 #include <iostream>
-#include <iterator>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "control/client.hpp"
-#include "control/protocol.hpp"
 #include "observe/events.hpp"
 
 namespace meshlane::cli {
@@ -82,40 +70,22 @@ int monitor(const Globals& globals, const MonitorOptions& options) {
   if (!params) {
     return kExitUsage;
   }
-  const auto timeout =
-      std::chrono::milliseconds(static_cast<std::int64_t>(globals.timeout_seconds * 1000));
-  auto client = control::Client::connect(globals.socket, timeout);
-  if (!client) {
-    std::cerr << "meshlanectl: " << client.error().message() << '\n';
-    return kExitConnect;
+  Exchange ack = exchange(globals, "monitor", *params);
+  if (ack.status != kExitOk) {
+    return ack.status;
   }
   const bool as_json = globals.output == "json";
-  auto ack = client->call("monitor", *params);
-  if (!ack) {
-    std::cerr << "meshlanectl: monitor: " << ack.error().message() << '\n';
-    return kExitDaemon;
-  }
-  if (ack->error) {
-    if (as_json) {
-      std::cout << json{{"error",
-                         {{"code", ack->error_code_text}, {"message", ack->error->message}}}}
-                       .dump()
-                << '\n';
-    }
-    std::cerr << "meshlanectl: monitor: " << ack->error->message << " (" << ack->error_code_text
-              << ")\n";
-    return kExitDaemon;
-  }
-  g_monitor_fd = client->fd();
+  control::Client& client = *ack.client;
+  g_monitor_fd = client.fd();
   install_monitor_signals();
   if (!as_json) {
     std::cerr << "meshlanectl: monitoring "
-              << text(ack->result->value("filter", json::object()).value("types", json()))
+              << text(ack.result.value("filter", json::object()).value("types", json()))
               << " (Ctrl-C to stop)\n";
   }
   std::int64_t seen = 0;
   while (!options.count || seen < *options.count) {
-    auto line = client->read_stream_line(g_monitor_stop);
+    auto line = client.read_stream_line(g_monitor_stop);
     if (!line) {
       if (g_monitor_stop != 0) {
         return kExitOk;

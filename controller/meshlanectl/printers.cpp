@@ -1,14 +1,9 @@
 #include "meshlanectl/printers.hpp"
 
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
-#include <chrono>
-#include <csignal>
 #include <cstdint>
 #include <cstring>
-#include <exception>
 #include <fstream>
 #include <iostream>
 #include <iterator>

@@ -8,7 +8,7 @@
 
 #include "meshlane/policy.h"
 
-namespace meshlane {
+namespace meshlane::policy {
 
 namespace {
 
@@ -365,4 +365,4 @@ RuleAction evaluate_policies(const std::vector<Policy>& policies,
   return RuleAction::kAllow;
 }
 
-}  // namespace meshlane
+}  // namespace meshlane::policy

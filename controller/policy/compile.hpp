@@ -15,7 +15,7 @@
 #include "meshlane/shared.h"
 #include "policy/policy.hpp"
 
-namespace meshlane {
+namespace meshlane::policy {
 
 // A workload as policies see it: its settings (name, labels, addresses) and its namespace.
 struct PolicyWorkload {
@@ -73,4 +73,4 @@ RuleAction evaluate_policies(const std::vector<Policy>& policies,
 std::vector<std::pair<std::uint16_t, unsigned>> port_range_prefixes(std::uint16_t first,
                                                                     std::uint16_t last);
 
-}  // namespace meshlane
+}  // namespace meshlane::policy

@@ -7,7 +7,7 @@
 #include <set>
 #include <string_view>
 
-namespace meshlane {
+namespace meshlane::policy {
 
 namespace {
 
@@ -586,4 +586,4 @@ bool selects(const PeerSelector& selector, const WorkloadConfig& workload) {
   });
 }
 
-}  // namespace meshlane
+}  // namespace meshlane::policy

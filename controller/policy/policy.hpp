@@ -14,7 +14,7 @@
 #include "common/error.hpp"
 #include "config/config.hpp"
 
-namespace meshlane {
+namespace meshlane::policy {
 
 // Which workloads a policy applies to, or which peers a rule matches: exactly one of a workload
 // name, a label selector (every listed label must match), or a CIDR (peers only).
@@ -96,4 +96,4 @@ std::vector<WorkloadConfig> apply_policy_overrides(std::vector<WorkloadConfig> w
 // with an address in it).
 bool selects(const PeerSelector& selector, const WorkloadConfig& workload);
 
-}  // namespace meshlane
+}  // namespace meshlane::policy

@@ -4,7 +4,7 @@
 
 #include "common/text_file.hpp"
 
-namespace meshlane::control {
+namespace meshlane::policy {
 
 namespace {
 
@@ -35,9 +35,9 @@ Result<std::vector<Policy>> load_policies(const std::string& state_dir) {
   const char* const fix =
       " (fix or remove the file; it holds the policies applied with meshlanectl)";
   const nlohmann::json state = nlohmann::json::parse(**text, nullptr, /*allow_exceptions=*/false);
-  if (state.is_discarded() || !state.is_object() || state.value("v", 0) != kStateVersion ||
-      !state.contains("policies")) {
-    return make_error(path + ": not a version " + std::to_string(kStateVersion) +
+  if (state.is_discarded() || !state.is_object() ||
+      state.value("v", 0) != workloads::kStateVersion || !state.contains("policies")) {
+    return make_error(path + ": not a version " + std::to_string(workloads::kStateVersion) +
                       " policy state file" + fix);
   }
   auto policies = parse_policy_document(nlohmann::json{{"policies", state["policies"]}});
@@ -52,12 +52,12 @@ Status save_policies(const std::string& state_dir, const std::vector<Policy>& po
   for (const Policy& policy : policies) {
     list.push_back(policy_to_json(policy));
   }
-  if (Status status = ensure_state_dir(state_dir); !status) {
+  if (Status status = workloads::ensure_state_dir(state_dir); !status) {
     return status;
   }
   return write_file_atomically(
       policy_state_path(state_dir),
-      nlohmann::json{{"v", kStateVersion}, {"policies", list}}.dump(2) + "\n");
+      nlohmann::json{{"v", workloads::kStateVersion}, {"policies", list}}.dump(2) + "\n");
 }
 
 PolicyRegistry::PolicyRegistry(InstallFn install, PersistFn persist, std::vector<Policy> saved)
@@ -68,12 +68,12 @@ PolicyRegistry::PolicyRegistry(InstallFn install, PersistFn persist, std::vector
   }
 }
 
-ControlResult<nlohmann::json> PolicyRegistry::commit(std::map<std::string, Policy> next) {
+control::ControlResult<nlohmann::json> PolicyRegistry::commit(std::map<std::string, Policy> next) {
   const std::vector<Policy> list = values(next);
   auto report = install_(list);
   if (!report) {
-    return ControlError{ErrorCode::kApplyFailed,
-                        report.error().message() + "; the policy in force is unchanged"};
+    return control::ControlError{control::ErrorCode::kApplyFailed,
+                                 report.error().message() + "; the policy in force is unchanged"};
   }
   if (Status status = persist_(list); !status) {
     // The kernel has the new set but the disk does not: put the old one back so that a restart
@@ -81,15 +81,15 @@ ControlResult<nlohmann::json> PolicyRegistry::commit(std::map<std::string, Polic
     if (auto back = install_(values(policies_)); !back) {
       spdlog::error("policy: could not restore the previous policy: {}", back.error().message());
     }
-    return ControlError{ErrorCode::kApplyFailed,
-                        status.error().message() + "; the previous policy was restored"};
+    return control::ControlError{control::ErrorCode::kApplyFailed,
+                                 status.error().message() + "; the previous policy was restored"};
   }
   policies_ = std::move(next);
   return report.value();
 }
 
-ControlResult<nlohmann::json> PolicyRegistry::apply(const std::vector<Policy>& incoming,
-                                                    bool replace_all) {
+control::ControlResult<nlohmann::json> PolicyRegistry::apply(const std::vector<Policy>& incoming,
+                                                             bool replace_all) {
   std::map<std::string, Policy> next = replace_all ? std::map<std::string, Policy>{} : policies_;
   nlohmann::json outcomes = nlohmann::json::object();
   for (const Policy& policy : incoming) {
@@ -106,10 +106,10 @@ ControlResult<nlohmann::json> PolicyRegistry::apply(const std::vector<Policy>& i
     }
   }
   if (next.size() > kMaxPolicies) {
-    return invalid_params("the result would hold " + std::to_string(next.size()) +
-                          " policies, more than " + std::to_string(kMaxPolicies));
+    return control::invalid_params("the result would hold " + std::to_string(next.size()) +
+                                   " policies, more than " + std::to_string(kMaxPolicies));
   }
-  ControlResult<nlohmann::json> outcome = commit(std::move(next));
+  control::ControlResult<nlohmann::json> outcome = commit(std::move(next));
   if (outcome) {
     (*outcome)["outcomes"] = outcomes;
     (*outcome)["removed"] = removed;
@@ -117,16 +117,17 @@ ControlResult<nlohmann::json> PolicyRegistry::apply(const std::vector<Policy>& i
   return outcome;
 }
 
-ControlResult<nlohmann::json> PolicyRegistry::remove(const std::string& name, bool missing_ok) {
+control::ControlResult<nlohmann::json> PolicyRegistry::remove(const std::string& name,
+                                                              bool missing_ok) {
   if (policies_.count(name) == 0) {
     if (missing_ok) {
       return nlohmann::json{{"name", name}, {"outcome", "absent"}};
     }
-    return ControlError{ErrorCode::kNotFound, "no policy named " + name};
+    return control::ControlError{control::ErrorCode::kNotFound, "no policy named " + name};
   }
   std::map<std::string, Policy> next = policies_;
   next.erase(name);
-  ControlResult<nlohmann::json> outcome = commit(std::move(next));
+  control::ControlResult<nlohmann::json> outcome = commit(std::move(next));
   if (outcome) {
     (*outcome)["name"] = name;
     (*outcome)["outcome"] = "deleted";
@@ -141,4 +142,4 @@ const Policy* PolicyRegistry::find(const std::string& name) const {
 
 std::vector<Policy> PolicyRegistry::list() const { return values(policies_); }
 
-}  // namespace meshlane::control
+}  // namespace meshlane::policy

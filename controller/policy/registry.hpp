@@ -14,7 +14,7 @@
 #include "policy/policy.hpp"
 #include "workloads/registry.hpp"
 
-namespace meshlane::control {
+namespace meshlane::policy {
 
 inline constexpr const char* kPolicyStateFile = "policies.json";
 
@@ -33,18 +33,19 @@ class PolicyRegistry {
 
   // Adds or replaces the given policies by name (replace_all: they become the whole set).
   // All or nothing: nothing changes unless the whole new set is installed and saved.
-  ControlResult<nlohmann::json> apply(const std::vector<Policy>& incoming, bool replace_all);
-  ControlResult<nlohmann::json> remove(const std::string& name, bool missing_ok);
+  control::ControlResult<nlohmann::json> apply(const std::vector<Policy>& incoming,
+                                               bool replace_all);
+  control::ControlResult<nlohmann::json> remove(const std::string& name, bool missing_ok);
 
   [[nodiscard]] const Policy* find(const std::string& name) const;
   [[nodiscard]] std::vector<Policy> list() const;
 
  private:
-  ControlResult<nlohmann::json> commit(std::map<std::string, Policy> next);
+  control::ControlResult<nlohmann::json> commit(std::map<std::string, Policy> next);
 
   InstallFn install_;
   PersistFn persist_;
   std::map<std::string, Policy> policies_;  // by name
 };
 
-}  // namespace meshlane::control
+}  // namespace meshlane::policy

@@ -11,7 +11,7 @@
 
 #include "common/text_file.hpp"
 
-namespace meshlane::control {
+namespace meshlane::workloads {
 
 namespace {
 
@@ -251,9 +251,9 @@ Status WorkloadRegistry::reload(std::vector<WorkloadConfig> config_workloads) {
   return {};
 }
 
-ControlStatus WorkloadRegistry::commit(std::map<std::string, WorkloadConfig> next) {
+control::ControlStatus WorkloadRegistry::commit(std::map<std::string, WorkloadConfig> next) {
   if (Status status = apply_(combined_with(next)); !status) {
-    return ControlError{ErrorCode::kApplyFailed, status.error().message()};
+    return control::ControlError{control::ErrorCode::kApplyFailed, status.error().message()};
   }
   if (Status saved = persist_(values(next)); !saved) {
     std::string message =
@@ -264,24 +264,25 @@ ControlStatus WorkloadRegistry::commit(std::map<std::string, WorkloadConfig> nex
                 "): the kernel holds the new state until the next change";
       spdlog::error("{}", message);
     }
-    return ControlError{ErrorCode::kApplyFailed, message};
+    return control::ControlError{control::ErrorCode::kApplyFailed, message};
   }
   live_ = std::move(next);
   return {};
 }
 
-ControlResult<AddOutcome> WorkloadRegistry::add(const WorkloadConfig& workload) {
+control::ControlResult<AddOutcome> WorkloadRegistry::add(const WorkloadConfig& workload) {
   for (const WorkloadConfig& configured : config_) {
     if (configured.name == workload.name) {
-      return ControlError{ErrorCode::kConflict,
-                          "workload " + workload.name +
-                              " is defined in the config file; change it there and send SIGHUP"};
+      return control::ControlError{
+          control::ErrorCode::kConflict,
+          "workload " + workload.name +
+              " is defined in the config file; change it there and send SIGHUP"};
     }
   }
   for (const WorkloadConfig& other : combined()) {
     if (other.name != workload.name && other.netns == workload.netns) {
-      return ControlError{
-          ErrorCode::kConflict,
+      return control::ControlError{
+          control::ErrorCode::kConflict,
           "netns " + workload.netns + " is already the namespace of workload " + other.name};
     }
   }
@@ -292,18 +293,19 @@ ControlResult<AddOutcome> WorkloadRegistry::add(const WorkloadConfig& workload) 
   const AddOutcome outcome = existing == live_.end() ? AddOutcome::kAdded : AddOutcome::kReplaced;
   std::map<std::string, WorkloadConfig> next = live_;
   next.insert_or_assign(workload.name, workload);
-  if (ControlStatus committed = commit(std::move(next)); !committed) {
+  if (control::ControlStatus committed = commit(std::move(next)); !committed) {
     return committed.error();
   }
   spdlog::info("control: workload {} {}", workload.name, to_string(outcome));
   return outcome;
 }
 
-ControlResult<DeleteOutcome> WorkloadRegistry::remove(const std::string& name, bool missing_ok) {
+control::ControlResult<DeleteOutcome> WorkloadRegistry::remove(const std::string& name,
+                                                               bool missing_ok) {
   for (const WorkloadConfig& configured : config_) {
     if (configured.name == name) {
-      return ControlError{
-          ErrorCode::kConflict,
+      return control::ControlError{
+          control::ErrorCode::kConflict,
           "workload " + name + " is defined in the config file; remove it there and send SIGHUP"};
     }
   }
@@ -311,11 +313,11 @@ ControlResult<DeleteOutcome> WorkloadRegistry::remove(const std::string& name, b
     if (missing_ok) {
       return DeleteOutcome::kAbsent;
     }
-    return ControlError{ErrorCode::kNotFound, "no workload named " + name};
+    return control::ControlError{control::ErrorCode::kNotFound, "no workload named " + name};
   }
   std::map<std::string, WorkloadConfig> next = live_;
   next.erase(name);
-  if (ControlStatus committed = commit(std::move(next)); !committed) {
+  if (control::ControlStatus committed = commit(std::move(next)); !committed) {
     return committed.error();
   }
   spdlog::info("control: workload {} deleted", name);
@@ -345,4 +347,4 @@ std::vector<WorkloadRegistry::Entry> WorkloadRegistry::list() const {
   return entries;
 }
 
-}  // namespace meshlane::control
+}  // namespace meshlane::workloads

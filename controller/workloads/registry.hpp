@@ -15,7 +15,7 @@
 #include "config/config.hpp"
 #include "control/protocol.hpp"
 
-namespace meshlane::control {
+namespace meshlane::workloads {
 
 // Every [[workload]] key with its effective value (the preset filled in), in the form
 // parse_workload_json() reads back: workload_from_json(workload_to_json(w)) == w.
@@ -77,9 +77,9 @@ class WorkloadRegistry {
   Status reload(std::vector<WorkloadConfig> config_workloads);
 
   // Adds or replaces a live workload; an identical one is left alone.
-  ControlResult<AddOutcome> add(const WorkloadConfig& workload);
+  control::ControlResult<AddOutcome> add(const WorkloadConfig& workload);
   // Deletes a live workload. missing_ok turns "not found" into kAbsent.
-  ControlResult<DeleteOutcome> remove(const std::string& name, bool missing_ok);
+  control::ControlResult<DeleteOutcome> remove(const std::string& name, bool missing_ok);
 
   struct Entry {
     const WorkloadConfig* workload = nullptr;
@@ -100,7 +100,7 @@ class WorkloadRegistry {
       const std::map<std::string, WorkloadConfig>& live) const;
   static std::vector<WorkloadConfig> values(const std::map<std::string, WorkloadConfig>& live);
   // Applies and saves `next` as the live set; on a save failure re-applies the current state.
-  ControlStatus commit(std::map<std::string, WorkloadConfig> next);
+  control::ControlStatus commit(std::map<std::string, WorkloadConfig> next);
 
   ApplyFn apply_;
   PersistFn persist_;
@@ -108,4 +108,4 @@ class WorkloadRegistry {
   std::map<std::string, WorkloadConfig> live_;  // by name
 };
 
-}  // namespace meshlane::control
+}  // namespace meshlane::workloads

@@ -25,7 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   for (const meshlane::WorkloadConfig& workload : config->workloads) {
-    const nlohmann::json spec = meshlane::control::workload_to_json(workload);
+    const nlohmann::json spec = meshlane::workloads::workload_to_json(workload);
     auto reparsed = meshlane::parse_workload_json(spec, "", "workload");
     const std::string dumped = spec.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     require(reparsed.ok(), "a configured workload's JSON form parses back", dumped);

@@ -31,8 +31,8 @@ using meshlane::control::PeerCredentials;
 using meshlane::control::Reply;
 using meshlane::control::Request;
 using meshlane::control::RequestError;
-using meshlane::control::WorkloadRegistry;
 using meshlane::fuzz::require;
+using meshlane::workloads::WorkloadRegistry;
 
 // Small enough that fuzzed inputs reach the limit; the daemon's is 1 MiB.
 constexpr std::size_t kFuzzFrameLimit = 4096;

@@ -18,9 +18,9 @@
 
 namespace {
 
-meshlane::PolicyWorkload workload(const char* name, std::uint64_t cookie, const char* ip,
-                                  const char* app) {
-  meshlane::PolicyWorkload w;
+meshlane::policy::PolicyWorkload workload(const char* name, std::uint64_t cookie, const char* ip,
+                                          const char* app) {
+  meshlane::policy::PolicyWorkload w;
   w.config.name = name;
   w.config.ips = {*meshlane::parse_ip_address(ip)};
   w.config.labels = {{"app", app}};
@@ -37,34 +37,34 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (document.is_discarded()) {
     return 0;
   }
-  auto policies = meshlane::parse_policy_document(document);
+  auto policies = meshlane::policy::parse_policy_document(document);
   if (!policies) {
     const std::string message = policies.error().message();
     require(message.rfind("policy ", 0) == 0, "a policy error names the member", message);
     return 0;
   }
-  for (const meshlane::Policy& policy : policies.value()) {
-    const nlohmann::json printed = meshlane::policy_to_json(policy);
-    auto again = meshlane::parse_policy(printed, "p");
+  for (const meshlane::policy::Policy& policy : policies.value()) {
+    const nlohmann::json printed = meshlane::policy::policy_to_json(policy);
+    auto again = meshlane::policy::parse_policy(printed, "p");
     require(again.ok(), "a policy's JSON form parses back", printed.dump());
-    require(meshlane::policy_to_json(again.value()) == printed,
+    require(meshlane::policy::policy_to_json(again.value()) == printed,
             "a policy's JSON form parses back to the same policy", printed.dump());
   }
-  const std::vector<meshlane::PolicyWorkload> workloads = {workload("web", 1, "198.18.0.10", "web"),
-                                                           workload("api", 2, "198.18.0.20", "api"),
-                                                           workload("db", 3, "fd00::30", "db")};
-  auto compiled = meshlane::compile_policies(policies.value(), workloads);
+  const std::vector<meshlane::policy::PolicyWorkload> workloads = {
+      workload("web", 1, "198.18.0.10", "web"), workload("api", 2, "198.18.0.20", "api"),
+      workload("db", 3, "fd00::30", "db")};
+  auto compiled = meshlane::policy::compile_policies(policies.value(), workloads);
   if (!compiled) {
     return 0;  // too big for one trie: a clean error
   }
-  const meshlane::CompiledPolicyView view(compiled.value());
+  const meshlane::policy::CompiledPolicyView view(compiled.value());
   const std::array<const char*, 5> probes = {"198.18.0.10", "198.18.0.20", "fd00::30", "198.19.1.1",
                                              "10.1.2.3"};
   const std::array<std::uint16_t, 4> ports = {22, 80, 8080, 65535};
   for (const char* from : probes) {
     for (const char* to : probes) {
-      meshlane::PolicyParty src;
-      meshlane::PolicyParty dst;
+      meshlane::policy::PolicyParty src;
+      meshlane::policy::PolicyParty dst;
       src.address = meshlane::parse_ip_address(from)->bytes;
       dst.address = meshlane::parse_ip_address(to)->bytes;
       for (const auto& w : workloads) {
@@ -74,8 +74,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           dst.workload = &w;
       }
       for (std::uint16_t port : ports) {
-        const bool allowed = meshlane::evaluate_policies(policies.value(), workloads, src, dst,
-                                                         port) == meshlane::RuleAction::kAllow;
+        const bool allowed =
+            meshlane::policy::evaluate_policies(policies.value(), workloads, src, dst, port) ==
+            meshlane::policy::RuleAction::kAllow;
         const std::uint8_t want = allowed ? ML_POLICY_ALLOW : ML_POLICY_DENY;
         require(view.judge_inbound(src.address, dst.address, port) == want,
                 "the compiled policy agrees with the rules", document.dump());

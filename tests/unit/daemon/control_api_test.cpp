@@ -103,7 +103,7 @@ class ControlApiTest : public ::testing::Test {
   }
 
   FakeBackend backend_;
-  WorkloadRegistry registry_;
+  workloads::WorkloadRegistry registry_;
   ControlApi api_;
   std::size_t applied_ = 0;
   bool last_close_ = false;
@@ -327,14 +327,14 @@ TEST_F(ControlApiTest, ConnsTellFastPathConnectionsFromTheAppliedSettings) {
   EXPECT_EQ(plain.at("198.18.0.31:41002 198.18.0.32:15006"), "other");  // f2's inbound proxy
 
   // With a policy registry, the kinds follow the policies' fast path overrides.
-  std::vector<Policy> saved;
-  auto on = parse_policy_document(
+  std::vector<policy::Policy> saved;
+  auto on = policy::parse_policy_document(
       nlohmann::json::parse(R"({"name":"f3-on","workload":"f3","fast_path":{"enabled":true}})"));
   ASSERT_TRUE(on) << on.error().message();
   saved.push_back(on.value()[0]);
-  PolicyRegistry policies(
-      [](const std::vector<Policy>&) { return Result<nlohmann::json>(nullptr); },
-      [](const std::vector<Policy>&) { return Status(); }, saved);
+  policy::PolicyRegistry policies(
+      [](const std::vector<policy::Policy>&) { return Result<nlohmann::json>(nullptr); },
+      [](const std::vector<policy::Policy>&) { return Status(); }, saved);
   ControlApi with_policies(backend_, registry_, {kOpsGroup, kOpsGroup}, &policies);
   std::string line = encode_request(1, "conns", nlohmann::json::object());
   line.pop_back();

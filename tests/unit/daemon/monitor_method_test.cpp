@@ -64,7 +64,7 @@ class MonitorMethodTest : public ::testing::Test {
 
   GateLog gate_;
   Hub hub_{gate_.fn()};
-  control::WorkloadRegistry registry_;
+  workloads::WorkloadRegistry registry_;
 };
 
 TEST_F(MonitorMethodTest, AcknowledgesWithTheFilterAndHandsOverTheStream) {
@@ -189,8 +189,9 @@ class MonitorStreamTest : public ::testing::Test {
   std::atomic<std::uint64_t> gate_{0};
   std::unique_ptr<Hub> hub_;
   std::unique_ptr<HubBackend> backend_;
-  control::WorkloadRegistry registry_{[](const std::vector<WorkloadConfig>&) { return Status(); },
-                                      [](const std::vector<WorkloadConfig>&) { return Status(); }};
+  workloads::WorkloadRegistry registry_{
+      [](const std::vector<WorkloadConfig>&) { return Status(); },
+      [](const std::vector<WorkloadConfig>&) { return Status(); }};
   std::unique_ptr<control::ControlApi> api_;
   std::unique_ptr<control::Server> server_;
   std::thread thread_;

@@ -1,7 +1,13 @@
 // decide_pinned_map: what a restart does with each kind of pinned map (docs/reliability.md).
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+
+#include "common/unique_fd.hpp"
+#include "datapath/bpf_map.hpp"
 #include "datapath/map_upgrade.hpp"
 #include "meshlane/shared.h"
 
@@ -53,6 +59,24 @@ TEST(DecidePinnedMap, ConnectionStateOfOtherLayoutIsRefusedWithAdvice) {
             std::string::npos);
   EXPECT_NE(message.find("rm /sys/fs/bpf/x/ml_origdst_v1"), std::string::npos);
   EXPECT_NE(message.find("meshlaned --cleanup"), std::string::npos);
+}
+
+// The pinned side of decide_pinned_map() is what map_info() reads back from the kernel.
+TEST(MapInfo, ReadsBackTheDefinitionAMapWasCreatedWith) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "creating a BPF map needs root (CAP_BPF)";
+  }
+  const MapSpec want{"ml_spec_test", BPF_MAP_TYPE_HASH, 8, 16, 32, BPF_F_NO_PREALLOC};
+  LIBBPF_OPTS(bpf_map_create_opts, options, .map_flags = want.flags);
+  UniqueFd fd(bpf_map_create(static_cast<bpf_map_type>(want.type), want.name.c_str(), want.key_size,
+                             want.value_size, want.max_entries, &options));
+  if (!fd) {
+    GTEST_SKIP() << "cannot create a BPF map here: " << std::strerror(errno);
+  }
+  auto have = map_info(fd.get());
+  ASSERT_TRUE(have) << have.error().message();
+  EXPECT_EQ(have.value(), want);
+  EXPECT_TRUE(map_id(fd.get()));
 }
 
 }  // namespace

@@ -1,16 +1,27 @@
-// The pinned map names come from the BPF objects themselves (object_maps.hpp): these tests pin
-// down what they must contain, so a map renamed in bpf/ without a new version is noticed, and
-// the retired layouts the upgrade converts are never mistaken for this build's maps.
+// The pinned map names come from the BPF objects themselves (BuildMapNames in object_maps.hpp):
+// these tests pin down what they must contain, so a map renamed in bpf/ without a new version is
+// noticed, and the retired layouts the upgrade converts are never mistaken for this build's maps.
 #include <gtest/gtest.h>
 
 #include <set>
 #include <string>
 
 #include "datapath/object_maps.hpp"
+#include "datapath/skeleton.hpp"
 #include "meshlane/shared.h"
+#include "sockops.skel.h"
 
 namespace meshlane {
 namespace {
+
+// Every object's maps, as a run that opened none of them gets them.
+Result<std::set<std::string>> pinned_map_names_of_build() {
+  BuildMapNames maps;
+  if (auto status = maps.add_unopened(); !status) {
+    return status.error();
+  }
+  return maps.names();
+}
 
 TEST(PinnedMapNamesOfBuild, AreEveryMapTheObjectsDefine) {
   auto names = pinned_map_names_of_build();
@@ -33,6 +44,18 @@ TEST(PinnedMapNamesOfBuild, LeaveOutTheRetiredLayouts) {
   ASSERT_TRUE(names) << names.error().message();
   EXPECT_EQ(names->count(ML_TC_FLOWS_V1_MAP_NAME), 0U);
   EXPECT_EQ(names->count(ML_ORIG_DST_V1_MAP_NAME), 0U);
+}
+
+TEST(PinnedMapNamesOfBuild, AnObjectAddedOpenIsCompletedByTheOthers) {
+  auto sockops = SockopsSkeleton::open();
+  ASSERT_TRUE(sockops) << sockops.error().message();
+  BuildMapNames maps;
+  maps.add(BuildMapNames::Object::kSockops, sockops.value()->obj);
+  EXPECT_EQ(maps.names().count(ML_SOCKHASH_MAP_NAME), 1U);
+  ASSERT_TRUE(maps.add_unopened());
+  auto all = pinned_map_names_of_build();
+  ASSERT_TRUE(all) << all.error().message();
+  EXPECT_EQ(maps.names(), all.value());
 }
 
 }  // namespace

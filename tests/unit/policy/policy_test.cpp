@@ -7,7 +7,7 @@
 #include "policy/compile.hpp"
 #include "policy/policy.hpp"
 
-namespace meshlane {
+namespace meshlane::policy {
 namespace {
 
 using nlohmann::json;
@@ -232,9 +232,9 @@ TEST_F(PolicyCompile, AgreesWithTheReferenceOnRandomPolicies) {
 }
 
 }  // namespace
-}  // namespace meshlane
+}  // namespace meshlane::policy
 
-namespace meshlane {
+namespace meshlane::policy {
 namespace {
 
 TEST(PolicyOverrides, ReplaceTheSelectedWorkloadsSettingsInNameOrder) {
@@ -358,4 +358,4 @@ TEST(PolicyOverrides, BadOverridesNameTheMember) {
 }
 
 }  // namespace
-}  // namespace meshlane
+}  // namespace meshlane::policy

@@ -19,9 +19,10 @@
 #include "temp_dir.hpp"
 #include "test_support.hpp"
 
-namespace meshlane::control {
+namespace meshlane::workloads {
 namespace {
 
+using control::ErrorCode;
 using test::contains;
 using test::TempDir;
 
@@ -492,4 +493,4 @@ TEST(WorkloadRegistry, ReloadKeepsLiveWorkloadsAndRejectsNameClashes) {
 }
 
 }  // namespace
-}  // namespace meshlane::control
+}  // namespace meshlane::workloads
