@@ -12,6 +12,8 @@ packages=(
   libclang-rt-14-dev
   # tests, demo and benchmarks
   iproute2 iperf3 sockperf haproxy iptables python3 procps gnuplot-nox curl
+  # the CNI reference plugins (bridge, host-local, loopback) of tests/netns/test_cni_chain.sh
+  containernetworking-plugins
 )
 
 if [ "$(id -u)" -ne 0 ]; then
