@@ -61,8 +61,7 @@ Outcome not_enrolled(const Invocation& call, const CniError& error, Outcome on_o
 CniError daemon_error(const Invocation& call, const DaemonError& error, const char* doing) {
   if (error.unreachable) {
     return CniError{ErrorCode::kTryAgainLater, std::string("meshlaned is unreachable ") + doing,
-                    error.message + " (socket " + call.settings.control_socket +
-                        "; is meshlaned running on this node?)"};
+                    error.message + " (control_socket " + call.settings.control_socket + ")"};
   }
   return CniError{ErrorCode::kDaemonRefused, std::string("meshlaned refused ") + doing,
                   error.message};
