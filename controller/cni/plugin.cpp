@@ -236,7 +236,7 @@ Outcome gc(const Invocation& call) {
   const auto found = call.conf.raw.find("cni.dev/valid-attachments");
   if (found == call.conf.raw.end() || !found->is_array()) {
     // Without the list every workload would look stale: remove nothing.
-    call.log.warn("GC without cni.dev/valid-attachments: nothing removed");
+    call.log.warn("no cni.dev/valid-attachments: nothing removed");
     return Outcome{};
   }
   std::set<std::string> valid;
@@ -253,12 +253,12 @@ Outcome gc(const Invocation& call) {
   // GC is a best-effort sweep: when the daemon cannot be asked, the next GC will be.
   auto daemon = Daemon::connect(call.settings.control_socket, call.settings.timeout);
   if (!daemon) {
-    call.log.warn("GC skipped: " + daemon.error().message);
+    call.log.warn("skipped: " + daemon.error().message);
     return Outcome{};
   }
   auto workloads = daemon->list_workloads();
   if (!workloads) {
-    call.log.warn("GC skipped: " + workloads.error().message);
+    call.log.warn("skipped: " + workloads.error().message);
     return Outcome{};
   }
   for (const nlohmann::json& workload : workloads.value()) {
@@ -269,9 +269,9 @@ Outcome gc(const Invocation& call) {
     const std::string name = workload.value("name", std::string());
     auto outcome = daemon->remove_workload(name, container);
     if (!outcome) {
-      call.log.warn("GC: cannot remove workload " + name + ": " + outcome.error().message);
+      call.log.warn("cannot remove workload " + name + ": " + outcome.error().message);
     } else if (outcome.value() == DelOutcome::kDeleted) {
-      call.log.info("GC: removed workload " + name + " (container " + container +
+      call.log.info("removed workload " + name + " (container " + container +
                     " is no longer attached)");
     }
   }

@@ -10,7 +10,8 @@
 #   - pods B and C carry no mesh annotation: not registered, B -> C is not intercepted, no tc
 #     filter on their eth0;
 #   - the ADD result is meshlane-cni's prevResult unchanged (0.4.0 and 1.0.0 chains);
-#   - ADD twice and DEL twice are harmless; CHECK passes; DEL removes the workload;
+#   - ADD twice (meshlane-cni's, with the same input: the bridge plugin's ADD is not repeatable)
+#     and DEL twice (the whole chain) are harmless; CHECK passes; DEL removes the workload;
 #   - 1.1.0: STATUS answers, GC removes the workload of an attachment the runtime forgot;
 #   - VERSION answers for 0.4.0, 1.0.0 and 1.1.0;
 #   - with meshlaned stopped: failure_policy closed fails ADD with code 11 (and DEL still
@@ -178,6 +179,11 @@ add_pod A a "$ML_WORKDIR/net-1.0.0.conflist" "$ISTIO_ANNOTATIONS"
 same_json "$TRACE/ADD-0-bridge.out" "$TRACE/ADD-1-meshlane-cni.out" \
   "meshlane-cni's 1.0.0 ADD result differs from its prevResult (the bridge's result)"
 assert_registered shop.a "$A" "$A_V4" "$A_V6"
+[[ -n $(mesh_tc_filters "$A") ]] || ml_fail "no tc filter on eth0 of pod a, a workload"
+# What meshlane-cni got and gave for pod a, to ADD it again (the reference bridge plugin's ADD
+# is not repeatable: it refuses an eth0 that exists).
+cp "$TRACE/ADD-1-meshlane-cni.in" "$ML_WORKDIR/a-add.in"
+cp "$TRACE/ADD-0-bridge.out" "$ML_WORKDIR/a-add.prev"
 add_pod B b "$ML_WORKDIR/net-1.0.0.conflist"
 add_pod C c "$ML_WORKDIR/net-0.4.0.conflist"
 same_json "$TRACE/ADD-0-bridge.out" "$TRACE/ADD-1-meshlane-cni.out" \
@@ -207,7 +213,13 @@ done
 
 # ---- Idempotence, CHECK, STATUS, GC, DEL ----------------------------------------------------
 ml_log "ADD twice, CHECK"
-cni_ok ADD "$ML_WORKDIR/net-1.0.0.conflist" "$A" a "$ISTIO_ANNOTATIONS"
+rc=0
+CNI_COMMAND=ADD CNI_CONTAINERID=sandbox-a CNI_NETNS="/var/run/netns/$A" CNI_IFNAME=eth0 \
+  CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=a" CNI_PATH="$MESHLANE_BIN" \
+  "$MESHLANE_CNI" <"$ML_WORKDIR/a-add.in" >"$ML_WORKDIR/a-add2.out" 2>>"$ML_WORKDIR/cni.err" || rc=$?
+[[ $rc -eq 0 ]] || ml_fail "the second ADD of pod a failed (status $rc): $(cat "$ML_WORKDIR/a-add2.out")"
+same_json "$ML_WORKDIR/a-add.prev" "$ML_WORKDIR/a-add2.out" \
+  "the second ADD of pod a did not print its prevResult"
 grep -q "workload shop.a unchanged" "$ML_WORKDIR/meshlane-cni.log" ||
   ml_fail "the second ADD of pod a was not 'unchanged' for meshlaned: $(tail -n 3 "$ML_WORKDIR/meshlane-cni.log")"
 assert_registered shop.a "$A" "$A_V4" "$A_V6"
