@@ -100,7 +100,7 @@ Outcome add(const Invocation& call) {
   if (!call.conf.prev_result) {
     return fail(not_chained(), call.conf.cni_version, call.log);
   }
-  const Outcome success = print(pass_through(call));
+  Outcome success = print(pass_through(call));
   auto pod = read_pod(call);
   if (!pod) {
     return fail(pod.error(), call.conf.cni_version, call.log);
@@ -271,8 +271,9 @@ Outcome gc(const Invocation& call) {
     if (!outcome) {
       call.log.warn("cannot remove workload " + name + ": " + outcome.error().message);
     } else if (outcome.value() == DelOutcome::kDeleted) {
-      call.log.info("removed workload " + name + " (container " + container +
-                    " is no longer attached)");
+      std::string message = "removed workload " + name;
+      message += " (container " + container + " is no longer attached)";
+      call.log.info(message);
     }
   }
   return Outcome{};

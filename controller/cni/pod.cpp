@@ -299,7 +299,7 @@ Result<Decision, CniError> decide(const Settings& settings, const Environment& e
       return decision;
     }
     if (*enabled != "true") {
-      return bad_annotation(kEnabled, *enabled, "expected \"true\" or \"false\"");
+      return bad_annotation(kEnabled, *enabled, R"(expected "true" or "false")");
     }
   }
   const bool istio = find(annotations, kIstioStatus) != nullptr;
@@ -342,7 +342,7 @@ Result<Decision, CniError> decide(const Settings& settings, const Environment& e
 
   if (const std::string* fast = find(annotations, kFastPath)) {
     if (*fast != "true" && *fast != "false") {
-      return bad_annotation(kFastPath, *fast, "expected \"true\" or \"false\"");
+      return bad_annotation(kFastPath, *fast, R"(expected "true" or "false")");
     }
     if (*fast == "true") {
       params["fast_path"] = true;

@@ -33,7 +33,7 @@ Result<Settings, CniError> parse_settings(const nlohmann::json& netconf) {
     } else if (found->is_string() && *found == "closed") {
       settings.failure_policy = FailurePolicy::kClosed;
     } else {
-      return invalid("failure_policy", "expected \"open\" or \"closed\", got " + found->dump());
+      return invalid("failure_policy", R"(expected "open" or "closed", got )" + found->dump());
     }
   }
   if (const auto found = netconf.find("exclude_namespaces"); found != netconf.end()) {
