@@ -194,7 +194,7 @@ class PluginTest : public ::testing::Test {
 
   static int code_of(const Outcome& outcome) { return json::parse(outcome.output)["code"]; }
 
-  const json istio_ = {{"sidecar.istio.io/status", "{\"containers\":[\"istio-proxy\"]}"}};
+  const json istio_ = {{"sidecar.istio.io/status", R"({"containers":["istio-proxy"]})"}};
   test::TempDir scratch_{"meshlane-cni"};
   std::string socket_;
   std::unique_ptr<FakeDaemon> daemon_;

@@ -138,7 +138,7 @@ CniError decide_error(const std::map<std::string, std::string>& annotations) {
 }
 
 TEST(Decide, IstioPodIsEnrolledWithItsIdentity) {
-  const Decision decision = decide_ok({{"sidecar.istio.io/status", "{\"version\":\"x\"}"}});
+  const Decision decision = decide_ok({{"sidecar.istio.io/status", R"({"version":"x"})"}});
   ASSERT_TRUE(decision.enroll);
   EXPECT_EQ(decision.mesh, Mesh::kIstio);
   EXPECT_EQ(decision.name, "shop.cart-7d9f");
