@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# meshlane-cni in a real CNI chain (docs/cni.md): the reference plugins loopback, bridge and
+# host-local (Debian's containernetworking-plugins) then meshlane-cni, run by cni_runner.py (a
+# small spec-following runtime) inside a "node" netns, so that the bridge and the host-side
+# veths never appear in the root netns. Pods are network namespaces; addresses come from
+# host-local in 198.18.2.0/24 and fd00:2::/64. With meshlaned running:
+#   - pod A carries sidecar.istio.io/status: it is registered (workload get: its v4 and v6
+#     addresses, netns, labels), and its app's connect to pod B goes through its HAProxy
+#     sidecar (proxy log, intercepted_outbound);
+#   - pods B and C carry no mesh annotation: not registered, B -> C is not intercepted, no tc
+#     filter on their eth0;
+#   - the ADD result is meshlane-cni's prevResult unchanged (0.4.0 and 1.0.0 chains);
+#   - ADD twice (meshlane-cni's, with the same input: the bridge plugin's ADD is not repeatable)
+#     and DEL twice (the whole chain) are harmless; CHECK passes; DEL removes the workload;
+#   - 1.1.0: STATUS answers, GC removes the workload of an attachment the runtime forgot;
+#   - VERSION answers for 0.4.0, 1.0.0 and 1.1.0;
+#   - with meshlaned stopped: failure_policy closed fails ADD with code 11 (and DEL still
+#     succeeds), open passes prevResult through; STATUS is 50 under closed.
+source "$(dirname "${BASH_SOURCE[0]}")/mesh_lib.sh"
+
+MESHLANECTL=${MESHLANECTL:-$MESHLANE_BIN/meshlanectl}
+MESHLANE_CNI=${MESHLANE_CNI:-$MESHLANE_BIN/meshlane-cni}
+CNI_PLUGIN_DIR=${CNI_PLUGIN_DIR:-/usr/lib/cni}
+RUNNER="$MESHLANE_SRC/tests/netns/cni_runner.py"
+ISTIO_ANNOTATIONS='{"sidecar.istio.io/status":"{\"containers\":[\"istio-proxy\"]}"}'
+
+mesh_setup
+ml_require_cmd python3
+for plugin in loopback bridge host-local; do
+  [[ -x $CNI_PLUGIN_DIR/$plugin ]] ||
+    ml_fail "CNI plugin $plugin not in $CNI_PLUGIN_DIR (scripts/deps.sh installs containernetworking-plugins)"
+done
+[[ -x $MESHLANE_CNI ]] || ml_fail "meshlane-cni not found at $MESHLANE_CNI (set MESHLANE_BIN)"
+[[ -x $MESHLANECTL ]] || ml_fail "meshlanectl not found at $MESHLANECTL (set MESHLANE_BIN)"
+
+ml_make_cgroup
+ml_make_netns NODE node
+ml_daemon_start
+SOCK="$ML_WORKDIR/meshlane.sock"
+CACHE="$ML_WORKDIR/cni-cache"
+TRACE="$ML_WORKDIR/cni-trace"
+mkdir -p "$CACHE" "$TRACE"
+
+# conflist FILE VERSION POLICY [meshlane-only]: the pod network (bridge + host-local +
+# meshlane-cni), or meshlane-cni alone (for STATUS and GC, which Debian 12's reference plugins,
+# 1.1.1, do not speak: they stop at CNI 1.0.0).
+conflist() {
+  local file=$1 version=$2 policy=$3 only=${4:-}
+  local bridge='{"type":"bridge","bridge":"mlcni0","isGateway":true,"ipMasq":false,
+    "ipam":{"type":"host-local","dataDir":"'"$ML_WORKDIR"'/ipam",
+      "ranges":[[{"subnet":"198.18.2.0/24"}],[{"subnet":"fd00:2::/64"}]]}},'
+  [[ -z $only ]] || bridge=""
+  cat >"$file" <<EOF
+{"cniVersion":"$version","name":"mlnet","plugins":[$bridge
+  {"type":"meshlane-cni","control_socket":"$SOCK","failure_policy":"$policy","timeout_ms":2000,
+   "log_file":"$ML_WORKDIR/meshlane-cni.log",
+   "capabilities":{"io.kubernetes.cri.pod-annotations":true}}]}
+EOF
+}
+conflist "$ML_WORKDIR/net-1.0.0.conflist" 1.0.0 closed
+conflist "$ML_WORKDIR/net-0.4.0.conflist" 0.4.0 closed
+conflist "$ML_WORKDIR/net-open.conflist" 1.0.0 open
+conflist "$ML_WORKDIR/net-1.1.0.conflist" 1.1.0 closed only
+cat >"$ML_WORKDIR/lo.conflist" <<EOF
+{"cniVersion":"1.0.0","name":"lo","plugins":[{"type":"loopback"}]}
+EOF
+
+# cni COMMAND CONFLIST NS POD [ANNOTATIONS_JSON]: runs the chain in the node netns for pod NS
+# (Kubernetes namespace "shop", pod name POD, container id "sandbox-POD"); its stdout goes to
+# $ML_WORKDIR/cni.out, its status to CNI_RC.
+cni() {
+  local command=$1 list=$2 ns=$3 pod=$4 annotations=${5:-'{}'}
+  CNI_RC=0
+  ip netns exec "$NODE" python3 "$RUNNER" "$command" --conflist "$list" \
+    --bin-dir "$CNI_PLUGIN_DIR" --bin-dir "$MESHLANE_BIN" --cache-dir "$CACHE" \
+    --container-id "sandbox-$pod" --netns "/var/run/netns/$ns" --ifname eth0 \
+    --cni-args "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=$pod;K8S_POD_UID=$pod" \
+    --capability "io.kubernetes.cri.pod-annotations=$annotations" --trace "$TRACE" \
+    >"$ML_WORKDIR/cni.out" 2>>"$ML_WORKDIR/cni.err" || CNI_RC=$?
+}
+
+# cni_ok COMMAND CONFLIST NS POD [ANNOTATIONS_JSON]: cni, which must succeed.
+cni_ok() {
+  cni "$@"
+  if [[ $CNI_RC -ne 0 ]]; then
+    cat "$ML_WORKDIR/cni.out" >&2
+    tail -n 20 "$ML_WORKDIR/cni.err" >&2
+    ml_fail "CNI $1 of pod $4 failed (status $CNI_RC)"
+  fi
+}
+
+# add_pod VAR POD CONFLIST [ANNOTATIONS_JSON]: a netns wired by the chain (plus loopback on lo);
+# VAR gets the netns, VAR_V4 and VAR_V6 the addresses the chain gave eth0.
+add_pod() {
+  local var=$1 pod=$2 list=$3 annotations=${4:-'{}'} ns
+  ml_make_netns ns "$pod"
+  CNI_RC=0
+  ip netns exec "$NODE" python3 "$RUNNER" ADD --conflist "$ML_WORKDIR/lo.conflist" \
+    --bin-dir "$CNI_PLUGIN_DIR" --cache-dir "$ML_WORKDIR/cni-cache-lo" --container-id "sandbox-$pod" \
+    --netns "/var/run/netns/$ns" --ifname lo >/dev/null 2>>"$ML_WORKDIR/cni.err" || CNI_RC=$?
+  [[ $CNI_RC -eq 0 ]] || ml_fail "loopback ADD of $pod failed"
+  cni_ok ADD "$list" "$ns" "$pod" "$annotations"
+  local v4 v6
+  v4=$(result_address "$ML_WORKDIR/cni.out" 4)
+  v6=$(result_address "$ML_WORKDIR/cni.out" 6)
+  [[ -n $v4 && -n $v6 ]] || ml_fail "the chain gave $pod no v4 and v6 address: $(cat "$ML_WORKDIR/cni.out")"
+  host_wait_for "$ML_WAIT_S" host_eth0_usable "$ns" || ml_fail "eth0 of $pod is not usable"
+  printf -v "$var" '%s' "$ns"
+  printf -v "${var}_V4" '%s' "$v4"
+  printf -v "${var}_V6" '%s' "$v6"
+  ml_log "pod $pod: netns $ns, $v4, $v6"
+}
+
+# result_address FILE 4|6: the first address of that family in a CNI result, without prefix.
+result_address() {
+  python3 - "$1" "$2" <<'PY'
+import ipaddress, json, sys
+result = json.load(open(sys.argv[1]))
+for ip in result.get("ips", []):
+    address = ip["address"].split("/")[0]
+    if ipaddress.ip_address(address).version == int(sys.argv[2]):
+        print(address)
+        break
+PY
+}
+
+# same_json A B WHAT: the two files hold equal JSON values.
+same_json() {
+  python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1])) != json.load(open(sys.argv[2])))' \
+    "$1" "$2" || {
+    echo "--- $1:" >&2; cat "$1" >&2; echo "--- $2:" >&2; cat "$2" >&2
+    ml_fail "$3"
+  }
+}
+
+# workload_json NAME: `meshlanectl workload get NAME -o json` into WL_OUT, its status in WL_RC.
+workload_json() {
+  WL_RC=0
+  WL_OUT=$("$MESHLANECTL" --socket "$SOCK" -o json workload get "$1" 2>/dev/null) || WL_RC=$?
+}
+
+assert_registered() {
+  local name=$1 ns=$2 v4=$3 v6=$4 out
+  workload_json "$name"
+  out=$WL_OUT
+  [[ $WL_RC -eq 0 ]] || ml_fail "workload $name is not registered (meshlanectl status $WL_RC)"
+  python3 - "$out" "/var/run/netns/$ns" "$v4" "$v6" "sandbox-${name#shop.}" <<'PY' ||
+import json, sys
+spec = json.loads(sys.argv[1])["spec"]
+assert spec["netns"] == sys.argv[2], spec["netns"]
+assert sorted(spec["ips"]) == sorted([sys.argv[3], sys.argv[4]]), spec["ips"]
+assert spec["mesh"] == "istio", spec["mesh"]
+assert spec["interface"] == "eth0", spec["interface"]
+labels = spec["labels"]
+assert labels["meshlane.io/managed-by"] == "meshlane-cni", labels
+assert labels["meshlane.io/container-id"] == sys.argv[5], labels
+assert labels["meshlane.io/k8s-namespace"] == "shop", labels
+PY
+    ml_fail "workload $name does not hold the pod's settings: $out"
+  ml_log "workload $name registered: $v4, $v6"
+}
+
+assert_not_registered() {
+  workload_json "$1"
+  [[ $WL_RC -eq 2 ]] || ml_fail "workload $1 exists (meshlanectl status $WL_RC), expected none"
+}
+
+# ---- Enrollment -----------------------------------------------------------------------------
+ml_log "VERSION in each spec version"
+for version in 0.4.0 1.0.0 1.1.0; do
+  out=$(echo "{\"cniVersion\":\"$version\"}" | CNI_COMMAND=VERSION "$MESHLANE_CNI")
+  python3 -c 'import json,sys; v=json.loads(sys.argv[1]); sys.exit(not (v["cniVersion"]==sys.argv[2] and v["supportedVersions"]==["0.4.0","1.0.0","1.1.0"]))' \
+    "$out" "$version" || ml_fail "VERSION $version answered $out"
+done
+cni_ok VERSION "$ML_WORKDIR/net-1.0.0.conflist" "$NODE" version
+grep -q '"meshlane-cni"' "$ML_WORKDIR/cni.out" || ml_fail "the chain's VERSION lacks meshlane-cni"
+
+add_pod A a "$ML_WORKDIR/net-1.0.0.conflist" "$ISTIO_ANNOTATIONS"
+same_json "$TRACE/ADD-0-bridge.out" "$TRACE/ADD-1-meshlane-cni.out" \
+  "meshlane-cni's 1.0.0 ADD result differs from its prevResult (the bridge's result)"
+assert_registered shop.a "$A" "$A_V4" "$A_V6"
+[[ -n $(mesh_tc_filters "$A") ]] || ml_fail "no tc filter on eth0 of pod a, a workload"
+# What meshlane-cni got and gave for pod a, to ADD it again (the reference bridge plugin's ADD
+# is not repeatable: it refuses an eth0 that exists).
+cp "$TRACE/ADD-1-meshlane-cni.in" "$ML_WORKDIR/a-add.in"
+cp "$TRACE/ADD-0-bridge.out" "$ML_WORKDIR/a-add.prev"
+add_pod B b "$ML_WORKDIR/net-1.0.0.conflist"
+add_pod C c "$ML_WORKDIR/net-0.4.0.conflist"
+same_json "$TRACE/ADD-0-bridge.out" "$TRACE/ADD-1-meshlane-cni.out" \
+  "meshlane-cni's 0.4.0 ADD result (skipped pod) differs from its prevResult"
+grep -q '"cniVersion": *"0.4.0"' "$TRACE/ADD-1-meshlane-cni.out" || ml_fail "0.4.0 result not passed as 0.4.0"
+assert_not_registered shop.b
+assert_not_registered shop.c
+
+ml_log "A's app -> B: through A's HAProxy sidecar"
+mesh_start_haproxy HA_PID "$A" a 1337 15001 15006 127.0.0.6
+log_a="$MESH_DIR/a.log"
+start=$(mesh_log_lines "$log_a")
+ml_snapshot s0
+mesh_xfer a-to-b "$B" "0.0.0.0:8080" "$A" "$B_V4:8080" --bytes 1M --timeout 30
+mesh__expect_log a-to-b "$log_a" "$start" "$(mesh__log_re haproxy outbound '[^ ]+' "$B_V4:8080")" \
+  "A's sidecar did not carry A's connect to $B_V4:8080"
+ml_snapshot s1
+mesh_assert_rose s0 s1 a-to-b intercepted_outbound
+
+ml_log "B -> C: neither is a workload, nothing intercepted"
+mesh_xfer b-to-c "$C" "0.0.0.0:8080" "$B" "$C_V4:8080" --bytes 1M --timeout 30
+ml_snapshot s2
+mesh_assert_flat s1 s2 b-to-c intercepted_outbound
+for ns in "$B" "$C"; do
+  [[ -z $(mesh_tc_filters "$ns") ]] || ml_fail "tc filters on eth0 of $ns, which is not a workload"
+done
+
+# ---- Idempotence, CHECK, STATUS, GC, DEL ----------------------------------------------------
+ml_log "ADD twice, CHECK"
+rc=0
+CNI_COMMAND=ADD CNI_CONTAINERID=sandbox-a CNI_NETNS="/var/run/netns/$A" CNI_IFNAME=eth0 \
+  CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=a" CNI_PATH="$MESHLANE_BIN" \
+  "$MESHLANE_CNI" <"$ML_WORKDIR/a-add.in" >"$ML_WORKDIR/a-add2.out" 2>>"$ML_WORKDIR/cni.err" || rc=$?
+[[ $rc -eq 0 ]] || ml_fail "the second ADD of pod a failed (status $rc): $(cat "$ML_WORKDIR/a-add2.out")"
+same_json "$ML_WORKDIR/a-add.prev" "$ML_WORKDIR/a-add2.out" \
+  "the second ADD of pod a did not print its prevResult"
+grep -q "workload shop.a unchanged" "$ML_WORKDIR/meshlane-cni.log" ||
+  ml_fail "the second ADD of pod a was not 'unchanged' for meshlaned: $(tail -n 3 "$ML_WORKDIR/meshlane-cni.log")"
+assert_registered shop.a "$A" "$A_V4" "$A_V6"
+cni_ok CHECK "$ML_WORKDIR/net-1.0.0.conflist" "$A" a "$ISTIO_ANNOTATIONS"
+cni_ok CHECK "$ML_WORKDIR/net-1.0.0.conflist" "$B" b
+
+ml_log "1.1.0: STATUS, GC"
+cni_ok STATUS "$ML_WORKDIR/net-1.1.0.conflist" "$NODE" none
+cni_ok GC "$ML_WORKDIR/net-1.1.0.conflist" "$NODE" none
+assert_registered shop.a "$A" "$A_V4" "$A_V6"
+add_pod D d "$ML_WORKDIR/net-1.0.0.conflist" "$ISTIO_ANNOTATIONS"
+assert_registered shop.d "$D" "$D_V4" "$D_V6"
+mv "$CACHE/mlnet-sandbox-d-eth0.json" "$ML_WORKDIR/d-cache.json"  # the runtime forgot d
+cni_ok GC "$ML_WORKDIR/net-1.1.0.conflist" "$NODE" none
+assert_not_registered shop.d
+assert_registered shop.a "$A" "$A_V4" "$A_V6"
+mv "$ML_WORKDIR/d-cache.json" "$CACHE/mlnet-sandbox-d-eth0.json"
+cni_ok DEL "$ML_WORKDIR/net-1.0.0.conflist" "$D" d
+
+ml_log "DEL twice"
+cni_ok DEL "$ML_WORKDIR/net-1.0.0.conflist" "$A" a
+assert_not_registered shop.a
+cni_ok DEL "$ML_WORKDIR/net-1.0.0.conflist" "$A" a
+cni_ok DEL "$ML_WORKDIR/net-0.4.0.conflist" "$C" c
+
+# ---- meshlaned down ---------------------------------------------------------------------------
+ml_log "meshlaned stopped: failure policy"
+ml_daemon_stop
+add_pod E e "$ML_WORKDIR/net-open.conflist" "$ISTIO_ANNOTATIONS"
+same_json "$TRACE/ADD-0-bridge.out" "$TRACE/ADD-1-meshlane-cni.out" \
+  "failure_policy open: meshlane-cni's ADD result differs from its prevResult"
+grep -q 'failure_policy "open"' "$ML_WORKDIR/meshlane-cni.log" || ml_fail "open: no log line"
+cni_ok DEL "$ML_WORKDIR/net-open.conflist" "$E" e
+
+ml_make_netns F f
+cni ADD "$ML_WORKDIR/net-1.0.0.conflist" "$F" f "$ISTIO_ANNOTATIONS"
+[[ $CNI_RC -ne 0 ]] || ml_fail "failure_policy closed: ADD succeeded with meshlaned down"
+python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); sys.exit(e["code"] != 11)' \
+  "$ML_WORKDIR/cni.out" || ml_fail "failure_policy closed: expected code 11, got $(cat "$ML_WORKDIR/cni.out")"
+cni_ok DEL "$ML_WORKDIR/net-1.0.0.conflist" "$F" f  # the runtime's clean-up after a failed ADD
+cni STATUS "$ML_WORKDIR/net-1.1.0.conflist" "$NODE" none
+python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); sys.exit(e["code"] != 50)' \
+  "$ML_WORKDIR/cni.out" || ml_fail "STATUS with meshlaned down: expected code 50, got $(cat "$ML_WORKDIR/cni.out")"
+cni_ok DEL "$ML_WORKDIR/net-1.0.0.conflist" "$B" b
+
+ml_pass
