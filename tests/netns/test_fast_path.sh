@@ -106,9 +106,10 @@
 # Over 600 lines on purpose: the issue's scenarios share one topology that takes long to
 # build, so they run in one script, one numbered step each.
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+# shellcheck source-path=SCRIPTDIR source=long_conns.sh
+source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
 
 PYTHON=${PYTHON:-python3}
-STREAM="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/fast_path_stream.py"
 A4=$(mesh_v4 10)
 B4=$(mesh_v4 11)
 C4=$(mesh_v4 12)
@@ -333,92 +334,13 @@ sidecar_path() {
 # an errno name, timeout).
 probe() {
   local out
-  out=$(host_in "$ML_CG" "$2" "$PYTHON" "$STREAM" probe "$3" --timeout "$ML_WAIT_S") ||
+  out=$(host_in "$ML_CG" "$2" "$PYTHON" "$LL_STREAM" probe "$3" --timeout "$ML_WAIT_S") ||
     ml_fail "$1: the probe of $3 failed to run"
   json_eval "$out" 'j["result"]'
 }
 
 # ---------------------------------------------------------------------------------------------
-# Long-lived connections: paced verified streams (fast_path_stream.py) and ml_connrate
-
-declare -A LL_SPID LL_CPID LL_LAST_S LL_LAST_C
-ll__started() {  # BASE CLIENT_PID SERVER_PID: both wrote progress, or one is gone
-  [[ -s $1.client.progress && -s $1.server.progress ]] || ! kill -0 "$2" 2>/dev/null ||
-    ! kill -0 "$3" 2>/dev/null
-}
-# ll_start LABEL MODE(nb|blk) PORT: a paced stream A -> B:PORT (IPv4); returns once both sides
-# moved data.
-ll_start() {
-  local label=$1 mode=$2 port=$3 base="$ML_WORKDIR/$1" blk=() spid cpid seed=$((RANDOM + 1))
-  [[ $mode == blk ]] && blk=(--blocking)
-  rm -f "$base.finish" "$base.ready"
-  ml_bg spid "$base.server.out" "$base.server.err" "$ML_CG" "$REL_B" "$PYTHON" "$STREAM" server \
-    --listen "0.0.0.0:$port" --seed "$seed" --finish-file "$base.finish" \
-    --progress-file "$base.server.progress" --ready-file "$base.ready" "${blk[@]}"
-  ml_wait_file "$base.ready" "$spid" || ml_fail "$label: stream server did not listen: $(cat "$base.server.err" "$base.server.out")"
-  ml_bg cpid "$base.client.out" "$base.client.err" "$ML_CG" "$REL_A" "$PYTHON" "$STREAM" client \
-    --connect "$B4:$port" --seed "$seed" --finish-file "$base.finish" \
-    --progress-file "$base.client.progress" "${blk[@]}"
-  LL_SPID[$label]=$spid
-  LL_CPID[$label]=$cpid
-  host_wait_for "$ML_WAIT_S" ll__started "$base" "$cpid" "$spid" || true
-  [[ -s $base.client.progress && -s $base.server.progress ]] || {
-    cat "$base.client.err" "$base.client.out" "$base.server.err" "$base.server.out" >&2
-    ml_fail "$label: the stream A -> $B4:$port did not start"
-  }
-  LL_LAST_S[$label]=0
-  LL_LAST_C[$label]=0
-  ml_log "$label: stream open ($mode): $(cat "$base.client.err")"
-}
-ll__moved() {  # LABEL WHAT
-  local label=$1 base="$ML_WORKDIR/$1" role pid
-  for role in server client; do
-    if [[ $role == server ]]; then pid=${LL_SPID[$label]}; else pid=${LL_CPID[$label]}; fi
-    kill -0 "$pid" 2>/dev/null || {
-      cat "$base.$role.err" "$base.$role.out" >&2
-      ml_fail "$label: the stream's $role exited during $2"
-    }
-  done
-  read -r _ LL_S <"$base.server.progress"
-  read -r _ LL_C <"$base.client.progress"
-  [[ $LL_S -gt ${LL_LAST_S[$label]} && $LL_C -gt ${LL_LAST_C[$label]} ]]
-}
-# ll_checkpoint LABEL WHAT: both sides received more since the last checkpoint.
-ll_checkpoint() {
-  local label=$1
-  host_wait_for "$ML_WAIT_S" ll__moved "$label" "$2" ||
-    ml_fail "$label: the stream stopped moving data during $2"
-  LL_LAST_S[$label]=$LL_S
-  LL_LAST_C[$label]=$LL_C
-  ml_log "$label: still moving data both ways after $2 (received: server $LL_S, client $LL_C)"
-}
-# ll_finish LABEL EXPECT_PEER: both sides send their last 1 MiB and end; each received exactly
-# what the other sent; the server saw EXPECT_PEER.
-ll_finish() {
-  local label=$1 base="$ML_WORKDIR/$1" role pid rc last errs="" s c
-  touch "$base.finish"
-  for role in server client; do
-    if [[ $role == server ]]; then pid=${LL_SPID[$label]}; else pid=${LL_CPID[$label]}; fi
-    host_wait_exit "$pid" || ml_fail "$label: the stream's $role did not finish within $ML_WAIT_S s"
-    rc=0
-    wait "$pid" || rc=$?
-    last=$(tail -n 1 "$base.$role.out" 2>/dev/null || true)
-    echo "    $label $role (exit $rc): $last" >&2
-    [[ $rc -eq 0 && $(ml_json_field "$last" ok) == true ]] ||
-      errs+=" [$role] exit $rc: $(ml_json_field "$last" error) $(tail -n 3 "$base.$role.err")"
-  done
-  [[ -z $errs ]] || ml_fail "$label: the stream failed:$errs"
-  s=$(tail -n 1 "$base.server.out")
-  c=$(tail -n 1 "$base.client.out")
-  [[ $(ml_json_int "$s" bytes_received) -eq $(ml_json_int "$c" bytes_sent) &&
-    $(ml_json_int "$c" bytes_received) -eq $(ml_json_int "$s" bytes_sent) ]] ||
-    ml_fail "$label: what one side received is not what the other sent: server $s, client $c"
-  (($(ml_json_int "$s" bytes_received) > 1 << 20 && $(ml_json_int "$c" bytes_received) > 1 << 20)) ||
-    ml_fail "$label: less than the last 1 MiB arrived: server $s, client $c"
-  [[ $(mesh_peer_host "$(ml_json_field "$s" peer)") == "$2" ]] ||
-    ml_fail "$label: the server saw client $(ml_json_field "$s" peer), expected $2"
-  ml_log "$label: finished: $(ml_json_int "$c" bytes_sent) bytes A -> B, $(ml_json_int "$s" bytes_sent) back, all verified; the server saw $2"
-}
+# Long-lived connections: paced verified streams (long_conns.sh) and ml_connrate
 
 # connrate_server PORT CLOSE_AFTER: an ml_connrate server on B:PORT (in the cgroup).
 connrate_server() {
@@ -679,8 +601,8 @@ persistent_up() {
 }
 host_wait_for "$ML_WAIT_S" persistent_up ||
   ml_fail "the 4 persistent connections A -> B:8091 did not come up on the fast path"
-ll_start ll-fp-nb nb 8092
-ll_start ll-fp-blk blk 8093
+ll_start ll-fp-nb nb "$REL_B" "0.0.0.0:8092" "$REL_A" "$B4:8092"
+ll_start ll-fp-blk blk "$REL_B" "0.0.0.0:8093" "$REL_A" "$B4:8093"
 snap 1
 ml_show_delta s0 s1
 expect_eq established fast_path_connections "$(d fast_path_connections)" 6
@@ -743,7 +665,7 @@ for ll in ll-fp-nb ll-fp-blk; do ll_checkpoint "$ll" "switching off"; done
 cr_checkpoint pfp "$PFP" "switching off"
 snap 0
 connrate_client PSC psc 8091 2 0
-ll_start ll-sc nb 8094
+ll_start ll-sc nb "$REL_B" "0.0.0.0:8094" "$REL_A" "$B4:8094"
 sc_up() { [[ $(peers_on "$REL_B" 8091) == "${REL_SRC}x2 ${A4}x4 " ]]; }
 host_wait_for "$ML_WAIT_S" sc_up ||
   ml_fail "off: B:8091's connections come from $(peers_on "$REL_B" 8091), expected 2 from $REL_SRC (sidecar) and 4 from $A4"
@@ -751,7 +673,7 @@ snap 1
 mesh_assert_flat s0 s1 off-established fast_path_connections
 (($(sess a-outbound) >= 3 && $(sess b-inbound) >= 3)) ||
   ml_fail "off: the new persistent connections and stream did not pass the sidecars"
-[[ $(sed -n 's/^accepted //p' "$ML_WORKDIR/ll-sc.server.err") == "$REL_SRC":* ]] ||
+[[ $(ll_server_peer ll-sc) == "$REL_SRC" ]] ||
   ml_fail "off: the stream A -> B:8094 was not accepted from $REL_SRC: $(cat "$ML_WORKDIR/ll-sc.server.err")"
 
 ml_log "13. ON again: pod-a's fast_path = true, SIGHUP"
@@ -787,7 +709,7 @@ ll_finish ll-sc "$REL_SRC"
 # ---------------------------------------------------------------------------------------------
 ml_log "14. conns: a spliced sidecar hop to B's mesh port 15020 is not fastpath"
 snap 0
-ll_start ll-mesh-port nb 15020
+ll_start ll-mesh-port nb "$REL_B" "0.0.0.0:15020" "$REL_A" "$B4:15020"
 snap 1
 ml_show_delta s0 s1
 expect_sessions mesh-port-stream a-outbound

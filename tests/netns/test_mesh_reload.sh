@@ -46,12 +46,14 @@
 #      filters are gone and B's remain.
 # Round 2 re-adds A after its removal in round 1. Then SIGTERM (exit 0) + meshlaned --cleanup:
 # no tc filter anywhere, no pin, nothing attached to the test cgroup.
-# The long-lived connections are a small paced Python sender/checker (mesh_reload_stream.py),
-# non-blocking sockets as a mesh app would use. They send until the test tells them
-# to finish, however long its steps take. The daemon gets its own control
+# The long-lived connections are a small paced Python sender/checker (long_stream.py, started
+# and checked by long_conns.sh), non-blocking sockets as a mesh app would use. They send until
+# the test tells them to finish, however long its steps take. The daemon gets its own control
 # socket and state directory in the work directory.
 # shellcheck source-path=SCRIPTDIR source=mesh_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/mesh_lib.sh"
+# shellcheck source-path=SCRIPTDIR source=long_conns.sh
+source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
 
 UID_ISTIO=1337
 OUT=15001
@@ -62,108 +64,6 @@ EXCL=9090
 LL_TC_PORT=8081
 LL_SC_PORT=8082
 LL_IN_PORT=8083
-
-# ---------------------------------------------------------------------------------------------
-# The paced long-lived transfer (mesh_reload_stream.py)
-
-# ll_start LABEL SERVER_NS LISTEN CLIENT_NS CONNECT: starts both sides of a paced long-lived
-# transfer; returns once the client is connected. Files: $ML_WORKDIR/LABEL.{server,client}.*
-declare -A LL_SPID LL_CPID LL_LAST_S LL_LAST_C
-ll__started() {  # BASE CLIENT_PID: both sides wrote progress, or the client is gone
-  [[ -s $1.client.progress && -s $1.server.progress ]] || ! kill -0 "$2" 2>/dev/null
-}
-ll_start() {
-  local label=$1 sns=$2 listen=$3 cns=$4 connect=$5 pid
-  local base="$ML_WORKDIR/$label" seed=$((RANDOM + 1))
-  rm -f "$base.finish" "$base.ready"
-  ml_bg pid "$base.server.out" "$base.server.err" "$ML_CG" "$sns" "$PY" "$PACED" server \
-    --addr "$listen" --seed "$seed" --finish-file "$base.finish" \
-    --progress-file "$base.server.progress" --ready-file "$base.ready"
-  LL_SPID[$label]=$pid
-  if ! ml_wait_file "$base.ready" "$pid"; then
-    cat "$base.server.err" "$base.server.out" >&2
-    ml_fail "$label: long-lived server did not start listening"
-  fi
-  ml_bg pid "$base.client.out" "$base.client.err" "$ML_CG" "$cns" "$PY" "$PACED" client \
-    --addr "$connect" --seed "$seed" --finish-file "$base.finish" \
-    --progress-file "$base.client.progress"
-  LL_CPID[$label]=$pid
-  host_wait_for "$ML_WAIT_S" ll__started "$base" "$pid" || true
-  [[ -s $base.client.progress && -s $base.server.progress ]] || {
-    cat "$base.client.err" "$base.client.out" "$base.server.err" "$base.server.out" >&2
-    ml_fail "$label: long-lived connection $connect from $cns did not start"
-  }
-  LL_LAST_S[$label]=0
-  LL_LAST_C[$label]=0
-  ml_log "$label: long-lived connection $connect from $cns open: $(sed -n 1p "$base.client.err")"
-}
-
-# ll_checkpoint LABEL WHAT: both sides still run and each received more bytes since the last
-# checkpoint (the connection kept moving data in both directions through WHAT). Waits for the
-# progress files (rewritten every 100 ms) to show that, ML_WAIT_S at most.
-ll__moved() {  # LABEL WHAT
-  local label=$1 what=$2 base="$ML_WORKDIR/$1" role pid
-  for role in server client; do
-    if [[ $role == server ]]; then pid=${LL_SPID[$label]}; else pid=${LL_CPID[$label]}; fi
-    kill -0 "$pid" 2>/dev/null || {
-      cat "$base.$role.err" "$base.$role.out" >&2
-      ml_fail "$label: the long-lived $role exited during $what"
-    }
-  done
-  read -r _ s <"$base.server.progress"
-  read -r _ c <"$base.client.progress"
-  [[ $s -gt ${LL_LAST_S[$label]} && $c -gt ${LL_LAST_C[$label]} ]]
-}
-ll_checkpoint() {
-  local label=$1 what=$2 s c
-  host_wait_for "$ML_WAIT_S" ll__moved "$label" "$what" ||
-    ml_fail "$label: the long-lived connection stopped moving during $what (server received $s, was ${LL_LAST_S[$label]}; client received $c, was ${LL_LAST_C[$label]})"
-  ml_log "$label: still transferring after $what (server received $s, client received $c)"
-  LL_LAST_S[$label]=$s
-  LL_LAST_C[$label]=$c
-}
-
-# ll_server_peer LABEL: the client address (without port) the long-lived server accepted.
-ll_server_peer() {
-  local line
-  line=$(sed -n 's/^server: connected local=[^ ]* peer=\([^ ]*\)$/\1/p' "$ML_WORKDIR/$1.server.err" | sed -n 1p)
-  [[ -n $line ]] || ml_fail "$1: the long-lived server logged no 'server: connected ... peer=...' line"
-  mesh_peer_host "$line"
-}
-
-# ll_finish LABEL EXPECT_PEER: lets both sides send their last 1 MiB and end, waits for them
-# (ML_WAIT_S at most) and checks: exit 0, ok, each side received exactly what the other sent
-# (at least the last 1 MiB), and the server saw the client EXPECT_PEER (an address without
-# port).
-ll_finish() {
-  local label=$1 expect=$2 base="$ML_WORKDIR/$1" role pid rc last errs="" peer
-  local s_last c_last
-  touch "$base.finish"
-  for role in server client; do
-    if [[ $role == server ]]; then pid=${LL_SPID[$label]}; else pid=${LL_CPID[$label]}; fi
-    host_wait_exit "$pid" || ml_fail "$label: the long-lived $role did not finish within $ML_WAIT_S s"
-    rc=0
-    wait "$pid" || rc=$?
-    last=$(tail -n1 "$base.$role.out" 2>/dev/null || true)
-    echo "    $label $role (exit $rc): $last" >&2
-    if [[ $rc -ne 0 || $(ml_json_field "$last" ok) != true ]]; then
-      tail -n 20 "$base.$role.err" >&2
-      errs+=" [$role] exit $rc: $(ml_json_field "$last" error)"
-    fi
-  done
-  [[ -z $errs ]] || ml_fail "$label: long-lived connection failed:$errs"
-  s_last=$(tail -n1 "$base.server.out")
-  c_last=$(tail -n1 "$base.client.out")
-  [[ $(ml_json_int "$s_last" bytes_received) -eq $(ml_json_int "$c_last" bytes_sent) &&
-    $(ml_json_int "$c_last" bytes_received) -eq $(ml_json_int "$s_last" bytes_sent) ]] ||
-    ml_fail "$label: what one side received is not what the other sent: server $s_last, client $c_last"
-  (($(ml_json_int "$s_last" bytes_received) > 1 << 20 && $(ml_json_int "$c_last" bytes_received) > 1 << 20)) ||
-    ml_fail "$label: less than the last 1 MiB arrived: server $s_last, client $c_last"
-  peer=$(ml_json_field "$s_last" peer)
-  [[ $(mesh_peer_host "$peer") == "$expect" ]] ||
-    ml_fail "$label: the server's app saw client $peer, expected $expect"
-  ml_log "$label: finished, $(ml_json_int "$c_last" bytes_sent) bytes client -> server and $(ml_json_int "$s_last" bytes_sent) back, all verified; the server's app saw $peer"
-}
 
 # ---------------------------------------------------------------------------------------------
 # Config and daemon
@@ -369,7 +269,7 @@ round() {
   a_excl_direct "$p-0-excl-direct" "$fam"
   a_not_workload "$p-0-not-workload" "$fam" "$kind"
   ml_snapshot l0
-  ll_start "$p-ll-tc" "$NS_B" "[::]:$LL_TC_PORT" "$NS_A" "$b:$LL_TC_PORT"
+  ll_start "$p-ll-tc" nb "$NS_B" "[::]:$LL_TC_PORT" "$NS_A" "$b:$LL_TC_PORT"
   ml_snapshot l1
   mesh_assert_rose l0 l1 "$p-ll-tc" intercepted_inbound_tc
   mesh_assert_flat l0 l1 "$p-ll-tc" intercepted_outbound
@@ -391,7 +291,7 @@ round() {
     ml_fail "$p-1-excl-via-sidecar: B's app saw client $MESH_SERVER_PEER, expected A's address (A's sidecar, direct to B)"
   ll_checkpoint "$p-ll-tc" "adding A"
   ml_snapshot l0
-  ll_start "$p-ll-sidecar" "$NS_B" "[::]:$LL_SC_PORT" "$NS_A" "$b:$LL_SC_PORT"
+  ll_start "$p-ll-sidecar" nb "$NS_B" "[::]:$LL_SC_PORT" "$NS_A" "$b:$LL_SC_PORT"
   ml_snapshot l1
   mesh_assert_rose l0 l1 "$p-ll-sidecar" intercepted_outbound
   mesh_assert_rose l0 l1 "$p-ll-sidecar" intercepted_inbound_local
@@ -401,7 +301,7 @@ round() {
   local sa_in
   sa_in=$(mesh_log_lines "$LOG_A")
   ml_snapshot l0
-  ll_start "$p-ll-in" "$NS_A" "[::]:$LL_IN_PORT" "$NS_X" "$a:$LL_IN_PORT"
+  ll_start "$p-ll-in" nb "$NS_A" "[::]:$LL_IN_PORT" "$NS_X" "$a:$LL_IN_PORT"
   ml_snapshot l1
   ml_show_delta l0 l1
   mesh_assert_rose l0 l1 "$p-ll-in" intercepted_inbound_tc
@@ -511,8 +411,6 @@ round() {
 mesh_setup
 ml_require_meshlane
 ml_require_cmd python3
-PY=$(python3 -c 'import sys; print(sys.executable)')
-PACED="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/mesh_reload_stream.py"
 # shellcheck disable=SC2119  # no suffix
 ml_make_cgroup
 mesh_make_node
