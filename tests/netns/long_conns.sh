@@ -1,12 +1,14 @@
 # shellcheck shell=bash
-# Long-lived, paced, verified TCP streams (long_stream.py) for the tests that keep connections
-# open across changes (test_fast_path.sh, test_mesh_reload.sh). Source it after mesh_lib.sh (or
+# Long-lived connections for the tests that keep them open across changes (test_fast_path.sh,
+# test_mesh_reload.sh, test_upgrade.sh): paced, verified TCP streams (long_stream.py; ll_start,
+# ll_checkpoint, ll_finish) and ml_connrate load that runs until the test stops it
+# (ll_connrate_*; persistent connections and connect loops). Source it after mesh_lib.sh (or
 # rel_lib.sh, which sources that):
 #
 #   source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
 #
 # A stream LABEL keeps its files in $ML_WORKDIR/LABEL.{server,client}.{out,err,progress} and
-# $ML_WORKDIR/LABEL.{ready,finish}. Both ends run in the test cgroup. Nothing waits a fixed
+# $ML_WORKDIR/LABEL.{ready,finish}. Everything runs in the test cgroup. Nothing waits a fixed
 # time: every wait polls, ML_WAIT_S only guards against a hang.
 #
 # Environment: PYTHON (default python3).
@@ -117,3 +119,46 @@ ll_finish() {
   ml_log "$label: finished, $(ml_json_int "$c" bytes_sent) bytes client -> server and $(ml_json_int "$s" bytes_sent) back, all verified; the server's app saw $peer"
 }
 
+# ---------------------------------------------------------------------------------------------
+# ml_connrate load that runs until the test stops it (ml_connrate_stop): persistent
+# request/response connections (--requests-per-conn 0) and connect loops (1: a new connection
+# per request). A client NAME keeps its files in $ML_WORKDIR/NAME.{out,err,progress}.
+
+# ll_connrate_server NS PORT CLOSE_AFTER: an ml_connrate server on 0.0.0.0:PORT in NS and the
+# test cgroup, replying 1000 bytes to each 100-byte request, closing a connection after
+# CLOSE_AFTER replies (0: never); returns once it listens.
+ll_connrate_server() {
+  local ns=$1 port=$2 pid
+  ml_bg pid "$ML_WORKDIR/srv$port.out" "$ML_WORKDIR/srv$port.err" "$ML_CG" "$ns" \
+    "$ML_CONNRATE" server --listen "0.0.0.0:$port" --request-size 100 --reply-size 1000 \
+    --close-after "$3" --ready-file "$ML_WORKDIR/srv$port.ready"
+  ml_wait_file "$ML_WORKDIR/srv$port.ready" "$pid" || ml_fail "ml_connrate server on $port did not start"
+}
+
+# ll_connrate_client VAR NAME NS CONNECT CONCURRENCY REQUESTS_PER_CONN: an ml_connrate client
+# NS -> CONNECT (in the test cgroup) until stopped; its PID goes to VAR.
+ll_connrate_client() {
+  ml_bg "$1" "$ML_WORKDIR/$2.out" "$ML_WORKDIR/$2.err" "$ML_CG" "$3" \
+    "$ML_CONNRATE" client --connect "$4" --concurrency "$5" --duration 0 \
+    --request-size 100 --reply-size 1000 --requests-per-conn "$6" --timeout 30 \
+    --progress-file "$ML_WORKDIR/$2.progress"
+}
+
+# ll_connrate_progress NAME PID [LABEL]: ML_CR_REQUESTS/ERRORS/CONNECTIONS of client NAME (fails
+# the test, naming LABEL (default NAME), if it has exited or seen an error).
+ll_connrate_progress() {
+  ml_connrate_progress "$2" "$ML_WORKDIR/$1.out" "$ML_WORKDIR/$1.progress" "${3:-$1}"
+}
+
+# ll_connrate_checkpoint NAME PID WHAT [LABEL]: client NAME still runs, has seen no error and
+# answered requests since its last checkpoint (waits for that, ML_WAIT_S at most).
+declare -A LL_CR_LAST
+ll_connrate_checkpoint() {
+  host_wait_for "$ML_WAIT_S" ll__connrate_moved "$1" "$2" "${4:-$1}" ||
+    ml_fail "${4:-$1}: the persistent connections answered no request during $3 (progress: $(cat "$ML_WORKDIR/$1.progress" 2>/dev/null))"
+  ml_log "${4:-$1}: persistent connections still answering after $3 (${LL_CR_LAST[$1]} requests)"
+}
+ll__connrate_moved() { # NAME PID LABEL
+  ll_connrate_progress "$1" "$2" "$3" && ((ML_CR_REQUESTS > ${LL_CR_LAST[$1]:-0})) || return 1
+  LL_CR_LAST[$1]=$ML_CR_REQUESTS
+}

@@ -342,37 +342,23 @@ probe() {
 # ---------------------------------------------------------------------------------------------
 # Long-lived connections: paced verified streams (long_conns.sh) and ml_connrate
 
-# connrate_server PORT CLOSE_AFTER: an ml_connrate server on B:PORT (in the cgroup).
-connrate_server() {
-  local pid
-  ml_bg pid "$ML_WORKDIR/srv$1.out" "$ML_WORKDIR/srv$1.err" "$ML_CG" "$REL_B" \
-    "$ML_CONNRATE" server --listen "0.0.0.0:$1" --request-size 100 --reply-size 1000 \
-    --close-after "$2" --ready-file "$ML_WORKDIR/srv$1.ready"
-  ml_wait_file "$ML_WORKDIR/srv$1.ready" "$pid" || ml_fail "ml_connrate server on $1 did not start"
-}
-# connrate_client VAR NAME PORT CONCURRENCY REQUESTS_PER_CONN: A -> B:PORT until stopped.
-connrate_client() {
-  ml_bg "$1" "$ML_WORKDIR/$2.out" "$ML_WORKDIR/$2.err" "$ML_CG" "$REL_A" \
-    "$ML_CONNRATE" client --connect "$B4:$3" --concurrency "$4" --duration 0 \
-    --request-size 100 --reply-size 1000 --requests-per-conn "$5" --timeout 30 \
-    --progress-file "$ML_WORKDIR/$2.progress"
-}
-# cr_progress NAME PID: ML_CR_REQUESTS/ERRORS/CONNECTIONS of a client (fails on an error).
-cr_progress() { ml_connrate_progress "$2" "$ML_WORKDIR/$1.out" "$ML_WORKDIR/$1.progress" "$1"; }
-# cr_moved NAME PID: answered requests since the last cr_moved (CR_LAST[NAME]).
-declare -A CR_LAST
-cr_moved() {
-  cr_progress "$1" "$2" && ((ML_CR_REQUESTS > ${CR_LAST[$1]:-0})) || return 1
-  CR_LAST[$1]=$ML_CR_REQUESTS
-}
-cr_checkpoint() {  # NAME PID WHAT
-  host_wait_for "$ML_WAIT_S" cr_moved "$1" "$2" ||
-    ml_fail "$1: the persistent connections answered no request during $3"
-  ml_log "$1: persistent connections still answering after $3 (${CR_LAST[$1]} requests)"
-}
 # loop_made N: the connect loop completed N connections since LOOP_BASE.
-loop_made() { cr_progress loop "$LOOP" && ((ML_CR_CONNECTIONS - LOOP_BASE >= $1)); }
-loop_conns() { cr_progress loop "$LOOP" || ml_fail "the connect loop has no progress yet"; echo "$ML_CR_CONNECTIONS"; }
+loop_made() { ll_connrate_progress loop "$LOOP" && ((ML_CR_CONNECTIONS - LOOP_BASE >= $1)); }
+loop_conns() { ll_connrate_progress loop "$LOOP" || ml_fail "the connect loop has no progress yet"; echo "$ML_CR_CONNECTIONS"; }
+
+# switch_fast_path LABEL FAST_A: pod-a's fast_path = FAST_A (config rewritten, SIGHUP); then,
+# between snapshots 0 and 1, the connect loop makes at least 200 more connections (made).
+switch_fast_path() {
+  write_config "$2"
+  sighup "$1"
+  snap 0
+  LOOP_BASE=$(loop_conns)
+  host_wait_for "$ML_WAIT_S" loop_made 200 || ml_fail "$1: the connect loop did not make 200 more connections"
+  made=$(($(loop_conns) - LOOP_BASE))
+  snap 1
+  ml_show_delta s0 s1
+  ml_log "$1: $made connections; sessions hap-a/outbound +$(sess a-outbound), hap-b/inbound +$(sess b-inbound)"
+}
 
 # peers_on NS PORT: the peer addresses of the established connections to local PORT, one per
 # line (sorted, with counts).
@@ -590,12 +576,12 @@ sidecar_path policy-deleted "$ML_CG" "$REL_B" "[::]:8080" "$REL_C" "$B4:8080" "$
 
 # ---------------------------------------------------------------------------------------------
 ml_log "13. switching fast path off and on under load (12: conns on the way)"
-connrate_server 8090 1
-connrate_server 8091 0
+ll_connrate_server "$REL_B" 8090 1
+ll_connrate_server "$REL_B" 8091 0
 snap 0
-connrate_client PFP pfp 8091 4 0
+ll_connrate_client PFP pfp "$REL_A" "$B4:8091" 4 0
 persistent_up() {
-  cr_progress pfp "$PFP" && ((ML_CR_REQUESTS > 0)) || return 1
+  ll_connrate_progress pfp "$PFP" && ((ML_CR_REQUESTS > 0)) || return 1
   ml_snapshot s1
   (($(d fast_path_connections) >= 4))
 }
@@ -634,7 +620,7 @@ grep -E "$(mesh_re "$B4:8092")" <<<"$CTL_OUT" >&2 || true
 
 ml_log "13. ON: a connect loop A -> B:8090"
 snap 0
-connrate_client LOOP loop 8090 4 1
+ll_connrate_client LOOP loop "$REL_A" "$B4:8090" 4 1
 LOOP_BASE=0
 host_wait_for "$ML_WAIT_S" loop_made 200 || ml_fail "the connect loop did not make 200 connections"
 made=$(loop_conns)
@@ -647,24 +633,16 @@ expect_sessions on
 ml_log "on: $made connections of the loop, fast_path_connections +$(d fast_path_connections)"
 
 ml_log "13. OFF: pod-a's fast_path = false, SIGHUP"
-write_config false
-sighup off
-snap 0
-LOOP_BASE=$(loop_conns)
-host_wait_for "$ML_WAIT_S" loop_made 200 || ml_fail "off: the connect loop did not make 200 more connections"
-made=$(($(loop_conns) - LOOP_BASE))
-snap 1
-ml_show_delta s0 s1
-ml_log "off: $made connections; sessions hap-a/outbound +$(sess a-outbound), hap-b/inbound +$(sess b-inbound)"
+switch_fast_path off false
 mesh_assert_flat s0 s1 off fast_path_connections
 (($(d intercepted_outbound) >= made - 4)) ||
   ml_fail "off: intercepted_outbound rose by $(d intercepted_outbound) for $made connections"
 (($(sess a-outbound) >= made - 4 && $(sess b-inbound) >= made - 4)) ||
   ml_fail "off: the sidecars accepted $(sess a-outbound) (A outbound) and $(sess b-inbound) (B inbound) sessions for $made connections"
 for ll in ll-fp-nb ll-fp-blk; do ll_checkpoint "$ll" "switching off"; done
-cr_checkpoint pfp "$PFP" "switching off"
+ll_connrate_checkpoint pfp "$PFP" "switching off"
 snap 0
-connrate_client PSC psc 8091 2 0
+ll_connrate_client PSC psc "$REL_A" "$B4:8091" 2 0
 ll_start ll-sc nb "$REL_B" "0.0.0.0:8094" "$REL_A" "$B4:8094"
 sc_up() { [[ $(peers_on "$REL_B" 8091) == "${REL_SRC}x2 ${A4}x4 " ]]; }
 host_wait_for "$ML_WAIT_S" sc_up ||
@@ -677,23 +655,15 @@ mesh_assert_flat s0 s1 off-established fast_path_connections
   ml_fail "off: the stream A -> B:8094 was not accepted from $REL_SRC: $(cat "$ML_WORKDIR/ll-sc.server.err")"
 
 ml_log "13. ON again: pod-a's fast_path = true, SIGHUP"
-write_config true
-sighup on-again
-snap 0
-LOOP_BASE=$(loop_conns)
-host_wait_for "$ML_WAIT_S" loop_made 200 || ml_fail "on-again: the connect loop did not make 200 more connections"
-made=$(($(loop_conns) - LOOP_BASE))
-snap 1
-ml_show_delta s0 s1
-ml_log "on-again: $made connections; sessions hap-a/outbound +$(sess a-outbound), hap-b/inbound +$(sess b-inbound)"
+switch_fast_path on-again true
 mesh_assert_flat s0 s1 on-again intercepted_outbound
 (($(d fast_path_connections) >= made - 4)) ||
   ml_fail "on-again: fast_path_connections rose by $(d fast_path_connections) for $made connections"
 (($(sess a-outbound) <= 4 && $(sess b-inbound) <= 4)) ||
   ml_fail "on-again: the sidecars accepted $(sess a-outbound) (A outbound) and $(sess b-inbound) (B inbound) sessions: more than the 4 connections that may have been in flight"
 for ll in ll-fp-nb ll-fp-blk ll-sc; do ll_checkpoint "$ll" "switching on again"; done
-cr_checkpoint pfp "$PFP" "switching on again"
-cr_checkpoint psc "$PSC" "switching on again"
+ll_connrate_checkpoint pfp "$PFP" "switching on again"
+ll_connrate_checkpoint psc "$PSC" "switching on again"
 [[ $(peers_on "$REL_B" 8091) == "${REL_SRC}x2 ${A4}x4 " ]] ||
   ml_fail "on-again: B:8091's connections come from $(peers_on "$REL_B" 8091), expected the same 2 from $REL_SRC and 4 from $A4"
 
