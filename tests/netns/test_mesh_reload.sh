@@ -148,6 +148,16 @@ expect_no_tc() {
 # ---------------------------------------------------------------------------------------------
 # The checks of one connection from A
 
+# counted_xfer LABEL SERVER_NS PORT CLIENT_NS DEST: a verified 1 MiB transfer each way from
+# CLIENT_NS to DEST, the server app on [::]:PORT in SERVER_NS (mesh_xfer), between the counter
+# snapshots s0 and s1 (their deltas shown).
+counted_xfer() {
+  ml_snapshot s0
+  mesh_xfer "$1" "$2" "[::]:$3" "$4" "$5" --bytes 1M --timeout 30
+  ml_snapshot s1
+  ml_show_delta s0 s1
+}
+
 # a_via_sidecar LABEL FAM KIND PORT: A -> B:PORT passes A's sidecar (its log shows orig B:PORT)
 # and intercepted_outbound rises.
 a_via_sidecar() {
@@ -155,12 +165,9 @@ a_via_sidecar() {
   a=$(mesh__addr "$fam" 10)
   b=$(mesh__addr "$fam" 11)
   sa=$(mesh_log_lines "$LOG_A")
-  ml_snapshot s0
-  mesh_xfer "$label" "$NS_B" "[::]:$port" "$NS_A" "$b:$port" --bytes 1M --timeout 30
+  counted_xfer "$label" "$NS_B" "$port" "$NS_A" "$b:$port"
   mesh__expect_log "$label" "$LOG_A" "$sa" "$(mesh__log_re "$kind" outbound '[^ ]+' "$b:$port")" \
     "A's outbound sidecar did not carry it to the original destination $b:$port"
-  ml_snapshot s1
-  ml_show_delta s0 s1
   mesh_assert_rose s0 s1 "$label" intercepted_outbound
   mesh_assert_rose s0 s1 "$label" orig_dst_answered
   mesh_assert_flat s0 s1 "$label" intercepted_inbound_tc
@@ -183,20 +190,19 @@ a_mesh() {
     ml_fail "$label: B's app saw client $MESH_SERVER_PEER, expected B's inbound sidecar from $SRC"
 }
 
-# a_excl_direct LABEL FAM: A -> B:9090 (excluded inbound in B) goes direct: B's app sees A's
-# address, no proxy logs a line, intercepted_outbound flat.
-a_excl_direct() {
-  local label=$1 fam=$2 a b
-  a=$(mesh__addr "$fam" 10)
-  b=$(mesh__addr "$fam" 11)
+# direct_conn LABEL FAM CLIENT SERVER PORT: a connection CLIENT -> SERVER:PORT (each A, B or X)
+# that nothing intercepts goes direct: SERVER's app sees CLIENT's own address, no proxy logs a
+# line, no interception counter moves (A -> B:9090, excluded inbound in B, while A is not a
+# workload; X -> A:8083 once A is no longer a workload).
+direct_conn() {
+  local label=$1 fam=$2 c=$3 s=$4 port=$5 c_addr s_addr
+  c_addr=$(mesh__addr "$fam" "${NUM_OF[$c]}")
+  s_addr=$(mesh__addr "$fam" "${NUM_OF[$s]}")
   mesh__mark "$LOG_A" "$LOG_B"
-  ml_snapshot s0
-  mesh_xfer "$label" "$NS_B" "[::]:$EXCL" "$NS_A" "$b:$EXCL" --bytes 1M --timeout 30
+  counted_xfer "$label" "${NS_OF[$s]}" "$port" "${NS_OF[$c]}" "$s_addr:$port"
   mesh__expect_quiet "$label" "$LOG_A" "$LOG_B"
-  ml_snapshot s1
-  ml_show_delta s0 s1
-  [[ $(mesh_peer_host "$MESH_SERVER_PEER") == "$(mesh_peer_host "$a:0")" ]] ||
-    ml_fail "$label: B's app saw client $MESH_SERVER_PEER, expected A's own address $a (direct)"
+  [[ $(mesh_peer_host "$MESH_SERVER_PEER") == "$(mesh_peer_host "$c_addr:0")" ]] ||
+    ml_fail "$label: $s's app saw client $MESH_SERVER_PEER, expected $c's own address $c_addr (direct)"
   mesh_assert_flat s0 s1 "$label" intercepted_outbound
   mesh_assert_flat s0 s1 "$label" intercepted_inbound_tc
   mesh_assert_flat s0 s1 "$label" intercepted_inbound_local
@@ -211,38 +217,16 @@ a_not_workload() {
   b=$(mesh__addr "$fam" 11)
   mesh__mark "$LOG_A"
   sb=$(mesh_log_lines "$LOG_B")
-  ml_snapshot s0
-  mesh_xfer "$label" "$NS_B" "[::]:$APP" "$NS_A" "$b:$APP" --bytes 1M --timeout 30
+  counted_xfer "$label" "$NS_B" "$APP" "$NS_A" "$b:$APP"
   mesh__expect_log "$label" "$LOG_B" "$sb" \
     "$(mesh__log_re "$kind" inbound "$(mesh_re "$a"):[0-9]+" "$b:$APP")" \
     "B's tc did not steer A's connection to B's inbound sidecar"
   mesh__expect_quiet "$label" "$LOG_A"
-  ml_snapshot s1
-  ml_show_delta s0 s1
   [[ $(mesh_peer_host "$MESH_SERVER_PEER") == "$SRC" ]] ||
     ml_fail "$label: B's app saw client $MESH_SERVER_PEER, expected B's inbound sidecar from $SRC"
   mesh_assert_flat s0 s1 "$label" intercepted_outbound
   mesh_assert_flat s0 s1 "$label" intercepted_inbound_local
   mesh_assert_rose s0 s1 "$label" intercepted_inbound_tc
-}
-
-# x_to_a_direct LABEL FAM: a new connection X -> A:8083 (A is not intercepted) goes direct:
-# A's app sees X's own address, no proxy logs a line, no interception counter moves.
-x_to_a_direct() {
-  local label=$1 fam=$2 a x
-  a=$(mesh__addr "$fam" 10)
-  x=$(mesh__addr "$fam" 100)
-  mesh__mark "$LOG_A" "$LOG_B"
-  ml_snapshot s0
-  mesh_xfer "$label" "$NS_A" "[::]:$LL_IN_PORT" "$NS_X" "$a:$LL_IN_PORT" --bytes 1M --timeout 30
-  mesh__expect_quiet "$label" "$LOG_A" "$LOG_B"
-  ml_snapshot s1
-  ml_show_delta s0 s1
-  [[ $(mesh_peer_host "$MESH_SERVER_PEER") == "$(mesh_peer_host "$x:0")" ]] ||
-    ml_fail "$label: A's app saw client $MESH_SERVER_PEER, expected X's own address $x (direct)"
-  mesh_assert_flat s0 s1 "$label" intercepted_inbound_tc
-  mesh_assert_flat s0 s1 "$label" intercepted_inbound_local
-  mesh_assert_flat s0 s1 "$label" intercepted_outbound
 }
 
 # drain_lines FROM: the daemon log lines after line FROM that report pod-a's tc filters removed.
@@ -266,7 +250,7 @@ round() {
   expect_no_tc "$p-start" "$NS_A"
   expect_tc "$p-start" "$NS_B"
   expect_no_tc "$p-start" "$NS_X"
-  a_excl_direct "$p-0-excl-direct" "$fam"
+  direct_conn "$p-0-excl-direct" "$fam" A B "$EXCL"
   a_not_workload "$p-0-not-workload" "$fam" "$kind"
   ml_snapshot l0
   ll_start "$p-ll-tc" nb "$NS_B" "[::]:$LL_TC_PORT" "$NS_A" "$b:$LL_TC_PORT"
@@ -355,9 +339,9 @@ round() {
   expect_tc "$p-3-remove" "$NS_A"
   expect_tc "$p-3-remove" "$NS_B"
   ll_checkpoint "$p-ll-in" "removing A"
-  a_excl_direct "$p-3-excl-direct" "$fam"
+  direct_conn "$p-3-excl-direct" "$fam" A B "$EXCL"
   a_not_workload "$p-3-not-workload" "$fam" "$kind"
-  x_to_a_direct "$p-3-x-direct" "$fam"
+  direct_conn "$p-3-x-direct" "$fam" X A "$LL_IN_PORT"
   ll_checkpoint "$p-ll-tc" "removing A"
   ll_checkpoint "$p-ll-sidecar" "removing A"
   ll_checkpoint "$p-ll-in" "removing A and a direct connection to A:$LL_IN_PORT"
@@ -417,6 +401,7 @@ mesh_make_node
 mesh_add_pod NS_A a 10
 mesh_add_pod NS_B b 11
 mesh_add_host NS_X x 100
+declare -A NS_OF=([A]=$NS_A [B]=$NS_B [X]=$NS_X) NUM_OF=([A]=10 [B]=11 [X]=100)
 mesh_assert_no_iptables "$NS_A" "$NS_B" "$NS_X"
 
 daemon_start
