@@ -21,22 +21,22 @@ declare -A LL_SPID LL_CPID LL_LAST_S LL_LAST_C
 # returns once both ends have written progress.
 ll_start() {
   local label=$1 mode=$2 sns=$3 listen=$4 cns=$5 connect=$6 base="$ML_WORKDIR/$1" blk=()
-  local spid cpid seed=$((RANDOM + 1))
+  local server_pid client_pid seed=$((RANDOM + 1))
   [[ $mode == blk ]] && blk=(--blocking)
   rm -f "$base.finish" "$base.ready"
-  ml_bg spid "$base.server.out" "$base.server.err" "$ML_CG" "$sns" "${PYTHON:-python3}" \
+  ml_bg server_pid "$base.server.out" "$base.server.err" "$ML_CG" "$sns" "${PYTHON:-python3}" \
     "$LL_STREAM" server --listen "$listen" --seed "$seed" --finish-file "$base.finish" \
     --progress-file "$base.server.progress" --ready-file "$base.ready" "${blk[@]}"
-  ml_wait_file "$base.ready" "$spid" || {
+  ml_wait_file "$base.ready" "$server_pid" || {
     cat "$base.server.err" "$base.server.out" >&2
     ml_fail "$label: the long-lived server did not start listening on $listen"
   }
-  ml_bg cpid "$base.client.out" "$base.client.err" "$ML_CG" "$cns" "${PYTHON:-python3}" \
+  ml_bg client_pid "$base.client.out" "$base.client.err" "$ML_CG" "$cns" "${PYTHON:-python3}" \
     "$LL_STREAM" client --connect "$connect" --seed "$seed" --finish-file "$base.finish" \
     --progress-file "$base.client.progress" "${blk[@]}"
-  LL_SPID[$label]=$spid
-  LL_CPID[$label]=$cpid
-  host_wait_for "$ML_WAIT_S" ll__started "$base" "$cpid" "$spid" || true
+  LL_SPID[$label]=$server_pid
+  LL_CPID[$label]=$client_pid
+  host_wait_for "$ML_WAIT_S" ll__started "$base" "$client_pid" "$server_pid" || true
   [[ -s $base.client.progress && -s $base.server.progress ]] || {
     cat "$base.client.err" "$base.client.out" "$base.server.err" "$base.server.out" >&2
     ml_fail "$label: the long-lived connection $connect from $cns did not start"
@@ -124,23 +124,25 @@ ll_finish() {
 # request/response connections (--requests-per-conn 0) and connect loops (1: a new connection
 # per request). A client NAME keeps its files in $ML_WORKDIR/NAME.{out,err,progress}.
 
-# ll_connrate_server NS PORT CLOSE_AFTER: an ml_connrate server on 0.0.0.0:PORT in NS and the
-# test cgroup, replying 1000 bytes to each 100-byte request, closing a connection after
-# CLOSE_AFTER replies (0: never); returns once it listens.
+# ll_connrate_server NS PORT CLOSE_AFTER [REQUEST_SIZE REPLY_SIZE]: an ml_connrate server on
+# 0.0.0.0:PORT in NS and the test cgroup, replying REPLY_SIZE bytes (default 1000) to each
+# REQUEST_SIZE-byte request (default 100), closing a connection after CLOSE_AFTER replies (0:
+# never); returns once it listens.
 ll_connrate_server() {
   local ns=$1 port=$2 pid
   ml_bg pid "$ML_WORKDIR/srv$port.out" "$ML_WORKDIR/srv$port.err" "$ML_CG" "$ns" \
-    "$ML_CONNRATE" server --listen "0.0.0.0:$port" --request-size 100 --reply-size 1000 \
-    --close-after "$3" --ready-file "$ML_WORKDIR/srv$port.ready"
+    "$ML_CONNRATE" server --listen "0.0.0.0:$port" --request-size "${4:-100}" \
+    --reply-size "${5:-1000}" --close-after "$3" --ready-file "$ML_WORKDIR/srv$port.ready"
   ml_wait_file "$ML_WORKDIR/srv$port.ready" "$pid" || ml_fail "ml_connrate server on $port did not start"
 }
 
-# ll_connrate_client VAR NAME NS CONNECT CONCURRENCY REQUESTS_PER_CONN: an ml_connrate client
-# NS -> CONNECT (in the test cgroup) until stopped; its PID goes to VAR.
+# ll_connrate_client VAR NAME NS CONNECT CONCURRENCY REQUESTS_PER_CONN [REQUEST_SIZE
+# REPLY_SIZE]: an ml_connrate client NS -> CONNECT (in the test cgroup) until stopped, sizes as
+# its server's (default 100 and 1000); its PID goes to VAR.
 ll_connrate_client() {
   ml_bg "$1" "$ML_WORKDIR/$2.out" "$ML_WORKDIR/$2.err" "$ML_CG" "$3" \
     "$ML_CONNRATE" client --connect "$4" --concurrency "$5" --duration 0 \
-    --request-size 100 --reply-size 1000 --requests-per-conn "$6" --timeout 30 \
+    --request-size "${7:-100}" --reply-size "${8:-1000}" --requests-per-conn "$6" --timeout 30 \
     --progress-file "$ML_WORKDIR/$2.progress"
 }
 
