@@ -106,9 +106,10 @@
 # Over 600 lines on purpose: the issue's scenarios share one topology that takes long to
 # build, so they run in one script, one numbered step each.
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+# shellcheck source-path=SCRIPTDIR source=long_conns.sh
+source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
 
 PYTHON=${PYTHON:-python3}
-STREAM="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/fast_path_stream.py"
 A4=$(mesh_v4 10)
 B4=$(mesh_v4 11)
 C4=$(mesh_v4 12)
@@ -333,124 +334,31 @@ sidecar_path() {
 # an errno name, timeout).
 probe() {
   local out
-  out=$(host_in "$ML_CG" "$2" "$PYTHON" "$STREAM" probe "$3" --timeout "$ML_WAIT_S") ||
+  out=$(host_in "$ML_CG" "$2" "$PYTHON" "$LL_STREAM" probe "$3" --timeout "$ML_WAIT_S") ||
     ml_fail "$1: the probe of $3 failed to run"
   json_eval "$out" 'j["result"]'
 }
 
 # ---------------------------------------------------------------------------------------------
-# Long-lived connections: paced verified streams (fast_path_stream.py) and ml_connrate
+# Long-lived connections: paced verified streams (long_conns.sh) and ml_connrate
 
-declare -A LL_SPID LL_CPID LL_LAST_S LL_LAST_C
-ll__started() {  # BASE CLIENT_PID SERVER_PID: both wrote progress, or one is gone
-  [[ -s $1.client.progress && -s $1.server.progress ]] || ! kill -0 "$2" 2>/dev/null ||
-    ! kill -0 "$3" 2>/dev/null
-}
-# ll_start LABEL MODE(nb|blk) PORT: a paced stream A -> B:PORT (IPv4); returns once both sides
-# moved data.
-ll_start() {
-  local label=$1 mode=$2 port=$3 base="$ML_WORKDIR/$1" blk=() spid cpid seed=$((RANDOM + 1))
-  [[ $mode == blk ]] && blk=(--blocking)
-  rm -f "$base.finish" "$base.ready"
-  ml_bg spid "$base.server.out" "$base.server.err" "$ML_CG" "$REL_B" "$PYTHON" "$STREAM" server \
-    --listen "0.0.0.0:$port" --seed "$seed" --finish-file "$base.finish" \
-    --progress-file "$base.server.progress" --ready-file "$base.ready" "${blk[@]}"
-  ml_wait_file "$base.ready" "$spid" || ml_fail "$label: stream server did not listen: $(cat "$base.server.err" "$base.server.out")"
-  ml_bg cpid "$base.client.out" "$base.client.err" "$ML_CG" "$REL_A" "$PYTHON" "$STREAM" client \
-    --connect "$B4:$port" --seed "$seed" --finish-file "$base.finish" \
-    --progress-file "$base.client.progress" "${blk[@]}"
-  LL_SPID[$label]=$spid
-  LL_CPID[$label]=$cpid
-  host_wait_for "$ML_WAIT_S" ll__started "$base" "$cpid" "$spid" || true
-  [[ -s $base.client.progress && -s $base.server.progress ]] || {
-    cat "$base.client.err" "$base.client.out" "$base.server.err" "$base.server.out" >&2
-    ml_fail "$label: the stream A -> $B4:$port did not start"
-  }
-  LL_LAST_S[$label]=0
-  LL_LAST_C[$label]=0
-  ml_log "$label: stream open ($mode): $(cat "$base.client.err")"
-}
-ll__moved() {  # LABEL WHAT
-  local label=$1 base="$ML_WORKDIR/$1" role pid
-  for role in server client; do
-    if [[ $role == server ]]; then pid=${LL_SPID[$label]}; else pid=${LL_CPID[$label]}; fi
-    kill -0 "$pid" 2>/dev/null || {
-      cat "$base.$role.err" "$base.$role.out" >&2
-      ml_fail "$label: the stream's $role exited during $2"
-    }
-  done
-  read -r _ LL_S <"$base.server.progress"
-  read -r _ LL_C <"$base.client.progress"
-  [[ $LL_S -gt ${LL_LAST_S[$label]} && $LL_C -gt ${LL_LAST_C[$label]} ]]
-}
-# ll_checkpoint LABEL WHAT: both sides received more since the last checkpoint.
-ll_checkpoint() {
-  local label=$1
-  host_wait_for "$ML_WAIT_S" ll__moved "$label" "$2" ||
-    ml_fail "$label: the stream stopped moving data during $2"
-  LL_LAST_S[$label]=$LL_S
-  LL_LAST_C[$label]=$LL_C
-  ml_log "$label: still moving data both ways after $2 (received: server $LL_S, client $LL_C)"
-}
-# ll_finish LABEL EXPECT_PEER: both sides send their last 1 MiB and end; each received exactly
-# what the other sent; the server saw EXPECT_PEER.
-ll_finish() {
-  local label=$1 base="$ML_WORKDIR/$1" role pid rc last errs="" s c
-  touch "$base.finish"
-  for role in server client; do
-    if [[ $role == server ]]; then pid=${LL_SPID[$label]}; else pid=${LL_CPID[$label]}; fi
-    host_wait_exit "$pid" || ml_fail "$label: the stream's $role did not finish within $ML_WAIT_S s"
-    rc=0
-    wait "$pid" || rc=$?
-    last=$(tail -n 1 "$base.$role.out" 2>/dev/null || true)
-    echo "    $label $role (exit $rc): $last" >&2
-    [[ $rc -eq 0 && $(ml_json_field "$last" ok) == true ]] ||
-      errs+=" [$role] exit $rc: $(ml_json_field "$last" error) $(tail -n 3 "$base.$role.err")"
-  done
-  [[ -z $errs ]] || ml_fail "$label: the stream failed:$errs"
-  s=$(tail -n 1 "$base.server.out")
-  c=$(tail -n 1 "$base.client.out")
-  [[ $(ml_json_int "$s" bytes_received) -eq $(ml_json_int "$c" bytes_sent) &&
-    $(ml_json_int "$c" bytes_received) -eq $(ml_json_int "$s" bytes_sent) ]] ||
-    ml_fail "$label: what one side received is not what the other sent: server $s, client $c"
-  (($(ml_json_int "$s" bytes_received) > 1 << 20 && $(ml_json_int "$c" bytes_received) > 1 << 20)) ||
-    ml_fail "$label: less than the last 1 MiB arrived: server $s, client $c"
-  [[ $(mesh_peer_host "$(ml_json_field "$s" peer)") == "$2" ]] ||
-    ml_fail "$label: the server saw client $(ml_json_field "$s" peer), expected $2"
-  ml_log "$label: finished: $(ml_json_int "$c" bytes_sent) bytes A -> B, $(ml_json_int "$s" bytes_sent) back, all verified; the server saw $2"
-}
-
-# connrate_server PORT CLOSE_AFTER: an ml_connrate server on B:PORT (in the cgroup).
-connrate_server() {
-  local pid
-  ml_bg pid "$ML_WORKDIR/srv$1.out" "$ML_WORKDIR/srv$1.err" "$ML_CG" "$REL_B" \
-    "$ML_CONNRATE" server --listen "0.0.0.0:$1" --request-size 100 --reply-size 1000 \
-    --close-after "$2" --ready-file "$ML_WORKDIR/srv$1.ready"
-  ml_wait_file "$ML_WORKDIR/srv$1.ready" "$pid" || ml_fail "ml_connrate server on $1 did not start"
-}
-# connrate_client VAR NAME PORT CONCURRENCY REQUESTS_PER_CONN: A -> B:PORT until stopped.
-connrate_client() {
-  ml_bg "$1" "$ML_WORKDIR/$2.out" "$ML_WORKDIR/$2.err" "$ML_CG" "$REL_A" \
-    "$ML_CONNRATE" client --connect "$B4:$3" --concurrency "$4" --duration 0 \
-    --request-size 100 --reply-size 1000 --requests-per-conn "$5" --timeout 30 \
-    --progress-file "$ML_WORKDIR/$2.progress"
-}
-# cr_progress NAME PID: ML_CR_REQUESTS/ERRORS/CONNECTIONS of a client (fails on an error).
-cr_progress() { ml_connrate_progress "$2" "$ML_WORKDIR/$1.out" "$ML_WORKDIR/$1.progress" "$1"; }
-# cr_moved NAME PID: answered requests since the last cr_moved (CR_LAST[NAME]).
-declare -A CR_LAST
-cr_moved() {
-  cr_progress "$1" "$2" && ((ML_CR_REQUESTS > ${CR_LAST[$1]:-0})) || return 1
-  CR_LAST[$1]=$ML_CR_REQUESTS
-}
-cr_checkpoint() {  # NAME PID WHAT
-  host_wait_for "$ML_WAIT_S" cr_moved "$1" "$2" ||
-    ml_fail "$1: the persistent connections answered no request during $3"
-  ml_log "$1: persistent connections still answering after $3 (${CR_LAST[$1]} requests)"
-}
 # loop_made N: the connect loop completed N connections since LOOP_BASE.
-loop_made() { cr_progress loop "$LOOP" && ((ML_CR_CONNECTIONS - LOOP_BASE >= $1)); }
-loop_conns() { cr_progress loop "$LOOP" || ml_fail "the connect loop has no progress yet"; echo "$ML_CR_CONNECTIONS"; }
+loop_made() { ll_connrate_progress loop "$LOOP" && ((ML_CR_CONNECTIONS - LOOP_BASE >= $1)); }
+loop_conns() { ll_connrate_progress loop "$LOOP" || ml_fail "the connect loop has no progress yet"; echo "$ML_CR_CONNECTIONS"; }
+
+# switch_fast_path LABEL FAST_A: pod-a's fast_path = FAST_A (config rewritten, SIGHUP); then,
+# between snapshots 0 and 1, the connect loop makes at least 200 more connections (made).
+switch_fast_path() {
+  write_config "$2"
+  sighup "$1"
+  snap 0
+  LOOP_BASE=$(loop_conns)
+  host_wait_for "$ML_WAIT_S" loop_made 200 || ml_fail "$1: the connect loop did not make 200 more connections"
+  made=$(($(loop_conns) - LOOP_BASE))
+  snap 1
+  ml_show_delta s0 s1
+  ml_log "$1: $made connections; sessions hap-a/outbound +$(sess a-outbound), hap-b/inbound +$(sess b-inbound)"
+}
 
 # peers_on NS PORT: the peer addresses of the established connections to local PORT, one per
 # line (sorted, with counts).
@@ -668,19 +576,19 @@ sidecar_path policy-deleted "$ML_CG" "$REL_B" "[::]:8080" "$REL_C" "$B4:8080" "$
 
 # ---------------------------------------------------------------------------------------------
 ml_log "13. switching fast path off and on under load (12: conns on the way)"
-connrate_server 8090 1
-connrate_server 8091 0
+ll_connrate_server "$REL_B" 8090 1
+ll_connrate_server "$REL_B" 8091 0
 snap 0
-connrate_client PFP pfp 8091 4 0
+ll_connrate_client PFP pfp "$REL_A" "$B4:8091" 4 0
 persistent_up() {
-  cr_progress pfp "$PFP" && ((ML_CR_REQUESTS > 0)) || return 1
+  ll_connrate_progress pfp "$PFP" && ((ML_CR_REQUESTS > 0)) || return 1
   ml_snapshot s1
   (($(d fast_path_connections) >= 4))
 }
 host_wait_for "$ML_WAIT_S" persistent_up ||
   ml_fail "the 4 persistent connections A -> B:8091 did not come up on the fast path"
-ll_start ll-fp-nb nb 8092
-ll_start ll-fp-blk blk 8093
+ll_start ll-fp-nb nb "$REL_B" "0.0.0.0:8092" "$REL_A" "$B4:8092"
+ll_start ll-fp-blk blk "$REL_B" "0.0.0.0:8093" "$REL_A" "$B4:8093"
 snap 1
 ml_show_delta s0 s1
 expect_eq established fast_path_connections "$(d fast_path_connections)" 6
@@ -712,7 +620,7 @@ grep -E "$(mesh_re "$B4:8092")" <<<"$CTL_OUT" >&2 || true
 
 ml_log "13. ON: a connect loop A -> B:8090"
 snap 0
-connrate_client LOOP loop 8090 4 1
+ll_connrate_client LOOP loop "$REL_A" "$B4:8090" 4 1
 LOOP_BASE=0
 host_wait_for "$ML_WAIT_S" loop_made 200 || ml_fail "the connect loop did not make 200 connections"
 made=$(loop_conns)
@@ -725,25 +633,17 @@ expect_sessions on
 ml_log "on: $made connections of the loop, fast_path_connections +$(d fast_path_connections)"
 
 ml_log "13. OFF: pod-a's fast_path = false, SIGHUP"
-write_config false
-sighup off
-snap 0
-LOOP_BASE=$(loop_conns)
-host_wait_for "$ML_WAIT_S" loop_made 200 || ml_fail "off: the connect loop did not make 200 more connections"
-made=$(($(loop_conns) - LOOP_BASE))
-snap 1
-ml_show_delta s0 s1
-ml_log "off: $made connections; sessions hap-a/outbound +$(sess a-outbound), hap-b/inbound +$(sess b-inbound)"
+switch_fast_path off false
 mesh_assert_flat s0 s1 off fast_path_connections
 (($(d intercepted_outbound) >= made - 4)) ||
   ml_fail "off: intercepted_outbound rose by $(d intercepted_outbound) for $made connections"
 (($(sess a-outbound) >= made - 4 && $(sess b-inbound) >= made - 4)) ||
   ml_fail "off: the sidecars accepted $(sess a-outbound) (A outbound) and $(sess b-inbound) (B inbound) sessions for $made connections"
 for ll in ll-fp-nb ll-fp-blk; do ll_checkpoint "$ll" "switching off"; done
-cr_checkpoint pfp "$PFP" "switching off"
+ll_connrate_checkpoint pfp "$PFP" "switching off"
 snap 0
-connrate_client PSC psc 8091 2 0
-ll_start ll-sc nb 8094
+ll_connrate_client PSC psc "$REL_A" "$B4:8091" 2 0
+ll_start ll-sc nb "$REL_B" "0.0.0.0:8094" "$REL_A" "$B4:8094"
 sc_up() { [[ $(peers_on "$REL_B" 8091) == "${REL_SRC}x2 ${A4}x4 " ]]; }
 host_wait_for "$ML_WAIT_S" sc_up ||
   ml_fail "off: B:8091's connections come from $(peers_on "$REL_B" 8091), expected 2 from $REL_SRC (sidecar) and 4 from $A4"
@@ -751,27 +651,19 @@ snap 1
 mesh_assert_flat s0 s1 off-established fast_path_connections
 (($(sess a-outbound) >= 3 && $(sess b-inbound) >= 3)) ||
   ml_fail "off: the new persistent connections and stream did not pass the sidecars"
-[[ $(sed -n 's/^accepted //p' "$ML_WORKDIR/ll-sc.server.err") == "$REL_SRC":* ]] ||
+[[ $(ll_server_peer ll-sc) == "$REL_SRC" ]] ||
   ml_fail "off: the stream A -> B:8094 was not accepted from $REL_SRC: $(cat "$ML_WORKDIR/ll-sc.server.err")"
 
 ml_log "13. ON again: pod-a's fast_path = true, SIGHUP"
-write_config true
-sighup on-again
-snap 0
-LOOP_BASE=$(loop_conns)
-host_wait_for "$ML_WAIT_S" loop_made 200 || ml_fail "on-again: the connect loop did not make 200 more connections"
-made=$(($(loop_conns) - LOOP_BASE))
-snap 1
-ml_show_delta s0 s1
-ml_log "on-again: $made connections; sessions hap-a/outbound +$(sess a-outbound), hap-b/inbound +$(sess b-inbound)"
+switch_fast_path on-again true
 mesh_assert_flat s0 s1 on-again intercepted_outbound
 (($(d fast_path_connections) >= made - 4)) ||
   ml_fail "on-again: fast_path_connections rose by $(d fast_path_connections) for $made connections"
 (($(sess a-outbound) <= 4 && $(sess b-inbound) <= 4)) ||
   ml_fail "on-again: the sidecars accepted $(sess a-outbound) (A outbound) and $(sess b-inbound) (B inbound) sessions: more than the 4 connections that may have been in flight"
 for ll in ll-fp-nb ll-fp-blk ll-sc; do ll_checkpoint "$ll" "switching on again"; done
-cr_checkpoint pfp "$PFP" "switching on again"
-cr_checkpoint psc "$PSC" "switching on again"
+ll_connrate_checkpoint pfp "$PFP" "switching on again"
+ll_connrate_checkpoint psc "$PSC" "switching on again"
 [[ $(peers_on "$REL_B" 8091) == "${REL_SRC}x2 ${A4}x4 " ]] ||
   ml_fail "on-again: B:8091's connections come from $(peers_on "$REL_B" 8091), expected the same 2 from $REL_SRC and 4 from $A4"
 
@@ -787,7 +679,7 @@ ll_finish ll-sc "$REL_SRC"
 # ---------------------------------------------------------------------------------------------
 ml_log "14. conns: a spliced sidecar hop to B's mesh port 15020 is not fastpath"
 snap 0
-ll_start ll-mesh-port nb 15020
+ll_start ll-mesh-port nb "$REL_B" "0.0.0.0:15020" "$REL_A" "$B4:15020"
 snap 1
 ml_show_delta s0 s1
 expect_sessions mesh-port-stream a-outbound

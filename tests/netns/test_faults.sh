@@ -24,6 +24,8 @@
 #      intercepted.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+# shellcheck source-path=SCRIPTDIR source=long_conns.sh
+source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
 
 rel_setup
 rel_sidecars
@@ -158,22 +160,15 @@ ml_daemon_cleanup
 ml_log "3. sockhash full (4 entries) under a connection storm through the mesh"
 rel_write_config "$CONFIG" "sockhash_max_entries = 4"
 rel_start_timed "$CONFIG"
-ml_bg SRV "$ML_WORKDIR/storm.server.out" "$ML_WORKDIR/storm.server.err" "$ML_CG" "$REL_B" \
-  "$ML_CONNRATE" server --listen "0.0.0.0:8090" --request-size 300 --reply-size 3000 \
-  --close-after 1 --ready-file "$ML_WORKDIR/storm.ready"
-ml_wait_file "$ML_WORKDIR/storm.ready" "$SRV" || ml_fail "ml_connrate server did not start"
+ll_connrate_server "$REL_B" 8090 1 300 3000
 ml_snapshot f0
-ml_bg STORM "$ML_WORKDIR/storm.client.out" "$ML_WORKDIR/storm.client.err" "$ML_CG" "$REL_A" \
-  "$ML_CONNRATE" client --connect "$B4:8090" --concurrency 8 --duration 0 \
-  --request-size 300 --reply-size 3000 --requests-per-conn 1 --timeout 30 \
-  --progress-file "$ML_WORKDIR/storm.progress"
+ll_connrate_client STORM storm "$REL_A" "$B4:8090" 8 1 300 3000
 # storm_made N: the storm completed N connections, without error.
 storm_made() {
-  ml_connrate_progress "$STORM" "$ML_WORKDIR/storm.client.out" "$ML_WORKDIR/storm.progress" \
-    "the storm with a full sockhash" && ((ML_CR_CONNECTIONS >= $1))
+  ll_connrate_progress storm "$STORM" "the storm with a full sockhash" && ((ML_CR_CONNECTIONS >= $1))
 }
 host_wait_for "$ML_WAIT_S" storm_made 1000 || ml_fail "the storm did not make 1000 connections in $ML_WAIT_S s"
-ml_connrate_stop "$STORM" "$ML_WORKDIR/storm.client.out" "storm with a full sockhash" 100
+ml_connrate_stop "$STORM" "$ML_WORKDIR/storm.out" "storm with a full sockhash" 100
 conns=$(ml_json_int "$ML_CONNRATE_RESULT" connections)
 ((conns > 100)) || ml_fail "the storm made only $conns connections"
 # Every counter below is counted when a socket connects or is established: all of them were

@@ -46,12 +46,14 @@
 #      filters are gone and B's remain.
 # Round 2 re-adds A after its removal in round 1. Then SIGTERM (exit 0) + meshlaned --cleanup:
 # no tc filter anywhere, no pin, nothing attached to the test cgroup.
-# The long-lived connections are a small paced Python sender/checker (mesh_reload_stream.py),
-# non-blocking sockets as a mesh app would use. They send until the test tells them
-# to finish, however long its steps take. The daemon gets its own control
+# The long-lived connections are a small paced Python sender/checker (long_stream.py, started
+# and checked by long_conns.sh), non-blocking sockets as a mesh app would use. They send until
+# the test tells them to finish, however long its steps take. The daemon gets its own control
 # socket and state directory in the work directory.
 # shellcheck source-path=SCRIPTDIR source=mesh_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/mesh_lib.sh"
+# shellcheck source-path=SCRIPTDIR source=long_conns.sh
+source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
 
 UID_ISTIO=1337
 OUT=15001
@@ -62,108 +64,6 @@ EXCL=9090
 LL_TC_PORT=8081
 LL_SC_PORT=8082
 LL_IN_PORT=8083
-
-# ---------------------------------------------------------------------------------------------
-# The paced long-lived transfer (mesh_reload_stream.py)
-
-# ll_start LABEL SERVER_NS LISTEN CLIENT_NS CONNECT: starts both sides of a paced long-lived
-# transfer; returns once the client is connected. Files: $ML_WORKDIR/LABEL.{server,client}.*
-declare -A LL_SPID LL_CPID LL_LAST_S LL_LAST_C
-ll__started() {  # BASE CLIENT_PID: both sides wrote progress, or the client is gone
-  [[ -s $1.client.progress && -s $1.server.progress ]] || ! kill -0 "$2" 2>/dev/null
-}
-ll_start() {
-  local label=$1 sns=$2 listen=$3 cns=$4 connect=$5 pid
-  local base="$ML_WORKDIR/$label" seed=$((RANDOM + 1))
-  rm -f "$base.finish" "$base.ready"
-  ml_bg pid "$base.server.out" "$base.server.err" "$ML_CG" "$sns" "$PY" "$PACED" server \
-    --addr "$listen" --seed "$seed" --finish-file "$base.finish" \
-    --progress-file "$base.server.progress" --ready-file "$base.ready"
-  LL_SPID[$label]=$pid
-  if ! ml_wait_file "$base.ready" "$pid"; then
-    cat "$base.server.err" "$base.server.out" >&2
-    ml_fail "$label: long-lived server did not start listening"
-  fi
-  ml_bg pid "$base.client.out" "$base.client.err" "$ML_CG" "$cns" "$PY" "$PACED" client \
-    --addr "$connect" --seed "$seed" --finish-file "$base.finish" \
-    --progress-file "$base.client.progress"
-  LL_CPID[$label]=$pid
-  host_wait_for "$ML_WAIT_S" ll__started "$base" "$pid" || true
-  [[ -s $base.client.progress && -s $base.server.progress ]] || {
-    cat "$base.client.err" "$base.client.out" "$base.server.err" "$base.server.out" >&2
-    ml_fail "$label: long-lived connection $connect from $cns did not start"
-  }
-  LL_LAST_S[$label]=0
-  LL_LAST_C[$label]=0
-  ml_log "$label: long-lived connection $connect from $cns open: $(sed -n 1p "$base.client.err")"
-}
-
-# ll_checkpoint LABEL WHAT: both sides still run and each received more bytes since the last
-# checkpoint (the connection kept moving data in both directions through WHAT). Waits for the
-# progress files (rewritten every 100 ms) to show that, ML_WAIT_S at most.
-ll__moved() {  # LABEL WHAT
-  local label=$1 what=$2 base="$ML_WORKDIR/$1" role pid
-  for role in server client; do
-    if [[ $role == server ]]; then pid=${LL_SPID[$label]}; else pid=${LL_CPID[$label]}; fi
-    kill -0 "$pid" 2>/dev/null || {
-      cat "$base.$role.err" "$base.$role.out" >&2
-      ml_fail "$label: the long-lived $role exited during $what"
-    }
-  done
-  read -r _ s <"$base.server.progress"
-  read -r _ c <"$base.client.progress"
-  [[ $s -gt ${LL_LAST_S[$label]} && $c -gt ${LL_LAST_C[$label]} ]]
-}
-ll_checkpoint() {
-  local label=$1 what=$2 s c
-  host_wait_for "$ML_WAIT_S" ll__moved "$label" "$what" ||
-    ml_fail "$label: the long-lived connection stopped moving during $what (server received $s, was ${LL_LAST_S[$label]}; client received $c, was ${LL_LAST_C[$label]})"
-  ml_log "$label: still transferring after $what (server received $s, client received $c)"
-  LL_LAST_S[$label]=$s
-  LL_LAST_C[$label]=$c
-}
-
-# ll_server_peer LABEL: the client address (without port) the long-lived server accepted.
-ll_server_peer() {
-  local line
-  line=$(sed -n 's/^server: connected local=[^ ]* peer=\([^ ]*\)$/\1/p' "$ML_WORKDIR/$1.server.err" | sed -n 1p)
-  [[ -n $line ]] || ml_fail "$1: the long-lived server logged no 'server: connected ... peer=...' line"
-  mesh_peer_host "$line"
-}
-
-# ll_finish LABEL EXPECT_PEER: lets both sides send their last 1 MiB and end, waits for them
-# (ML_WAIT_S at most) and checks: exit 0, ok, each side received exactly what the other sent
-# (at least the last 1 MiB), and the server saw the client EXPECT_PEER (an address without
-# port).
-ll_finish() {
-  local label=$1 expect=$2 base="$ML_WORKDIR/$1" role pid rc last errs="" peer
-  local s_last c_last
-  touch "$base.finish"
-  for role in server client; do
-    if [[ $role == server ]]; then pid=${LL_SPID[$label]}; else pid=${LL_CPID[$label]}; fi
-    host_wait_exit "$pid" || ml_fail "$label: the long-lived $role did not finish within $ML_WAIT_S s"
-    rc=0
-    wait "$pid" || rc=$?
-    last=$(tail -n1 "$base.$role.out" 2>/dev/null || true)
-    echo "    $label $role (exit $rc): $last" >&2
-    if [[ $rc -ne 0 || $(ml_json_field "$last" ok) != true ]]; then
-      tail -n 20 "$base.$role.err" >&2
-      errs+=" [$role] exit $rc: $(ml_json_field "$last" error)"
-    fi
-  done
-  [[ -z $errs ]] || ml_fail "$label: long-lived connection failed:$errs"
-  s_last=$(tail -n1 "$base.server.out")
-  c_last=$(tail -n1 "$base.client.out")
-  [[ $(ml_json_int "$s_last" bytes_received) -eq $(ml_json_int "$c_last" bytes_sent) &&
-    $(ml_json_int "$c_last" bytes_received) -eq $(ml_json_int "$s_last" bytes_sent) ]] ||
-    ml_fail "$label: what one side received is not what the other sent: server $s_last, client $c_last"
-  (($(ml_json_int "$s_last" bytes_received) > 1 << 20 && $(ml_json_int "$c_last" bytes_received) > 1 << 20)) ||
-    ml_fail "$label: less than the last 1 MiB arrived: server $s_last, client $c_last"
-  peer=$(ml_json_field "$s_last" peer)
-  [[ $(mesh_peer_host "$peer") == "$expect" ]] ||
-    ml_fail "$label: the server's app saw client $peer, expected $expect"
-  ml_log "$label: finished, $(ml_json_int "$c_last" bytes_sent) bytes client -> server and $(ml_json_int "$s_last" bytes_sent) back, all verified; the server's app saw $peer"
-}
 
 # ---------------------------------------------------------------------------------------------
 # Config and daemon
@@ -248,6 +148,16 @@ expect_no_tc() {
 # ---------------------------------------------------------------------------------------------
 # The checks of one connection from A
 
+# counted_xfer LABEL SERVER_NS PORT CLIENT_NS DEST: a verified 1 MiB transfer each way from
+# CLIENT_NS to DEST, the server app on [::]:PORT in SERVER_NS (mesh_xfer), between the counter
+# snapshots s0 and s1 (their deltas shown).
+counted_xfer() {
+  ml_snapshot s0
+  mesh_xfer "$1" "$2" "[::]:$3" "$4" "$5" --bytes 1M --timeout 30
+  ml_snapshot s1
+  ml_show_delta s0 s1
+}
+
 # a_via_sidecar LABEL FAM KIND PORT: A -> B:PORT passes A's sidecar (its log shows orig B:PORT)
 # and intercepted_outbound rises.
 a_via_sidecar() {
@@ -255,12 +165,9 @@ a_via_sidecar() {
   a=$(mesh__addr "$fam" 10)
   b=$(mesh__addr "$fam" 11)
   sa=$(mesh_log_lines "$LOG_A")
-  ml_snapshot s0
-  mesh_xfer "$label" "$NS_B" "[::]:$port" "$NS_A" "$b:$port" --bytes 1M --timeout 30
+  counted_xfer "$label" "$NS_B" "$port" "$NS_A" "$b:$port"
   mesh__expect_log "$label" "$LOG_A" "$sa" "$(mesh__log_re "$kind" outbound '[^ ]+' "$b:$port")" \
     "A's outbound sidecar did not carry it to the original destination $b:$port"
-  ml_snapshot s1
-  ml_show_delta s0 s1
   mesh_assert_rose s0 s1 "$label" intercepted_outbound
   mesh_assert_rose s0 s1 "$label" orig_dst_answered
   mesh_assert_flat s0 s1 "$label" intercepted_inbound_tc
@@ -283,20 +190,19 @@ a_mesh() {
     ml_fail "$label: B's app saw client $MESH_SERVER_PEER, expected B's inbound sidecar from $SRC"
 }
 
-# a_excl_direct LABEL FAM: A -> B:9090 (excluded inbound in B) goes direct: B's app sees A's
-# address, no proxy logs a line, intercepted_outbound flat.
-a_excl_direct() {
-  local label=$1 fam=$2 a b
-  a=$(mesh__addr "$fam" 10)
-  b=$(mesh__addr "$fam" 11)
+# direct_conn LABEL FAM CLIENT SERVER PORT: a connection CLIENT -> SERVER:PORT (each A, B or X)
+# that nothing intercepts goes direct: SERVER's app sees CLIENT's own address, no proxy logs a
+# line, no interception counter moves (A -> B:9090, excluded inbound in B, while A is not a
+# workload; X -> A:8083 once A is no longer a workload).
+direct_conn() {
+  local label=$1 fam=$2 c=$3 s=$4 port=$5 c_addr s_addr
+  c_addr=$(mesh__addr "$fam" "${NUM_OF[$c]}")
+  s_addr=$(mesh__addr "$fam" "${NUM_OF[$s]}")
   mesh__mark "$LOG_A" "$LOG_B"
-  ml_snapshot s0
-  mesh_xfer "$label" "$NS_B" "[::]:$EXCL" "$NS_A" "$b:$EXCL" --bytes 1M --timeout 30
+  counted_xfer "$label" "${NS_OF[$s]}" "$port" "${NS_OF[$c]}" "$s_addr:$port"
   mesh__expect_quiet "$label" "$LOG_A" "$LOG_B"
-  ml_snapshot s1
-  ml_show_delta s0 s1
-  [[ $(mesh_peer_host "$MESH_SERVER_PEER") == "$(mesh_peer_host "$a:0")" ]] ||
-    ml_fail "$label: B's app saw client $MESH_SERVER_PEER, expected A's own address $a (direct)"
+  [[ $(mesh_peer_host "$MESH_SERVER_PEER") == "$(mesh_peer_host "$c_addr:0")" ]] ||
+    ml_fail "$label: $s's app saw client $MESH_SERVER_PEER, expected $c's own address $c_addr (direct)"
   mesh_assert_flat s0 s1 "$label" intercepted_outbound
   mesh_assert_flat s0 s1 "$label" intercepted_inbound_tc
   mesh_assert_flat s0 s1 "$label" intercepted_inbound_local
@@ -311,38 +217,16 @@ a_not_workload() {
   b=$(mesh__addr "$fam" 11)
   mesh__mark "$LOG_A"
   sb=$(mesh_log_lines "$LOG_B")
-  ml_snapshot s0
-  mesh_xfer "$label" "$NS_B" "[::]:$APP" "$NS_A" "$b:$APP" --bytes 1M --timeout 30
+  counted_xfer "$label" "$NS_B" "$APP" "$NS_A" "$b:$APP"
   mesh__expect_log "$label" "$LOG_B" "$sb" \
     "$(mesh__log_re "$kind" inbound "$(mesh_re "$a"):[0-9]+" "$b:$APP")" \
     "B's tc did not steer A's connection to B's inbound sidecar"
   mesh__expect_quiet "$label" "$LOG_A"
-  ml_snapshot s1
-  ml_show_delta s0 s1
   [[ $(mesh_peer_host "$MESH_SERVER_PEER") == "$SRC" ]] ||
     ml_fail "$label: B's app saw client $MESH_SERVER_PEER, expected B's inbound sidecar from $SRC"
   mesh_assert_flat s0 s1 "$label" intercepted_outbound
   mesh_assert_flat s0 s1 "$label" intercepted_inbound_local
   mesh_assert_rose s0 s1 "$label" intercepted_inbound_tc
-}
-
-# x_to_a_direct LABEL FAM: a new connection X -> A:8083 (A is not intercepted) goes direct:
-# A's app sees X's own address, no proxy logs a line, no interception counter moves.
-x_to_a_direct() {
-  local label=$1 fam=$2 a x
-  a=$(mesh__addr "$fam" 10)
-  x=$(mesh__addr "$fam" 100)
-  mesh__mark "$LOG_A" "$LOG_B"
-  ml_snapshot s0
-  mesh_xfer "$label" "$NS_A" "[::]:$LL_IN_PORT" "$NS_X" "$a:$LL_IN_PORT" --bytes 1M --timeout 30
-  mesh__expect_quiet "$label" "$LOG_A" "$LOG_B"
-  ml_snapshot s1
-  ml_show_delta s0 s1
-  [[ $(mesh_peer_host "$MESH_SERVER_PEER") == "$(mesh_peer_host "$x:0")" ]] ||
-    ml_fail "$label: A's app saw client $MESH_SERVER_PEER, expected X's own address $x (direct)"
-  mesh_assert_flat s0 s1 "$label" intercepted_inbound_tc
-  mesh_assert_flat s0 s1 "$label" intercepted_inbound_local
-  mesh_assert_flat s0 s1 "$label" intercepted_outbound
 }
 
 # drain_lines FROM: the daemon log lines after line FROM that report pod-a's tc filters removed.
@@ -366,10 +250,10 @@ round() {
   expect_no_tc "$p-start" "$NS_A"
   expect_tc "$p-start" "$NS_B"
   expect_no_tc "$p-start" "$NS_X"
-  a_excl_direct "$p-0-excl-direct" "$fam"
+  direct_conn "$p-0-excl-direct" "$fam" A B "$EXCL"
   a_not_workload "$p-0-not-workload" "$fam" "$kind"
   ml_snapshot l0
-  ll_start "$p-ll-tc" "$NS_B" "[::]:$LL_TC_PORT" "$NS_A" "$b:$LL_TC_PORT"
+  ll_start "$p-ll-tc" nb "$NS_B" "[::]:$LL_TC_PORT" "$NS_A" "$b:$LL_TC_PORT"
   ml_snapshot l1
   mesh_assert_rose l0 l1 "$p-ll-tc" intercepted_inbound_tc
   mesh_assert_flat l0 l1 "$p-ll-tc" intercepted_outbound
@@ -391,7 +275,7 @@ round() {
     ml_fail "$p-1-excl-via-sidecar: B's app saw client $MESH_SERVER_PEER, expected A's address (A's sidecar, direct to B)"
   ll_checkpoint "$p-ll-tc" "adding A"
   ml_snapshot l0
-  ll_start "$p-ll-sidecar" "$NS_B" "[::]:$LL_SC_PORT" "$NS_A" "$b:$LL_SC_PORT"
+  ll_start "$p-ll-sidecar" nb "$NS_B" "[::]:$LL_SC_PORT" "$NS_A" "$b:$LL_SC_PORT"
   ml_snapshot l1
   mesh_assert_rose l0 l1 "$p-ll-sidecar" intercepted_outbound
   mesh_assert_rose l0 l1 "$p-ll-sidecar" intercepted_inbound_local
@@ -401,7 +285,7 @@ round() {
   local sa_in
   sa_in=$(mesh_log_lines "$LOG_A")
   ml_snapshot l0
-  ll_start "$p-ll-in" "$NS_A" "[::]:$LL_IN_PORT" "$NS_X" "$a:$LL_IN_PORT"
+  ll_start "$p-ll-in" nb "$NS_A" "[::]:$LL_IN_PORT" "$NS_X" "$a:$LL_IN_PORT"
   ml_snapshot l1
   ml_show_delta l0 l1
   mesh_assert_rose l0 l1 "$p-ll-in" intercepted_inbound_tc
@@ -455,9 +339,9 @@ round() {
   expect_tc "$p-3-remove" "$NS_A"
   expect_tc "$p-3-remove" "$NS_B"
   ll_checkpoint "$p-ll-in" "removing A"
-  a_excl_direct "$p-3-excl-direct" "$fam"
+  direct_conn "$p-3-excl-direct" "$fam" A B "$EXCL"
   a_not_workload "$p-3-not-workload" "$fam" "$kind"
-  x_to_a_direct "$p-3-x-direct" "$fam"
+  direct_conn "$p-3-x-direct" "$fam" X A "$LL_IN_PORT"
   ll_checkpoint "$p-ll-tc" "removing A"
   ll_checkpoint "$p-ll-sidecar" "removing A"
   ll_checkpoint "$p-ll-in" "removing A and a direct connection to A:$LL_IN_PORT"
@@ -511,14 +395,13 @@ round() {
 mesh_setup
 ml_require_meshlane
 ml_require_cmd python3
-PY=$(python3 -c 'import sys; print(sys.executable)')
-PACED="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/mesh_reload_stream.py"
 # shellcheck disable=SC2119  # no suffix
 ml_make_cgroup
 mesh_make_node
 mesh_add_pod NS_A a 10
 mesh_add_pod NS_B b 11
 mesh_add_host NS_X x 100
+declare -A NS_OF=([A]=$NS_A [B]=$NS_B [X]=$NS_X) NUM_OF=([A]=10 [B]=11 [X]=100)
 mesh_assert_no_iptables "$NS_A" "$NS_B" "$NS_X"
 
 daemon_start

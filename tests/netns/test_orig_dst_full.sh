@@ -16,6 +16,8 @@
 #      each with orig B:8093 and no error, and the map empties.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+# shellcheck source-path=SCRIPTDIR source=long_conns.sh
+source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
 
 BURST=$(dirname "${BASH_SOURCE[0]}")/conn_burst.py
 rel_setup
@@ -68,10 +70,7 @@ ml_daemon_cleanup
 # ---------------------------------------------------------------------------------------------
 ml_log "2. ml_origdst_v2 with 16 entries, A's sidecar stopped with backlog 1"
 MESHLANE_TEST_MAP_MAX_ENTRIES=ml_origdst_v2=16 rel_start_timed "$CONFIG"
-ml_bg SRV "$ML_WORKDIR/srv.out" "$ML_WORKDIR/srv.err" "$ML_CG" "$REL_B" \
-  "$ML_CONNRATE" server --listen "0.0.0.0:8093" --request-size 100 --reply-size 1000 \
-  --close-after 1 --ready-file "$ML_WORKDIR/srv.ready"
-ml_wait_file "$ML_WORKDIR/srv.ready" "$SRV" || ml_fail "ml_connrate server did not start"
+ll_connrate_server "$REL_B" 8093 1
 sa=$(mesh_log_lines "$LOG_A")
 ml_snapshot f0
 kill -STOP "$PA"

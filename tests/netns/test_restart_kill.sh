@@ -21,6 +21,8 @@
 # Then SIGTERM (exit 0) and meshlaned --cleanup.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+# shellcheck source-path=SCRIPTDIR source=long_conns.sh
+source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
 
 rel_setup
 CONFIG="$ML_WORKDIR/meshlane.toml"
@@ -105,20 +107,13 @@ mesh_assert_rose x0 x1 big spliced_proxy_to_proxy
 
 # ---------------------------------------------------------------------------------------------
 ml_log "2. connection storm A -> $B4:8090; SIGKILL and restart in the middle of it"
-ml_bg RSPID "$ML_WORKDIR/storm.server.out" "$ML_WORKDIR/storm.server.err" "$ML_CG" "$REL_B" \
-  "$ML_CONNRATE" server --listen "0.0.0.0:8090" --request-size 200 --reply-size 2000 \
-  --close-after 1 --ready-file "$ML_WORKDIR/storm.ready"
-ml_wait_file "$ML_WORKDIR/storm.ready" "$RSPID" || ml_fail "ml_connrate server did not start"
+ll_connrate_server "$REL_B" 8090 1 200 2000
 rel_mark_sidecars
 ml_snapshot s0
-ml_bg RCPID "$ML_WORKDIR/storm.client.out" "$ML_WORKDIR/storm.client.err" "$ML_CG" "$REL_A" \
-  "$ML_CONNRATE" client --connect "$B4:8090" --concurrency 8 --duration 0 --request-size 200 \
-  --reply-size 2000 --requests-per-conn 1 --timeout 30 \
-  --progress-file "$ML_WORKDIR/storm.progress"
+ll_connrate_client RCPID storm "$REL_A" "$B4:8090" 8 1 200 2000
 # storm_made N: the storm completed N connections since STORM_BASE, without error.
 storm_made() {
-  ml_connrate_progress "$RCPID" "$ML_WORKDIR/storm.client.out" "$ML_WORKDIR/storm.progress" \
-    "the storm" && ((ML_CR_CONNECTIONS - STORM_BASE >= $1))
+  ll_connrate_progress storm "$RCPID" "the storm" && ((ML_CR_CONNECTIONS - STORM_BASE >= $1))
 }
 intercepted_since_k0() { (($(rel_counter intercepted_outbound) - k0 >= $1)); }
 STORM_BASE=0
@@ -137,7 +132,7 @@ ml_log "restart in the storm: control socket answered after ${RESTART2_MS} ms"
 read -r _ _ STORM_BASE <"$ML_WORKDIR/storm.progress"
 host_wait_for "$ML_WAIT_S" storm_made 300 ||
   ml_fail "the storm did not make 300 connections in $ML_WAIT_S s after the restart"
-ml_connrate_stop "$RCPID" "$ML_WORKDIR/storm.client.out" "storm client" 100
+ml_connrate_stop "$RCPID" "$ML_WORKDIR/storm.out" "storm client" 100
 conns=$(ml_json_int "$ML_CONNRATE_RESULT" connections)
 ((conns > 100)) || ml_fail "the storm made only $conns connections"
 ml_snapshot s1

@@ -15,6 +15,8 @@
 #      but served directly by the app; no request fails.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+# shellcheck source-path=SCRIPTDIR source=long_conns.sh
+source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
 
 PAIR=$(dirname "${BASH_SOURCE[0]}")/same_port_pair.py
 rel_setup
@@ -63,20 +65,13 @@ ml_log "2. ml_tcflows_v2 with 4 entries, 8 persistent connections X -> B:8093"
 ml_daemon_stop
 ml_daemon_cleanup
 MESHLANE_TEST_MAP_MAX_ENTRIES=ml_tcflows_v2=4 rel_start_timed "$CONFIG"
-ml_bg SRV "$ML_WORKDIR/srv.out" "$ML_WORKDIR/srv.err" "$ML_CG" "$REL_B" \
-  "$ML_CONNRATE" server --listen "0.0.0.0:8093" --request-size 100 --reply-size 1000 \
-  --close-after 0 --ready-file "$ML_WORKDIR/srv.ready"
-ml_wait_file "$ML_WORKDIR/srv.ready" "$SRV" || ml_fail "ml_connrate server did not start"
+ll_connrate_server "$REL_B" 8093 0
 ml_snapshot f0
-ml_bg FULL_PID "$ML_WORKDIR/full.out" "$ML_WORKDIR/full.err" "$ML_CG" "$REL_X" \
-  "$ML_CONNRATE" client --connect "$B4:8093" --concurrency 8 --duration 0 \
-  --request-size 100 --reply-size 1000 --requests-per-conn 0 --timeout 30 \
-  --progress-file "$ML_WORKDIR/full.progress"
+ll_connrate_client FULL_PID full "$REL_X" "$B4:8093" 8 0
 # all_counted: no request failed, more than 100 answered, and each of the 8 connections' SYNs
 # was counted, steered or not steered for lack of room (tc counts them).
 all_counted() {
-  ml_connrate_progress "$FULL_PID" "$ML_WORKDIR/full.out" "$ML_WORKDIR/full.progress" \
-    "requests with a full tc flow map" || return 1
+  ll_connrate_progress full "$FULL_PID" "requests with a full tc flow map" || return 1
   ml_snapshot f1
   ((ML_CR_REQUESTS > 100 && $(ml_delta f0 f1 intercepted_inbound_tc) + $(ml_delta f0 f1 tc_flows_full) >= 8))
 }

@@ -13,6 +13,8 @@
 # one before.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+# shellcheck source-path=SCRIPTDIR source=long_conns.sh
+source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
 
 rel_setup
 rel_sidecars
@@ -23,22 +25,10 @@ rel_snapshot "$ML_WORKDIR/before"
 
 rel_start_timed "$CONFIG"
 A4=$(mesh_v4 10)
-ml_bg SRV "$ML_WORKDIR/ll.server.out" "$ML_WORKDIR/ll.server.err" "$ML_CG" "$REL_A" \
-  "$ML_CONNRATE" server --listen "0.0.0.0:8083" --request-size 100 --reply-size 100 \
-  --close-after 0 --ready-file "$ML_WORKDIR/ll.ready"
-ml_wait_file "$ML_WORKDIR/ll.ready" "$SRV" || ml_fail "server did not start"
+ll_connrate_server "$REL_A" 8083 0 100 100
 ml_snapshot t0
-ml_bg LL "$ML_WORKDIR/ll.client.out" "$ML_WORKDIR/ll.client.err" "$ML_CG" "$REL_X" \
-  "$ML_CONNRATE" client --connect "$A4:8083" --concurrency 1 --duration 0 --request-size 100 \
-  --reply-size 100 --requests-per-conn 0 --timeout 30 --progress-file "$ML_WORKDIR/ll.progress"
-# ll_moved: the long-lived connection answered requests since the last call, without error.
-LL_LAST=0
-ll_moved() {
-  ml_connrate_progress "$LL" "$ML_WORKDIR/ll.client.out" "$ML_WORKDIR/ll.progress" \
-    "the long-lived connection" && ((ML_CR_REQUESTS > LL_LAST)) || return 1
-  LL_LAST=$ML_CR_REQUESTS
-}
-host_wait_for "$ML_WAIT_S" ll_moved || ml_fail "the long-lived connection answered no request"
+ll_connrate_client LL ll "$REL_X" "$A4:8083" 1 0 100 100
+ll_connrate_checkpoint ll "$LL" "its start" "the long-lived connection"
 ml_snapshot t1
 mesh_assert_rose t0 t1 long-lived intercepted_inbound_tc
 
@@ -53,11 +43,11 @@ rel_start_timed "$CONFIG"
 # A drain check runs every 2 s: give the restarted daemon time for one (it must not remove the
 # filters; nothing shows that a check ran, so this waits, and can only miss a failure if slow).
 sleep 2.5
-host_wait_for "$ML_WAIT_S" ll_moved || ml_fail "the long-lived connection answered no request after the restart"
+ll_connrate_checkpoint ll "$LL" "the restart" "the long-lived connection"
 [[ -n $(mesh_tc_filters "$REL_A") ]] ||
   ml_fail "the restarted daemon removed A's filters while the connection they steer is open"
 ml_log "A's draining filters survived the restart: $(mesh_tc_filters "$REL_A" | grep -c ml_tc) filter line(s)"
-ml_connrate_stop "$LL" "$ML_WORKDIR/ll.client.out" "the long-lived connection across the reload and restart"
+ml_connrate_stop "$LL" "$ML_WORKDIR/ll.out" "the long-lived connection across the reload and restart"
 rel_kill9
 ml_daemon_cleanup "$CONFIG"
 rel_snapshot "$ML_WORKDIR/after"

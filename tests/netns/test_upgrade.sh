@@ -31,6 +31,8 @@
 # each), and SIGTERM + --cleanup remove everything.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+# shellcheck source-path=SCRIPTDIR source=long_conns.sh
+source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
 
 rel_setup
 CONFIG="$ML_WORKDIR/meshlane.toml"
@@ -40,26 +42,13 @@ rel_sidecars
 B4=$(mesh_v4 11)
 
 # Servers: 8090 the connect loop (close after one reply), 8091/8092 persistent.
-start_connrate_server() {
-  local port=$1 close=$2 pid
-  ml_bg pid "$ML_WORKDIR/srv$port.out" "$ML_WORKDIR/srv$port.err" "$ML_CG" "$REL_B" \
-    "$ML_CONNRATE" server --listen "0.0.0.0:$port" --request-size 100 --reply-size 1000 \
-    --close-after "$close" --ready-file "$ML_WORKDIR/srv$port.ready"
-  ml_wait_file "$ML_WORKDIR/srv$port.ready" "$pid" || ml_fail "ml_connrate server on $port did not start"
-}
-start_connrate_server 8090 1
-start_connrate_server 8091 0
-start_connrate_server 8092 0
+ll_connrate_server "$REL_B" 8090 1
+ll_connrate_server "$REL_B" 8091 0
+ll_connrate_server "$REL_B" 8092 0
 
 ml_snapshot p0
-ml_bg PMESH "$ML_WORKDIR/pmesh.out" "$ML_WORKDIR/pmesh.err" "$ML_CG" "$REL_A" \
-  "$ML_CONNRATE" client --connect "$B4:8091" --concurrency 4 --duration 0 \
-  --request-size 100 --reply-size 1000 --requests-per-conn 0 --timeout 30 \
-  --progress-file "$ML_WORKDIR/pmesh.progress"
-ml_bg PTC "$ML_WORKDIR/ptc.out" "$ML_WORKDIR/ptc.err" "$ML_CG" "$REL_X" \
-  "$ML_CONNRATE" client --connect "$B4:8092" --concurrency 4 --duration 0 \
-  --request-size 100 --reply-size 1000 --requests-per-conn 0 --timeout 30 \
-  --progress-file "$ML_WORKDIR/ptc.progress"
+ll_connrate_client PMESH pmesh "$REL_A" "$B4:8091" 4 0
+ll_connrate_client PTC ptc "$REL_X" "$B4:8092" 4 0
 # persistent_up: the 8 persistent connections are intercepted, steered and spliced.
 persistent_up() {
   ml_snapshot p1
@@ -73,20 +62,9 @@ mesh_assert_rose p0 p1 persistent spliced_proxy_to_proxy 4
 
 # persistent_alive LABEL: both persistent clients still run, have seen no error, and answered
 # requests since the last check (waits for that: the connections carry traffic after the step).
-declare -A P_LAST=([pmesh]=0 [ptc]=0)
 persistent_alive() {
-  local label=$1 p pid
-  for p in pmesh ptc; do
-    pid=$([[ $p == pmesh ]] && echo "$PMESH" || echo "$PTC")
-    host_wait_for "$ML_WAIT_S" persistent_moved "$label" "$p" "$pid" ||
-      ml_fail "$label: the persistent $p connections answered no request for $ML_WAIT_S s (progress: $(cat "$ML_WORKDIR/$p.progress" 2>/dev/null))"
-  done
-}
-persistent_moved() {
-  local label=$1 p=$2 pid=$3
-  ml_connrate_progress "$pid" "$ML_WORKDIR/$p.out" "$ML_WORKDIR/$p.progress" \
-    "$label: the persistent $p connections" && ((ML_CR_REQUESTS > P_LAST[$p])) || return 1
-  P_LAST[$p]=$ML_CR_REQUESTS
+  ll_connrate_checkpoint pmesh "$PMESH" "$1" P-mesh
+  ll_connrate_checkpoint ptc "$PTC" "$1" P-tc
 }
 
 # restart [ENV=VALUE...]: SIGTERM (exit 0), then start with the environment given (timed).
@@ -124,13 +102,11 @@ ml_log "1. upgrade (SIGTERM + start) while a connect loop runs"
 before=$(rel_link_progs)
 rel_mark_sidecars
 ml_snapshot u0
-ml_bg LOOP "$ML_WORKDIR/loop.out" "$ML_WORKDIR/loop.err" "$ML_CG" "$REL_A" \
-  "$ML_CONNRATE" client --connect "$B4:8090" --concurrency 4 --duration 0 --request-size 100 \
-  --reply-size 1000 --requests-per-conn 1 --timeout 30 --progress-file "$ML_WORKDIR/loop.progress"
+ll_connrate_client LOOP loop "$REL_A" "$B4:8090" 4 1
 # loop_made N: the connect loop completed N connections since LOOP_BASE, without error.
 loop_made() {
-  ml_connrate_progress "$LOOP" "$ML_WORKDIR/loop.out" "$ML_WORKDIR/loop.progress" \
-    "the connect loop across the upgrade" && ((ML_CR_CONNECTIONS - LOOP_BASE >= $1))
+  ll_connrate_progress loop "$LOOP" "the connect loop across the upgrade" &&
+    ((ML_CR_CONNECTIONS - LOOP_BASE >= $1))
 }
 # The loop runs from before the SIGTERM until the new daemon has served 300 more connections.
 LOOP_BASE=0

@@ -1,19 +1,20 @@
 #!/usr/bin/env python3
-"""Long-lived, paced, verified TCP connections and a connect probe, for
-tests/netns/test_fast_path.sh.
+"""Long-lived, paced, verified TCP connections and a connect probe, for the netns tests that keep
+connections open across changes (test_fast_path.sh, test_mesh_reload.sh; started and checked
+through long_conns.sh).
 
-  fast_path_stream.py server --listen HOST:PORT --seed S --finish-file F --progress-file F
-                             [--ready-file F] [--blocking] [--timeout SEC]
-  fast_path_stream.py client --connect HOST:PORT --seed S --finish-file F --progress-file F
-                             [--blocking] [--timeout SEC]
-  fast_path_stream.py probe HOST:PORT [--timeout SEC]
+  long_stream.py server --listen HOST:PORT --seed S --finish-file F --progress-file F
+                        [--ready-file F] [--blocking] [--timeout SEC]
+  long_stream.py client --connect HOST:PORT --seed S --finish-file F --progress-file F
+                        [--blocking] [--timeout SEC]
+  long_stream.py probe HOST:PORT [--timeout SEC]
 
-server/client: one connection. Each side sends a deterministic pseudo-random stream (keyed by
-the seed and its role) in writes of 1..16 KiB, one every 20 ms, until --finish-file exists,
-however long that takes; then another 1 MiB at full speed, and shuts down its write side. A
-reader thread checks every byte against the peer's stream and that EOF comes right after it.
-The caller checks that each side received exactly what the other sent. --progress-file holds
-"SENT RECEIVED", rewritten every 100 ms.
+server/client: one connection (the server accepts one). Each side sends a deterministic
+pseudo-random stream (keyed by the seed and its role) in writes of 1..16 KiB, one every 20 ms,
+until --finish-file exists, however long that takes; then another 1 MiB at full speed, and
+shuts down its write side. A reader thread checks every byte against the peer's stream and that
+EOF comes right after it. The caller checks that each side received exactly what the other
+sent. --progress-file holds "SENT RECEIVED", rewritten every 100 ms.
 Modes: non-blocking (default) as a mesh app: the listener is O_NONBLOCK before listen(), the
 client before connect(), the accepted socket too (so meshlane may splice the connection);
 --blocking: every socket blocking, no timeout (Python's timeouts set O_NONBLOCK), which
@@ -21,7 +22,8 @@ meshlane never splices: the connection's packets keep crossing the pods' interfa
 --timeout (default 60) is a hang guard only: no connection for that long, or nothing received
 for that long before the peer's EOF, ends the process with status 3.
 Last stdout line: JSON {"role","ok","error","bytes_sent","bytes_received","local","peer",
-"nonblocking"}; the server also prints "accepted PEER" on stderr when it accepts.
+"nonblocking"}. Once connected, each side prints "ROLE: connected local=ADDR peer=ADDR" on
+stderr (the server's peer is the client address its app sees).
 Exit: 0 ok, 1 data or connection error, 2 usage or setup error, 3 timeout.
 
 probe: one connect (blocking, --timeout seconds at most, default 30) and close; prints
@@ -273,7 +275,6 @@ def main():
             sock, peer = lsock.accept()
             sock.setblocking(o["blocking"])
             lsock.close()
-            sys.stderr.write("accepted %s\n" % endpoint(peer))
         else:
             sock = socket.socket(fam, socket.SOCK_STREAM)
             if o["blocking"]:
@@ -299,10 +300,11 @@ def main():
                 rc = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if rc:
                     raise OSError(rc, os.strerror(rc))
-            sys.stderr.write("connected %s -> %s\n" % (endpoint(sock.getsockname()),
-                                                      endpoint(sock.getpeername())))
     except OSError as e:
         finish(o, None, 1, "setup: %s" % e)
+    sys.stderr.write("%s: connected local=%s peer=%s\n" % (o["role"], endpoint(sock.getsockname()),
+                                                          endpoint(sock.getpeername())))
+    sys.stderr.flush()
     Conn(o, sock).run()
     return 0
 
