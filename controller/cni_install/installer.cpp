@@ -21,6 +21,9 @@
 namespace meshlane::cni_install {
 namespace {
 
+// CNI config files are read by the runtime and by other node agents; nothing in them is secret.
+constexpr mode_t kConfMode = 0644;
+
 namespace fs = std::filesystem;
 
 std::string join(const std::string& dir, const std::string& name) {
@@ -43,32 +46,9 @@ Result<std::vector<std::string>> list_names(const std::string& dir) {
   return names;
 }
 
-Status fsync_directory(const std::string& dir) {
-  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd || ::fsync(fd.get()) != 0) {
-    return make_error(errno, "cannot fsync directory " + dir);
-  }
-  return {};
-}
-
 Status remove_file(const std::string& path) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
     return make_error(errno, "cannot remove " + path);
-  }
-  return {};
-}
-
-Status write_all(int fd, const std::string& content, const std::string& path) {
-  std::size_t written = 0;
-  while (written < content.size()) {
-    const ssize_t count = ::write(fd, content.data() + written, content.size() - written);
-    if (count < 0 && errno == EINTR) {
-      continue;
-    }
-    if (count < 0) {
-      return make_error(errno, "cannot write " + path);
-    }
-    written += static_cast<std::size_t>(count);
   }
   return {};
 }
@@ -149,37 +129,11 @@ Result<bool> copy_executable_atomically(const std::string& source, const std::st
       return false;
     }
   }
-  const fs::path target_path(target);
-  const std::string dir =
-      target_path.has_parent_path() ? target_path.parent_path().string() : std::string(".");
-  // A temp name of our own in the same directory: rename is atomic only within a filesystem,
-  // and a runtime running "meshlane-cni" meanwhile gets the old binary or the new, never half.
-  const std::string temporary = join(dir, "." + target_path.filename().string() + ".tmp");
-  UniqueFd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0700));
-  if (!fd) {
-    return make_error(errno, "cannot create " + temporary + " in the CNI bin dir");
-  }
-  auto fail = [&](Error error) {
-    ::unlink(temporary.c_str());
-    return error;
-  };
-  if (Status status = write_all(fd.get(), *bytes, temporary); !status) {
-    return fail(status.error());
-  }
-  if (::fchmod(fd.get(), 0755) != 0) {
-    return fail(make_error(errno, "cannot chmod 0755 " + temporary));
-  }
-  if (::fsync(fd.get()) != 0) {
-    return fail(make_error(errno, "cannot fsync " + temporary));
-  }
-  if (::close(fd.release()) != 0) {
-    return fail(make_error(errno, "cannot close " + temporary));
-  }
-  if (::rename(temporary.c_str(), target.c_str()) != 0) {
-    return fail(make_error(errno, "cannot rename " + temporary + " to " + target));
-  }
-  if (Status synced = fsync_directory(dir); !synced) {
-    return synced.error();
+  // The temp file is in the same directory (rename is atomic only within a filesystem), so a
+  // runtime running "meshlane-cni" meanwhile gets the old binary or the new, never half.
+  if (Status written = write_file_atomically(target, *bytes, 0755); !written) {
+    return make_error(written.error().errnum,
+                      written.error().context + " (installing the plugin in the CNI bin dir)");
   }
   return true;
 }
@@ -234,13 +188,13 @@ Result<InstallReport, InstallError> install_once(const InstallOptions& options) 
   if (edit->action == EditAction::kUnchanged) {
     return report;
   }
-  if (Status written = write_file_atomically(report.conflist, edit->text); !written) {
+  if (Status written = write_file_atomically(report.conflist, edit->text, kConfMode); !written) {
     return failed(written.error());
   }
   if (edit->replaced_file) {
     // The .conf goes last: until it is gone it sorts first and the runtime keeps using it.
     const std::string backup = join(conf_dir, backup_name_of_conf(*primary));
-    if (Status saved = write_file_atomically(backup, text.value()); !saved) {
+    if (Status saved = write_file_atomically(backup, text.value(), kConfMode); !saved) {
       return failed(saved.error());
     }
     if (Status removed = remove_file(primary_path); !removed) {
@@ -327,7 +281,8 @@ Status restore_converted(const std::string& conf_dir, const std::string& backup_
       struct stat st {};
       if (::stat(conf_path.c_str(), &st) != 0) {
         // The .conf first: while both exist it sorts first, and it holds no entry of ours.
-        if (Status written = write_file_atomically(conf_path, original.value()); !written) {
+        if (Status written = write_file_atomically(conf_path, original.value(), kConfMode);
+            !written) {
           return written.error();
         }
         report.restored.push_back(conf_path);
@@ -369,7 +324,7 @@ Result<UninstallReport> uninstall(const std::string& cni_bin_dir, const std::str
       if (!edit->changed) {
         continue;
       }
-      if (Status written = write_file_atomically(path, edit->text); !written) {
+      if (Status written = write_file_atomically(path, edit->text, kConfMode); !written) {
         return make_error(written.error().errnum,
                           written.error().context +
                               "; the plugin binary was left in place (an entry without its "

@@ -66,7 +66,7 @@ Status write_all(int fd, const std::string& content, const std::string& path) {
 
 }  // namespace
 
-Status write_file_atomically(const std::string& path, const std::string& content) {
+Status write_file_atomically(const std::string& path, const std::string& content, mode_t mode) {
   const std::filesystem::path target(path);
   const std::string temporary = path + ".tmp";
   UniqueFd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
@@ -79,6 +79,10 @@ Status write_file_atomically(const std::string& path, const std::string& content
   };
   if (Status status = write_all(fd.get(), content, temporary); !status) {
     return fail(status.error());
+  }
+  // open()'s mode is filtered by the umask; the file must have exactly the mode asked for.
+  if (::fchmod(fd.get(), mode) != 0) {
+    return fail(make_error(errno, "cannot chmod " + temporary));
   }
   if (::fsync(fd.get()) != 0) {
     return fail(make_error(errno, "cannot fsync " + temporary));

@@ -89,8 +89,11 @@ TEST_F(Node, InstallCopiesTheBinaryAndInsertsTheEntryOnce) {
   struct stat st {};
   ASSERT_EQ(::stat(binary().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0755U);
-  EXPECT_FALSE(fs::exists(options.cni_bin_dir + "/.meshlane-cni.tmp"));
+  EXPECT_FALSE(fs::exists(options.cni_bin_dir + "/meshlane-cni.tmp"));
   EXPECT_FALSE(fs::exists(conf("10-calico.conflist.tmp")));
+  // A config file the runtime and other node agents read: 0644 whatever the umask.
+  ASSERT_EQ(::stat(conf("10-calico.conflist").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644U);
 
   auto second = install_once(options);
   ASSERT_TRUE(second) << second.error().error.message();
