@@ -1,5 +1,8 @@
 // ml_connrate: a connection-rate load generator and its server, for scripts/bench.sh.
 //
+// Over 600 lines on purpose: like ml_xfer, a load generator that links none of meshlane's
+// libraries (it measures them, so it must not share their code), in one self-contained file.
+//
 //   ml_connrate server --listen ADDR:PORT [--request-size N] [--reply-size N] [--close-after K]
 //                      [--threads T] [--ready-file F]
 //   ml_connrate client --connect ADDR:PORT [--concurrency N] [--duration S] [--warmup S]

@@ -1,5 +1,10 @@
 // ml_xfer: a TCP traffic generator and end-to-end checker for the meshlane integration tests.
 //
+// Over 600 lines on purpose: a checker must not share code with what it checks, so ml_xfer is
+// one self-contained program that links none of meshlane's libraries; its parts (stream,
+// options, addresses, reporting, the transfer engine, server and client) are the sections
+// between the rules below.
+//
 //   ml_xfer server --listen ADDR:PORT [--connections N] [--ready-file F] [common options]
 //   ml_xfer client --connect ADDR:PORT [--bind ADDR:PORT] [--parallel K] [common options]
 //
