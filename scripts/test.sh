@@ -28,7 +28,9 @@ stop_sanitized_build() {
 }
 trap stop_sanitized_build EXIT
 
-# -j2: the unit tests run two at a time; each integration test runs alone (RUN_SERIAL).
+# -j2: the unit tests run two at a time; each integration test runs alone (RUN_SERIAL): they
+# are isolated from each other, but two at once on a 2-CPU machine doubled the longest ones'
+# time (test_fast_path went past its 600 s limit), so they would gain little and risk much.
 (cd build && ctest --output-on-failure --timeout 900 -j2 "$@")
 
 echo "test.sh: waiting for the sanitized build (build-fuzz/)"
