@@ -61,10 +61,13 @@ grep -q '"/run/other/x.sock"' "$conf/10-calico.conflist" || fail "--config's dae
 # --watch: the primary rewrites its file, the entry comes back; SIGTERM stops with exit 0.
 "$meshlaned" install-cni --watch "${dirs[@]}" --plugin "$plugin" -o json >"$scratch/watch.out" &
 watcher=$!
+# Not a readiness wait: the watcher sets its inotify watch before its first pass, so a rewrite
+# before or after it starts is put right either way (by that pass, or by the event); the pause
+# only makes the event the likely path.
 sleep 0.5
 cp "$golden/30-calico-rewritten.conflist" "$conf/.tmp-write"
 mv "$conf/.tmp-write" "$conf/10-calico.conflist"
-for _ in $(seq 100); do
+for _ in $(seq 600); do  # up to a minute, for a slow machine
   cmp -s "$conf/10-calico.conflist" "$golden/30-calico-rewritten.conflist.expected" && break
   sleep 0.1
 done

@@ -52,7 +52,7 @@ conflist() {
   [[ -z $only ]] || bridge=""
   cat >"$file" <<EOF
 {"cniVersion":"$version","name":"mlnet","plugins":[$bridge
-  {"type":"meshlane-cni","control_socket":"$SOCK","failure_policy":"$policy","timeout_ms":2000,
+  {"type":"meshlane-cni","control_socket":"$SOCK","failure_policy":"$policy","timeout_ms":20000,
    "log_file":"$ML_WORKDIR/meshlane-cni.log",
    "capabilities":{"io.kubernetes.cri.pod-annotations":true}}]}
 EOF
