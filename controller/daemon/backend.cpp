@@ -66,6 +66,7 @@ nlohmann::json DaemonBackend::status() {
         {"tc_flows", swept_.tc_flows},
         {"dead_tc_flows", swept_.dead_tc_flows}}},
       {"listener_scan", listener_scan_json()},
+      {"cni_resync", cni_resync_},
   };
 }
 

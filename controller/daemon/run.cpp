@@ -24,6 +24,7 @@
 #include "common/unique_fd.hpp"
 #include "control/server.hpp"
 #include "daemon/backend.hpp"
+#include "daemon/cni_resync.hpp"
 #include "daemon/control_api.hpp"
 #include "daemon/every.hpp"
 #include "daemon/reconciler.hpp"
@@ -331,6 +332,8 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
   spdlog::info("{} workload(s) applied ({} from the config file, {} live from {})",
                manager.applied_count(), workloads.config_count(), workloads.live_count(),
                meshlane::workloads::workload_state_path(config.daemon.state_dir));
+  // Before the programs attach, like the saved workloads: pods whose ADD found no daemon.
+  const CniResyncReport cni_resync = resync_from_cni_cache(config.kubernetes, workloads);
   if (auto status = datapath->attach(cgroup.value()); !status) {
     spdlog::error("{}", status.error().message());
     return kExitRuntime;
@@ -344,6 +347,7 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
 
   boost::asio::io_context io;
   DaemonBackend backend(config, datapath.value(), cgroup.value(), std::move(features));
+  backend.set_cni_resync(to_json(cni_resync));
   if (datapath->support().splicing && datapath->listener_scan_unavailable().empty()) {
     auto scan_listeners = [&datapath, &backend](const std::string& reason) {
       auto report = datapath->scan_listeners();
