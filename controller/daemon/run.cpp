@@ -18,10 +18,14 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "common/mounts.hpp"
 #include "common/netns.hpp"
 #include "common/unique_fd.hpp"
+#include "config/config_changes.hpp"
 #include "control/server.hpp"
 #include "daemon/backend.hpp"
 #include "daemon/cni_resync.hpp"
@@ -173,6 +177,26 @@ meshlane::Result<std::string> render_metrics(DaemonBackend& backend,
 
 // SIGHUP: re-reads the config file and applies its workloads with the live ones. A file that
 // does not parse, or a workload whose namespace cannot be resolved, changes nothing.
+// Of the keys outside [[workload]], a reload applies only the log level; the others are given to
+// the programs at load time or shape what the daemon opened at start. Say which ones changed, so
+// that an operator does not believe them applied. `running` keeps its values: status and the
+// next reload compare with what is in force.
+void report_restart_only_changes(const meshlane::Config& running, const meshlane::Config& fresh) {
+  std::string later;
+  for (const std::string& key : meshlane::changed_keys(running, fresh)) {
+    if (meshlane::applied_on_reload(key)) {
+      spdlog::set_level(spdlog::level::from_str(fresh.daemon.log_level));
+      spdlog::info("reload: {} is now {}", key, fresh.daemon.log_level);
+      continue;
+    }
+    later += (later.empty() ? "" : ", ") + key;
+  }
+  if (!later.empty()) {
+    spdlog::warn("reload: not applied, they take effect at the next start (restart meshlaned): {}",
+                 later);
+  }
+}
+
 void reload_workloads(const std::string& config_path, const meshlane::Config& running,
                       meshlane::workloads::WorkloadRegistry& workloads) {
   spdlog::info("SIGHUP: reloading workloads from {}", config_path);
@@ -181,16 +205,7 @@ void reload_workloads(const std::string& config_path, const meshlane::Config& ru
     spdlog::error("reload rejected, nothing changed: {}", fresh.error().message());
     return;
   }
-  const auto& now = fresh->daemon;
-  const auto& was = running.daemon;
-  if (now.bpffs_dir != was.bpffs_dir || now.cgroup != was.cgroup || now.socket != was.socket ||
-      now.socket_mode != was.socket_mode || now.socket_group != was.socket_group ||
-      now.state_dir != was.state_dir) {
-    spdlog::warn("reload: [daemon] changes take effect only after a restart");
-  }
-  if (fresh->metrics != running.metrics) {
-    spdlog::warn("reload: [metrics] changes take effect only after a restart");
-  }
+  report_restart_only_changes(running, fresh.value());
   if (auto status = workloads.reload(fresh->workloads); !status) {
     spdlog::error("reload rejected, nothing changed: {}", status.error().message());
     return;
@@ -214,6 +229,47 @@ int print_stats(const meshlane::Config& config, bool json) {
     std::cout << meshlane::counters_to_table(counters.value());
   }
   return kExitOk;
+}
+
+namespace {
+
+int print_check(const std::string& config_path, const std::vector<std::string>& problems,
+                std::size_t workload_count, bool json) {
+  if (json) {
+    nlohmann::json out = {
+        {"config", config_path}, {"ok", problems.empty()}, {"problems", problems}};
+    if (problems.empty()) {
+      out["workloads"] = workload_count;
+    }
+    std::cout << out.dump() << '\n';
+  } else if (problems.empty()) {
+    std::cout << config_path << ": ok (" << workload_count << " workload(s))\n";
+  } else {
+    for (const std::string& problem : problems) {
+      std::cerr << "meshlaned: " << problem << '\n';
+    }
+  }
+  return problems.empty() ? kExitOk : kExitConfig;
+}
+
+}  // namespace
+
+int check_config(const std::string& config_path, const meshlane::Config& config, bool json) {
+  std::vector<std::string> problems;
+  if (auto group = meshlane::control::resolve_socket_group(config.daemon.socket_group); !group) {
+    problems.push_back(group.error().message());
+  }
+  if (auto mount = meshlane::find_cgroup2_mount(); !mount) {
+    problems.push_back(mount.error().message());
+  } else if (auto cgroup = meshlane::resolve_cgroup_path(mount.value(), config.daemon.cgroup);
+             !cgroup) {
+    problems.push_back(cgroup.error().message());
+  }
+  return print_check(config_path, problems, config.workloads.size(), json);
+}
+
+int report_unparsable_config(const std::string& config_path, const std::string& error, bool json) {
+  return print_check(config_path, {error}, 0, json);
 }
 
 int cleanup(const meshlane::Config& config) {
