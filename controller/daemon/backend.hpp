@@ -75,6 +75,8 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
 
   bool listening(std::uint64_t netns_cookie, std::uint16_t port) override;
 
+  std::string policy_enforcement_unavailable() override;
+
  private:
   using ListenerMap = meshlane::TypedMap<ml_listener_key, std::uint8_t>;
   meshlane::monitor::Hub* hub_ = nullptr;

@@ -351,6 +351,13 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
     return kExitConfig;
   }
 
+  if (!support->interception && !saved_policies->empty()) {
+    spdlog::warn(
+        "{} saved polic{} not enforced: interception is off (no connect or tc program decides); "
+        "they stay saved and are enforced again by a daemon started with interception",
+        saved_policies->size(), saved_policies->size() == 1 ? "y is" : "ies are");
+  }
+
   // Load first, fill the workload maps and tc filters, attach the cgroup programs last: a new
   // program never runs before the maps it reads are filled.
   auto datapath = meshlane::Datapath::load(config, support.value(), test_hooks);

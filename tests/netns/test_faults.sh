@@ -7,7 +7,9 @@
 #      splicing false and interception true, no sk_msg link is pinned, and a mesh
 #      connection is intercepted (A's sidecar logs the original destination) but not spliced
 #      (bytes_redirected flat).
-#      The same for interception: MESHLANE_TEST_MISSING_FEATURES=cgroup_sock_addr with "degrade":
+#      The same for interception: MESHLANE_TEST_MISSING_FEATURES=cgroup_sock_addr with "degrade"
+#      (and `policy apply` is refused, "policy not applied: interception is off"; status
+#      policies_enforced false):
 #      `meshlanectl status` reports interception false and splicing true, no connect4,
 #      connect6 or getsockopt link is pinned and attached to the cgroup, no tc filter is on
 #      the pods, and a connection A -> B:8080 reaches B's app directly (not through the
@@ -85,6 +87,18 @@ status=$(rel_status_json | tr -d '\n')
   ml_fail "degraded status should report splicing true, interception false: $status"
 grep -q 'degraded (daemon.on_missing_feature = "degrade"): interception is off' "$ML_DAEMON_LOG" ||
   ml_fail "the daemon does not log that it runs without interception"
+# A policy nothing would enforce is refused, not reported in force.
+echo '{"policies": [{"name": "deny-a", "workload": "pod-b", "ingress": [{"action": "deny"}]}]}' \
+  >"$ML_WORKDIR/deny.json"
+rc=0
+out=$("$MESHLANE_BIN/meshlanectl" --socket "$ML_WORKDIR/meshlane.sock" policy apply -f "$ML_WORKDIR/deny.json" 2>&1) || rc=$?
+[[ $rc -eq 2 && $out == *"policy not applied: interception is off"* ]] ||
+  ml_fail "policy apply without interception: expected exit 2 and 'policy not applied: interception is off', got $rc: $out"
+policies=$("$MESHLANE_BIN/meshlanectl" --socket "$ML_WORKDIR/meshlane.sock" -o json policy get)
+python3 -c 'import json,sys; sys.exit(json.loads(sys.argv[1])["policies"] != [])' "$policies" ||
+  ml_fail "the refused policy is listed: $policies"
+[[ $(ml_json_field "$status" policies_enforced) == false ]] ||
+  ml_fail "status should say policies_enforced false without interception: $status"
 for link in ml_connect4_cgroup ml_connect6_cgroup ml_getsockopt_cgroup; do
   [[ ! -e $ML_BPFFS_DIR/links/$link ]] || ml_fail "$link pinned without interception: $(ls "$ML_BPFFS_DIR/links")"
 done
