@@ -97,7 +97,7 @@ Status ensure_state_dir(const std::string& state_dir) {
 
 Result<std::vector<WorkloadConfig>> load_live_workloads(const std::string& state_dir) {
   const std::string path = workload_state_path(state_dir);
-  auto text = read_text_file_if_present(path);
+  auto text = read_state_file(path);
   if (!text) {
     return text.error();
   }
