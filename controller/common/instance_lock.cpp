@@ -52,10 +52,11 @@ Status lock_or_name_holder(int fd, const std::string& path, const std::string& w
   if (errno != EWOULDBLOCK) {
     return make_error(errno, "cannot lock " + path);
   }
-  return make_error(EBUSY, "another meshlaned (" + describe_holder(fd) + ") holds " + path +
-                               " and so runs with this " + what +
-                               "; stop it first (two daemons would rewrite each other's "
-                               "datapath and state). Nothing was changed");
+  // A refusal, not a system failure: the message says it all (no "Resource busy" after it).
+  return make_error("another meshlaned (" + describe_holder(fd) + ") holds " + path +
+                    " and so runs with this " + what +
+                    "; stop it first (two daemons would rewrite each other's "
+                    "datapath and state). Nothing was changed");
 }
 
 }  // namespace

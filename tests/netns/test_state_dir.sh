@@ -75,6 +75,8 @@ refused() {
   ml_log "$label: status $rc: $(grep -E -- "$pattern" "$out" | head -n 1)"
 }
 
+# first_still_serves LABEL [connect]: the first daemon answers status with its pid, keeps its
+# workload and reads counters; with "connect", the app's next connection is still intercepted.
 first_still_serves() {
   local label=$1
   kill -0 "$FIRST_PID" 2>/dev/null || ml_fail "$label: the first meshlaned (pid $FIRST_PID) is gone"
@@ -84,6 +86,7 @@ first_still_serves() {
   ctl_ok -o json workload get pod-a
   local before
   before=$(ctl_counter intercepted_outbound)
+  [[ ${2:-} == connect ]] || return 0
   ctl_app_connect "$label"
   [[ $SERVED == sidecar ]] || ml_fail "$label: the live workload is no longer intercepted"
   [[ $(ctl_counter intercepted_outbound) -eq $((before + 1)) ]] ||
@@ -97,7 +100,7 @@ snapshot "$ML_WORKDIR/after-second"
 diff -u "$ML_WORKDIR/before" "$ML_WORKDIR/after-second" >&2 || ml_fail "the second daemon changed something (diff above)"
 grep -q 'maps .* under\|workload(s) applied' "$ML_WORKDIR/second-same-config.out" &&
   ml_fail "the second daemon got as far as the datapath: $(cat "$ML_WORKDIR/second-same-config.out")"
-first_still_serves after-second
+first_still_serves after-second connect
 
 # Another state_dir and socket, the same bpffs_dir: the datapath is the same instance.
 OTHER="$ML_WORKDIR/other.toml"
@@ -147,5 +150,5 @@ diff -u "$ML_WORKDIR/stopped" "$ML_WORKDIR/refusals" >&2 || ml_fail "a refused s
 # ---- put right, it starts and brings the workload back ------------------------------------------
 ctl_daemon_start
 FIRST_PID=$ML_DAEMON_PID
-first_still_serves restarted
+first_still_serves restarted connect
 ml_pass

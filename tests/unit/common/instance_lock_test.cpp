@@ -91,7 +91,7 @@ TEST(InstanceLock, ASecondHolderIsRefusedWithTheFileAndThePid) {
   // flock belongs to the open file: a second open in this process conflicts like another one.
   auto second = InstanceLock::acquire(state.path(), bpffs.path(), false);
   ASSERT_FALSE(second.ok());
-  EXPECT_EQ(second.error().errnum, EBUSY);
+  EXPECT_EQ(second.error().message().find("errno"), std::string::npos);
   EXPECT_TRUE(contains(second.error().message(), lock_file));
   EXPECT_TRUE(contains(second.error().message(), "pid " + std::to_string(::getpid())));
   EXPECT_TRUE(contains(second.error().message(), "Nothing was changed"));
