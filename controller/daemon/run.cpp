@@ -13,6 +13,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -22,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/instance_lock.hpp"
 #include "common/mounts.hpp"
 #include "common/netns.hpp"
 #include "common/unique_fd.hpp"
@@ -215,6 +217,38 @@ void reload_workloads(const std::string& config_path, const meshlane::Config& ru
                workloads.live_count());
 }
 
+// Before the daemon (or --cleanup) touches anything: the directories whose files it acts on as
+// root must be root's alone, and the instance lock must be ours (docs/security.md). The
+// socket's directory is checked when it exists (the control server creates it, 0755, when it
+// does not); the state_dir is created (0700) when missing. With create_state_dir false
+// (--cleanup), a missing state_dir or bpffs_dir is left alone: no daemon runs with it. On
+// failure exit_code says which kind of failure it was.
+meshlane::Result<meshlane::InstanceLock> claim_instance(const meshlane::Config& config,
+                                                        bool create_state_dir, int& exit_code) {
+  exit_code = kExitConfig;
+  const std::string socket_dir = std::filesystem::path(config.daemon.socket).parent_path().string();
+  std::error_code ec;
+  if (!socket_dir.empty() && std::filesystem::exists(socket_dir, ec)) {
+    if (auto status =
+            meshlane::check_private_directory(socket_dir, "the directory of daemon.socket");
+        !status) {
+      return status.error();
+    }
+  }
+  std::string state_dir = config.daemon.state_dir;
+  if (create_state_dir || std::filesystem::exists(state_dir, ec)) {
+    if (auto status = meshlane::workloads::ensure_state_dir(state_dir); !status) {
+      return status.error();
+    }
+  } else {
+    state_dir.clear();
+  }
+  exit_code = kExitRuntime;
+  // The daemon creates the bpffs directory here so that it is locked from the first start on.
+  return meshlane::InstanceLock::acquire(state_dir, config.daemon.bpffs_dir,
+                                         /*create_bpffs_dir=*/create_state_dir);
+}
+
 }  // namespace
 
 int print_stats(const meshlane::Config& config, bool json) {
@@ -273,6 +307,13 @@ int report_unparsable_config(const std::string& config_path, const std::string& 
 }
 
 int cleanup(const meshlane::Config& config) {
+  // Not under a running daemon: it would tear down the datapath that daemon serves.
+  int exit_code = kExitOk;
+  auto lock = claim_instance(config, /*create_state_dir=*/false, exit_code);
+  if (!lock) {
+    spdlog::error("cleanup refused: {}", lock.error().message());
+    return exit_code;
+  }
   // The live workloads' filters too; their state file stays, so a restarted daemon brings them
   // back.
   std::vector<meshlane::WorkloadConfig> workloads = config.workloads;
@@ -310,6 +351,14 @@ int cleanup(const meshlane::Config& config) {
 }
 
 int run(const std::string& config_path, const Config& config, const TestHooks& test_hooks) {
+  // First of all: a second daemon must change nothing, not workloads, policies or links.
+  int exit_code = kExitOk;
+  auto instance_lock = claim_instance(config, /*create_state_dir=*/true, exit_code);
+  if (!instance_lock) {
+    spdlog::error("{}", instance_lock.error().message());
+    return exit_code;
+  }
+  spdlog::debug("instance lock {} taken", instance_lock->path());
   auto mount = meshlane::find_cgroup2_mount();
   if (!mount) {
     spdlog::error("{}", mount.error().message());
