@@ -66,6 +66,11 @@ class ControlBackend {
     (void)netns_cookie;
     return make_error(ENOTSUP, "per-workload counters are not available");
   }
+  // A workload's health for workload list/get ("health": state, netns cookie and inode,
+  // whether the namespace still exists, tc filter state, draining); null when unknown.
+  virtual nlohmann::json workload_health(const WorkloadConfig& /*workload*/) { return nullptr; }
+  // Removed workloads whose tc filters still drain (workload list "draining").
+  virtual nlohmann::json draining_workloads() { return nlohmann::json::array(); }
   // A live event subscription (the monitor method); the daemon's hub, or unavailable.
   virtual ControlResult<std::shared_ptr<monitor::Subscription>> subscribe(
       const monitor::Filter& filter);
