@@ -140,9 +140,18 @@ Status check_not_host_netns(const NetnsId& id, const std::string& netns_path) {
   }
   auto host = id_of_path("/proc/1/ns/net");
   if (!host) {
-    return make_error(host.error().errnum, host.error().context +
-                                               " (needed to refuse the host's network "
-                                               "namespace as a workload's)");
+    const int err = host.error().errnum;
+    if (err == EACCES || err == EPERM) {
+      // A daemon without ptrace access to PID 1 (a container whose bounding set lacks
+      // CAP_SYS_PTRACE) cannot read its namespace, and cannot open /proc/1/ns/net as a
+      // workload's either: the comparison with its own namespace is what remains.
+      spdlog::debug("cannot compare {} with PID 1's network namespace: {}", netns_path,
+                    host.error().message());
+      return {};
+    }
+    return make_error(err, host.error().context +
+                               " (needed to refuse the host's network namespace as a "
+                               "workload's)");
   }
   if (id == host.value()) {
     return make_error(netns_path + " is the host's network namespace (that of PID 1)" + kAllow);

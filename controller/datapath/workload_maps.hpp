@@ -4,13 +4,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <functional>
 
 #include "common/error.hpp"
 #include "common/netns.hpp"

@@ -151,8 +151,13 @@ ctl_refused_netns() {  # NETNS EXPECTED_MESSAGE_PART
 ctl_refused_netns "$ML_WORKDIR/not-a-netns.fifo" "not-a-netns.fifo is a FIFO, not a network namespace"
 ctl_ok --timeout 10 -o json status
 ctl_refused_netns "$ML_WORKDIR/not-a-netns.txt" "not-a-netns.txt is a regular file, not a network namespace"
-ctl_refused_netns /proc/1/ns/net "/proc/1/ns/net is meshlaned's own network namespace"
-ctl_refused_netns /proc/1/ns/uts "/proc/1/ns/uts is a uts namespace, not a network namespace"
+# The host's namespace, which meshlaned runs in here: through this shell's /proc entry, and
+# through PID 1's where this machine lets root read it (not in every container).
+ctl_refused_netns "/proc/$$/ns/net" "/proc/$$/ns/net is meshlaned's own network namespace"
+if stat -L /proc/1/ns/net >/dev/null 2>&1; then
+  ctl_refused_netns /proc/1/ns/net "/proc/1/ns/net is meshlaned's own network namespace"
+fi
+ctl_refused_netns "/proc/$$/ns/uts" "/proc/$$/ns/uts is a uts namespace, not a network namespace"
 ctl_ok -o json workload list
 ctl_assert_json "$CTL_OUT" 'j["total"] == 0 and j["draining"] == []' "nothing was added by refused netns paths"
 if [[ -e $CTL_STATE_DIR/workloads.json ]] && grep -q '"bad"' "$CTL_STATE_DIR/workloads.json"; then
@@ -161,13 +166,15 @@ fi
 ml_log "FIFO, regular file, host and uts namespaces refused; nothing changed; the daemon answers"
 
 # ---- a pod whose namespace vanished blocks no later change ------------------------------------------
-# Pods "gone" and "next" get a dummy eth0 (tc needs an interface). "gone" is applied, then its
+# Pods "gone" and "next" get an eth0 (a veth whose peer stays in the pod: tc needs an interface,
+# and not every kernel here has the dummy module). "gone" is applied, then its
 # namespace deleted: adding "next", a SIGHUP reload and deleting both still work, and workload
 # get shows "gone" unavailable with its namespace gone.
 for ns_var in GONE_NS NEXT_NS; do
   ml_make_netns "$ns_var" "${ns_var%_NS}"
-  ip -n "${!ns_var}" link add eth0 type dummy && ip -n "${!ns_var}" link set eth0 up ||
-    ml_fail "cannot add a dummy eth0 to ${!ns_var}"
+  ip -n "${!ns_var}" link add eth0 type veth peer name eth0-peer &&
+    ip -n "${!ns_var}" link set eth0 up && ip -n "${!ns_var}" link set eth0-peer up ||
+    ml_fail "cannot add an eth0 to ${!ns_var}"
 done
 ctl_ok workload add gone --netns "$GONE_NS" --ip 198.18.0.31
 ctl_ok -o json workload get gone
