@@ -45,7 +45,7 @@ using namespace config_fields;  // NOLINT(google-build-using-namespace): this li
 // ---- Tables ---------------------------------------------------------------------------------
 
 Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
-  const std::array<KeyReader, 8> readers = {{
+  const std::array<KeyReader, 9> readers = {{
       {"bpffs_dir", [&](const Field& f) { return read_bpffs_dir(f, daemon.bpffs_dir); }},
       {"cgroup", [&](const Field& f) { return read_string(f, daemon.cgroup); }},
       {"log_level", [&](const Field& f) { return read_log_level(f, daemon.log_level); }},
@@ -58,6 +58,7 @@ Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
        [&](const Field& f) {
          return read_absolute_path(f, "/var/lib/meshlane", daemon.state_dir);
        }},
+      {"allow_host_netns", [&](const Field& f) { return read_bool(f, daemon.allow_host_netns); }},
   }};
   return read_table(field, readers);
 }

@@ -44,6 +44,10 @@ struct DaemonConfig {
   // Where the daemon keeps state that must survive a restart (workloads added over the control
   // socket). Absolute path; created (mode 0700) when missing.
   std::string state_dir = "/var/lib/meshlane";
+  // Whether a workload's netns may be the daemon's own network namespace or PID 1's (the
+  // host's). Off: such a workload is refused, since its tc steering would land on the host's
+  // interfaces and its interception on the node's own connections.
+  bool allow_host_netns = false;
 };
 
 struct AccelerationConfig {

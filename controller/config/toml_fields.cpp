@@ -358,8 +358,15 @@ Status read_on_missing_feature(const Field& field, std::string& out) {
 }
 
 Status read_proxy_id(const Field& field, std::uint32_t& out) {
+  // The proxy's own connects are never intercepted: with id 0 every process running as root in
+  // the pod would bypass the mesh.
+  if (const auto* value = field.node.as_integer(); value != nullptr && value->get() == 0) {
+    return field.error(
+        "0 (root) cannot be the proxy's id: every root process of the pod would bypass the mesh; "
+        "give the uid/gid the sidecar runs as (istio 1337, linkerd 2102)");
+  }
   std::int64_t id = 0;
-  if (Status status = read_integer(field, 0, kMaxProxyId, id); !status) {
+  if (Status status = read_integer(field, 1, kMaxProxyId, id); !status) {
     return status;
   }
   out = static_cast<std::uint32_t>(id);

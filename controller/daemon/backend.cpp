@@ -168,4 +168,59 @@ std::optional<std::uint64_t> DaemonBackend::netns_cookie(const std::string& netn
   return cookie.value();
 }
 
+namespace {
+
+std::int64_t whole_seconds(std::chrono::steady_clock::duration duration) {
+  return std::chrono::duration_cast<std::chrono::seconds>(duration).count();
+}
+
+}  // namespace
+
+nlohmann::json DaemonBackend::workload_health(const meshlane::WorkloadConfig& workload) {
+  if (manager_ == nullptr) {
+    return nullptr;
+  }
+  const meshlane::WorkloadHealth health = manager_->health(workload);
+  const bool applied = health.state == meshlane::WorkloadHealth::State::kApplied;
+  nlohmann::json out = {
+      {"state", meshlane::to_string(health.state)},
+      {"netns_cookie", applied ? nlohmann::json(health.netns_cookie) : nlohmann::json()},
+      {"netns_inode",
+       health.netns_id.inode != 0 ? nlohmann::json(health.netns_id.inode) : nlohmann::json()},
+      {"netns", meshlane::to_string(health.netns)},
+      {"netns_exists", health.netns == meshlane::WorkloadHealth::Netns::kPresent ||
+                           health.netns == meshlane::WorkloadHealth::Netns::kReplaced},
+      {"tc_filters", meshlane::to_string(health.tc)},
+      {"draining", health.draining},
+  };
+  if (!health.netns_error.empty()) {
+    out["netns_error"] = health.netns_error;
+  }
+  if (!health.tc_error.empty()) {
+    out["tc_error"] = health.tc_error;
+  }
+  if (health.state == meshlane::WorkloadHealth::State::kUnavailable) {
+    out["unavailable_reason"] = health.unavailable_reason;
+    out["unavailable_seconds"] = whole_seconds(health.unavailable_for);
+  }
+  return out;
+}
+
+nlohmann::json DaemonBackend::draining_workloads() {
+  nlohmann::json list = nlohmann::json::array();
+  if (manager_ == nullptr) {
+    return list;
+  }
+  for (const meshlane::DrainingAttachment& draining : manager_->draining()) {
+    list.push_back(
+        {{"name", draining.name},
+         {"netns", draining.netns},
+         {"interface", draining.interface},
+         {"draining_seconds", whole_seconds(draining.draining_for)},
+         {"steered_flows",
+          draining.steered_flows ? nlohmann::json(*draining.steered_flows) : nlohmann::json()}});
+  }
+  return list;
+}
+
 }  // namespace meshlane::daemon

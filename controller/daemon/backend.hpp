@@ -21,6 +21,7 @@
 #include "datapath/kernel_features.hpp"
 #include "datapath/listener_scan.hpp"
 #include "datapath/stale_sweep.hpp"
+#include "datapath/workload_maps.hpp"
 #include "observe/monitor_hub.hpp"
 
 namespace meshlane::daemon {
@@ -76,10 +77,15 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
   bool listening(std::uint64_t netns_cookie, std::uint16_t port) override;
 
   std::string policy_enforcement_unavailable() override;
+  // What workload list/get report of each workload's state (set once the manager exists).
+  void set_workload_manager(const meshlane::WorkloadManager* manager) { manager_ = manager; }
+  nlohmann::json workload_health(const meshlane::WorkloadConfig& workload) override;
+  nlohmann::json draining_workloads() override;
 
  private:
   using ListenerMap = meshlane::TypedMap<ml_listener_key, std::uint8_t>;
   meshlane::monitor::Hub* hub_ = nullptr;
+  const meshlane::WorkloadManager* manager_ = nullptr;
   std::optional<ListenerMap> listeners_;
   const meshlane::Config& config_;
   const meshlane::Datapath& datapath_;

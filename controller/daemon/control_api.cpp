@@ -64,10 +64,13 @@ ControlResult<DeleteParams> delete_params(const Params& params) {
   return DeleteParams{*name, missing_ok.value_or(false)};
 }
 
-nlohmann::json entry_json(const workloads::WorkloadRegistry::Entry& entry) {
+// The keys scripts read ("name", "source", "spec") stay as they were; "health" was added.
+nlohmann::json entry_json(const workloads::WorkloadRegistry::Entry& entry,
+                          ControlBackend& backend) {
   return {{"name", entry.workload->name},
           {"source", to_string(entry.source)},
-          {"spec", workloads::workload_to_json(*entry.workload)}};
+          {"spec", workloads::workload_to_json(*entry.workload)},
+          {"health", backend.workload_health(*entry.workload)}};
 }
 
 }  // namespace
@@ -217,9 +220,10 @@ ControlResult<nlohmann::json> ControlApi::workload_list(const Params& params) {
   }
   nlohmann::json list = nlohmann::json::array();
   for (const workloads::WorkloadRegistry::Entry& entry : workloads_.list()) {
-    list.push_back(entry_json(entry));
+    list.push_back(entry_json(entry, backend_));
   }
-  return nlohmann::json{{"workloads", list}, {"total", list.size()}};
+  return nlohmann::json{
+      {"workloads", list}, {"total", list.size()}, {"draining", backend_.draining_workloads()}};
 }
 
 ControlResult<nlohmann::json> ControlApi::workload_get(const Params& params) {
@@ -234,7 +238,7 @@ ControlResult<nlohmann::json> ControlApi::workload_get(const Params& params) {
   if (entry.workload == nullptr) {
     return ControlError{ErrorCode::kNotFound, "no workload named " + *name};
   }
-  return entry_json(entry);
+  return entry_json(entry, backend_);
 }
 
 ControlResult<nlohmann::json> ControlApi::workload_add(const nlohmann::json& params) {

@@ -69,6 +69,11 @@ class ControlBackend {
   // Why no program would enforce a policy now ("" when they are enforced): policy.apply refuses
   // rather than report a policy in force that nothing enforces.
   virtual std::string policy_enforcement_unavailable() { return {}; }
+  // A workload's health for workload list/get ("health": state, netns cookie and inode,
+  // whether the namespace still exists, tc filter state, draining); null when unknown.
+  virtual nlohmann::json workload_health(const WorkloadConfig& /*workload*/) { return nullptr; }
+  // Removed workloads whose tc filters still drain (workload list "draining").
+  virtual nlohmann::json draining_workloads() { return nlohmann::json::array(); }
   // A live event subscription (the monitor method); the daemon's hub, or unavailable.
   virtual ControlResult<std::shared_ptr<monitor::Subscription>> subscribe(
       const monitor::Filter& filter);

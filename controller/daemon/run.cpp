@@ -424,17 +424,15 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
     spdlog::error("{}", status.error().message());
     return kExitRuntime;
   }
-  meshlane::WorkloadManager manager(config.daemon.bpffs_dir, datapath->tc_programs(),
-                                    meshlane::tc_record_path(config.daemon.state_dir));
+  meshlane::WorkloadManager manager(
+      config.daemon.bpffs_dir, datapath->tc_programs(),
+      meshlane::tc_record_path(config.daemon.state_dir),
+      config.daemon.allow_host_netns ? meshlane::HostNetns::kAllow : meshlane::HostNetns::kRefuse);
   Reconciler reconciler(config, manager, std::move(saved_policies.value()));
   auto& workloads = reconciler.workloads();
   auto& policies = reconciler.policies();
-  auto resolvable = [](const meshlane::WorkloadConfig& workload) -> meshlane::Status {
-    auto resolved = meshlane::resolve_workloads({workload});
-    if (!resolved) {
-      return resolved.error();
-    }
-    return {};
+  auto resolvable = [&manager](const meshlane::WorkloadConfig& workload) {
+    return manager.check(workload);
   };
   if (auto status = workloads.start(config.workloads, std::move(saved_live.value()), resolvable);
       !status) {
@@ -460,6 +458,7 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
   boost::asio::io_context io;
   DaemonBackend backend(config, datapath.value(), cgroup.value(), std::move(features));
   backend.set_cni_resync(to_json(cni_resync));
+  backend.set_workload_manager(&manager);
   if (datapath->support().splicing && datapath->listener_scan_unavailable().empty()) {
     auto scan_listeners = [&datapath, &backend](const std::string& reason) {
       auto report = datapath->scan_listeners();

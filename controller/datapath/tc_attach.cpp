@@ -54,6 +54,30 @@ Status attach_tc(const std::string& netns_path, const std::string& interface,
   return {};
 }
 
+Result<bool> tc_filters_attached(const std::string& netns_path, const std::string& interface) {
+  auto entry = NetnsEntry::enter(netns_path);
+  if (!entry) {
+    return entry.error();
+  }
+  const int ifindex = static_cast<int>(::if_nametoindex(interface.c_str()));
+  if (ifindex == 0) {
+    return false;
+  }
+  for (bpf_tc_attach_point point : kAttachPoints) {
+    DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
+    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
+    const int err = bpf_tc_query(&hook, &opts);
+    if (err == -ENOENT || err == -EINVAL) {
+      return false;  // no such filter, or no clsact qdisc at all
+    }
+    if (err != 0) {
+      return tc_error(err, std::string("cannot query the tc ") + direction(point) + " filter",
+                      interface, netns_path);
+    }
+  }
+  return true;
+}
+
 Status detach_tc(const std::string& netns_path, const std::string& interface) {
   auto entry = NetnsEntry::enter(netns_path);
   if (!entry) {

@@ -23,6 +23,11 @@ inline constexpr std::uint32_t kTcPriority = 0x4d4c;
 Status attach_tc(const std::string& netns_path, const std::string& interface,
                  const TcPrograms& programs);
 
+// Whether both of meshlane's filters (ingress and egress) are on `interface` inside
+// `netns_path` now, as the kernel reports them (for workload list/get). An interface that is
+// gone has none.
+Result<bool> tc_filters_attached(const std::string& netns_path, const std::string& interface);
+
 // Removes meshlane's filters; a namespace or interface that is gone counts as success.
 Status detach_tc(const std::string& netns_path, const std::string& interface);
 

@@ -160,8 +160,21 @@ WorkloadMaps build_workload_maps(const std::vector<ResolvedWorkload>& workloads)
   return maps;
 }
 
-Result<std::vector<ResolvedWorkload>> resolve_workloads(
-    const std::vector<WorkloadConfig>& configs) {
+Result<NetnsInfo> resolve_workload_netns(const WorkloadConfig& config, HostNetns host) {
+  auto info = inspect_workload_netns(config.netns, host);
+  if (!info) {
+    return make_error(info.error().errnum, "workload " + config.name + ": " + info.error().context);
+  }
+  if (auto index = interface_index_in(config.netns, config.interface); !index) {
+    return make_error(index.error().errnum,
+                      "workload " + config.name + ": " + index.error().context);
+  }
+  return info;
+}
+
+Result<WorkloadResolution> resolve_workloads(const std::vector<WorkloadConfig>& configs,
+                                             const ResolveNetnsFn& resolve,
+                                             const WasInForceFn& was_in_force) {
   std::vector<const WorkloadConfig*> by_name;
   by_name.reserve(configs.size());
   for (const WorkloadConfig& config : configs) {
@@ -169,25 +182,40 @@ Result<std::vector<ResolvedWorkload>> resolve_workloads(
   }
   std::sort(by_name.begin(), by_name.end(),
             [](const auto* a, const auto* b) { return a->name < b->name; });
-  std::vector<ResolvedWorkload> resolved;
+  WorkloadResolution resolution;
   std::set<std::uint64_t> cookies;
+  const auto now = std::chrono::steady_clock::now();
   for (const WorkloadConfig* config : by_name) {
-    auto cookie = netns_cookie_of(config->netns);
-    if (!cookie) {
-      return make_error(cookie.error().errnum,
-                        "workload " + config->name + ": " + cookie.error().context);
+    auto info = resolve(*config);
+    if (!info) {
+      if (!was_in_force(*config)) {
+        return info.error();
+      }
+      resolution.unavailable[config->name] = {
+          config->netns, config->interface, info.error().message(), {}, now};
+      continue;
     }
-    if (!cookies.insert(cookie.value()).second) {
-      return make_error(EINVAL, "workload " + config->name + ": netns " + config->netns +
-                                    " is already another workload's namespace");
+    if (!cookies.insert(info->cookie).second) {
+      return make_error("workload " + config->name + ": netns " + config->netns +
+                        " is already another workload's namespace");
     }
-    if (auto index = interface_index_in(config->netns, config->interface); !index) {
-      return make_error(index.error().errnum,
-                        "workload " + config->name + ": " + index.error().context);
-    }
-    resolved.push_back({*config, cookie.value(), static_cast<std::uint32_t>(resolved.size() + 1)});
+    resolution.resolved.push_back({*config, info->cookie,
+                                   static_cast<std::uint32_t>(resolution.resolved.size() + 1),
+                                   info->id});
   }
-  return resolved;
+  return resolution;
+}
+
+Result<std::vector<ResolvedWorkload>> resolve_workloads(const std::vector<WorkloadConfig>& configs,
+                                                        HostNetns host) {
+  auto resolution = resolve_workloads(
+      configs,
+      [host](const WorkloadConfig& config) { return resolve_workload_netns(config, host); },
+      [](const WorkloadConfig&) { return false; });
+  if (!resolution) {
+    return resolution.error();
+  }
+  return std::move(resolution->resolved);
 }
 
 std::string tc_record_path(const std::string& state_dir) { return state_dir + "/tc-filters"; }
@@ -230,10 +258,11 @@ std::vector<WorkloadConfig> read_tc_record(const std::string& record_path) {
 }
 
 WorkloadManager::WorkloadManager(std::string bpffs_dir, TcPrograms tc_programs,
-                                 std::string record_path)
+                                 std::string record_path, HostNetns host_netns)
     : bpffs_dir_(std::move(bpffs_dir)),
       tc_programs_(tc_programs),
-      record_path_(std::move(record_path)) {
+      record_path_(std::move(record_path)),
+      host_netns_(host_netns) {
   // Filters an earlier run left (a workload removed while its connections drained, then the
   // daemon restarted): drained like any removed workload unless apply() wants them again.
   const auto now = std::chrono::steady_clock::now();
@@ -275,12 +304,53 @@ void WorkloadManager::save_record(const std::map<std::string, Attachment>* pendi
   }
 }
 
-Status WorkloadManager::apply(const std::vector<WorkloadConfig>& workloads) {
-  auto resolved = resolve_workloads(workloads);
-  if (!resolved) {
-    return resolved.error();
+Status WorkloadManager::check(const WorkloadConfig& workload) const {
+  if (auto info = resolve_workload_netns(workload, host_netns_); !info) {
+    return info.error();
   }
-  const WorkloadMaps maps = build_workload_maps(resolved.value());
+  return {};
+}
+
+Status WorkloadManager::apply(const std::vector<WorkloadConfig>& workloads) {
+  // A pod that vanished after it was applied (same name, netns path and interface) must not
+  // make every later change fail: it is kept as unavailable. Anything new must resolve.
+  auto was_in_force = [this](const WorkloadConfig& config) {
+    auto same_pod = [&config](const WorkloadConfig& other) {
+      return other.name == config.name && other.netns == config.netns &&
+             other.interface == config.interface;
+    };
+    const bool applied = std::any_of(resolved_.begin(), resolved_.end(),
+                                     [&](const ResolvedWorkload& r) { return same_pod(r.config); });
+    auto unavailable = unavailable_.find(config.name);
+    return applied ||
+           (unavailable != unavailable_.end() && unavailable->second.netns == config.netns &&
+            unavailable->second.interface == config.interface);
+  };
+  auto resolution = resolve_workloads(
+      workloads,
+      [this](const WorkloadConfig& config) { return resolve_workload_netns(config, host_netns_); },
+      was_in_force);
+  if (!resolution) {
+    return resolution.error();
+  }
+  for (auto& [name, unavailable] : resolution->unavailable) {
+    if (auto before = unavailable_.find(name); before != unavailable_.end()) {
+      unavailable.since = before->second.since;  // unavailable since it first failed
+      unavailable.netns_id = before->second.netns_id;
+    } else {
+      for (const ResolvedWorkload& applied : resolved_) {
+        if (applied.config.name == name) {
+          unavailable.netns_id = applied.netns_id;
+        }
+      }
+      spdlog::warn(
+          "workload {} unavailable, kept: {}; it is out of the maps until a later change "
+          "finds its namespace again (meshlanectl workload del removes it)",
+          name, unavailable.reason);
+    }
+  }
+  const std::vector<ResolvedWorkload> resolved = resolution->resolved;
+  const WorkloadMaps maps = build_workload_maps(resolved);
   const PinLayout pins{bpffs_dir_};
   // Rules before the workloads that refer to them, so a new workload is never seen without
   // its exclusions.
@@ -297,7 +367,7 @@ Status WorkloadManager::apply(const std::vector<WorkloadConfig>& workloads) {
     return status;
   }
   std::vector<std::uint64_t> cookies;
-  for (const ResolvedWorkload& workload : resolved.value()) {
+  for (const ResolvedWorkload& workload : resolved) {
     cookies.push_back(workload.netns_cookie);
   }
   if (auto status = sync_workload_counters(bpffs_dir_, cookies); !status) {
@@ -305,7 +375,7 @@ Status WorkloadManager::apply(const std::vector<WorkloadConfig>& workloads) {
   }
 
   std::map<std::string, Attachment> now_applied;
-  for (const ResolvedWorkload& workload : resolved.value()) {
+  for (const ResolvedWorkload& workload : resolved) {
     const WorkloadConfig& config = workload.config;
     if (tc_programs_.ingress_fd < 0) {
       spdlog::warn("workload {}: no tc filters, interception is off", config.name);
@@ -326,13 +396,21 @@ Status WorkloadManager::apply(const std::vector<WorkloadConfig>& workloads) {
     auto still = now_applied.find(name);
     if (still == now_applied.end() || still->second.netns != attachment.netns ||
         still->second.interface != attachment.interface) {
-      spdlog::info("workload {} removed; its tc filters stay until its steered connections end",
-                   name);
+      if (resolution->unavailable.count(name) != 0) {
+        spdlog::info(
+            "workload {} unavailable; its tc filters, if its interface still exists, "
+            "stay until its steered connections end",
+            name);
+      } else {
+        spdlog::info("workload {} removed; its tc filters stay until its steered connections end",
+                     name);
+      }
       draining_[name] = {attachment, std::chrono::steady_clock::now()};
     }
   }
   applied_ = std::move(now_applied);
-  resolved_ = std::move(resolved.value());
+  resolved_ = resolved;
+  unavailable_ = std::move(resolution->unavailable);
   reap_draining();
   save_record();
   return {};
@@ -401,6 +479,104 @@ std::size_t WorkloadManager::reap_draining(std::chrono::steady_clock::duration m
     save_record();
   }
   return draining_.size();
+}
+
+const char* to_string(WorkloadHealth::State state) {
+  switch (state) {
+    case WorkloadHealth::State::kApplied: return "applied";
+    case WorkloadHealth::State::kUnavailable: return "unavailable";
+    case WorkloadHealth::State::kNotApplied: return "not_applied";
+  }
+  return "?";
+}
+
+const char* to_string(WorkloadHealth::Netns netns) {
+  switch (netns) {
+    case WorkloadHealth::Netns::kPresent: return "present";
+    case WorkloadHealth::Netns::kGone: return "gone";
+    case WorkloadHealth::Netns::kReplaced: return "replaced";
+    case WorkloadHealth::Netns::kUnknown: return "unknown";
+  }
+  return "?";
+}
+
+const char* to_string(WorkloadHealth::Tc tc) {
+  switch (tc) {
+    case WorkloadHealth::Tc::kAttached: return "attached";
+    case WorkloadHealth::Tc::kMissing: return "missing";
+    case WorkloadHealth::Tc::kNotAttached: return "not_attached";
+    case WorkloadHealth::Tc::kOff: return "off";
+    case WorkloadHealth::Tc::kUnknown: return "unknown";
+  }
+  return "?";
+}
+
+WorkloadHealth WorkloadManager::health(const WorkloadConfig& workload) const {
+  WorkloadHealth health;
+  const auto applied = std::find_if(
+      resolved_.begin(), resolved_.end(),
+      [&](const ResolvedWorkload& resolved) { return resolved.config.name == workload.name; });
+  const auto unavailable = unavailable_.find(workload.name);
+  if (applied != resolved_.end()) {
+    health.state = WorkloadHealth::State::kApplied;
+    health.netns_cookie = applied->netns_cookie;
+    health.netns_id = applied->netns_id;
+  } else if (unavailable != unavailable_.end()) {
+    health.state = WorkloadHealth::State::kUnavailable;
+    health.netns_id = unavailable->second.netns_id;
+    health.unavailable_reason = unavailable->second.reason;
+    health.unavailable_for = std::chrono::steady_clock::now() - unavailable->second.since;
+  }
+  // The namespace now: gone when the path names no network namespace any more (ENOENT, or a
+  // file that is something else now), replaced when it names another one than was applied.
+  auto netns = open_network_namespace(workload.netns);
+  if (!netns) {
+    const Error& error = netns.error();
+    const bool gone = error.errnum == ENOENT || error.errnum == 0;
+    health.netns = gone ? WorkloadHealth::Netns::kGone : WorkloadHealth::Netns::kUnknown;
+    health.netns_error = error.message();
+  } else if (auto id = netns_id_of(netns->get(), workload.netns); !id) {
+    health.netns_error = id.error().message();
+  } else {
+    const bool known = health.netns_id.inode != 0;
+    health.netns = known && !(id.value() == health.netns_id) ? WorkloadHealth::Netns::kReplaced
+                                                             : WorkloadHealth::Netns::kPresent;
+    if (!known) {
+      health.netns_id = id.value();
+    }
+  }
+  if (health.state == WorkloadHealth::State::kApplied) {
+    if (tc_programs_.ingress_fd < 0) {
+      health.tc = WorkloadHealth::Tc::kOff;
+    } else if (health.netns == WorkloadHealth::Netns::kPresent) {
+      auto attached = tc_filters_attached(workload.netns, workload.interface);
+      if (!attached) {
+        health.tc = WorkloadHealth::Tc::kUnknown;
+        health.tc_error = attached.error().message();
+      } else {
+        health.tc = attached.value() ? WorkloadHealth::Tc::kAttached : WorkloadHealth::Tc::kMissing;
+      }
+    } else {
+      // The filters were on an interface of the namespace that was applied, which is gone.
+      health.tc = WorkloadHealth::Tc::kMissing;
+    }
+  }
+  health.draining = draining_.count(workload.name) != 0;
+  return health;
+}
+
+std::vector<DrainingAttachment> WorkloadManager::draining() const {
+  std::vector<DrainingAttachment> out;
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [name, draining] : draining_) {
+    DrainingAttachment entry{name, draining.attachment.netns, draining.attachment.interface,
+                             now - draining.since, std::nullopt};
+    if (auto flows = count_steered_flows(bpffs_dir_, draining.attachment.ips)) {
+      entry.steered_flows = flows.value();
+    }
+    out.push_back(std::move(entry));
+  }
+  return out;
 }
 
 int detach_workload_filters(const std::vector<WorkloadConfig>& workloads) {

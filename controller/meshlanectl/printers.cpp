@@ -234,16 +234,42 @@ std::optional<json> read_policy_file(const std::string& path) {
   return json::array({document});
 }
 
+// "applied", "unavailable", ...: the health's state, "-" from a daemon that reports none.
+std::string health_state(const json& entry) {
+  const json health = entry.value("health", json());
+  return health.is_object() ? text(health.value("state", json())) : "-";
+}
+
 void print_workload_list(const json& r) {
-  Table table({"NAME", "SOURCE", "MESH", "FAST PATH", "NETNS", "IPS"});
+  Table table({"NAME", "SOURCE", "STATE", "MESH", "FAST PATH", "NETNS", "IPS"});
   for (const json& entry : r.value("workloads", json::array())) {
     const json spec = entry.value("spec", json::object());
     table.add({text(entry.value("name", json())), text(entry.value("source", json())),
-               text(spec.value("mesh", json())), text(spec.value("fast_path", json())),
-               text(spec.value("netns", json())), text(spec.value("ips", json()))});
+               health_state(entry), text(spec.value("mesh", json())),
+               text(spec.value("fast_path", json())), text(spec.value("netns", json())),
+               text(spec.value("ips", json()))});
   }
   std::cout << table.str();
+  const json draining = r.value("draining", json::array());
+  if (draining.is_array() && !draining.empty()) {
+    // Removed workloads are no longer listed above, but their tc filters are still on the pod.
+    std::cout << "\ndraining (removed; tc filters kept until their steered connections end):\n";
+    Table drains({"NAME", "NETNS", "INTERFACE", "FOR", "STEERED"});
+    for (const json& d : draining) {
+      drains.add({text(d.value("name", json())), text(d.value("netns", json())),
+                  text(d.value("interface", json())),
+                  text(d.value("draining_seconds", json())) + "s",
+                  text(d.value("steered_flows", json()))});
+    }
+    std::cout << drains.str();
+  }
 }
+
+// The health keys workload get prints after the spec, in this order.
+constexpr const char* kHealthKeys[] = {
+    "state",   "unavailable_reason", "unavailable_seconds", "netns_cookie", "netns_inode",
+    "netns",   "netns_exists",       "netns_error",         "tc_filters",   "tc_error",
+    "draining"};
 
 // Every [[workload]] key, in the order of config/meshlane.toml.
 constexpr const char* kSpecKeys[] = {"name",
@@ -272,6 +298,14 @@ void print_workload(const json& r) {
   Table table({"source", text(r.value("source", json()))});
   for (const char* key : kSpecKeys) {
     table.add({key, text(spec.value(key, json()))});
+  }
+  const json health = r.value("health", json());
+  if (health.is_object()) {
+    for (const char* key : kHealthKeys) {
+      if (health.contains(key)) {
+        table.add({std::string("health.") + key, text(health[key])});
+      }
+    }
   }
   std::cout << table.str();
 }

@@ -4,7 +4,9 @@
 # connection and no longer once deleted, while an established connection of the pod carries on;
 # conns lists the pod's spliced sockets; peers that are neither root nor in socket_group are
 # refused; malformed JSON and an oversized frame get structured errors and the daemon keeps
-# serving; the live workload survives a daemon restart; exit codes.
+# serving; a workload's netns that is a FIFO, a regular file, the host's or a uts namespace is
+# refused and changes nothing; a pod whose namespace vanished is kept unavailable and blocks no
+# later add, del or SIGHUP; the live workload survives a daemon restart; exit codes.
 # shellcheck source=control_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/control_lib.sh"
 
@@ -65,7 +67,7 @@ ctl_ok -o json workload get pod-a
 ctl_assert_json "$CTL_OUT" 'j["source"] == "live" and j["spec"]["outbound_port"] == 15001 and j["spec"]["ips"] == ["198.18.0.10", "fd00::10"]' \
   "workload get"
 ctl_ok workload list
-grep -qE "^pod-a +live +istio +no +/var/run/netns/$POD_A +198.18.0.10, fd00::10$" <<<"$CTL_OUT" ||
+grep -qE "^pod-a +live +applied +istio +no +/var/run/netns/$POD_A +198.18.0.10, fd00::10$" <<<"$CTL_OUT" ||
   ml_fail "workload list: $CTL_OUT"
 ctl_ok -o json status
 ctl_assert_json "$CTL_OUT" 'j["workloads"] == {"total": 1, "config": 0, "live": 1}' "status after add"
@@ -132,6 +134,76 @@ ctl_assert_json "$(head -n1 "$ML_WORKDIR/raw5")" 'j["error"] == {"code": "invali
 kill -0 "$ML_DAEMON_PID" 2>/dev/null || ml_fail "meshlaned died on bad input"
 ctl_ok -o json status
 ml_log "bad input answered with structured errors; the daemon keeps serving"
+
+# ---- a workload's netns is not trusted ------------------------------------------------------------
+# A FIFO (which a plain open would wait on forever, on the daemon's only I/O thread), a regular
+# file, the host's namespace and a namespace of another kind are each refused with an error
+# that says what the path is, and change nothing; the daemon answers right after the FIFO.
+mkfifo "$ML_WORKDIR/not-a-netns.fifo"
+echo "not a namespace" >"$ML_WORKDIR/not-a-netns.txt"
+ctl_refused_netns() {  # NETNS EXPECTED_MESSAGE_PART
+  ctl --timeout 10 -o json workload add bad --netns "$1" --ip 198.18.0.30
+  ctl_expect_rc 2 "workload add with netns $1"
+  ctl_assert_json "$CTL_OUT" "j[\"error\"][\"code\"] == \"apply_failed\" and \"$2\" in j[\"error\"][\"message\"]" \
+    "workload add with netns $1"
+  ml_log "netns $1 refused: $(ctl_json "$CTL_OUT" 'j["error"]["message"]')"
+}
+ctl_refused_netns "$ML_WORKDIR/not-a-netns.fifo" "not-a-netns.fifo is a FIFO, not a network namespace"
+ctl_ok --timeout 10 -o json status
+ctl_refused_netns "$ML_WORKDIR/not-a-netns.txt" "not-a-netns.txt is a regular file, not a network namespace"
+# The host's namespace, which meshlaned runs in here: through this shell's /proc entry, and
+# through PID 1's where this machine lets root read it (not in every container).
+ctl_refused_netns "/proc/$$/ns/net" "/proc/$$/ns/net is meshlaned's own network namespace"
+if stat -L /proc/1/ns/net >/dev/null 2>&1; then
+  ctl_refused_netns /proc/1/ns/net "/proc/1/ns/net is meshlaned's own network namespace"
+fi
+ctl_refused_netns "/proc/$$/ns/uts" "/proc/$$/ns/uts is a uts namespace, not a network namespace"
+ctl_ok -o json workload list
+ctl_assert_json "$CTL_OUT" 'j["total"] == 0 and j["draining"] == []' "nothing was added by refused netns paths"
+if [[ -e $CTL_STATE_DIR/workloads.json ]] && grep -q '"bad"' "$CTL_STATE_DIR/workloads.json"; then
+  ml_fail "a refused workload reached the state file"
+fi
+ml_log "FIFO, regular file, host and uts namespaces refused; nothing changed; the daemon answers"
+
+# ---- a pod whose namespace vanished blocks no later change ------------------------------------------
+# Pods "gone" and "next" get an eth0 (a veth whose peer stays in the pod: tc needs an interface,
+# and not every kernel here has the dummy module). "gone" is applied, then its
+# namespace deleted: adding "next", a SIGHUP reload and deleting both still work, and workload
+# get shows "gone" unavailable with its namespace gone.
+for ns_var in GONE_NS NEXT_NS; do
+  ml_make_netns "$ns_var" "${ns_var%_NS}"
+  ip -n "${!ns_var}" link add eth0 type veth peer name eth0-peer &&
+    ip -n "${!ns_var}" link set eth0 up && ip -n "${!ns_var}" link set eth0-peer up ||
+    ml_fail "cannot add an eth0 to ${!ns_var}"
+done
+ctl_ok workload add gone --netns "$GONE_NS" --ip 198.18.0.31
+ctl_ok -o json workload get gone
+ctl_assert_json "$CTL_OUT" 'j["health"]["state"] == "applied" and j["health"]["netns_exists"] and j["health"]["tc_filters"] == "attached" and j["health"]["netns_cookie"] > 0 and j["health"]["netns_inode"] > 0' \
+  "health of an applied workload"
+ip netns del "$GONE_NS"
+ctl_ok -o json workload get gone
+ctl_assert_json "$CTL_OUT" 'j["health"]["netns"] == "gone" and not j["health"]["netns_exists"]' \
+  "health of a workload whose namespace was deleted"
+ctl_ok workload add next --netns "$NEXT_NS" --ip 198.18.0.32
+[[ $CTL_OUT == "workload next added" ]] || ml_fail "workload add next printed: $CTL_OUT"
+ctl_ok -o json workload get next
+ctl_assert_json "$CTL_OUT" 'j["health"]["state"] == "applied" and j["health"]["tc_filters"] == "attached"' \
+  "health of the workload added after a pod vanished"
+ctl_ok -o json workload get gone
+ctl_assert_json "$CTL_OUT" 'j["health"]["state"] == "unavailable" and "cannot open network namespace" in j["health"]["unavailable_reason"] and j["health"]["netns_cookie"] is None' \
+  "the vanished pod's workload is kept, unavailable"
+ctl_ok workload list
+grep -qE '^gone +live +unavailable +istio ' <<<"$CTL_OUT" || ml_fail "workload list does not show gone unavailable: $CTL_OUT"
+ml_sighup "reload with a vanished pod"
+grep -q 'reload rejected' <<<"$RELOAD_LINES" && ml_fail "SIGHUP was rejected because of the vanished pod"
+ctl_ok -o json workload list
+ctl_assert_json "$CTL_OUT" 'j["total"] == 2 and [w["health"]["state"] for w in j["workloads"]] == ["unavailable", "applied"]' \
+  "workloads after the reload"
+ctl_ok workload del gone
+ctl_ok workload del next
+ctl_ok -o json workload list
+ctl_assert_json "$CTL_OUT" 'j["total"] == 0' "both deleted"
+ml_log "a vanished pod: kept unavailable; add, SIGHUP and del still work"
 
 # ---- exit codes -------------------------------------------------------------------------------------
 ctl workload get nope

@@ -262,7 +262,16 @@ TEST(ParseConfig, UnknownKeyNamesFileLineColumnAndKey) {
   const std::string message = parse_error("[daemon]\nlog_level = \"info\"\ncolour = \"blue\"\n");
   EXPECT_EQ(message,
             "meshlane.toml:3:1: daemon.colour: unknown key (known keys: bpffs_dir, cgroup, "
-            "log_level, on_missing_feature, socket, socket_mode, socket_group, state_dir)");
+            "log_level, on_missing_feature, socket, socket_mode, socket_group, state_dir, "
+            "allow_host_netns)");
+}
+
+TEST(ParseConfig, AllowHostNetns) {
+  EXPECT_FALSE(parse_ok("").daemon.allow_host_netns);
+  EXPECT_TRUE(parse_ok("[daemon]\nallow_host_netns = true\n").daemon.allow_host_netns);
+  EXPECT_FALSE(parse_ok("[daemon]\nallow_host_netns = false\n").daemon.allow_host_netns);
+  EXPECT_TRUE(contains(parse_error("[daemon]\nallow_host_netns = \"yes\"\n"),
+                       "meshlane.toml:2:20: daemon.allow_host_netns:"));
 }
 
 TEST(ParseConfig, OnMissingFeature) {

@@ -321,7 +321,7 @@ name = "reviews-v1.canary_2"
 netns = "/run/netns/reviews"
 ips = ["10.244.1.17", "fd00:10:244:1::17"]
 mesh = "custom"
-proxy_uid = 0
+proxy_uid = 1
 proxy_gid = 4294967294
 outbound_port = 1
 inbound_port = 65535
@@ -344,7 +344,7 @@ interface = "veth-0123456789"
   EXPECT_EQ(to_string(w.ips[0]), "10.244.1.17");
   EXPECT_EQ(to_string(w.ips[1]), "fd00:10:244:1::17");
   EXPECT_EQ(w.mesh, MeshKind::kCustom);
-  EXPECT_EQ(w.proxy_uid, 0u);
+  EXPECT_EQ(w.proxy_uid, 1u);
   EXPECT_EQ(w.proxy_gid, 4294967294u);
   EXPECT_EQ(w.outbound_port, 1);
   EXPECT_EQ(w.inbound_port, 65535);
@@ -578,8 +578,16 @@ TEST(ParseWorkload, PortsAndIdsAreRangeChecked) {
   EXPECT_TRUE(contains(workload_error("inbound_port = 65536\n"), "out of range"));
   EXPECT_TRUE(contains(workload_error("proxy_uid = 4294967295\n"),
                        "workload[0].proxy_uid: 4294967295 is out of range (allowed "
-                       "0..4294967294)"));
+                       "1..4294967294)"));
   EXPECT_TRUE(contains(workload_error("proxy_gid = -1\n"), "workload[0].proxy_gid: -1 is out"));
+  // Root as the proxy would let every root process of the pod bypass the mesh.
+  EXPECT_TRUE(contains(workload_error("proxy_uid = 0\n"),
+                       "workload[0].proxy_uid: 0 (root) cannot be the proxy's id"));
+  EXPECT_TRUE(contains(workload_error("proxy_gid = 0\n"),
+                       "workload[0].proxy_gid: 0 (root) cannot be the proxy's id"));
+  EXPECT_TRUE(contains(workload_error("mesh = \"custom\"\nproxy_uid = 0\nproxy_gid = 7\n"
+                                      "outbound_port = 1\ninbound_port = 2\n"),
+                       "workload[0].proxy_uid: 0 (root)"));
   EXPECT_TRUE(contains(workload_error("exclude_outbound_ports = [80, 80]\n"),
                        "workload[0].exclude_outbound_ports[1]: duplicate port 80"));
   EXPECT_TRUE(contains(workload_error("include_inbound_ports = [\"http\"]\n"),

@@ -229,12 +229,17 @@ TEST_F(ControlApiTest, WorkloadAddGetListDel) {
   const nlohmann::json got = result("workload.get", {{"name", "a"}});
   EXPECT_EQ(got["source"], "live");
   EXPECT_EQ(got["spec"], added["spec"]);
+  // health comes from the backend (null when it cannot tell, as this fake).
+  ASSERT_TRUE(got.contains("health"));
+  EXPECT_TRUE(got["health"].is_null());
 
   const nlohmann::json list = result("workload.list");
   EXPECT_EQ(list["total"], 2);
   EXPECT_EQ(list["workloads"][0]["name"], "conf");
   EXPECT_EQ(list["workloads"][0]["source"], "config");
   EXPECT_EQ(list["workloads"][1]["name"], "a");
+  EXPECT_EQ(list["draining"], nlohmann::json::array());
+  EXPECT_TRUE(list["workloads"][1].contains("health"));
 
   EXPECT_EQ(result("workload.del", {{"name", "a"}})["outcome"], "deleted");
   EXPECT_EQ(error("workload.get", {{"name", "a"}}).code, ErrorCode::kNotFound);

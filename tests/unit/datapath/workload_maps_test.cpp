@@ -6,7 +6,9 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -403,6 +405,83 @@ TEST(WorkloadMaps, NoWorkloadsNoEntries) {
   EXPECT_TRUE(maps.port_rules.empty());
   EXPECT_TRUE(maps.cidr_rules.empty());
 }
+
+// ---- Resolution: a vanished pod blocks nothing, a new bad one blocks its change ----------------
+
+namespace resolution {
+
+WorkloadConfig pod(const std::string& name) {
+  WorkloadConfig config = workload_preset(MeshKind::kIstio);
+  config.name = name;
+  config.netns = "/var/run/netns/" + name;
+  config.ips = {address("198.18.0.10")};
+  return config;
+}
+
+// Namespaces that exist, by path, with their cookies; any other path is gone (ENOENT).
+ResolveNetnsFn existing(std::map<std::string, std::uint64_t> cookies) {
+  return [cookies](const WorkloadConfig& config) -> Result<NetnsInfo> {
+    auto found = cookies.find(config.netns);
+    if (found == cookies.end()) {
+      return make_error(
+          ENOENT, "workload " + config.name + ": cannot open network namespace " + config.netns);
+    }
+    return NetnsInfo{{1, found->second}, found->second};
+  };
+}
+
+TEST(ResolveWorkloads, AllResolveWithIdsBySortedName) {
+  auto resolution = resolve_workloads(
+      {pod("b"), pod("a")}, existing({{"/var/run/netns/a", 11}, {"/var/run/netns/b", 12}}),
+      [](const WorkloadConfig&) { return false; });
+  ASSERT_TRUE(resolution.ok());
+  ASSERT_EQ(resolution->resolved.size(), 2u);
+  EXPECT_EQ(resolution->resolved[0].config.name, "a");
+  EXPECT_EQ(resolution->resolved[0].id, 1u);
+  EXPECT_EQ(resolution->resolved[0].netns_cookie, 11u);
+  EXPECT_EQ(resolution->resolved[0].netns_id.inode, 11u);
+  EXPECT_EQ(resolution->resolved[1].id, 2u);
+  EXPECT_TRUE(resolution->unavailable.empty());
+}
+
+TEST(ResolveWorkloads, AVanishedPodThatWasInForceIsKeptAsUnavailable) {
+  // a's namespace was deleted after a was applied; c is being added.
+  auto resolution = resolve_workloads(
+      {pod("a"), pod("b"), pod("c")},
+      existing({{"/var/run/netns/b", 12}, {"/var/run/netns/c", 13}}),
+      [](const WorkloadConfig& config) { return config.name == "a" || config.name == "b"; });
+  ASSERT_TRUE(resolution.ok()) << resolution.error().message();
+  ASSERT_EQ(resolution->resolved.size(), 2u);
+  EXPECT_EQ(resolution->resolved[0].config.name, "b");
+  EXPECT_EQ(resolution->resolved[0].id, 1u);  // ids stay dense: they scope the rule maps
+  EXPECT_EQ(resolution->resolved[1].config.name, "c");
+  ASSERT_EQ(resolution->unavailable.count("a"), 1u);
+  const UnavailableWorkload& a = resolution->unavailable.at("a");
+  EXPECT_EQ(a.netns, "/var/run/netns/a");
+  EXPECT_EQ(a.interface, "eth0");
+  EXPECT_NE(a.reason.find("cannot open network namespace /var/run/netns/a"), std::string::npos);
+}
+
+TEST(ResolveWorkloads, ANewWorkloadThatDoesNotResolveFailsTheChange) {
+  auto resolution =
+      resolve_workloads({pod("a"), pod("new")}, existing({{"/var/run/netns/a", 11}}),
+                        [](const WorkloadConfig& config) { return config.name == "a"; });
+  ASSERT_FALSE(resolution.ok());
+  EXPECT_EQ(resolution.error().errnum, ENOENT);
+  EXPECT_NE(resolution.error().context.find("workload new: "), std::string::npos);
+}
+
+TEST(ResolveWorkloads, TwoWorkloadsInOneNamespaceAreRefused) {
+  WorkloadConfig twin = pod("b");
+  twin.netns = "/var/run/netns/a";
+  auto resolution = resolve_workloads({pod("a"), twin}, existing({{"/var/run/netns/a", 11}}),
+                                      [](const WorkloadConfig&) { return true; });
+  ASSERT_FALSE(resolution.ok());
+  EXPECT_NE(resolution.error().context.find("already another workload's namespace"),
+            std::string::npos);
+}
+
+}  // namespace resolution
 
 }  // namespace
 }  // namespace meshlane

@@ -46,6 +46,16 @@ nlohmann::json minimal(const std::string& name = "a") {
 
 // ---- JSON form -------------------------------------------------------------------------------
 
+// The JSON form (workload add, the state file) shares the TOML readers: root is refused there too.
+TEST(WorkloadJson, ProxyIdZeroIsRefused) {
+  nlohmann::json uid0 = minimal();
+  uid0["proxy_uid"] = 0;
+  EXPECT_TRUE(contains(json_error(uid0), "params.proxy_uid: 0 (root) cannot be the proxy's id"));
+  nlohmann::json gid0 = minimal();
+  gid0["proxy_gid"] = 0;
+  EXPECT_TRUE(contains(json_error(gid0), "params.proxy_gid: 0 (root) cannot be the proxy's id"));
+}
+
 TEST(WorkloadJson, MinimalObjectGetsThePreset) {
   const WorkloadConfig workload = from_json(minimal());
   EXPECT_EQ(workload.name, "a");
