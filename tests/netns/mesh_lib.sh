@@ -342,15 +342,15 @@ mesh_peer_host() {
 
 # mesh_assert_rose A B LABEL COUNTER [MIN]: COUNTER rose by at least MIN (default 1).
 mesh_assert_rose() {
-  local d
-  d=$(ml_delta "$1" "$2" "$4")
+  local a="${1}_$4" b="${2}_$4"
+  local d=$((${!b} - ${!a}))
   [[ $d -ge ${5:-1} ]] || ml_fail "$3: $4 rose by $d, expected at least ${5:-1}"
 }
 
 # mesh_assert_flat A B LABEL COUNTER: COUNTER did not change.
 mesh_assert_flat() {
-  local d
-  d=$(ml_delta "$1" "$2" "$4")
+  local a="${1}_$4" b="${2}_$4"
+  local d=$((${!b} - ${!a}))
   [[ $d -eq 0 ]] || ml_fail "$3: $4 changed by $d, expected no change"
 }
 

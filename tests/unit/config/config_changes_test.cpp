@@ -29,6 +29,7 @@ const std::map<std::string, std::string> kChangedValue = {
     {"daemon.socket_mode", "\"0600\""},
     {"daemon.socket_group", "\"0\""},
     {"daemon.state_dir", "\"/var/lib/other\""},
+    {"daemon.allow_host_netns", "true"},
     {"acceleration.enabled", "false"},
     {"acceleration.sockhash_max_entries", "1024"},
     {"acceleration.include_ports", "[8080]"},
