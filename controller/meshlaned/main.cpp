@@ -36,7 +36,11 @@ int parse_and_run(int argc, char** argv) {
   app.add_option("-o,--output", output, "output format of --stats")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
-  app.set_version_flag("--version", std::string("meshlaned ") + MESHLANE_VERSION);
+  // A test build says so: tests/netns/lib.sh's ml_require_test_hooks looks for it.
+  app.set_version_flag("--version", std::string("meshlaned ") + MESHLANE_VERSION +
+                                        (meshlane::test_hooks_compiled_in()
+                                             ? " (test build: MESHLANE_TEST_* knobs compiled in)"
+                                             : ""));
   meshlane::cni_commands::InstallArgs install_args;
   meshlane::cni_commands::UninstallArgs uninstall_args;
   CLI::App* install_cni = meshlane::cni_commands::add_install_command(app, install_args);
