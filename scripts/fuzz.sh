@@ -29,7 +29,7 @@ while [[ ${1:-} == --* ]]; do
   shift
 done
 seconds=${1:-${FUZZ_SECONDS:-20}}
-targets=(fuzz_control_api fuzz_config fuzz_metrics_http fuzz_policy)
+targets=(fuzz_control_api fuzz_config fuzz_metrics_http fuzz_policy fuzz_cni)
 
 if ! command -v clang++ >/dev/null; then
   echo "fuzz.sh: clang++ not found: run scripts/deps.sh (it installs clang and libclang-rt-14-dev)" >&2

@@ -142,6 +142,28 @@ Status parse_metrics_table(const Field& field, MetricsConfig& metrics) {
   return {};
 }
 
+Status parse_kubernetes_table(const Field& field, KubernetesConfig& kubernetes) {
+  // "" switches the cache scan off; any other value is a directory the daemon reads as root.
+  auto read_optional_path = [](const Field& f, std::string_view example, std::string& out) {
+    if (f.node.is_string() && f.node.as_string()->get().empty()) {
+      out.clear();
+      return Status{};
+    }
+    return read_absolute_path(f, example, out);
+  };
+  const std::array<KeyReader, 2> readers = {{
+      {"cni_cache_dir",
+       [&](const Field& f) {
+         return read_optional_path(f, "/var/lib/cni", kubernetes.cni_cache_dir);
+       }},
+      {"cni_conf_dir",
+       [&](const Field& f) {
+         return read_absolute_path(f, "/etc/cni/net.d", kubernetes.cni_conf_dir);
+       }},
+  }};
+  return read_table(field, readers);
+}
+
 // Readers for every [[workload]] key, writing into `w`; the preset is already in `w`, so a
 // key that is read replaces the preset's value (lists included) and one left out keeps it.
 std::array<KeyReader, 23> workload_readers(WorkloadConfig& w) {
@@ -283,11 +305,12 @@ Status parse_workloads(const Field& field, std::vector<WorkloadConfig>& out) {
 
 // The top level holds only tables; add new ones here.
 Status parse_root(const std::string& source_name, const toml::table& root, Config& config) {
-  const std::array<KeyReader, 4> tables = {{
+  const std::array<KeyReader, 5> tables = {{
       {"daemon", [&](const Field& f) { return parse_daemon_table(f, config.daemon); }},
       {"acceleration",
        [&](const Field& f) { return parse_acceleration_table(f, config.acceleration); }},
       {"metrics", [&](const Field& f) { return parse_metrics_table(f, config.metrics); }},
+      {"kubernetes", [&](const Field& f) { return parse_kubernetes_table(f, config.kubernetes); }},
       {"workload", [&](const Field& f) { return parse_workloads(f, config.workloads); }},
   }};
   return read_entries(source_name, root, "", tables, "table");

@@ -85,6 +85,18 @@ struct MetricsConfig {
   bool operator==(const MetricsConfig&) const = default;
 };
 
+struct KubernetesConfig {
+  // The container runtime's CNI cache directory (libcni's, which holds results/<network>-
+  // <container>-<ifname>): at start the daemon enrolls from it the pods meshlane-cni would have
+  // enrolled while the daemon was down or not yet installed (docs/kubernetes.md). "" = off.
+  std::string cni_cache_dir;
+  // Where the node's CNI configuration lives: a pod whose cached configuration predates
+  // install-cni is decided with the meshlane-cni entry of its network's conflist here.
+  std::string cni_conf_dir = "/etc/cni/net.d";
+
+  bool operator==(const KubernetesConfig&) const = default;
+};
+
 enum class MeshKind { kIstio, kLinkerd, kCustom };
 
 inline constexpr std::size_t kMaxPassthroughSources = 2;  // ML_MAX_PASSTHROUGH in shared.h
@@ -144,6 +156,7 @@ struct Config {
   DaemonConfig daemon;
   AccelerationConfig acceleration;
   MetricsConfig metrics;
+  KubernetesConfig kubernetes;
   std::vector<WorkloadConfig> workloads;
 };
 

@@ -52,6 +52,7 @@ nlohmann::json DaemonBackend::status() {
       {"maps", maps},
       {"splicing", datapath_.support().splicing},
       {"interception", datapath_.support().interception},
+      {"policies_enforced", datapath_.support().interception},
       {"cgroup", cgroup_path_},
       {"acceleration",
        {{"enabled", config_.acceleration.enabled},
@@ -66,7 +67,19 @@ nlohmann::json DaemonBackend::status() {
         {"tc_flows", swept_.tc_flows},
         {"dead_tc_flows", swept_.dead_tc_flows}}},
       {"listener_scan", listener_scan_json()},
+      {"cni_resync", cni_resync_},
   };
+}
+
+std::string DaemonBackend::policy_enforcement_unavailable() {
+  if (datapath_.support().interception) {
+    return {};
+  }
+  // Policies are decided at connect (cgroup hooks) and at the pod's tc ingress, and neither is
+  // attached without interception.
+  return "interception is off (daemon.on_missing_feature = \"degrade\" and the kernel lacks a "
+         "feature it needs: see meshlanectl status), so no program would enforce it; run on a "
+         "kernel with every feature, or keep the mesh's own authorization";
 }
 
 void DaemonBackend::add_listener_scan(const std::string& reason,

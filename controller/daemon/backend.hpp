@@ -50,6 +50,9 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
     swept_.dead_tc_flows += report.dead_tc_flows;
   }
 
+  // What the start-up scan of the CNI result cache did (status "cni_resync").
+  void set_cni_resync(nlohmann::json report) { cni_resync_ = std::move(report); }
+
   // The control socket's server, for its client counts in status (set once it is started).
   void set_control_server(const meshlane::control::Server* server) { control_server_ = server; }
 
@@ -72,6 +75,8 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
 
   bool listening(std::uint64_t netns_cookie, std::uint16_t port) override;
 
+  std::string policy_enforcement_unavailable() override;
+
  private:
   using ListenerMap = meshlane::TypedMap<ml_listener_key, std::uint8_t>;
   meshlane::monitor::Hub* hub_ = nullptr;
@@ -90,6 +95,7 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
   std::string last_scan_reason_;
   std::string last_scan_error_;
   std::time_t last_scan_at_ = 0;
+  nlohmann::json cni_resync_ = nlohmann::json{{"enabled", false}};
 
   [[nodiscard]] nlohmann::json listener_scan_json() const;
 };

@@ -439,6 +439,9 @@ ControlResult<nlohmann::json> ControlApi::policy_apply(const Params& params,
   if (!raw.contains("policies")) {
     return invalid_params("params.policies: required (a list of policies)");
   }
+  if (const std::string why = backend_.policy_enforcement_unavailable(); !why.empty()) {
+    return ControlError{ErrorCode::kUnavailable, "policy not applied: " + why};
+  }
   auto parsed = policy::parse_policy_document(nlohmann::json{{"policies", raw["policies"]}});
   if (!parsed) {
     return invalid_params(parsed.error().context);

@@ -85,6 +85,9 @@ class ControlBackend {
     (void)netns_cookie;
     return make_error(ENOTSUP, "per-workload counters are not available");
   }
+  // Why no program would enforce a policy now ("" when they are enforced): policy.apply refuses
+  // rather than report a policy in force that nothing enforces.
+  virtual std::string policy_enforcement_unavailable() { return {}; }
   // A live event subscription (the monitor method); the daemon's hub, or unavailable.
   virtual ControlResult<std::shared_ptr<monitor::Subscription>> subscribe(
       const monitor::Filter& filter);

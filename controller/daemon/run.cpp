@@ -13,17 +13,24 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "common/instance_lock.hpp"
 #include "common/mounts.hpp"
 #include "common/netns.hpp"
 #include "common/unique_fd.hpp"
+#include "config/config_changes.hpp"
 #include "control/server.hpp"
 #include "daemon/backend.hpp"
+#include "daemon/cni_resync.hpp"
 #include "daemon/control_api.hpp"
 #include "daemon/every.hpp"
 #include "daemon/reconciler.hpp"
@@ -172,6 +179,26 @@ meshlane::Result<std::string> render_metrics(DaemonBackend& backend,
 
 // SIGHUP: re-reads the config file and applies its workloads with the live ones. A file that
 // does not parse, or a workload whose namespace cannot be resolved, changes nothing.
+// Of the keys outside [[workload]], a reload applies only the log level; the others are given to
+// the programs at load time or shape what the daemon opened at start. Say which ones changed, so
+// that an operator does not believe them applied. `running` keeps its values: status and the
+// next reload compare with what is in force.
+void report_restart_only_changes(const meshlane::Config& running, const meshlane::Config& fresh) {
+  std::string later;
+  for (const std::string& key : meshlane::changed_keys(running, fresh)) {
+    if (meshlane::applied_on_reload(key)) {
+      spdlog::set_level(spdlog::level::from_str(fresh.daemon.log_level));
+      spdlog::info("reload: {} is now {}", key, fresh.daemon.log_level);
+      continue;
+    }
+    later += (later.empty() ? "" : ", ") + key;
+  }
+  if (!later.empty()) {
+    spdlog::warn("reload: not applied, they take effect at the next start (restart meshlaned): {}",
+                 later);
+  }
+}
+
 void reload_workloads(const std::string& config_path, const meshlane::Config& running,
                       meshlane::workloads::WorkloadRegistry& workloads) {
   // Audit lines like the control socket's (control_api.cpp). Asio's signal_set does not say
@@ -183,16 +210,7 @@ void reload_workloads(const std::string& config_path, const meshlane::Config& ru
     spdlog::info("audit: SIGHUP reload of {}: failed, nothing changed", config_path);
     return;
   }
-  const auto& now = fresh->daemon;
-  const auto& was = running.daemon;
-  if (now.bpffs_dir != was.bpffs_dir || now.cgroup != was.cgroup || now.socket != was.socket ||
-      now.socket_mode != was.socket_mode || now.socket_read_group != was.socket_read_group ||
-      now.socket_write_group != was.socket_write_group || now.state_dir != was.state_dir) {
-    spdlog::warn("reload: [daemon] changes take effect only after a restart");
-  }
-  if (fresh->metrics != running.metrics) {
-    spdlog::warn("reload: [metrics] changes take effect only after a restart");
-  }
+  report_restart_only_changes(running, fresh.value());
   if (auto status = workloads.reload(fresh->workloads); !status) {
     spdlog::error("reload rejected, nothing changed: {}", status.error().message());
     spdlog::info("audit: SIGHUP reload of {}: failed, nothing changed", config_path);
@@ -207,6 +225,38 @@ void reload_workloads(const std::string& config_path, const meshlane::Config& ru
   }
   spdlog::info("audit: SIGHUP reload of {}: applied, config workloads now [{}]", config_path,
                names);
+}
+
+// Before the daemon (or --cleanup) touches anything: the directories whose files it acts on as
+// root must be root's alone, and the instance lock must be ours (docs/security.md). The
+// socket's directory is checked when it exists (the control server creates it, 0755, when it
+// does not); the state_dir is created (0700) when missing. With create_state_dir false
+// (--cleanup), a missing state_dir or bpffs_dir is left alone: no daemon runs with it. On
+// failure exit_code says which kind of failure it was.
+meshlane::Result<meshlane::InstanceLock> claim_instance(const meshlane::Config& config,
+                                                        bool create_state_dir, int& exit_code) {
+  exit_code = kExitConfig;
+  const std::string socket_dir = std::filesystem::path(config.daemon.socket).parent_path().string();
+  std::error_code ec;
+  if (!socket_dir.empty() && std::filesystem::exists(socket_dir, ec)) {
+    if (auto status =
+            meshlane::check_private_directory(socket_dir, "the directory of daemon.socket");
+        !status) {
+      return status.error();
+    }
+  }
+  std::string state_dir = config.daemon.state_dir;
+  if (create_state_dir || std::filesystem::exists(state_dir, ec)) {
+    if (auto status = meshlane::workloads::ensure_state_dir(state_dir); !status) {
+      return status.error();
+    }
+  } else {
+    state_dir.clear();
+  }
+  exit_code = kExitRuntime;
+  // The daemon creates the bpffs directory here so that it is locked from the first start on.
+  return meshlane::InstanceLock::acquire(state_dir, config.daemon.bpffs_dir,
+                                         /*create_bpffs_dir=*/create_state_dir);
 }
 
 }  // namespace
@@ -225,7 +275,55 @@ int print_stats(const meshlane::Config& config, bool json) {
   return kExitOk;
 }
 
+namespace {
+
+int print_check(const std::string& config_path, const std::vector<std::string>& problems,
+                std::size_t workload_count, bool json) {
+  if (json) {
+    nlohmann::json out = {
+        {"config", config_path}, {"ok", problems.empty()}, {"problems", problems}};
+    if (problems.empty()) {
+      out["workloads"] = workload_count;
+    }
+    std::cout << out.dump() << '\n';
+  } else if (problems.empty()) {
+    std::cout << config_path << ": ok (" << workload_count << " workload(s))\n";
+  } else {
+    for (const std::string& problem : problems) {
+      std::cerr << "meshlaned: " << problem << '\n';
+    }
+  }
+  return problems.empty() ? kExitOk : kExitConfig;
+}
+
+}  // namespace
+
+int check_config(const std::string& config_path, const meshlane::Config& config, bool json) {
+  std::vector<std::string> problems;
+  if (auto access = meshlane::control::resolve_access_policy(config.daemon); !access) {
+    problems.push_back(access.error().message());
+  }
+  if (auto mount = meshlane::find_cgroup2_mount(); !mount) {
+    problems.push_back(mount.error().message());
+  } else if (auto cgroup = meshlane::resolve_cgroup_path(mount.value(), config.daemon.cgroup);
+             !cgroup) {
+    problems.push_back(cgroup.error().message());
+  }
+  return print_check(config_path, problems, config.workloads.size(), json);
+}
+
+int report_unparsable_config(const std::string& config_path, const std::string& error, bool json) {
+  return print_check(config_path, {error}, 0, json);
+}
+
 int cleanup(const meshlane::Config& config) {
+  // Not under a running daemon: it would tear down the datapath that daemon serves.
+  int exit_code = kExitOk;
+  auto lock = claim_instance(config, /*create_state_dir=*/false, exit_code);
+  if (!lock) {
+    spdlog::error("cleanup refused: {}", lock.error().message());
+    return exit_code;
+  }
   // The live workloads' filters too; their state file stays, so a restarted daemon brings them
   // back.
   std::vector<meshlane::WorkloadConfig> workloads = config.workloads;
@@ -263,6 +361,14 @@ int cleanup(const meshlane::Config& config) {
 }
 
 int run(const std::string& config_path, const Config& config, const TestHooks& test_hooks) {
+  // First of all: a second daemon must change nothing, not workloads, policies or links.
+  int exit_code = kExitOk;
+  auto instance_lock = claim_instance(config, /*create_state_dir=*/true, exit_code);
+  if (!instance_lock) {
+    spdlog::error("{}", instance_lock.error().message());
+    return exit_code;
+  }
+  spdlog::debug("instance lock {} taken", instance_lock->path());
   auto mount = meshlane::find_cgroup2_mount();
   if (!mount) {
     spdlog::error("{}", mount.error().message());
@@ -304,6 +410,13 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
     return kExitConfig;
   }
 
+  if (!support->interception && !saved_policies->empty()) {
+    spdlog::warn(
+        "{} saved polic{} not enforced: interception is off (no connect or tc program decides); "
+        "they stay saved and are enforced again by a daemon started with interception",
+        saved_policies->size(), saved_policies->size() == 1 ? "y is" : "ies are");
+  }
+
   // Load first, fill the workload maps and tc filters, attach the cgroup programs last: a new
   // program never runs before the maps it reads are filled.
   auto datapath = meshlane::Datapath::load(config, support.value(), test_hooks);
@@ -341,6 +454,8 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
   spdlog::info("{} workload(s) applied ({} from the config file, {} live from {})",
                manager.applied_count(), workloads.config_count(), workloads.live_count(),
                meshlane::workloads::workload_state_path(config.daemon.state_dir));
+  // Before the programs attach, like the saved workloads: pods whose ADD found no daemon.
+  const CniResyncReport cni_resync = resync_from_cni_cache(config.kubernetes, workloads);
   if (auto status = datapath->attach(cgroup.value()); !status) {
     spdlog::error("{}", status.error().message());
     return kExitRuntime;
@@ -354,6 +469,7 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
 
   boost::asio::io_context io;
   DaemonBackend backend(config, datapath.value(), cgroup.value(), std::move(features));
+  backend.set_cni_resync(to_json(cni_resync));
   if (datapath->support().splicing && datapath->listener_scan_unavailable().empty()) {
     auto scan_listeners = [&datapath, &backend](const std::string& reason) {
       auto report = datapath->scan_listeners();

@@ -1,4 +1,4 @@
-// The daemon's three entry points: run it, remove what it made, print its counters.
+// The daemon's entry points: run it, remove what it made, print its counters, check a config.
 #pragma once
 
 #include <string>
@@ -23,5 +23,14 @@ int cleanup(const Config& config);
 
 // meshlaned --stats: the datapath counters as a table or JSON.
 int print_stats(const Config& config, bool json);
+
+// meshlaned --check-config: what start-up would refuse in a config that parsed (a socket group
+// that does not exist, a cgroup that is not there), without touching the datapath. Prints "ok"
+// or each problem (JSON: {"config", "ok", "problems": [...], "workloads"}); kExitOk or
+// kExitConfig.
+int check_config(const std::string& config_path, const Config& config, bool json);
+
+// The same answer for a config that did not parse.
+int report_unparsable_config(const std::string& config_path, const std::string& error, bool json);
 
 }  // namespace meshlane::daemon

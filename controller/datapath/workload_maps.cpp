@@ -195,11 +195,18 @@ std::string tc_record_path(const std::string& state_dir) { return state_dir + "/
 // One line per interface: name, netns, interface, addresses (comma-separated), tab-separated.
 std::vector<WorkloadConfig> read_tc_record(const std::string& record_path) {
   std::vector<WorkloadConfig> out;
-  auto text = read_text_file(record_path);
+  // Never through a symlink (read_state_file): the record names interfaces whose filters root
+  // removes. A refused record is only a warning: the next write replaces it (the link itself).
+  auto text = read_state_file(record_path);
   if (!text) {
+    spdlog::warn("{}; its tc filters are not known (--cleanup may miss some)",
+                 text.error().message());
     return out;
   }
-  std::istringstream lines(text.value());
+  if (!text->has_value()) {
+    return out;
+  }
+  std::istringstream lines(**text);
   std::string line;
   while (std::getline(lines, line)) {
     std::istringstream fields(line);

@@ -86,7 +86,8 @@ class WorkloadManager {
 std::string tc_record_path(const std::string& state_dir);
 
 // The interfaces with meshlane's tc filters according to the record (for --cleanup), as
-// workloads with name, netns and interface set.
+// workloads with name, netns and interface set. A record that is a symlink or not a regular
+// file is ignored with a warning.
 std::vector<WorkloadConfig> read_tc_record(const std::string& record_path);
 
 // Number of tc-steered flows whose pod-side address is one of `ips` (ml_tcflows_v1).

@@ -21,21 +21,36 @@ namespace {
 using meshlane::daemon::kExitConfig;
 using meshlane::daemon::kExitRuntime;
 
+// Where `cmake --install` puts the configuration (MESHLANE_CONFIG_DIR, /etc/meshlane).
+constexpr const char* kDefaultConfigPath = MESHLANE_DEFAULT_CONFIG;
+
 // main() without its last-resort exception handler.
 int parse_and_run(int argc, char** argv) {
   CLI::App app{"meshlaned: node daemon that accelerates service-mesh TCP with eBPF"};
-  std::string config_path = "config/meshlane.toml";
+  std::string config_path = kDefaultConfigPath;
   bool do_cleanup = false;
   bool do_stats = false;
-  std::string output = "text";
+  bool do_check = false;
+  std::string output = "table";
   app.add_option("-c,--config", config_path, "TOML configuration file")->capture_default_str();
   auto* cleanup_flag =
       app.add_flag("--cleanup", do_cleanup,
                    "detach and unpin everything meshlaned made under daemon.bpffs_dir, then exit");
-  app.add_flag("--stats", do_stats, "print the datapath counters and exit")->excludes(cleanup_flag);
-  app.add_option("-o,--output", output, "output format of --stats")
-      ->check(CLI::IsMember({"text", "json"}))
+  auto* stats_flag = app.add_flag("--stats", do_stats, "print the datapath counters and exit")
+                         ->excludes(cleanup_flag);
+  app.add_flag("--check-config", do_check,
+               "check the config file (syntax, every value, the socket group, the cgroup) and "
+               "exit: 0 when the daemon would start with it")
+      ->excludes(cleanup_flag)
+      ->excludes(stats_flag);
+  // meshlanectl's spelling; "text" is the older name of "table".
+  app.add_option("-o,--output", output, "output format of --stats and --check-config")
+      ->check(CLI::IsMember({"table", "json", "text"}))
       ->capture_default_str();
+  app.footer(
+      "exit status: 0 ok, 1 the configuration (or a command-line value) is wrong, 2 the daemon "
+      "could not start or failed (the message says why); install-cni also 3: no primary CNI "
+      "config yet\n");
   // A test build says so: tests/netns/lib.sh's ml_require_test_hooks looks for it.
   app.set_version_flag("--version", std::string("meshlaned ") + MESHLANE_VERSION +
                                         (meshlane::test_hooks_compiled_in()
@@ -67,15 +82,27 @@ int parse_and_run(int argc, char** argv) {
                                                app.count("--config") > 0 ? config_path : "");
   }
 
+  const bool json = output == "json";
   auto config = meshlane::load_config_file(config_path);
   if (!config) {
+    if (do_check) {
+      return meshlane::daemon::report_unparsable_config(config_path, config.error().message(),
+                                                        json);
+    }
     std::cerr << "meshlaned: " << config.error().message() << '\n';
+    if (app.count("--config") == 0) {
+      std::cerr << "meshlaned: (the default config file; pass --config FILE, or install one with "
+                   "cmake --install)\n";
+    }
     return kExitConfig;
   }
   spdlog::set_level(spdlog::level::from_str(config->daemon.log_level));
 
+  if (do_check) {
+    return meshlane::daemon::check_config(config_path, config.value(), json);
+  }
   if (do_stats) {
-    return meshlane::daemon::print_stats(config.value(), output == "json");
+    return meshlane::daemon::print_stats(config.value(), json);
   }
   if (do_cleanup) {
     return meshlane::daemon::cleanup(config.value());

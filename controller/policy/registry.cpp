@@ -25,7 +25,7 @@ std::string policy_state_path(const std::string& state_dir) {
 
 Result<std::vector<Policy>> load_policies(const std::string& state_dir) {
   const std::string path = policy_state_path(state_dir);
-  auto text = read_text_file_if_present(path);
+  auto text = read_state_file(path);
   if (!text) {
     return text.error();
   }

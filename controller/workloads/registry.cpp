@@ -9,6 +9,7 @@
 #include <set>
 #include <utility>
 
+#include "common/instance_lock.hpp"
 #include "common/text_file.hpp"
 
 namespace meshlane::workloads {
@@ -78,26 +79,26 @@ std::string workload_state_path(const std::string& state_dir) {
 
 Status ensure_state_dir(const std::string& state_dir) {
   std::error_code ec;
-  if (std::filesystem::is_directory(state_dir, ec)) {
-    return {};
-  }
-  const std::filesystem::path dir(state_dir);
-  if (dir.has_parent_path()) {
-    std::filesystem::create_directories(dir.parent_path(), ec);
-    if (ec) {
-      return make_error(ec.value(), "cannot create " + dir.parent_path().string() +
-                                        " (the parent of daemon.state_dir)");
+  if (!std::filesystem::exists(state_dir, ec)) {
+    const std::filesystem::path dir(state_dir);
+    if (dir.has_parent_path()) {
+      std::filesystem::create_directories(dir.parent_path(), ec);
+      if (ec) {
+        return make_error(ec.value(), "cannot create " + dir.parent_path().string() +
+                                          " (the parent of daemon.state_dir)");
+      }
+    }
+    if (::mkdir(state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return make_error(errno, "cannot create daemon.state_dir " + state_dir);
     }
   }
-  if (::mkdir(state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return make_error(errno, "cannot create daemon.state_dir " + state_dir);
-  }
-  return {};
+  // Its files are read and acted on as root at the next start: nobody else may write there.
+  return check_private_directory(state_dir, "daemon.state_dir");
 }
 
 Result<std::vector<WorkloadConfig>> load_live_workloads(const std::string& state_dir) {
   const std::string path = workload_state_path(state_dir);
-  auto text = read_text_file_if_present(path);
+  auto text = read_state_file(path);
   if (!text) {
     return text.error();
   }

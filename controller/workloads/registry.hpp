@@ -28,7 +28,8 @@ inline constexpr int kStateVersion = 1;
 
 std::string workload_state_path(const std::string& state_dir);
 
-// Creates state_dir (mode 0700, parents as needed) when missing.
+// Creates state_dir (mode 0700, parents as needed) when missing, then checks that it is a
+// directory owned by root and not group- or world-writable (check_private_directory).
 Status ensure_state_dir(const std::string& state_dir);
 
 // The workloads saved in state_dir; none when the file does not exist. A file that does not

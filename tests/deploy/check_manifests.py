@@ -225,8 +225,16 @@ def check_daemonset(document, config):
         daemon["state_dir"]: "daemon.state_dir",
         "/var/run/netns": "pods' netns files (CNI_NETNS, meshlanectl's default prefix)",
         "/opt/cni/bin": "install-cni --cni-bin-dir",
-        "/etc/cni/net.d": "install-cni --cni-conf-dir",
+        "/etc/cni/net.d": "install-cni --cni-conf-dir, kubernetes.cni_conf_dir",
+        "/var/lib/cni": "kubernetes.cni_cache_dir (the runtime's CNI result cache)",
     }
+    kubernetes = config.get("kubernetes", {})
+    # Where the daemon container must see each host path: the config's name for it.
+    daemon_paths = {"/var/lib/cni": kubernetes.get("cni_cache_dir", ""),
+                    "/etc/cni/net.d": kubernetes.get("cni_conf_dir", "")}
+    if daemon_paths["/var/lib/cni"] != "/var/lib/cni":
+        fail("configmap.yaml: kubernetes.cni_cache_dir is not /var/lib/cni: without it a restarted "
+             f"daemon misses the pods added while it was down (got {daemon_paths['/var/lib/cni']!r})")
     if not daemon["bpffs_dir"].startswith("/sys/fs/bpf/"):
         fail(f"daemonset.yaml: daemon.bpffs_dir {daemon['bpffs_dir']} is not under /sys/fs/bpf")
     host_paths = {}
@@ -267,13 +275,16 @@ def check_daemonset(document, config):
     # The daemon sees the host's paths where the config names them.
     mounts = {m["name"]: m for m in daemon_container.get("volumeMounts", [])}
     for name, path in host_paths.items():
-        if path in ("/opt/cni/bin", "/etc/cni/net.d"):
+        if path == "/opt/cni/bin":
             continue
+        inside = daemon_paths.get(path, path)
         if name not in mounts:
             fail(f"daemonset.yaml: the daemon container does not mount {path} ({used[path]})")
-        elif mounts[name]["mountPath"] != path:
+        elif mounts[name]["mountPath"] != inside:
             fail(f"daemonset.yaml: the daemon container mounts {path} at "
-                 f"{mounts[name]['mountPath']}, but the config names the host path")
+                 f"{mounts[name]['mountPath']}, but the config names {inside}")
+        elif path in daemon_paths and not mounts[name].get("readOnly"):
+            fail(f"daemonset.yaml: the daemon container mounts {path} writable; it only reads it")
     if not daemon_container.get("securityContext", {}).get("privileged"):
         fail("daemonset.yaml: the daemon container is not privileged (BPF, cgroup attach, setns)")
     probe = daemon_container.get("readinessProbe", {}).get("exec", {}).get("command", [])

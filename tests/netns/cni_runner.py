@@ -4,7 +4,9 @@
 do, on one attachment (container id, netns, ifname).
 
   ADD    plugins in order; each gets the previous one's result as prevResult; the last result is
-         printed and cached (<cache-dir>/<network>-<container>-<ifname>.json).
+         printed and cached as libcni (>= 1.1, containerd and CRI-O) caches it:
+         <cache-dir>/results/<network>-<container>-<ifname>, a "cniCacheV1" object holding the
+         conflist's bytes (base64), netns, CNI_ARGS pairs, every capability passed, the result.
   DEL    plugins in reverse order, each with the cached result as prevResult (0.4.0 and later);
          the cache entry is removed. A plugin's failure is reported after the others ran.
   CHECK  plugins in order with the cached result as prevResult.
@@ -22,6 +24,7 @@ on stdout (as the runtime would show it) and its stderr passed through.
 """
 
 import argparse
+import base64
 import json
 import os
 import subprocess
@@ -69,9 +72,20 @@ def invoke(args, command, index, entry, conf):
     return proc
 
 
+def results_dir(args):
+    return os.path.join(args.cache_dir, "results")
+
+
 def cache_path(args, conflist):
-    return os.path.join(args.cache_dir,
-                        f"{conflist['name']}-{args.container_id}-{args.ifname}.json")
+    return os.path.join(results_dir(args), f"{conflist['name']}-{args.container_id}-{args.ifname}")
+
+
+def cache_entry(args, conflist_bytes, conflist, capabilities, result):
+    pairs = [item.split("=", 1) for item in args.cni_args.split(";") if item]
+    return {"kind": "cniCacheV1", "containerId": args.container_id,
+            "config": base64.b64encode(conflist_bytes).decode("ascii"),
+            "ifName": args.ifname, "networkName": conflist["name"], "netns": args.netns,
+            "cniArgs": pairs, "capabilityArgs": capabilities, "result": result}
 
 
 def main():
@@ -88,14 +102,15 @@ def main():
     parser.add_argument("--trace")
     args = parser.parse_args()
 
-    with open(args.conflist, encoding="utf-8") as f:
-        conflist = json.load(f)
+    with open(args.conflist, "rb") as f:
+        conflist_bytes = f.read()
+    conflist = json.loads(conflist_bytes)
     capabilities = {}
     for item in args.capability:
         key, _, value = item.partition("=")
         capabilities[key] = json.loads(value)
     plugins = conflist["plugins"]
-    os.makedirs(args.cache_dir, exist_ok=True)
+    os.makedirs(results_dir(args), exist_ok=True)
 
     if args.command == "VERSION":
         answers = {}
@@ -123,11 +138,11 @@ def main():
             conf["prevResult"] = cached
         if args.command == "GC":
             attachments = []
-            for name in sorted(os.listdir(args.cache_dir)):
-                with open(os.path.join(args.cache_dir, name), encoding="utf-8") as f:
+            for name in sorted(os.listdir(results_dir(args))):
+                with open(os.path.join(results_dir(args), name), encoding="utf-8") as f:
                     entry_cache = json.load(f)
-                attachments.append({"containerID": entry_cache["containerID"],
-                                    "ifname": entry_cache["ifname"]})
+                attachments.append({"containerID": entry_cache["containerId"],
+                                    "ifname": entry_cache["ifName"]})
             conf["cni.dev/valid-attachments"] = attachments
         proc = invoke(args, args.command, index, entry, conf)
         if proc.returncode != 0:
@@ -143,8 +158,7 @@ def main():
         return 1
     if args.command == "ADD":
         with open(cache_path(args, conflist), "w", encoding="utf-8") as f:
-            json.dump({"containerID": args.container_id, "ifname": args.ifname,
-                       "result": result}, f)
+            json.dump(cache_entry(args, conflist_bytes, conflist, capabilities, result), f)
         print(json.dumps(result))
     if args.command == "DEL":
         try:

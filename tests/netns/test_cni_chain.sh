@@ -15,7 +15,11 @@
 #   - 1.1.0: STATUS answers, GC removes the workload of an attachment the runtime forgot;
 #   - VERSION answers for 0.4.0, 1.0.0 and 1.1.0;
 #   - with meshlaned stopped: failure_policy closed fails ADD with code 11 (and DEL still
-#     succeeds), open passes prevResult through; STATUS is 50 under closed.
+#     succeeds), open passes prevResult through; STATUS is 50 under closed;
+#   - restart reconciliation ([kubernetes] cni_cache_dir): after meshlaned restarts, pod e
+#     (added while it was down) and pod p (started before meshlane-cni was in its conflist) are
+#     workloads, e's traffic goes through its sidecar spliced; pod g (deleted while it was down)
+#     and pod h (no mesh) are not; status "cni_resync" counts them; a second start adds nothing.
 source "$(dirname "${BASH_SOURCE[0]}")/mesh_lib.sh"
 
 MESHLANECTL=${MESHLANECTL:-$MESHLANE_BIN/meshlanectl}
@@ -232,11 +236,11 @@ cni_ok GC "$ML_WORKDIR/net-1.1.0.conflist" "$NODE" none
 assert_registered shop.a "$A" "$A_V4" "$A_V6"
 add_pod D d "$ML_WORKDIR/net-1.0.0.conflist" "$ISTIO_ANNOTATIONS"
 assert_registered shop.d "$D" "$D_V4" "$D_V6"
-mv "$CACHE/mlnet-sandbox-d-eth0.json" "$ML_WORKDIR/d-cache.json"  # the runtime forgot d
+mv "$CACHE/results/mlnet-sandbox-d-eth0" "$ML_WORKDIR/d-cache.json"  # the runtime forgot d
 cni_ok GC "$ML_WORKDIR/net-1.1.0.conflist" "$NODE" none
 assert_not_registered shop.d
 assert_registered shop.a "$A" "$A_V4" "$A_V6"
-mv "$ML_WORKDIR/d-cache.json" "$CACHE/mlnet-sandbox-d-eth0.json"
+mv "$ML_WORKDIR/d-cache.json" "$CACHE/results/mlnet-sandbox-d-eth0"
 cni_ok DEL "$ML_WORKDIR/net-1.0.0.conflist" "$D" d
 
 ml_log "DEL twice"
@@ -246,13 +250,17 @@ cni_ok DEL "$ML_WORKDIR/net-1.0.0.conflist" "$A" a
 cni_ok DEL "$ML_WORKDIR/net-0.4.0.conflist" "$C" c
 
 # ---- meshlaned down ---------------------------------------------------------------------------
+ml_log "pod g: registered, then deleted while meshlaned is down"
+add_pod G g "$ML_WORKDIR/net-open.conflist" "$ISTIO_ANNOTATIONS"
+assert_registered shop.g "$G" "$G_V4" "$G_V6"
+
 ml_log "meshlaned stopped: failure policy"
 ml_daemon_stop
 add_pod E e "$ML_WORKDIR/net-open.conflist" "$ISTIO_ANNOTATIONS"
 same_json "$TRACE/ADD-0-bridge.out" "$TRACE/ADD-1-meshlane-cni.out" \
   "failure_policy open: meshlane-cni's ADD result differs from its prevResult"
 grep -q 'failure_policy "open"' "$ML_WORKDIR/meshlane-cni.log" || ml_fail "open: no log line"
-cni_ok DEL "$ML_WORKDIR/net-open.conflist" "$E" e
+add_pod H h "$ML_WORKDIR/net-open.conflist"  # no mesh: stays out after the restart too
 
 ml_make_netns F f
 cni ADD "$ML_WORKDIR/net-1.0.0.conflist" "$F" f "$ISTIO_ANNOTATIONS"
@@ -263,6 +271,85 @@ cni_ok DEL "$ML_WORKDIR/net-1.0.0.conflist" "$F" f  # the runtime's clean-up aft
 cni STATUS "$ML_WORKDIR/net-1.1.0.conflist" "$NODE" none
 python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); sys.exit(e["code"] != 50)' \
   "$ML_WORKDIR/cni.out" || ml_fail "STATUS with meshlaned down: expected code 50, got $(cat "$ML_WORKDIR/cni.out")"
-cni_ok DEL "$ML_WORKDIR/net-1.0.0.conflist" "$B" b
+
+ml_log "pod g deleted while meshlaned is down (DEL succeeds, its netns goes)"
+cni_ok DEL "$ML_WORKDIR/net-open.conflist" "$G" g
+host_delete_netns "$G"
+
+# A pod that started before install-cni: its network's conflist then had no meshlane-cni (the
+# same network name, the bridge alone), so its cache entry holds a configuration without it.
+python3 - "$ML_WORKDIR/net-open.conflist" "$ML_WORKDIR/net-before-install.conflist" <<'PY'
+import json, sys
+conflist = json.load(open(sys.argv[1]))
+conflist["plugins"] = [p for p in conflist["plugins"] if p["type"] != "meshlane-cni"]
+json.dump(conflist, open(sys.argv[2], "w"))
+PY
+add_pod P p "$ML_WORKDIR/net-before-install.conflist" "$ISTIO_ANNOTATIONS"
+! grep -q "shop/p" "$ML_WORKDIR/meshlane-cni.log" ||
+  ml_fail "meshlane-cni ran for pod p, whose conflist does not list it"
+
+# ---- Restart reconciliation -------------------------------------------------------------------
+# The node's conflist today holds meshlane-cni (install-cni ran); meshlaned reads the runtime's
+# result cache at start.
+mkdir -p "$ML_WORKDIR/net.d"
+cp "$ML_WORKDIR/net-open.conflist" "$ML_WORKDIR/net.d/10-mlnet.conflist"
+mesh_start_haproxy HE_PID "$E" e 1337 15001 15006 127.0.0.6
+mesh_start_haproxy HP_PID "$P" p 1337 15001 15006 127.0.0.6
+ml_daemon_start "[kubernetes]" "cni_cache_dir = \"$CACHE\"" "cni_conf_dir = \"$ML_WORKDIR/net.d\""
+
+ml_log "after the restart: e (added while down) and p (from before the install) are workloads"
+assert_registered shop.e "$E" "$E_V4" "$E_V6"
+assert_registered shop.p "$P" "$P_V4" "$P_V6"
+assert_not_registered shop.g
+assert_not_registered shop.h
+grep -q "live workload shop.g dropped, its pod is gone" "$ML_DAEMON_LOG" ||
+  ml_fail "the daemon did not log dropping shop.g, whose netns is gone"
+status=$("$MESHLANECTL" --socket "$SOCK" -o json status)
+# The cache holds b, h (no mesh: skipped), e and p (added); a, c, d, f and g were deleted.
+python3 - "$status" <<'PY' || ml_fail "status cni_resync is not what the cache holds: $status"
+import json, sys
+resync = json.loads(sys.argv[1])["cni_resync"]
+assert resync["enabled"] is True, resync
+assert (resync["entries"], resync["added"], resync["skipped"], resync["failed"]) == (4, 2, 2, 0), resync
+PY
+[[ -n $(mesh_tc_filters "$E") ]] || ml_fail "no tc filter on eth0 of pod e after the restart"
+
+ml_log "e's app -> b: through e's HAProxy sidecar, spliced"
+log_e="$MESH_DIR/e.log"
+start=$(mesh_log_lines "$log_e")
+ml_snapshot r0
+mesh_xfer e-to-b "$B" "0.0.0.0:8080" "$E" "$B_V4:8080" --bytes 1M --timeout 30
+mesh__expect_log e-to-b "$log_e" "$start" "$(mesh__log_re haproxy outbound '[^ ]+' "$B_V4:8080")" \
+  "e's sidecar did not carry e's connect to $B_V4:8080"
+ml_snapshot r1
+mesh_assert_rose r0 r1 e-to-b intercepted_outbound
+mesh_assert_rose r0 r1 e-to-b spliced_app_to_proxy
+# What an operator sees of a pod enrolled from the cache (shown in the test's log).
+"$MESHLANECTL" --socket "$SOCK" workload get shop.e >&2
+workload_stats=$("$MESHLANECTL" --socket "$SOCK" -o json stats --workload shop.e)
+python3 - "$workload_stats" <<'PY' || ml_fail "shop.e's own counters did not record its traffic: $workload_stats"
+import json, sys
+counters = json.loads(sys.argv[1])
+counters = counters.get("counters", counters)
+print("shop.e counters:", {k: v for k, v in counters.items() if v}, file=sys.stderr)
+assert counters["intercepted_outbound"] >= 1 and counters["spliced_app_to_proxy"] >= 1, counters
+PY
+
+ml_log "a second restart changes nothing (the workloads are registered already)"
+ml_daemon_stop
+ml_daemon_start "[kubernetes]" "cni_cache_dir = \"$CACHE\"" "cni_conf_dir = \"$ML_WORKDIR/net.d\""
+status=$("$MESHLANECTL" --socket "$SOCK" -o json status)
+python3 - "$status" <<'PY' || ml_fail "second start: cni_resync should find e and p registered: $status"
+import json, sys
+resync = json.loads(sys.argv[1])["cni_resync"]
+assert (resync["added"], resync["unchanged"], resync["failed"]) == (0, 2, 0), resync
+PY
+
+for pod in e h p b; do
+  ns_var=${pod^^}
+  cni_ok DEL "$ML_WORKDIR/net-open.conflist" "${!ns_var}" "$pod"
+done
+assert_not_registered shop.e
+assert_not_registered shop.p
 
 ml_pass

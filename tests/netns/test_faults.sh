@@ -7,7 +7,9 @@
 #      splicing false and interception true, no sk_msg link is pinned, and a mesh
 #      connection is intercepted (A's sidecar logs the original destination) but not spliced
 #      (bytes_redirected flat).
-#      The same for interception: MESHLANE_TEST_MISSING_FEATURES=cgroup_sock_addr with "degrade":
+#      The same for interception: MESHLANE_TEST_MISSING_FEATURES=cgroup_sock_addr with "degrade"
+#      (and `policy apply` is refused, "policy not applied: interception is off"; status
+#      policies_enforced false):
 #      `meshlanectl status` reports interception false and splicing true, no connect4,
 #      connect6 or getsockopt link is pinned and attached to the cgroup, no tc filter is on
 #      the pods, and a connection A -> B:8080 reaches B's app directly (not through the
@@ -15,7 +17,10 @@
 #   2. Config errors never leave a half-applied state: with the datapath running, SIGHUP with
 #      (a) a TOML syntax error, (b) an unknown key, (c) a workload whose netns does not exist,
 #      each without pod A: "reload rejected, nothing changed", and the workload maps, tc
-#      filters and attached programs are exactly as before; A is still intercepted.
+#      filters and attached programs are exactly as before; A is still intercepted. A reload
+#      that changes acceleration.enabled, sockhash_max_entries and log_level applies the log
+#      level, names exactly the other two as waiting for the next start, and status still shows
+#      the running values; maps, filters and programs are unchanged.
 #   3. A full sockhash (sockhash_max_entries = 4) under a connection storm through the mesh
 #      (ml_connrate, stopped once it has made 1000 connections): no connection fails,
 #      sockets_add_failed counts the sockets that did not fit (and sockets_skipped_peer their
@@ -83,6 +88,18 @@ status=$(rel_status_json | tr -d '\n')
   ml_fail "degraded status should report splicing true, interception false: $status"
 grep -q 'degraded (daemon.on_missing_feature = "degrade"): interception is off' "$ML_DAEMON_LOG" ||
   ml_fail "the daemon does not log that it runs without interception"
+# A policy nothing would enforce is refused, not reported in force.
+echo '{"policies": [{"name": "deny-a", "workload": "pod-b", "ingress": [{"action": "deny"}]}]}' \
+  >"$ML_WORKDIR/deny.json"
+rc=0
+out=$("$MESHLANE_BIN/meshlanectl" --socket "$ML_WORKDIR/meshlane.sock" policy apply -f "$ML_WORKDIR/deny.json" 2>&1) || rc=$?
+[[ $rc -eq 2 && $out == *"policy not applied: interception is off"* ]] ||
+  ml_fail "policy apply without interception: expected exit 2 and 'policy not applied: interception is off', got $rc: $out"
+policies=$("$MESHLANE_BIN/meshlanectl" --socket "$ML_WORKDIR/meshlane.sock" -o json policy get)
+python3 -c 'import json,sys; sys.exit(json.loads(sys.argv[1])["policies"] != [])' "$policies" ||
+  ml_fail "the refused policy is listed: $policies"
+[[ $(ml_json_field "$status" policies_enforced) == false ]] ||
+  ml_fail "status should say policies_enforced false without interception: $status"
 for link in ml_connect4_cgroup ml_connect6_cgroup ml_getsockopt_cgroup; do
   [[ ! -e $ML_BPFFS_DIR/links/$link ]] || ml_fail "$link pinned without interception: $(ls "$ML_BPFFS_DIR/links")"
 done
@@ -149,6 +166,24 @@ for kind in syntax unknown-key missing-netns; do
   diff -u "$ML_WORKDIR/state.before" "$ML_WORKDIR/state.after" >&2 ||
     ml_fail "$kind: the rejected reload changed maps, tc filters or programs"
 done
+# Keys a reload does not apply are named, not silently ignored; the log level is applied.
+sed -e 's/^log_level = "debug"$/log_level = "info"/' \
+  -e 's/^enabled = true$/enabled = false\nsockhash_max_entries = 1024/' "$ML_WORKDIR/good.toml" >"$CONFIG"
+grep -q '^sockhash_max_entries = 1024$' "$CONFIG" || ml_fail "the test could not edit $CONFIG"
+kill -HUP "$ML_DAEMON_PID"
+restart_only_reported() { grep -q 'reload: not applied, they take effect at the next start' "$ML_DAEMON_LOG"; }
+host_wait_for "$ML_WAIT_S" restart_only_reported ||
+  { ml_dump_daemon_log; ml_fail "a reload changing [acceleration] did not say it is not applied"; }
+line=$(grep 'reload: not applied' "$ML_DAEMON_LOG" | tail -n 1)
+[[ $line == *"acceleration.enabled, acceleration.sockhash_max_entries" ]] ||
+  ml_fail "the reload named other keys than the two changed ones: $line"
+grep -q 'reload: daemon.log_level is now info' "$ML_DAEMON_LOG" || ml_fail "the log level was not applied"
+status=$("$MESHLANE_BIN/meshlanectl" --socket "$ML_WORKDIR/meshlane.sock" -o json status)
+python3 -c 'import json,sys; a=json.loads(sys.argv[1])["acceleration"]; sys.exit(not (a["enabled"] is True and a["sockhash_max_entries"] != 1024))' \
+  "$status" || ml_fail "status shows settings the reload did not apply: $status"
+state >"$ML_WORKDIR/state.after"
+diff -u "$ML_WORKDIR/state.before" "$ML_WORKDIR/state.after" >&2 ||
+  ml_fail "the reload of restart-only keys changed maps, tc filters or programs"
 cp "$ML_WORKDIR/good.toml" "$CONFIG"
 sa=$(mesh_log_lines "$REL_LOG_A")
 mesh_xfer after-rejects "$REL_B" "[::]:$REL_APP" "$REL_A" "$B4:$REL_APP" --bytes 1M --timeout 30

@@ -44,8 +44,11 @@ class FakeBackend final : public control::ControlBackend {
     return std::nullopt;
   }
 
+  std::string policy_enforcement_unavailable() override { return policy_unavailable; }
+
   bool counters_fail = false;
   std::vector<ml_sock_key> keys;
+  std::string policy_unavailable;  // "" = policies are enforced
 };
 
 }  // namespace meshlane::test

@@ -15,6 +15,7 @@
 
 #include "common/text_file.hpp"
 #include "common/unique_fd.hpp"
+#include "file_size_limit.hpp"
 #include "golden_files.hpp"
 #include "temp_dir.hpp"
 
@@ -174,15 +175,16 @@ TEST_F(Node, ConfBecomesConflistAndComesBackOnUninstall) {
 TEST_F(Node, FailingConfWriteKeepsTheBinary) {
   put_golden("10-calico.conflist");
   ASSERT_TRUE(install_once(options));
-  // write_file_atomically writes <file>.tmp first: a directory there makes it fail, even as root.
-  fs::create_directories(conf("10-calico.conflist.tmp"));
-  auto report = uninstall(options.cni_bin_dir, options.cni_conf_dir);
-  ASSERT_FALSE(report);
-  EXPECT_NE(report.error().message().find("binary was left in place"), std::string::npos);
+  {
+    // Writes past 16 bytes fail, even as root: the conflist cannot be rewritten.
+    meshlane::test::FileSizeLimit limit(16);
+    auto report = uninstall(options.cni_bin_dir, options.cni_conf_dir);
+    ASSERT_FALSE(report);
+    EXPECT_NE(report.error().message().find("binary was left in place"), std::string::npos);
+  }
   EXPECT_TRUE(fs::exists(binary()));
   EXPECT_EQ(read(conf("10-calico.conflist")), read_golden("10-calico.conflist.expected"));
 
-  fs::remove_all(conf("10-calico.conflist.tmp"));
   auto retried = uninstall(options.cni_bin_dir, options.cni_conf_dir);
   ASSERT_TRUE(retried) << retried.error().message();
   EXPECT_FALSE(fs::exists(binary()));

@@ -269,8 +269,25 @@ TEST(ParseConfig, NonAsciiInDoubleQuotedStringsAndCommentsIsKept) {
 TEST(ParseConfig, UnknownTableIsRejected) {
   const std::string message = parse_error("[daemon]\n\n[servers]\nport = 1\n");
   EXPECT_TRUE(contains(message, "meshlane.toml:3:"));
-  EXPECT_TRUE(contains(
-      message, "servers: unknown table (known tables: daemon, acceleration, metrics, workload)"));
+  EXPECT_TRUE(contains(message,
+                       "servers: unknown table (known tables: daemon, acceleration, metrics, "
+                       "kubernetes, workload)"));
+}
+
+TEST(ParseConfig, KubernetesTable) {
+  const Config defaults = parse_ok("");
+  EXPECT_EQ(defaults.kubernetes.cni_cache_dir, "");
+  EXPECT_EQ(defaults.kubernetes.cni_conf_dir, "/etc/cni/net.d");
+  const Config set =
+      parse_ok("[kubernetes]\ncni_cache_dir = \"/var/lib/cni\"\ncni_conf_dir = \"/host/net.d\"\n");
+  EXPECT_EQ(set.kubernetes.cni_cache_dir, "/var/lib/cni");
+  EXPECT_EQ(set.kubernetes.cni_conf_dir, "/host/net.d");
+  EXPECT_EQ(parse_ok("[kubernetes]\ncni_cache_dir = \"\"\n").kubernetes.cni_cache_dir, "");
+  EXPECT_TRUE(contains(parse_error("[kubernetes]\ncni_cache_dir = \"var/lib/cni\"\n"),
+                       "kubernetes.cni_cache_dir: \"var/lib/cni\" is not an absolute path"));
+  EXPECT_TRUE(
+      contains(parse_error("[kubernetes]\ncni_conf_dir = \"\"\n"), "kubernetes.cni_conf_dir"));
+  EXPECT_TRUE(contains(parse_error("[kubernetes]\ncache = 1\n"), "kubernetes.cache: unknown key"));
 }
 
 TEST(ParseConfig, UnknownTopLevelKeyIsRejected) {

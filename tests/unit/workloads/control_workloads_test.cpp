@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "config/config.hpp"
 #include "workloads/registry.hpp"
 
+#include "file_size_limit.hpp"
 #include "temp_dir.hpp"
 #include "test_support.hpp"
 
@@ -254,9 +256,16 @@ TEST(WorkloadState, AtomicWriteLeavesTheOldFileWhenItCannotWrite) {
   TempDir dir;
   const std::string path = dir.path() + "/file";
   ASSERT_TRUE(write_file_atomically(path, "old\n").ok());
-  // The temporary name is taken by a directory: the write fails before touching `path`.
-  ASSERT_EQ(::mkdir((path + ".tmp").c_str(), 0700), 0);
-  EXPECT_FALSE(write_file_atomically(path, "new\n").ok());
+  {
+    // Writes past 2 bytes fail: the temporary file is made but cannot be filled, so the write
+    // fails before touching `path` (the temporary name is unpredictable, nothing can take it).
+    test::FileSizeLimit limit(2);
+    EXPECT_FALSE(write_file_atomically(path, "new\n").ok());
+  }
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()),
+                          std::filesystem::directory_iterator()),
+            1)
+      << "the temporary file was left behind";
   std::ifstream in(path);
   std::stringstream content;
   content << in.rdbuf();
