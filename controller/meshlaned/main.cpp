@@ -39,7 +39,7 @@ int parse_and_run(int argc, char** argv) {
   auto* stats_flag = app.add_flag("--stats", do_stats, "print the datapath counters and exit")
                          ->excludes(cleanup_flag);
   app.add_flag("--check-config", do_check,
-               "check the config file (syntax, every value, the socket group, the cgroup) and "
+               "check the config file (syntax, every value, the socket groups, the cgroup) and "
                "exit: 0 when the daemon would start with it")
       ->excludes(cleanup_flag)
       ->excludes(stats_flag);
