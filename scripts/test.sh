@@ -13,7 +13,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 scripts/deps.sh
-scripts/build.sh
+# With the MESHLANE_TEST_* knobs several integration tests need (docs/security.md, "Test knobs").
+MESHLANE_TEST_HOOKS=ON scripts/build.sh
 
 # The sanitized clang build (build-fuzz/, for the ASan+UBSan unit tests and the fuzz targets)
 # compiles while the tests below run, at idle priority: SCHED_IDLE gets only CPU time the tests

@@ -45,7 +45,8 @@ using namespace config_fields;  // NOLINT(google-build-using-namespace): this li
 // ---- Tables ---------------------------------------------------------------------------------
 
 Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
-  const std::array<KeyReader, 9> readers = {{
+  const toml::node* socket_group_node = nullptr;
+  const std::array<KeyReader, 11> readers = {{
       {"bpffs_dir", [&](const Field& f) { return read_bpffs_dir(f, daemon.bpffs_dir); }},
       {"cgroup", [&](const Field& f) { return read_string(f, daemon.cgroup); }},
       {"log_level", [&](const Field& f) { return read_log_level(f, daemon.log_level); }},
@@ -53,14 +54,37 @@ Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
        [&](const Field& f) { return read_on_missing_feature(f, daemon.on_missing_feature); }},
       {"socket", [&](const Field& f) { return read_socket_path(f, daemon.socket); }},
       {"socket_mode", [&](const Field& f) { return read_socket_mode(f, daemon.socket_mode); }},
-      {"socket_group", [&](const Field& f) { return read_socket_group(f, daemon.socket_group); }},
+      {"socket_read_group",
+       [&](const Field& f) { return read_socket_group(f, daemon.socket_read_group); }},
+      {"socket_write_group",
+       [&](const Field& f) { return read_socket_group(f, daemon.socket_write_group); }},
+      {"socket_group",
+       [&](const Field& f) {
+         socket_group_node = &f.node;
+         return read_socket_group(f, daemon.socket_group);
+       }},
       {"state_dir",
        [&](const Field& f) {
          return read_absolute_path(f, "/var/lib/meshlane", daemon.state_dir);
        }},
       {"allow_host_netns", [&](const Field& f) { return read_bool(f, daemon.allow_host_netns); }},
   }};
-  return read_table(field, readers);
+  if (Status status = read_table(field, readers); !status) {
+    return status;
+  }
+  // The deprecated alias: it granted every method, which is what the write group grants now.
+  // Checked once the whole table is read: the keys may come in any order.
+  if (!daemon.socket_group.empty() && socket_group_node != nullptr) {
+    if (!daemon.socket_write_group.empty()) {
+      return Field{field.source_name, join_key(field.dotted_key, "socket_group"),
+                   *socket_group_node}
+          .error(
+              "the old name of daemon.socket_write_group, which is set too: keep only "
+              "socket_write_group (and socket_read_group for read-only callers)");
+    }
+    daemon.socket_write_group = daemon.socket_group;
+  }
+  return {};
 }
 
 Status parse_acceleration_table(const Field& field, AccelerationConfig& acceleration) {

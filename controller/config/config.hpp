@@ -37,9 +37,15 @@ struct DaemonConfig {
   std::string socket = kDefaultControlSocket;
   // Permission bits of the socket file (0..0777); connect() needs write permission.
   std::uint32_t socket_mode = 0660;
-  // Group that owns the socket file and whose members may use the control protocol besides
-  // uid 0 (checked with SO_PEERCRED/SO_PEERGROUPS). "" = root only. A group name or a
-  // numeric gid; resolved when the daemon starts.
+  // Who may call the control protocol besides uid 0 (checked with SO_PEERCRED/SO_PEERGROUPS;
+  // docs/security.md): members of socket_read_group call the read methods (status, stats,
+  // workload list/get, conns, policy get), members of socket_write_group every method. "" =
+  // root only. A group name or a numeric gid; resolved when the daemon starts.
+  std::string socket_read_group;
+  std::string socket_write_group;
+  // The old name of socket_write_group (it gave its members every method), still accepted so
+  // that existing configs keep working; the loader copies it into socket_write_group and the
+  // daemon warns. Setting both is an error.
   std::string socket_group;
   // Where the daemon keeps state that must survive a restart (workloads added over the control
   // socket). Absolute path; created (mode 0700) when missing.

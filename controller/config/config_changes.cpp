@@ -26,7 +26,9 @@ std::vector<std::string> changed_keys(const Config& was, const Config& now) {
   compare(out, "daemon.on_missing_feature", d0.on_missing_feature, d1.on_missing_feature);
   compare(out, "daemon.socket", d0.socket, d1.socket);
   compare(out, "daemon.socket_mode", d0.socket_mode, d1.socket_mode);
-  compare(out, "daemon.socket_group", d0.socket_group, d1.socket_group);
+  // The deprecated socket_group is folded into socket_write_group by the loader: compared there.
+  compare(out, "daemon.socket_read_group", d0.socket_read_group, d1.socket_read_group);
+  compare(out, "daemon.socket_write_group", d0.socket_write_group, d1.socket_write_group);
   compare(out, "daemon.state_dir", d0.state_dir, d1.state_dir);
   compare(out, "daemon.allow_host_netns", d0.allow_host_netns, d1.allow_host_netns);
   const AccelerationConfig& a0 = was.acceleration;

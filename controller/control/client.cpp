@@ -65,7 +65,9 @@ Result<Client> Client::connect(const std::string& path, std::chrono::millisecond
     if (error == ENOENT || error == ECONNREFUSED) {
       hint = " (is meshlaned running? --socket or daemon.socket names the socket)";
     } else if (error == EACCES || error == EPERM) {
-      hint = " (the socket is open to root and daemon.socket_group only)";
+      hint =
+          " (the socket is open to root and the members of daemon.socket_read_group and "
+          "daemon.socket_write_group only)";
     }
     return make_error(error, "cannot connect to " + path + hint);
   }

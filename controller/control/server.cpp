@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <array>
@@ -421,7 +422,8 @@ struct Server::Impl {
   bool created_dir = false;
 };
 
-Result<std::optional<gid_t>> resolve_socket_group(const std::string& name_or_gid) {
+Result<std::optional<gid_t>> resolve_socket_group(const std::string& name_or_gid,
+                                                  std::string_view setting) {
   if (name_or_gid.empty()) {
     return std::optional<gid_t>();
   }
@@ -439,8 +441,51 @@ Result<std::optional<gid_t>> resolve_socket_group(const std::string& name_or_gid
       return std::optional<gid_t>(static_cast<gid_t>(gid));
     }
   }
-  return make_error(error, "daemon.socket_group: no group named \"" + name_or_gid +
+  return make_error(error, std::string(setting) + ": no group named \"" + name_or_gid +
                                "\" (check /etc/group, or give a numeric gid)");
+}
+
+Status grant_group_acl(const std::string& path, gid_t group, std::uint32_t mode) {
+  // The kernel's xattr form of an ACL (include/uapi/linux/posix_acl_xattr.h, little endian):
+  // a version, then entries sorted by tag (and id), each {tag, perm, id}.
+  constexpr std::uint32_t kAclVersion = 2;
+  constexpr std::uint16_t kUserObj = 0x01;
+  constexpr std::uint16_t kGroupObj = 0x04;
+  constexpr std::uint16_t kGroup = 0x08;
+  constexpr std::uint16_t kMask = 0x10;
+  constexpr std::uint16_t kOther = 0x20;
+  constexpr std::uint32_t kUndefinedId = static_cast<std::uint32_t>(-1);
+  struct Entry {
+    std::uint16_t tag;
+    std::uint16_t perm;
+    std::uint32_t id;
+  };
+  const auto owner = static_cast<std::uint16_t>((mode >> 6) & 7);
+  const auto grouped = static_cast<std::uint16_t>((mode >> 3) & 7);
+  const auto others = static_cast<std::uint16_t>(mode & 7);
+  // The mask is the file's group bits: the named group gets exactly what the owner group gets.
+  const std::array<Entry, 5> entries = {{{kUserObj, owner, kUndefinedId},
+                                         {kGroupObj, grouped, kUndefinedId},
+                                         {kGroup, grouped, static_cast<std::uint32_t>(group)},
+                                         {kMask, grouped, kUndefinedId},
+                                         {kOther, others, kUndefinedId}}};
+  std::vector<std::uint8_t> value;
+  auto put = [&value](std::uint64_t number, int bytes) {
+    for (int i = 0; i < bytes; ++i) {
+      value.push_back(static_cast<std::uint8_t>(number >> (8 * i)));
+    }
+  };
+  put(kAclVersion, 4);
+  for (const Entry& entry : entries) {
+    put(entry.tag, 2);
+    put(entry.perm, 2);
+    put(entry.id, 4);
+  }
+  if (::setxattr(path.c_str(), "system.posix_acl_access", value.data(), value.size(), 0) != 0) {
+    return make_error(errno, "cannot give gid " + std::to_string(group) + " access to " + path +
+                                 " with a POSIX ACL");
+  }
+  return {};
 }
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -485,6 +530,18 @@ Result<std::unique_ptr<Server>> Server::start(asio::io_context& io, ServerOption
   }
   if (::chmod(opts.path.c_str(), static_cast<mode_t>(opts.mode)) != 0) {
     return cleanup_on_error(make_error(errno, "cannot chmod the control socket " + opts.path));
+  }
+  if (opts.acl_group && opts.acl_group != opts.group) {
+    // Without ACLs the second group's members cannot connect unless they are in the file's
+    // group too: that fails closed (nobody gains access), so the daemon still starts, and says
+    // what the operator has to do.
+    if (Status granted = grant_group_acl(opts.path, *opts.acl_group, opts.mode); !granted) {
+      spdlog::warn(
+          "control: {}; members of gid {} can connect only if they are also in gid {} (put the "
+          "socket on a filesystem with POSIX ACLs, e.g. tmpfs or ext4)",
+          granted.error().message(), *opts.acl_group,
+          opts.group ? std::to_string(*opts.group) : std::string("root"));
+    }
   }
   struct stat st {};
   if (::lstat(opts.path.c_str(), &st) == 0) {

@@ -35,9 +35,14 @@ struct PeerCredentials {
 };
 
 struct ServerOptions {
-  std::string path;            // daemon.socket
-  std::uint32_t mode = 0660;   // daemon.socket_mode
-  std::optional<gid_t> group;  // daemon.socket_group, resolved
+  std::string path;           // daemon.socket
+  std::uint32_t mode = 0660;  // daemon.socket_mode
+  // Owner group of the socket file (chown). Connecting needs write permission on the file, and
+  // a file has one group: a second group that must connect gets it through a POSIX ACL entry
+  // (acl_group) with the same permission bits as the file's group. Who may call what is then
+  // decided per method from SO_PEERCRED/SO_PEERGROUPS (daemon/control_api.hpp, docs/security.md).
+  std::optional<gid_t> group;
+  std::optional<gid_t> acl_group;
   std::chrono::milliseconds idle_timeout{60000};
   std::size_t max_clients = 1024;
   std::size_t max_frame_bytes = kMaxFrameBytes;
@@ -73,8 +78,15 @@ struct Reply {
 
 using LineHandler = std::function<Reply(const PeerCredentials& peer, std::string_view line)>;
 
-// "" -> nullopt (root only); a group name or a decimal gid -> the gid. Error when unknown.
-Result<std::optional<gid_t>> resolve_socket_group(const std::string& name_or_gid);
+// "" -> nullopt (root only); a group name or a decimal gid -> the gid. Error when unknown,
+// naming `setting` (the config key it came from).
+Result<std::optional<gid_t>> resolve_socket_group(const std::string& name_or_gid,
+                                                  std::string_view setting = "daemon.socket_group");
+
+// Gives `group` the permission bits `mode` gives the file's group, with a POSIX access ACL
+// (the system.posix_acl_access xattr, so no libacl): user::, group::, group:<gid>:, mask::,
+// other::. Error (e.g. EOPNOTSUPP on a filesystem without ACLs) changes nothing.
+Status grant_group_acl(const std::string& path, gid_t group, std::uint32_t mode);
 
 // What remove_stale_socket() found at a socket path.
 enum class SocketFile { kAbsent, kServed, kRemoved };

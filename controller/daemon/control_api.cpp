@@ -24,7 +24,8 @@ const std::vector<MethodInfo> kMethods = {
     {"policy.apply", Access::kWrite, "add or replace L4 policies; switched atomically"},
     {"policy.get", Access::kRead, "every policy, or one by name"},
     {"policy.del", Access::kWrite, "delete a policy"},
-    {"monitor", Access::kRead, "stream live datapath events, one JSON object per line"},
+    // Write: it shows every connection of the node (addresses, ports, workloads) as it happens.
+    {"monitor", Access::kWrite, "stream live datapath events, one JSON object per line"},
 };
 
 bool in_group(const PeerCredentials& peer, const std::optional<gid_t>& group) {
@@ -92,6 +93,96 @@ bool is_allowed(const PeerCredentials& peer, const AccessPolicy& policy, Access 
          (access == Access::kRead && in_group(peer, policy.read_group));
 }
 
+Result<AccessPolicy> resolve_access_policy(const DaemonConfig& daemon) {
+  if (!daemon.socket_group.empty()) {
+    spdlog::warn(
+        "daemon.socket_group is deprecated: it is read as daemon.socket_write_group (every "
+        "method, workload and policy changes included); set socket_write_group instead, and "
+        "socket_read_group for callers that only need to look (docs/security.md)");
+  }
+  auto read = resolve_socket_group(daemon.socket_read_group, "daemon.socket_read_group");
+  if (!read) {
+    return read.error();
+  }
+  auto write = resolve_socket_group(daemon.socket_write_group, daemon.socket_group.empty()
+                                                                   ? "daemon.socket_write_group"
+                                                                   : "daemon.socket_group");
+  if (!write) {
+    return write.error();
+  }
+  return AccessPolicy{write.value(), read.value()};
+}
+
+void set_socket_groups(const AccessPolicy& policy, ServerOptions& options) {
+  options.group = policy.read_group ? policy.read_group : policy.write_group;
+  options.acl_group =
+      (policy.read_group && policy.write_group && *policy.read_group != *policy.write_group)
+          ? policy.write_group
+          : std::nullopt;
+}
+
+std::string describe(const AccessPolicy& policy) {
+  auto tier = [](const std::optional<gid_t>& group) {
+    return group ? "gid " + std::to_string(*group) : std::string("root only");
+  };
+  return "read: " +
+         (policy.read_group ? tier(policy.read_group) + " and the write group"
+                            : tier(policy.write_group)) +
+         ", write: " + tier(policy.write_group);
+}
+
+std::string audit_line(const PeerCredentials& peer, const Request& request,
+                       const ControlResult<nlohmann::json>& outcome) {
+  std::string line = "uid " + std::to_string(peer.uid) + " pid " + std::to_string(peer.pid) + ": " +
+                     request.method;
+  // The object changed: the name the caller gave (workload.*, policy.del) or the policies'.
+  const nlohmann::json& params = request.params;
+  if (params.is_object() && params.contains("name") && params["name"].is_string()) {
+    line += " " + params["name"].get<std::string>();
+  }
+  if (!outcome) {
+    return line + ": failed, nothing changed: " + to_string(outcome.error().code) + ": " +
+           outcome.error().message;
+  }
+  const nlohmann::json& result = outcome.value();
+  if (result.contains("outcome") && result["outcome"].is_string()) {
+    line += ": " + result["outcome"].get<std::string>();
+  }
+  if (result.contains("outcomes") && result["outcomes"].is_object()) {
+    // policy.apply: every policy named with what happened to it, and what a replace dropped.
+    std::string each;
+    for (const auto& [name, what] : result["outcomes"].items()) {
+      each += (each.empty() ? "" : ", ") + name + " " +
+              (what.is_string() ? what.get<std::string>() : what.dump());
+    }
+    line += ": " + (each.empty() ? std::string("no policies") : each);
+    if (params.is_object() && params.value("replace", false)) {
+      line += " (replace)";
+    }
+  }
+  if (result.contains("removed") && result["removed"].is_array() && !result["removed"].empty()) {
+    line += "; removed " + result["removed"].dump();
+  }
+  if (result.contains("subscribed") && result.contains("filter")) {
+    line += ": subscribed, filter " + result["filter"].dump();
+  }
+  return line;
+}
+
+void ControlApi::log_refusal(const PeerCredentials& peer, const MethodInfo& method) {
+  const RateLimiter::Decision decision = refusals_.admit(RateLimiter::Clock::now());
+  if (!decision.log) {
+    return;
+  }
+  spdlog::warn("audit: refused uid {} gid {} pid {}: {} ({} method){}", peer.uid, peer.gid,
+               peer.pid, method.name, to_string(method.access),
+               decision.suppressed == 0
+                   ? std::string()
+                   : "; " + std::to_string(decision.suppressed) +
+                         " more refusal(s) suppressed before this one (at most " +
+                         std::to_string(kRefusalLogBurst) + " logged a second)");
+}
+
 Reply ControlApi::handle_line(const PeerCredentials& peer, std::string_view line) {
   auto parsed = parse_request(line);
   if (!parsed) {
@@ -121,16 +212,33 @@ ControlResult<nlohmann::json> ControlApi::call(const PeerCredentials& peer, cons
         "unknown method \"" + request.method + "\" (known methods: " + known_methods() + ")"};
   }
   if (!is_allowed(peer, policy_, method->access)) {
-    std::string who = policy_.write_group
-                          ? "uid 0 or members of gid " + std::to_string(*policy_.write_group)
-                          : std::string("uid 0 (daemon.socket_group is unset)");
+    log_refusal(peer, *method);
+    auto member = [](const char* setting, const std::optional<gid_t>& group) {
+      return std::string("members of ") + setting +
+             (group ? " (gid " + std::to_string(*group) + ")" : std::string(" (unset)"));
+    };
+    std::string who = "uid 0 and " + member("daemon.socket_write_group", policy_.write_group);
+    if (method->access == Access::kRead) {
+      who += " or " + member("daemon.socket_read_group", policy_.read_group);
+    }
     return ControlError{ErrorCode::kPermissionDenied,
                         "uid " + std::to_string(peer.uid) + " (gid " + std::to_string(peer.gid) +
-                            ") may not call " + request.method + ": " + to_string(method->access) +
-                            " methods are open to " + who};
+                            ") may not call " + request.method + ": a " +
+                            to_string(method->access) + " method, open to " + who};
   }
+  ControlResult<nlohmann::json> outcome = dispatch(*method, request, stream);
+  // Audit: every call that may change something (or watches every connection), with who made
+  // it and how it ended. Read methods are not logged: they change nothing and are frequent.
+  if (method->access == Access::kWrite) {
+    spdlog::info("audit: {}", audit_line(peer, request, outcome));
+  }
+  return outcome;
+}
+
+ControlResult<nlohmann::json> ControlApi::dispatch(const MethodInfo& method, const Request& request,
+                                                   std::shared_ptr<StreamSource>* stream) {
   const Params params(request.params);
-  const std::string_view name = method->name;
+  const std::string_view name = method.name;
   if (name == "status") {
     return status(params);
   }

@@ -16,8 +16,10 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "config/config.hpp"
 #include "control/protocol.hpp"
 #include "control/server.hpp"
+#include "daemon/rate_limiter.hpp"
 #include "meshlane/shared.h"
 #include "observe/counters.hpp"
 #include "observe/monitor_hub.hpp"
@@ -26,7 +28,9 @@
 
 namespace meshlane::control {
 
-// kRead methods only look; kWrite methods change what the datapath does.
+// kRead methods only look at the daemon's state; kWrite methods change what the datapath does
+// (a workload decides whose traffic goes to which proxy, a policy which connections are
+// allowed), or watch every connection of the node as it happens (monitor).
 enum class Access { kRead, kWrite };
 const char* to_string(Access access);
 
@@ -39,14 +43,29 @@ struct MethodInfo {
 // Every method, in the order docs/control-protocol.md lists them.
 const std::vector<MethodInfo>& methods();
 
-// Who may call what: uid 0 always; members of `group` (primary or supplementary gid) for both
-// read and write methods. Separate fields so that read access can be widened later on its own.
+// Who may call what (docs/security.md): uid 0 every method; members (primary or supplementary
+// gid) of write_group (daemon.socket_write_group) every method; members of read_group
+// (daemon.socket_read_group) the read methods only. Unset: that tier is root only.
 struct AccessPolicy {
   std::optional<gid_t> write_group;
   std::optional<gid_t> read_group;
 };
 
 bool is_allowed(const PeerCredentials& peer, const AccessPolicy& policy, Access access);
+
+// daemon.socket_read_group and socket_write_group (or the deprecated socket_group, which the
+// config loader copied into socket_write_group: warned about here), resolved to gids.
+Result<AccessPolicy> resolve_access_policy(const DaemonConfig& daemon);
+
+// The socket file's groups for a policy. A Unix socket needs write permission on its file to
+// connect, and the file has one group: it belongs to the read group (the larger tier), and a
+// different write group gets the same permission bits through a POSIX ACL entry. Neither
+// widens anything beyond the two groups (no 0666), so the per-method check on SO_PEERCRED
+// stays a second lock rather than the only one.
+void set_socket_groups(const AccessPolicy& policy, ServerOptions& options);
+
+// "read: gid 1001, write: root only" for the startup log.
+std::string describe(const AccessPolicy& policy);
 
 // What the methods read from the running daemon.
 class ControlBackend {
@@ -108,11 +127,26 @@ class ControlApi {
   ControlResult<nlohmann::json> policy_del(const Params& params);
   ControlResult<nlohmann::json> monitor(const nlohmann::json& params,
                                         std::shared_ptr<StreamSource>* stream);
+  ControlResult<nlohmann::json> dispatch(const MethodInfo& method, const Request& request,
+                                         std::shared_ptr<StreamSource>* stream);
+  // The warning for a caller refused by the access rules, rate-limited.
+  void log_refusal(const PeerCredentials& peer, const MethodInfo& method);
 
   ControlBackend& backend_;
   workloads::WorkloadRegistry& workloads_;
   AccessPolicy policy_;
   policy::PolicyRegistry* policies_;
+  // At most kRefusalLogBurst refusal warnings a second (rate_limiter.hpp).
+  RateLimiter refusals_{kRefusalLogBurst, std::chrono::seconds(1)};
+
+ public:
+  static constexpr std::size_t kRefusalLogBurst = 5;
 };
+
+// The audit line for a write method's outcome (without the "audit: " prefix): who, what, on
+// what, and how it ended, e.g. "uid 1000 pid 4242: workload.add pod-a: added". Exposed for
+// the unit tests.
+std::string audit_line(const PeerCredentials& peer, const Request& request,
+                       const ControlResult<nlohmann::json>& outcome);
 
 }  // namespace meshlane::control

@@ -201,20 +201,30 @@ void report_restart_only_changes(const meshlane::Config& running, const meshlane
 
 void reload_workloads(const std::string& config_path, const meshlane::Config& running,
                       meshlane::workloads::WorkloadRegistry& workloads) {
+  // Audit lines like the control socket's (control_api.cpp). Asio's signal_set does not say
+  // who sent the signal; only root (or meshlaned's own uid) can send it (docs/security.md).
   spdlog::info("SIGHUP: reloading workloads from {}", config_path);
   auto fresh = meshlane::load_config_file(config_path);
   if (!fresh) {
     spdlog::error("reload rejected, nothing changed: {}", fresh.error().message());
+    spdlog::info("audit: SIGHUP reload of {}: failed, nothing changed", config_path);
     return;
   }
   report_restart_only_changes(running, fresh.value());
   if (auto status = workloads.reload(fresh->workloads); !status) {
     spdlog::error("reload rejected, nothing changed: {}", status.error().message());
+    spdlog::info("audit: SIGHUP reload of {}: failed, nothing changed", config_path);
     return;
   }
   spdlog::info("reload: {} workload(s) applied ({} from the config file, {} live)",
                workloads.config_count() + workloads.live_count(), workloads.config_count(),
                workloads.live_count());
+  std::string names;
+  for (const auto& workload : fresh->workloads) {
+    names += (names.empty() ? "" : ", ") + workload.name;
+  }
+  spdlog::info("audit: SIGHUP reload of {}: applied, config workloads now [{}]", config_path,
+               names);
 }
 
 // Before the daemon (or --cleanup) touches anything: the directories whose files it acts on as
@@ -290,8 +300,8 @@ int print_check(const std::string& config_path, const std::vector<std::string>& 
 
 int check_config(const std::string& config_path, const meshlane::Config& config, bool json) {
   std::vector<std::string> problems;
-  if (auto group = meshlane::control::resolve_socket_group(config.daemon.socket_group); !group) {
-    problems.push_back(group.error().message());
+  if (auto access = meshlane::control::resolve_access_policy(config.daemon); !access) {
+    problems.push_back(access.error().message());
   }
   if (auto mount = meshlane::find_cgroup2_mount(); !mount) {
     problems.push_back(mount.error().message());
@@ -383,9 +393,9 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
                  support->splicing ? "" : "splicing is off; ",
                  support->interception ? "" : "interception is off; ");
   }
-  auto socket_group = meshlane::control::resolve_socket_group(config.daemon.socket_group);
-  if (!socket_group) {
-    spdlog::error("{}", socket_group.error().message());
+  auto access = meshlane::control::resolve_access_policy(config.daemon);
+  if (!access) {
+    spdlog::error("{}", access.error().message());
     return kExitConfig;
   }
   auto saved_live = meshlane::workloads::load_live_workloads(config.daemon.state_dir);
@@ -504,11 +514,11 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
   } else {
     spdlog::warn("monitor: unavailable: {}", started_pump.error().message());
   }
-  meshlane::control::ControlApi api(backend, workloads, {*socket_group, *socket_group}, &policies);
+  meshlane::control::ControlApi api(backend, workloads, *access, &policies);
   meshlane::control::ServerOptions server_options;
   server_options.path = config.daemon.socket;
   server_options.mode = config.daemon.socket_mode;
-  server_options.group = *socket_group;
+  meshlane::control::set_socket_groups(*access, server_options);
   server_options.max_clients = max_clients;
   auto server = meshlane::control::Server::start(
       io, server_options,
@@ -520,10 +530,8 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
     return kExitRuntime;
   }
   backend.set_control_server(server.value().get());
-  spdlog::info("control socket {} (mode {:04o}, group {}, up to {} clients)", config.daemon.socket,
-               config.daemon.socket_mode,
-               config.daemon.socket_group.empty() ? "root only" : config.daemon.socket_group,
-               max_clients);
+  spdlog::info("control socket {} (mode {:04o}, {}; up to {} clients)", config.daemon.socket,
+               config.daemon.socket_mode, meshlane::control::describe(*access), max_clients);
   std::unique_ptr<meshlane::metrics::Server> metrics_server;
   if (const auto& listen = config.metrics.listen_address) {
     if (!meshlane::is_loopback(listen->address)) {

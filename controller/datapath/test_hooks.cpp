@@ -1,5 +1,8 @@
 #include "datapath/test_hooks.hpp"
 
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <sstream>
 #include <string_view>
@@ -40,8 +43,29 @@ std::uint32_t TestHooks::max_entries_override(const std::string& map_name) const
   return 0;
 }
 
+bool test_hooks_compiled_in() {
+#if defined(MESHLANE_TEST_HOOKS)
+  return true;
+#else
+  return false;
+#endif
+}
+
 TestHooks test_hooks_from_environment() {
   TestHooks hooks;
+  if (!test_hooks_compiled_in()) {
+    // Said once, so that a test run against a release build fails with a reason, not a mystery.
+    for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+      if (std::string_view(*entry).starts_with("MESHLANE_TEST_")) {
+        const std::string_view variable(*entry);
+        spdlog::warn(
+            "{} ignored: this meshlaned was built without the test knobs "
+            "(-DMESHLANE_TEST_HOOKS=ON)",
+            variable.substr(0, variable.find('=')));
+      }
+    }
+    return hooks;
+  }
   hooks.verifier_reject = is_set_to_one("MESHLANE_TEST_VERIFIER_REJECT");
   hooks.fast_sweep = is_set_to_one("MESHLANE_TEST_FAST_SWEEP");
   for (const std::string& item : comma_separated("MESHLANE_TEST_MAP_MAX_ENTRIES")) {

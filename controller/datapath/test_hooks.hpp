@@ -1,6 +1,7 @@
-// Knobs that only the tests turn (tests/netns), read from the environment once by meshlaned's
-// main and handed to the datapath code that acts on them, so the library itself never reads
-// the environment. Each one logs a warning where it takes effect.
+// Knobs that only the tests turn (tests/netns), compiled in only with -DMESHLANE_TEST_HOOKS=ON,
+// read from the environment once by meshlaned's main and handed to the datapath code that acts on
+// them, so the library itself never reads the environment. Each one logs a warning where it takes
+// effect.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +28,13 @@ struct TestHooks {
   [[nodiscard]] std::uint32_t max_entries_override(const std::string& map_name) const;
 };
 
-// Reads the MESHLANE_TEST_* variables above; none set is the default TestHooks{}.
+// Whether this build reads the knobs: only with -DMESHLANE_TEST_HOOKS=ON (scripts/test.sh's
+// build). A daemon built without them cannot be made to misbehave by a stray variable in its
+// environment (docs/security.md, "Test knobs").
+bool test_hooks_compiled_in();
+
+// Reads the MESHLANE_TEST_* variables above; none set is the default TestHooks{}. Without
+// test_hooks_compiled_in(), always the default, with a warning naming any such variable set.
 TestHooks test_hooks_from_environment();
 
 }  // namespace meshlane

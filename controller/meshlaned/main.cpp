@@ -39,7 +39,7 @@ int parse_and_run(int argc, char** argv) {
   auto* stats_flag = app.add_flag("--stats", do_stats, "print the datapath counters and exit")
                          ->excludes(cleanup_flag);
   app.add_flag("--check-config", do_check,
-               "check the config file (syntax, every value, the socket group, the cgroup) and "
+               "check the config file (syntax, every value, the socket groups, the cgroup) and "
                "exit: 0 when the daemon would start with it")
       ->excludes(cleanup_flag)
       ->excludes(stats_flag);
@@ -51,7 +51,11 @@ int parse_and_run(int argc, char** argv) {
       "exit status: 0 ok, 1 the configuration (or a command-line value) is wrong, 2 the daemon "
       "could not start or failed (the message says why); install-cni also 3: no primary CNI "
       "config yet\n");
-  app.set_version_flag("--version", std::string("meshlaned ") + MESHLANE_VERSION);
+  // A test build says so: tests/netns/lib.sh's ml_require_test_hooks looks for it.
+  app.set_version_flag("--version", std::string("meshlaned ") + MESHLANE_VERSION +
+                                        (meshlane::test_hooks_compiled_in()
+                                             ? " (test build: MESHLANE_TEST_* knobs compiled in)"
+                                             : ""));
   meshlane::cni_commands::InstallArgs install_args;
   meshlane::cni_commands::UninstallArgs uninstall_args;
   CLI::App* install_cni = meshlane::cni_commands::add_install_command(app, install_args);

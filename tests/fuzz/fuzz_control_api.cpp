@@ -8,6 +8,7 @@
 //   - the reply's id is the request's id, or null when the id could not be read;
 //   - the connection is closed exactly after parse errors and oversized frames;
 //   - what the registry holds is what was last applied ("nothing already applied is lost").
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -36,15 +37,17 @@ using meshlane::workloads::WorkloadRegistry;
 
 // Small enough that fuzzed inputs reach the limit; the daemon's is 1 MiB.
 constexpr std::size_t kFuzzFrameLimit = 4096;
-constexpr gid_t kOperatorsGroup = 5000;
+constexpr gid_t kOperatorsGroup = 5000;  // daemon.socket_write_group
+constexpr gid_t kViewersGroup = 5001;    // daemon.socket_read_group
 // Workloads in these namespaces cannot be applied, or not saved: the registry's undo paths.
 constexpr std::string_view kApplyFailsNetns = "/var/run/netns/apply-fails";
 constexpr std::string_view kSaveFailsNetns = "/var/run/netns/save-fails";
 
 PeerCredentials peer_for(std::uint8_t selector) {
-  switch (selector % 3) {
+  switch (selector % 4) {
     case 0: return {1, 0, 0, {}};                             // root
-    case 1: return {2, 1000, 1000, {1000, kOperatorsGroup}};  // socket_group member
+    case 1: return {2, 1000, 1000, {1000, kOperatorsGroup}};  // socket_write_group member
+    case 2: return {4, 1001, 1001, {1001, kViewersGroup}};    // socket_read_group member
     default: return {3, 65534, 65534, {65534}};               // anyone else
   }
 }
@@ -68,7 +71,7 @@ class Harness {
                     }
                     return {};
                   }),
-        api_(backend_, registry_, {kOperatorsGroup, kOperatorsGroup}) {
+        api_(backend_, registry_, {kOperatorsGroup, kViewersGroup}) {
     WorkloadConfig configured = meshlane::workload_preset(meshlane::MeshKind::kIstio);
     configured.name = "conf";
     configured.netns = "/var/run/netns/conf";
@@ -80,8 +83,13 @@ class Harness {
 
   // Answers one line as the server would; returns whether the connection stays open.
   bool answer(const PeerCredentials& peer, std::string_view line) {
+    const std::vector<WorkloadConfig> before = registry_.combined();
     const Reply reply = api_.handle_line(peer, line);
     check_reply(line, reply);
+    const bool may_write = peer.uid == 0 || std::find(peer.groups.begin(), peer.groups.end(),
+                                                      kOperatorsGroup) != peer.groups.end();
+    require(may_write || registry_.combined() == before,
+            "a caller outside the write tier changes no workload", line);
     require(registry_.combined() == applied_,
             "the registry holds exactly the workloads last applied", line);
     require(registry_.list().size() == registry_.config_count() + registry_.live_count(),

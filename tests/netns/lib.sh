@@ -155,6 +155,15 @@ ml_require_meshlane() {
   [[ -x $ML_XFER ]] || ml_fail "ml_xfer not found at $ML_XFER (set MESHLANE_BIN)"
 }
 
+# ml_require_test_hooks: for tests that set MESHLANE_TEST_* knobs, which only a build with
+# -DMESHLANE_TEST_HOOKS=ON reads (scripts/test.sh's; `meshlaned --version` says so).
+ml_require_test_hooks() {
+  ml_require_meshlane
+  "$MESHLANED" --version | grep -q 'MESHLANE_TEST_\* knobs compiled in' ||
+    ml_fail "$MESHLANED was built without the MESHLANE_TEST_* knobs this test needs:" \
+      "build with MESHLANE_TEST_HOOKS=ON scripts/build.sh (or cmake -DMESHLANE_TEST_HOOKS=ON)"
+}
+
 # ---------------------------------------------------------------------------------------------
 # The daemon
 

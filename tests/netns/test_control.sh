@@ -2,11 +2,16 @@
 # The control socket end to end, driven with meshlanectl against a daemon on the test's own
 # cgroup: status and stats fields; a workload added live is intercepted from its next
 # connection and no longer once deleted, while an established connection of the pod carries on;
-# conns lists the pod's spliced sockets; peers that are neither root nor in socket_group are
+# conns lists the pod's spliced sockets; peers that are neither root nor in a socket group are
 # refused; malformed JSON and an oversized frame get structured errors and the daemon keeps
 # serving; a workload's netns that is a FIFO, a regular file, the host's or a uts namespace is
 # refused and changes nothing; a pod whose namespace vanished is kept unavailable and blocks no
-# later add, del or SIGHUP; the live workload survives a daemon restart; exit codes.
+# later add, del or SIGHUP; the live workload survives a daemon restart (with the deprecated
+# socket_group, read as the write group); exit codes. Third run, the two tiers
+# (docs/security.md): a member of socket_read_group reads but is refused every write with a
+# clear error and changes nothing, a member of socket_write_group (not in the read group: it
+# connects through the socket's ACL) changes workloads, and the daemon log audits both, and
+# SIGHUP, with uid and pid.
 # shellcheck source=control_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/control_lib.sh"
 
@@ -229,10 +234,13 @@ ml_daemon_stop
 [[ $ML_DAEMON_RC -eq 0 ]] || ml_fail "meshlaned exited with status $ML_DAEMON_RC on SIGTERM"
 [[ ! -e $CTL_SOCKET ]] || ml_fail "the socket file outlived the daemon"
 
-# Second run: root-only file mode, but the socket belongs to group nogroup.
+# Second run: root-only file mode, but the socket belongs to group nogroup, given with the
+# deprecated key (an existing config must keep working, as the write group, with a warning).
 ctl_daemon_start 'socket_mode = "0660"' 'socket_group = "nogroup"'
 [[ $(stat -c '%a %G' "$CTL_SOCKET") == "660 nogroup" ]] ||
   ml_fail "socket is $(stat -c '%a %G' "$CTL_SOCKET"), expected 660 nogroup"
+grep -q 'daemon.socket_group is deprecated: it is read as daemon.socket_write_group' "$ML_DAEMON_LOG" ||
+  ml_fail "no deprecation warning for daemon.socket_group in $ML_DAEMON_LOG"
 ctl_ok -o json workload get pod-a
 ctl_assert_json "$CTL_OUT" 'j["source"] == "live" and j["spec"]["exclude_outbound_ports"] == [9999]' \
   "workload after restart"
@@ -248,4 +256,76 @@ ctl_as 65534 65533 status
 ctl_expect_rc 3 "status by a non-member (socket file mode 0660)"
 
 ctl_ok workload del pod-a
+grep -Eq '^[^ ]+ info audit: uid 0 pid [1-9][0-9]*: workload.del pod-a: deleted$' "$ML_DAEMON_LOG" ||
+  ml_fail "no audit line for root's workload.del in $ML_DAEMON_LOG"
+
+# ---- read and write tiers ----------------------------------------------------------------------
+# Numeric gids no account uses (the config takes a gid as well as a name), so nothing is created
+# on the host and nothing is left to remove; setpriv gives the callers their ids.
+READ_GID=64990 WRITE_GID=64991 READER_UID=64992 WRITER_UID=64993
+ml_daemon_stop
+ctl_daemon_start 'socket_mode = "0660"' "socket_read_group = \"$READ_GID\"" \
+  "socket_write_group = \"$WRITE_GID\""
+[[ $(stat -c '%a %g' "$CTL_SOCKET") == "660 $READ_GID" ]] ||
+  ml_fail "socket is $(stat -c '%a %g' "$CTL_SOCKET"), expected 660 $READ_GID"
+grep -q "control socket $CTL_SOCKET (mode 0660, read: gid $READ_GID and the write group, write: gid $WRITE_GID;" \
+  "$ML_DAEMON_LOG" || ml_fail "the startup log does not describe the tiers"
+echo '{"name": "reader-policy", "workload": "pod-b", "ingress": [{"action": "deny", "ports": [1]}]}' \
+  >"$ML_WORKDIR/reader-policy.json"
+chmod 644 "$ML_WORKDIR/reader-policy.json"
+ctl_ok -o json workload list
+LIST_BEFORE=$CTL_OUT
+ctl_ok -o json policy get
+POLICIES_BEFORE=$CTL_OUT
+
+# The read tier: status and list work.
+ctl_as "$READER_UID" "$READ_GID" -o json status
+ctl_expect_rc 0 "status by a member of socket_read_group"
+ctl_as "$READER_UID" "$READ_GID" -o json workload list
+ctl_expect_rc 0 "workload list by a member of socket_read_group"
+[[ $CTL_OUT == "$LIST_BEFORE" ]] || ml_fail "the read tier sees another list: $CTL_OUT"
+# Every write is refused with the method, the caller's uid and the setting that grants it.
+expect_refused() {
+  local what=$1 method=$2
+  ctl_expect_rc 2 "$what by a member of socket_read_group"
+  local expected="uid $READER_UID (gid $READ_GID) may not call $method: a write method, open to uid 0 and members of daemon.socket_write_group (gid $WRITE_GID) (permission_denied)"
+  grep -qF "$expected" <<<"$CTL_ERR" || ml_fail "$what by the read tier: expected '$expected', got: $CTL_ERR"
+}
+ctl_as "$READER_UID" "$READ_GID" workload add intruder --netns "$POD_B" --ip 198.18.0.11
+expect_refused "workload add" workload.add
+ctl_as "$READER_UID" "$READ_GID" policy apply -f "$ML_WORKDIR/reader-policy.json"
+expect_refused "policy apply" policy.apply
+ctl_as "$READER_UID" "$READ_GID" policy apply --replace -f "$ML_WORKDIR/reader-policy.json"
+expect_refused "policy apply --replace" policy.apply
+ctl_as "$READER_UID" "$READ_GID" monitor --count 1
+expect_refused "monitor" monitor
+ctl_ok -o json workload list
+[[ $CTL_OUT == "$LIST_BEFORE" ]] || ml_fail "refused calls changed the workloads: $CTL_OUT"
+ctl_ok -o json policy get
+[[ $CTL_OUT == "$POLICIES_BEFORE" ]] || ml_fail "refused calls changed the policies: $CTL_OUT"
+grep -Eq "warning audit: refused uid $READER_UID gid $READ_GID pid [1-9][0-9]*: workload.add \(write method\)" \
+  "$ML_DAEMON_LOG" || ml_fail "no warning for the refused workload.add in $ML_DAEMON_LOG"
+
+# The write tier (only in the write group: it reaches the socket through its ACL entry).
+ctl_as "$WRITER_UID" "$WRITE_GID" -o json workload add pod-a --netns "$POD_A" --ip 198.18.0.10
+ctl_expect_rc 0 "workload add by a member of socket_write_group"
+ctl_assert_json "$CTL_OUT" 'j["outcome"] == "added"' "workload add by the write tier"
+ctl_as "$WRITER_UID" "$WRITE_GID" workload del pod-a
+ctl_expect_rc 0 "workload del by a member of socket_write_group"
+grep -Eq "info audit: uid $WRITER_UID pid [1-9][0-9]*: workload.add pod-a: added\$" "$ML_DAEMON_LOG" ||
+  ml_fail "no audit line for the write tier's workload.add in $ML_DAEMON_LOG"
+grep -Eq "info audit: uid $WRITER_UID pid [1-9][0-9]*: workload.del pod-a: deleted\$" "$ML_DAEMON_LOG" ||
+  ml_fail "no audit line for the write tier's workload.del in $ML_DAEMON_LOG"
+# In neither group: the file mode keeps it out.
+ctl_as 65534 65534 status
+ctl_expect_rc 3 "status by a member of neither group"
+
+# SIGHUP: audited too.
+kill -HUP "$ML_DAEMON_PID"
+for _ in $(seq 100); do
+  grep -q "info audit: SIGHUP reload of $ML_CONFIG: applied" "$ML_DAEMON_LOG" && break
+  sleep 0.1
+done
+grep -q "info audit: SIGHUP reload of $ML_CONFIG: applied" "$ML_DAEMON_LOG" ||
+  ml_fail "no audit line for SIGHUP in $ML_DAEMON_LOG"
 ml_pass

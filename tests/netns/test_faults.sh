@@ -33,6 +33,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
 
 rel_setup
+ml_require_test_hooks
 rel_sidecars
 B4=$(mesh_v4 11)
 

@@ -21,6 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
 
 BURST=$(dirname "${BASH_SOURCE[0]}")/conn_burst.py
 rel_setup
+ml_require_test_hooks
 B4=$(mesh_v4 11)
 CONFIG="$ML_WORKDIR/meshlane.toml"
 rel_write_config "$CONFIG"

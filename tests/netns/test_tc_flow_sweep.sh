@@ -19,6 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
 
 HERE=$(dirname "${BASH_SOURCE[0]}")
 rel_setup
+ml_require_test_hooks
 rel_sidecars
 B4=$(mesh_v4 11)
 X4=$(mesh_v4 100)

@@ -20,6 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
 
 PAIR=$(dirname "${BASH_SOURCE[0]}")/same_port_pair.py
 rel_setup
+ml_require_test_hooks
 rel_sidecars
 B4=$(mesh_v4 11)
 X4=$(mesh_v4 100)

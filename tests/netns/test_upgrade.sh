@@ -35,6 +35,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
 
 rel_setup
+ml_require_test_hooks
 CONFIG="$ML_WORKDIR/meshlane.toml"
 rel_write_config "$CONFIG"
 rel_start_timed "$CONFIG"

@@ -13,6 +13,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
 
 rel_setup
+ml_require_test_hooks
 rel_sidecars
 B4=$(mesh_v4 11)
 CONFIG="$ML_WORKDIR/meshlane.toml"

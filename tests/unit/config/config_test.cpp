@@ -25,6 +25,8 @@ void expect_default(const Config& config) {
   EXPECT_EQ(config.daemon.socket, defaults.daemon.socket);
   EXPECT_EQ(config.daemon.socket_mode, defaults.daemon.socket_mode);
   EXPECT_EQ(config.daemon.socket_group, defaults.daemon.socket_group);
+  EXPECT_EQ(config.daemon.socket_read_group, defaults.daemon.socket_read_group);
+  EXPECT_EQ(config.daemon.socket_write_group, defaults.daemon.socket_write_group);
   EXPECT_EQ(config.daemon.state_dir, defaults.daemon.state_dir);
   EXPECT_EQ(config.acceleration.enabled, defaults.acceleration.enabled);
   EXPECT_EQ(config.acceleration.sockhash_max_entries, defaults.acceleration.sockhash_max_entries);
@@ -113,6 +115,41 @@ TEST(ParseConfig, BadSocketGroupIsRejected) {
                        "is not a group name"));
   EXPECT_TRUE(contains(parse_error("[daemon]\nsocket_group = 100\n"),
                        "daemon.socket_group: expected a string, got integer"));
+}
+
+TEST(ParseConfig, SocketReadAndWriteGroups) {
+  const Config defaults;
+  EXPECT_EQ(defaults.daemon.socket_read_group, "");
+  EXPECT_EQ(defaults.daemon.socket_write_group, "");
+  const Config both =
+      parse_ok("[daemon]\nsocket_read_group = \"ml-read\"\nsocket_write_group = \"1234\"\n");
+  EXPECT_EQ(both.daemon.socket_read_group, "ml-read");
+  EXPECT_EQ(both.daemon.socket_write_group, "1234");
+  EXPECT_EQ(both.daemon.socket_group, "");
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket_read_group = \"ops team\"\n"),
+                       "daemon.socket_read_group: \"ops team\" is not a group name or gid"));
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket_write_group = 7\n"),
+                       "daemon.socket_write_group: expected a string, got integer"));
+}
+
+// The old key still works, as the write group (it granted every method), whatever the order.
+TEST(ParseConfig, SocketGroupIsTheDeprecatedNameOfTheWriteGroup) {
+  const Config old = parse_ok("[daemon]\nsocket_group = \"meshlane-ops\"\n");
+  EXPECT_EQ(old.daemon.socket_write_group, "meshlane-ops");
+  EXPECT_EQ(old.daemon.socket_read_group, "");
+  EXPECT_EQ(old.daemon.socket_group, "meshlane-ops");
+  const Config with_readers =
+      parse_ok("[daemon]\nsocket_group = \"ops\"\nsocket_read_group = \"viewers\"\n");
+  EXPECT_EQ(with_readers.daemon.socket_write_group, "ops");
+  EXPECT_EQ(with_readers.daemon.socket_read_group, "viewers");
+  EXPECT_EQ(parse_ok("[daemon]\nsocket_group = \"\"\n").daemon.socket_write_group, "");
+  // Both names at once: which one was meant is unclear, so neither is guessed.
+  EXPECT_EQ(parse_error("[daemon]\nsocket_write_group = \"a\"\nsocket_group = \"b\"\n"),
+            "meshlane.toml:3:16: daemon.socket_group: the old name of daemon.socket_write_group, "
+            "which is set too: keep only socket_write_group (and socket_read_group for "
+            "read-only callers)");
+  EXPECT_TRUE(contains(parse_error("[daemon]\nsocket_group = \"b\"\nsocket_write_group = \"a\"\n"),
+                       "daemon.socket_group: the old name"));
 }
 
 TEST(ParseConfig, RelativeStateDirIsRejected) {
@@ -262,8 +299,8 @@ TEST(ParseConfig, UnknownKeyNamesFileLineColumnAndKey) {
   const std::string message = parse_error("[daemon]\nlog_level = \"info\"\ncolour = \"blue\"\n");
   EXPECT_EQ(message,
             "meshlane.toml:3:1: daemon.colour: unknown key (known keys: bpffs_dir, cgroup, "
-            "log_level, on_missing_feature, socket, socket_mode, socket_group, state_dir, "
-            "allow_host_netns)");
+            "log_level, on_missing_feature, socket, socket_mode, socket_read_group, "
+            "socket_write_group, socket_group, state_dir, allow_host_netns)");
 }
 
 TEST(ParseConfig, AllowHostNetns) {

@@ -128,22 +128,201 @@ TEST(ControlAccess, RootAlwaysGroupMembersWhenConfigured) {
   EXPECT_FALSE(is_allowed(operator_peer(), readers, Access::kWrite));
 }
 
-TEST(ControlAccess, EveryMethodHasAnAccessLevel) {
+// The tiers exactly as config/meshlane.toml and docs/control-protocol.md list them: a method
+// added without a decision here fails this test.
+TEST(ControlAccess, EveryMethodHasTheDocumentedTier) {
+  const std::map<std::string, Access> documented = {
+      {"status", Access::kRead},        {"stats", Access::kRead},
+      {"workload.list", Access::kRead}, {"workload.get", Access::kRead},
+      {"conns", Access::kRead},         {"policy.get", Access::kRead},
+      {"workload.add", Access::kWrite}, {"workload.del", Access::kWrite},
+      {"policy.apply", Access::kWrite}, {"policy.del", Access::kWrite},
+      {"monitor", Access::kWrite},  // it shows every connection of the node
+  };
+  EXPECT_EQ(methods().size(), documented.size());
   for (const MethodInfo& method : methods()) {
-    const bool writes = method.name == "workload.add" || method.name == "workload.del" ||
-                        method.name == "policy.apply" || method.name == "policy.del";
-    EXPECT_EQ(method.access, writes ? Access::kWrite : Access::kRead) << method.name;
+    auto tier = documented.find(std::string(method.name));
+    ASSERT_NE(tier, documented.end()) << method.name << " has no documented tier";
+    EXPECT_EQ(method.access, tier->second) << method.name;
   }
+}
+
+constexpr gid_t kReadGroup = 6000;
+constexpr gid_t kWriteGroup = 6001;
+PeerCredentials reader() { return {5, 1100, 1100, {1100, kReadGroup}}; }
+PeerCredentials writer() { return {6, 1200, kWriteGroup, {1200}}; }  // primary group
+
+TEST(ControlAccess, ReadTierReadsWriteTierDoesEverything) {
+  const AccessPolicy tiers{kWriteGroup, kReadGroup};
+  for (const MethodInfo& method : methods()) {
+    EXPECT_TRUE(is_allowed(root(), tiers, method.access)) << method.name;
+    EXPECT_TRUE(is_allowed(writer(), tiers, method.access)) << method.name;
+    EXPECT_EQ(is_allowed(reader(), tiers, method.access), method.access == Access::kRead)
+        << method.name;
+    EXPECT_FALSE(is_allowed(nobody(), tiers, method.access)) << method.name;
+  }
+  // Only a read group: writes are root's alone.
+  const AccessPolicy readers_only{std::nullopt, kReadGroup};
+  EXPECT_FALSE(is_allowed(writer(), readers_only, Access::kRead));
+  EXPECT_FALSE(is_allowed(reader(), readers_only, Access::kWrite));
+}
+
+TEST(ControlAccess, SocketFileBelongsToTheReadGroupAndTheWriteGroupGetsAnAcl) {
+  ServerOptions options;
+  set_socket_groups(AccessPolicy{kWriteGroup, kReadGroup}, options);
+  EXPECT_EQ(options.group, kReadGroup);
+  EXPECT_EQ(options.acl_group, kWriteGroup);
+
+  set_socket_groups(AccessPolicy{kWriteGroup, std::nullopt}, options);
+  EXPECT_EQ(options.group, kWriteGroup);
+  EXPECT_EQ(options.acl_group, std::nullopt);
+
+  set_socket_groups(AccessPolicy{kWriteGroup, kWriteGroup}, options);
+  EXPECT_EQ(options.group, kWriteGroup);
+  EXPECT_EQ(options.acl_group, std::nullopt);
+
+  set_socket_groups(AccessPolicy{}, options);
+  EXPECT_EQ(options.group, std::nullopt);
+  EXPECT_EQ(options.acl_group, std::nullopt);
+}
+
+TEST(ControlAccess, ResolvesBothKeysAndTheDeprecatedAlias) {
+  DaemonConfig daemon;
+  daemon.socket_read_group = "6000";
+  daemon.socket_write_group = "6001";
+  auto tiers = resolve_access_policy(daemon);
+  ASSERT_TRUE(tiers.ok()) << tiers.error().message();
+  EXPECT_EQ(tiers->read_group, kReadGroup);
+  EXPECT_EQ(tiers->write_group, kWriteGroup);
+  EXPECT_EQ(describe(tiers.value()), "read: gid 6000 and the write group, write: gid 6001");
+
+  EXPECT_EQ(describe(resolve_access_policy(DaemonConfig{}).value()),
+            "read: root only, write: root only");
+
+  daemon.socket_read_group = "no-such-group-meshlane";
+  auto unknown = resolve_access_policy(daemon);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_TRUE(contains(unknown.error().message(), "daemon.socket_read_group: no group named"))
+      << unknown.error().message();
 }
 
 TEST_F(ControlApiTest, NonMemberIsDeniedEvenReadOnly) {
   ControlError denied = error("workload.add", {{"name", "x"}}, nobody());
   EXPECT_EQ(denied.code, ErrorCode::kPermissionDenied);
   EXPECT_EQ(denied.message,
-            "uid 65534 (gid 65534) may not call workload.add: write methods are open to uid 0 or "
-            "members of gid 5000");
+            "uid 65534 (gid 65534) may not call workload.add: a write method, open to uid 0 and "
+            "members of daemon.socket_write_group (gid 5000)");
   EXPECT_EQ(error("status", nlohmann::json::object(), nobody()).code, ErrorCode::kPermissionDenied);
   EXPECT_EQ(registry_.live_count(), 0u);
+}
+
+// A read-tier caller is refused on every write method with the error naming the method, its
+// uid and the setting that grants it, and nothing changes; it may call the read methods.
+TEST_F(ControlApiTest, ReadTierIsRefusedEveryWriteMethodAndChangesNothing) {
+  workloads::WorkloadRegistry registry([](const std::vector<WorkloadConfig>&) { return Status(); },
+                                       [](const std::vector<WorkloadConfig>&) { return Status(); });
+  ASSERT_TRUE(registry.start({}, {}, [](const WorkloadConfig&) { return Status(); }).ok());
+  ControlApi api(backend_, registry, AccessPolicy{kWriteGroup, kReadGroup});
+  const std::map<std::string, nlohmann::json> calls = {
+      {"workload.add",
+       {{"name", "intruder"}, {"netns", "/var/run/netns/x"}, {"ips", {"198.18.0.99"}}}},
+      {"workload.del", {{"name", "conf"}}},
+      {"policy.apply", {{"policies", nlohmann::json::array()}, {"replace", true}}},
+      {"policy.del", {{"name", "p"}}},
+      {"monitor", nlohmann::json::object()},
+  };
+  std::vector<Request> writes;
+  for (const MethodInfo& method : methods()) {
+    Request call{1, std::string(method.name), nlohmann::json::object()};
+    if (method.access == Access::kRead) {
+      if (method.name == "workload.get") {
+        call.params = {{"name", "nope"}};
+      }
+      auto outcome = api.call(reader(), call);
+      EXPECT_TRUE(outcome.ok() || outcome.error().code != ErrorCode::kPermissionDenied)
+          << method.name;
+      continue;
+    }
+    ASSERT_TRUE(calls.count(call.method)) << call.method;
+    call.params = calls.at(call.method);
+    auto outcome = api.call(reader(), call);
+    ASSERT_FALSE(outcome.ok()) << call.method;
+    EXPECT_EQ(outcome.error().code, ErrorCode::kPermissionDenied) << call.method;
+    EXPECT_EQ(outcome.error().message,
+              "uid 1100 (gid 1100) may not call " + call.method +
+                  ": a write method, open to uid 0 and members of daemon.socket_write_group "
+                  "(gid 6001)");
+    writes.push_back(call);
+  }
+  EXPECT_EQ(writes.size(), 5u);
+  EXPECT_EQ(registry.live_count(), 0u);
+  // The write tier gets past the access check on each (whatever the method then says).
+  for (const Request& call : writes) {
+    auto written = api.call(writer(), call);
+    EXPECT_TRUE(written.ok() || written.error().code != ErrorCode::kPermissionDenied)
+        << call.method;
+  }
+  EXPECT_EQ(registry.live_count(), 1u);  // the write tier's workload.add
+}
+
+TEST_F(ControlApiTest, ReadRefusalNamesBothSettings) {
+  ControlApi api(backend_, registry_, AccessPolicy{kWriteGroup, kReadGroup});
+  auto outcome = api.call(nobody(), Request{1, "status", nlohmann::json::object()});
+  ASSERT_FALSE(outcome.ok());
+  EXPECT_EQ(outcome.error().message,
+            "uid 65534 (gid 65534) may not call status: a read method, open to uid 0 and "
+            "members of daemon.socket_write_group (gid 6001) or members of "
+            "daemon.socket_read_group (gid 6000)");
+}
+
+// ---- Audit lines
+// ---------------------------------------------------------------------------------
+
+TEST(ControlAudit, LinesNameCallerObjectAndOutcome) {
+  const PeerCredentials peer{4242, 1200, 1200, {}};
+  EXPECT_EQ(audit_line(peer, Request{1, "workload.add", {{"name", "pod-a"}}},
+                       nlohmann::json{{"name", "pod-a"}, {"outcome", "added"}}),
+            "uid 1200 pid 4242: workload.add pod-a: added");
+  EXPECT_EQ(audit_line(peer, Request{1, "workload.del", {{"name", "pod-a"}}},
+                       ControlError{ErrorCode::kConflict, "pod-a is from the config file"}),
+            "uid 1200 pid 4242: workload.del pod-a: failed, nothing changed: conflict: pod-a is "
+            "from the config file");
+  EXPECT_EQ(audit_line(peer, Request{1, "policy.apply", {{"replace", true}}},
+                       nlohmann::json{{"outcomes", {{"a", "added"}, {"b", "unchanged"}}},
+                                      {"removed", {"old"}}}),
+            "uid 1200 pid 4242: policy.apply: a added, b unchanged (replace); removed [\"old\"]");
+  EXPECT_EQ(audit_line(peer, Request{1, "policy.del", {{"name", "a"}}},
+                       nlohmann::json{{"name", "a"}, {"outcome", "deleted"}, {"removed", {}}}),
+            "uid 1200 pid 4242: policy.del a: deleted");
+  EXPECT_EQ(audit_line(peer, Request{1, "monitor", nlohmann::json::object()},
+                       nlohmann::json{{"subscribed", true}, {"filter", {{"port", 80}}}}),
+            "uid 1200 pid 4242: monitor: subscribed, filter {\"port\":80}");
+}
+
+// ---- The refusal log's rate limit
+// ----------------------------------------------------------------
+
+TEST(RateLimiter, BurstPerWindowThenCountsWhatItHeldBack) {
+  using Clock = RateLimiter::Clock;
+  RateLimiter limiter(3, std::chrono::seconds(1));
+  const Clock::time_point t0{};
+  for (int i = 0; i < 3; ++i) {
+    RateLimiter::Decision decision = limiter.admit(t0 + std::chrono::milliseconds(i));
+    EXPECT_TRUE(decision.log);
+    EXPECT_EQ(decision.suppressed, 0u);
+  }
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_FALSE(limiter.admit(t0 + std::chrono::milliseconds(500 + i)).log);
+  }
+  // A new window: logged again, and told how many were held back.
+  RateLimiter::Decision next = limiter.admit(t0 + std::chrono::milliseconds(1000));
+  EXPECT_TRUE(next.log);
+  EXPECT_EQ(next.suppressed, 10u);
+  RateLimiter::Decision after = limiter.admit(t0 + std::chrono::milliseconds(1001));
+  EXPECT_TRUE(after.log);
+  EXPECT_EQ(after.suppressed, 0u);
+  // Long quiet: a fresh window.
+  EXPECT_TRUE(limiter.admit(t0 + std::chrono::hours(1)).log);
 }
 
 TEST_F(ControlApiTest, GroupMemberMayChangeState) {
