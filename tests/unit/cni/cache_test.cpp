@@ -7,37 +7,15 @@
 
 #include <string>
 
+#include "test_files.hpp"
+
 namespace meshlane::cni {
 namespace {
 
 using nlohmann::json;
 
-// The conflist's bytes in standard base64, as Go's encoding/json writes libcni's []byte config.
-std::string encoded_conflist(const json& conflist) {
-  static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  const std::string bytes = conflist.dump();
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16U) |
-                       (static_cast<unsigned char>(bytes[i + 1]) << 8U) |
-                       static_cast<unsigned char>(bytes[i + 2]);
-    for (int shift = 18; shift >= 0; shift -= 6) {
-      out.push_back(alphabet[(v >> static_cast<unsigned>(shift)) & 63U]);
-    }
-  }
-  if (i < bytes.size()) {
-    unsigned v = static_cast<unsigned char>(bytes[i]) << 16U;
-    if (i + 1 < bytes.size()) {
-      v |= static_cast<unsigned char>(bytes[i + 1]) << 8U;
-    }
-    out.push_back(alphabet[(v >> 18U) & 63U]);
-    out.push_back(alphabet[(v >> 12U) & 63U]);
-    out.push_back(i + 1 < bytes.size() ? alphabet[(v >> 6U) & 63U] : '=');
-    out.push_back('=');
-  }
-  return out;
-}
+// The conflist's bytes as libcni caches them.
+std::string encoded_conflist(const json& conflist) { return test::base64(conflist.dump()); }
 
 const json kConflist = json::parse(R"({"cniVersion":"1.0.0","name":"podnet","plugins":[
   {"type":"bridge","bridge":"cni0"},

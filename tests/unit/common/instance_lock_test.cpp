@@ -13,18 +13,15 @@
 #include <string>
 
 #include "temp_dir.hpp"
+#include "test_files.hpp"
 #include "test_support.hpp"
 
 namespace meshlane {
 namespace {
 
 using test::contains;
+using test::read_text;
 using test::TempDir;
-
-std::string read_text(const std::string& path) {
-  std::ifstream file(path);
-  return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
-}
 
 TEST(CheckPrivateDirectory, RootsOwnDirectoryPasses) {
   TempDir dir;

@@ -12,19 +12,15 @@
 #include <string>
 
 #include "temp_dir.hpp"
+#include "test_files.hpp"
 #include "test_support.hpp"
 
 namespace meshlane {
 namespace {
 
 using test::contains;
+using test::read_text;
 using test::TempDir;
-
-std::string read_text(const std::string& path) {
-  std::ifstream file(path);
-  EXPECT_TRUE(file.good()) << "cannot open " << path;
-  return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
-}
 
 std::string fixture(const std::string& name) {
   return read_text(std::string(MESHLANE_FIXTURE_DIR) + "/mountinfo/" + name);

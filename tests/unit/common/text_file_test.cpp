@@ -13,18 +13,15 @@
 #include <vector>
 
 #include "temp_dir.hpp"
+#include "test_files.hpp"
 #include "test_support.hpp"
 
 namespace meshlane {
 namespace {
 
 using test::contains;
+using test::read_text;
 using test::TempDir;
-
-std::string read_text(const std::string& path) {
-  std::ifstream file(path);
-  return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
-}
 
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 

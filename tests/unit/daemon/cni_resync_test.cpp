@@ -17,36 +17,12 @@
 #include "common/addresses.hpp"
 
 #include "temp_dir.hpp"
+#include "test_files.hpp"
 
 namespace meshlane::daemon {
 namespace {
 
 using nlohmann::json;
-
-std::string base64(const std::string& bytes) {
-  static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16U) |
-                       (static_cast<unsigned char>(bytes[i + 1]) << 8U) |
-                       static_cast<unsigned char>(bytes[i + 2]);
-    for (int shift = 18; shift >= 0; shift -= 6) {
-      out.push_back(alphabet[(v >> static_cast<unsigned>(shift)) & 63U]);
-    }
-  }
-  if (i < bytes.size()) {
-    unsigned v = static_cast<unsigned char>(bytes[i]) << 16U;
-    if (i + 1 < bytes.size()) {
-      v |= static_cast<unsigned char>(bytes[i + 1]) << 8U;
-    }
-    out.push_back(alphabet[(v >> 18U) & 63U]);
-    out.push_back(alphabet[(v >> 12U) & 63U]);
-    out.push_back(i + 1 < bytes.size() ? alphabet[(v >> 6U) & 63U] : '=');
-    out.push_back('=');
-  }
-  return out;
-}
 
 const json kPrimaryOnly = json::parse(R"({"cniVersion":"1.0.0","name":"podnet","plugins":[
   {"type":"bridge","bridge":"cni0"}]})");
@@ -90,7 +66,7 @@ class CniResyncTest : public ::testing::Test {
     const json entry = {
         {"kind", "cniCacheV1"},
         {"containerId", "id-" + pod},
-        {"config", base64(ran_conflist.dump())},
+        {"config", test::base64(ran_conflist.dump())},
         {"ifName", "eth0"},
         {"networkName", "podnet"},
         {"netns", netns},
