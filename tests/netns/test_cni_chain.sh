@@ -169,6 +169,19 @@ assert_not_registered() {
   [[ $WL_RC -eq 2 ]] || ml_fail "workload $1 exists (meshlanectl status $WL_RC), expected none"
 }
 
+# to_b_via_sidecar LABEL POD NS BEFORE AFTER: POD's app (in NS) sends 1 MiB, verified, to B's
+# app on port 8080, and POD's HAProxy sidecar (mesh_start_haproxy ... POD) must log carrying it
+# to that original destination; counters are snapshot into BEFORE and AFTER around it.
+to_b_via_sidecar() {
+  local label=$1 pod=$2 ns=$3 log="$MESH_DIR/$2.log" start
+  start=$(mesh_log_lines "$log")
+  ml_snapshot "$4"
+  mesh_xfer "$label" "$B" "0.0.0.0:8080" "$ns" "$B_V4:8080" --bytes 1M --timeout 30
+  mesh__expect_log "$label" "$log" "$start" "$(mesh__log_re haproxy outbound '[^ ]+' "$B_V4:8080")" \
+    "$pod's sidecar did not carry $pod's connect to $B_V4:8080"
+  ml_snapshot "$5"
+}
+
 # ---- Enrollment -----------------------------------------------------------------------------
 ml_log "VERSION in each spec version"
 for version in 0.4.0 1.0.0 1.1.0; do
@@ -198,13 +211,7 @@ assert_not_registered shop.c
 
 ml_log "A's app -> B: through A's HAProxy sidecar"
 mesh_start_haproxy HA_PID "$A" a 1337 15001 15006 127.0.0.6
-log_a="$MESH_DIR/a.log"
-start=$(mesh_log_lines "$log_a")
-ml_snapshot s0
-mesh_xfer a-to-b "$B" "0.0.0.0:8080" "$A" "$B_V4:8080" --bytes 1M --timeout 30
-mesh__expect_log a-to-b "$log_a" "$start" "$(mesh__log_re haproxy outbound '[^ ]+' "$B_V4:8080")" \
-  "A's sidecar did not carry A's connect to $B_V4:8080"
-ml_snapshot s1
+to_b_via_sidecar a-to-b a "$A" s0 s1
 mesh_assert_rose s0 s1 a-to-b intercepted_outbound
 
 ml_log "B -> C: neither is a workload, nothing intercepted"
@@ -315,13 +322,7 @@ PY
 [[ -n $(mesh_tc_filters "$E") ]] || ml_fail "no tc filter on eth0 of pod e after the restart"
 
 ml_log "e's app -> b: through e's HAProxy sidecar, spliced"
-log_e="$MESH_DIR/e.log"
-start=$(mesh_log_lines "$log_e")
-ml_snapshot r0
-mesh_xfer e-to-b "$B" "0.0.0.0:8080" "$E" "$B_V4:8080" --bytes 1M --timeout 30
-mesh__expect_log e-to-b "$log_e" "$start" "$(mesh__log_re haproxy outbound '[^ ]+' "$B_V4:8080")" \
-  "e's sidecar did not carry e's connect to $B_V4:8080"
-ml_snapshot r1
+to_b_via_sidecar e-to-b e "$E" r0 r1
 mesh_assert_rose r0 r1 e-to-b intercepted_outbound
 mesh_assert_rose r0 r1 e-to-b spliced_app_to_proxy
 # What an operator sees of a pod enrolled from the cache (shown in the test's log).
