@@ -56,8 +56,10 @@ rel_sidecars() {
 # rel_assert_proxied.
 rel_mark_sidecars() {
   REL_MARK_LOG_A=$(mesh_log_lines "$REL_LOG_A")
-  REL_MARK_OUT_A=$(mesh_haproxy_sessions hap-a outbound)
-  REL_MARK_IN_B=$(mesh_haproxy_sessions hap-b inbound)
+  local -A now=()
+  mesh_haproxy_sessions_of now hap-a hap-b
+  REL_MARK_OUT_A=${now[hap-a-outbound]}
+  REL_MARK_IN_B=${now[hap-b-inbound]}
 }
 
 # rel_assert_proxied LABEL CONNS DEST: since rel_mark_sidecars, A's outbound and B's inbound
@@ -67,10 +69,12 @@ rel_mark_sidecars() {
 # (ML_WAIT_S at most) for a first line to DEST.
 rel_assert_proxied() {
   local label=$1 conns=$2 dest=$3 out_a in_b logged re
+  local -A now=()
   re="^outbound [^ ]+ [^ ]+ $(mesh_re "$dest")\$"
   mesh_wait_log "$REL_LOG_A" "$REL_MARK_LOG_A" "$re" || true
-  out_a=$(($(mesh_haproxy_sessions hap-a outbound) - REL_MARK_OUT_A))
-  in_b=$(($(mesh_haproxy_sessions hap-b inbound) - REL_MARK_IN_B))
+  mesh_haproxy_sessions_of now hap-a hap-b
+  out_a=$((now[hap-a-outbound] - REL_MARK_OUT_A))
+  in_b=$((now[hap-b-inbound] - REL_MARK_IN_B))
   logged=$(mesh_log_since "$REL_LOG_A" "$REL_MARK_LOG_A" | grep -cE "$re" || true)
   ml_log "$label: $conns connections; sessions of A's outbound sidecar +$out_a, of B's inbound" \
     "sidecar +$in_b; A's sidecar logged $logged to $dest"

@@ -187,16 +187,17 @@ wl_snapshot() {
 # sessions every sidecar frontend has accepted (SESS_N[a-outbound] ...).
 declare -A SESS_0 SESS_1
 snap() {
-  local n=$1 p fe
+  local n=$1 p fe labels=()
+  local -A now=()
+  local -n sessions="SESS_$n"
   ml_snapshot "s$n"
   for p in a b c; do wl_snapshot "s${n}_$p" "pod-$p"; done
+  for p in $SIDECARS; do labels+=("hap-$p"); done
+  mesh_haproxy_sessions_of now "${labels[@]}"
   for p in $SIDECARS; do
     for fe in outbound inbound; do
-      if [[ $n == 0 ]]; then
-        SESS_0[$p-$fe]=$(mesh_haproxy_sessions "hap-$p" "$fe")
-      else
-        SESS_1[$p-$fe]=$(mesh_haproxy_sessions "hap-$p" "$fe")
-      fi
+      [[ -n ${now[hap-$p-$fe]+set} ]] || ml_fail "HAProxy $p has no $fe frontend"
+      sessions[$p-$fe]=${now[hap-$p-$fe]}
     done
   done
 }

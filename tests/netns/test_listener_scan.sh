@@ -72,9 +72,9 @@ assert_start_scan() {
 # through_mesh LABEL PORT SERVER_PID: A's app -> B:PORT through both sidecars with the app server
 # started in step 1; checks every byte and that both sidecars carried it.
 through_mesh() {
-  local label=$1 port=$2 server=$3 out_a in_b
-  out_a=$(mesh_haproxy_sessions hap-a outbound)
-  in_b=$(mesh_haproxy_sessions hap-b inbound)
+  local label=$1 port=$2 server=$3
+  local -A before=() after=()
+  mesh_haproxy_sessions_of before hap-a hap-b
   ml_snapshot "${label}0"
   ml_xfer_client "$ML_CG" "$REL_A" "app$port" --connect "$B4:$port" --nonblocking \
     --bytes "$BYTES" --timeout 120
@@ -82,8 +82,9 @@ through_mesh() {
   ml_xfer_check "app$port" "$ML__CLIENT_RC" "$ML__SERVER_RC"
   ml_snapshot "${label}1"
   ml_show_delta "${label}0" "${label}1"
-  (($(mesh_haproxy_sessions hap-a outbound) > out_a)) || ml_fail "$label: A's outbound sidecar did not carry the connection"
-  (($(mesh_haproxy_sessions hap-b inbound) > in_b)) || ml_fail "$label: B's inbound sidecar did not carry the connection"
+  mesh_haproxy_sessions_of after hap-a hap-b
+  ((after[hap-a-outbound] > before[hap-a-outbound])) || ml_fail "$label: A's outbound sidecar did not carry the connection"
+  ((after[hap-b-inbound] > before[hap-b-inbound])) || ml_fail "$label: B's inbound sidecar did not carry the connection"
 }
 
 # hops LABEL APP_PROXY PROXY_PROXY PROXY_APP: the spliced hop counters' rise since through_mesh.
