@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of tests/fuzz with clang (ASan + UBSan) into build-fuzz/ and runs
-# each one for a bounded time, starting from its checked-in seed corpus. Exits non-zero as soon
-# as a target crashes, leaks, trips a sanitizer or breaks one of its invariants; the input that
+# each one for a bounded time, starting from its checked-in seed corpus. Exits non-zero when
+# a target crashes, leaks, trips a sanitizer or breaks one of its invariants; the input that
 # did it is saved as build-fuzz/artifacts/<target>-crash-<sha1> (replay it with
 # `build/bin/<target>_replay FILE`, or the fuzz binary itself with the file as argument).
 #
@@ -11,6 +11,7 @@
 #                 everything there is compiled with ASan and UBSan, so this is the sanitizer run
 #                 of the unit tests (scripts/test.sh uses it: one clang build serves both)
 #   --build-only  configure and build, run nothing
+#   FUZZ_JOBS     targets fuzzed at the same time (default: the number of CPUs)
 # New inputs found go to build-fuzz/corpus/<target>/, never into the checked-in seed corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,19 +51,49 @@ fi
 [[ $seconds != 0 ]] || exit 0
 
 mkdir -p build-fuzz/artifacts
-for target in "${targets[@]}"; do
-  work=build-fuzz/corpus/$target
+# fuzz_one TARGET: one target for $seconds; its libFuzzer log in build-fuzz/TARGET.log.
+fuzz_one() {
+  local target=$1 work=build-fuzz/corpus/$1
   mkdir -p "$work"
-  echo "fuzz.sh: $target for ${seconds}s"
   # -max_len: room for a request line over the fuzz target's 4 KiB frame limit.
-  if ! build-fuzz/bin/"$target" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
+  build-fuzz/bin/"$target" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
     -max_len=8192 -dict=tests/fuzz/"$target".dict -artifact_prefix=build-fuzz/artifacts/"$target"- \
-    -print_final_stats=1 "$work" tests/fuzz/corpus/"$target" 2>build-fuzz/"$target".log; then
+    -print_final_stats=1 "$work" tests/fuzz/corpus/"$target" 2>build-fuzz/"$target".log
+}
+# One target per CPU at a time (FUZZ_JOBS): each is single-threaded, so on a 2-CPU machine two
+# at once halve the wall time and fuzz each as long.
+jobs=${FUZZ_JOBS:-$(nproc)}
+declare -A running=()
+failed=""
+# reap: waits for the first of the running targets to end and reports it.
+reap() {
+  local pid target
+  wait -n -p pid "${!running[@]}" || {
+    target=${running[$pid]}
     tail -n 60 build-fuzz/"$target".log >&2
     echo "fuzz.sh: $target FAILED; reproducer in build-fuzz/artifacts/ (log: build-fuzz/$target.log)" >&2
-    exit 1
-  fi
+    failed+=" $target"
+  }
+  target=${running[$pid]}
+  unset "running[$pid]"
   grep -E '^stat::(number_of_executed_units|new_units_added|peak_rss_mb)' build-fuzz/"$target".log |
-    sed "s/^/fuzz.sh: $target /"
+    sed "s/^/fuzz.sh: $target /" || true
+}
+stop_fuzzers() {
+  local pid
+  for pid in "${!running[@]}"; do kill "$pid" 2>/dev/null || true; done
+}
+trap stop_fuzzers EXIT
+for target in "${targets[@]}"; do
+  while ((${#running[@]} >= jobs)); do reap; done
+  echo "fuzz.sh: $target for ${seconds}s"
+  fuzz_one "$target" &
+  running[$!]=$target
 done
+while ((${#running[@]} > 0)); do reap; done
+trap - EXIT
+if [[ -n $failed ]]; then
+  echo "fuzz.sh: failed:$failed" >&2
+  exit 1
+fi
 echo "fuzz.sh: every target ran ${seconds}s without a finding"
