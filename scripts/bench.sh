@@ -493,6 +493,20 @@ progress() {  # progress TEXT: one line per cell, with the ETA
   printf '%s [%3d/%d, ETA %5s] %s\n' "$(bench_ts)" "$done_cells" "$total" "$eta" "$*" >&2
 }
 
+# One report.py for every cell's progress line (summarize-lines), not one Python start per cell.
+coproc SUMMARIZER { exec python3 "$REPO/scripts/bench/report.py" summarize-lines; }
+summarizer_pid=$SUMMARIZER_PID
+# summarize PREFIX: the progress line's figures for one cell.
+summarize() {
+  local line
+  if [[ -n ${SUMMARIZER[1]:-} ]] && printf '%s\n' "$1" >&"${SUMMARIZER[1]}" &&
+    IFS= read -r line <&"${SUMMARIZER[0]}"; then
+    printf '%s' "$line"
+  else
+    python3 "$REPO/scripts/bench/report.py" summarize "$1"
+  fi
+}
+
 for ((r = 1; r <= rounds; r++)); do
   for ((k = 0; k < nmodes; k++)); do
     mode=${mode_list[$(((k + r - 1) % nmodes))]}
@@ -502,11 +516,16 @@ for ((r = 1; r <= rounds; r++)); do
     for cell in $cells; do
       run_cell "$r" "$mode" "$cell"
       done_cells=$((done_cells + 1))
-      progress "round $r/$rounds mode $mode $cell: $(python3 "$REPO/scripts/bench/report.py" summarize "$RAW/r$r-$mode-$cell")"
+      progress "round $r/$rounds mode $mode $cell: $(summarize "$RAW/r$r-$mode-$cell")"
     done
     teardown_mode "$r" "$mode"
   done
 done
+if [[ -n ${SUMMARIZER[1]:-} ]]; then
+  summarizer_fd=${SUMMARIZER[1]}
+  exec {summarizer_fd}>&- # end of its input: it exits
+fi
+wait "$summarizer_pid" 2>/dev/null || true
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$out_dir/meta.txt"
 
 # Policy switch: how soon after `policy apply` returns the kernel enforces a 1,000-rule policy

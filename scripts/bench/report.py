@@ -2,6 +2,9 @@
 """Turns the raw output of scripts/bench.sh into results.json, results.md and chart.png.
 
   report.py summarize RAW_PREFIX   one line about one cell (the progress line of bench.sh)
+  report.py summarize-lines        the same for each RAW_PREFIX read from stdin, one per line
+                                   (bench.sh keeps one running: a Python start per cell cost
+                                   more than a quick cell itself on a loaded machine)
   report.py build OUT_DIR          OUT_DIR/raw/* -> OUT_DIR/results.{json,md}, chart.png
 
 Over 600 lines on purpose: one parser per tool's output, the sanity checks per mode and the
@@ -903,7 +906,19 @@ plot %s, \\
               file=sys.stderr)
 
 
+def summarize_lines():
+    for line in sys.stdin:
+        try:
+            summarize(line.rstrip("\n"))
+        except Exception as e:  # one bad cell must not end the progress lines of the others
+            print("no summary (%s: %s)" % (type(e).__name__, e))
+        sys.stdout.flush()
+
+
 def main():
+    if len(sys.argv) == 2 and sys.argv[1] == "summarize-lines":
+        summarize_lines()
+        return 0
     if len(sys.argv) != 3 or sys.argv[1] not in ("summarize", "build"):
         print(__doc__, file=sys.stderr)
         return 2
