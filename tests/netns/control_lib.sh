@@ -32,6 +32,34 @@ ctl_setup() {
   chmod 711 "$ML_WORKDIR"
   CTL_SOCKET="$ML_WORKDIR/run/meshlane.sock"
   CTL_STATE_DIR="$ML_WORKDIR/state"
+  ctl__start_evaluator
+}
+
+# One Python process evaluates every ctl_json expression: a Python start costs more than most
+# test steps on a loaded 2-CPU machine, and the tests evaluate dozens of expressions. Request:
+# "BYTES_JSON BYTES_EXPR\n" then both texts; reply: "STATUS LINES\n" then LINES lines (STATUS 0:
+# the value, 1: the error). It ends when the test's shell closes its input (at exit).
+CTL__EVALUATOR_CODE='
+import json, sys
+inp, out = sys.stdin.buffer, sys.stdout
+while True:
+    header = inp.readline()
+    if not header:
+        break
+    n_json, n_expr = (int(x) for x in header.split())
+    text, expr = inp.read(n_json).decode(), inp.read(n_expr).decode()
+    try:
+        v = eval(expr, {"j": json.loads(text), "len": len, "all": all, "any": any})
+        status, result = 0, v if isinstance(v, str) else json.dumps(v)
+    except Exception as e:
+        status, result = 1, "%s: %s" % (type(e).__name__, e)
+    lines = result.split("\n")
+    out.write("%d %d\n%s\n" % (status, len(lines), "\n".join(lines)))
+    out.flush()
+'
+ctl__start_evaluator() {
+  [[ -z ${CTL_EVAL_PID:-} ]] || return 0
+  coproc CTL_EVAL { exec "$PYTHON" -c "$CTL__EVALUATOR_CODE"; }
 }
 
 # ctl_daemon_start [DAEMON_LINE...]: like lib.sh's ml_daemon_start, with a [daemon] table that
@@ -101,6 +129,20 @@ ctl_expect_rc() {
 # ctl_json JSON EXPR: prints the value of the Python expression EXPR over the parsed JSON `j`,
 # e.g. ctl_json "$CTL_OUT" 'j["workloads"]["total"]'. Strings print bare, the rest as JSON.
 ctl_json() {
+  local status lines line result=""
+  if [[ -n ${CTL_EVAL[1]:-} ]]; then
+    local LC_ALL=C # ${#...} in bytes, as the evaluator reads them
+    if printf '%s %s\n%s%s' "${#1}" "${#2}" "$1" "$2" >&"${CTL_EVAL[1]}" 2>/dev/null &&
+      read -r status lines <&"${CTL_EVAL[0]}"; then
+      while ((lines-- > 0)); do
+        IFS= read -r line <&"${CTL_EVAL[0]}" || ml_fail "the JSON evaluator stopped mid-reply"
+        result+=${result:+$'\n'}$line
+      done
+      [[ $status == 0 ]] || ml_fail "cannot evaluate $2 over: $1 ($result)"
+      printf '%s\n' "$result"
+      return 0
+    fi
+  fi
   "$PYTHON" - "$1" "$2" <<'EOF' || ml_fail "cannot evaluate $2 over: $1"
 import json, sys
 j = json.loads(sys.argv[1])
