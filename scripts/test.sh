@@ -12,9 +12,18 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
+# phase NAME: how long the phase that just ended took (the run's profile, at a glance in CI logs).
+phase_start=$SECONDS
+phase() {
+  echo "test.sh: $1 took $((SECONDS - phase_start)) s (total $SECONDS s)"
+  phase_start=$SECONDS
+}
+
 scripts/deps.sh
+phase "installing dependencies"
 # With the MESHLANE_TEST_* knobs several integration tests need (docs/security.md, "Test knobs").
 MESHLANE_TEST_HOOKS=ON scripts/build.sh
+phase "the build"
 
 # The sanitized clang build (build-fuzz/, for the ASan+UBSan unit tests and the fuzz targets)
 # compiles while the tests below run, at idle priority: SCHED_IDLE gets only CPU time the tests
@@ -33,6 +42,7 @@ trap stop_sanitized_build EXIT
 # are isolated from each other, but two at once on a 2-CPU machine doubled the longest ones'
 # time (test_fast_path went past its 600 s limit), so they would gain little and risk much.
 (cd build && ctest --output-on-failure --timeout 900 -j2 "$@")
+phase "ctest (unit, deploy and integration tests)"
 
 echo "test.sh: waiting for the sanitized build (build-fuzz/)"
 if ! wait "$sanitized_build"; then
@@ -41,7 +51,9 @@ if ! wait "$sanitized_build"; then
   exit 1
 fi
 tail -n 1 "$sanitized_log"
+phase "waiting for the sanitized build"
 
 # The unit tests again under ASan and UBSan, then the parsers under libFuzzer for a bounded time
 # (a crash or broken invariant fails the run).
 scripts/fuzz.sh --unit-tests "${FUZZ_SECONDS:-20}"
+phase "the sanitized unit tests and fuzzing"
