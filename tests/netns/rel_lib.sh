@@ -177,12 +177,14 @@ rel_counter() { ml_json_int "$(ml_stats_json)" "$1"; }
 
 # rel_link_progs: "pin prog_id link_id" for every pinned link of the datapath, sorted.
 rel_link_progs() {
-  local pin
+  local pin json prog link
   for pin in "$ML_BPFFS_DIR"/links/*; do
     [[ -e $pin ]] || continue
-    "$BPFTOOL" -j link show pinned "$pin" |
-      python3 -c 'import json,sys; l=json.load(sys.stdin); print(sys.argv[1], l["prog_id"], l["id"])' \
-        "$(basename "$pin")"
+    json=$("$BPFTOOL" -j link show pinned "$pin") || ml_fail "bpftool cannot show the link pinned at $pin"
+    # The fields of one flat object, read without a Python start per link.
+    prog=$(ml_json_int "$json" prog_id) || exit 1
+    link=$(ml_json_int "$json" id) || exit 1
+    echo "${pin##*/} $prog $link"
   done | sort
 }
 
