@@ -58,7 +58,7 @@ fuzz_one() {
   # -max_len: room for a request line over the fuzz target's 4 KiB frame limit.
   build-fuzz/bin/"$target" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
     -max_len=8192 -dict=tests/fuzz/"$target".dict -artifact_prefix=build-fuzz/artifacts/"$target"- \
-    -print_final_stats=1 "$work" tests/fuzz/corpus/"$target" 2>build-fuzz/"$target".log
+    -print_final_stats=1 "$work" tests/fuzz/corpus/"$target" >build-fuzz/"$target".log 2>&1
 }
 # One target per CPU at a time (FUZZ_JOBS): each is single-threaded, so on a 2-CPU machine two
 # at once halve the wall time and fuzz each as long.

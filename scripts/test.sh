@@ -21,6 +21,9 @@ phase() {
 
 scripts/deps.sh
 phase "installing dependencies"
+# What deps.sh installed, before anything else in PATH (a pyenv python3 shim, say): the tests
+# start Python hundreds of times, and a shim makes each start seconds long on a busy machine.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 # With the MESHLANE_TEST_* knobs several integration tests need (docs/security.md, "Test knobs").
 MESHLANE_TEST_HOOKS=ON scripts/build.sh
 phase "the build"
