@@ -115,12 +115,28 @@ std::string listener_scan_text(const json& scan) {
   return line + "; " + text(scan.value("scans", json())) + " scan(s)";
 }
 
-void print_status(const json& r) {
-  std::size_t found = 0;
-  const json features = r.value("kernel_features", json::array());
-  for (const json& feature : features) {
-    found += feature.value("present", false) ? 1 : 0;
+// "splicing on, interception on", and why when a part is off.
+std::string datapath_text(const json& r) {
+  const bool splicing = r.value("splicing", true);
+  const bool interception = r.value("interception", true);
+  std::string line = std::string("splicing ") + (splicing ? "on" : "off") + ", interception " +
+                     (interception ? "on" : "off");
+  if (!splicing || !interception) {
+    line += " (degraded: the kernel lacks a feature, see KERNEL FEATURE)";
   }
+  return line;
+}
+
+void print_status(const json& r) {
+  const auto count_present = [](const json& features) {
+    std::size_t found = 0;
+    for (const json& feature : features) {
+      found += feature.value("present", false) ? 1 : 0;
+    }
+    return found;
+  };
+  const json features = r.value("kernel_features", json::array());
+  const json optional_features = r.value("optional_kernel_features", json::array());
   const json acceleration = r.value("acceleration", json::object());
   const json workloads = r.value("workloads", json::object());
   Table summary({"version", text(r.value("version", json())) + " (protocol " +
@@ -128,8 +144,17 @@ void print_status(const json& r) {
                                 text(r.value("pid", json()))});
   summary.add({"uptime", duration_text(r.value("uptime_seconds", std::int64_t{0})) + " (since " +
                              text(r.value("started_at", json())) + ")"});
-  summary.add({"kernel", text(r.value("kernel_release", json())) + ", " + std::to_string(found) +
-                             " of " + std::to_string(features.size()) + " features found"});
+  std::string kernel_line = text(r.value("kernel_release", json())) + ", " +
+                            std::to_string(count_present(features)) + " of " +
+                            std::to_string(features.size()) + " features found";
+  if (!optional_features.empty()) {
+    kernel_line += ", " + std::to_string(count_present(optional_features)) + " of " +
+                   std::to_string(optional_features.size()) + " optional ones on";
+  }
+  summary.add({"kernel", kernel_line});
+  if (r.contains("splicing") || r.contains("interception")) {
+    summary.add({"datapath", datapath_text(r)});
+  }
   summary.add({"cgroup", text(r.value("cgroup", json()))});
   summary.add({"bpffs_dir", text(r.value("bpffs_dir", json())) +
                                 (r.value("maps_adopted", false) ? " (maps adopted)" : "")});
@@ -158,6 +183,18 @@ void print_status(const json& r) {
                 text(feature.value("needed_for", json()))});
   }
   std::cout << kernel.str();
+  if (optional_features.empty()) {
+    return;
+  }
+  // What an optional feature that is off costs, on its own row: it never degrades the daemon.
+  Table optional({"OPTIONAL KERNEL FEATURE", "ON", "FOR", "WHEN OFF"});
+  for (const json& feature : optional_features) {
+    const bool on = feature.value("present", false);
+    optional.add({text(feature.value("name", json())), on ? "yes" : "no",
+                  text(feature.value("needed_for", json())),
+                  on ? "-" : text(feature.value("when_absent", json()))});
+  }
+  std::cout << '\n' << optional.str();
 }
 
 void print_stats(const json& r) {
