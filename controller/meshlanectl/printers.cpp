@@ -277,14 +277,41 @@ std::string health_state(const json& entry) {
   return health.is_object() ? text(health.value("state", json())) : "-";
 }
 
+// {"app":"reviews","version":"v1"} -> "app=reviews, version=v1"; none -> "-".
+std::string labels_text(const json& labels) {
+  if (!labels.is_object() || labels.empty()) {
+    return "-";
+  }
+  std::string joined;
+  for (const auto& [key, value] : labels.items()) {
+    joined += (joined.empty() ? "" : ", ") + key + "=" + text(value);
+  }
+  return joined;
+}
+
+// A workload's own splicing setting: "yes", "no", or "yes, not 6379, 5432" with excepted ports.
+std::string acceleration_text(const json& spec) {
+  const json enabled = spec.value("acceleration", json());
+  if (!enabled.is_boolean()) {
+    return "-";  // a daemon that reports no such key
+  }
+  const json excepted = spec.value("exclude_acceleration_ports", json::array());
+  if (!enabled.get<bool>() || !excepted.is_array() || excepted.empty()) {
+    return text(enabled);
+  }
+  return "yes, not " + text(excepted);
+}
+
 void print_workload_list(const json& r) {
-  Table table({"NAME", "SOURCE", "STATE", "MESH", "FAST PATH", "NETNS", "IPS"});
+  Table table(
+      {"NAME", "SOURCE", "STATE", "MESH", "FAST PATH", "ACCELERATION", "NETNS", "IPS", "LABELS"});
   for (const json& entry : r.value("workloads", json::array())) {
     const json spec = entry.value("spec", json::object());
     table.add({text(entry.value("name", json())), text(entry.value("source", json())),
                health_state(entry), text(spec.value("mesh", json())),
-               text(spec.value("fast_path", json())), text(spec.value("netns", json())),
-               text(spec.value("ips", json()))});
+               text(spec.value("fast_path", json())), acceleration_text(spec),
+               text(spec.value("netns", json())), text(spec.value("ips", json())),
+               labels_text(spec.value("labels", json()))});
   }
   std::cout << table.str();
   const json draining = r.value("draining", json::array());
@@ -327,14 +354,18 @@ constexpr const char* kSpecKeys[] = {"name",
                                      "exclude_inbound_cidrs",
                                      "node_proxy",
                                      "interface",
+                                     "acceleration",
+                                     "exclude_acceleration_ports",
                                      "fast_path",
-                                     "fast_path_exclude_ports"};
+                                     "fast_path_exclude_ports",
+                                     "labels"};
 
 void print_workload(const json& r) {
   const json spec = r.value("spec", json::object());
   Table table({"source", text(r.value("source", json()))});
   for (const char* key : kSpecKeys) {
-    table.add({key, text(spec.value(key, json()))});
+    const json value = spec.value(key, json());
+    table.add({key, value.is_object() ? labels_text(value) : text(value)});
   }
   const json health = r.value("health", json());
   if (health.is_object()) {

@@ -92,5 +92,68 @@ TEST(PrintStatus, OmitsWhatAnOlderDaemonDoesNotReport) {
   EXPECT_EQ(out.find("datapath"), std::string::npos) << out;
 }
 
+json workload_spec() {
+  return json::parse(R"json({
+    "name": "reviews-v1", "netns": "/var/run/netns/reviews-v1", "ips": ["198.18.0.10"],
+    "mesh": "istio", "proxy_uid": 1337, "proxy_gid": 1337, "outbound_port": 15001,
+    "inbound_port": 15006, "inbound_passthrough_sources": ["127.0.0.6", "::6"],
+    "include_outbound_ports": [], "exclude_outbound_ports": [], "include_inbound_ports": [],
+    "exclude_inbound_ports": [15008], "include_outbound_cidrs": [],
+    "exclude_outbound_cidrs": [], "exclude_inbound_cidrs": [], "interface": "eth0",
+    "labels": {"app": "reviews", "version": "v1"}, "acceleration": true,
+    "exclude_acceleration_ports": [6379, 5432], "fast_path": false,
+    "fast_path_exclude_ports": []})json");
+}
+
+TEST(PrintWorkload, ShowsLabelsAndAccelerationKeys) {
+  const json result = {{"name", "reviews-v1"}, {"source", "live"}, {"spec", workload_spec()}};
+  const std::string out = printed(print_workload, result);
+  EXPECT_TRUE(has_line(out, R"(labels +app=reviews, version=v1)")) << out;
+  EXPECT_TRUE(has_line(out, R"(acceleration +yes)")) << out;
+  EXPECT_TRUE(has_line(out, R"(exclude_acceleration_ports +6379, 5432)")) << out;
+  EXPECT_TRUE(has_line(out, R"(fast_path_exclude_ports +-)")) << out;
+}
+
+TEST(PrintWorkload, NoLabelsIsADash) {
+  json spec = workload_spec();
+  spec["labels"] = json::object();
+  spec["acceleration"] = false;
+  const std::string out =
+      printed(print_workload, {{"name", "reviews-v1"}, {"source", "live"}, {"spec", spec}});
+  EXPECT_TRUE(has_line(out, R"(labels +-)")) << out;
+  EXPECT_TRUE(has_line(out, R"(acceleration +no)")) << out;
+}
+
+TEST(PrintWorkloadList, HasAccelerationAndLabelsColumns) {
+  json quiet = workload_spec();
+  quiet["name"] = "quiet";
+  quiet["netns"] = "/var/run/netns/quiet";
+  quiet["labels"] = json::object();
+  quiet["acceleration"] = false;
+  quiet["exclude_acceleration_ports"] = json::array();
+  const json result = {{"total", 2},
+                       {"draining", json::array()},
+                       {"workloads",
+                        {{{"name", "reviews-v1"},
+                          {"source", "live"},
+                          {"health", {{"state", "applied"}}},
+                          {"spec", workload_spec()}},
+                         {{"name", "quiet"},
+                          {"source", "config"},
+                          {"health", {{"state", "applied"}}},
+                          {"spec", quiet}}}}};
+  const std::string out = printed(print_workload_list, result);
+  EXPECT_TRUE(
+      has_line(out, R"(NAME +SOURCE +STATE +MESH +FAST PATH +ACCELERATION +NETNS +IPS +LABELS)"))
+      << out;
+  EXPECT_TRUE(has_line(out,
+                       R"(reviews-v1 +live +applied +istio +no +yes, not 6379, 5432 +)"
+                       R"(/var/run/netns/reviews-v1 +198\.18\.0\.10 +app=reviews, version=v1)"))
+      << out;
+  EXPECT_TRUE(has_line(out, R"(quiet +config +applied +istio +no +no +/var/run/netns/quiet +)"
+                            R"(198\.18\.0\.10 +-)"))
+      << out;
+}
+
 }  // namespace
 }  // namespace meshlane::cli
