@@ -20,10 +20,21 @@ std::string utc_time(std::time_t when) {
 }
 
 nlohmann::json DaemonBackend::status() {
+  // Required features (a missing one refuses or degrades) apart from optional ones (one that is
+  // off only turns a refinement off): "N of M found" counts the required ones only.
   nlohmann::json features = nlohmann::json::array();
+  nlohmann::json optional_features = nlohmann::json::array();
   for (const auto& feature : features_) {
-    features.push_back(
-        {{"name", feature.name}, {"needed_for", feature.needed_for}, {"present", feature.present}});
+    if (feature.optional) {
+      optional_features.push_back({{"name", feature.name},
+                                   {"needed_for", feature.needed_for},
+                                   {"present", feature.present},
+                                   {"when_absent", feature.when_absent}});
+    } else {
+      features.push_back({{"name", feature.name},
+                          {"needed_for", feature.needed_for},
+                          {"present", feature.present}});
+    }
   }
   nlohmann::json attachments = nlohmann::json::array();
   for (const auto& attachment : datapath_.attachments()) {
@@ -46,6 +57,7 @@ nlohmann::json DaemonBackend::status() {
       {"uptime_seconds", uptime.count()},
       {"kernel_release", host.release},
       {"kernel_features", features},
+      {"optional_kernel_features", optional_features},
       {"attachments", attachments},
       {"bpffs_dir", config_.daemon.bpffs_dir},
       {"maps_adopted", datapath_.maps_adopted()},
@@ -53,6 +65,8 @@ nlohmann::json DaemonBackend::status() {
       {"splicing", datapath_.support().splicing},
       {"interception", datapath_.support().interception},
       {"policies_enforced", datapath_.support().interception},
+      // What daemon.on_missing_feature = "degrade" turned off; never an optional feature.
+      {"degraded", !datapath_.support().splicing || !datapath_.support().interception},
       {"cgroup", cgroup_path_},
       {"acceleration",
        {{"enabled", config_.acceleration.enabled},

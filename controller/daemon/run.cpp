@@ -393,6 +393,18 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
                  support->splicing ? "" : "splicing is off; ",
                  support->interception ? "" : "interception is off; ");
   }
+  // Optional features never refuse nor degrade: each off one only turns a refinement off.
+  for (meshlane::KernelFeature& feature : meshlane::probe_optional_features(test_hooks)) {
+    if (!feature.present) {
+      // A warning where the operator asked for what is now off, information otherwise.
+      const bool asked_for = feature.needed_for == meshlane::kForBackPressure &&
+                             config.acceleration.max_unread_bytes > 0;
+      spdlog::log(asked_for ? spdlog::level::warn : spdlog::level::info,
+                  "optional kernel feature off: {} (for {}): {}", feature.name, feature.needed_for,
+                  feature.when_absent);
+    }
+    features.push_back(std::move(feature));
+  }
   auto access = meshlane::control::resolve_access_policy(config.daemon);
   if (!access) {
     spdlog::error("{}", access.error().message());

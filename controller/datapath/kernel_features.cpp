@@ -1,6 +1,10 @@
 #include "datapath/kernel_features.hpp"
 
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
+
+#include <memory>
+#include <string>
 
 namespace meshlane {
 
@@ -21,6 +25,36 @@ KernelFeature helper(bpf_prog_type type, bpf_func_id id, const char* name, const
           libbpf_probe_bpf_helper(type, id, nullptr) == 1};
 }
 
+// The running kernel's BTF, freed with the owner; nullptr when the kernel has none (then every
+// optional feature reads as absent, which is what libbpf's weak kfuncs would resolve to).
+using BtfOwner = std::unique_ptr<btf, decltype(&btf__free)>;
+BtfOwner load_kernel_btf() {
+  return {btf__load_vmlinux_btf(), &btf__free};  // libbpf 1.x: NULL on error
+}
+
+bool has_kfunc(const btf* kernel, const char* name) {
+  return kernel != nullptr && btf__find_by_name_kind(kernel, name, BTF_KIND_FUNC) >= 0;
+}
+
+bool has_struct_member(const btf* kernel, const char* struct_name, const char* member_name) {
+  if (kernel == nullptr) {
+    return false;
+  }
+  const __s32 id = btf__find_by_name_kind(kernel, struct_name, BTF_KIND_STRUCT);
+  if (id < 0) {
+    return false;
+  }
+  const btf_type* type = btf__type_by_id(kernel, static_cast<__u32>(id));
+  const btf_member* member = btf_members(type);
+  for (__u16 i = 0; i < btf_vlen(type); ++i, ++member) {
+    const char* name = btf__name_by_offset(kernel, member->name_off);
+    if (name != nullptr && std::string(name) == member_name) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // MESHLANE_TEST_MISSING_FEATURES (tests only): features to report as absent.
 void apply_test_pretence(std::vector<KernelFeature>& features,
                          const std::vector<std::string>& pretend_missing) {
@@ -37,7 +71,7 @@ void apply_test_pretence(std::vector<KernelFeature>& features,
 std::string describe_missing(const std::vector<KernelFeature>& features, const char* area) {
   std::string missing;
   for (const auto& feature : features) {
-    if (!feature.present && (area == nullptr || feature.needed_for == area)) {
+    if (!feature.present && !feature.optional && (area == nullptr || feature.needed_for == area)) {
       missing +=
           (missing.empty() ? "" : ", ") + feature.name + " (for " + feature.needed_for +
           (feature.pretended_absent ? "; pretended absent by MESHLANE_TEST_MISSING_FEATURES" : "") +
@@ -82,6 +116,30 @@ std::vector<KernelFeature> probe_interception_features() {
       helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_sk_storage_get,
              "bpf_sk_storage_get in cgroup_sock_addr", kForInterception),
   };
+}
+
+std::vector<KernelFeature> probe_optional_features(const TestHooks& hooks) {
+  const BtfOwner kernel = load_kernel_btf();
+  // The same lookups libbpf makes when it resolves the programs' __weak __ksym externs: a kfunc
+  // absent from the BTF is left NULL and the program takes its fallback path.
+  KernelFeature back_pressure{
+      "kfuncs bpf_cast_to_kern_ctx, bpf_rdonly_cast and sk_psock.msg_tot_len (kernel >= 6.2)",
+      kForBackPressure,
+      has_kfunc(kernel.get(), "bpf_cast_to_kern_ctx") &&
+          has_kfunc(kernel.get(), "bpf_rdonly_cast") &&
+          has_struct_member(kernel.get(), "sk_psock", "msg_tot_len")};
+  back_pressure.optional = true;
+  back_pressure.when_absent =
+      "max_unread_bytes is not enforced: a spliced socket's unread queue is not bounded";
+  KernelFeature map_full_check{"kfunc bpf_map_sum_elem_count (kernel >= 6.6)", kForMapFullCheck,
+                               has_kfunc(kernel.get(), "bpf_map_sum_elem_count")};
+  map_full_check.optional = true;
+  map_full_check.when_absent =
+      "connects are intercepted even when ml_origdst_v2 is full; a failed entry is counted in "
+      "orig_dst_file_failed and the proxy gets no original destination";
+  std::vector<KernelFeature> features = {std::move(back_pressure), std::move(map_full_check)};
+  apply_test_pretence(features, hooks.missing_features);
+  return features;
 }
 
 std::vector<KernelFeature> probe_all_features(const TestHooks& hooks) {

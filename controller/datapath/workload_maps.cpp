@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -183,7 +184,7 @@ Result<WorkloadResolution> resolve_workloads(const std::vector<WorkloadConfig>& 
   std::sort(by_name.begin(), by_name.end(),
             [](const auto* a, const auto* b) { return a->name < b->name; });
   WorkloadResolution resolution;
-  std::set<std::uint64_t> cookies;
+  std::map<std::uint64_t, const WorkloadConfig*> by_cookie;  // the namespaces taken so far
   const auto now = std::chrono::steady_clock::now();
   for (const WorkloadConfig* config : by_name) {
     auto info = resolve(*config);
@@ -195,9 +196,11 @@ Result<WorkloadResolution> resolve_workloads(const std::vector<WorkloadConfig>& 
           config->netns, config->interface, info.error().message(), {}, now};
       continue;
     }
-    if (!cookies.insert(info->cookie).second) {
+    // By cookie, so two paths to one namespace are caught as well as one path named twice.
+    if (auto [taken, inserted] = by_cookie.emplace(info->cookie, config); !inserted) {
       return make_error("workload " + config->name + ": netns " + config->netns +
-                        " is already another workload's namespace");
+                        " is already the namespace of workload " + taken->second->name + " (" +
+                        taken->second->netns + ")");
     }
     resolution.resolved.push_back({*config, info->cookie,
                                    static_cast<std::uint32_t>(resolution.resolved.size() + 1),

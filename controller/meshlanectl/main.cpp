@@ -38,6 +38,8 @@ struct AddOptions {
   std::string interface;
   std::vector<std::string> labels;  // KEY=VALUE
   bool fast_path = false;
+  bool acceleration = true;
+  CLI::Option* acceleration_option = nullptr;  // given: --acceleration or --no-acceleration
   struct ListOption {
     const char* key;
     bool ports;
@@ -54,6 +56,11 @@ struct AddOptions {
       {"include_outbound_cidrs", false, {}},
       {"exclude_outbound_cidrs", false, {}},
       {"exclude_inbound_cidrs", false, {}},
+      {"exclude_acceleration_ports",
+       true,
+       {},
+       nullptr,
+       "LIST of ports (local or remote) whose connections of this workload are not spliced"},
       {"fast_path_exclude_ports",
        true,
        {},
@@ -86,6 +93,9 @@ struct AddOptions {
     }
     if (fast_path) {
       p["fast_path"] = true;
+    }
+    if (acceleration_option != nullptr && acceleration_option->count() > 0) {
+      p["acceleration"] = acceleration;
     }
     if (!labels.empty()) {
       json map = json::object();
@@ -242,6 +252,10 @@ int parse_and_run(int argc, char** argv) {
   add_cmd->add_flag("--fast-path", add.fast_path,
                     "L4 fast path: same-node connects to other fast-path workloads skip both "
                     "sidecars (no mTLS, no L7 policy, no proxy telemetry; docs/fast-path.md)");
+  add.acceleration_option = add_cmd->add_flag(
+      "--acceleration,!--no-acceleration", add.acceleration,
+      "splice this workload's sockets (the default) or not (the node-wide [acceleration] still "
+      "applies)");
   add_cmd->add_option("--node-proxy", add.node_proxy,
                       "sidecarless: ADDR, ADDR:PORT or [IPv6]:PORT of the node-level proxy");
   add_cmd->add_option("--interface", add.interface, "the pod's interface to off-node traffic");

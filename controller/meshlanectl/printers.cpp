@@ -115,12 +115,28 @@ std::string listener_scan_text(const json& scan) {
   return line + "; " + text(scan.value("scans", json())) + " scan(s)";
 }
 
-void print_status(const json& r) {
-  std::size_t found = 0;
-  const json features = r.value("kernel_features", json::array());
-  for (const json& feature : features) {
-    found += feature.value("present", false) ? 1 : 0;
+// "splicing on, interception on", and why when a part is off.
+std::string datapath_text(const json& r) {
+  const bool splicing = r.value("splicing", true);
+  const bool interception = r.value("interception", true);
+  std::string line = std::string("splicing ") + (splicing ? "on" : "off") + ", interception " +
+                     (interception ? "on" : "off");
+  if (!splicing || !interception) {
+    line += " (degraded: the kernel lacks a feature, see KERNEL FEATURE)";
   }
+  return line;
+}
+
+void print_status(const json& r) {
+  const auto count_present = [](const json& features) {
+    std::size_t found = 0;
+    for (const json& feature : features) {
+      found += feature.value("present", false) ? 1 : 0;
+    }
+    return found;
+  };
+  const json features = r.value("kernel_features", json::array());
+  const json optional_features = r.value("optional_kernel_features", json::array());
   const json acceleration = r.value("acceleration", json::object());
   const json workloads = r.value("workloads", json::object());
   Table summary({"version", text(r.value("version", json())) + " (protocol " +
@@ -128,8 +144,17 @@ void print_status(const json& r) {
                                 text(r.value("pid", json()))});
   summary.add({"uptime", duration_text(r.value("uptime_seconds", std::int64_t{0})) + " (since " +
                              text(r.value("started_at", json())) + ")"});
-  summary.add({"kernel", text(r.value("kernel_release", json())) + ", " + std::to_string(found) +
-                             " of " + std::to_string(features.size()) + " features found"});
+  std::string kernel_line = text(r.value("kernel_release", json())) + ", " +
+                            std::to_string(count_present(features)) + " of " +
+                            std::to_string(features.size()) + " features found";
+  if (!optional_features.empty()) {
+    kernel_line += ", " + std::to_string(count_present(optional_features)) + " of " +
+                   std::to_string(optional_features.size()) + " optional ones on";
+  }
+  summary.add({"kernel", kernel_line});
+  if (r.contains("splicing") || r.contains("interception")) {
+    summary.add({"datapath", datapath_text(r)});
+  }
   summary.add({"cgroup", text(r.value("cgroup", json()))});
   summary.add({"bpffs_dir", text(r.value("bpffs_dir", json())) +
                                 (r.value("maps_adopted", false) ? " (maps adopted)" : "")});
@@ -158,6 +183,18 @@ void print_status(const json& r) {
                 text(feature.value("needed_for", json()))});
   }
   std::cout << kernel.str();
+  if (optional_features.empty()) {
+    return;
+  }
+  // What an optional feature that is off costs, on its own row: it never degrades the daemon.
+  Table optional({"OPTIONAL KERNEL FEATURE", "ON", "FOR", "WHEN OFF"});
+  for (const json& feature : optional_features) {
+    const bool on = feature.value("present", false);
+    optional.add({text(feature.value("name", json())), on ? "yes" : "no",
+                  text(feature.value("needed_for", json())),
+                  on ? "-" : text(feature.value("when_absent", json()))});
+  }
+  std::cout << '\n' << optional.str();
 }
 
 void print_stats(const json& r) {
@@ -240,14 +277,41 @@ std::string health_state(const json& entry) {
   return health.is_object() ? text(health.value("state", json())) : "-";
 }
 
+// {"app":"reviews","version":"v1"} -> "app=reviews, version=v1"; none -> "-".
+std::string labels_text(const json& labels) {
+  if (!labels.is_object() || labels.empty()) {
+    return "-";
+  }
+  std::string joined;
+  for (const auto& [key, value] : labels.items()) {
+    joined += (joined.empty() ? "" : ", ") + key + "=" + text(value);
+  }
+  return joined;
+}
+
+// A workload's own splicing setting: "yes", "no", or "yes, not 6379, 5432" with excepted ports.
+std::string acceleration_text(const json& spec) {
+  const json enabled = spec.value("acceleration", json());
+  if (!enabled.is_boolean()) {
+    return "-";  // a daemon that reports no such key
+  }
+  const json excepted = spec.value("exclude_acceleration_ports", json::array());
+  if (!enabled.get<bool>() || !excepted.is_array() || excepted.empty()) {
+    return text(enabled);
+  }
+  return "yes, not " + text(excepted);
+}
+
 void print_workload_list(const json& r) {
-  Table table({"NAME", "SOURCE", "STATE", "MESH", "FAST PATH", "NETNS", "IPS"});
+  Table table(
+      {"NAME", "SOURCE", "STATE", "MESH", "FAST PATH", "ACCELERATION", "NETNS", "IPS", "LABELS"});
   for (const json& entry : r.value("workloads", json::array())) {
     const json spec = entry.value("spec", json::object());
     table.add({text(entry.value("name", json())), text(entry.value("source", json())),
                health_state(entry), text(spec.value("mesh", json())),
-               text(spec.value("fast_path", json())), text(spec.value("netns", json())),
-               text(spec.value("ips", json()))});
+               text(spec.value("fast_path", json())), acceleration_text(spec),
+               text(spec.value("netns", json())), text(spec.value("ips", json())),
+               labels_text(spec.value("labels", json()))});
   }
   std::cout << table.str();
   const json draining = r.value("draining", json::array());
@@ -290,14 +354,18 @@ constexpr const char* kSpecKeys[] = {"name",
                                      "exclude_inbound_cidrs",
                                      "node_proxy",
                                      "interface",
+                                     "acceleration",
+                                     "exclude_acceleration_ports",
                                      "fast_path",
-                                     "fast_path_exclude_ports"};
+                                     "fast_path_exclude_ports",
+                                     "labels"};
 
 void print_workload(const json& r) {
   const json spec = r.value("spec", json::object());
   Table table({"source", text(r.value("source", json()))});
   for (const char* key : kSpecKeys) {
-    table.add({key, text(spec.value(key, json()))});
+    const json value = spec.value(key, json());
+    table.add({key, value.is_object() ? labels_text(value) : text(value)});
   }
   const json health = r.value("health", json());
   if (health.is_object()) {

@@ -271,6 +271,34 @@ control::ControlStatus WorkloadRegistry::commit(std::map<std::string, WorkloadCo
   return {};
 }
 
+std::optional<NetnsId> namespace_id_of(const std::string& netns_path) {
+  const Result<UniqueFd> opened = open_network_namespace(netns_path);
+  if (!opened) {
+    return std::nullopt;
+  }
+  const Result<NetnsId> id = netns_id_of(opened->get(), netns_path);
+  return id ? std::optional<NetnsId>(id.value()) : std::nullopt;
+}
+
+const WorkloadConfig* WorkloadRegistry::namespace_owner(const WorkloadConfig& workload) const {
+  // By identity, not by path: two paths to one namespace would put two workloads' rules on the
+  // same netns cookie. The path comparison still holds when a namespace cannot be opened.
+  const std::optional<NetnsId> id = namespace_id_(workload.netns);
+  for (const WorkloadConfig& other : config_) {
+    if (other.name != workload.name &&
+        (other.netns == workload.netns || (id && namespace_id_(other.netns) == id))) {
+      return &other;
+    }
+  }
+  for (const auto& [name, other] : live_) {
+    if (name != workload.name &&
+        (other.netns == workload.netns || (id && namespace_id_(other.netns) == id))) {
+      return &other;
+    }
+  }
+  return nullptr;
+}
+
 control::ControlResult<AddOutcome> WorkloadRegistry::add(const WorkloadConfig& workload) {
   for (const WorkloadConfig& configured : config_) {
     if (configured.name == workload.name) {
@@ -280,12 +308,13 @@ control::ControlResult<AddOutcome> WorkloadRegistry::add(const WorkloadConfig& w
               " is defined in the config file; change it there and send SIGHUP"};
     }
   }
-  for (const WorkloadConfig& other : combined()) {
-    if (other.name != workload.name && other.netns == workload.netns) {
-      return control::ControlError{
-          control::ErrorCode::kConflict,
-          "netns " + workload.netns + " is already the namespace of workload " + other.name};
-    }
+  if (const WorkloadConfig* owner = namespace_owner(workload); owner != nullptr) {
+    return control::ControlError{
+        control::ErrorCode::kConflict,
+        "netns " + workload.netns + " is already the namespace of workload " + owner->name +
+            (owner->netns == workload.netns
+                 ? ""
+                 : " (its netns " + owner->netns + " is the same network namespace)")};
   }
   auto existing = live_.find(workload.name);
   if (existing != live_.end() && existing->second == workload) {

@@ -6,12 +6,14 @@
 #include <cstddef>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "common/netns.hpp"
 #include "config/config.hpp"
 #include "control/protocol.hpp"
 
@@ -53,6 +55,12 @@ const char* to_string(AddOutcome outcome);
 enum class DeleteOutcome { kDeleted, kAbsent };
 const char* to_string(DeleteOutcome outcome);
 
+// Which network namespace a workload's netns path names (open_network_namespace, then its
+// nsfs inode): the same for /var/run/netns/x, a bind mount of it and /proc/PID/ns/net of a
+// process inside. nullopt when it cannot be told (no such file, not a network namespace): the
+// apply then reports why.
+std::optional<NetnsId> namespace_id_of(const std::string& netns_path);
+
 class WorkloadRegistry {
  public:
   // Applies a complete desired state (WorkloadManager::apply in the daemon).
@@ -61,9 +69,13 @@ class WorkloadRegistry {
   using PersistFn = std::function<Status(const std::vector<WorkloadConfig>&)>;
   // Whether one workload could be applied on its own (its netns and interface exist).
   using CheckFn = std::function<Status(const WorkloadConfig&)>;
+  // namespace_id_of in the daemon; tests give their own.
+  using NamespaceIdFn = std::function<std::optional<NetnsId>(const std::string& netns_path)>;
 
-  WorkloadRegistry(ApplyFn apply, PersistFn persist)
-      : apply_(std::move(apply)), persist_(std::move(persist)) {}
+  WorkloadRegistry(ApplyFn apply, PersistFn persist, NamespaceIdFn namespace_id = namespace_id_of)
+      : apply_(std::move(apply)),
+        persist_(std::move(persist)),
+        namespace_id_(std::move(namespace_id)) {}
 
   // At daemon start: config workloads plus the saved live ones. A live workload whose name the
   // config now uses, or that `check` rejects (its pod is gone), is dropped and logged; if the
@@ -77,7 +89,9 @@ class WorkloadRegistry {
   // conflict, an apply failure changes nothing.
   Status reload(std::vector<WorkloadConfig> config_workloads);
 
-  // Adds or replaces a live workload; an identical one is left alone.
+  // Adds or replaces a live workload; an identical one is left alone. A workload whose netns
+  // is another workload's namespace, by path or through another path to the same namespace, is
+  // a conflict.
   control::ControlResult<AddOutcome> add(const WorkloadConfig& workload);
   // Deletes a live workload. missing_ok turns "not found" into kAbsent.
   control::ControlResult<DeleteOutcome> remove(const std::string& name, bool missing_ok);
@@ -103,8 +117,12 @@ class WorkloadRegistry {
   // Applies and saves `next` as the live set; on a save failure re-applies the current state.
   control::ControlStatus commit(std::map<std::string, WorkloadConfig> next);
 
+  // The other workload whose namespace `workload`'s netns names, or nullptr.
+  [[nodiscard]] const WorkloadConfig* namespace_owner(const WorkloadConfig& workload) const;
+
   ApplyFn apply_;
   PersistFn persist_;
+  NamespaceIdFn namespace_id_;
   std::vector<WorkloadConfig> config_;
   std::map<std::string, WorkloadConfig> live_;  // by name
 };

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The control socket end to end, driven with meshlanectl against a daemon on the test's own
-# cgroup: status and stats fields; a workload added live is intercepted from its next
-# connection and no longer once deleted, while an established connection of the pod carries on;
-# conns lists the pod's spliced sockets; peers that are neither root nor in a socket group are
+# cgroup: status and stats fields (splicing and interception on, the optional kernel features
+# apart, in JSON and the table); workload get and list show labels and the acceleration keys,
+# and workload add has a flag for every [[workload]] key, each read back; a workload added live
+# is intercepted from its next connection and no longer once deleted, while an established
+# connection of the pod carries on; conns lists the pod's spliced sockets; peers that are neither root nor in a socket group are
 # refused; malformed JSON and an oversized frame get structured errors and the daemon keeps
 # serving; a workload's netns that is a FIFO, a regular file, the host's or a uts namespace is
 # refused and changes nothing; a pod whose namespace vanished is kept unavailable and blocks no
@@ -37,9 +39,32 @@ ctl_assert_json "$STATUS" "any(a[\"what\"] == \"connect4 on $ML_CG\" for a in j[
   "status attach points"
 ctl_assert_json "$STATUS" 'len(j["attachments"]) == 5' "status attach point count"
 ctl_assert_json "$STATUS" 'j["workloads"] == {"total": 0, "config": 0, "live": 0}' "status workloads"
+ctl_assert_json "$STATUS" 'j["splicing"] is True and j["interception"] is True and j["degraded"] is False' \
+  "status splicing, interception, not degraded"
+# Optional features (kernel >= 6.2, >= 6.6): listed apart, each with what it is for and what
+# happens without it; on a kernel new enough for both, both are on.
+ctl_assert_json "$STATUS" 'len(j["optional_kernel_features"]) == 2 and all(isinstance(f["present"], bool) and f["name"] and f["needed_for"] and f["when_absent"] for f in j["optional_kernel_features"])' \
+  "status optional kernel features"
+ctl_assert_json "$STATUS" '[f["needed_for"] for f in j["optional_kernel_features"]] == ["acceleration.max_unread_bytes (back-pressure)", "the map-full pre-check before interception"]' \
+  "status optional kernel features are for back-pressure and the map-full pre-check"
+KERNEL_MM=$(uname -r | awk -F. '{ print $1 * 100 + $2 }')
+if ((KERNEL_MM >= 606)); then
+  ctl_assert_json "$STATUS" 'all(f["present"] for f in j["optional_kernel_features"])' \
+    "optional kernel features on kernel $(uname -r)"
+fi
+REQUIRED=$(ctl_json "$STATUS" 'len(j["kernel_features"])')
+OPTIONAL_ON=$(ctl_json "$STATUS" 'len([f for f in j["optional_kernel_features"] if f["present"]])')
 ctl_ok status
 grep -q '^version  *[0-9]' <<<"$CTL_OUT" || ml_fail "status table has no version line: $CTL_OUT"
 grep -q '^connect6 on ' <<<"$CTL_OUT" || ml_fail "status table lists no connect6 attach point"
+grep -qE '^datapath +splicing on, interception on$' <<<"$CTL_OUT" ||
+  ml_fail "status table does not say splicing and interception are on: $CTL_OUT"
+grep -qE "^kernel +$(uname -r), $REQUIRED of $REQUIRED features found, $OPTIONAL_ON of 2 optional ones on\$" <<<"$CTL_OUT" ||
+  ml_fail "status table kernel line: $CTL_OUT"
+grep -qE '^OPTIONAL KERNEL FEATURE +ON +FOR +WHEN OFF$' <<<"$CTL_OUT" ||
+  ml_fail "status table has no optional kernel feature table: $CTL_OUT"
+grep -qE '^kfunc bpf_map_sum_elem_count \(kernel >= 6\.6\) +(yes|no) +the map-full pre-check before interception ' <<<"$CTL_OUT" ||
+  ml_fail "status table has no map-full pre-check row: $CTL_OUT"
 [[ $(stat -c %a "$CTL_SOCKET") == 666 ]] || ml_fail "socket mode is $(stat -c %a "$CTL_SOCKET"), expected 666"
 
 ctl_ok -o json stats
@@ -71,8 +96,14 @@ ctl_ok workload add pod-a --netns "/var/run/netns/$POD_A" --ip 198.18.0.10 --ip 
 ctl_ok -o json workload get pod-a
 ctl_assert_json "$CTL_OUT" 'j["source"] == "live" and j["spec"]["outbound_port"] == 15001 and j["spec"]["ips"] == ["198.18.0.10", "fd00::10"]' \
   "workload get"
+ctl_assert_json "$CTL_OUT" 'j["spec"]["labels"] == {} and j["spec"]["acceleration"] is True and j["spec"]["exclude_acceleration_ports"] == []' \
+  "workload get labels and acceleration keys (defaults)"
+ctl_ok workload get pod-a
+for line in '^labels +-$' '^acceleration +yes$' '^exclude_acceleration_ports +-$'; do
+  grep -qE "$line" <<<"$CTL_OUT" || ml_fail "workload get has no line $line: $CTL_OUT"
+done
 ctl_ok workload list
-grep -qE "^pod-a +live +applied +istio +no +/var/run/netns/$POD_A +198.18.0.10, fd00::10$" <<<"$CTL_OUT" ||
+grep -qE "^pod-a +live +applied +istio +no +yes +/var/run/netns/$POD_A +198.18.0.10, fd00::10 +-$" <<<"$CTL_OUT" ||
   ml_fail "workload list: $CTL_OUT"
 ctl_ok -o json status
 ctl_assert_json "$CTL_OUT" 'j["workloads"] == {"total": 1, "config": 0, "live": 1}' "status after add"
@@ -209,6 +240,57 @@ ctl_ok workload del next
 ctl_ok -o json workload list
 ctl_assert_json "$CTL_OUT" 'j["total"] == 0' "both deleted"
 ml_log "a vanished pod: kept unavailable; add, SIGHUP and del still work"
+
+# ---- workload add has a flag for every [[workload]] key ---------------------------------------------
+# Every key set to something other than its preset, then read back with workload get: the spec
+# (every key workload.get reports) is exactly what the flags said, the table shows labels and
+# the acceleration keys, and `workload add --help` names a flag for each key.
+ctl_ok workload add every-flag --netns "$NEXT_NS" --ip 198.18.0.40 --ip fd00::40 --mesh custom \
+  --proxy-uid 1500 --proxy-gid 1501 --outbound-port 16001 --inbound-port 16006 \
+  --inbound-passthrough-sources 127.0.0.7 --include-outbound-ports 80,443 \
+  --exclude-outbound-ports 5432 --include-inbound-ports 8080 --include-inbound-ports 8443 \
+  --exclude-inbound-ports none --include-outbound-cidrs 198.18.0.0/24 \
+  --exclude-outbound-cidrs 198.18.0.99/32 --exclude-inbound-cidrs fd00::/64 \
+  --node-proxy 198.18.0.1:15001 --interface eth0 --label app=every --label tier=web \
+  --no-acceleration --exclude-acceleration-ports 6379,11211 --fast-path \
+  --fast-path-exclude-ports 9443
+[[ $CTL_OUT == "workload every-flag added" ]] || ml_fail "workload add with every flag printed: $CTL_OUT"
+ctl_ok -o json workload get every-flag
+EVERY=$CTL_OUT
+ctl_assert_json "$EVERY" "j['spec'] == {'name': 'every-flag', 'netns': '/var/run/netns/$NEXT_NS', 'ips': ['198.18.0.40', 'fd00::40'], 'mesh': 'custom', 'proxy_uid': 1500, 'proxy_gid': 1501, 'outbound_port': 16001, 'inbound_port': 16006, 'inbound_passthrough_sources': ['127.0.0.7'], 'include_outbound_ports': [80, 443], 'exclude_outbound_ports': [5432], 'include_inbound_ports': [8080, 8443], 'exclude_inbound_ports': [], 'include_outbound_cidrs': ['198.18.0.0/24'], 'exclude_outbound_cidrs': ['198.18.0.99/32'], 'exclude_inbound_cidrs': ['fd00::/64'], 'node_proxy': '198.18.0.1:15001', 'interface': 'eth0', 'labels': {'app': 'every', 'tier': 'web'}, 'acceleration': False, 'exclude_acceleration_ports': [6379, 11211], 'fast_path': True, 'fast_path_exclude_ports': [9443]}" \
+  "workload get after workload add with every flag"
+ctl_ok workload get every-flag
+for line in '^labels +app=every, tier=web$' '^acceleration +no$' \
+  '^exclude_acceleration_ports +6379, 11211$' '^fast_path_exclude_ports +9443$'; do
+  grep -qE "$line" <<<"$CTL_OUT" || ml_fail "workload get every-flag has no line $line: $CTL_OUT"
+done
+ctl_ok workload list
+grep -qE "^every-flag +live +applied +custom +yes +no +/var/run/netns/$NEXT_NS +198.18.0.40, fd00::40 +app=every, tier=web$" <<<"$CTL_OUT" ||
+  ml_fail "workload list with labels and acceleration off: $CTL_OUT"
+ctl workload add --help
+ctl_expect_rc 0 "workload add --help"
+ADD_HELP=$CTL_OUT
+for key in $(ctl_json "$EVERY" '" ".join(j["spec"])'); do
+  case $key in
+    name) continue ;;  # the positional NAME
+    ips) flag=--ip ;;
+    labels) flag=--label ;;
+    acceleration) flag=--no-acceleration ;;
+    *) flag="--${key//_/-}" ;;
+  esac
+  grep -qE -- "(^|[ ,])$flag([ ,{]|$)" <<<"$ADD_HELP" || ml_fail "workload add --help has no $flag for $key: $ADD_HELP"
+done
+ctl_ok workload del every-flag
+# --acceleration (the default, given explicitly) with excepted ports.
+ctl_ok workload add acc --netns "$NEXT_NS" --ip 198.18.0.41 --acceleration --exclude-acceleration-ports 6379
+ctl_ok -o json workload get acc
+ctl_assert_json "$CTL_OUT" 'j["spec"]["acceleration"] is True and j["spec"]["exclude_acceleration_ports"] == [6379]' \
+  "workload add --acceleration --exclude-acceleration-ports"
+ctl_ok workload list
+grep -qE "^acc +live +applied +istio +no +yes, not 6379 +/var/run/netns/$NEXT_NS +198.18.0.41 +-$" <<<"$CTL_OUT" ||
+  ml_fail "workload list with an excepted acceleration port: $CTL_OUT"
+ctl_ok workload del acc
+ml_log "workload add: a flag for every key, read back by workload get and list"
 
 # ---- exit codes -------------------------------------------------------------------------------------
 ctl workload get nope

@@ -14,6 +14,10 @@
 #      connect6 or getsockopt link is pinned and attached to the cgroup, no tc filter is on
 #      the pods, and a connection A -> B:8080 reaches B's app directly (not through the
 #      sidecars: intercepted_* flat, the server sees A's address), every byte verified.
+#      An optional feature (MESHLANE_TEST_MISSING_FEATURES=bpf_map_sum_elem_count, the
+#      map-full pre-check's kfunc) off under "refuse": the daemon starts, status is not
+#      degraded and shows the feature off with what it costs, and a mesh connection is
+#      intercepted and spliced.
 #   2. Config errors never leave a half-applied state: with the datapath running, SIGHUP with
 #      (a) a TOML syntax error, (b) an unknown key, (c) a workload whose netns does not exist,
 #      each without pod A: "reload rejected, nothing changed", and the workload maps, tc
@@ -122,6 +126,35 @@ done
 [[ $MESH_SERVER_PEER == "$(mesh_v4 10):"* ]] ||
   ml_fail "B's app saw $MESH_SERVER_PEER, not pod A directly"
 [[ $(mesh_log_lines "$REL_LOG_A") -eq $sa ]] || ml_fail "A's sidecar carried a connection without interception"
+ml_daemon_stop
+ml_daemon_cleanup
+
+ml_log "1d. an optional feature pretended off, on_missing_feature = refuse"
+# An optional kernel feature (here the map-full pre-check's kfunc, kernel >= 6.6) that is off is
+# no missing feature: the daemon starts under "refuse", is not degraded, and says what is off.
+MESHLANE_TEST_MISSING_FEATURES=bpf_map_sum_elem_count rel_start_timed "$ML_WORKDIR/refuse.toml"
+status=$(rel_status_json | tr -d '\n')
+python3 - "$status" <<'PY' || ml_fail "status with an optional feature off: $status"
+import json, sys
+j = json.loads(sys.argv[1])
+assert j["splicing"] and j["interception"] and not j["degraded"], "degraded"
+assert all(f["present"] for f in j["kernel_features"]), "a required feature reads missing"
+off = [f for f in j["optional_kernel_features"] if not f["present"]]
+assert [f["needed_for"] for f in off] == ["the map-full pre-check before interception"], off
+assert "orig_dst_file_failed" in off[0]["when_absent"], off
+PY
+grep -q 'optional kernel feature off: kfunc bpf_map_sum_elem_count (kernel >= 6.6) (for the map-full pre-check before interception)' \
+  "$ML_DAEMON_LOG" || ml_fail "the daemon does not log the optional feature that is off"
+grep -q 'degraded (daemon.on_missing_feature' "$ML_DAEMON_LOG" && ml_fail "the daemon logs degraded for an optional feature"
+table=$("$MESHLANECTL" --socket "$(rel_socket)" status)
+grep -qE '^datapath +splicing on, interception on$' <<<"$table" || ml_fail "status table: $table"
+grep -qE '^kfunc bpf_map_sum_elem_count \(kernel >= 6\.6\) +no +the map-full pre-check before interception +connects are intercepted even when ml_origdst_v2 is full' <<<"$table" ||
+  ml_fail "status table does not show the optional feature off and what it costs: $table"
+ml_snapshot o0
+mesh_xfer optional-off "$REL_B" "[::]:$REL_APP" "$REL_A" "$B4:$REL_APP" --bytes 2M --timeout 30
+ml_snapshot o1
+mesh_assert_rose o0 o1 optional-off intercepted_outbound
+mesh_assert_rose o0 o1 optional-off bytes_redirected
 ml_daemon_stop
 ml_daemon_cleanup
 

@@ -477,8 +477,22 @@ TEST(ResolveWorkloads, TwoWorkloadsInOneNamespaceAreRefused) {
   auto resolution = resolve_workloads({pod("a"), twin}, existing({{"/var/run/netns/a", 11}}),
                                       [](const WorkloadConfig&) { return true; });
   ASSERT_FALSE(resolution.ok());
-  EXPECT_NE(resolution.error().context.find("already another workload's namespace"),
-            std::string::npos);
+  EXPECT_EQ(resolution.error().context,
+            "workload b: netns /var/run/netns/a is already the namespace of workload a "
+            "(/var/run/netns/a)");
+}
+
+TEST(ResolveWorkloads, TwoPathsToOneNamespaceAreRefused) {
+  // A bind mount or /proc/PID/ns/net of a process in the pod: another path, the same cookie.
+  WorkloadConfig twin = pod("b");
+  twin.netns = "/proc/77/ns/net";
+  auto resolution = resolve_workloads({pod("a"), twin},
+                                      existing({{"/var/run/netns/a", 11}, {"/proc/77/ns/net", 11}}),
+                                      [](const WorkloadConfig&) { return true; });
+  ASSERT_FALSE(resolution.ok());
+  EXPECT_EQ(resolution.error().context,
+            "workload b: netns /proc/77/ns/net is already the namespace of workload a "
+            "(/var/run/netns/a)");
 }
 
 }  // namespace resolution

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -310,6 +312,8 @@ struct Fakes {
   bool fail_apply = false;
   bool fail_save = false;
   std::string fail_apply_of;  // fail any apply that includes this workload
+  // What each netns path names (two paths to one namespace share an id); others: unknown.
+  std::map<std::string, NetnsId> namespaces;
 
   static std::vector<std::string> names(const std::vector<WorkloadConfig>& workloads) {
     std::vector<std::string> result;
@@ -336,6 +340,10 @@ struct Fakes {
           }
           saved.push_back(names(live));
           return {};
+        },
+        [this](const std::string& netns_path) -> std::optional<NetnsId> {
+          auto found = namespaces.find(netns_path);
+          return found == namespaces.end() ? std::nullopt : std::optional<NetnsId>(found->second);
         });
   }
 };
@@ -400,6 +408,38 @@ TEST(WorkloadRegistry, SameNetnsAsAnotherWorkloadIsAConflict) {
   ASSERT_FALSE(add.ok());
   EXPECT_EQ(add.error().code, ErrorCode::kConflict);
   EXPECT_TRUE(contains(add.error().message, "already the namespace of workload conf"));
+}
+
+TEST(WorkloadRegistry, AnotherPathToAWorkloadsNamespaceIsAConflict) {
+  Fakes fakes;
+  // /proc/4242/ns/net of a process in conf's pod, and a bind mount of it: one namespace.
+  fakes.namespaces = {{"/var/run/netns/conf", NetnsId{4, 4026532712}},
+                      {"/proc/4242/ns/net", NetnsId{4, 4026532712}},
+                      {"/run/pods/b-alias", NetnsId{4, 4026532712}},
+                      {"/var/run/netns/c", NetnsId{4, 4026532999}}};
+  auto registry = fakes.registry();
+  ASSERT_TRUE(registry.start({from_json(minimal("conf"))}, {}, always_ok).ok());
+  for (const char* alias : {"/proc/4242/ns/net", "/run/pods/b-alias"}) {
+    nlohmann::json object = minimal("b");
+    object["netns"] = alias;
+    auto add = registry.add(from_json(object));
+    ASSERT_FALSE(add.ok()) << alias;
+    EXPECT_EQ(add.error().code, ErrorCode::kConflict) << alias;
+    EXPECT_EQ(add.error().message, "netns " + std::string(alias) +
+                                       " is already the namespace of workload conf (its netns "
+                                       "/var/run/netns/conf is the same network namespace)");
+  }
+  EXPECT_EQ(registry.live_count(), 0u);
+  EXPECT_TRUE(fakes.saved.empty());
+  // A live workload's namespace counts as well, and another namespace is no conflict.
+  ASSERT_TRUE(registry.add(from_json(minimal("c"))).ok());
+  nlohmann::json twin = minimal("d");
+  twin["netns"] = "/var/run/netns/c";
+  EXPECT_EQ(registry.add(from_json(twin)).error().code, ErrorCode::kConflict);
+  // Re-adding a workload under its own name is no conflict with itself.
+  nlohmann::json moved = minimal("c");
+  moved["exclude_outbound_ports"] = {5432};
+  EXPECT_EQ(registry.add(from_json(moved)).value(), AddOutcome::kReplaced);
 }
 
 TEST(WorkloadRegistry, FailedApplyChangesNothing) {
