@@ -164,7 +164,8 @@ Status Datapath::load_objects(const Config& config) {
   // prepare_pins() logs for the migration or recreation.
   for (PinDecision& decision : map_plan_) {
     const char* setting = max_entries_setting(decision.name);
-    if (setting != nullptr && decision.why.find("max_entries") != std::string::npos) {
+    if (setting != nullptr && test_hooks_.max_entries_override(decision.name) == 0 &&
+        decision.why.find("max_entries") != std::string::npos) {
       decision.why += std::string(" (max_entries is ") + setting + ")";
     }
   }
