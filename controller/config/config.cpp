@@ -118,6 +118,30 @@ Status parse_acceleration_table(const Field& field, AccelerationConfig& accelera
   return read_table(field, readers);
 }
 
+Status parse_maps_table(const Field& field, MapsConfig& maps) {
+  auto entries = [](std::int64_t min, std::int64_t max, std::uint32_t& out) {
+    return [min, max, &out](const Field& f) {
+      std::int64_t value = 0;
+      Status status = read_integer(f, min, max, value);
+      if (status) {
+        out = static_cast<std::uint32_t>(value);
+      }
+      return status;
+    };
+  };
+  const std::array<KeyReader, 4> readers = {{
+      {"orig_dst_max_entries",
+       entries(kMinFlowMapEntries, kMaxFlowMapEntries, maps.orig_dst_max_entries)},
+      {"tc_flow_max_entries",
+       entries(kMinFlowMapEntries, kMaxFlowMapEntries, maps.tc_flow_max_entries)},
+      {"workload_max_entries",
+       entries(kMinWorkloadEntries, kMaxWorkloadEntries, maps.workload_max_entries)},
+      {"pod_address_max_entries",
+       entries(kMinPodAddressEntries, kMaxPodAddressEntries, maps.pod_address_max_entries)},
+  }};
+  return read_table(field, readers);
+}
+
 Status parse_metrics_table(const Field& field, MetricsConfig& metrics) {
   const toml::node* listen_node = nullptr;
   const std::array<KeyReader, 2> readers = {{
@@ -306,10 +330,11 @@ Status parse_workloads(const Field& field, std::vector<WorkloadConfig>& out) {
 
 // The top level holds only tables; add new ones here.
 Status parse_root(const std::string& source_name, const toml::table& root, Config& config) {
-  const std::array<KeyReader, 5> tables = {{
+  const std::array<KeyReader, 6> tables = {{
       {"daemon", [&](const Field& f) { return parse_daemon_table(f, config.daemon); }},
       {"acceleration",
        [&](const Field& f) { return parse_acceleration_table(f, config.acceleration); }},
+      {"maps", [&](const Field& f) { return parse_maps_table(f, config.maps); }},
       {"metrics", [&](const Field& f) { return parse_metrics_table(f, config.metrics); }},
       {"kubernetes", [&](const Field& f) { return parse_kubernetes_table(f, config.kubernetes); }},
       {"workload", [&](const Field& f) { return parse_workloads(f, config.workloads); }},

@@ -77,6 +77,24 @@ struct AccelerationConfig {
   bool adaptive_splicing = true;
 };
 
+// Capacities of the datapath's maps other than the sockhash (acceleration.sockhash_max_entries),
+// given to the kernel when the maps are created (docs/datapath.md "Map sizes"). A pinned map of
+// another size is migrated into a new map of the configured size at start.
+struct MapsConfig {
+  // ml_origdst_v2: original destinations of intercepted handshakes in flight. Interception
+  // pauses (the connect takes the normal path, intercept_skipped_map_full) an eighth before full.
+  std::uint32_t orig_dst_max_entries = 65536;
+  // ml_tcflows_v2: connections from off the node steered to an inbound proxy by tc, while they
+  // last. When full, new SYNs are not steered (tc_flows_full).
+  std::uint32_t tc_flow_max_entries = 65536;
+  // ml_workloads_v1 and ml_wlcounters_v1: workloads (pods) in force on the node.
+  std::uint32_t workload_max_entries = 4096;
+  // ml_pod_ips_v1: the addresses of those workloads, all together.
+  std::uint32_t pod_address_max_entries = 8192;
+
+  bool operator==(const MapsConfig&) const = default;
+};
+
 struct MetricsConfig {
   // Where meshlaned serves GET /metrics (Prometheus text format, docs/metrics.md):
   // "ADDR:PORT" or "[IPv6]:PORT". "" (the default) serves nothing.
@@ -159,6 +177,7 @@ bool is_valid_label_value(std::string_view value);
 struct Config {
   DaemonConfig daemon;
   AccelerationConfig acceleration;
+  MapsConfig maps;
   MetricsConfig metrics;
   KubernetesConfig kubernetes;
   std::vector<WorkloadConfig> workloads;

@@ -42,6 +42,14 @@ std::vector<std::string> changed_keys(const Config& was, const Config& now) {
           a1.splice_blocking_sockets);
   compare(out, "acceleration.max_unread_bytes", a0.max_unread_bytes, a1.max_unread_bytes);
   compare(out, "acceleration.adaptive_splicing", a0.adaptive_splicing, a1.adaptive_splicing);
+  compare(out, "maps.orig_dst_max_entries", was.maps.orig_dst_max_entries,
+          now.maps.orig_dst_max_entries);
+  compare(out, "maps.tc_flow_max_entries", was.maps.tc_flow_max_entries,
+          now.maps.tc_flow_max_entries);
+  compare(out, "maps.workload_max_entries", was.maps.workload_max_entries,
+          now.maps.workload_max_entries);
+  compare(out, "maps.pod_address_max_entries", was.maps.pod_address_max_entries,
+          now.maps.pod_address_max_entries);
   compare(out, "metrics.listen", was.metrics.listen, now.metrics.listen);
   compare(out, "metrics.allow_non_loopback", was.metrics.allow_non_loopback,
           now.metrics.allow_non_loopback);

@@ -25,6 +25,15 @@ constexpr std::int64_t kMaxPort = 65535;
 constexpr std::int64_t kMinSockhashEntries = 1;
 constexpr std::int64_t kMaxUnreadBytesLimit = std::int64_t{1} << 30;
 constexpr std::int64_t kMaxSockhashEntries = 16777216;  // 2^24: keeps map memory bounded
+// The hash maps of [maps] are preallocated (their whole capacity is kernel memory from the
+// start), so their upper bounds are lower. The flow maps keep an eighth free as headroom
+// (bpf/include/meshlane/map_room.h): 16 leaves 14 usable entries.
+constexpr std::int64_t kMinFlowMapEntries = 16;
+constexpr std::int64_t kMaxFlowMapEntries = 4194304;  // 2^22
+constexpr std::int64_t kMinWorkloadEntries = 1;
+constexpr std::int64_t kMaxWorkloadEntries = 65536;
+constexpr std::int64_t kMinPodAddressEntries = 1;
+constexpr std::int64_t kMaxPodAddressEntries = 262144;
 // (uid_t)-1 and (gid_t)-1 mean "no id" to the kernel, so they cannot name the proxy.
 constexpr std::int64_t kMaxProxyId = 4294967294;
 // Workload names end up in pin and log names; 63 keeps them short and path-safe.

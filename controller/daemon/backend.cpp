@@ -82,7 +82,30 @@ nlohmann::json DaemonBackend::status() {
         {"dead_tc_flows", swept_.dead_tc_flows}}},
       {"listener_scan", listener_scan_json()},
       {"cni_resync", cni_resync_},
+      {"map_usage", map_usage_json()},
+      {"last_reload",
+       {{"applied", last_reload_applied_},
+        {"at", utc_time(last_reload_at_)},
+        {"reloads", reloads_}}},
   };
+}
+
+nlohmann::json DaemonBackend::map_usage_json() const {
+  nlohmann::json maps = nlohmann::json::object();
+  for (const meshlane::MapOccupancy& map : map_occupancy_) {
+    nlohmann::json entry = {{"pin", map.pin_name},
+                            {"setting", map.setting},
+                            {"entries", map.entries},
+                            {"capacity", map.capacity},
+                            {"complete", map.complete}};
+    if (!map.error.empty()) {
+      entry["error"] = map.error;
+    }
+    maps[map.map] = std::move(entry);
+  }
+  return {{"counted_at",
+           map_occupancy_at_ != 0 ? nlohmann::json(utc_time(map_occupancy_at_)) : nlohmann::json()},
+          {"maps", std::move(maps)}};
 }
 
 std::string DaemonBackend::policy_enforcement_unavailable() {
@@ -175,6 +198,15 @@ meshlane::Result<meshlane::Counters> DaemonBackend::workload_counters(std::uint6
 }
 
 std::optional<std::uint64_t> DaemonBackend::netns_cookie(const std::string& netns_path) {
+  // A workload in force: the cookie it was applied with, which is what the programs count and
+  // key by, known without entering its namespace (a setns per workload on the I/O thread).
+  if (manager_ != nullptr) {
+    for (const meshlane::ResolvedWorkload& workload : manager_->applied()) {
+      if (workload.config.netns == netns_path) {
+        return workload.netns_cookie;
+      }
+    }
+  }
   auto cookie = meshlane::netns_cookie_of(netns_path);
   if (!cookie) {
     return std::nullopt;

@@ -20,6 +20,7 @@
 #include "datapath/datapath.hpp"
 #include "datapath/kernel_features.hpp"
 #include "datapath/listener_scan.hpp"
+#include "datapath/map_occupancy.hpp"
 #include "datapath/stale_sweep.hpp"
 #include "datapath/workload_maps.hpp"
 #include "observe/monitor_hub.hpp"
@@ -56,6 +57,31 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
 
   // The control socket's server, for its client counts in status (set once it is started).
   void set_control_server(const meshlane::control::Server* server) { control_server_ = server; }
+
+  // The latest count of the sized maps (status "map_usage", the metrics' meshlane_map_*),
+  // taken by the daemon's periodic count, never per request.
+  void set_map_occupancy(std::vector<meshlane::MapOccupancy> occupancy) {
+    map_occupancy_ = std::move(occupancy);
+    map_occupancy_at_ = std::time(nullptr);
+  }
+  [[nodiscard]] const std::vector<meshlane::MapOccupancy>& map_occupancy() const {
+    return map_occupancy_;
+  }
+
+  // The outcome of a SIGHUP reload (status "last_reload", the metrics). The configuration
+  // read at start counts as the first successful one.
+  void add_reload(bool applied) {
+    last_reload_applied_ = applied;
+    last_reload_at_ = std::time(nullptr);
+    ++reloads_;
+  }
+  [[nodiscard]] bool last_reload_applied() const { return last_reload_applied_; }
+  [[nodiscard]] std::time_t last_reload_at() const { return last_reload_at_; }
+  [[nodiscard]] std::time_t started_at() const { return started_wall_; }
+  [[nodiscard]] const meshlane::Datapath& datapath() const { return datapath_; }
+  [[nodiscard]] const std::vector<meshlane::KernelFeature>& kernel_features() const {
+    return features_;
+  }
 
   [[nodiscard]] std::chrono::steady_clock::duration uptime() const {
     return std::chrono::steady_clock::now() - started_steady_;
@@ -102,6 +128,13 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
   std::string last_scan_error_;
   std::time_t last_scan_at_ = 0;
   nlohmann::json cni_resync_ = nlohmann::json{{"enabled", false}};
+  std::vector<meshlane::MapOccupancy> map_occupancy_;
+  std::time_t map_occupancy_at_ = 0;
+  bool last_reload_applied_ = true;
+  std::time_t last_reload_at_ = started_wall_;
+  std::size_t reloads_ = 0;
+
+  [[nodiscard]] nlohmann::json map_usage_json() const;
 
   [[nodiscard]] nlohmann::json listener_scan_json() const;
 };

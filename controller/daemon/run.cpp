@@ -39,6 +39,7 @@
 #include "datapath/event_ring.hpp"
 #include "datapath/kernel_features.hpp"
 #include "datapath/listener_scan.hpp"
+#include "datapath/map_occupancy.hpp"
 #include "datapath/stale_sweep.hpp"
 #include "datapath/test_hooks.hpp"
 #include "datapath/workload_maps.hpp"
@@ -52,6 +53,10 @@ namespace meshlane::daemon {
 namespace {
 
 constexpr std::chrono::seconds kDrainCheckInterval{2};
+// How often the sized maps' entries are counted for status and the metrics: a count walks every
+// key (one syscall each) on the I/O thread, so it runs on this clock rather than per request,
+// and a burst of scrapes or status calls costs nothing more.
+constexpr std::chrono::seconds kMapOccupancyInterval{5};
 // How stale the workload names in monitor events may get (refreshing costs a netns open per
 // workload).
 constexpr std::chrono::seconds kWorkloadNamesMaxAge{1};
@@ -135,28 +140,36 @@ std::size_t raise_file_limit(std::size_t wanted_clients) {
   return wanted_clients;
 }
 
-// The page GET /metrics serves: the datapath counters node-wide, then the daemon's gauges.
+// The page GET /metrics serves: the datapath counters node-wide and per workload, then the
+// daemon's gauges. Everything here is read from maps and memory: no namespace is entered (the
+// workloads' netns cookies are the ones the manager applied) and no map is walked (the
+// occupancy is the periodic count's), so a scrape costs the I/O thread a few map lookups.
 meshlane::Result<std::string> render_metrics(DaemonBackend& backend,
                                              const meshlane::workloads::WorkloadRegistry& workloads,
+                                             const meshlane::WorkloadManager& manager,
+                                             const meshlane::policy::PolicyRegistry& policies,
                                              const meshlane::control::Server& control) {
   auto counters = backend.counters();
   if (!counters) {
     return counters.error();
   }
-  // Node-wide, then one labelled set per workload (its counters since it was applied).
-  std::vector<meshlane::metrics::CounterSet> counter_sets = {{{}, counters.value()}};
-  for (const auto& entry : workloads.list()) {
-    const std::optional<std::uint64_t> cookie = backend.netns_cookie(entry.workload->netns);
-    if (!cookie) {
-      continue;
-    }
-    if (auto own = backend.workload_counters(*cookie)) {
-      counter_sets.push_back({{{"workload", entry.workload->name}}, own.value()});
+  // Each workload in force: its counters since it was applied (keyed by the cookie it was
+  // applied with, which is what the programs count by).
+  std::vector<meshlane::metrics::CounterSet> workload_sets;
+  for (const meshlane::ResolvedWorkload& workload : manager.applied()) {
+    if (auto own = backend.workload_counters(workload.netns_cookie)) {
+      workload_sets.push_back({{{"workload", workload.config.name}}, own.value()});
     }
   }
+  using meshlane::metrics::GaugeSample;
   const std::string workloads_help = "Workloads meshlane intercepts, by where they come from.";
-  const std::vector<meshlane::metrics::GaugeSample> gauges = {
+  const auto& support = backend.datapath().support();
+  std::vector<GaugeSample> gauges = {
       {"build_info", "meshlaned's version (always 1).", {{"version", MESHLANE_VERSION}}, 1},
+      {"start_time_seconds",
+       "When meshlaned started, in seconds since the Unix epoch.",
+       {},
+       static_cast<double>(backend.started_at())},
       {"uptime_seconds",
        "Seconds since meshlaned started.",
        {},
@@ -173,8 +186,67 @@ meshlane::Result<std::string> render_metrics(DaemonBackend& backend,
        "Clients connected to the control socket.",
        {},
        static_cast<double>(control.client_count())},
+      {"degraded",
+       "1 when a kernel feature is missing and meshlaned runs without splicing or interception "
+       "(daemon.on_missing_feature = \"degrade\"), else 0.",
+       {},
+       support.splicing && support.interception ? 0.0 : 1.0},
+      {"datapath_feature_enabled",
+       "Whether a part of the datapath runs (1) or is off because the kernel lacks a feature "
+       "(0).",
+       {{"feature", "splicing"}},
+       support.splicing ? 1.0 : 0.0},
+      {"datapath_feature_enabled",
+       "Whether a part of the datapath runs (1) or is off because the kernel lacks a feature "
+       "(0).",
+       {{"feature", "interception"}},
+       support.interception ? 1.0 : 0.0},
   };
-  return meshlane::metrics::format_prometheus(counter_sets, gauges);
+  for (const meshlane::KernelFeature& feature : backend.kernel_features()) {
+    gauges.push_back({"kernel_feature_present",
+                      "Kernel features the datapath uses, probed at start: 1 present, 0 missing.",
+                      {{"feature", feature.name}, {"needed_for", feature.needed_for}},
+                      feature.present ? 1.0 : 0.0});
+  }
+  gauges.push_back({"last_reload_success",
+                    "Whether the last SIGHUP reload of the config file applied (1) or was "
+                    "rejected (0); 1 before any reload.",
+                    {},
+                    backend.last_reload_applied() ? 1.0 : 0.0});
+  gauges.push_back({"last_reload_timestamp_seconds",
+                    "When the config file was last read (start or SIGHUP), in seconds since the "
+                    "Unix epoch.",
+                    {},
+                    static_cast<double>(backend.last_reload_at())});
+  gauges.push_back({"policies",
+                    "L4 policies in force (applied and saved).",
+                    {},
+                    static_cast<double>(policies.size())});
+  gauges.push_back({"policies_enforced",
+                    "1 when the programs that enforce L4 policies run, 0 when interception is "
+                    "off (degraded) and policies are saved but not enforced.",
+                    {},
+                    support.interception ? 1.0 : 0.0});
+  for (const meshlane::MapOccupancy& map : backend.map_occupancy()) {
+    if (!map.error.empty()) {
+      continue;  // not pinned (e.g. removed under the daemon): no value rather than a 0
+    }
+    gauges.push_back({"map_entries",
+                      "Entries in a datapath map, counted periodically by the daemon "
+                      "(docs/metrics.md).",
+                      {{"map", map.map}},
+                      static_cast<double>(map.entries)});
+  }
+  for (const meshlane::MapOccupancy& map : backend.map_occupancy()) {
+    if (!map.error.empty()) {
+      continue;
+    }
+    gauges.push_back({"map_capacity",
+                      "Capacity (max_entries) of a datapath map, as the kernel reports it.",
+                      {{"map", map.map}},
+                      static_cast<double>(map.capacity)});
+  }
+  return meshlane::metrics::format_prometheus(counters.value(), workload_sets, gauges);
 }
 
 // SIGHUP: re-reads the config file and applies its workloads with the live ones. A file that
@@ -199,7 +271,8 @@ void report_restart_only_changes(const meshlane::Config& running, const meshlane
   }
 }
 
-void reload_workloads(const std::string& config_path, const meshlane::Config& running,
+// Returns whether the reload applied.
+bool reload_workloads(const std::string& config_path, const meshlane::Config& running,
                       meshlane::workloads::WorkloadRegistry& workloads) {
   // Audit lines like the control socket's (control_api.cpp). Asio's signal_set does not say
   // who sent the signal; only root (or meshlaned's own uid) can send it (docs/security.md).
@@ -208,13 +281,13 @@ void reload_workloads(const std::string& config_path, const meshlane::Config& ru
   if (!fresh) {
     spdlog::error("reload rejected, nothing changed: {}", fresh.error().message());
     spdlog::info("audit: SIGHUP reload of {}: failed, nothing changed", config_path);
-    return;
+    return false;
   }
   report_restart_only_changes(running, fresh.value());
   if (auto status = workloads.reload(fresh->workloads); !status) {
     spdlog::error("reload rejected, nothing changed: {}", status.error().message());
     spdlog::info("audit: SIGHUP reload of {}: failed, nothing changed", config_path);
-    return;
+    return false;
   }
   spdlog::info("reload: {} workload(s) applied ({} from the config file, {} live)",
                workloads.config_count() + workloads.live_count(), workloads.config_count(),
@@ -225,6 +298,7 @@ void reload_workloads(const std::string& config_path, const meshlane::Config& ru
   }
   spdlog::info("audit: SIGHUP reload of {}: applied, config workloads now [{}]", config_path,
                names);
+  return true;
 }
 
 // Before the daemon (or --cleanup) touches anything: the directories whose files it acts on as
@@ -555,8 +629,9 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
     meshlane::metrics::ServerOptions metrics_options;
     metrics_options.listen = *listen;
     auto started = meshlane::metrics::Server::start(
-        io, metrics_options, [&backend, &workloads, &control = *server.value()] {
-          return render_metrics(backend, workloads, control);
+        io, metrics_options,
+        [&backend, &workloads, &manager, &policies, &control = *server.value()] {
+          return render_metrics(backend, workloads, manager, policies, control);
         });
     if (!started) {
       spdlog::error("{}", started.error().message());
@@ -583,10 +658,15 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
         if (error) {
           return;
         }
-        reload_workloads(config_path, config, workloads);
+        backend.add_reload(reload_workloads(config_path, config, workloads));
         reload_signal.async_wait(on_reload);
       };
   reload_signal.async_wait(on_reload);
+
+  backend.set_map_occupancy(meshlane::count_map_occupancy(pins));
+  auto count_maps = every(io, kMapOccupancyInterval, [&backend, &pins] {
+    backend.set_map_occupancy(meshlane::count_map_occupancy(pins));
+  });
 
   // Removed workloads keep their tc filters until their steered connections end.
   auto drain = every(io, kDrainCheckInterval, [&manager] { manager.reap_draining(); });

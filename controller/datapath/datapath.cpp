@@ -85,7 +85,7 @@ Status load_error(int err, const char* object) {
                              " BPF programs (see the libbpf lines above; if a pinned map could "
                              "not be reused, its layout or size changed: run 'meshlaned "
                              "--cleanup' to remove the old datapath, or restore the old "
-                             "acceleration.sockhash_max_entries)");
+                             "acceleration.sockhash_max_entries or [maps] sizes)");
 }
 
 }  // namespace
@@ -144,7 +144,7 @@ Status Datapath::load_objects(const Config& config) {
     objects.push_back(inbound_tc_->obj);
   }
   for (bpf_object* object : objects) {
-    size_maps(object, config.acceleration, test_hooks_);
+    size_maps(object, config, test_hooks_);
   }
   if (!support_.splicing) {
     // Degraded: no sk_msg; sock_ops still runs (it records original destinations for
@@ -160,6 +160,15 @@ Status Datapath::load_objects(const Config& config) {
     return plan.error();
   }
   map_plan_ = std::move(plan.value());
+  // A size that differs because the operator changed a setting: say which one, in the line
+  // prepare_pins() logs for the migration or recreation.
+  for (PinDecision& decision : map_plan_) {
+    const char* setting = max_entries_setting(decision.name);
+    if (setting != nullptr && test_hooks_.max_entries_override(decision.name) == 0 &&
+        decision.why.find("max_entries") != std::string::npos) {
+      decision.why += std::string(" (max_entries is ") + setting + ")";
+    }
+  }
   maps_adopted_ = std::any_of(map_plan_.begin(), map_plan_.end(), [](const PinDecision& d) {
     return d.name == ML_SOCKHASH_MAP_NAME && d.action == PinAction::kReuse;
   });
@@ -205,7 +214,7 @@ void Datapath::load_listener_scanner(const Config& config) {
     status = make_error(skeleton.error().errnum, "cannot open the listener scan BPF object");
   } else {
     build_maps_.add(BuildMapNames::Object::kListenerScan, skeleton.value()->obj);
-    size_maps(skeleton.value()->obj, config.acceleration, test_hooks_);
+    size_maps(skeleton.value()->obj, config, test_hooks_);
     status = set_pin_paths(skeleton.value()->obj, pins_);
     if (status) {
       if (auto loaded = skeleton->load(); !loaded) {

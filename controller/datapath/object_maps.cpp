@@ -18,15 +18,54 @@ bool is_pinned_map(const bpf_map* map) {
   return std::string_view(bpf_map__name(map)).starts_with("ml_");
 }
 
-void size_maps(bpf_object* object, const AccelerationConfig& acceleration, const TestHooks& hooks) {
+std::uint32_t configured_max_entries(const std::string& map_name, const Config& config) {
+  if (map_name == ML_SOCKHASH_MAP_NAME) {
+    return config.acceleration.sockhash_max_entries;
+  }
+  if (map_name == ML_ORIG_DST_MAP_NAME) {
+    return config.maps.orig_dst_max_entries;
+  }
+  if (map_name == ML_TC_FLOWS_MAP_NAME) {
+    return config.maps.tc_flow_max_entries;
+  }
+  // The per-workload counters are keyed like the workloads: one entry each.
+  if (map_name == ML_WORKLOADS_MAP_NAME || map_name == ML_WL_COUNTERS_MAP_NAME) {
+    return config.maps.workload_max_entries;
+  }
+  if (map_name == ML_POD_IPS_MAP_NAME) {
+    return config.maps.pod_address_max_entries;
+  }
+  return 0;
+}
+
+const char* max_entries_setting(const std::string& map_name) {
+  if (map_name == ML_SOCKHASH_MAP_NAME) {
+    return "acceleration.sockhash_max_entries";
+  }
+  if (map_name == ML_ORIG_DST_MAP_NAME) {
+    return "maps.orig_dst_max_entries";
+  }
+  if (map_name == ML_TC_FLOWS_MAP_NAME) {
+    return "maps.tc_flow_max_entries";
+  }
+  if (map_name == ML_WORKLOADS_MAP_NAME || map_name == ML_WL_COUNTERS_MAP_NAME) {
+    return "maps.workload_max_entries";
+  }
+  if (map_name == ML_POD_IPS_MAP_NAME) {
+    return "maps.pod_address_max_entries";
+  }
+  return nullptr;
+}
+
+void size_maps(bpf_object* object, const Config& config, const TestHooks& hooks) {
   bpf_map* map = nullptr;
   bpf_object__for_each_map(map, object) {
     if (!is_pinned_map(map)) {
       continue;
     }
     const std::string name = bpf_map__name(map);
-    if (name == ML_SOCKHASH_MAP_NAME) {
-      bpf_map__set_max_entries(map, acceleration.sockhash_max_entries);
+    if (std::uint32_t entries = configured_max_entries(name, config); entries != 0) {
+      bpf_map__set_max_entries(map, entries);
     }
     if (std::uint32_t entries = hooks.max_entries_override(name); entries != 0) {
       spdlog::warn("map {}: max_entries {} from MESHLANE_TEST_MAP_MAX_ENTRIES (tests only)", name,

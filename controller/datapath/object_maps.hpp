@@ -2,6 +2,7 @@
 // kept across restarts), as opposed to libbpf's internal .rodata/.bss maps.
 #pragma once
 
+#include <cstdint>
 #include <set>
 #include <string>
 #include <vector>
@@ -19,9 +20,16 @@ namespace meshlane {
 // meshlane's own maps are named ml_*; libbpf's internal ones (.rodata, .bss) are not pinned.
 bool is_pinned_map(const bpf_map* map);
 
-// Sizes the ml_* maps of an object: the sockhash from the config, any map from the tests'
-// hooks.max_entries_override (MESHLANE_TEST_MAP_MAX_ENTRIES).
-void size_maps(bpf_object* object, const AccelerationConfig& acceleration, const TestHooks& hooks);
+// The capacity the config gives a map (acceleration.sockhash_max_entries, [maps]), or 0 for a
+// map whose size is fixed by the build.
+std::uint32_t configured_max_entries(const std::string& map_name, const Config& config);
+// The config key that sizes a map ("acceleration.sockhash_max_entries", "maps.*"), or nullptr.
+const char* max_entries_setting(const std::string& map_name);
+
+// Sizes the ml_* maps of an object before it is loaded: from the config
+// (configured_max_entries), then any map from the tests' hooks.max_entries_override
+// (MESHLANE_TEST_MAP_MAX_ENTRIES).
+void size_maps(bpf_object* object, const Config& config, const TestHooks& hooks);
 
 // The definitions of the ml_* maps the objects will create (each name once).
 std::vector<MapSpec> wanted_maps(const std::vector<bpf_object*>& objects);

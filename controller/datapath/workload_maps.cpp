@@ -88,6 +88,26 @@ Status sync_map(const std::string& pin, const std::vector<std::pair<Key, Value>>
   return {};
 }
 
+// Whether the map pinned at `pin` can hold `wanted` entries. Its capacity is the setting
+// `size_key` (read back from the kernel, which is what counts).
+Status check_capacity(const std::string& pin, std::size_t wanted, const char* what,
+                      const char* size_key) {
+  auto fd = open_pinned(pin);
+  if (!fd) {
+    return fd.error();
+  }
+  auto info = map_info(fd->get());
+  if (!info) {
+    return info.error();
+  }
+  if (wanted > info->max_entries) {
+    return make_error(E2BIG, std::to_string(wanted) + " " + what + " do not fit in " + info->name +
+                                 ", which holds " + std::to_string(info->max_entries) + " (" +
+                                 size_key + "; raise it and restart meshlaned)");
+  }
+  return {};
+}
+
 }  // namespace
 
 ml_workload make_kernel_workload(const ResolvedWorkload& workload) {
@@ -355,6 +375,18 @@ Status WorkloadManager::apply(const std::vector<WorkloadConfig>& workloads) {
   const std::vector<ResolvedWorkload> resolved = resolution->resolved;
   const WorkloadMaps maps = build_workload_maps(resolved);
   const PinLayout pins{bpffs_dir_};
+  // Both sized by [maps]: checked before anything is written, so that too many workloads for
+  // the configured capacity fail the change as a whole, naming the setting to raise.
+  if (auto status = check_capacity(pins.map(ML_WORKLOADS_MAP_NAME), maps.workloads.size(),
+                                   "workloads", "maps.workload_max_entries");
+      !status) {
+    return status;
+  }
+  if (auto status = check_capacity(pins.map(ML_POD_IPS_MAP_NAME), maps.pod_ips.size(),
+                                   "workload addresses", "maps.pod_address_max_entries");
+      !status) {
+    return status;
+  }
   // Rules before the workloads that refer to them, so a new workload is never seen without
   // its exclusions.
   if (auto status = sync_map(pins.map(ML_PORT_RULES_MAP_NAME), maps.port_rules); !status) {

@@ -177,6 +177,27 @@ void print_status(const json& r) {
   }
   std::cout << attachments.str() << '\n';
 
+  const json usage = r.value("map_usage", json::object());
+  const json maps = usage.value("maps", json::object());
+  if (!maps.empty()) {
+    Table table({"MAP", "USED", "CAPACITY", "USE", "SETTING"});
+    for (const auto& [name, map] : maps.items()) {
+      const std::uint64_t used = map.value("entries", std::uint64_t{0});
+      const std::uint64_t capacity = map.value("capacity", std::uint64_t{0});
+      std::string share = "-";
+      if (map.contains("error")) {
+        share = "unreadable: " + text(map["error"]);
+      } else if (capacity > 0) {
+        share = std::to_string(used * 100 / capacity) + "%" +
+                (map.value("complete", true) ? "" : " (at least)");
+      }
+      table.add({name + " (" + text(map.value("pin", json())) + ")", std::to_string(used),
+                 std::to_string(capacity), share, text(map.value("setting", json()))});
+    }
+    std::cout << table.str() << "(counted at " << text(usage.value("counted_at", json()))
+              << ")\n\n";
+  }
+
   Table kernel({"KERNEL FEATURE", "FOUND", "NEEDED FOR"});
   for (const json& feature : features) {
     kernel.add({text(feature.value("name", json())), text(feature.value("present", json())),

@@ -46,6 +46,48 @@ const char* counter_name(ml_counter counter) {
   return "unknown";
 }
 
+bool counted_per_workload(ml_counter counter) {
+  // No default: a new counter must be decided here (-Wswitch).
+  switch (counter) {
+    case ML_CTR_SOCKETS_ADDED:
+    case ML_CTR_SOCKETS_ADD_FAILED:
+    case ML_CTR_SOCKETS_SKIPPED_PORT:
+    case ML_CTR_INTERCEPT_OUTBOUND:
+    case ML_CTR_INTERCEPT_NODE_PROXY:
+    case ML_CTR_INTERCEPT_INBOUND:
+    case ML_CTR_INTERCEPT_INBOUND_TC:
+    case ML_CTR_BYPASS_EXCLUDED:
+    case ML_CTR_BYPASS_PROXY:
+    case ML_CTR_SPLICED_APP_PROXY:
+    case ML_CTR_SPLICED_PROXY_PROXY:
+    case ML_CTR_SPLICED_PROXY_APP:
+    case ML_CTR_SPLICED_OTHER:
+    case ML_CTR_SOCKETS_SKIPPED_BLOCKING:
+    case ML_CTR_DENIED_CONNECT:
+    case ML_CTR_DENIED_INBOUND_TC:
+    case ML_CTR_SOCKETS_SKIPPED_WORKLOAD:
+    case ML_CTR_INTERCEPT_SKIPPED_MAP_FULL:
+    case ML_CTR_ORIG_DST_FILE_FAILED:
+    case ML_CTR_TC_FLOW_COLLISIONS:
+    case ML_CTR_TC_FLOWS_FULL:
+    case ML_CTR_SOCKETS_SKIPPED_PEER:
+    case ML_CTR_FAST_PATH_CONNECTIONS:
+    case ML_CTR_SPLICED_FAST_PATH:
+    case ML_CTR_FAST_PATH_BYTES:
+    case ML_CTR_SOCKETS_SKIPPED_SHORT: return true;
+    case ML_CTR_MESSAGES_REDIRECTED:
+    case ML_CTR_BYTES_REDIRECTED:
+    case ML_CTR_REDIRECT_FAILED:
+    case ML_CTR_REDIRECT_READER_BEHIND:
+    case ML_CTR_ORIG_DST_ANSWERED:
+    case ML_CTR_ORIG_DST_UNKNOWN:
+    case ML_CTR_LISTENERS_SCANNED:
+    case ML_CTR_LISTENERS_UNREGISTERED:
+    case ML_CTR_MAX: break;
+  }
+  return false;
+}
+
 nlohmann::json counters_to_json(const Counters& counters) {
   nlohmann::json object = nlohmann::json::object();
   for (int index = 0; index < ML_CTR_MAX; ++index) {

@@ -23,6 +23,13 @@ struct Counters {
 // Stable snake_case name of a counter, used in JSON output and tables.
 const char* counter_name(ml_counter counter);
 
+// Whether the programs count this counter per workload too (ml_count_workload and the helpers
+// over it in bpf/: count_socket, count_spliced_hop, count_tc, the connect verdicts, the
+// fast-path bytes). The others are node-wide only: the sk_msg program's per-message counters
+// (a per-workload lookup on every send would cost the hot path), the getsockopt answers and
+// the listener counters. Their per-workload entries stay 0.
+bool counted_per_workload(ml_counter counter);
+
 nlohmann::json counters_to_json(const Counters& counters);
 
 // Two aligned columns: name and value.

@@ -147,30 +147,55 @@ const char* counter_help(ml_counter counter) {
   return "A meshlane datapath counter.";
 }
 
-std::string counter_metric_name(ml_counter counter) {
-  return std::string(kPrefix) + counter_name(counter) + "_total";
+namespace {
+
+// The counter's name as a Prometheus metric base: units last, as the conventions want.
+std::string prometheus_base_name(ml_counter counter) {
+  if (counter == ML_CTR_BYTES_REDIRECTED) {
+    return "redirected_bytes";
+  }
+  return counter_name(counter);
 }
 
-Result<std::string> format_prometheus(std::span<const CounterSet> counter_sets,
+}  // namespace
+
+std::string counter_metric_name(ml_counter counter) {
+  return std::string(kPrefix) + prometheus_base_name(counter) + "_total";
+}
+
+std::string workload_counter_metric_name(ml_counter counter) {
+  return std::string(kPrefix) + "workload_" + prometheus_base_name(counter) + "_total";
+}
+
+Result<std::string> format_prometheus(const Counters& node, std::span<const CounterSet> workloads,
                                       std::span<const GaugeSample> gauges) {
-  std::vector<std::string> counter_labels;
-  for (const CounterSet& set : counter_sets) {
+  std::vector<std::string> workload_labels;
+  for (const CounterSet& set : workloads) {
     auto labels = format_labels(set.labels);
     if (!labels) {
       return labels.error();
     }
-    counter_labels.push_back(std::move(labels.value()));
+    workload_labels.push_back(std::move(labels.value()));
   }
   std::string out;
   for (int index = 0; index < ML_CTR_MAX; ++index) {
     const auto counter = static_cast<ml_counter>(index);
     const std::string name = counter_metric_name(counter);
     family_header(out, name, counter_help(counter), "counter");
-    for (std::size_t i = 0; i < counter_sets.size(); ++i) {
+    out.append(name).append(" ").append(std::to_string(node[counter])).append("\n");
+  }
+  for (int index = 0; index < ML_CTR_MAX; ++index) {
+    const auto counter = static_cast<ml_counter>(index);
+    if (!counted_per_workload(counter)) {
+      continue;  // the programs count it node-wide only: a workload's would always be 0
+    }
+    const std::string name = workload_counter_metric_name(counter);
+    family_header(out, name, std::string(counter_help(counter)) + " Per workload.", "counter");
+    for (std::size_t i = 0; i < workloads.size(); ++i) {
       out.append(name)
-          .append(counter_labels[i])
+          .append(workload_labels[i])
           .append(" ")
-          .append(std::to_string(counter_sets[i].counters[counter]))
+          .append(std::to_string(workloads[i].counters[counter]))
           .append("\n");
     }
   }

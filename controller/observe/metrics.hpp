@@ -20,8 +20,7 @@ namespace meshlane::metrics {
 // values may hold any UTF-8 (escaped on output).
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
-// Every datapath counter for one label set: the node-wide totals have no labels; per-workload
-// counters will come as {"workload", NAME}.
+// One workload's datapath counters, labelled {"workload", NAME}.
 struct CounterSet {
   Labels labels;
   Counters counters;
@@ -36,15 +35,22 @@ struct GaugeSample {
   double value = 0;
 };
 
-// Prometheus name of a datapath counter: meshlane_<counter_name>_total.
+// Prometheus name of a node-wide datapath counter: meshlane_<name>_total, where <name> is the
+// counter's name with the unit last (bytes_redirected -> meshlane_redirected_bytes_total).
 std::string counter_metric_name(ml_counter counter);
+// Prometheus name of a per-workload counter: meshlane_workload_<name>_total. Node-wide and
+// per-workload series never share a name, so that sum() over a family never adds a workload's
+// share to the node's total that already holds it.
+std::string workload_counter_metric_name(ml_counter counter);
 // The # HELP text of a datapath counter.
 const char* counter_help(ml_counter counter);
 
-// The exposition text: for every counter a family meshlane_<name>_total with one sample per
-// counter set, then the gauge families in the order first seen. Labels that break the naming
-// rules are an error (a bug in the caller), never a malformed page.
-Result<std::string> format_prometheus(std::span<const CounterSet> counter_sets,
+// The exposition text: for every counter a family meshlane_<name>_total with the node-wide
+// value; for every counter the programs count per workload (counted_per_workload) a family
+// meshlane_workload_<name>_total with one sample per workload set; then the gauge families in
+// the order first seen. Labels that break the naming rules are an error (a bug in the caller),
+// never a malformed page.
+Result<std::string> format_prometheus(const Counters& node, std::span<const CounterSet> workloads,
                                       std::span<const GaugeSample> gauges);
 
 inline constexpr std::string_view kContentType = "text/plain; version=0.0.4; charset=utf-8";

@@ -39,6 +39,8 @@ class PolicyRegistry {
 
   [[nodiscard]] const Policy* find(const std::string& name) const;
   [[nodiscard]] std::vector<Policy> list() const;
+  // How many policies are in force.
+  [[nodiscard]] std::size_t size() const { return policies_.size(); }
 
  private:
   control::ControlResult<nlohmann::json> commit(std::map<std::string, Policy> next);

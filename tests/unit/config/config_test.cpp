@@ -32,6 +32,7 @@ void expect_default(const Config& config) {
   EXPECT_EQ(config.acceleration.sockhash_max_entries, defaults.acceleration.sockhash_max_entries);
   EXPECT_EQ(config.acceleration.include_ports, defaults.acceleration.include_ports);
   EXPECT_EQ(config.acceleration.exclude_ports, defaults.acceleration.exclude_ports);
+  EXPECT_EQ(config.maps, defaults.maps);
   EXPECT_EQ(config.metrics.listen, "");
   EXPECT_FALSE(config.metrics.listen_address.has_value());
   EXPECT_FALSE(config.metrics.allow_non_loopback);
@@ -270,7 +271,7 @@ TEST(ParseConfig, UnknownTableIsRejected) {
   const std::string message = parse_error("[daemon]\n\n[servers]\nport = 1\n");
   EXPECT_TRUE(contains(message, "meshlane.toml:3:"));
   EXPECT_TRUE(contains(message,
-                       "servers: unknown table (known tables: daemon, acceleration, metrics, "
+                       "servers: unknown table (known tables: daemon, acceleration, maps, metrics, "
                        "kubernetes, workload)"));
 }
 

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -54,8 +55,8 @@ std::map<std::string, std::string> samples(const std::string& page) {
 }
 
 TEST(MetricsFormat, EveryCounterIsAFamilyWithHelpTypeAndTotalSuffix) {
-  const std::vector<CounterSet> sets = {{{}, counters_with(12, 4096)}};
-  auto page = format_prometheus(sets, {});
+  const Counters node = counters_with(12, 4096);
+  auto page = format_prometheus(node, {}, {});
   ASSERT_TRUE(page.ok()) << page.error().message();
   EXPECT_TRUE(contains(*page,
                        "# HELP meshlane_sockets_added_total Sockets put into the sockhash "
@@ -66,34 +67,76 @@ TEST(MetricsFormat, EveryCounterIsAFamilyWithHelpTypeAndTotalSuffix) {
   for (int index = 0; index < ML_CTR_MAX; ++index) {
     const auto counter = static_cast<ml_counter>(index);
     const std::string name = counter_metric_name(counter);
-    EXPECT_EQ(name, std::string("meshlane_") + counter_name(counter) + "_total");
+    EXPECT_TRUE(name.starts_with("meshlane_") && name.ends_with("_total")) << name;
+    if (counter != ML_CTR_BYTES_REDIRECTED) {
+      EXPECT_EQ(name, std::string("meshlane_") + counter_name(counter) + "_total");
+    }
     ASSERT_TRUE(found.count(name)) << name;
-    EXPECT_EQ(found.at(name), std::to_string(sets[0].counters[counter])) << name;
+    EXPECT_EQ(found.at(name), std::to_string(node[counter])) << name;
     EXPECT_TRUE(contains(*page, "# TYPE " + name + " counter\n"));
     EXPECT_STRNE(counter_help(counter), "A meshlane datapath counter.") << name;
   }
-  EXPECT_EQ(found.at("meshlane_bytes_redirected_total"), "4096");
   EXPECT_EQ(page->back(), '\n');
 }
 
-TEST(MetricsFormat, LabelledCounterSetsShareOneFamily) {
-  const std::vector<CounterSet> sets = {
-      {{}, counters_with(5, 0)},
-      {{{"workload", "reviews-v1"}}, counters_with(3, 0)},
+TEST(MetricsFormat, ByteCountersEndInBytesTotal) {
+  for (int index = 0; index < ML_CTR_MAX; ++index) {
+    const auto counter = static_cast<ml_counter>(index);
+    if (std::string(counter_name(counter)).find("bytes") == std::string::npos) {
+      continue;
+    }
+    EXPECT_TRUE(counter_metric_name(counter).ends_with("_bytes_total"))
+        << counter_metric_name(counter);
+    EXPECT_TRUE(workload_counter_metric_name(counter).ends_with("_bytes_total"))
+        << workload_counter_metric_name(counter);
+  }
+  EXPECT_EQ(counter_metric_name(ML_CTR_BYTES_REDIRECTED), "meshlane_redirected_bytes_total");
+  EXPECT_EQ(counter_metric_name(ML_CTR_FAST_PATH_BYTES), "meshlane_fast_path_bytes_total");
+  EXPECT_EQ(workload_counter_metric_name(ML_CTR_FAST_PATH_BYTES),
+            "meshlane_workload_fast_path_bytes_total");
+}
+
+TEST(MetricsFormat, WorkloadSeriesHaveFamiliesOfTheirOwn) {
+  const std::vector<CounterSet> workloads = {
+      {{{"workload", "reviews-v1"}}, counters_with(3, 77)},
       {{{"workload", "odd\"name\\with\nnewline"}}, counters_with(2, 0)},
   };
-  auto page = format_prometheus(sets, {});
+  auto page = format_prometheus(counters_with(5, 0), workloads, {});
   ASSERT_TRUE(page.ok()) << page.error().message();
-  EXPECT_TRUE(
-      contains(*page,
-               "# TYPE meshlane_sockets_added_total counter\n"
-               "meshlane_sockets_added_total 5\n"
-               "meshlane_sockets_added_total{workload=\"reviews-v1\"} 3\n"
-               "meshlane_sockets_added_total{workload=\"odd\\\"name\\\\with\\nnewline\"} 2\n"));
+  EXPECT_TRUE(contains(*page,
+                       "# TYPE meshlane_sockets_added_total counter\n"
+                       "meshlane_sockets_added_total 5\n#"));
+  EXPECT_TRUE(contains(
+      *page,
+      "# TYPE meshlane_workload_sockets_added_total counter\n"
+      "meshlane_workload_sockets_added_total{workload=\"reviews-v1\"} 3\n"
+      "meshlane_workload_sockets_added_total{workload=\"odd\\\"name\\\\with\\nnewline\"} 2\n"));
+  // No family carries both the node's series (no label) and workloads' (a workload label): a
+  // sum() over one family never counts a workload's share twice.
+  std::map<std::string, std::set<bool>> labelled;
+  for (const auto& [sample, value] : samples(*page)) {
+    const std::size_t brace = sample.find('{');
+    labelled[sample.substr(0, brace)].insert(brace != std::string::npos);
+  }
+  for (const auto& [family, kinds] : labelled) {
+    EXPECT_EQ(kinds.size(), 1u) << family << " has samples with and without labels";
+    EXPECT_EQ(family.starts_with("meshlane_workload_"), *kinds.begin()) << family;
+  }
+  // Counters the programs count node-wide only have no per-workload family at all.
+  for (int index = 0; index < ML_CTR_MAX; ++index) {
+    const auto counter = static_cast<ml_counter>(index);
+    const std::string name = workload_counter_metric_name(counter);
+    EXPECT_EQ(contains(*page, "# TYPE " + name + " counter\n"), counted_per_workload(counter))
+        << name;
+  }
+  EXPECT_FALSE(contains(*page, "meshlane_workload_redirected_bytes_total"));
+  EXPECT_FALSE(contains(*page, "meshlane_workload_messages_redirected_total"));
+  EXPECT_TRUE(contains(*page, "meshlane_workload_fast_path_bytes_total{workload=\"reviews-v1\"}"));
   // HELP and TYPE once per family.
   std::size_t type_lines = 0;
-  for (std::size_t at = page->find("# TYPE meshlane_sockets_added_total "); at != std::string::npos;
-       at = page->find("# TYPE meshlane_sockets_added_total ", at + 1)) {
+  for (std::size_t at = page->find("# TYPE meshlane_workload_sockets_added_total ");
+       at != std::string::npos;
+       at = page->find("# TYPE meshlane_workload_sockets_added_total ", at + 1)) {
     ++type_lines;
   }
   EXPECT_EQ(type_lines, 1u);
@@ -106,7 +149,7 @@ TEST(MetricsFormat, GaugesAreGroupedByNameInFirstSeenOrder) {
       {"workloads", "Workloads.", {{"source", "live"}}, 0},
       {"big", "Big.", {}, 1e20},
   };
-  auto page = format_prometheus({}, gauges);
+  auto page = format_prometheus(Counters{}, {}, gauges);
   ASSERT_TRUE(page.ok()) << page.error().message();
   EXPECT_TRUE(contains(*page,
                        "# HELP meshlane_workloads Workloads.\n# TYPE meshlane_workloads gauge\n"
@@ -119,13 +162,13 @@ TEST(MetricsFormat, GaugesAreGroupedByNameInFirstSeenOrder) {
 
 TEST(MetricsFormat, BadNamesAreErrorsNotBrokenPages) {
   const std::vector<CounterSet> bad_label = {{{{"work-load", "x"}}, Counters{}}};
-  auto page = format_prometheus(bad_label, {});
+  auto page = format_prometheus(Counters{}, bad_label, {});
   ASSERT_FALSE(page.ok());
   EXPECT_TRUE(contains(page.error().message(), "invalid label name \"work-load\""));
   const std::vector<CounterSet> reserved = {{{{"__name__", "x"}}, Counters{}}};
-  EXPECT_FALSE(format_prometheus(reserved, {}).ok());
+  EXPECT_FALSE(format_prometheus(Counters{}, reserved, {}).ok());
   const std::vector<GaugeSample> bad_gauge = {{"1up", "x", {}, 1}};
-  EXPECT_FALSE(format_prometheus({}, bad_gauge).ok());
+  EXPECT_FALSE(format_prometheus(Counters{}, {}, bad_gauge).ok());
 }
 
 // ---- HTTP
