@@ -341,7 +341,7 @@ TEST_F(ControlApiTest, UnknownMethodListsTheKnownOnes) {
   EXPECT_EQ(unknown.message,
             "unknown method \"workload.rm\" (known methods: status, stats, workload.list, "
             "workload.get, workload.add, workload.del, conns, policy.apply, policy.get, "
-            "policy.del, monitor)");
+            "policy.del, monitor, explain)");
 }
 
 TEST_F(ControlApiTest, MalformedLineClosesOtherErrorsDoNot) {
