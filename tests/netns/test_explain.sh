@@ -227,6 +227,10 @@ ctl_assert_json "$CTL_OUT" '"no record" in j["note"] and j["records"] == []' "ex
 ctl_ok explain --src 198.18.0.10 --dst 198.18.0.11:8080
 grep -q 'interception: intercepted (rule: outbound)' <<<"$CTL_OUT" || ml_fail "explain text: $CTL_OUT"
 grep -q 'splicing: spliced' <<<"$CTL_OUT" || ml_fail "explain text: $CTL_OUT"
+ml_log "meshlanectl explain --src 198.18.0.10 --dst 198.18.0.11:8080:"$'\n'"$CTL_OUT"
+ctl_ok explain --src 127.0.0.1 --dst 127.0.0.1:5402
+grep -q 'splicing: not_spliced (rule: workload)' <<<"$CTL_OUT" || ml_fail "explain text: $CTL_OUT"
+ml_log "meshlanectl explain --src 127.0.0.1 --dst 127.0.0.1:5402:"$'\n'"$CTL_OUT"
 ctl explain --dst nonsense
 ctl_expect_rc 2 "explain with a bad --dst"
 ml_pass
