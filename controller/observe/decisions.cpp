@@ -195,6 +195,11 @@ nlohmann::json interception_answer(const ExplainQuery& query,
         text += "rule " + std::to_string(rule) +
                 (name.is_string() ? " (" + name.get<std::string>() + ")" : std::string());
         out["rule"] = name.is_string() ? name : nlohmann::json(rule);
+      } else if (line.value("rule_unnamed", false)) {
+        text +=
+            "a rule of a policy compiled before rules had ids (it is named once this "
+            "daemon recompiles the policy)";
+        out["rule"] = "unnamed_rule";
       } else {
         text += "no rule matched, and the default denies it (" +
                 line.value("default_deny", nlohmann::json::array()).dump() + ")";

@@ -279,6 +279,9 @@ nlohmann::json event_to_json(const Event& event) {
       out["rule"] = rule;
       if (rule != 0) {
         out["rule_name"] = name_or_null(event.rule_name);
+      } else if ((raw.detail & ML_DENY_RULE_UNNAMED) != 0) {
+        out["rule_name"] = nullptr;  // a rule entry without an id: see ML_DENY_RULE_UNNAMED
+        out["rule_unnamed"] = true;
       } else {
         // No rule entry matched: the default denied it, because of who has allow rules.
         nlohmann::json why = nlohmann::json::array();
@@ -371,6 +374,9 @@ std::string format_line(const nlohmann::json& line) {
     std::string text = "rule " + rule.dump();
     if (auto name = line.value("rule_name", nlohmann::json()); name.is_string()) {
       text += " (" + name.get<std::string>() + ")";
+    }
+    if (line.value("rule_unnamed", false)) {
+      text += " (a rule without an id: compiled by an earlier daemon)";
     }
     if (auto why = line.value("default_deny", nlohmann::json()); why.is_array()) {
       std::string reasons;

@@ -66,8 +66,11 @@ enum ml_skip_reason {
  * matched and the default denied it, and then ML_DENY_DEFAULT_* tell why. */
 #define ML_DENY_RULE_MASK 0xffffu
 #define ML_DENY_DEFAULT_EGRESS (1u << 16) /* the source has egress allow rules, none matched */
-#define ML_DENY_DEFAULT_INGRESS \
-	(1u << 17) /* the destination has ingress allow rules, none matched */
+/* the destination has ingress allow rules, none matched: */
+#define ML_DENY_DEFAULT_INGRESS (1u << 17)
+/* A rule entry denied it but carries no rule id: a policy compiled by a daemon before rule ids,
+ * or a rule past the ML_DENY_RULE_MASK first ones. */
+#define ML_DENY_RULE_UNNAMED (1u << 18)
 
 /* ml_event.side for socket events: which end of the connection the socket is. */
 #define ML_SIDE_CLIENT 1

@@ -80,7 +80,7 @@ ML_INLINE __u32 ml_policy_deny_detail(const struct ml_policy_value *rule, __u8 s
 	__u32 detail = 0;
 
 	if (rule)
-		return rule->rule;
+		return rule->rule ? rule->rule : ML_DENY_RULE_UNNAMED;
 	if (src_isolation & ML_POLICY_ISOLATED_EGRESS)
 		detail |= ML_DENY_DEFAULT_EGRESS;
 	if (dst_isolation & ML_POLICY_ISOLATED_INGRESS)

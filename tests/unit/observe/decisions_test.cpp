@@ -140,6 +140,12 @@ TEST(DeniedEvents, CarryTheRuleOrWhyTheDefaultDenied) {
   EXPECT_NE(
       format_line(d).find("rule 0 (no rule matched: default deny, destination_ingress_isolated)"),
       std::string::npos);
+  // A rule entry of a trie compiled before rule ids: not the default.
+  const json unnamed = event_to_json(event(denied(ML_DENY_RULE_UNNAMED)));
+  EXPECT_EQ(unnamed["rule"], 0);
+  EXPECT_EQ(unnamed["rule_unnamed"], true);
+  EXPECT_FALSE(unnamed.contains("default_deny"));
+  EXPECT_NE(format_line(unnamed).find("compiled by an earlier daemon"), std::string::npos);
   const json both = event_to_json(event(denied(ML_DENY_DEFAULT_INGRESS | ML_DENY_DEFAULT_EGRESS)));
   EXPECT_EQ(both["default_deny"], json({"source_egress_isolated", "destination_ingress_isolated"}));
 }
