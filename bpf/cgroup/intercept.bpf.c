@@ -53,6 +53,7 @@ static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_c
 	struct ml_connect_rules rules = {};
 	struct ml_workload *self, *dst_pod;
 	struct ml_sock_state *state;
+	__u32 deny_detail = 0;
 	__u64 uid_gid;
 
 	if (!intercept || ctx->type != SOCK_STREAM)
@@ -66,10 +67,10 @@ static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_c
 	req->gid = (__u32)(uid_gid >> 32);
 	dst_pod = ml_pod_of(req->dst_ip6);
 	if (ml_connect_needs_policy(req, self, dst_pod) &&
-	    ml_policy_judge_connect(req->netns_cookie, req->dst_ip6, req->dst_port) ==
+	    ml_policy_judge_connect(req->netns_cookie, req->dst_ip6, req->dst_port, &deny_detail) ==
 		    ML_POLICY_DENY) {
 		count_denied(req, dst_pod);
-		ml_emit_connect_denied(req, self, 0);
+		ml_emit_connect_denied(req, self, deny_detail);
 		verdict->action = ML_CONNECT_DENY;
 		return verdict->action;
 	}
@@ -84,6 +85,7 @@ static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_c
 			ml_count_workload(dst_pod->netns_cookie, verdict->counter, 1);
 	}
 	ml_emit_connect(req, verdict, self);
+	ml_emit_bypassed(req, self, ml_bypass_reason(self, &rules, verdict));
 	if (verdict->hop == ML_HOP_OTHER && !verdict->record_orig_dst)
 		return verdict->action;
 

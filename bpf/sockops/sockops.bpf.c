@@ -346,7 +346,19 @@ static __always_inline int server_may_splice(struct bpf_sock_ops *skops, struct 
 	       ml_ip6_equal(self->remote_ip6, wl->node_proxy_ip6);
 }
 
-/* Puts this socket into the sockhash if the connection can be spliced; returns 0 when it did.
+/* The event type a splice skip is reported as: blocking and short had their own types first. */
+static __always_inline __u32 skip_event_type(__u8 reason)
+{
+	if (reason == ML_SKIP_BLOCKING)
+		return ML_EVENT_SKIPPED_BLOCKING;
+	if (reason == ML_SKIP_SHORT)
+		return ML_EVENT_SKIPPED_SHORT;
+	return ML_EVENT_SKIPPED;
+}
+
+/* Puts this socket into the sockhash if the connection can be spliced; returns 0 when it did,
+ * else the rule that kept it out (enum ml_skip_reason, counted here; the caller emits the
+ * event), or -1 when the sockhash refused it (counted and reported here).
  * Both ends must be spliced or neither: a sockhash member that receives bytes by TCP has a
  * FIONREAD of 0. The client end, established first, files its key in ml_pairing_v2; the
  * server end joins only if it takes that entry, and the client's first send takes it instead
@@ -366,27 +378,27 @@ static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_
 	struct ml_listener_key server = {};
 	long err;
 
-	if (!accelerate || (!active && steered_from_outside(self)))
-		return -1;
+	if (!accelerate)
+		return ML_SKIP_ACCEL_OFF;
+	if (!active && steered_from_outside(self))
+		return ML_SKIP_STEERED;
 	if (!ports_allow_splice(self->local_port, self->remote_port)) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_PORT);
-		return -1;
+		return ML_SKIP_PORT;
 	}
 	if (workload_refuses_splice(fields->netns_cookie, self->local_port, self->remote_port)) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_WORKLOAD);
-		return -1;
+		return ML_SKIP_WORKLOAD;
 	}
 	if (reader_may_block(sk, active)) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_BLOCKING);
-		ml_emit_socket(ML_EVENT_SKIPPED_BLOCKING, self, fields->netns_cookie, active,
-			       state->hop, 0);
-		return -1;
+		return ML_SKIP_BLOCKING;
 	}
 	if (!active)
 		filed = bpf_map_lookup_elem(&ml_pairing_v2, &state->peer);
 	if (active ? !server_may_splice(skops, sk, self, &server) : !filed) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_PEER);
-		return -1;
+		return ML_SKIP_PEER;
 	}
 	if (!active) {
 		server.netns_cookie = fields->netns_cookie;
@@ -401,15 +413,13 @@ static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_
 	 * out too (counted in sockets_skipped_peer). */
 	if (adaptive_splicing && active && server.netns_cookie && ml_port_skips_splice(&server)) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_SHORT);
-		ml_emit_socket(ML_EVENT_SKIPPED_SHORT, self, fields->netns_cookie, active,
-			       state->hop, 0);
-		return -1;
+		return ML_SKIP_SHORT;
 	}
 	err = bpf_sock_hash_update(skops, &ml_sockhash_v1, (void *)self, BPF_ANY);
 	if (err != 0) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_ADD_FAILED);
 		ml_emit_socket(ML_EVENT_MAP_FULL, self, fields->netns_cookie, active, state->hop,
-			       (int)err);
+			       (int)err, ML_SKIP_NONE, state);
 		return -1;
 	}
 	if (active) {
@@ -429,7 +439,7 @@ static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_
 			 * went by TCP. This end was in the sockhash for no byte; it leaves again. */
 			bpf_map_delete_elem(&ml_sockhash_v1, (void *)self);
 			count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_PEER);
-			return -1;
+			return ML_SKIP_PEER;
 		}
 		/* Both ends are in: the connection is spliced. Counted once, here, under the client
 		 * end's hop kind and workload. This end's sends are of the same kind. */
@@ -447,6 +457,7 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 	struct ml_sock_key self = {};
 	struct ml_sock_state *state;
 	struct bpf_sock *sk = skops->sk;
+	int skipped;
 
 	if (!sk)
 		return;
@@ -459,7 +470,11 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 	if (!active)
 		take_orig_dst(state, &self);
 	state->fallback = 1;
-	if (splice_socket(skops, sk, &fields, &self, state, active) != 0) {
+	skipped = splice_socket(skops, sk, &fields, &self, state, active);
+	if (skipped > 0)
+		ml_emit_socket(skip_event_type((__u8)skipped), &self, fields.netns_cookie, active,
+			       state->hop, 0, (__u8)skipped, state);
+	if (skipped != 0) {
 		if (!active) {
 			/* The client end may be in the sockhash, waiting for this end: it leaves, or
 			 * it would receive every byte by TCP. Nothing was redirected to it (only this
@@ -471,7 +486,8 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 	}
 	state->fallback = 0;
 	count_socket(fields.netns_cookie, ML_CTR_SOCKETS_ADDED);
-	ml_emit_socket(ML_EVENT_SPLICED, &self, fields.netns_cookie, active, state->hop, 0);
+	ml_emit_socket(ML_EVENT_SPLICED, &self, fields.netns_cookie, active, state->hop, 0,
+		       ML_SKIP_NONE, state);
 }
 
 SEC("sockops")
@@ -560,7 +576,8 @@ int ml_sk_msg(struct sk_msg_md *msg)
 		return SK_PASS;
 	if (state->pairing && first_send_beats_server(state)) {
 		ml_count(ML_CTR_REDIRECT_FAILED, 1);
-		ml_emit_fallback(&state->peer, bpf_get_netns_cookie(msg), msg->size);
+		ml_emit_fallback(&state->peer, bpf_get_netns_cookie(msg), ML_FALLBACK_PEER,
+				 msg->size);
 		return SK_PASS;
 	}
 	if (bpf_msg_redirect_hash(msg, &ml_sockhash_v1, &state->peer, BPF_F_INGRESS) != SK_PASS) {
@@ -568,7 +585,8 @@ int ml_sk_msg(struct sk_msg_md *msg)
 		 * normal stack, so the peer never reads redirected bytes ahead of queued ones. */
 		state->fallback = 1;
 		ml_count(ML_CTR_REDIRECT_FAILED, 1);
-		ml_emit_fallback(&state->peer, bpf_get_netns_cookie(msg), msg->size);
+		ml_emit_fallback(&state->peer, bpf_get_netns_cookie(msg), ML_FALLBACK_PEER,
+				 msg->size);
 		return SK_PASS;
 	}
 	ml_count(ML_CTR_MESSAGES_REDIRECTED, 1);
@@ -579,12 +597,18 @@ int ml_sk_msg(struct sk_msg_md *msg)
 		ml_count(ML_CTR_FAST_PATH_BYTES, msg->size);
 		ml_count_workload(bpf_get_netns_cookie(msg), ML_CTR_FAST_PATH_BYTES, msg->size);
 	}
-	if (max_unread_bytes && redirect_target_unread(msg) > max_unread_bytes) {
-		/* The reader is that far behind: this message is the last one redirected, later
-		 * sends take the normal stack and its flow control. The reader gets the queued
-		 * redirected bytes before any that arrive by TCP, so the order holds. */
-		state->fallback = 1;
-		ml_count(ML_CTR_REDIRECT_READER_BEHIND, 1);
+	if (max_unread_bytes) {
+		__u32 unread = redirect_target_unread(msg);
+
+		if (unread > max_unread_bytes) {
+			/* The reader is that far behind: this message is the last one redirected,
+			 * later sends take the normal stack and its flow control. The reader gets the
+			 * queued redirected bytes before any that arrive by TCP, so the order holds. */
+			state->fallback = 1;
+			ml_count(ML_CTR_REDIRECT_READER_BEHIND, 1);
+			ml_emit_fallback(&state->peer, bpf_get_netns_cookie(msg),
+					 ML_FALLBACK_READER_BEHIND, unread);
+		}
 	}
 	return SK_PASS;
 }

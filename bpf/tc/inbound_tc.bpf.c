@@ -196,6 +196,7 @@ int ml_tc_ingress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	flow_key(&key, pkt.src_ip6, pkt.dst_ip6, pkt.src_port);
 	if ((pkt.tcp_flags & (ML_TCP_SYN | ML_TCP_ACK)) == ML_TCP_SYN) {
+		__u32 deny_detail = 0;
 		__u8 rule;
 
 		wl = ml_pod_of(pkt.dst_ip6);
@@ -205,12 +206,12 @@ int ml_tc_ingress(struct __sk_buff *skb)
 		 * connect4, where the policy already judged it against the original destination.
 		 * Anyone else going straight to that port is judged on it like any other port. */
 		if ((pkt.dst_port != wl->inbound_port || !ml_pod_of(pkt.src_ip6)) &&
-		    ml_policy_judge_inbound(pkt.src_ip6, pkt.dst_ip6, pkt.dst_port) ==
+		    ml_policy_judge_inbound(pkt.src_ip6, pkt.dst_ip6, pkt.dst_port, &deny_detail) ==
 			    ML_POLICY_DENY) {
 			ml_count(ML_CTR_DENIED_INBOUND_TC, 1);
 			ml_count_workload(wl->netns_cookie, ML_CTR_DENIED_INBOUND_TC, 1);
 			ml_emit_denied(wl->netns_cookie, wl->id, pkt.src_ip6, pkt.src_port,
-				       pkt.dst_ip6, pkt.dst_port, 0);
+				       pkt.dst_ip6, pkt.dst_port, deny_detail);
 			return TC_ACT_SHOT;
 		}
 		if (sent_on_fast_path(&pkt, wl))

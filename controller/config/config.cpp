@@ -46,7 +46,7 @@ using namespace config_fields;  // NOLINT(google-build-using-namespace): this li
 
 Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
   const toml::node* socket_group_node = nullptr;
-  const std::array<KeyReader, 11> readers = {{
+  const std::array<KeyReader, 12> readers = {{
       {"bpffs_dir", [&](const Field& f) { return read_bpffs_dir(f, daemon.bpffs_dir); }},
       {"cgroup", [&](const Field& f) { return read_string(f, daemon.cgroup); }},
       {"log_level", [&](const Field& f) { return read_log_level(f, daemon.log_level); }},
@@ -68,6 +68,15 @@ Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
          return read_absolute_path(f, "/var/lib/meshlane", daemon.state_dir);
        }},
       {"allow_host_netns", [&](const Field& f) { return read_bool(f, daemon.allow_host_netns); }},
+      {"decision_log",
+       [&](const Field& f) {
+         std::int64_t entries = 0;
+         Status status = read_integer(f, 0, kMaxDecisionLog, entries);
+         if (status) {
+           daemon.decision_log = static_cast<std::uint32_t>(entries);
+         }
+         return status;
+       }},
   }};
   if (Status status = read_table(field, readers); !status) {
     return status;

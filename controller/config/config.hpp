@@ -54,7 +54,15 @@ struct DaemonConfig {
   // host's). Off: such a workload is refused, since its tc steering would land on the host's
   // interfaces and its interception on the node's own connections.
   bool allow_host_netns = false;
+  // How many datapath decisions (interception and splicing events) the daemon keeps for
+  // `meshlanectl explain`. 0 (the default): none, and the datapath emits no event while no
+  // monitor client watches. Above 0 it emits those events for every connection (a ring buffer
+  // record each, and the daemon reads them).
+  std::uint32_t decision_log = 0;
 };
+
+// Upper bound of daemon.decision_log.
+inline constexpr std::int64_t kMaxDecisionLog = 1000000;
 
 struct AccelerationConfig {
   // Splice local TCP connections through the sockhash.

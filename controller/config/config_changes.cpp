@@ -31,6 +31,7 @@ std::vector<std::string> changed_keys(const Config& was, const Config& now) {
   compare(out, "daemon.socket_write_group", d0.socket_write_group, d1.socket_write_group);
   compare(out, "daemon.state_dir", d0.state_dir, d1.state_dir);
   compare(out, "daemon.allow_host_netns", d0.allow_host_netns, d1.allow_host_netns);
+  compare(out, "daemon.decision_log", d0.decision_log, d1.decision_log);
   const AccelerationConfig& a0 = was.acceleration;
   const AccelerationConfig& a1 = now.acceleration;
   compare(out, "acceleration.enabled", a0.enabled, a1.enabled);

@@ -100,6 +100,9 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
 
   void set_hub(meshlane::monitor::Hub* hub) { hub_ = hub; }
 
+  const meshlane::monitor::DecisionLog* decision_log() override { return decision_log_; }
+  void set_decision_log(const meshlane::monitor::DecisionLog* log) { decision_log_ = log; }
+
   bool listening(std::uint64_t netns_cookie, std::uint16_t port) override;
 
   std::string policy_enforcement_unavailable() override;
@@ -111,6 +114,7 @@ class DaemonBackend final : public meshlane::control::ControlBackend {
  private:
   using ListenerMap = meshlane::TypedMap<ml_listener_key, std::uint8_t>;
   meshlane::monitor::Hub* hub_ = nullptr;
+  const meshlane::monitor::DecisionLog* decision_log_ = nullptr;
   const meshlane::WorkloadManager* manager_ = nullptr;
   std::optional<ListenerMap> listeners_;
   const meshlane::Config& config_;

@@ -26,6 +26,9 @@ const std::vector<MethodInfo> kMethods = {
     {"policy.del", Access::kWrite, "delete a policy"},
     // Write: it shows every connection of the node (addresses, ports, workloads) as it happens.
     {"monitor", Access::kWrite, "stream live datapath events, one JSON object per line"},
+    // Read: it answers only about the connection the caller names, from decisions already made
+    // (what `conns` and `stats` show of the same connections).
+    {"explain", Access::kRead, "which rules decided one connection's interception and splicing"},
 };
 
 bool in_group(const PeerCredentials& peer, const std::optional<gid_t>& group) {
@@ -275,6 +278,9 @@ ControlResult<nlohmann::json> ControlApi::dispatch(const MethodInfo& method, con
   if (name == "monitor") {
     return monitor(request.params, stream);
   }
+  if (name == "explain") {
+    return explain(request.params);
+  }
   return ControlError{ErrorCode::kInternal, "method " + request.method + " has no handler"};
 }
 
@@ -405,6 +411,32 @@ ControlResult<nlohmann::json> ControlApi::conns(const Params& params) {
   const std::int64_t shown = limit.value_or(kDefaultConnsLimit);
   return describe_connections(keys.value(), index,
                               shown == 0 ? keys->size() : static_cast<std::size_t>(shown));
+}
+
+ControlResult<nlohmann::json> ControlApi::explain(const nlohmann::json& params) {
+  auto query = monitor::parse_explain_query(params);
+  if (!query) {
+    return query.error();
+  }
+  monitor::ExplainContext context;
+  if (query->src) {
+    context.src_workload = std::string();
+    for (const WorkloadConfig& workload : workloads_.combined()) {
+      for (const IpAddress& ip : workload.ips) {
+        if (ip.bytes == query->src->address.bytes) {
+          context.src_workload = workload.name;
+        }
+      }
+    }
+  }
+  std::vector<monitor::Event> records;
+  if (const monitor::DecisionLog* log = backend_.decision_log(); log != nullptr) {
+    context.log_capacity = log->capacity();
+    context.log_size = log->size();
+    context.recorded_total = log->recorded_total();
+    records = log->matching(query.value(), context.src_workload.value_or(std::string()));
+  }
+  return monitor::explain(query.value(), records, context);
 }
 
 ControlResult<nlohmann::json> ControlApi::monitor(const nlohmann::json& params,

@@ -22,6 +22,7 @@
 #include "daemon/rate_limiter.hpp"
 #include "meshlane/shared.h"
 #include "observe/counters.hpp"
+#include "observe/decisions.hpp"
 #include "observe/monitor_hub.hpp"
 #include "policy/registry.hpp"
 #include "workloads/registry.hpp"
@@ -96,6 +97,8 @@ class ControlBackend {
   // A live event subscription (the monitor method); the daemon's hub, or unavailable.
   virtual ControlResult<std::shared_ptr<monitor::Subscription>> subscribe(
       const monitor::Filter& filter);
+  // The datapath's recent decisions (explain); nullptr when the daemon keeps none.
+  virtual const monitor::DecisionLog* decision_log() { return nullptr; }
 };
 
 class ControlApi {
@@ -125,6 +128,7 @@ class ControlApi {
   ControlResult<nlohmann::json> policy_apply(const Params& params, const nlohmann::json& raw);
   ControlResult<nlohmann::json> policy_get(const Params& params);
   ControlResult<nlohmann::json> policy_del(const Params& params);
+  ControlResult<nlohmann::json> explain(const nlohmann::json& params);
   ControlResult<nlohmann::json> monitor(const nlohmann::json& params,
                                         std::shared_ptr<StreamSource>* stream);
   ControlResult<nlohmann::json> dispatch(const MethodInfo& method, const Request& request,

@@ -33,7 +33,7 @@ bool same_workloads(const std::vector<meshlane::WorkloadConfig>& wanted,
 // Compiles `set` for the workloads in force and switches the kernel to it.
 meshlane::Result<nlohmann::json> install_policies(
     const std::string& bpffs_dir, const std::vector<meshlane::policy::Policy>& set,
-    const std::vector<meshlane::ResolvedWorkload>& applied) {
+    const std::vector<meshlane::ResolvedWorkload>& applied, std::vector<std::string>& rules) {
   const auto started = std::chrono::steady_clock::now();
   std::vector<meshlane::policy::PolicyWorkload> workloads;
   workloads.reserve(applied.size());
@@ -54,6 +54,7 @@ meshlane::Result<nlohmann::json> install_policies(
       "policy: {} policies, {} identities, {} pairs, {} kernel entries, in force after "
       "{} us",
       set.size(), compiled->identities, compiled->pairs, installed->entries, total.count());
+  rules = std::move(compiled->rules);
   for (const std::string& name : compiled->unmatched_policies) {
     spdlog::warn("policy {} selects no workload now", name);
   }
@@ -82,7 +83,16 @@ Reconciler::Reconciler(const Config& config, WorkloadManager& manager,
       workloads_ready_(true) {}
 
 Result<nlohmann::json> Reconciler::install_policy_set(const std::vector<policy::Policy>& set) {
-  return install_policies(config_.daemon.bpffs_dir, set, manager_.applied());
+  std::vector<std::string> rules;
+  auto report = install_policies(config_.daemon.bpffs_dir, set, manager_.applied(), rules);
+  if (report) {
+    policy_rules_ = std::move(rules);
+  }
+  return report;
+}
+
+std::string Reconciler::policy_rule(std::uint32_t id) const {
+  return id == 0 || id > policy_rules_.size() ? std::string() : policy_rules_[id - 1];
 }
 
 Result<nlohmann::json> Reconciler::apply_policy_set(const std::vector<policy::Policy>& set) {

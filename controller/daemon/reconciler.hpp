@@ -4,6 +4,7 @@
 // workloads with the new overrides on top.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -38,6 +39,9 @@ class Reconciler {
 
   [[nodiscard]] workloads::WorkloadRegistry& workloads() { return workloads_; }
   [[nodiscard]] policy::PolicyRegistry& policies() { return policies_; }
+  // The rule a policy verdict names (ml_policy_value.rule, a denied event's rule) in the
+  // policy this daemon last installed: "POLICY ingress[i] deny"; "" when unknown.
+  [[nodiscard]] std::string policy_rule(std::uint32_t id) const;
 
  private:
   Result<nlohmann::json> install_policy_set(const std::vector<policy::Policy>& set);
@@ -48,6 +52,7 @@ class Reconciler {
   WorkloadManager& manager_;
   policy::PolicyRegistry policies_;
   workloads::WorkloadRegistry workloads_;
+  std::vector<std::string> policy_rules_;  // CompiledPolicy::rules of the policy in force
   bool workloads_ready_ = false;  // the policy registry may install before workloads_ exists
   std::function<void(const std::string&)> after_workloads_change_ = [](const std::string&) {};
 };

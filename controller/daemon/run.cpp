@@ -574,10 +574,16 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
   // meshlanectl monitor: the ring buffer is read on this io_context; the datapath emits only
   // while a client is subscribed (the hub sets the gate to the union of the clients' types).
   std::unique_ptr<meshlane::EventPump> pump;
-  meshlane::monitor::Hub hub([&pump](std::uint64_t mask) {
+  // meshlanectl explain: with daemon.decision_log > 0 every event type stays on, whoever
+  // watches, and the daemon keeps the last decision_log events.
+  meshlane::monitor::DecisionLog decisions(config.daemon.decision_log);
+  const std::uint64_t logged_types =
+      config.daemon.decision_log > 0 ? meshlane::monitor::kAllTypes : 0;
+  meshlane::monitor::Hub hub([&pump, logged_types](std::uint64_t subscribed) {
     if (!pump) {
       return;
     }
+    const std::uint64_t mask = subscribed | logged_types;
     if (auto status = pump->gate().set_mask(mask); !status) {
       spdlog::warn("monitor: cannot set the event gate: {}", status.error().message());
       return;
@@ -587,8 +593,14 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
   WorkloadNames names(workloads, backend);
   auto started_pump = meshlane::EventPump::start(
       io, pins,
-      [&hub, &names](const ml_event& event, std::int64_t unix_ns) {
-        hub.publish(meshlane::monitor::make_event(event, unix_ns, names.index()));
+      [&hub, &names, &decisions, &reconciler](const ml_event& event, std::int64_t unix_ns) {
+        meshlane::monitor::Event named =
+            meshlane::monitor::make_event(event, unix_ns, names.index());
+        if (event.type == ML_EVENT_DENIED) {
+          named.rule_name = reconciler.policy_rule(event.detail & ML_DENY_RULE_MASK);
+        }
+        decisions.record(named);
+        hub.publish(named);
       },
       [&hub](std::uint64_t lost) {
         spdlog::warn("monitor: the datapath dropped {} event(s): its ring buffer was full", lost);
@@ -597,6 +609,16 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
   if (started_pump) {
     pump = std::move(started_pump.value());
     backend.set_hub(&hub);
+    if (logged_types != 0) {
+      if (auto status = pump->gate().set_mask(logged_types); status) {
+        backend.set_decision_log(&decisions);
+        spdlog::info("explain: keeping the last {} datapath decisions (daemon.decision_log)",
+                     config.daemon.decision_log);
+      } else {
+        spdlog::warn("explain: cannot set the event gate, no decisions kept: {}",
+                     status.error().message());
+      }
+    }
   } else {
     spdlog::warn("monitor: unavailable: {}", started_pump.error().message());
   }

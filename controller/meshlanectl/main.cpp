@@ -193,13 +193,21 @@ int parse_and_run(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
 
+  MethodCommand& explain =
+      method(&app, "explain",
+             "which rules decided one connection: intercepted or not (and by which rule: an "
+             "excluded port or CIDR, the proxy's uid, L4 policy...), spliced or not (and why), "
+             "from the daemon's log of recent datapath decisions (daemon.decision_log)",
+             "explain", print_explain);
+  explain.text("--dst", "dst", "ADDR:PORT the client connected to ([IPv6]:PORT)")->required();
+  explain.text("--src", "src", "the client's ADDR:PORT, or ADDR for any of its ports");
+
   MonitorOptions monitor_options;
   auto* monitor_cmd = app.add_subcommand(
       "monitor",
-      "live datapath events, one line each, until Ctrl-C (or --count): intercepted, spliced, "
-      "denied, map_full, fallback, skipped_blocking, skipped_short. Filters are applied by the "
-      "daemon; every "
-      "one given must match");
+      "live datapath events, one line each, until Ctrl-C (or --count): intercepted, bypassed, "
+      "denied, spliced, skipped, skipped_blocking, skipped_short, map_full, fallback. Filters "
+      "are applied by the daemon; every one given must match");
   monitor_cmd
       ->add_option("--type", monitor_options.types,
                    "event types to show, comma-separated, repeatable (default: all)")

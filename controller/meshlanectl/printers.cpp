@@ -1,4 +1,5 @@
 #include "meshlanectl/printers.hpp"
+#include "observe/decisions.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -426,5 +427,7 @@ void print_conns(const json& r) {
   }
   std::cout << '\n';
 }
+
+void print_explain(const json& r) { std::cout << meshlane::monitor::format_explain(r); }
 
 }  // namespace meshlane::cli

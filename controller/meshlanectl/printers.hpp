@@ -19,5 +19,7 @@ void print_workload(const json& r);
 void print_workload_add(const json& r);
 void print_workload_del(const json& r);
 void print_conns(const json& r);
+// explain: the rule that decided interception and splicing, then the records behind it.
+void print_explain(const json& r);
 
 }  // namespace meshlane::cli

@@ -13,8 +13,13 @@ namespace meshlane::monitor {
 namespace {
 
 constexpr std::array<const char*, ML_EVENT_MAX> kTypeNames = {
-    "none",     "intercepted", "spliced",          "denied",
-    "map_full", "fallback",    "skipped_blocking", "skipped_short"};
+    "none",     "intercepted",      "spliced",       "denied",  "map_full",
+    "fallback", "skipped_blocking", "skipped_short", "skipped", "bypassed"};
+
+constexpr std::array<const char*, ML_SKIP_MAX> kSkipReasonNames = {
+    nullptr,         "port",          "workload", "peer",
+    "blocking",      "short",         "steered",  "acceleration_off",
+    "excluded_port", "excluded_cidr", "proxy",    "orig_dst_full"};
 
 std::array<std::uint8_t, 16> address_bytes(const __u32 ip6[4]) {
   std::array<std::uint8_t, 16> bytes{};
@@ -94,6 +99,14 @@ const char* reason_name(std::uint8_t reason) {
     case ML_REASON_FAST_PATH: return "fast_path";
     default: return nullptr;
   }
+}
+
+const char* skip_reason_name(std::uint8_t reason) {
+  return reason < kSkipReasonNames.size() ? kSkipReasonNames.at(reason) : nullptr;
+}
+
+const char* fallback_reason_name(std::uint8_t reason) {
+  return reason == ML_FALLBACK_READER_BEHIND ? "reader_behind" : "peer_not_spliced";
 }
 
 const char* hop_name(std::uint8_t hop) {
@@ -259,15 +272,50 @@ nlohmann::json event_to_json(const Event& event) {
         out["hop"] = hop_name(raw.hop);
       }
       break;
-    case ML_EVENT_DENIED:
+    case ML_EVENT_DENIED: {
       out["orig_dst"] = endpoint(raw.orig_dst_ip6, raw.orig_dst_port);
       out["reason"] = "policy";
-      out["rule"] = raw.detail;
+      const std::uint32_t rule = raw.detail & ML_DENY_RULE_MASK;
+      out["rule"] = rule;
+      if (rule != 0) {
+        out["rule_name"] = name_or_null(event.rule_name);
+      } else if ((raw.detail & ML_DENY_RULE_UNNAMED) != 0) {
+        out["rule_name"] = nullptr;  // a rule entry without an id: see ML_DENY_RULE_UNNAMED
+        out["rule_unnamed"] = true;
+      } else {
+        // No rule entry matched: the default denied it, because of who has allow rules.
+        nlohmann::json why = nlohmann::json::array();
+        if ((raw.detail & ML_DENY_DEFAULT_EGRESS) != 0) {
+          why.push_back("source_egress_isolated");
+        }
+        if ((raw.detail & ML_DENY_DEFAULT_INGRESS) != 0) {
+          why.push_back("destination_ingress_isolated");
+        }
+        out["default_deny"] = why;
+      }
       break;
+    }
+    case ML_EVENT_BYPASSED: {
+      const char* reason = skip_reason_name(raw.reason);
+      out["reason"] = reason != nullptr ? reason : "unknown";
+      break;
+    }
     case ML_EVENT_SPLICED:
     case ML_EVENT_MAP_FULL:
     case ML_EVENT_SKIPPED_BLOCKING:
     case ML_EVENT_SKIPPED_SHORT:
+    case ML_EVENT_SKIPPED:
+      if (raw.type == ML_EVENT_SKIPPED_BLOCKING) {
+        out["reason"] = "blocking";  // programs before the reason byte left it 0
+      } else if (raw.type == ML_EVENT_SKIPPED_SHORT) {
+        out["reason"] = "short";
+      } else if (raw.type == ML_EVENT_SKIPPED) {
+        const char* reason = skip_reason_name(raw.reason);
+        out["reason"] = reason != nullptr ? reason : "unknown";
+      }
+      if (has_orig_dst(raw)) {
+        out["orig_dst"] = endpoint(raw.orig_dst_ip6, raw.orig_dst_port);
+      }
       out["side"] = raw.side == ML_SIDE_CLIENT ? "client" : "server";
       // Only the client end knows its hop kind (its connect was classified).
       out["hop"] =
@@ -277,7 +325,14 @@ nlohmann::json event_to_json(const Event& event) {
         out["error"] = std::strerror(-raw.error);
       }
       break;
-    case ML_EVENT_FALLBACK: out["bytes"] = raw.detail; break;
+    case ML_EVENT_FALLBACK:
+      out["reason"] = fallback_reason_name(raw.reason);
+      if (raw.reason == ML_FALLBACK_READER_BEHIND) {
+        out["unread_bytes"] = raw.detail;
+      } else {
+        out["bytes"] = raw.detail;
+      }
+      break;
     default: break;
   }
   return out;
@@ -316,13 +371,32 @@ std::string format_line(const nlohmann::json& line) {
     }
   }
   if (auto rule = line.value("rule", nlohmann::json()); !rule.is_null()) {
-    details.push_back("rule " + rule.dump());
+    std::string text = "rule " + rule.dump();
+    if (auto name = line.value("rule_name", nlohmann::json()); name.is_string()) {
+      text += " (" + name.get<std::string>() + ")";
+    }
+    if (line.value("rule_unnamed", false)) {
+      text += " (a rule without an id: compiled by an earlier daemon)";
+    }
+    if (auto why = line.value("default_deny", nlohmann::json()); why.is_array()) {
+      std::string reasons;
+      for (const auto& item : why) {
+        if (item.is_string()) {
+          reasons += (reasons.empty() ? "" : " and ") + item.get<std::string>();
+        }
+      }
+      text += " (no rule matched: default deny" + (reasons.empty() ? "" : ", " + reasons) + ")";
+    }
+    details.push_back(text);
   }
   if (auto error = line.value("error", nlohmann::json()); error.is_string()) {
     details.push_back(error.get<std::string>());
   }
   if (auto bytes = line.value("bytes", nlohmann::json()); !bytes.is_null()) {
     details.push_back("send of " + bytes.dump() + " B");
+  }
+  if (auto unread = line.value("unread_bytes", nlohmann::json()); !unread.is_null()) {
+    details.push_back(unread.dump() + " B unread");
   }
   if (!details.empty()) {
     out += " ";

@@ -28,7 +28,7 @@ inline constexpr std::uint64_t kAllTypes =
     ((std::uint64_t{1} << ML_EVENT_MAX) - 1) & ~type_bit(ML_EVENT_NONE);
 
 // "intercepted", "spliced", "denied", "map_full", "fallback", "skipped_blocking",
-// "skipped_short"; "unknown".
+// "skipped_short", "skipped", "bypassed"; "unknown".
 const char* type_name(std::uint32_t type);
 std::optional<std::uint32_t> type_from_name(std::string_view name);
 // Every type name, in enum order.
@@ -39,6 +39,12 @@ const char* reason_name(std::uint8_t reason);
 // "other", "app_to_proxy", "proxy_to_proxy", "proxy_to_app", "fastpath" (enum ml_hop; an
 // unknown value is "other").
 const char* hop_name(std::uint8_t hop);
+// enum ml_skip_reason: "port", "workload", "peer", "blocking", "short", "steered",
+// "acceleration_off", "excluded_port", "excluded_cidr", "proxy", "orig_dst_full"; nullptr for
+// none or an unknown value.
+const char* skip_reason_name(std::uint8_t reason);
+// ML_FALLBACK_*: "peer_not_spliced", "reader_behind".
+const char* fallback_reason_name(std::uint8_t reason);
 
 // An event as the daemon hands it out: the kernel's record, its wall-clock time and the
 // workloads it concerns (empty when none).
@@ -48,6 +54,7 @@ struct Event {
   std::string workload;       // where it happened: the workload of its netns
   std::string peer_workload;  // the workload owning orig_dst, or dst when there is none
                               // (a loopback address: `workload`)
+  std::string rule_name;      // DENIED: the policy rule its id names ("" when unknown)
 };
 
 // Names the workloads of a kernel record: by netns cookie (every record carries one), else by

@@ -57,10 +57,19 @@ bool covers(const PolicyRule& rule, std::uint32_t port) {
          });
 }
 
-// A rule on a pair, and from which side it came.
+// A rule on a pair, from which side it came, and its id in CompiledPolicy::rules.
 struct PairRule {
   const PolicyRule* rule = nullptr;
   bool egress = false;
+  std::uint16_t id = 0;
+};
+
+// A verdict and the rule that gave it (0: none, or more rules than an id holds).
+struct RuledVerdict {
+  std::uint8_t verdict = ML_POLICY_ALLOW;
+  std::uint16_t rule = 0;
+
+  bool operator==(const RuledVerdict&) const = default;
 };
 
 struct Isolation {
@@ -73,21 +82,29 @@ std::uint8_t isolation_bits(const Isolation& isolation) {
                                    (isolation.egress ? ML_POLICY_ISOLATED_EGRESS : 0u));
 }
 
-// The verdict for one port of a pair: the semantics evaluate_policies() states.
-std::uint8_t pair_verdict(const std::vector<PairRule>& rules, std::uint32_t port,
+// The verdict for one port of a pair: the semantics evaluate_policies() states. The rule is
+// the first deny rule that matches, else the first allow rule that matches.
+RuledVerdict pair_verdict(const std::vector<PairRule>& rules, std::uint32_t port,
                           bool src_egress_isolated, bool dst_ingress_isolated) {
   bool egress_allowed = !src_egress_isolated;
   bool ingress_allowed = !dst_ingress_isolated;
+  std::uint16_t first_allow = 0;
   for (const PairRule& entry : rules) {
     if (!covers(*entry.rule, port)) {
       continue;
     }
     if (entry.rule->action == RuleAction::kDeny) {
-      return ML_POLICY_DENY;
+      return {ML_POLICY_DENY, entry.id};
     }
     (entry.egress ? egress_allowed : ingress_allowed) = true;
+    if (first_allow == 0) {
+      first_allow = entry.id;
+    }
   }
-  return egress_allowed && ingress_allowed ? ML_POLICY_ALLOW : ML_POLICY_DENY;
+  if (egress_allowed && ingress_allowed) {
+    return {ML_POLICY_ALLOW, first_allow};
+  }
+  return {ML_POLICY_DENY, 0};
 }
 
 void add_rule_entries(std::uint32_t src, std::uint32_t dst, const std::vector<PairRule>& rules,
@@ -104,13 +121,15 @@ void add_rule_entries(std::uint32_t src, std::uint32_t dst, const std::vector<Pa
       src_isolation.egress || dst_isolation.ingress ? ML_POLICY_DENY : ML_POLICY_ALLOW;
   // Runs of ports whose verdict differs from the default, merged across segments.
   std::vector<std::pair<std::uint32_t, std::uint32_t>> runs;  // [first, last]
-  std::vector<std::uint8_t> verdicts;
+  std::vector<RuledVerdict> verdicts;
   for (auto it = bounds.begin(); std::next(it) != bounds.end(); ++it) {
     const std::uint32_t first = *it;
     const std::uint32_t last = *std::next(it) - 1;
-    const std::uint8_t verdict =
+    const RuledVerdict verdict =
         pair_verdict(rules, first, src_isolation.egress, dst_isolation.ingress);
-    if (verdict == fallback) {
+    // The default needs no entry, except where a deny rule matched: its entry names the rule
+    // for the denied event (otherwise the event could only say "denied by default").
+    if (verdict.verdict == fallback && !(verdict.verdict == ML_POLICY_DENY && verdict.rule != 0)) {
       continue;
     }
     if (!runs.empty() && runs.back().second + 1 == first && verdicts.back() == verdict) {
@@ -127,7 +146,8 @@ void add_rule_entries(std::uint32_t src, std::uint32_t dst, const std::vector<Pa
       ml_policy_key key{};
       ml_policy_rule_key(&key, src, dst, port, bits);
       ml_policy_value value{};
-      value.verdict = verdicts[i];
+      value.verdict = verdicts[i].verdict;
+      value.rule = verdicts[i].rule;
       out.emplace_back(key, value);
     }
   }
@@ -199,6 +219,22 @@ Result<CompiledPolicy> compile_policies(const std::vector<Policy>& policies,
   compiled.identities = identities.size();
   const Identity world{};
 
+  // Every rule's id (1-based, in policy order; 0 past what ml_policy_value.rule holds).
+  std::map<const PolicyRule*, std::uint16_t> rule_ids;
+  for (const Policy& policy : policies) {
+    for (const auto& [direction, rules] :
+         {std::pair{"ingress", &policy.ingress}, std::pair{"egress", &policy.egress}}) {
+      for (std::size_t i = 0; i < rules->size(); ++i) {
+        const PolicyRule& rule = rules->at(i);
+        compiled.rules.push_back(policy.name + " " + direction + "[" + std::to_string(i) + "] " +
+                                 (rule.action == RuleAction::kDeny ? "deny" : "allow"));
+        rule_ids[&rule] = compiled.rules.size() <= ML_DENY_RULE_MASK
+                              ? static_cast<std::uint16_t>(compiled.rules.size())
+                              : 0;
+      }
+    }
+  }
+
   // Which workloads each policy applies to, and who is isolated.
   std::map<std::uint32_t, Isolation> isolation;
   std::map<std::pair<std::uint32_t, std::uint32_t>, std::vector<PairRule>> pairs;
@@ -212,22 +248,22 @@ Result<CompiledPolicy> compile_policies(const std::vector<Policy>& policies,
       for (const PolicyRule& rule : policy.ingress) {
         isolation[target.id].ingress |= rule.action == RuleAction::kAllow;
         if (peers_match(rule.peers, world)) {
-          pairs[{world.id, target.id}].push_back({&rule, false});
+          pairs[{world.id, target.id}].push_back({&rule, false, rule_ids[&rule]});
         }
         for (const Identity& source : identities) {
           if (peers_match(rule.peers, source)) {
-            pairs[{source.id, target.id}].push_back({&rule, false});
+            pairs[{source.id, target.id}].push_back({&rule, false, rule_ids[&rule]});
           }
         }
       }
       for (const PolicyRule& rule : policy.egress) {
         isolation[target.id].egress |= rule.action == RuleAction::kAllow;
         if (peers_match(rule.peers, world)) {
-          pairs[{target.id, world.id}].push_back({&rule, true});
+          pairs[{target.id, world.id}].push_back({&rule, true, rule_ids[&rule]});
         }
         for (const Identity& destination : identities) {
           if (peers_match(rule.peers, destination)) {
-            pairs[{target.id, destination.id}].push_back({&rule, true});
+            pairs[{target.id, destination.id}].push_back({&rule, true, rule_ids[&rule]});
           }
         }
       }

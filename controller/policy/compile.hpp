@@ -28,6 +28,9 @@ struct CompiledPolicy {
   std::size_t identities = 0;  // workloads + rule CIDRs (the world, 0, not counted)
   std::size_t pairs = 0;       // (source, destination) pairs some rule applies to
   std::vector<std::string> unmatched_policies;  // policies that select no workload now
+  // Every rule, as "POLICY ingress[i] deny": entry id - 1 is the rule whose id is in
+  // ml_policy_value.rule and in denied events (ML_DENY_RULE_MASK ids at most).
+  std::vector<std::string> rules;
 };
 
 // Fails only when the result would not fit one trie (ML_POLICY_MAX_ENTRIES).

@@ -9,7 +9,8 @@
 #      messages): the first 32 are spliced while the port is judged (64 ends), then 15 in 16
 #      are skipped: sockets_skipped_short >= 100, spliced_other + sockets_skipped_short = 160
 #      (every connection is one or the other), redirect_failed + 0, and `meshlanectl monitor
-#      --type skipped_short` shows one event per skipped client end, each to port 5501;
+#      --type skipped_short` shows one event per skipped client end, each to port 5501, reason
+#      "short";
 #   2. 40 connections of 8 requests to 5502: all spliced, none skipped;
 #   3. 5501's connections turn persistent (8 requests): within 48 connections its samples judge
 #      it busy again (skipped <= 40), then 40 more are all spliced and none skipped;
@@ -110,10 +111,10 @@ kill -INT "$MONITOR_PID"
 host_wait_exit "$MONITOR_PID" || ml_fail "meshlanectl monitor still runs after SIGINT"
 EVENTS=$(grep -c '"type":"skipped_short"' "$ML_WORKDIR/monitor.out" || true)
 ON_PORT=$(grep '"type":"skipped_short"' "$ML_WORKDIR/monitor.out" |
-  grep -c '"dst":"127.0.0.1:5501".*"side":"client"' || true)
+  grep -c '"dst":"127.0.0.1:5501".*"reason":"short".*"side":"client"' || true)
 [[ $EVENTS -eq $SKIPPED && $ON_PORT -eq $SKIPPED ]] || {
   head -n5 "$ML_WORKDIR/monitor.out" >&2
-  ml_fail "monitor: $EVENTS skipped_short events ($ON_PORT client ends to 5501), counter rose by $SKIPPED"
+  ml_fail "monitor: $EVENTS skipped_short events ($ON_PORT client ends to 5501 with reason short), counter rose by $SKIPPED"
 }
 ml_log "monitor: $EVENTS skipped_short events, all client ends to 5501"
 

@@ -76,7 +76,7 @@ stop_monitor() {
   [[ $rc -eq 0 ]] || ml_fail "meshlanectl monitor ($2) exited with status $rc on SIGINT: $(cat "$ML_WORKDIR/$2.err")"
 }
 
-ALL_TYPES=254 # intercepted .. skipped_short: bits 1..7
+ALL_TYPES=1022 # intercepted .. bypassed: bits 1..9
 
 # ---- no monitor: the gate is off ------------------------------------------------------------------
 [[ $(gate_mask) == 0 ]] || ml_fail "the event gate is $(gate_mask) with no monitor attached"

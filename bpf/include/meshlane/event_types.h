@@ -18,6 +18,12 @@ enum ml_event_type {
 	ML_EVENT_FALLBACK, /* a send could not be redirected: this socket uses the normal stack */
 	ML_EVENT_SKIPPED_BLOCKING, /* not spliced: the application may read it blocking */
 	ML_EVENT_SKIPPED_SHORT, /* a client end not spliced: its server port's connections are short */
+	/* Not spliced for any other reason (reason: enum ml_skip_reason). Blocking and short keep
+	 * their own types above, which came first; their JSON carries the same "reason" names. */
+	ML_EVENT_SKIPPED,
+	/* A workload's connect left alone (not intercepted) by a rule: reason enum ml_skip_reason
+	 * (ML_SKIP_EXCLUDED_PORT .. ML_SKIP_ORIG_DST_FULL). */
+	ML_EVENT_BYPASSED,
 	ML_EVENT_MAX,
 };
 
@@ -31,6 +37,40 @@ enum ml_event_reason {
 	ML_REASON_POLICY, /* ML_EVENT_DENIED */
 	ML_REASON_FAST_PATH, /* app -> app on this node, not redirected: the sidecars are skipped */
 };
+
+/* ml_event.reason for ML_EVENT_SKIPPED and ML_EVENT_BYPASSED: the rule that decided. Append
+ * only (the daemon decodes the byte). */
+enum ml_skip_reason {
+	ML_SKIP_NONE = 0,
+	ML_SKIP_PORT, /* acceleration.include_ports / exclude_ports (node-wide) */
+	ML_SKIP_WORKLOAD, /* acceleration off for the socket's workload, or one of its ports */
+	ML_SKIP_PEER, /* the other end is not (or cannot be) a spliced socket of this node */
+	ML_SKIP_BLOCKING, /* ML_EVENT_SKIPPED_BLOCKING's reason */
+	ML_SKIP_SHORT, /* ML_EVENT_SKIPPED_SHORT's reason */
+	ML_SKIP_STEERED, /* a server end of a connection tc steered in from off the node */
+	ML_SKIP_ACCEL_OFF, /* acceleration.enabled = false (node-wide) */
+	/* ML_EVENT_BYPASSED: */
+	ML_SKIP_EXCLUDED_PORT, /* the workload's outbound port lists */
+	ML_SKIP_EXCLUDED_CIDR, /* the workload's outbound CIDR lists */
+	ML_SKIP_PROXY, /* the proxy's own connect (proxy uid/gid), not to a local workload */
+	ML_SKIP_ORIG_DST_FULL, /* ml_origdst_v2 (nearly) full: the normal path instead */
+	ML_SKIP_MAX,
+};
+
+/* ml_event.reason for ML_EVENT_FALLBACK (0, ML_FALLBACK_PEER, for events of older programs). */
+#define ML_FALLBACK_PEER 0 /* the peer was not in the sockhash (first send beat its server) */
+#define ML_FALLBACK_READER_BEHIND 1 /* back-pressure: the reader had > max_unread_bytes unread */
+
+/* ml_event.detail for ML_EVENT_DENIED: the low 16 bits are the policy rule that denied the
+ * connection (the daemon's rule table, 1-based: meshlanectl monitor names it); 0 when no rule
+ * matched and the default denied it, and then ML_DENY_DEFAULT_* tell why. */
+#define ML_DENY_RULE_MASK 0xffffu
+#define ML_DENY_DEFAULT_EGRESS (1u << 16) /* the source has egress allow rules, none matched */
+/* the destination has ingress allow rules, none matched: */
+#define ML_DENY_DEFAULT_INGRESS (1u << 17)
+/* A rule entry denied it but carries no rule id: a policy compiled by a daemon before rule ids,
+ * or a rule past the ML_DENY_RULE_MASK first ones. */
+#define ML_DENY_RULE_UNNAMED (1u << 18)
 
 /* ml_event.side for socket events: which end of the connection the socket is. */
 #define ML_SIDE_CLIENT 1
@@ -56,7 +96,9 @@ struct ml_event {
 	__u16 pad16;
 	__u32 workload_id; /* ml_workload.id when the program had it at hand, else 0 */
 	__s32 error; /* MAP_FULL: what bpf_sock_hash_update returned (-errno) */
-	__u32 detail; /* DENIED: the policy rule; FALLBACK: size of the send that fell back */
+	/* DENIED: the policy rule (ML_DENY_*); FALLBACK: size of the send that fell back, or for
+	 * ML_FALLBACK_READER_BEHIND the bytes its reader had unread */
+	__u32 detail;
 };
 
 /* Keys of the array ml_monitor_v1 (value: __u64). */

@@ -12,6 +12,7 @@
 #include "meshlane/event_types.h"
 #include "meshlane/intercept.h"
 #include "meshlane/sock_key.h"
+#include "meshlane/splice_types.h"
 #include "meshlane/workload_types.h"
 
 struct {
@@ -101,6 +102,27 @@ static __always_inline void ml_emit_connect(const struct ml_connect_request *req
 	bpf_ringbuf_submit(event, 0);
 }
 
+/* A connect passed untouched by a rule (reason: enum ml_skip_reason, ml_bypass_reason);
+ * nothing for ML_SKIP_NONE. */
+static __always_inline void ml_emit_bypassed(const struct ml_connect_request *req,
+					     const struct ml_workload *self, __u8 reason)
+{
+	struct ml_event *event;
+
+	if (reason == ML_SKIP_NONE)
+		return;
+	event = ml_event_reserve(ML_EVENT_BYPASSED);
+	if (!event)
+		return;
+	event->netns_cookie = req->netns_cookie;
+	event->workload_id = self ? self->id : 0;
+	ml_ip6_copy(event->src_ip6, req->src_ip6);
+	ml_ip6_copy(event->dst_ip6, req->dst_ip6);
+	event->dst_port = req->dst_port;
+	event->reason = reason;
+	bpf_ringbuf_submit(event, 0);
+}
+
 /* A SYN from off the node that tc steered from dst_port to the pod's inbound proxy. */
 static __always_inline void ml_emit_tc_steered(const __u32 src_ip6[4], __u16 src_port,
 					       const __u32 dst_ip6[4], __u16 dst_port,
@@ -122,11 +144,13 @@ static __always_inline void ml_emit_tc_steered(const __u32 src_ip6[4], __u16 src
 	bpf_ringbuf_submit(event, 0);
 }
 
-/* A socket event seen by sock_ops (SPLICED, MAP_FULL, SKIPPED_BLOCKING). `self` is the
- * socket's sockhash key, `active` whether it is the client end; the hop kind is only known
- * there (the connect hook recorded it on the client socket). */
+/* A socket event seen by sock_ops (SPLICED, MAP_FULL, SKIPPED*). `self` is the socket's
+ * sockhash key, `active` whether it is the client end; the hop kind is only known there (the
+ * connect hook recorded it on the client socket). `reason`: enum ml_skip_reason for SKIPPED*;
+ * `state`: the socket's, for its original destination. */
 static __always_inline void ml_emit_socket(__u32 type, const struct ml_sock_key *self,
-					   __u64 netns_cookie, int active, __u8 hop, int error)
+					   __u64 netns_cookie, int active, __u8 hop, int error,
+					   __u8 reason, const struct ml_sock_state *state)
 {
 	struct ml_event *event = ml_event_reserve(type);
 
@@ -140,13 +164,22 @@ static __always_inline void ml_emit_socket(__u32 type, const struct ml_sock_key 
 	event->side = active ? ML_SIDE_CLIENT : ML_SIDE_SERVER;
 	event->hop = active ? hop : ML_HOP_OTHER;
 	event->error = error;
+	event->reason = reason;
+	/* An intercepted connection's end knows where its application wanted to go: the link
+	 * between this socket and the connect's intercepted event. */
+	if (state->has_orig_dst) {
+		ml_ip6_copy(event->orig_dst_ip6, state->orig_dst.ip6);
+		event->orig_dst_port = state->orig_dst.port;
+	}
 	bpf_ringbuf_submit(event, 0);
 }
 
-/* A send sk_msg could not redirect. `peer` is the peer's sockhash key (ml_sock_state.peer), so
- * this socket's local end is the peer's remote end. */
+/* A socket sk_msg sent back to the normal stack: a send it could not redirect (reason
+ * ML_FALLBACK_PEER, detail: the send's size) or a reader too far behind (reason
+ * ML_FALLBACK_READER_BEHIND, detail: its unread bytes). `peer` is the peer's sockhash key
+ * (ml_sock_state.peer), so this socket's local end is the peer's remote end. */
 static __always_inline void ml_emit_fallback(const struct ml_sock_key *peer, __u64 netns_cookie,
-					     __u32 size)
+					     __u8 reason, __u32 detail)
 {
 	struct ml_event *event = ml_event_reserve(ML_EVENT_FALLBACK);
 
@@ -157,7 +190,8 @@ static __always_inline void ml_emit_fallback(const struct ml_sock_key *peer, __u
 	event->src_port = peer->remote_port;
 	ml_ip6_copy(event->dst_ip6, peer->local_ip6);
 	event->dst_port = peer->local_port;
-	event->detail = size;
+	event->reason = reason;
+	event->detail = detail;
 	bpf_ringbuf_submit(event, 0);
 }
 

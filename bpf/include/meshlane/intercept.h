@@ -5,6 +5,7 @@
 #define MESHLANE_INTERCEPT_H
 
 #include "meshlane/counter_types.h"
+#include "meshlane/event_types.h"
 #include "meshlane/orig_dst_types.h"
 #include "meshlane/sock_key.h"
 #include "meshlane/workload_types.h"
@@ -225,6 +226,29 @@ ML_INLINE void ml_decide_connect(const struct ml_connect_request *req,
 		ml_decide_proxy_connect(req, self, dst_pod, rules, v);
 	else
 		ml_decide_app_connect(req, self, dst_pod, rules, v);
+}
+
+/* Why a connect passed untouched, for its bypassed event (enum ml_skip_reason); ML_SKIP_NONE
+ * when it was not a rule's doing (redirected, fast path, loopback, inside its own pod, the
+ * inbound proxy's upstream to its app, not a workload). */
+ML_INLINE __u8 ml_bypass_reason(const struct ml_workload *self,
+				const struct ml_connect_rules *rules,
+				const struct ml_connect_verdict *v)
+{
+	if (v->action != ML_CONNECT_PASS)
+		return ML_SKIP_NONE;
+	switch (v->counter) {
+	case ML_CTR_BYPASS_EXCLUDED:
+		return ml_port_intercepted(rules->out_port, self->flags & ML_WL_INCLUDE_OUT_PORTS) ?
+			       ML_SKIP_EXCLUDED_CIDR :
+			       ML_SKIP_EXCLUDED_PORT;
+	case ML_CTR_BYPASS_PROXY:
+		return ML_SKIP_PROXY;
+	case ML_CTR_INTERCEPT_SKIPPED_MAP_FULL:
+		return ML_SKIP_ORIG_DST_FULL;
+	default:
+		return ML_SKIP_NONE;
+	}
 }
 
 /* Key under which sock_ops files the original destination of a connection it saw established

@@ -39,13 +39,18 @@ static __always_inline void ml_policy_party_of(void *policy, const struct ml_pol
 	party->isolation = value ? value->isolation : 0;
 }
 
+/* *detail: what decided, for a denied event (ml_policy_deny_detail). */
 static __always_inline __u8 ml_policy_judge(void *policy, const struct ml_policy_party *src,
-					    const struct ml_policy_party *dst, __u16 port)
+					    const struct ml_policy_party *dst, __u16 port,
+					    __u32 *detail)
 {
+	struct ml_policy_value *rule;
 	struct ml_policy_key key;
 
 	ml_policy_rule_key(&key, src->identity, dst->identity, port, 16);
-	return ml_policy_decide(bpf_map_lookup_elem(policy, &key), src->isolation, dst->isolation);
+	rule = bpf_map_lookup_elem(policy, &key);
+	*detail = ml_policy_deny_detail(rule, src->isolation, dst->isolation);
+	return ml_policy_decide(rule, src->isolation, dst->isolation);
 }
 
 /* The policy in force, NULL when none has been applied (everything is allowed). Read once per
@@ -59,36 +64,38 @@ static __always_inline void *ml_policy_current(void)
 
 /* A workload's connect (identified by its netns) to dst_ip6:port. */
 static __always_inline __u8 ml_policy_judge_connect(__u64 netns_cookie, const __u32 dst_ip6[4],
-						    __u16 port)
+						    __u16 port, __u32 *detail)
 {
 	struct ml_policy_party src, dst;
 	struct ml_policy_key key;
 	void *policy = ml_policy_current();
 
+	*detail = 0;
 	if (!policy)
 		return ML_POLICY_ALLOW;
 	ml_policy_netns_key(&key, netns_cookie);
 	ml_policy_party_of(policy, &key, &src);
 	ml_policy_ip_key(&key, dst_ip6, 128);
 	ml_policy_party_of(policy, &key, &dst);
-	return ml_policy_judge(policy, &src, &dst, port);
+	return ml_policy_judge(policy, &src, &dst, port, detail);
 }
 
 /* A connection arriving at a pod from src_ip6 (tc ingress). */
 static __always_inline __u8 ml_policy_judge_inbound(const __u32 src_ip6[4], const __u32 dst_ip6[4],
-						    __u16 port)
+						    __u16 port, __u32 *detail)
 {
 	struct ml_policy_party src, dst;
 	struct ml_policy_key key;
 	void *policy = ml_policy_current();
 
+	*detail = 0;
 	if (!policy)
 		return ML_POLICY_ALLOW;
 	ml_policy_ip_key(&key, src_ip6, 128);
 	ml_policy_party_of(policy, &key, &src);
 	ml_policy_ip_key(&key, dst_ip6, 128);
 	ml_policy_party_of(policy, &key, &dst);
-	return ml_policy_judge(policy, &src, &dst, port);
+	return ml_policy_judge(policy, &src, &dst, port, detail);
 }
 
 #endif /* MESHLANE_POLICY_BPF_H */

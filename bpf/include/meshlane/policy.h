@@ -5,6 +5,7 @@
 #define MESHLANE_POLICY_H
 
 #include "meshlane/compiler.h"
+#include "meshlane/event_types.h"
 #include "meshlane/policy_types.h"
 
 #define ML_POLICY_IP_BITS (ML_POLICY_KIND_BITS + 128)
@@ -69,6 +70,22 @@ ML_INLINE __u8 ml_policy_decide(const struct ml_policy_value *rule, __u8 src_iso
 	    (dst_isolation & ML_POLICY_ISOLATED_INGRESS))
 		return ML_POLICY_DENY;
 	return ML_POLICY_ALLOW;
+}
+
+/* What a denied event says decided (ml_event.detail, ML_DENY_*): the rule entry's rule, or
+ * when no entry matched, which isolation made the default a denial. */
+ML_INLINE __u32 ml_policy_deny_detail(const struct ml_policy_value *rule, __u8 src_isolation,
+				      __u8 dst_isolation)
+{
+	__u32 detail = 0;
+
+	if (rule)
+		return rule->rule ? rule->rule : ML_DENY_RULE_UNNAMED;
+	if (src_isolation & ML_POLICY_ISOLATED_EGRESS)
+		detail |= ML_DENY_DEFAULT_EGRESS;
+	if (dst_isolation & ML_POLICY_ISOLATED_INGRESS)
+		detail |= ML_DENY_DEFAULT_INGRESS;
+	return detail;
 }
 
 #endif /* MESHLANE_POLICY_H */

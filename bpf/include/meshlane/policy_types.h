@@ -49,7 +49,10 @@ struct ml_policy_value {
 	__u32 identity; /* KIND_IP, KIND_NETNS */
 	__u8 isolation; /* KIND_IP, KIND_NETNS: ML_POLICY_ISOLATED_* of that identity */
 	__u8 verdict; /* KIND_RULE: enum ml_policy_verdict */
-	__u16 pad;
+	/* KIND_RULE: the policy rule that gave the verdict (the daemon's table, 1-based), 0 when
+	 * not known (more rules than fit, or a trie of a daemon before this field: it was padding,
+	 * always zero). The layout is unchanged. */
+	__u16 rule;
 };
 
 #define ML_POLICY_MAP_NAME "ml_policy_v1"

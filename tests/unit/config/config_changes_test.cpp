@@ -31,6 +31,7 @@ const std::map<std::string, std::string> kChangedValue = {
     {"daemon.socket_write_group", "\"0\""},
     {"daemon.state_dir", "\"/var/lib/other\""},
     {"daemon.allow_host_netns", "true"},
+    {"daemon.decision_log", "4096"},
     {"acceleration.enabled", "false"},
     {"acceleration.sockhash_max_entries", "1024"},
     {"acceleration.include_ports", "[8080]"},

@@ -301,7 +301,15 @@ TEST(ParseConfig, UnknownKeyNamesFileLineColumnAndKey) {
   EXPECT_EQ(message,
             "meshlane.toml:3:1: daemon.colour: unknown key (known keys: bpffs_dir, cgroup, "
             "log_level, on_missing_feature, socket, socket_mode, socket_read_group, "
-            "socket_write_group, socket_group, state_dir, allow_host_netns)");
+            "socket_write_group, socket_group, state_dir, allow_host_netns, decision_log)");
+}
+
+TEST(ParseConfig, DecisionLog) {
+  EXPECT_EQ(parse_ok("").daemon.decision_log, 0u);
+  EXPECT_EQ(parse_ok("[daemon]\ndecision_log = 4096\n").daemon.decision_log, 4096u);
+  EXPECT_TRUE(contains(parse_error("[daemon]\ndecision_log = -1\n"),
+                       "meshlane.toml:2:16: daemon.decision_log:"));
+  EXPECT_TRUE(contains(parse_error("[daemon]\ndecision_log = 1000001\n"), "daemon.decision_log:"));
 }
 
 TEST(ParseConfig, AllowHostNetns) {

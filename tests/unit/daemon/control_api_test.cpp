@@ -138,6 +138,7 @@ TEST(ControlAccess, EveryMethodHasTheDocumentedTier) {
       {"workload.add", Access::kWrite}, {"workload.del", Access::kWrite},
       {"policy.apply", Access::kWrite}, {"policy.del", Access::kWrite},
       {"monitor", Access::kWrite},  // it shows every connection of the node
+      {"explain", Access::kRead},   // only about the connection asked for
   };
   EXPECT_EQ(methods().size(), documented.size());
   for (const MethodInfo& method : methods()) {
@@ -340,7 +341,7 @@ TEST_F(ControlApiTest, UnknownMethodListsTheKnownOnes) {
   EXPECT_EQ(unknown.message,
             "unknown method \"workload.rm\" (known methods: status, stats, workload.list, "
             "workload.get, workload.add, workload.del, conns, policy.apply, policy.get, "
-            "policy.del, monitor)");
+            "policy.del, monitor, explain)");
 }
 
 TEST_F(ControlApiTest, MalformedLineClosesOtherErrorsDoNot) {

@@ -576,6 +576,35 @@ class InboundTcPolicy : public InboundTcProgram {
     return {key, value};
   }
 
+  // Turns the monitor's event gate on for denied events, as the daemon does for a client.
+  void watch_denied() {
+    const __u32 key = ML_MONITOR_KEY_MASK;
+    const __u64 mask = 1ULL << ML_EVENT_DENIED;
+    ASSERT_EQ(bpf_map_update_elem(map_fd(skeleton_->maps.ml_monitor_v1), &key, &mask, BPF_ANY), 0);
+  }
+
+  // Every event the program wrote to the ring so far.
+  std::vector<ml_event> ring_events() {
+    std::vector<ml_event> events;
+    ring_buffer* ring = ring_buffer__new(
+        map_fd(skeleton_->maps.ml_events_v1),
+        [](void* ctx, void* data, size_t size) {
+          if (size >= sizeof(ml_event)) {
+            ml_event event{};
+            std::memcpy(&event, data, sizeof event);
+            static_cast<std::vector<ml_event>*>(ctx)->push_back(event);
+          }
+          return 0;
+        },
+        &events, nullptr);
+    EXPECT_NE(ring, nullptr) << std::strerror(errno);
+    if (ring != nullptr) {
+      ring_buffer__consume(ring);
+      ring_buffer__free(ring);
+    }
+    return events;
+  }
+
   int policy_fd_ = -1;
 };
 
@@ -590,6 +619,38 @@ TEST_F(InboundTcPolicy, SynDeniedByPolicyIsDropped) {
   EXPECT_EQ(workload_counter(ML_CTR_DENIED_INBOUND_TC), 1u);
   EXPECT_EQ(entries(skeleton_->maps.ml_tcflows_v2), 0u);
   EXPECT_EQ(node_counter(ML_CTR_INTERCEPT_INBOUND_TC), 0u);
+}
+
+// The denied event names what decided: the rule entry's id, or which isolation made the
+// default a denial (item 12: it used to carry rule 0 always).
+TEST_F(InboundTcPolicy, DeniedEventCarriesTheRuleOrTheDefault) {
+  watch_denied();
+  ml_policy_key rule_key{};
+  ml_policy_rule_key(&rule_key, 0 /* the world */, 7, kAppPort, 16);
+  ml_policy_value deny{};
+  deny.verdict = ML_POLICY_DENY;
+  deny.rule = 42;
+  // Not isolated: only the deny rule refuses kAppPort; kOtherAppPort is allowed.
+  auto pod = isolated_pod(7);
+  pod.second.isolation = 0;
+  apply_policy({pod, {rule_key, deny}});
+  EXPECT_EQ(ingress(tcp_packet(kClientIp4, kClientPort, kPodIp4, kAppPort, ML_TCP_SYN)).verdict,
+            kTcActShot);
+  std::vector<ml_event> events = ring_events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, ML_EVENT_DENIED);
+  EXPECT_EQ(events[0].detail, 42u);
+  EXPECT_EQ(events[0].dst_port, kAppPort);
+
+  // Isolated for ingress, no rule for this port: the default denies.
+  ::close(policy_fd_);
+  apply_policy({isolated_pod(7)});
+  EXPECT_EQ(
+      ingress(tcp_packet(kClientIp4, kClientPort + 1, kPodIp4, kOtherAppPort, ML_TCP_SYN)).verdict,
+      kTcActShot);
+  events = ring_events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].detail, ML_DENY_DEFAULT_INGRESS);
 }
 
 TEST_F(InboundTcPolicy, SynAllowedByARuleIsSteered) {

@@ -207,7 +207,7 @@ TEST(MonitorFormat, OneReadableLinePerEvent) {
   fallback.detail = 512;
   EXPECT_EQ(format_line(event_to_json(event(fallback))),
             "12:00:00.123456  fallback         pod-a       198.18.0.10:40000 -> "
-            "198.18.0.11:15006 [send of 512 B]");
+            "198.18.0.11:15006 [peer_not_spliced, send of 512 B]");
   EXPECT_EQ(format_line(drop_notice(12, "client_queue")),
             "!! 12 event(s) dropped (this client read too slowly)");
   EXPECT_EQ(format_line(drop_notice(3, "kernel_ring")),
@@ -247,7 +247,8 @@ TEST(MonitorFilter, EmptyMatchesEverything) {
   EXPECT_TRUE(all.matches(event(intercepted_outbound())));
   EXPECT_TRUE(all.matches(event(spliced_proxy_to_proxy(false))));
   EXPECT_EQ(all.to_json(), json::parse(R"({"types":["intercepted","spliced","denied","map_full",
-      "fallback","skipped_blocking","skipped_short"],"workload":null,"port":null,"ip":null})"));
+      "fallback","skipped_blocking","skipped_short","skipped","bypassed"],"workload":null,
+      "port":null,"ip":null})"));
 }
 
 TEST(MonitorFilter, TypesWorkloadPortAndAddressMustAllMatch) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <set>
 
 #include "policy/compile.hpp"
 #include "policy/policy.hpp"
@@ -132,6 +133,35 @@ TEST_F(PolicyCompile, AllowRuleIsolatesTheTargetAndDenyWins) {
   // Off-node traffic into db.
   EXPECT_EQ(view.judge_inbound(addr("198.19.1.1"), addr("198.18.0.30"), 5432), ML_POLICY_DENY);
   EXPECT_TRUE(compiled->unmatched_policies.empty());
+}
+
+// Each rule entry names the rule that gave its verdict (ml_policy_value.rule, what a denied
+// event carries): ids count every rule in policy order, from 1.
+TEST_F(PolicyCompile, RuleEntriesNameTheirRule) {
+  auto policies = parse(json::parse(R"({"policies":[
+      {"name":"db-in","selector":{"tier":"data"},
+       "ingress":[{"action":"allow","from":[{"workload":"web"}],"ports":[5432]},
+                  {"action":"deny","from":[{"cidr":"198.18.0.16/28"}]}]},
+      {"name":"web-out","workload":"web",
+       "egress":[{"action":"deny","to":[{"labels":{"app":"reviews"}}],"ports":["9000-9100"]}]}]})"));
+  auto compiled = compile_policies(policies, workloads);
+  ASSERT_TRUE(compiled);
+  EXPECT_EQ(compiled->rules,
+            (std::vector<std::string>{"db-in ingress[0] allow", "db-in ingress[1] deny",
+                                      "web-out egress[0] deny"}));
+  std::set<std::uint16_t> deny_rules;
+  std::set<std::uint16_t> allow_rules;
+  for (const auto& [key, value] : compiled->entries) {
+    if (key.kind == ML_POLICY_KIND_RULE) {
+      (value.verdict == ML_POLICY_DENY ? deny_rules : allow_rules).insert(value.rule);
+    }
+  }
+  // web -> reviews on 9000-9100 is denied by web-out's rule (3); reviews and the /28 -> db by
+  // db-in's deny rule (2), though db's isolation would refuse them anyway: the entry names
+  // the rule. web -> db:5432 is allowed by db-in's allow rule (1), where db's isolation denies
+  // by default; nothing else needs an allow entry.
+  EXPECT_EQ(deny_rules, (std::set<std::uint16_t>{2, 3}));
+  EXPECT_EQ(allow_rules, (std::set<std::uint16_t>{1}));
 }
 
 TEST_F(PolicyCompile, PolicyForAnAbsentWorkloadIsReported) {
