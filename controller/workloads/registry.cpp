@@ -66,6 +66,8 @@ nlohmann::json workload_to_json(const WorkloadConfig& w) {
       {"exclude_acceleration_ports", w.exclude_acceleration_ports},
       {"fast_path", w.fast_path},
       {"fast_path_exclude_ports", w.fast_path_exclude_ports},
+      {"dns_capture", w.dns_capture},
+      {"dns_proxy_port", w.dns_proxy_port},
   };
   if (w.node_proxy_address) {
     object["node_proxy"] = node_proxy_text(*w.node_proxy_address, w.node_proxy_port);
