@@ -13,6 +13,8 @@
 # the proxy knows, the proxy's log shows the query, the client sees the reply from the address it
 # asked (dig would print "reply from unexpected source"; dns_query.py prints the sender), and
 # the proxy's forwarded queries reach the server from the pod's address (not captured again).
+# A TCP DNS proxy that asks SO_ORIGINAL_DST (ml_proxy, Envoy-like, on dns_proxy_port 15054 in a
+# fourth workload) gets the server the app connected to and relays to it.
 # meshlane alone: its counters, a loopback resolver and an excluded CIDR left alone, the plain
 # workload untouched, and what one socket asking two servers at once sees (the documented limit).
 source "$(dirname "${BASH_SOURCE[0]}")/mesh_lib.sh"
@@ -36,6 +38,7 @@ mesh_add_host DNS dns 53
 mesh_add_pod CAP cap 10
 mesh_add_pod PLAIN plain 11
 mesh_add_pod IPT ipt 12
+mesh_add_pod TCPP tcp 13
 ip -n "$DNS" addr add 198.18.0.54/24 dev eth0 || ml_fail "cannot add 198.18.0.54"
 ip -n "$DNS" addr add 198.18.0.55/24 dev eth0 || ml_fail "cannot add 198.18.0.55"
 SERVER4=198.18.0.53 SERVER4B=198.18.0.54 SERVER4X=198.18.0.55 SERVER6=fd00::53
@@ -73,6 +76,8 @@ MESH_WL_LINES=()
 mesh_workload cap "$CAP" '"198.18.0.10", "fd00::10"' istio "dns_capture = true" \
   "exclude_outbound_cidrs = [\"$SERVER4X/32\"]"
 mesh_workload plain "$PLAIN" '"198.18.0.11", "fd00::11"' istio
+mesh_workload tcp "$TCPP" '"198.18.0.13", "fd00::13"' istio "dns_capture = true" \
+  "dns_proxy_port = 15054"
 ml_daemon_start "${MESH_WL_LINES[@]}"
 
 ip netns exec "$IPT" iptables-restore <"$RULES" || ml_fail "iptables-restore of $RULES failed"
@@ -262,6 +267,28 @@ for c in dns_captured_udp dns_captured_tcp dns_replies_rewritten; do
   [[ $(ml_delta n0 n1 $c) == 0 ]] || ml_fail "plain pod moved $c by $(ml_delta n0 n1 $c)"
 done
 ml_log "workload without dns_capture: untouched, counters flat"
+
+# TCP to port 53 with SO_ORIGINAL_DST answered: ml_proxy (uid 1337) learns the server dig
+# connected to, connects there itself (not captured again), and dig gets the server's answer.
+mesh_start_ml_proxy _ "$TCPP" tcp-dns "$PROXY_UID" --listen 15054
+for server in $SERVER4 $SERVER6; do
+  ml_snapshot o0
+  start=$(lines "$MESH_DIR/tcp-dns.log") u0=$(lines "$UP_LOG")
+  out=$(in_pod "$TCPP" "$DIG" +time=5 +tries=1 +tcp "@$server" web.cluster.test A 2>&1) ||
+    ml_fail "TCP via ml_proxy @$server: dig failed: $out"
+  grep -qE 'IN[[:space:]]+A[[:space:]]+198\.18\.1\.10$' <<<"$out" ||
+    ml_fail "TCP via ml_proxy @$server: no answer: $out"
+  want=$server:53
+  [[ $server == *:* ]] && want="[$server]:53"
+  expect_logged "tcp orig dst" "$MESH_DIR/tcp-dns.log" "$start" "^accepted .* orig=$(mesh_re "$want")\$" \
+    "ml_proxy did not get $want from SO_ORIGINAL_DST"
+  expect_logged "tcp orig dst" "$UP_LOG" "$u0" "query\[A\] web\.cluster\.test from (198\.18\.0\.13|fd00::13)\$" \
+    "ml_proxy's upstream connection did not reach the server"
+  ml_snapshot o1
+  [[ $(ml_delta o0 o1 dns_captured_tcp) == 1 ]] && (($(ml_delta o0 o1 orig_dst_answered) >= 1)) ||
+    ml_fail "TCP via ml_proxy: dns_captured_tcp +$(ml_delta o0 o1 dns_captured_tcp), orig_dst_answered +$(ml_delta o0 o1 orig_dst_answered)"
+  ml_log "TCP @$server via an SO_ORIGINAL_DST proxy: $(grep '^accepted' "$MESH_DIR/tcp-dns.log" | tail -n1)"
+done
 
 # The limit: one unconnected socket asking two servers before reading. The socket remembers the
 # server it addressed last, so both replies appear to come from it (dns_server_switched counts

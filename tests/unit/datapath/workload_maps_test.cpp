@@ -182,6 +182,21 @@ TEST(KernelWorkload, IncludeListsSetTheirFlagsIndependently) {
                                                ML_WL_INCLUDE_IN_PORTS | ML_WL_INCLUDE_OUT_CIDRS);
 }
 
+TEST(KernelWorkload, DnsCaptureFlagAndPort) {
+  ResolvedWorkload w = pod_a();
+  EXPECT_EQ(make_kernel_workload(w).flags & ML_WL_DNS_CAPTURE, 0u) << "off by default";
+  EXPECT_EQ(make_kernel_workload(w).dns_proxy_port, 0) << "no port without capture";
+
+  w.config.dns_capture = true;
+  w.config.dns_proxy_port = 15053;
+  EXPECT_EQ(make_kernel_workload(w).flags, ML_WL_DNS_CAPTURE);
+  EXPECT_EQ(make_kernel_workload(w).dns_proxy_port, 15053);
+
+  // The config refuses capture without a port; should one get here, nothing is captured.
+  w.config.dns_proxy_port = 0;
+  EXPECT_EQ(make_kernel_workload(w).flags & ML_WL_DNS_CAPTURE, 0u);
+}
+
 TEST(KernelWorkload, FastPathFlags) {
   ResolvedWorkload w = pod_a();
   EXPECT_EQ(make_kernel_workload(w).flags & (ML_WL_FAST_PATH | ML_WL_FAST_PATH_PORT_RULES), 0u)
