@@ -150,7 +150,7 @@ int ml_connect4(struct bpf_sock_addr *ctx)
 	req.dst_is_mapped = 1;
 	if (sk && sk->src_ip4)
 		ml_ip4_to_mapped(sk->src_ip4, req.src_ip6);
-	if (ml_dns_capture_udp(ctx, &req, &verdict)) {
+	if (intercept && ml_dns_capture_udp(ctx, &req, &verdict)) {
 		ctx->user_ip4 = verdict.new_ip6[3];
 		ctx->user_port = bpf_htons(verdict.new_port);
 		return 1;
@@ -189,7 +189,7 @@ int ml_connect6(struct bpf_sock_addr *ctx)
 		req.src_ip6[2] = sk->src_ip6[2];
 		req.src_ip6[3] = sk->src_ip6[3];
 	}
-	if (ml_dns_capture_udp(ctx, &req, &verdict)) {
+	if (intercept && ml_dns_capture_udp(ctx, &req, &verdict)) {
 		write_user_ip6(ctx, verdict.new_ip6);
 		ctx->user_port = bpf_htons(verdict.new_port);
 		return 1;
