@@ -14,6 +14,8 @@ packages=(
   iproute2 iperf3 sockperf haproxy iptables python3 procps gnuplot-nox curl
   # deployment checks (tests/deploy/check_manifests.py)
   python3-yaml python3-kubernetes
+  # DNS capture (tests/netns/test_dns_capture.sh): dnsmasq as DNS server and proxy, dig
+  dnsmasq-base bind9-dnsutils
   # the CNI reference plugins (bridge, host-local, loopback) of tests/netns/test_cni_chain.sh
   containernetworking-plugins
 )

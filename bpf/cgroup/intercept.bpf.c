@@ -8,6 +8,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "meshlane/counters.bpf.h"
+#include "meshlane/dns.bpf.h"
 #include "meshlane/events.bpf.h"
 #include "meshlane/intercept.h"
 #include "meshlane/maps.bpf.h"
@@ -131,6 +132,14 @@ static __always_inline void note_server_listener(struct bpf_sock_addr *ctx, cons
 	note->port = port;
 }
 
+static __always_inline void write_user_ip6(struct bpf_sock_addr *ctx, const __u32 ip6[4])
+{
+	ctx->user_ip6[0] = ip6[0];
+	ctx->user_ip6[1] = ip6[1];
+	ctx->user_ip6[2] = ip6[2];
+	ctx->user_ip6[3] = ip6[3];
+}
+
 SEC("cgroup/connect4")
 int ml_connect4(struct bpf_sock_addr *ctx)
 {
@@ -143,6 +152,11 @@ int ml_connect4(struct bpf_sock_addr *ctx)
 	req.dst_is_mapped = 1;
 	if (sk && sk->src_ip4)
 		ml_ip4_to_mapped(sk->src_ip4, req.src_ip6);
+	if (intercept && ml_dns_capture_udp(ctx, &req, &verdict)) {
+		ctx->user_ip4 = verdict.new_ip6[3];
+		ctx->user_port = bpf_htons(verdict.new_port);
+		return 1;
+	}
 	switch (handle_connect(ctx, &req, &verdict)) {
 	case ML_CONNECT_DENY:
 		return 0;
@@ -176,6 +190,11 @@ int ml_connect6(struct bpf_sock_addr *ctx)
 		req.src_ip6[1] = sk->src_ip6[1];
 		req.src_ip6[2] = sk->src_ip6[2];
 		req.src_ip6[3] = sk->src_ip6[3];
+	}
+	if (intercept && ml_dns_capture_udp(ctx, &req, &verdict)) {
+		write_user_ip6(ctx, verdict.new_ip6);
+		ctx->user_port = bpf_htons(verdict.new_port);
+		return 1;
 	}
 	switch (handle_connect(ctx, &req, &verdict)) {
 	case ML_CONNECT_DENY:
@@ -290,6 +309,83 @@ int ml_getsockopt(struct bpf_sockopt *ctx)
 	if (answered) {
 		ctx->retval = 0;
 		ml_count(ML_CTR_ORIG_DST_ANSWERED, 1);
+	}
+	return 1;
+}
+
+/* DNS capture (docs/interception.md, "DNS capture"): an app's datagram to port 53 on an
+ * unconnected UDP socket goes to its pod's DNS proxy (connected sockets: connect4/connect6). */
+SEC("cgroup/sendmsg4")
+int ml_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	struct ml_connect_request req = {};
+	struct ml_connect_verdict verdict = {};
+
+	if (!intercept)
+		return 1;
+	ml_ip4_to_mapped(ctx->user_ip4, req.dst_ip6);
+	req.dst_port = bpf_ntohs((__u16)ctx->user_port);
+	req.dst_is_mapped = 1;
+	if (ml_dns_capture_udp(ctx, &req, &verdict)) {
+		ctx->user_ip4 = verdict.new_ip6[3];
+		ctx->user_port = bpf_htons(verdict.new_port);
+	}
+	return 1;
+}
+
+SEC("cgroup/sendmsg6")
+int ml_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	struct ml_connect_request req = {};
+	struct ml_connect_verdict verdict = {};
+
+	if (!intercept)
+		return 1;
+	req.dst_ip6[0] = ctx->user_ip6[0];
+	req.dst_ip6[1] = ctx->user_ip6[1];
+	req.dst_ip6[2] = ctx->user_ip6[2];
+	req.dst_ip6[3] = ctx->user_ip6[3];
+	req.dst_port = bpf_ntohs((__u16)ctx->user_port);
+	req.dst_is_mapped = ml_ip6_is_mapped_v4(req.dst_ip6);
+	if (ml_dns_capture_udp(ctx, &req, &verdict)) {
+		write_user_ip6(ctx, verdict.new_ip6);
+		ctx->user_port = bpf_htons(verdict.new_port);
+	}
+	return 1;
+}
+
+/* The DNS proxy's reply to a captured query, as recvmsg()/recvfrom() report its sender: shown
+ * as from the server the app addressed, so resolvers that check (glibc, musl, dig) accept it.
+ * A recvmsg program must return 1. */
+SEC("cgroup/recvmsg4")
+int ml_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	const struct ml_dns_origin *origin;
+	__u32 src[4];
+
+	ml_ip4_to_mapped(ctx->user_ip4, src);
+	origin = ml_dns_reply_origin(ctx, src, bpf_ntohs((__u16)ctx->user_port));
+	if (origin && ml_ip6_is_mapped_v4(origin->server_ip6)) {
+		ctx->user_ip4 = origin->server_ip6[3];
+		ctx->user_port = bpf_htons(origin->server_port);
+	}
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int ml_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	const struct ml_dns_origin *origin;
+	__u32 src[4];
+
+	src[0] = ctx->user_ip6[0];
+	src[1] = ctx->user_ip6[1];
+	src[2] = ctx->user_ip6[2];
+	src[3] = ctx->user_ip6[3];
+	origin = ml_dns_reply_origin(ctx, src, bpf_ntohs((__u16)ctx->user_port));
+	if (origin) {
+		write_user_ip6(ctx, origin->server_ip6);
+		ctx->user_port = bpf_htons(origin->server_port);
 	}
 	return 1;
 }

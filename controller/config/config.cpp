@@ -200,7 +200,7 @@ Status parse_kubernetes_table(const Field& field, KubernetesConfig& kubernetes) 
 
 // Readers for every [[workload]] key, writing into `w`; the preset is already in `w`, so a
 // key that is read replaces the preset's value (lists included) and one left out keeps it.
-std::array<KeyReader, 23> workload_readers(WorkloadConfig& w) {
+std::array<KeyReader, 25> workload_readers(WorkloadConfig& w) {
   return {{
       {"name", [&](const Field& f) { return read_workload_name(f, w.name); }},
       {"netns", [&](const Field& f) { return read_netns(f, w.netns); }},
@@ -235,6 +235,8 @@ std::array<KeyReader, 23> workload_readers(WorkloadConfig& w) {
       {"fast_path", [&](const Field& f) { return read_bool(f, w.fast_path); }},
       {"fast_path_exclude_ports",
        [&](const Field& f) { return read_ports(f, w.fast_path_exclude_ports); }},
+      {"dns_capture", [&](const Field& f) { return read_bool(f, w.dns_capture); }},
+      {"dns_proxy_port", [&](const Field& f) { return read_port(f, w.dns_proxy_port); }},
   }};
 }
 
@@ -277,6 +279,20 @@ Status check_proxy_ports(const Field& field, const toml::table& table,
                           std::to_string(workload.inbound_port) + " (they must differ)");
 }
 
+// Capture needs somewhere to send the queries: a mesh without a DNS proxy (linkerd's preset
+// has dns_proxy_port = 0) cannot capture.
+Status check_dns_capture(const Field& field, const toml::table& table,
+                         const WorkloadConfig& workload) {
+  if (!workload.dns_capture || workload.dns_proxy_port != 0) {
+    return {};
+  }
+  const toml::node* node = table.get("dns_capture");
+  return config_error(field.source_name, node != nullptr ? node->source() : table.source(),
+                      join_key(field.dotted_key, "dns_capture"),
+                      std::string("dns_capture = true needs a DNS proxy: dns_proxy_port is 0") +
+                          (workload.mesh == MeshKind::kLinkerd ? " (linkerd has none)" : ""));
+}
+
 Status parse_workload_table(const Field& field, WorkloadConfig& workload) {
   const toml::table* table = field.node.as_table();
   if (table == nullptr) {
@@ -298,7 +314,10 @@ Status parse_workload_table(const Field& field, WorkloadConfig& workload) {
   if (Status status = check_required_workload_keys(field, *table, mesh); !status) {
     return status;
   }
-  return check_proxy_ports(field, *table, workload);
+  if (Status status = check_proxy_ports(field, *table, workload); !status) {
+    return status;
+  }
+  return check_dns_capture(field, *table, workload);
 }
 
 // Names identify workloads in logs, pins and the control API, so they must be unique.
@@ -486,6 +505,7 @@ WorkloadConfig workload_preset(MeshKind mesh) {
       preset.proxy_gid = 1337;
       preset.outbound_port = 15001;
       preset.inbound_port = 15006;
+      preset.dns_proxy_port = 15053;  // the agent's DNS proxy (capture is opt-in, as in Istio)
       // HBONE, health (agent and Envoy) and Prometheus ports are served by the sidecar itself.
       preset.exclude_inbound_ports = {15008, 15020, 15021, 15090};
       // Envoy binds these for its upstream connection to the app (inbound passthrough).
@@ -500,12 +520,14 @@ WorkloadConfig workload_preset(MeshKind mesh) {
       preset.outbound_port = 4140;
       preset.inbound_port = 4143;
       preset.exclude_inbound_ports = {4190, 4191};  // tap and admin
+      preset.dns_proxy_port = 0;                    // linkerd has no DNS proxy
       break;
     case MeshKind::kCustom:
       preset.proxy_uid = 0;
       preset.proxy_gid = 0;
       preset.outbound_port = 0;
       preset.inbound_port = 0;
+      preset.dns_proxy_port = 0;
       break;
   }
   return preset;

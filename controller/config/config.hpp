@@ -172,6 +172,12 @@ struct WorkloadConfig {
   // fast_path_exclude_ports of either workload keeps its sidecars.
   bool fast_path = false;
   std::vector<std::uint16_t> fast_path_exclude_ports;
+  // DNS capture (Istio's ISTIO_META_DNS_CAPTURE): the app's queries to port 53, UDP and TCP,
+  // go to the pod's DNS proxy on loopback port dns_proxy_port (istio 15053), and its replies
+  // appear to come from the server the app asked. Off by default; the proxy's own queries (its
+  // uid or gid), loopback servers and excluded outbound CIDRs are never captured.
+  bool dns_capture = false;
+  std::uint16_t dns_proxy_port = 15053;  // 0: the mesh has no DNS proxy (linkerd)
   // What L4 policies select the workload by (besides its name).
   std::map<std::string, std::string> labels;
 

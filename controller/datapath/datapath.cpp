@@ -262,7 +262,7 @@ Status Datapath::attach_cgroup_programs(const std::string& cgroup_path) {
     bpf_program* program;
     bpf_attach_type type;
   };
-  const std::array<CgroupProgram, 4> programs = {{
+  const std::array<CgroupProgram, 8> programs = {{
       {kSockopsLinkName, "sock_ops", sockops_->progs.ml_sockops, BPF_CGROUP_SOCK_OPS},
       {kConnect4LinkName, "connect4", intercept_ ? intercept_->progs.ml_connect4 : nullptr,
        BPF_CGROUP_INET4_CONNECT},
@@ -270,6 +270,14 @@ Status Datapath::attach_cgroup_programs(const std::string& cgroup_path) {
        BPF_CGROUP_INET6_CONNECT},
       {kGetsockoptLinkName, "getsockopt", intercept_ ? intercept_->progs.ml_getsockopt : nullptr,
        BPF_CGROUP_GETSOCKOPT},
+      {kSendmsg4LinkName, "sendmsg4", intercept_ ? intercept_->progs.ml_sendmsg4 : nullptr,
+       BPF_CGROUP_UDP4_SENDMSG},
+      {kSendmsg6LinkName, "sendmsg6", intercept_ ? intercept_->progs.ml_sendmsg6 : nullptr,
+       BPF_CGROUP_UDP6_SENDMSG},
+      {kRecvmsg4LinkName, "recvmsg4", intercept_ ? intercept_->progs.ml_recvmsg4 : nullptr,
+       BPF_CGROUP_UDP4_RECVMSG},
+      {kRecvmsg6LinkName, "recvmsg6", intercept_ ? intercept_->progs.ml_recvmsg6 : nullptr,
+       BPF_CGROUP_UDP6_RECVMSG},
   }};
   for (const CgroupProgram& entry : programs) {
     const bool wanted = entry.type == BPF_CGROUP_SOCK_OPS || support_.interception;

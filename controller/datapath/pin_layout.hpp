@@ -32,7 +32,13 @@ inline constexpr std::string_view kSkMsgLinkName = "ml_sk_msg_sockhash";
 inline constexpr std::string_view kConnect4LinkName = "ml_connect4_cgroup";
 inline constexpr std::string_view kConnect6LinkName = "ml_connect6_cgroup";
 inline constexpr std::string_view kGetsockoptLinkName = "ml_getsockopt_cgroup";
-inline constexpr std::array<std::string_view, 5> kLinkNames = {
-    kSockopsLinkName, kSkMsgLinkName, kConnect4LinkName, kConnect6LinkName, kGetsockoptLinkName};
+// DNS capture: unconnected UDP sends to port 53, and the replies' source shown to the app.
+inline constexpr std::string_view kSendmsg4LinkName = "ml_sendmsg4_cgroup";
+inline constexpr std::string_view kSendmsg6LinkName = "ml_sendmsg6_cgroup";
+inline constexpr std::string_view kRecvmsg4LinkName = "ml_recvmsg4_cgroup";
+inline constexpr std::string_view kRecvmsg6LinkName = "ml_recvmsg6_cgroup";
+inline constexpr std::array<std::string_view, 9> kLinkNames = {
+    kSockopsLinkName,  kSkMsgLinkName,    kConnect4LinkName, kConnect6LinkName, kGetsockoptLinkName,
+    kSendmsg4LinkName, kSendmsg6LinkName, kRecvmsg4LinkName, kRecvmsg6LinkName};
 
 }  // namespace meshlane

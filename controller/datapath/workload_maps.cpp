@@ -151,6 +151,10 @@ ml_workload make_kernel_workload(const ResolvedWorkload& workload) {
   if (!config.fast_path_exclude_ports.empty()) {
     kernel.flags |= ML_WL_FAST_PATH_PORT_RULES;
   }
+  if (config.dns_capture && config.dns_proxy_port != 0) {
+    kernel.flags |= ML_WL_DNS_CAPTURE;
+    kernel.dns_proxy_port = config.dns_proxy_port;
+  }
   return kernel;
 }
 

@@ -41,6 +41,10 @@ const char* counter_name(ml_counter counter) {
     case ML_CTR_FAST_PATH_BYTES: return "fast_path_bytes";
     case ML_CTR_LISTENERS_UNREGISTERED: return "listeners_unregistered";
     case ML_CTR_SOCKETS_SKIPPED_SHORT: return "sockets_skipped_short";
+    case ML_CTR_DNS_CAPTURED_UDP: return "dns_captured_udp";
+    case ML_CTR_DNS_CAPTURED_TCP: return "dns_captured_tcp";
+    case ML_CTR_DNS_REPLIES_REWRITTEN: return "dns_replies_rewritten";
+    case ML_CTR_DNS_SERVER_SWITCHED: return "dns_server_switched";
     case ML_CTR_MAX: break;
   }
   return "unknown";
@@ -74,7 +78,11 @@ bool counted_per_workload(ml_counter counter) {
     case ML_CTR_FAST_PATH_CONNECTIONS:
     case ML_CTR_SPLICED_FAST_PATH:
     case ML_CTR_FAST_PATH_BYTES:
-    case ML_CTR_SOCKETS_SKIPPED_SHORT: return true;
+    case ML_CTR_SOCKETS_SKIPPED_SHORT:
+    case ML_CTR_DNS_CAPTURED_UDP:
+    case ML_CTR_DNS_CAPTURED_TCP:
+    case ML_CTR_DNS_REPLIES_REWRITTEN:
+    case ML_CTR_DNS_SERVER_SWITCHED: return true;
     case ML_CTR_MESSAGES_REDIRECTED:
     case ML_CTR_BYTES_REDIRECTED:
     case ML_CTR_REDIRECT_FAILED:

@@ -97,6 +97,7 @@ const char* reason_name(std::uint8_t reason) {
     case ML_REASON_INBOUND_TC: return "inbound_tc";
     case ML_REASON_POLICY: return "policy";
     case ML_REASON_FAST_PATH: return "fast_path";
+    case ML_REASON_DNS: return "dns";
     default: return nullptr;
   }
 }

@@ -142,6 +142,15 @@ const char* counter_help(ml_counter counter) {
     case ML_CTR_SOCKETS_SKIPPED_SHORT:
       return "Client sockets not spliced because their server port's spliced connections were "
              "mostly short (acceleration.adaptive_splicing).";
+    case ML_CTR_DNS_CAPTURED_UDP:
+      return "DNS capture: UDP queries to port 53 (sends and connects) sent to the DNS proxy.";
+    case ML_CTR_DNS_CAPTURED_TCP:
+      return "DNS capture: TCP connects to port 53 sent to the DNS proxy.";
+    case ML_CTR_DNS_REPLIES_REWRITTEN:
+      return "DNS capture: replies of the DNS proxy shown to the app as from the server it asked.";
+    case ML_CTR_DNS_SERVER_SWITCHED:
+      return "DNS capture: captured queries to a server other than the socket's previous one "
+             "(replies still due from the earlier server appear to come from the later).";
     case ML_CTR_MAX: break;
   }
   return "A meshlane datapath counter.";

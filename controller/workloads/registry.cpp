@@ -66,7 +66,13 @@ nlohmann::json workload_to_json(const WorkloadConfig& w) {
       {"exclude_acceleration_ports", w.exclude_acceleration_ports},
       {"fast_path", w.fast_path},
       {"fast_path_exclude_ports", w.fast_path_exclude_ports},
+      {"dns_capture", w.dns_capture},
   };
+  // 0 is "no DNS proxy" (linkerd, custom), which no port key accepts: left out, as the preset
+  // gives it back when read.
+  if (w.dns_proxy_port != 0) {
+    object["dns_proxy_port"] = w.dns_proxy_port;
+  }
   if (w.node_proxy_address) {
     object["node_proxy"] = node_proxy_text(*w.node_proxy_address, w.node_proxy_port);
   }

@@ -37,7 +37,7 @@ ctl_assert_json "$STATUS" 'len(j["kernel_features"]) > 0 and all(f["present"] fo
   "status kernel features"
 ctl_assert_json "$STATUS" "any(a[\"what\"] == \"connect4 on $ML_CG\" for a in j[\"attachments\"])" \
   "status attach points"
-ctl_assert_json "$STATUS" 'len(j["attachments"]) == 5' "status attach point count"
+ctl_assert_json "$STATUS" 'len(j["attachments"]) == 9' "status attach point count"
 ctl_assert_json "$STATUS" 'j["workloads"] == {"total": 0, "config": 0, "live": 0}' "status workloads"
 ctl_assert_json "$STATUS" 'j["splicing"] is True and j["interception"] is True and j["degraded"] is False' \
   "status splicing, interception, not degraded"

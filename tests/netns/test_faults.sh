@@ -104,11 +104,12 @@ python3 -c 'import json,sys; sys.exit(json.loads(sys.argv[1])["policies"] != [])
   ml_fail "the refused policy is listed: $policies"
 [[ $(ml_json_field "$status" policies_enforced) == false ]] ||
   ml_fail "status should say policies_enforced false without interception: $status"
-for link in ml_connect4_cgroup ml_connect6_cgroup ml_getsockopt_cgroup; do
+for link in ml_connect4_cgroup ml_connect6_cgroup ml_getsockopt_cgroup ml_sendmsg4_cgroup \
+  ml_sendmsg6_cgroup ml_recvmsg4_cgroup ml_recvmsg6_cgroup; do
   [[ ! -e $ML_BPFFS_DIR/links/$link ]] || ml_fail "$link pinned without interception: $(ls "$ML_BPFFS_DIR/links")"
 done
 progs=$(ml_cgroup_progs "$ML_CG")
-grep -qE 'connect4|connect6|getsockopt' <<<"$progs" && ml_fail "interception programs attached to $ML_CG: $progs"
+grep -qE 'connect4|connect6|getsockopt|sendmsg|recvmsg' <<<"$progs" && ml_fail "interception programs attached to $ML_CG: $progs"
 grep -q 'sock_ops' <<<"$progs" || ml_fail "sock_ops not attached to $ML_CG: $progs"
 for ns in "$REL_A" "$REL_B"; do
   if mesh_tc_filters "$ns" | grep -qi bpf; then

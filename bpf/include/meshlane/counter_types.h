@@ -63,6 +63,16 @@ enum ml_counter {
 	/* Client ends not spliced because their server's port carries short connections: too
 	 * few messages per connection to repay a splice (struct ml_port_use). */
 	ML_CTR_SOCKETS_SKIPPED_SHORT,
+	/* DNS capture: an app's UDP datagram (send or connect) to port 53 sent to its DNS proxy. */
+	ML_CTR_DNS_CAPTURED_UDP,
+	/* DNS capture: an app's TCP connect to port 53 sent to its DNS proxy. */
+	ML_CTR_DNS_CAPTURED_TCP,
+	/* DNS capture: a reply from the DNS proxy shown to the app as from the server it asked. */
+	ML_CTR_DNS_REPLIES_REWRITTEN,
+	/* DNS capture: a socket that had queries captured addressed another server: replies still
+	 * in flight from the earlier one will appear to come from the later (the limit of a
+	 * per-socket record; docs/interception.md). */
+	ML_CTR_DNS_SERVER_SWITCHED,
 	ML_CTR_MAX,
 };
 

@@ -36,6 +36,7 @@ enum ml_event_reason {
 	ML_REASON_INBOUND_TC, /* from off the node, steered by tc to the inbound proxy */
 	ML_REASON_POLICY, /* ML_EVENT_DENIED */
 	ML_REASON_FAST_PATH, /* app -> app on this node, not redirected: the sidecars are skipped */
+	ML_REASON_DNS, /* app's query to port 53 -> its DNS proxy (DNS capture; UDP or TCP) */
 };
 
 /* ml_event.reason for ML_EVENT_SKIPPED and ML_EVENT_BYPASSED: the rule that decided. Append

@@ -69,6 +69,9 @@ static __always_inline __u8 ml_event_reason_of(__u32 counter)
 		return ML_REASON_INBOUND_LOCAL;
 	case ML_CTR_FAST_PATH_CONNECTIONS:
 		return ML_REASON_FAST_PATH;
+	case ML_CTR_DNS_CAPTURED_UDP:
+	case ML_CTR_DNS_CAPTURED_TCP:
+		return ML_REASON_DNS;
 	default:
 		return ML_REASON_NONE;
 	}

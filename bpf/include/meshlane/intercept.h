@@ -5,6 +5,7 @@
 #define MESHLANE_INTERCEPT_H
 
 #include "meshlane/counter_types.h"
+#include "meshlane/dns.h"
 #include "meshlane/event_types.h"
 #include "meshlane/orig_dst_types.h"
 #include "meshlane/sock_key.h"
@@ -188,6 +189,15 @@ ML_INLINE void ml_decide_app_connect(const struct ml_connect_request *req,
 	if (ml_ip6_is_loopback(req->dst_ip6) ||
 	    (dst_pod && dst_pod->netns_cookie == self->netns_cookie)) {
 		ml_verdict_pass(v, ML_CTR_MAX, ML_HOP_OTHER);
+		return;
+	}
+	/* DNS capture: TCP to port 53 goes to the DNS proxy (istio: ISTIO_OUTPUT's REDIRECT to
+	 * 15053), which gets the server it was going to from SO_ORIGINAL_DST like any proxy. */
+	if (ml_dns_captures(self, req->uid, req->gid, req->dst_ip6, req->dst_port,
+			    rules->out_cidr_exclude)) {
+		ml_set_loopback(target, req->dst_is_mapped);
+		ml_verdict_redirect(v, target, self->dns_proxy_port, ML_CTR_DNS_CAPTURED_TCP,
+				    ML_HOP_APP_TO_PROXY);
 		return;
 	}
 	if (!ml_port_intercepted(rules->out_port, self->flags & ML_WL_INCLUDE_OUT_PORTS) ||

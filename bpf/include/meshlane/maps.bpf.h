@@ -5,6 +5,7 @@
 #ifndef MESHLANE_MAPS_BPF_H
 #define MESHLANE_MAPS_BPF_H
 
+#include "meshlane/dns_origin.bpf.h"
 #include "meshlane/listeners.bpf.h"
 #include "meshlane/orig_dst.bpf.h"
 #include "meshlane/policy.bpf.h"

@@ -6,6 +6,7 @@
 #define MESHLANE_SHARED_H
 
 #include "meshlane/counter_types.h"
+#include "meshlane/dns.h" /* struct ml_dns_origin, ML_DNS_ORIGIN_MAP_NAME */
 #include "meshlane/event_types.h"
 #include "meshlane/listener_types.h"
 #include "meshlane/orig_dst_types.h"

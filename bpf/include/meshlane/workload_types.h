@@ -22,7 +22,9 @@ struct ml_workload {
 	__u32 passthrough_ip6[ML_MAX_PASSTHROUGH][4];
 	__u32 node_proxy_ip6[4]; /* sidecarless target, when ML_WL_NODE_PROXY */
 	__u16 node_proxy_port;
-	__u16 pad16;
+	/* The DNS proxy's port on loopback (istio 15053), used when ML_WL_DNS_CAPTURE. Was padding:
+	 * older entries carry 0 there and no capture flag. */
+	__u16 dns_proxy_port;
 	__u32 pad32;
 	__u64 netns_cookie;
 };
@@ -37,6 +39,9 @@ struct ml_workload {
 #define ML_WL_FAST_PATH (1u << 7)
 /* Some ports keep the sidecars even on the fast path (ML_DIR_FAST_PATH rules). */
 #define ML_WL_FAST_PATH_PORT_RULES (1u << 8)
+/* The app's DNS queries (port 53, UDP and TCP) go to the pod's DNS proxy (docs/interception.md,
+ * "DNS capture"). */
+#define ML_WL_DNS_CAPTURE (1u << 9)
 
 /* Key of ml_pod_ips_v1: a pod address (IPv6 or v4-mapped) -> struct ml_workload of its pod.
  * Lets a proxy's connect to a pod on this node go to that pod's inbound proxy. */

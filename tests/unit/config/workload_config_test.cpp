@@ -476,7 +476,8 @@ TEST(ParseWorkload, UnknownKeyNamesLineAndKnownKeys) {
             "inbound_passthrough_sources, include_outbound_ports, exclude_outbound_ports, "
             "include_inbound_ports, exclude_inbound_ports, include_outbound_cidrs, "
             "exclude_outbound_cidrs, exclude_inbound_cidrs, node_proxy, interface, labels, "
-            "acceleration, exclude_acceleration_ports, fast_path, fast_path_exclude_ports)");
+            "acceleration, exclude_acceleration_ports, fast_path, fast_path_exclude_ports, "
+            "dns_capture, dns_proxy_port)");
 }
 
 TEST(ParseWorkload, WorkloadMustBeAnArrayOfTables) {
@@ -601,6 +602,38 @@ TEST(ParseWorkload, FastPathIsOffByDefault) {
   for (const char* mesh : {"istio", "linkerd"}) {
     EXPECT_FALSE(parse_workload(std::string("mesh = \"") + mesh + "\"\n").fast_path) << mesh;
   }
+}
+
+TEST(ParseWorkload, DnsCaptureIsOffByDefaultWithEachMeshsProxyPort) {
+  const WorkloadConfig istio = parse_workload("");
+  EXPECT_FALSE(istio.dns_capture);
+  EXPECT_EQ(istio.dns_proxy_port, 15053);
+  const WorkloadConfig linkerd = parse_workload("mesh = \"linkerd\"\n");
+  EXPECT_FALSE(linkerd.dns_capture);
+  EXPECT_EQ(linkerd.dns_proxy_port, 0);  // linkerd has no DNS proxy
+}
+
+TEST(ParseWorkload, DnsCaptureKeys) {
+  const WorkloadConfig on = parse_workload("dns_capture = true\n");
+  EXPECT_TRUE(on.dns_capture);
+  EXPECT_EQ(on.dns_proxy_port, 15053);
+  const WorkloadConfig port = parse_workload("dns_capture = true\ndns_proxy_port = 5353\n");
+  EXPECT_EQ(port.dns_proxy_port, 5353);
+  EXPECT_TRUE(contains(workload_error("dns_capture = \"yes\"\n"),
+                       "workload[0].dns_capture: expected a boolean"));
+  EXPECT_TRUE(contains(workload_error("dns_proxy_port = 0\n"),
+                       "workload[0].dns_proxy_port: 0 is out of range"));
+}
+
+TEST(ParseWorkload, DnsCaptureNeedsADnsProxy) {
+  EXPECT_TRUE(contains(workload_error("mesh = \"linkerd\"\ndns_capture = true\n"),
+                       "workload[0].dns_capture: dns_capture = true needs a DNS proxy: "
+                       "dns_proxy_port is 0 (linkerd has none)"));
+  // Settable for linkerd too when the operator runs a DNS proxy of their own.
+  const WorkloadConfig linkerd =
+      parse_workload("mesh = \"linkerd\"\ndns_capture = true\ndns_proxy_port = 5353\n");
+  EXPECT_TRUE(linkerd.dns_capture);
+  EXPECT_EQ(linkerd.dns_proxy_port, 5353);
 }
 
 TEST(ParseWorkload, FastPathKeys) {

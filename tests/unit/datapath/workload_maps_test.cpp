@@ -92,7 +92,7 @@ TEST(KernelWorkload, IstioPresetFields) {
   EXPECT_EQ(bytes_of(kernel.passthrough_ip6[1]), bytes_of("::6"));
   EXPECT_EQ(bytes_of(kernel.node_proxy_ip6), Bytes{});
   EXPECT_EQ(kernel.node_proxy_port, 0);
-  EXPECT_EQ(kernel.pad16, 0);
+  EXPECT_EQ(kernel.dns_proxy_port, 0) << "no DNS capture: the former padding stays 0";
   EXPECT_EQ(kernel.pad32, 0u);
 }
 
@@ -180,6 +180,21 @@ TEST(KernelWorkload, IncludeListsSetTheirFlagsIndependently) {
   w.config.node_proxy_address = address("192.0.2.1");
   EXPECT_EQ(make_kernel_workload(w).flags, ML_WL_NODE_PROXY | ML_WL_INCLUDE_OUT_PORTS |
                                                ML_WL_INCLUDE_IN_PORTS | ML_WL_INCLUDE_OUT_CIDRS);
+}
+
+TEST(KernelWorkload, DnsCaptureFlagAndPort) {
+  ResolvedWorkload w = pod_a();
+  EXPECT_EQ(make_kernel_workload(w).flags & ML_WL_DNS_CAPTURE, 0u) << "off by default";
+  EXPECT_EQ(make_kernel_workload(w).dns_proxy_port, 0) << "no port without capture";
+
+  w.config.dns_capture = true;
+  w.config.dns_proxy_port = 15053;
+  EXPECT_EQ(make_kernel_workload(w).flags, ML_WL_DNS_CAPTURE);
+  EXPECT_EQ(make_kernel_workload(w).dns_proxy_port, 15053);
+
+  // The config refuses capture without a port; should one get here, nothing is captured.
+  w.config.dns_proxy_port = 0;
+  EXPECT_EQ(make_kernel_workload(w).flags & ML_WL_DNS_CAPTURE, 0u);
 }
 
 TEST(KernelWorkload, FastPathFlags) {

@@ -109,6 +109,8 @@ TEST(WorkloadJson, EveryKeyRoundTrips) {
       {"exclude_acceleration_ports", {6379}},
       {"fast_path", true},
       {"fast_path_exclude_ports", {9443, 8443}},
+      {"dns_capture", true},
+      {"dns_proxy_port", 5353},
   };
   const WorkloadConfig workload = from_json(full);
   EXPECT_EQ(workload_to_json(workload), full);
@@ -123,6 +125,19 @@ TEST(WorkloadJson, PresetValuesAreShownInFull) {
   EXPECT_EQ(shown["interface"], "eth0");
   EXPECT_FALSE(shown.contains("node_proxy"));
   EXPECT_EQ(from_json(shown), from_json(minimal()));
+}
+
+TEST(WorkloadJson, DnsCaptureIsShownAndAMeshWithoutDnsProxyRoundTrips) {
+  const nlohmann::json shown = workload_to_json(from_json(minimal()));
+  EXPECT_EQ(shown["dns_capture"], false);
+  EXPECT_EQ(shown["dns_proxy_port"], 15053);
+  nlohmann::json linkerd = minimal();
+  linkerd["mesh"] = "linkerd";
+  const WorkloadConfig workload = from_json(linkerd);
+  EXPECT_EQ(workload.dns_proxy_port, 0);
+  // No port key for "none": the state file and workload.get must read back as they were.
+  EXPECT_FALSE(workload_to_json(workload).contains("dns_proxy_port"));
+  EXPECT_EQ(from_json(workload_to_json(workload)), workload);
 }
 
 TEST(WorkloadJson, FastPathIsOffByDefaultAndPartOfTheComparison) {
