@@ -34,6 +34,8 @@ struct AddOptions {
   std::optional<std::int64_t> proxy_gid;
   std::optional<std::int64_t> outbound_port;
   std::optional<std::int64_t> inbound_port;
+  std::optional<std::int64_t> dns_proxy_port;
+  bool dns_capture = false;
   std::string node_proxy;
   std::string interface;
   std::vector<std::string> labels;  // KEY=VALUE
@@ -79,7 +81,8 @@ struct AddOptions {
         {"proxy_uid", &proxy_uid},
         {"proxy_gid", &proxy_gid},
         {"outbound_port", &outbound_port},
-        {"inbound_port", &inbound_port}};
+        {"inbound_port", &inbound_port},
+        {"dns_proxy_port", &dns_proxy_port}};
     for (const auto& [key, value] : numbers) {
       if (value->has_value()) {
         p[key] = **value;
@@ -93,6 +96,9 @@ struct AddOptions {
     }
     if (fast_path) {
       p["fast_path"] = true;
+    }
+    if (dns_capture) {
+      p["dns_capture"] = true;
     }
     if (acceleration_option != nullptr && acceleration_option->count() > 0) {
       p["acceleration"] = acceleration;
@@ -257,6 +263,11 @@ int parse_and_run(int argc, char** argv) {
     list.option = add_cmd->add_option(dashed(list.key), list.values, help);
     list.option->type_name("LIST");
   }
+  add_cmd->add_flag("--dns-capture", add.dns_capture,
+                    "send the app's DNS (UDP and TCP to port 53) to the mesh's DNS proxy "
+                    "(docs/interception.md, \"DNS capture\")");
+  add_cmd->add_option("--dns-proxy-port", add.dns_proxy_port,
+                      "the DNS proxy's port on loopback (istio preset: 15053)");
   add_cmd->add_flag("--fast-path", add.fast_path,
                     "L4 fast path: same-node connects to other fast-path workloads skip both "
                     "sidecars (no mTLS, no L7 policy, no proxy telemetry; docs/fast-path.md)");

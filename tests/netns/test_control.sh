@@ -253,11 +253,11 @@ ctl_ok workload add every-flag --netns "$NEXT_NS" --ip 198.18.0.40 --ip fd00::40
   --exclude-outbound-cidrs 198.18.0.99/32 --exclude-inbound-cidrs fd00::/64 \
   --node-proxy 198.18.0.1:15001 --interface eth0 --label app=every --label tier=web \
   --no-acceleration --exclude-acceleration-ports 6379,11211 --fast-path \
-  --fast-path-exclude-ports 9443
+  --fast-path-exclude-ports 9443 --dns-capture --dns-proxy-port 15153
 [[ $CTL_OUT == "workload every-flag added" ]] || ml_fail "workload add with every flag printed: $CTL_OUT"
 ctl_ok -o json workload get every-flag
 EVERY=$CTL_OUT
-ctl_assert_json "$EVERY" "j['spec'] == {'name': 'every-flag', 'netns': '/var/run/netns/$NEXT_NS', 'ips': ['198.18.0.40', 'fd00::40'], 'mesh': 'custom', 'proxy_uid': 1500, 'proxy_gid': 1501, 'outbound_port': 16001, 'inbound_port': 16006, 'inbound_passthrough_sources': ['127.0.0.7'], 'include_outbound_ports': [80, 443], 'exclude_outbound_ports': [5432], 'include_inbound_ports': [8080, 8443], 'exclude_inbound_ports': [], 'include_outbound_cidrs': ['198.18.0.0/24'], 'exclude_outbound_cidrs': ['198.18.0.99/32'], 'exclude_inbound_cidrs': ['fd00::/64'], 'node_proxy': '198.18.0.1:15001', 'interface': 'eth0', 'labels': {'app': 'every', 'tier': 'web'}, 'acceleration': False, 'exclude_acceleration_ports': [6379, 11211], 'fast_path': True, 'fast_path_exclude_ports': [9443]}" \
+ctl_assert_json "$EVERY" "j['spec'] == {'name': 'every-flag', 'netns': '/var/run/netns/$NEXT_NS', 'ips': ['198.18.0.40', 'fd00::40'], 'mesh': 'custom', 'proxy_uid': 1500, 'proxy_gid': 1501, 'outbound_port': 16001, 'inbound_port': 16006, 'inbound_passthrough_sources': ['127.0.0.7'], 'include_outbound_ports': [80, 443], 'exclude_outbound_ports': [5432], 'include_inbound_ports': [8080, 8443], 'exclude_inbound_ports': [], 'include_outbound_cidrs': ['198.18.0.0/24'], 'exclude_outbound_cidrs': ['198.18.0.99/32'], 'exclude_inbound_cidrs': ['fd00::/64'], 'node_proxy': '198.18.0.1:15001', 'interface': 'eth0', 'labels': {'app': 'every', 'tier': 'web'}, 'acceleration': False, 'exclude_acceleration_ports': [6379, 11211], 'fast_path': True, 'fast_path_exclude_ports': [9443], 'dns_capture': True, 'dns_proxy_port': 15153}" \
   "workload get after workload add with every flag"
 ctl_ok workload get every-flag
 for line in '^labels +app=every, tier=web$' '^acceleration +no$' \
