@@ -227,12 +227,27 @@ ml_show_delta c0 c1
   ml_fail "dns_replies_rewritten rose by $(ml_delta c0 c1 dns_replies_rewritten)"
 (($(ml_delta c0 c1 dns_captured_tcp) == 3)) || ml_fail "dns_captured_tcp rose by $(ml_delta c0 c1 dns_captured_tcp), expected 3"
 
-# One datagram, counted exactly: one capture, one reply rewritten.
+# One datagram, counted exactly: one capture, one reply rewritten; and `meshlanectl monitor`
+# shows the capture: "intercepted" with reason "dns", to the pod's DNS proxy, the server the app
+# addressed as orig_dst.
+ml_bg MON_PID "$ML_WORKDIR/monitor.out" "$ML_WORKDIR/monitor.err" - - \
+  "$MESHLANE_BIN/meshlanectl" --socket "$ML_WORKDIR/meshlane.sock" -o json monitor --type intercepted
+host_wait_for "$ML_WAIT_S" grep -q 'monitor: datapath now emits' "$ML_DAEMON_LOG" ||
+  ml_fail "the monitor did not subscribe: $(cat "$ML_WORKDIR/monitor.err")"
 ml_snapshot s0
 check_sendto "meshlane count" "$CAP" "$MESH_DIR/proxy-cap.log" $SERVER4 A 198.18.2.2
 ml_snapshot s1
 [[ $(ml_delta s0 s1 dns_captured_udp) == 1 && $(ml_delta s0 s1 dns_replies_rewritten) == 1 ]] ||
   ml_fail "one sendto: dns_captured_udp +$(ml_delta s0 s1 dns_captured_udp), dns_replies_rewritten +$(ml_delta s0 s1 dns_replies_rewritten)"
+dns_event() {
+  grep '"reason":"dns"' "$ML_WORKDIR/monitor.out" | grep '"orig_dst":"198.18.0.53:53"' |
+    grep '"dst":"127.0.0.1:15053"' | grep -q '"workload":"cap"'
+}
+host_wait_for "$ML_WAIT_S" dns_event ||
+  ml_fail "monitor: no intercepted/dns event cap -> 127.0.0.1:15053 (orig 198.18.0.53:53): $(cat "$ML_WORKDIR/monitor.out")"
+ml_log "monitor: $(grep '"reason":"dns"' "$ML_WORKDIR/monitor.out" | tail -n 1)"
+kill -INT "$MON_PID"
+host_wait_exit "$MON_PID" || ml_fail "meshlanectl monitor still runs after SIGINT"
 
 # An excluded CIDR is not captured: the server itself answers (REFUSED for the proxy's name).
 u0=$(lines "$UP_LOG") p0=$(lines "$MESH_DIR/proxy-cap.log")

@@ -28,6 +28,8 @@
 # spliced by "port", "workload", "peer", "blocking"; not intercepted by "excluded_port"; denied
 # by "a-out egress[0] deny"; fell back by "reader_behind"; and "no_record" with a note for a
 # connection that never happened. The readable form says the same.
+# Last, restarted with acceleration.enabled = false: a non-blocking pair on 5409 shows
+# "skipped" reason "acceleration_off" at both ends, nothing is spliced, and explain says so.
 # shellcheck source=control_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/control_lib.sh"
 
@@ -233,4 +235,30 @@ grep -q 'splicing: not_spliced (rule: workload)' <<<"$CTL_OUT" || ml_fail "expla
 ml_log "meshlanectl explain --src 127.0.0.1 --dst 127.0.0.1:5402:"$'\n'"$CTL_OUT"
 ctl explain --dst nonsense
 ctl_expect_rc 2 "explain with a bad --dst"
+
+# ---- acceleration off -----------------------------------------------------------------------
+# acceleration.enabled = false is given at load time (a restart): sock_ops still sees every
+# socket and says why it stays out, "skipped" reason "acceleration_off" at both ends.
+ml_daemon_stop
+ctl_daemon_start "decision_log = 4096" "[acceleration]" "enabled = false"
+ml_bg MON2_PID "$ML_WORKDIR/monitor2.out" "$ML_WORKDIR/monitor2.err" - - \
+  "$MESHLANECTL" --socket "$CTL_SOCKET" -o json monitor
+host_wait_for "$ML_WAIT_S" grep -q 'monitor: datapath now emits' "$ML_DAEMON_LOG" ||
+  ml_fail "the second monitor did not subscribe: $(cat "$ML_WORKDIR/monitor2.err")"
+ctl_ok -o json stats
+ADDED0=$(ctl_json "$CTL_OUT" 'j["counters"]["sockets_added"]')
+ml_xfer_pair "$ML_CG" "$POD_A" accel-off "--listen 127.0.0.1:5409 --nonblocking" \
+  "--connect 127.0.0.1:5409 --nonblocking" "${NB[@]}"
+accel_off_events() {
+  grep '"skipped"' "$ML_WORKDIR/monitor2.out" | grep '"acceleration_off"' | grep -c ':5409"' || true
+}
+host_wait_for "$ML_WAIT_S" eval '(($(accel_off_events) >= 2))' ||
+  ml_fail "acceleration off: $(accel_off_events) skipped/acceleration_off event(s) on port 5409, expected 2: $(cat "$ML_WORKDIR/monitor2.out")"
+ctl_ok -o json stats
+[[ $(ctl_json "$CTL_OUT" 'j["counters"]["sockets_added"]') == "$ADDED0" ]] ||
+  ml_fail "acceleration off: sockets_added rose from $ADDED0: $CTL_OUT"
+ml_log "acceleration off: both ends of 127.0.0.1:5409 skipped with reason acceleration_off, none spliced"
+explain_is 127.0.0.1 127.0.0.1:5409 splicing not_spliced acceleration_off
+kill -INT "$MON2_PID"
+host_wait_exit "$MON2_PID" || ml_fail "the second monitor still runs after SIGINT"
 ml_pass

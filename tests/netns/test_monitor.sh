@@ -190,6 +190,14 @@ for hop in ("app_to_proxy", "proxy_to_proxy", "proxy_to_app"):
     need(f"spliced {hop}", 3, type="spliced", side="client", hop=hop)
 need("spliced server ends", 9, type="spliced", side="server")
 need("blocking pair skipped", 2, type="skipped_blocking", workload="pod-a", peer_workload="pod-a")
+# The X -> B:8080 connection tc steered to B's inbound sidecar: the sidecar's end stays out of
+# the sockhash (its peer is off the node) and says why.
+need("the tc-steered server end skipped as steered", 1, type="skipped", reason="steered",
+     side="server")
+for e in by(type="skipped", reason="steered"):
+    if not e["dst"].startswith("198.18.0.100:"):
+        print(f"FAIL: a steered skip whose peer is not X: {e}")
+        sys.exit(1)
 for e in by(type="spliced", side="server"):
     if e["hop"] is not None:
         print(f"FAIL: a server end reports a hop: {e}")
