@@ -128,7 +128,8 @@ mesh_assert_flat u0 u1 upgrade intercepted_inbound_tc
 after=$(rel_link_progs)
 ml_log "links before: $(tr '\n' ';' <<<"$before")"
 ml_log "links after:  $(tr '\n' ';' <<<"$after")"
-[[ $(wc -l <<<"$before") -eq 5 ]] || ml_fail "expected 5 pinned links, got: $before"
+# sk_msg, sock_ops, connect4/6, getsockopt, and DNS capture's sendmsg4/6 and recvmsg4/6.
+[[ $(wc -l <<<"$before") -eq 9 ]] || ml_fail "expected 9 pinned links, got: $before"
 while read -r pin prog link; do
   read -r _ prog2 link2 < <(grep "^$pin " <<<"$after") || ml_fail "link $pin gone after the upgrade"
   [[ $link2 == "$link" ]] || ml_fail "link $pin was replaced (id $link -> $link2), not updated in place"
