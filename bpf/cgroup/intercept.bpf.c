@@ -132,12 +132,47 @@ static __always_inline void note_server_listener(struct bpf_sock_addr *ctx, cons
 	note->port = port;
 }
 
-static __always_inline void write_user_ip6(struct bpf_sock_addr *ctx, const __u32 ip6[4])
+/* The address the app gave, as the request's destination (v4 as v4-mapped). */
+static __always_inline void read_user_ip6(const struct bpf_sock_addr *ctx, __u32 ip6[4])
+{
+	ip6[0] = ctx->user_ip6[0];
+	ip6[1] = ctx->user_ip6[1];
+	ip6[2] = ctx->user_ip6[2];
+	ip6[3] = ctx->user_ip6[3];
+}
+
+static __always_inline void request_dst4(const struct bpf_sock_addr *ctx,
+					 struct ml_connect_request *req)
+{
+	ml_ip4_to_mapped(ctx->user_ip4, req->dst_ip6);
+	req->dst_port = bpf_ntohs((__u16)ctx->user_port);
+	req->dst_is_mapped = 1;
+}
+
+static __always_inline void request_dst6(const struct bpf_sock_addr *ctx,
+					 struct ml_connect_request *req)
+{
+	read_user_ip6(ctx, req->dst_ip6);
+	req->dst_port = bpf_ntohs((__u16)ctx->user_port);
+	req->dst_is_mapped = ml_ip6_is_mapped_v4(req->dst_ip6);
+}
+
+/* Rewrites the address the app's connect/sendmsg/recvmsg sees (port in host order). */
+static __always_inline void set_user_addr4(struct bpf_sock_addr *ctx, const __u32 ip6[4],
+					   __u16 port)
+{
+	ctx->user_ip4 = ip6[3];
+	ctx->user_port = bpf_htons(port);
+}
+
+static __always_inline void set_user_addr6(struct bpf_sock_addr *ctx, const __u32 ip6[4],
+					   __u16 port)
 {
 	ctx->user_ip6[0] = ip6[0];
 	ctx->user_ip6[1] = ip6[1];
 	ctx->user_ip6[2] = ip6[2];
 	ctx->user_ip6[3] = ip6[3];
+	ctx->user_port = bpf_htons(port);
 }
 
 SEC("cgroup/connect4")
@@ -147,22 +182,18 @@ int ml_connect4(struct bpf_sock_addr *ctx)
 	struct ml_connect_verdict verdict = {};
 	struct bpf_sock *sk = ctx->sk;
 
-	ml_ip4_to_mapped(ctx->user_ip4, req.dst_ip6);
-	req.dst_port = bpf_ntohs((__u16)ctx->user_port);
-	req.dst_is_mapped = 1;
+	request_dst4(ctx, &req);
 	if (sk && sk->src_ip4)
 		ml_ip4_to_mapped(sk->src_ip4, req.src_ip6);
 	if (intercept && ml_dns_capture_udp(ctx, &req, &verdict)) {
-		ctx->user_ip4 = verdict.new_ip6[3];
-		ctx->user_port = bpf_htons(verdict.new_port);
+		set_user_addr4(ctx, verdict.new_ip6, verdict.new_port);
 		return 1;
 	}
 	switch (handle_connect(ctx, &req, &verdict)) {
 	case ML_CONNECT_DENY:
 		return 0;
 	case ML_CONNECT_REDIRECT:
-		ctx->user_ip4 = verdict.new_ip6[3];
-		ctx->user_port = bpf_htons(verdict.new_port);
+		set_user_addr4(ctx, verdict.new_ip6, verdict.new_port);
 		note_server_listener(ctx, verdict.new_ip6, verdict.new_port);
 		break;
 	default:
@@ -179,12 +210,7 @@ int ml_connect6(struct bpf_sock_addr *ctx)
 	struct ml_connect_verdict verdict = {};
 	struct bpf_sock *sk = ctx->sk;
 
-	req.dst_ip6[0] = ctx->user_ip6[0];
-	req.dst_ip6[1] = ctx->user_ip6[1];
-	req.dst_ip6[2] = ctx->user_ip6[2];
-	req.dst_ip6[3] = ctx->user_ip6[3];
-	req.dst_port = bpf_ntohs((__u16)ctx->user_port);
-	req.dst_is_mapped = ml_ip6_is_mapped_v4(req.dst_ip6);
+	request_dst6(ctx, &req);
 	if (sk) {
 		req.src_ip6[0] = sk->src_ip6[0];
 		req.src_ip6[1] = sk->src_ip6[1];
@@ -192,19 +218,14 @@ int ml_connect6(struct bpf_sock_addr *ctx)
 		req.src_ip6[3] = sk->src_ip6[3];
 	}
 	if (intercept && ml_dns_capture_udp(ctx, &req, &verdict)) {
-		write_user_ip6(ctx, verdict.new_ip6);
-		ctx->user_port = bpf_htons(verdict.new_port);
+		set_user_addr6(ctx, verdict.new_ip6, verdict.new_port);
 		return 1;
 	}
 	switch (handle_connect(ctx, &req, &verdict)) {
 	case ML_CONNECT_DENY:
 		return 0;
 	case ML_CONNECT_REDIRECT:
-		ctx->user_ip6[0] = verdict.new_ip6[0];
-		ctx->user_ip6[1] = verdict.new_ip6[1];
-		ctx->user_ip6[2] = verdict.new_ip6[2];
-		ctx->user_ip6[3] = verdict.new_ip6[3];
-		ctx->user_port = bpf_htons(verdict.new_port);
+		set_user_addr6(ctx, verdict.new_ip6, verdict.new_port);
 		note_server_listener(ctx, verdict.new_ip6, verdict.new_port);
 		break;
 	default:
@@ -323,12 +344,9 @@ int ml_sendmsg4(struct bpf_sock_addr *ctx)
 
 	if (!intercept)
 		return 1;
-	ml_ip4_to_mapped(ctx->user_ip4, req.dst_ip6);
-	req.dst_port = bpf_ntohs((__u16)ctx->user_port);
-	req.dst_is_mapped = 1;
+	request_dst4(ctx, &req);
 	if (ml_dns_capture_udp(ctx, &req, &verdict)) {
-		ctx->user_ip4 = verdict.new_ip6[3];
-		ctx->user_port = bpf_htons(verdict.new_port);
+		set_user_addr4(ctx, verdict.new_ip6, verdict.new_port);
 	}
 	return 1;
 }
@@ -341,15 +359,9 @@ int ml_sendmsg6(struct bpf_sock_addr *ctx)
 
 	if (!intercept)
 		return 1;
-	req.dst_ip6[0] = ctx->user_ip6[0];
-	req.dst_ip6[1] = ctx->user_ip6[1];
-	req.dst_ip6[2] = ctx->user_ip6[2];
-	req.dst_ip6[3] = ctx->user_ip6[3];
-	req.dst_port = bpf_ntohs((__u16)ctx->user_port);
-	req.dst_is_mapped = ml_ip6_is_mapped_v4(req.dst_ip6);
+	request_dst6(ctx, &req);
 	if (ml_dns_capture_udp(ctx, &req, &verdict)) {
-		write_user_ip6(ctx, verdict.new_ip6);
-		ctx->user_port = bpf_htons(verdict.new_port);
+		set_user_addr6(ctx, verdict.new_ip6, verdict.new_port);
 	}
 	return 1;
 }
@@ -366,8 +378,7 @@ int ml_recvmsg4(struct bpf_sock_addr *ctx)
 	ml_ip4_to_mapped(ctx->user_ip4, src);
 	origin = ml_dns_reply_origin(ctx, src, bpf_ntohs((__u16)ctx->user_port));
 	if (origin && ml_ip6_is_mapped_v4(origin->server_ip6)) {
-		ctx->user_ip4 = origin->server_ip6[3];
-		ctx->user_port = bpf_htons(origin->server_port);
+		set_user_addr4(ctx, origin->server_ip6, origin->server_port);
 	}
 	return 1;
 }
@@ -378,14 +389,10 @@ int ml_recvmsg6(struct bpf_sock_addr *ctx)
 	const struct ml_dns_origin *origin;
 	__u32 src[4];
 
-	src[0] = ctx->user_ip6[0];
-	src[1] = ctx->user_ip6[1];
-	src[2] = ctx->user_ip6[2];
-	src[3] = ctx->user_ip6[3];
+	read_user_ip6(ctx, src);
 	origin = ml_dns_reply_origin(ctx, src, bpf_ntohs((__u16)ctx->user_port));
 	if (origin) {
-		write_user_ip6(ctx, origin->server_ip6);
-		ctx->user_port = bpf_htons(origin->server_port);
+		set_user_addr6(ctx, origin->server_ip6, origin->server_port);
 	}
 	return 1;
 }

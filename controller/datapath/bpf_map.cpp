@@ -40,4 +40,17 @@ Result<UniqueFd> open_pinned(const std::string& path) {
   return UniqueFd(fd);
 }
 
+Result<PinnedMap> open_pinned_map(const std::string& path) {
+  auto fd = open_pinned(path);
+  if (!fd) {
+    return fd.error();
+  }
+  auto info = map_info(fd->get());
+  if (!info) {
+    return make_error(info.error().errnum, "cannot read the definition of the map pinned at " +
+                                               path + " (is it a map?)");
+  }
+  return PinnedMap{std::move(fd.value()), std::move(info.value())};
+}
+
 }  // namespace meshlane

@@ -25,6 +25,13 @@ Result<std::uint32_t> map_id(int map_fd);
 // Opens a pinned BPF object (map, program or link) read-write.
 Result<UniqueFd> open_pinned(const std::string& path);
 
+// A pinned map, opened, with its definition as the kernel reports it.
+struct PinnedMap {
+  UniqueFd fd;
+  MapSpec info;
+};
+Result<PinnedMap> open_pinned_map(const std::string& path);
+
 // Walks the keys of the map at map_fd (key_size bytes each) with bpf_map_get_next_key, calling
 // visit(const std::uint8_t* key) for each until it returns false. A key deleted under the walk
 // makes the kernel start over from the first key, so a map that churns could keep the walk

@@ -36,25 +36,21 @@ int EventRing::on_record(void* context, void* data, std::size_t size) {
 }
 
 Result<EventRing> EventRing::open(const std::string& pin, Handler handler) {
-  auto fd = open_pinned(pin);
-  if (!fd) {
-    return fd.error();
+  auto map = open_pinned_map(pin);
+  if (!map) {
+    return map.error();
   }
-  auto info = map_info(fd->get());
-  if (!info) {
-    return info.error();
-  }
-  if (info->type != BPF_MAP_TYPE_RINGBUF) {
+  if (map->info.type != BPF_MAP_TYPE_RINGBUF) {
     return make_error(EINVAL, pin + " is not a ring buffer (map type " +
-                                  std::to_string(info->type) + "): run meshlaned --cleanup");
+                                  std::to_string(map->info.type) + "): run meshlaned --cleanup");
   }
   auto sink = std::make_unique<Sink>();
   sink->handler = std::move(handler);
-  ring_buffer* raw = ring_buffer__new(fd->get(), on_record, sink.get(), nullptr);
+  ring_buffer* raw = ring_buffer__new(map->fd.get(), on_record, sink.get(), nullptr);
   if (raw == nullptr) {
     return make_error(errno, "cannot map the event ring buffer " + pin);
   }
-  return EventRing(std::move(fd.value()), std::move(sink),
+  return EventRing(std::move(map->fd), std::move(sink),
                    std::unique_ptr<ring_buffer, RingDeleter>(raw));
 }
 

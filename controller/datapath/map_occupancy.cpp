@@ -27,26 +27,22 @@ constexpr std::array<SizedMap, 5> kSizedMaps = {{
 
 MapOccupancy count_one(const PinLayout& pins, const SizedMap& sized) {
   MapOccupancy out{sized.map, sized.pin_name, sized.setting};
-  auto fd = open_pinned(pins.map(sized.pin_name));
-  if (!fd) {
-    out.error = fd.error().message();
+  auto map = open_pinned_map(pins.map(sized.pin_name));
+  if (!map) {
+    out.error = map.error().message();
     return out;
   }
-  auto info = map_info(fd->get());
-  if (!info) {
-    out.error = info.error().message();
-    return out;
-  }
-  out.capacity = info->max_entries;
+  const MapSpec& info = map->info;
+  out.capacity = info.max_entries;
   // for_each_map_key stops after max_entries + 1 keys (a walk the kernel restarted because a
   // key was deleted under it); the cap bounds the cost of the largest maps.
-  const std::uint64_t cap = std::min<std::uint64_t>(info->max_entries, kMaxCountedEntries);
+  const std::uint64_t cap = std::min<std::uint64_t>(info.max_entries, kMaxCountedEntries);
   std::uint64_t seen = 0;
-  for_each_map_key(fd->get(), info->key_size, info->max_entries, [&](const std::uint8_t*) {
+  for_each_map_key(map->fd.get(), info.key_size, info.max_entries, [&](const std::uint8_t*) {
     ++seen;
     return seen < cap;
   });
-  out.entries = std::min<std::uint64_t>(seen, info->max_entries);
+  out.entries = std::min<std::uint64_t>(seen, info.max_entries);
   out.complete = seen < kMaxCountedEntries;
   return out;
 }

@@ -95,16 +95,11 @@ Status move_pin(const std::string& from, const std::string& to) {
 }
 
 Result<MapSpec> pinned_spec(const std::string& pin) {
-  auto fd = open_pinned(pin);
-  if (!fd) {
-    return fd.error();
+  auto map = open_pinned_map(pin);
+  if (!map) {
+    return map.error();
   }
-  auto spec = map_info(fd->get());
-  if (!spec) {
-    return make_error(spec.error().errnum,
-                      "cannot read the definition of the map pinned at " + pin + " (is it a map?)");
-  }
-  return spec;
+  return std::move(map->info);
 }
 
 // Copies every entry of `from` into `to`; returns how many were written.

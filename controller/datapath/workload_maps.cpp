@@ -92,17 +92,14 @@ Status sync_map(const std::string& pin, const std::vector<std::pair<Key, Value>>
 // `size_key` (read back from the kernel, which is what counts).
 Status check_capacity(const std::string& pin, std::size_t wanted, const char* what,
                       const char* size_key) {
-  auto fd = open_pinned(pin);
-  if (!fd) {
-    return fd.error();
+  auto map = open_pinned_map(pin);
+  if (!map) {
+    return map.error();
   }
-  auto info = map_info(fd->get());
-  if (!info) {
-    return info.error();
-  }
-  if (wanted > info->max_entries) {
-    return make_error(E2BIG, std::to_string(wanted) + " " + what + " do not fit in " + info->name +
-                                 ", which holds " + std::to_string(info->max_entries) + " (" +
+  const MapSpec& info = map->info;
+  if (wanted > info.max_entries) {
+    return make_error(E2BIG, std::to_string(wanted) + " " + what + " do not fit in " + info.name +
+                                 ", which holds " + std::to_string(info.max_entries) + " (" +
                                  size_key + "; raise it and restart meshlaned)");
   }
   return {};

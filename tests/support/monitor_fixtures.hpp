@@ -62,6 +62,20 @@ inline ml_event spliced_proxy_to_proxy(bool client) {
   return raw;
 }
 
+// pod-a's connect to pod-b 198.18.0.11:5432 refused by policy rule `rule`.
+inline ml_event denied_by_rule(std::uint32_t rule) {
+  ml_event raw{};
+  raw.type = ML_EVENT_DENIED;
+  raw.netns_cookie = kCookieA;
+  set_address(raw.dst_ip6, "198.18.0.11");
+  raw.dst_port = 5432;
+  set_address(raw.orig_dst_ip6, "198.18.0.11");
+  raw.orig_dst_port = 5432;
+  raw.reason = ML_REASON_POLICY;
+  raw.detail = rule;
+  return raw;
+}
+
 inline Event event(const ml_event& raw) { return make_event(raw, kNoon, index()); }
 
 // Records every kernel gate mask the hub sets.

@@ -45,14 +45,7 @@ ML_INLINE int ml_dns_captures(const struct ml_workload *self, __u32 uid, __u32 g
  * (127.0.0.1, v4-mapped for IPv4 and ::ffff:a.b.c.d; ::1 for IPv6). */
 ML_INLINE void ml_dns_proxy_address(int dst_is_mapped, __u32 out[4])
 {
-	if (dst_is_mapped) {
-		ml_ip4_to_mapped(ML_HTONL(0x7f000001), out);
-		return;
-	}
-	out[0] = 0;
-	out[1] = 0;
-	out[2] = 0;
-	out[3] = ML_HTONL(1);
+	ml_set_loopback(out, dst_is_mapped);
 }
 
 /* Records a captured query in the socket's origin. Returns 1 when the socket had queries to

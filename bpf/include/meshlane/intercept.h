@@ -76,18 +76,6 @@ ML_INLINE void ml_ip6_copy(__u32 dst[4], const __u32 src[4])
 	dst[3] = src[3];
 }
 
-ML_INLINE void ml_set_loopback(__u32 out[4], int mapped)
-{
-	if (mapped) {
-		ml_ip4_to_mapped(ML_HTONL(0x7f000001), out);
-		return;
-	}
-	out[0] = 0;
-	out[1] = 0;
-	out[2] = 0;
-	out[3] = ML_HTONL(1);
-}
-
 ML_INLINE int ml_is_passthrough_source(const struct ml_workload *wl, const __u32 src[4])
 {
 	for (int i = 0; i < ML_MAX_PASSTHROUGH; i++) {

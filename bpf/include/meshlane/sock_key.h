@@ -44,6 +44,19 @@ ML_INLINE int ml_ip6_is_loopback(const __u32 ip6[4])
 	return ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0 && ip6[3] == ML_HTONL(1);
 }
 
+/* 127.0.0.1 as v4-mapped when mapped, else ::1. */
+ML_INLINE void ml_set_loopback(__u32 out[4], int mapped)
+{
+	if (mapped) {
+		ml_ip4_to_mapped(ML_HTONL(0x7f000001), out);
+		return;
+	}
+	out[0] = 0;
+	out[1] = 0;
+	out[2] = 0;
+	out[3] = ML_HTONL(1);
+}
+
 /* Fills this socket's own key and its peer's key. Returns 0, or -1 for a family that cannot be
  * spliced. */
 ML_INLINE int ml_build_keys(const struct ml_sock_fields *f, struct ml_sock_key *self,

@@ -1,10 +1,10 @@
 // DNS capture's decisions (bpf/include/meshlane/dns.h, and the TCP branch of the connect
 // decision in intercept.h), checked against istio-iptables' DNS rules they mirror.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
 #include <cstdint>
-#include <cstring>
+
+#include "bpf_ip6.hpp"
 
 extern "C" {
 #include "meshlane/dns.h"
@@ -13,22 +13,13 @@ extern "C" {
 
 namespace {
 
+using meshlane::testing::Ip6;
+using meshlane::testing::ip6;
+using meshlane::testing::same_ip;
+using meshlane::testing::set_ip;
+
 constexpr std::uint32_t kAppUid = 1000;
 constexpr std::uint32_t kProxyId = 1337;
-
-struct Ip6 {
-  __u32 words[4]{};
-};
-
-Ip6 ip6(const char* text) {
-  Ip6 out;
-  in6_addr address{};
-  EXPECT_EQ(inet_pton(AF_INET6, text, &address), 1) << text;
-  std::memcpy(out.words, &address, sizeof(out.words));
-  return out;
-}
-
-bool same(const __u32 a[4], const Ip6& b) { return std::memcmp(a, b.words, sizeof(b.words)) == 0; }
 
 ml_workload capturing() {
   ml_workload wl{};
@@ -79,9 +70,9 @@ TEST(DnsCaptures, OnlyWhenTheWorkloadAsksForItWithAProxyPort) {
 TEST(DnsProxyAddress, LoopbackOfTheFamilyAsked) {
   __u32 out[4];
   ml_dns_proxy_address(1, out);
-  EXPECT_TRUE(same(out, ip6("::ffff:127.0.0.1")));
+  EXPECT_TRUE(same_ip(out, "::ffff:127.0.0.1"));
   ml_dns_proxy_address(0, out);
-  EXPECT_TRUE(same(out, ip6("::1")));
+  EXPECT_TRUE(same_ip(out, "::1"));
 }
 
 TEST(DnsOrigin, ReplyFromTheProxyIsShownFromTheServerAsked) {
@@ -91,7 +82,7 @@ TEST(DnsOrigin, ReplyFromTheProxyIsShownFromTheServerAsked) {
   EXPECT_FALSE(ml_dns_reply_from_proxy(&origin, proxy.words, 15053));  // nothing captured yet
   EXPECT_EQ(ml_dns_note_query(&origin, server.words, 53, proxy.words, 15053), 0);
   EXPECT_TRUE(ml_dns_reply_from_proxy(&origin, proxy.words, 15053));
-  EXPECT_TRUE(same(origin.server_ip6, server));
+  EXPECT_TRUE(same_ip(origin.server_ip6, "::ffff:10.96.0.10"));
   EXPECT_EQ(origin.server_port, 53);
   // Anything else the socket receives keeps its sender.
   EXPECT_FALSE(ml_dns_reply_from_proxy(&origin, proxy.words, 15054));
@@ -106,14 +97,14 @@ TEST(DnsOrigin, AskingAnotherServerMovesTheRecordAndSaysSo) {
   EXPECT_EQ(ml_dns_note_query(&origin, ip6("fd00::a").words, 53, proxy.words, 15053), 0);
   EXPECT_EQ(ml_dns_note_query(&origin, ip6("fd00::a").words, 53, proxy.words, 15053), 0);
   EXPECT_EQ(ml_dns_note_query(&origin, ip6("fd00::b").words, 53, proxy.words, 15053), 1);
-  EXPECT_TRUE(same(origin.server_ip6, ip6("fd00::b")));
+  EXPECT_TRUE(same_ip(origin.server_ip6, "fd00::b"));
   EXPECT_EQ(origin.queries, 3u);
 }
 
 // TCP to port 53 is decided with the other connects (intercept.h).
 ml_connect_request tcp_request(const char* dst, std::uint16_t port, std::uint32_t uid) {
   ml_connect_request req{};
-  std::memcpy(req.dst_ip6, ip6(dst).words, sizeof(req.dst_ip6));
+  set_ip(req.dst_ip6, ip6(dst));
   req.dst_port = port;
   req.dst_is_mapped = ml_ip6_is_mapped_v4(req.dst_ip6);
   req.uid = uid;
@@ -129,13 +120,13 @@ TEST(DnsCaptureTcp, AppConnectToPort53GoesToTheDnsProxyWithItsOriginalDestinatio
   ml_connect_request req = tcp_request("::ffff:10.96.0.10", 53, kAppUid);
   ml_decide_connect(&req, &wl, nullptr, &rules, &v);
   EXPECT_EQ(v.action, ML_CONNECT_REDIRECT);
-  EXPECT_TRUE(same(v.new_ip6, ip6("::ffff:127.0.0.1")));
+  EXPECT_TRUE(same_ip(v.new_ip6, "::ffff:127.0.0.1"));
   EXPECT_EQ(v.new_port, 15053);
   EXPECT_EQ(v.counter, ML_CTR_DNS_CAPTURED_TCP);
   EXPECT_EQ(v.record_orig_dst, 1);  // SO_ORIGINAL_DST is answered
   req = tcp_request("fd00::a", 53, kAppUid);
   ml_decide_connect(&req, &wl, nullptr, &rules, &v);
-  EXPECT_TRUE(same(v.new_ip6, ip6("::1")));
+  EXPECT_TRUE(same_ip(v.new_ip6, "::1"));
   EXPECT_EQ(v.new_port, 15053);
 }
 

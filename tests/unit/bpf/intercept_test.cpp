@@ -1,11 +1,12 @@
 // The connect interception decision shared with the cgroup connect4/connect6 programs
 // (bpf/include/meshlane/intercept.h), checked against the istio-iptables behaviour it mirrors.
 // Over 600 lines on purpose: every case of this one decision function, side by side.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <cstring>
+
+#include "bpf_ip6.hpp"
 
 extern "C" {
 #include "meshlane/intercept.h"
@@ -18,30 +19,10 @@ constexpr std::uint64_t kOtherCookie = 200;
 constexpr std::uint32_t kAppUid = 1000;
 constexpr std::uint32_t kProxyId = 1337;
 
-struct Ip6 {
-  __u32 words[4]{};
-};
-
-// Any textual IPv6 address, including "::ffff:a.b.c.d"; network byte order.
-Ip6 ip6(const char* text) {
-  Ip6 out;
-  in6_addr address{};
-  EXPECT_EQ(inet_pton(AF_INET6, text, &address), 1) << text;
-  std::memcpy(out.words, &address, sizeof(out.words));
-  return out;
-}
-
-void set_ip(__u32 dst[4], const Ip6& ip) { std::memcpy(dst, ip.words, sizeof(ip.words)); }
-
-::testing::AssertionResult same_ip(const __u32 actual[4], const char* expected_text) {
-  const Ip6 expected = ip6(expected_text);
-  if (std::memcmp(actual, expected.words, sizeof(expected.words)) == 0) {
-    return ::testing::AssertionSuccess();
-  }
-  char text[INET6_ADDRSTRLEN] = {};
-  inet_ntop(AF_INET6, actual, text, sizeof(text));
-  return ::testing::AssertionFailure() << "address is " << text << ", expected " << expected_text;
-}
+using meshlane::testing::Ip6;
+using meshlane::testing::ip6;
+using meshlane::testing::same_ip;
+using meshlane::testing::set_ip;
 
 // The pod making the connect: istio-style sidecar, addresses 10.0.0.5 and fd00::5.
 ml_workload istio_self() {

@@ -21,7 +21,7 @@ ml_event skipped_app(std::uint8_t type, std::uint8_t reason, bool client) {
   ml_event raw = spliced_proxy_to_proxy(client);
   raw.type = type;
   raw.reason = reason;
-  raw.hop = client ? ML_HOP_OTHER : ML_HOP_OTHER;
+  raw.hop = ML_HOP_OTHER;
   if (client) {
     raw.dst_port = 8080;
   } else {
@@ -38,19 +38,6 @@ ml_event bypassed(std::uint8_t reason) {
   set_address(raw.dst_ip6, "198.18.0.11");
   raw.dst_port = 3306;
   raw.reason = reason;
-  return raw;
-}
-
-ml_event denied(std::uint32_t detail) {
-  ml_event raw{};
-  raw.type = ML_EVENT_DENIED;
-  raw.netns_cookie = kCookieA;
-  set_address(raw.dst_ip6, "198.18.0.11");
-  raw.dst_port = 5432;
-  set_address(raw.orig_dst_ip6, "198.18.0.11");
-  raw.orig_dst_port = 5432;
-  raw.reason = ML_REASON_POLICY;
-  raw.detail = detail;
   return raw;
 }
 
@@ -123,7 +110,7 @@ TEST(SkipEvents, BypassedNamesTheInterceptionRule) {
 }
 
 TEST(DeniedEvents, CarryTheRuleOrWhyTheDefaultDenied) {
-  Event by_rule = event(denied(3));
+  Event by_rule = event(denied_by_rule(3));
   by_rule.rule_name = "db-in ingress[1] deny";
   const json r = event_to_json(by_rule);
   EXPECT_EQ(r["rule"], 3);
@@ -132,21 +119,22 @@ TEST(DeniedEvents, CarryTheRuleOrWhyTheDefaultDenied) {
   EXPECT_NE(format_line(r).find("[policy, rule 3 (db-in ingress[1] deny)]"), std::string::npos);
 
   // A rule the daemon cannot name (installed by an earlier daemon): the number alone.
-  EXPECT_TRUE(event_to_json(event(denied(3)))["rule_name"].is_null());
+  EXPECT_TRUE(event_to_json(event(denied_by_rule(3)))["rule_name"].is_null());
 
-  const json d = event_to_json(event(denied(ML_DENY_DEFAULT_INGRESS)));
+  const json d = event_to_json(event(denied_by_rule(ML_DENY_DEFAULT_INGRESS)));
   EXPECT_EQ(d["rule"], 0);
   EXPECT_EQ(d["default_deny"], json({"destination_ingress_isolated"}));
   EXPECT_NE(
       format_line(d).find("rule 0 (no rule matched: default deny, destination_ingress_isolated)"),
       std::string::npos);
   // A rule entry of a trie compiled before rule ids: not the default.
-  const json unnamed = event_to_json(event(denied(ML_DENY_RULE_UNNAMED)));
+  const json unnamed = event_to_json(event(denied_by_rule(ML_DENY_RULE_UNNAMED)));
   EXPECT_EQ(unnamed["rule"], 0);
   EXPECT_EQ(unnamed["rule_unnamed"], true);
   EXPECT_FALSE(unnamed.contains("default_deny"));
   EXPECT_NE(format_line(unnamed).find("compiled by an earlier daemon"), std::string::npos);
-  const json both = event_to_json(event(denied(ML_DENY_DEFAULT_INGRESS | ML_DENY_DEFAULT_EGRESS)));
+  const json both =
+      event_to_json(event(denied_by_rule(ML_DENY_DEFAULT_INGRESS | ML_DENY_DEFAULT_EGRESS)));
   EXPECT_EQ(both["default_deny"], json({"source_egress_isolated", "destination_ingress_isolated"}));
 }
 
@@ -281,7 +269,7 @@ TEST(Explain, TheFirstSkipDecidesAndBypassNamesItsRule) {
 }
 
 TEST(Explain, DeniedNamesTheRule) {
-  Event by_rule = at(denied(2), 0);
+  Event by_rule = at(denied_by_rule(2), 0);
   by_rule.rule_name = "db-in ingress[0] deny";
   const json answer =
       explain(query("198.18.0.10", "198.18.0.11:5432"), {by_rule}, {4096, 1, 1, "pod-a"});

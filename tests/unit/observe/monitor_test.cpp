@@ -179,16 +179,7 @@ TEST(MonitorEvent, SocketEventsSayWhichEndAndOnlyTheClientKnowsTheHop) {
   EXPECT_EQ(b["bytes"], 512);
   EXPECT_FALSE(b.contains("side"));
 
-  ml_event denied{};
-  denied.type = ML_EVENT_DENIED;
-  denied.netns_cookie = kCookieA;
-  set_address(denied.dst_ip6, "198.18.0.11");
-  denied.dst_port = 5432;
-  set_address(denied.orig_dst_ip6, "198.18.0.11");
-  denied.orig_dst_port = 5432;
-  denied.reason = ML_REASON_POLICY;
-  denied.detail = 7;
-  const json d = event_to_json(event(denied));
+  const json d = event_to_json(event(denied_by_rule(7)));
   EXPECT_EQ(d["reason"], "policy");
   EXPECT_EQ(d["rule"], 7);
   EXPECT_EQ(d["peer_workload"], "pod-b");
