@@ -49,8 +49,13 @@ for ns in "$CAP" "$PLAIN" "$IPT"; do
   host_defer rm -rf "/etc/netns/$ns"
   echo "nameserver $SERVER4" >"/etc/netns/$ns/resolv.conf"
 done
+# How long a resolver waits for an answer, in seconds: every query here is answered (REFUSED
+# at worst), so the wait is for a slow machine, never for a lost datagram.
+DNS_WAIT=20
 # set_resolver NS ADDR: rewritten in place (the mount holds the file, not its name).
-set_resolver() { printf 'nameserver %s\noptions timeout:5 attempts:1\n' "$2" >"/etc/netns/$1/resolv.conf"; }
+set_resolver() {
+  printf 'nameserver %s\noptions timeout:%s attempts:1\n' "$2" "$DNS_WAIT" >"/etc/netns/$1/resolv.conf"
+}
 
 # dnsmasq with its query log (LOG), in the foreground, by PID; waits until it listens on TCP PORT.
 start_dnsmasq() {
@@ -123,7 +128,7 @@ expect_not_logged() {
 # only the destination.)
 check_dig() {
   local label=$1 ns=$2 plog=$3 proto=$4 server=$5 name=$6 type=$7 want=$8 out p0 u0
-  local flags=(+time=5 +tries=1)
+  local flags=(+time=$DNS_WAIT +tries=1)
   [[ $proto == TCP ]] && flags+=(+tcp)
   p0=$(lines "$plog") u0=$(lines "$UP_LOG")
   out=$(in_pod "$ns" "$DIG" "${flags[@]}" "@$server" "$name" "$type" 2>&1) ||
@@ -186,7 +191,7 @@ check_proxy_uid_untouched() {
   local label=$1 ns=$2 out u0
   u0=$(lines "$UP_LOG")
   out=$(in_pod "$ns" setpriv --reuid=$PROXY_UID --regid=$PROXY_UID --clear-groups \
-    "$DIG" +time=5 +tries=1 "@$SERVER4" proxy-only.mesh.test A 2>&1) || true
+    "$DIG" +time=$DNS_WAIT +tries=1 "@$SERVER4" proxy-only.mesh.test A 2>&1) || true
   grep -q 'status: REFUSED' <<<"$out" || ml_fail "$label: the proxy uid's query was not answered by the server: $out"
   expect_logged "$label" "$UP_LOG" "$u0" "query\[A\] proxy-only\.mesh\.test from 198\.18\.0\.1[0-2]\$" \
     "the proxy uid's query did not reach the server"
@@ -251,7 +256,7 @@ host_wait_exit "$MON_PID" || ml_fail "meshlanectl monitor still runs after SIGIN
 
 # An excluded CIDR is not captured: the server itself answers (REFUSED for the proxy's name).
 u0=$(lines "$UP_LOG") p0=$(lines "$MESH_DIR/proxy-cap.log")
-out=$(in_pod "$CAP" "$DIG" +time=5 +tries=1 "@$SERVER4X" proxy-only.mesh.test A 2>&1) || true
+out=$(in_pod "$CAP" "$DIG" +time=$DNS_WAIT +tries=1 "@$SERVER4X" proxy-only.mesh.test A 2>&1) || true
 grep -q 'status: REFUSED' <<<"$out" || ml_fail "excluded $SERVER4X: not answered by the server: $out"
 expect_logged excluded "$UP_LOG" "$u0" "query\[A\] proxy-only\.mesh\.test from 198\.18\.0\.10\$" \
   "the query to the excluded server did not reach it"
@@ -261,7 +266,7 @@ ml_log "excluded CIDR $SERVER4X: answered by the server itself (REFUSED)"
 # A resolver on the pod's loopback (127.0.0.53) is not captured.
 start_dnsmasq _ "$ML_CG" "$CAP" loopback 53 "$DNSMASQ" --user=root --group=root \
   --listen-address=127.0.0.53 --host-record=loopback-only.test,198.18.3.3
-out=$(in_pod "$CAP" "$DIG" +time=5 +tries=1 @127.0.0.53 loopback-only.test A 2>&1) ||
+out=$(in_pod "$CAP" "$DIG" +time=$DNS_WAIT +tries=1 @127.0.0.53 loopback-only.test A 2>&1) ||
   ml_fail "dig @127.0.0.53 failed: $out"
 grep -qE 'IN[[:space:]]+A[[:space:]]+198\.18\.3\.3$' <<<"$out" ||
   ml_fail "the loopback resolver did not answer: $out"
@@ -271,7 +276,7 @@ ml_log "loopback resolver 127.0.0.53: answered itself"
 ml_snapshot n0
 u0=$(lines "$UP_LOG")
 for server in $SERVER4 $SERVER6; do
-  out=$(in_pod "$PLAIN" "$DIG" +time=5 +tries=1 "@$server" proxy-only.mesh.test A 2>&1) || true
+  out=$(in_pod "$PLAIN" "$DIG" +time=$DNS_WAIT +tries=1 "@$server" proxy-only.mesh.test A 2>&1) || true
   grep -q 'status: REFUSED' <<<"$out" || ml_fail "plain pod: @$server not answered by the server: $out"
   out=$(in_pod "$PLAIN" python3 "$QUERY" web.cluster.test A "$server" 2>&1) || ml_fail "plain pod: $out"
   [[ $out == "reply from $server 53 "*"answers 198.18.1.10" ]] || ml_fail "plain pod sendto: $out"
@@ -289,7 +294,7 @@ mesh_start_ml_proxy _ "$TCPP" tcp-dns "$PROXY_UID" --listen 15054
 for server in $SERVER4 $SERVER6; do
   ml_snapshot o0
   start=$(lines "$MESH_DIR/tcp-dns.log") u0=$(lines "$UP_LOG")
-  out=$(in_pod "$TCPP" "$DIG" +time=5 +tries=1 +tcp "@$server" web.cluster.test A 2>&1) ||
+  out=$(in_pod "$TCPP" "$DIG" +time=$DNS_WAIT +tries=1 +tcp "@$server" web.cluster.test A 2>&1) ||
     ml_fail "TCP via ml_proxy @$server: dig failed: $out"
   grep -qE 'IN[[:space:]]+A[[:space:]]+198\.18\.1\.10$' <<<"$out" ||
     ml_fail "TCP via ml_proxy @$server: no answer: $out"
