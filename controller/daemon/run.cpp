@@ -33,6 +33,7 @@
 #include "daemon/cni_resync.hpp"
 #include "daemon/control_api.hpp"
 #include "daemon/every.hpp"
+#include "daemon/every_off_thread.hpp"
 #include "daemon/reconciler.hpp"
 #include "datapath/counter_maps.hpp"
 #include "datapath/datapath.hpp"
@@ -685,10 +686,14 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
       };
   reload_signal.async_wait(on_reload);
 
+  // Counting walks every key of each sized map: up to 2^20 lookups a map when they are full,
+  // too long for the I/O thread that answers the control socket and /metrics.
   backend.set_map_occupancy(meshlane::count_map_occupancy(pins));
-  auto count_maps = every(io, kMapOccupancyInterval, [&backend, &pins] {
-    backend.set_map_occupancy(meshlane::count_map_occupancy(pins));
-  });
+  auto count_maps = every_off_thread<std::vector<meshlane::MapOccupancy>>(
+      io, kMapOccupancyInterval, [pins] { return meshlane::count_map_occupancy(pins); },
+      [&backend](std::vector<meshlane::MapOccupancy> counted) {
+        backend.set_map_occupancy(std::move(counted));
+      });
 
   // Removed workloads keep their tc filters until their steered connections end.
   auto drain = every(io, kDrainCheckInterval, [&manager] { manager.reap_draining(); });
