@@ -319,7 +319,7 @@ ControlResult<nlohmann::json> ControlApi::stats(const Params& params) {
       return ControlError{ErrorCode::kUnavailable, counters.error().message()};
     }
     return nlohmann::json{{"workload", *workload},
-                          {"counters", counters_to_json(counters.value())}};
+                          {"counters", workload_counters_to_json(counters.value())}};
   }
   auto counters = backend_.counters();
   if (!counters) {

@@ -105,6 +105,17 @@ nlohmann::json counters_to_json(const Counters& counters) {
   return object;
 }
 
+nlohmann::json workload_counters_to_json(const Counters& counters) {
+  nlohmann::json object = nlohmann::json::object();
+  for (int index = 0; index < ML_CTR_MAX; ++index) {
+    auto counter = static_cast<ml_counter>(index);
+    if (counted_per_workload(counter)) {
+      object[counter_name(counter)] = counters[counter];
+    }
+  }
+  return object;
+}
+
 std::string counters_to_table(const Counters& counters) {
   std::ostringstream out;
   for (int index = 0; index < ML_CTR_MAX; ++index) {

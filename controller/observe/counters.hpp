@@ -31,6 +31,8 @@ const char* counter_name(ml_counter counter);
 bool counted_per_workload(ml_counter counter);
 
 nlohmann::json counters_to_json(const Counters& counters);
+// One workload's counters: only those counted per workload (the others would always be 0).
+nlohmann::json workload_counters_to_json(const Counters& counters);
 
 // Two aligned columns: name and value.
 std::string counters_to_table(const Counters& counters);

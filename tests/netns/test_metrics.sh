@@ -90,6 +90,8 @@ node_only = {"messages_redirected", "bytes_redirected", "redirect_failed", "redi
              "orig_dst_answered", "orig_dst_unknown", "listeners_scanned", "listeners_unregistered"}
 node = {k: v for k, v in samples.items() if k.endswith("_total") and "{" not in k}
 labelled = {k: v for k, v in samples.items() if k.endswith("_total") and "{" in k}
+if set(wl_stats) != set(stats) - node_only:
+    problems.append("stats --workload lists %s, expected every counter but the node-only ones" % sorted(wl_stats))
 if set(node) != {"meshlane_%s_total" % prom(name) for name in stats}:
     problems.append("node-wide counter families differ: %s vs %s" % (sorted(node), sorted(stats)))
 for name, value in stats.items():
@@ -100,6 +102,8 @@ for name, value in stats.items():
         problems.append("%s has TYPE %s" % (metric, types.get(metric)))
     wl_metric = 'meshlane_workload_%s_total{workload="pod-a"}' % prom(name)
     if name in node_only:
+        if name in wl_stats:
+            problems.append("%s is counted node-wide only, yet stats --workload lists it" % name)
         if any(k.startswith("meshlane_workload_%s_total" % prom(name)) for k in samples) or \
                 "meshlane_workload_%s_total" % prom(name) in types:
             problems.append("%s is counted node-wide only, yet served per workload" % name)

@@ -35,6 +35,18 @@ class FakeBackend final : public control::ControlBackend {
     return counters;
   }
 
+  // The known namespace's counters: every counter kWorkloadCounterValue, node-only ones too (the
+  // kernel keeps them at 0 per workload; the API must not list them).
+  static constexpr std::uint64_t kWorkloadCounterValue = 7;
+  Result<Counters> workload_counters(std::uint64_t netns_cookie) override {
+    if (netns_cookie != kKnownNetnsCookie) {
+      return make_error(ENOENT, "no counters for this netns cookie");
+    }
+    Counters counters;
+    counters.values.fill(kWorkloadCounterValue);
+    return counters;
+  }
+
   Result<std::vector<ml_sock_key>> sockhash_keys() override { return keys; }
 
   std::optional<std::uint64_t> netns_cookie(const std::string& netns_path) override {

@@ -394,6 +394,31 @@ TEST_F(ControlApiTest, StatsAreTheCountersByName) {
   EXPECT_TRUE(contains(unavailable.message, "ml_counters_v1"));
 }
 
+TEST_F(ControlApiTest, WorkloadStatsListOnlyTheCountersKeptPerWorkload) {
+  result("workload.add", {{"name", "a"},
+                          {"netns", FakeBackend::kKnownNetns},
+                          {"ips", {"198.18.0.10"}},
+                          {"mesh", "istio"}});
+  const nlohmann::json stats = result("stats", {{"workload", "a"}});
+  EXPECT_EQ(stats["workload"], "a");
+  std::size_t per_workload = 0;
+  for (int index = 0; index < ML_CTR_MAX; ++index) {
+    const auto counter = static_cast<ml_counter>(index);
+    const std::string name = counter_name(counter);
+    if (counted_per_workload(counter)) {
+      ++per_workload;
+      EXPECT_EQ(stats["counters"].value(name, nlohmann::json()), FakeBackend::kWorkloadCounterValue)
+          << name;
+    } else {
+      EXPECT_FALSE(stats["counters"].contains(name)) << name << " is node-wide only";
+    }
+  }
+  EXPECT_EQ(stats["counters"].size(), per_workload);
+  EXPECT_GT(per_workload, 0u);
+  EXPECT_LT(per_workload, static_cast<std::size_t>(ML_CTR_MAX));
+  EXPECT_EQ(error("stats", {{"workload", "nope"}}).code, ErrorCode::kNotFound);
+}
+
 TEST_F(ControlApiTest, WorkloadAddGetListDel) {
   const nlohmann::json spec = {{"name", "a"},
                                {"netns", "/var/run/netns/a"},
