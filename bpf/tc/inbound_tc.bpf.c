@@ -104,6 +104,14 @@ static __always_inline void count_tc(const struct ml_workload *wl, __u32 counter
 	ml_count_workload(wl->netns_cookie, counter, 1);
 }
 
+/* A SYN left unsteered: counted, and shown to the monitor and explain as "bypassed". */
+static __always_inline void pass_syn(const struct packet *pkt, const struct ml_workload *wl,
+				     __u32 counter, __u8 reason)
+{
+	count_tc(wl, counter);
+	ml_emit_tc_bypassed(pkt->src_ip6, pkt->src_port, pkt->dst_ip6, pkt->dst_port, wl, reason);
+}
+
 /* Files a new flow and the original destination the inbound proxy will ask for. Returns whether
  * the SYN is steered: not when the flow key is taken by a connection to another port, or when
  * either map is (nearly) full. Those SYNs reach the app port directly, the normal path. */
@@ -135,10 +143,10 @@ static __always_inline int start_flow(const struct packet *pkt, const struct ml_
 	case ML_TC_SYN_STEER_RETRANSMIT:
 		return 1; /* filed at the first SYN */
 	case ML_TC_SYN_COLLISION:
-		count_tc(wl, ML_CTR_TC_FLOW_COLLISIONS);
+		pass_syn(pkt, wl, ML_CTR_TC_FLOW_COLLISIONS, ML_SKIP_TC_FLOW_COLLISION);
 		return 0;
 	case ML_TC_SYN_FLOWS_FULL:
-		count_tc(wl, ML_CTR_TC_FLOWS_FULL);
+		pass_syn(pkt, wl, ML_CTR_TC_FLOWS_FULL, ML_SKIP_TC_FLOWS_FULL);
 		return 0;
 	default:
 		break;
@@ -149,7 +157,7 @@ static __always_inline int start_flow(const struct packet *pkt, const struct ml_
 	if (!ml_orig_dst_has_room() ||
 	    bpf_map_update_elem(&ml_origdst_v2, &accepted, &orig, BPF_ANY) != 0) {
 		bpf_map_delete_elem(&ml_tcflows_v2, key);
-		count_tc(wl, ML_CTR_INTERCEPT_SKIPPED_MAP_FULL);
+		pass_syn(pkt, wl, ML_CTR_INTERCEPT_SKIPPED_MAP_FULL, ML_SKIP_ORIG_DST_FULL);
 		return 0;
 	}
 	count_tc(wl, ML_CTR_INTERCEPT_INBOUND_TC);

@@ -97,6 +97,14 @@ std::string bypassed_explanation(const std::string& reason) {
     return "not intercepted: the original-destination map was full, so the connection took the "
            "normal path to where it was going";
   }
+  if (reason == "tc_flows_full") {
+    return "not steered by tc: the steered-flow map (ml_tcflows_v2, maps.tc_flow_max_entries) "
+           "was full, so the connection went to the app port directly";
+  }
+  if (reason == "tc_flow_collision") {
+    return "not steered by tc: a connection from the same client address and port to another "
+           "port of the pod held the flow key, so this one went to the app port directly";
+  }
   return "not intercepted";
 }
 

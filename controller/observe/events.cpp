@@ -17,9 +17,13 @@ constexpr std::array<const char*, ML_EVENT_MAX> kTypeNames = {
     "fallback", "skipped_blocking", "skipped_short", "skipped", "bypassed"};
 
 constexpr std::array<const char*, ML_SKIP_MAX> kSkipReasonNames = {
-    nullptr,         "port",          "workload", "peer",
-    "blocking",      "short",         "steered",  "acceleration_off",
-    "excluded_port", "excluded_cidr", "proxy",    "orig_dst_full"};
+    nullptr,         "port",
+    "workload",      "peer",
+    "blocking",      "short",
+    "steered",       "acceleration_off",
+    "excluded_port", "excluded_cidr",
+    "proxy",         "orig_dst_full",
+    "tc_flows_full", "tc_flow_collision"};
 
 std::array<std::uint8_t, 16> address_bytes(const __u32 ip6[4]) {
   std::array<std::uint8_t, 16> bytes{};

@@ -5,7 +5,8 @@
 # Pods A (198.18.0.10, workload pod-a) and B (198.18.0.11, not a workload) on a bridge; A's
 # "sidecar" is an ml_xfer server on 127.0.0.1:15001. Node-wide acceleration.exclude_ports =
 # [5401] and max_unread_bytes = 1 MiB; policy a-settings gives pod-a acceleration exclude_ports
-# [5402] and interception exclude_outbound_ports [5404]; policy a-out denies pod-a egress to
+# [5402] and interception exclude_outbound_ports [5404] and exclude_outbound_cidrs
+# [198.18.0.12/32] (pod B's second address); policy a-out denies pod-a egress to
 # 198.18.0.11/32 port 5407. With one `meshlanectl monitor -o json` running throughout, each of
 # these real connections must show its event, and the count of each kind must equal the rise of
 # its kernel counter:
@@ -15,8 +16,10 @@
 #   - peer:      a non-blocking client in the cgroup, its server on 5406 outside it: "skipped"
 #                reason "peer" at the client end (sockets_skipped_peer +1);
 #   - blocking:  a blocking pair on 5405: "skipped_blocking" reason "blocking" (+2);
-#   - bypassed:  A's app to 198.18.0.11:5404: "bypassed" reason "excluded_port", and the
-#                connection reached B itself (bypass_excluded +1);
+#   - bypassed:  A's app to 198.18.0.11:5404: "bypassed" reason "excluded_port", and to
+#                198.18.0.12:5403: reason "excluded_cidr"; both connections reached B itself
+#                (bypassed_excluded +2); A's proxy uid (1337) to 198.18.0.11:5410: reason
+#                "proxy", reached B itself (bypassed_proxy_own +1);
 #   - denied:    A's app to 198.18.0.11:5407 fails with EPERM: "denied" with the rule a-out's
 #                egress[0] ("rule_name": "a-out egress[0] deny") (denied_connect +1);
 #   - intercepted and spliced: A's app to 198.18.0.11:8080 reaches the sidecar: "intercepted"
@@ -25,7 +28,8 @@
 #                "reader_behind" with unread_bytes above the limit, as many as
 #                redirect_reader_behind rose.
 # Then `meshlanectl explain -o json` says, for each: intercepted (outbound) and spliced; not
-# spliced by "port", "workload", "peer", "blocking"; not intercepted by "excluded_port"; denied
+# spliced by "port", "workload", "peer", "blocking"; not intercepted by "excluded_port",
+# "excluded_cidr" and "proxy"; denied
 # by "a-out egress[0] deny"; fell back by "reader_behind"; and "no_record" with a note for a
 # connection that never happened. The readable form says the same.
 # Last, restarted with acceleration.enabled = false: a non-blocking pair on 5409 shows
@@ -48,7 +52,7 @@ cat >"$ML_WORKDIR/policies.json" <<'J'
 {"policies": [
   {"name": "a-settings", "workload": "pod-a",
    "acceleration": {"exclude_ports": [5402]},
-   "interception": {"exclude_outbound_ports": [5404]}},
+   "interception": {"exclude_outbound_ports": [5404], "exclude_outbound_cidrs": ["198.18.0.12/32"]}},
   {"name": "a-out", "workload": "pod-a",
    "egress": [{"action": "deny", "to": [{"cidr": "198.18.0.11/32"}], "ports": [5407]}]}
 ]}
@@ -83,6 +87,20 @@ ml_xfer_server_bg BYP_PID "$ML_CG" "$POD_B" bypassed --listen 0.0.0.0:5404 --non
 ml_xfer_client "$ML_CG" "$POD_A" bypassed --connect 198.18.0.11:5404 --nonblocking "${NB[@]}"
 ml_xfer_wait_server "$BYP_PID" bypassed
 ml_xfer_check bypassed "$ML__CLIENT_RC" "$ML__SERVER_RC"
+# bypassed by CIDR: pod B's second address is in pod-a's exclude_outbound_cidrs.
+ip -n "$POD_B" addr add 198.18.0.12/24 dev eth0 || ml_fail "cannot add 198.18.0.12 to pod B"
+ml_xfer_server_bg CIDR_PID "$ML_CG" "$POD_B" cidr --listen 0.0.0.0:5403 --nonblocking "${NB[@]}"
+ml_xfer_client "$ML_CG" "$POD_A" cidr --connect 198.18.0.12:5403 --nonblocking "${NB[@]}"
+ml_xfer_wait_server "$CIDR_PID" cidr
+ml_xfer_check cidr "$ML__CLIENT_RC" "$ML__SERVER_RC"
+# bypassed as the proxy's own connect: pod-a's proxy uid (istio's 1337) to pod B, no workload.
+ml_xfer_server_bg PROXY_PID "$ML_CG" "$POD_B" proxy --listen 0.0.0.0:5410 --nonblocking "${NB[@]}"
+ML__CLIENT_RC=0
+host_in "$ML_CG" "$POD_A" setpriv --reuid=1337 --regid=1337 --clear-groups "$ML_XFER" client \
+  --connect 198.18.0.11:5410 --nonblocking "${NB[@]}" >"$ML_WORKDIR/proxy.client.out" \
+  2>"$ML_WORKDIR/proxy.client.err" </dev/null || ML__CLIENT_RC=$?
+ml_xfer_wait_server "$PROXY_PID" proxy
+ml_xfer_check proxy "$ML__CLIENT_RC" "$ML__SERVER_RC"
 # denied: the connect fails at once with EPERM.
 cat >"$ML_WORKDIR/probe.py" <<'PY'
 import errno, socket, sys
@@ -156,11 +174,18 @@ expect("skipped peer (counter)",
 expect("skipped_blocking", kind("skipped_blocking", "blocking", 5405), 2)
 expect("skipped_blocking (counter)", [e for e in events if e["type"] == "skipped_blocking"],
        delta["sockets_skipped_blocking"])
-bypassed = kind("bypassed", "excluded_port", 5404)
-expect("bypassed excluded_port", bypassed, 1)
-expect("bypassed (counter)", [e for e in events if e["type"] == "bypassed"], delta["bypassed_excluded"])
-if bypassed and (bypassed[0]["workload"] != "pod-a" or bypassed[0]["dst"] != "198.18.0.11:5404"):
-    problems.append(f"bypassed event: {bypassed[0]}")
+def bypassed_by(*reasons):
+    return [e for e in events if e["type"] == "bypassed" and e.get("reason") in reasons]
+for reason, port, dst in (("excluded_port", 5404, "198.18.0.11:5404"),
+                          ("excluded_cidr", 5403, "198.18.0.12:5403"),
+                          ("proxy", 5410, "198.18.0.11:5410")):
+    bypassed = kind("bypassed", reason, port)
+    expect(f"bypassed {reason}", bypassed, 1)
+    if bypassed and (bypassed[0]["workload"] != "pod-a" or bypassed[0]["dst"] != dst):
+        problems.append(f"bypassed {reason} event: {bypassed[0]}")
+expect("bypassed by a rule (counter)", bypassed_by("excluded_port", "excluded_cidr"),
+       delta["bypassed_excluded"])
+expect("bypassed proxy (counter)", bypassed_by("proxy"), delta["bypassed_proxy_own"])
 denied = [e for e in events if e["type"] == "denied"]
 expect("denied", denied, delta["denied_connect"])
 expect("denied on 5407", [e for e in denied if on_port(e, 5407)], 1)
@@ -221,6 +246,8 @@ explain_is 127.0.0.1 127.0.0.1:5402 splicing not_spliced workload
 explain_is 127.0.0.1 127.0.0.1:5406 splicing not_spliced peer
 explain_is 127.0.0.1 127.0.0.1:5405 splicing not_spliced blocking
 explain_is 198.18.0.10 198.18.0.11:5404 interception not_intercepted excluded_port
+explain_is 198.18.0.10 198.18.0.12:5403 interception not_intercepted excluded_cidr
+explain_is 198.18.0.10 198.18.0.11:5410 interception not_intercepted proxy
 explain_is 198.18.0.10 198.18.0.11:5407 interception denied "a-out egress[0] deny"
 explain_is 127.0.0.1 127.0.0.1:5408 splicing fell_back reader_behind
 explain_is 198.18.0.10 198.18.0.11:9999 interception no_record None

@@ -13,7 +13,9 @@
 #      stopped, intercept_skipped_map_full > 0 and orig_dst_file_failed = 0 (read back from the
 #      kernel). After SIGCONT the stalled connections complete (every burst connection gets its
 #      whole reply), A's sidecar logs exactly one accepted connection per intercepted connect,
-#      each with orig B:8093 and no error, and the map empties.
+#      each with orig B:8093 and no error, and the map empties. `meshlanectl monitor` showed
+#      each connect left alone as "bypassed" reason "orig_dst_full", exactly as many as
+#      intercept_skipped_map_full rose.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
 # shellcheck source-path=SCRIPTDIR source=long_conns.sh
@@ -71,6 +73,10 @@ ml_daemon_cleanup
 # ---------------------------------------------------------------------------------------------
 ml_log "2. ml_origdst_v2 with 16 entries, A's sidecar stopped with backlog 1"
 MESHLANE_TEST_MAP_MAX_ENTRIES=ml_origdst_v2=16 rel_start_timed "$CONFIG"
+ml_bg MON_PID "$ML_WORKDIR/monitor.out" "$ML_WORKDIR/monitor.err" - - \
+  "$MESHLANECTL" --socket "$(rel_socket)" -o json monitor
+host_wait_for "$ML_WAIT_S" grep -q 'monitor: datapath now emits' "$ML_DAEMON_LOG" ||
+  ml_fail "the monitor did not subscribe: $(cat "$ML_WORKDIR/monitor.err")"
 ll_connrate_server "$REL_B" 8093 1
 sa=$(mesh_log_lines "$LOG_A")
 ml_snapshot f0
@@ -119,6 +125,16 @@ ml_log "burst: $intercepted intercepted (A's sidecar accepted $accepted with ori
 [[ $accepted -eq $intercepted ]] ||
   ml_fail "A's sidecar accepted $accepted connections with orig $B4:8093, but $intercepted were intercepted"
 no_proxy_errors "full map"
+# The monitor's stream lags the counters a little: wait for as many events as connects skipped.
+skipped=$(ml_delta f0 f3 intercept_skipped_map_full)
+full_events() { grep '"type":"bypassed"' "$ML_WORKDIR/monitor.out" | grep -c '"reason":"orig_dst_full"' || true; }
+host_wait_for "$ML_WAIT_S" eval '(($(full_events) >= skipped))' || true
+grep -q '"type":"dropped"' "$ML_WORKDIR/monitor.out" && ml_fail "the monitor dropped events: $(grep '"type":"dropped"' "$ML_WORKDIR/monitor.out")"
+[[ $(full_events) -eq $skipped ]] ||
+  ml_fail "the monitor showed $(full_events) bypassed/orig_dst_full event(s), intercept_skipped_map_full rose by $skipped"
+ml_log "monitor: $skipped bypassed event(s) with reason orig_dst_full, one per connect left alone"
+kill -INT "$MON_PID"
+host_wait_exit "$MON_PID" || ml_fail "meshlanectl monitor still runs after SIGINT"
 [[ $(rel_counter orig_dst_file_failed) -eq 0 ]] || ml_fail "orig_dst_file_failed is $(rel_counter orig_dst_file_failed)"
 ml_daemon_stop
 ml_daemon_cleanup

@@ -8,11 +8,13 @@
 #      through B's inbound sidecar (intercepted_inbound_tc = 1, the sidecar logs B:8092). Both
 #      carry 1 MiB each way, echoed and compared byte for byte, interleaved; afterwards no flow
 #      is left behind. (Before v2, the second SYN overwrote the first flow and one connection
-#      was reset.)
+#      was reset.) `meshlanectl monitor` shows the second as "bypassed" reason
+#      "tc_flow_collision", from X4:40123 to B:8080.
 #   2. A full flow map (ml_tcflows_v2 shrunk to 4 entries with MESHLANE_TEST_MAP_MAX_ENTRIES):
 #      8 persistent connections X -> B:8093 at once (ml_connrate, stopped once all 8 have been
 #      counted and 100 requests answered): 4 steered, the others not steered (tc_flows_full)
-#      but served directly by the app; no request fails.
+#      but served directly by the app; no request fails. The monitor shows each SYN left alone
+#      as "bypassed" reason "tc_flows_full", as many as the counter rose.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
 # shellcheck source-path=SCRIPTDIR source=long_conns.sh
@@ -28,6 +30,22 @@ CONFIG="$ML_WORKDIR/meshlane.toml"
 rel_write_config "$CONFIG"
 rel_start_timed "$CONFIG"
 
+# monitor_start LABEL: `meshlanectl monitor -o json` into $ML_WORKDIR/LABEL.monitor, subscribed.
+monitor_start() {
+  ml_bg MON_PID "$ML_WORKDIR/$1.monitor" "$ML_WORKDIR/$1.monitor.err" - - \
+    "$MESHLANECTL" --socket "$(rel_socket)" -o json monitor
+  host_wait_for "$ML_WAIT_S" grep -q 'monitor: datapath now emits' "$ML_DAEMON_LOG" ||
+    ml_fail "the monitor did not subscribe: $(cat "$ML_WORKDIR/$1.monitor.err")"
+}
+# bypassed_events LABEL REASON [MATCH]: the monitor's bypassed events with REASON (and MATCH).
+bypassed_events() {
+  grep '"type":"bypassed"' "$ML_WORKDIR/$1.monitor" | grep "\"reason\":\"$2\"" | grep -c -- "${3:-}" || true
+}
+monitor_stop() {
+  kill -INT "$MON_PID"
+  host_wait_exit "$MON_PID" || ml_fail "meshlanectl monitor still runs after SIGINT"
+}
+
 flow_count() {
   "$BPFTOOL" -j map dump pinned "$ML_BPFFS_DIR/ml_tcflows_v2" |
     python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'
@@ -36,6 +54,7 @@ flow_count() {
 # ---------------------------------------------------------------------------------------------
 ml_log "1. two connections from $X4:40123 to $B4:8092 and $B4:8080 at once"
 rel_echo_server "$REL_B" 8080 8092
+monitor_start collision
 sb=$(mesh_log_lines "$REL_LOG_B")
 ml_snapshot c0
 rc=0
@@ -59,6 +78,14 @@ mesh_log_since "$REL_LOG_B" "$sb" | grep -q ":8080\$" &&
   ml_fail "B's inbound sidecar carried the colliding connection to 8080 too"
 flows=$(flow_count)
 [[ $flows -eq 0 ]] || ml_fail "$flows tc flow(s) left behind after both connections closed"
+collided() { (($(bypassed_events collision tc_flow_collision) >= 1)); }
+host_wait_for "$ML_WAIT_S" collided || true
+[[ $(bypassed_events collision tc_flow_collision "\"src\":\"$X4:40123\"") -eq 1 &&
+  $(bypassed_events collision tc_flow_collision "\"dst\":\"$B4:8080\"") -eq 1 &&
+  $(bypassed_events collision tc_flow_collision) -eq 1 ]] ||
+  ml_fail "the monitor did not show one bypassed/tc_flow_collision event $X4:40123 -> $B4:8080: $(grep bypassed "$ML_WORKDIR/collision.monitor")"
+ml_log "monitor: the colliding SYN shown as bypassed, reason tc_flow_collision"
+monitor_stop
 host_kill_pid "$REL_ECHO_PID"
 
 # ---------------------------------------------------------------------------------------------
@@ -66,6 +93,7 @@ ml_log "2. ml_tcflows_v2 with 4 entries, 8 persistent connections X -> B:8093"
 ml_daemon_stop
 ml_daemon_cleanup
 MESHLANE_TEST_MAP_MAX_ENTRIES=ml_tcflows_v2=4 rel_start_timed "$CONFIG"
+monitor_start full
 ll_connrate_server "$REL_B" 8093 0
 ml_snapshot f0
 ll_connrate_client FULL_PID full "$REL_X" "$B4:8093" 8 0
@@ -86,6 +114,12 @@ ml_log "full flow map: $steered steered, tc_flows_full +$full"
 ((steered >= 1 && steered <= 4)) || ml_fail "$steered connections steered with a 4-entry flow map"
 ((full >= 8 - steered)) || ml_fail "tc_flows_full rose by $full, expected at least $((8 - steered))"
 mesh_assert_flat f0 f1 full tc_flow_collisions
+shown_all() { (($(bypassed_events full tc_flows_full) >= full)); }
+host_wait_for "$ML_WAIT_S" shown_all || true
+[[ $(bypassed_events full tc_flows_full) -eq $full ]] ||
+  ml_fail "the monitor showed $(bypassed_events full tc_flows_full) bypassed/tc_flows_full event(s), tc_flows_full rose by $full"
+ml_log "monitor: $full bypassed event(s) with reason tc_flows_full"
+monitor_stop
 ml_daemon_stop
 ml_daemon_cleanup
 ml_pass

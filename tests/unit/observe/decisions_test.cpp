@@ -57,7 +57,9 @@ TEST(SkipEvents, EveryReasonHasItsName) {
       {ML_SKIP_EXCLUDED_PORT, "excluded_port"},
       {ML_SKIP_EXCLUDED_CIDR, "excluded_cidr"},
       {ML_SKIP_PROXY, "proxy"},
-      {ML_SKIP_ORIG_DST_FULL, "orig_dst_full"}};
+      {ML_SKIP_ORIG_DST_FULL, "orig_dst_full"},
+      {ML_SKIP_TC_FLOWS_FULL, "tc_flows_full"},
+      {ML_SKIP_TC_FLOW_COLLISION, "tc_flow_collision"}};
   ASSERT_EQ(names.size(), static_cast<std::size_t>(ML_SKIP_MAX - 1));
   for (const auto& [reason, name] : names) {
     EXPECT_EQ(skip_reason_name(reason), name);
