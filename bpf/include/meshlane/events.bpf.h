@@ -126,44 +126,53 @@ static __always_inline void ml_emit_bypassed(const struct ml_connect_request *re
 	bpf_ringbuf_submit(event, 0);
 }
 
-/* A SYN from off the node that tc left on its way to dst_port (enum ml_skip_reason): a map
- * had no room, or its flow key was taken. */
+/* An event about a SYN from off the node (src) to a pod's address (dst), reserved with the
+ * fields every such event has; NULL when no one listens or the ring is full. */
+static __always_inline struct ml_event *ml_tc_event(__u32 type, const __u32 src_ip6[4],
+						    __u16 src_port, const __u32 dst_ip6[4],
+						    const struct ml_workload *wl, __u8 reason)
+{
+	struct ml_event *event = ml_event_reserve(type);
+
+	if (!event)
+		return NULL;
+	event->netns_cookie = wl->netns_cookie;
+	event->workload_id = wl->id;
+	ml_ip6_copy(event->src_ip6, src_ip6);
+	event->src_port = src_port;
+	ml_ip6_copy(event->dst_ip6, dst_ip6);
+	event->reason = reason;
+	return event;
+}
+
+/* A SYN that tc left on its way to dst_port (enum ml_skip_reason): a map had no room, or its
+ * flow key was taken. */
 static __always_inline void ml_emit_tc_bypassed(const __u32 src_ip6[4], __u16 src_port,
 						const __u32 dst_ip6[4], __u16 dst_port,
 						const struct ml_workload *wl, __u8 reason)
 {
-	struct ml_event *event = ml_event_reserve(ML_EVENT_BYPASSED);
+	struct ml_event *event =
+		ml_tc_event(ML_EVENT_BYPASSED, src_ip6, src_port, dst_ip6, wl, reason);
 
 	if (!event)
 		return;
-	event->netns_cookie = wl->netns_cookie;
-	event->workload_id = wl->id;
-	ml_ip6_copy(event->src_ip6, src_ip6);
-	event->src_port = src_port;
-	ml_ip6_copy(event->dst_ip6, dst_ip6);
 	event->dst_port = dst_port;
-	event->reason = reason;
 	bpf_ringbuf_submit(event, 0);
 }
 
-/* A SYN from off the node that tc steered from dst_port to the pod's inbound proxy. */
+/* A SYN that tc steered from dst_port to the pod's inbound proxy. */
 static __always_inline void ml_emit_tc_steered(const __u32 src_ip6[4], __u16 src_port,
 					       const __u32 dst_ip6[4], __u16 dst_port,
 					       const struct ml_workload *wl)
 {
-	struct ml_event *event = ml_event_reserve(ML_EVENT_INTERCEPTED);
+	struct ml_event *event = ml_tc_event(ML_EVENT_INTERCEPTED, src_ip6, src_port, dst_ip6, wl,
+					     ML_REASON_INBOUND_TC);
 
 	if (!event)
 		return;
-	event->netns_cookie = wl->netns_cookie;
-	event->workload_id = wl->id;
-	ml_ip6_copy(event->src_ip6, src_ip6);
-	event->src_port = src_port;
-	ml_ip6_copy(event->dst_ip6, dst_ip6);
 	event->dst_port = wl->inbound_port;
 	ml_ip6_copy(event->orig_dst_ip6, dst_ip6);
 	event->orig_dst_port = dst_port;
-	event->reason = ML_REASON_INBOUND_TC;
 	bpf_ringbuf_submit(event, 0);
 }
 
