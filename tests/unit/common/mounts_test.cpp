@@ -1,6 +1,8 @@
 #include "common/mounts.hpp"
 
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -161,21 +163,65 @@ TEST(EnsureBpffsDir, RelativeOrEmptyDirIsRejectedBeforeAnyMount) {
   EXPECT_FALSE(ensure_bpffs_dir("").ok());
 }
 
-// The remaining cases need a bpffs that is already mounted: a unit test must not mount one.
-std::string mounted_bpffs_or_empty() {
-  if (::geteuid() != 0) {
-    return "";
+// A bpffs for the cases below: the machine's when one is mounted; otherwise (a fresh machine
+// mounts none until meshlaned runs) one mounted for this test process alone, in a mount
+// namespace of its own: the machine never sees it and it goes with the process. Empty without
+// root, or when the process cannot have a mount namespace of its own (it has threads).
+class TestBpffs {
+ public:
+  TestBpffs() {
+    if (::geteuid() != 0) {
+      why_not_ = "needs root";
+      return;
+    }
+    std::ifstream file("/proc/self/mountinfo");
+    const std::string mountinfo{std::istreambuf_iterator<char>(file),
+                                std::istreambuf_iterator<char>()};
+    path_ = find_bpffs_mount(mountinfo);
+    if (!path_.empty()) {
+      return;
+    }
+    if (::unshare(CLONE_NEWNS) != 0) {
+      why_not_ = std::string("no bpffs mounted, and no mount namespace of its own: unshare: ") +
+                 std::strerror(errno);
+      return;
+    }
+    // Nothing mounted here may propagate back to the machine's namespace.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+      ADD_FAILURE() << "cannot make the test's mount namespace private: " << std::strerror(errno);
+      return;
+    }
+    mount_point_ = scratch_.path() + "/bpffs";
+    if (::mkdir(mount_point_.c_str(), 0700) != 0 ||
+        ::mount("bpf", mount_point_.c_str(), "bpf", 0, nullptr) != 0) {
+      ADD_FAILURE() << "cannot mount a bpffs at " << mount_point_ << ": " << std::strerror(errno);
+      mount_point_.clear();
+      return;
+    }
+    path_ = mount_point_;
   }
-  std::ifstream file("/proc/self/mountinfo");
-  const std::string mountinfo{std::istreambuf_iterator<char>(file),
-                              std::istreambuf_iterator<char>()};
-  return find_bpffs_mount(mountinfo);
-}
+  ~TestBpffs() {
+    if (!mount_point_.empty()) {
+      ::umount2(mount_point_.c_str(), MNT_DETACH);
+    }
+  }
+  TestBpffs(const TestBpffs&) = delete;
+  TestBpffs& operator=(const TestBpffs&) = delete;
+
+  [[nodiscard]] const std::string& path() const { return path_; }
+  [[nodiscard]] const std::string& why_not() const { return why_not_; }
+
+ private:
+  TempDir scratch_{"meshlane-bpffs"};
+  std::string mount_point_;  // set when this object mounted it
+  std::string path_;
+  std::string why_not_;
+};
 
 TEST(EnsureBpffsDir, DirOutsideBpffsIsRejectedAndNotCreated) {
-  const std::string bpffs = mounted_bpffs_or_empty();
-  if (bpffs.empty()) {
-    GTEST_SKIP() << "needs root and a mounted bpffs";
+  const TestBpffs bpffs;
+  if (bpffs.path().empty()) {
+    GTEST_SKIP() << bpffs.why_not();
   }
   TempDir temp;
   const std::string dir = temp.path() + "/pins";
@@ -186,11 +232,11 @@ TEST(EnsureBpffsDir, DirOutsideBpffsIsRejectedAndNotCreated) {
 }
 
 TEST(EnsureBpffsDir, CreatesDirOnMountedBpffs) {
-  const std::string bpffs = mounted_bpffs_or_empty();
-  if (bpffs.empty()) {
-    GTEST_SKIP() << "needs root and a mounted bpffs";
+  const TestBpffs bpffs;
+  if (bpffs.path().empty()) {
+    GTEST_SKIP() << bpffs.why_not();
   }
-  const std::string dir = bpffs + "/meshlane-unit-test-" + std::to_string(::getpid());
+  const std::string dir = bpffs.path() + "/meshlane-unit-test-" + std::to_string(::getpid());
   Status status = ensure_bpffs_dir(dir);
   ASSERT_TRUE(status.ok()) << status.error().message();
   struct stat info {};
