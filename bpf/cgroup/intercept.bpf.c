@@ -345,9 +345,8 @@ int ml_sendmsg4(struct bpf_sock_addr *ctx)
 	if (!intercept)
 		return 1;
 	request_dst4(ctx, &req);
-	if (ml_dns_capture_udp(ctx, &req, &verdict)) {
+	if (ml_dns_capture_udp(ctx, &req, &verdict))
 		set_user_addr4(ctx, verdict.new_ip6, verdict.new_port);
-	}
 	return 1;
 }
 
@@ -360,9 +359,8 @@ int ml_sendmsg6(struct bpf_sock_addr *ctx)
 	if (!intercept)
 		return 1;
 	request_dst6(ctx, &req);
-	if (ml_dns_capture_udp(ctx, &req, &verdict)) {
+	if (ml_dns_capture_udp(ctx, &req, &verdict))
 		set_user_addr6(ctx, verdict.new_ip6, verdict.new_port);
-	}
 	return 1;
 }
 
@@ -377,9 +375,8 @@ int ml_recvmsg4(struct bpf_sock_addr *ctx)
 
 	ml_ip4_to_mapped(ctx->user_ip4, src);
 	origin = ml_dns_reply_origin(ctx, src, bpf_ntohs((__u16)ctx->user_port));
-	if (origin && ml_ip6_is_mapped_v4(origin->server_ip6)) {
+	if (origin && ml_ip6_is_mapped_v4(origin->server_ip6))
 		set_user_addr4(ctx, origin->server_ip6, origin->server_port);
-	}
 	return 1;
 }
 
@@ -391,8 +388,7 @@ int ml_recvmsg6(struct bpf_sock_addr *ctx)
 
 	read_user_ip6(ctx, src);
 	origin = ml_dns_reply_origin(ctx, src, bpf_ntohs((__u16)ctx->user_port));
-	if (origin) {
+	if (origin)
 		set_user_addr6(ctx, origin->server_ip6, origin->server_port);
-	}
 	return 1;
 }
