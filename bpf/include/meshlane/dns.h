@@ -53,16 +53,11 @@ ML_INLINE void ml_dns_proxy_address(int dst_is_mapped, __u32 out[4])
 ML_INLINE int ml_dns_note_query(struct ml_dns_origin *origin, const __u32 server_ip6[4],
 				__u16 server_port, const __u32 proxy_ip6[4], __u16 proxy_port)
 {
-	int switched =
-		origin->queries != 0 &&
-		(origin->server_port != server_port || origin->server_ip6[0] != server_ip6[0] ||
-		 origin->server_ip6[1] != server_ip6[1] || origin->server_ip6[2] != server_ip6[2] ||
-		 origin->server_ip6[3] != server_ip6[3]);
+	int switched = origin->queries != 0 && (origin->server_port != server_port ||
+						!ml_ip6_equal(origin->server_ip6, server_ip6));
 
-	for (int i = 0; i < 4; i++) {
-		origin->server_ip6[i] = server_ip6[i];
-		origin->proxy_ip6[i] = proxy_ip6[i];
-	}
+	ml_ip6_copy(origin->server_ip6, server_ip6);
+	ml_ip6_copy(origin->proxy_ip6, proxy_ip6);
 	origin->server_port = server_port;
 	origin->proxy_port = proxy_port;
 	origin->queries++;
@@ -77,8 +72,7 @@ ML_INLINE int ml_dns_reply_from_proxy(const struct ml_dns_origin *origin, const 
 {
 	if (!origin || origin->queries == 0 || src_port != origin->proxy_port)
 		return 0;
-	return src_ip6[0] == origin->proxy_ip6[0] && src_ip6[1] == origin->proxy_ip6[1] &&
-	       src_ip6[2] == origin->proxy_ip6[2] && src_ip6[3] == origin->proxy_ip6[3];
+	return ml_ip6_equal(src_ip6, origin->proxy_ip6);
 }
 
 #endif /* MESHLANE_DNS_H */

@@ -63,19 +63,6 @@ struct ml_connect_verdict {
 	__u8 record_orig_dst; /* the proxy will ask for the original destination */
 };
 
-ML_INLINE int ml_ip6_equal(const __u32 a[4], const __u32 b[4])
-{
-	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
-}
-
-ML_INLINE void ml_ip6_copy(__u32 dst[4], const __u32 src[4])
-{
-	dst[0] = src[0];
-	dst[1] = src[1];
-	dst[2] = src[2];
-	dst[3] = src[3];
-}
-
 ML_INLINE int ml_is_passthrough_source(const struct ml_workload *wl, const __u32 src[4])
 {
 	for (int i = 0; i < ML_MAX_PASSTHROUGH; i++) {

@@ -39,18 +39,22 @@ static __always_inline void ml_policy_party_of(void *policy, const struct ml_pol
 	party->isolation = value ? value->isolation : 0;
 }
 
-/* *detail: what decided, for a denied event (ml_policy_deny_detail). */
+/* *detail (left as is for an allowed connection): what decided a denial, for its event
+ * (ml_policy_deny_detail). */
 static __always_inline __u8 ml_policy_judge(void *policy, const struct ml_policy_party *src,
 					    const struct ml_policy_party *dst, __u16 port,
 					    __u32 *detail)
 {
 	struct ml_policy_value *rule;
 	struct ml_policy_key key;
+	__u8 verdict;
 
 	ml_policy_rule_key(&key, src->identity, dst->identity, port, 16);
 	rule = bpf_map_lookup_elem(policy, &key);
-	*detail = ml_policy_deny_detail(rule, src->isolation, dst->isolation);
-	return ml_policy_decide(rule, src->isolation, dst->isolation);
+	verdict = ml_policy_decide(rule, src->isolation, dst->isolation);
+	if (verdict == ML_POLICY_DENY)
+		*detail = ml_policy_deny_detail(rule, src->isolation, dst->isolation);
+	return verdict;
 }
 
 /* The policy in force, NULL when none has been applied (everything is allowed). Read once per

@@ -23,6 +23,19 @@ struct ml_sock_fields {
 	__u64 netns_cookie;
 };
 
+ML_INLINE int ml_ip6_equal(const __u32 a[4], const __u32 b[4])
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+ML_INLINE void ml_ip6_copy(__u32 dst[4], const __u32 src[4])
+{
+	dst[0] = src[0];
+	dst[1] = src[1];
+	dst[2] = src[2];
+	dst[3] = src[3];
+}
+
 ML_INLINE void ml_ip4_to_mapped(__u32 ip4, __u32 out[4])
 {
 	out[0] = 0;
