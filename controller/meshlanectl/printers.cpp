@@ -1,5 +1,4 @@
 #include "meshlanectl/printers.hpp"
-#include "observe/decisions.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -12,6 +11,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "observe/decisions.hpp"
 
 namespace meshlane::cli {
 

@@ -12,12 +12,6 @@ namespace meshlane::control {
 
 namespace {
 
-std::array<std::uint8_t, 16> address_bytes(const __u32 ip6[4]) {
-  std::array<std::uint8_t, 16> bytes{};
-  std::memcpy(bytes.data(), ip6, bytes.size());
-  return bytes;
-}
-
 std::string key_bytes(const ml_sock_key& key) {
   return {reinterpret_cast<const char*>(&key), sizeof key};
 }

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <string>
@@ -18,6 +19,17 @@
 #include "meshlane/shared.h"
 
 namespace meshlane::control {
+
+// A datapath address (struct fields of four network-order words: IPv6 or v4-mapped) as the
+// 16 bytes the indexes below and IpAddress key on.
+inline std::array<std::uint8_t, 16> address_bytes(const __u32 ip6[4]) {
+  std::array<std::uint8_t, 16> bytes{};
+  std::memcpy(bytes.data(), ip6, bytes.size());
+  return bytes;
+}
+
+// The all-zero address: what an event's end holds when the datapath did not know it.
+inline bool is_unspecified(const __u32 ip6[4]) { return (ip6[0] | ip6[1] | ip6[2] | ip6[3]) == 0; }
 
 // What conns needs to know of a workload to tell a connection's kind.
 struct WorkloadTraits {

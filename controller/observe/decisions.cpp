@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstring>
 
 #include "meshlane/sock_key.h"
 
@@ -10,18 +9,13 @@ namespace meshlane::monitor {
 
 namespace {
 
-std::array<std::uint8_t, 16> bytes_of(const __u32 ip6[4]) {
-  std::array<std::uint8_t, 16> bytes{};
-  std::memcpy(bytes.data(), ip6, bytes.size());
-  return bytes;
-}
-
-bool is_zero(const __u32 ip6[4]) { return (ip6[0] | ip6[1] | ip6[2] | ip6[3]) == 0; }
+using control::address_bytes;
+using control::is_unspecified;
 
 // An event's end against a query's end: an unknown address (zero) or port (0) on either side
 // matches anything.
 bool end_matches(const __u32 ip6[4], std::uint16_t port, const Endpoint& wanted) {
-  const bool address_ok = is_zero(ip6) || bytes_of(ip6) == wanted.address.bytes;
+  const bool address_ok = is_unspecified(ip6) || address_bytes(ip6) == wanted.address.bytes;
   const bool port_ok = port == 0 || wanted.port == 0 || port == wanted.port;
   return address_ok && port_ok;
 }
@@ -45,7 +39,7 @@ bool src_matches_in(const Event& event, const __u32 ip6[4], std::uint16_t port,
 
 // A destination must be known to match: zero only means "unknown" for the client's end.
 bool dst_matches(const __u32 ip6[4], std::uint16_t port, const Endpoint& wanted) {
-  return !is_zero(ip6) && port != 0 && end_matches(ip6, port, wanted);
+  return !is_unspecified(ip6) && port != 0 && end_matches(ip6, port, wanted);
 }
 
 bool is_connect_event(std::uint8_t type) {

@@ -25,13 +25,8 @@ constexpr std::array<const char*, ML_SKIP_MAX> kSkipReasonNames = {
     "proxy",         "orig_dst_full",
     "tc_flows_full", "tc_flow_collision"};
 
-std::array<std::uint8_t, 16> address_bytes(const __u32 ip6[4]) {
-  std::array<std::uint8_t, 16> bytes{};
-  std::memcpy(bytes.data(), ip6, bytes.size());
-  return bytes;
-}
-
-bool is_zero(const __u32 ip6[4]) { return (ip6[0] | ip6[1] | ip6[2] | ip6[3]) == 0; }
+using control::address_bytes;
+using control::is_unspecified;
 
 std::string owner_of(const control::WorkloadIndex& index, const __u32 ip6[4]) {
   auto found = index.by_address.find(address_bytes(ip6));
@@ -53,7 +48,7 @@ bool has_orig_dst(const ml_event& raw) { return raw.orig_dst_port != 0; }
 
 // ADDR:PORT, or null for an end that is not known yet (a connect from an unbound socket).
 nlohmann::json endpoint(const __u32 ip6[4], std::uint16_t port) {
-  if (is_zero(ip6) && port == 0) {
+  if (is_unspecified(ip6) && port == 0) {
     return nullptr;
   }
   return control::endpoint_text(ip6, port);

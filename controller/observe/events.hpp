@@ -40,8 +40,8 @@ const char* reason_name(std::uint8_t reason);
 // unknown value is "other").
 const char* hop_name(std::uint8_t hop);
 // enum ml_skip_reason: "port", "workload", "peer", "blocking", "short", "steered",
-// "acceleration_off", "excluded_port", "excluded_cidr", "proxy", "orig_dst_full"; nullptr for
-// none or an unknown value.
+// "acceleration_off", "excluded_port", "excluded_cidr", "proxy", "orig_dst_full",
+// "tc_flows_full", "tc_flow_collision"; nullptr for none or an unknown value.
 const char* skip_reason_name(std::uint8_t reason);
 // ML_FALLBACK_*: "peer_not_spliced", "reader_behind".
 const char* fallback_reason_name(std::uint8_t reason);
