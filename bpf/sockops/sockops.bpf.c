@@ -292,7 +292,7 @@ static __always_inline int steered_from_outside(const struct ml_sock_key *self)
 	ml_ip6_copy(key.remote_ip6, self->remote_ip6);
 	ml_ip6_copy(key.local_ip6, self->local_ip6);
 	key.remote_port = self->remote_port;
-	return bpf_map_lookup_elem(&ml_tcflows_v2, &key) != NULL;
+	return bpf_map_lookup_elem(&ml_tcflows_v3, &key) != NULL;
 }
 
 /* Whether this client end's connect found a live listener of the cgroup in the namespace

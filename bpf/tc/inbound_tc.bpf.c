@@ -3,8 +3,8 @@
  * are not workloads: on the pod's interface (clsact), ingress steers a new connection to an
  * app port to the inbound proxy port and files the original destination for getsockopt;
  * egress restores the app port on the replies. Flow state lives in a plain hash (full: the SYN
- * is not steered) and is removed on RST or after both FINs; the controller removes flows whose
- * SYN was never followed by the client's ACK. */
+ * is not steered) and is removed on RST or once both FINs are acknowledged; the controller
+ * removes flows whose SYN was never followed by the client's ACK. */
 #include "vmlinux.h"
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
@@ -29,8 +29,8 @@ struct packet {
 	__u32 tcp_offset;
 	__u16 src_port;
 	__u16 dst_port;
-	__u8 tcp_flags;
 	__u8 is_ipv4;
+	struct ml_tcp_segment seg; /* flags, sequence numbers and data length */
 };
 
 static __always_inline int parse_tcp(struct __sk_buff *skb, struct packet *pkt)
@@ -38,6 +38,7 @@ static __always_inline int parse_tcp(struct __sk_buff *skb, struct packet *pkt)
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
+	__u32 l3_len, end, headers;
 	struct tcphdr *tcp;
 
 	if ((void *)(eth + 1) > data_end)
@@ -53,6 +54,7 @@ static __always_inline int parse_tcp(struct __sk_buff *skb, struct packet *pkt)
 		ml_ip4_to_mapped(ip->daddr, pkt->dst_ip6);
 		pkt->tcp_offset = sizeof(*eth) + ip->ihl * 4;
 		pkt->is_ipv4 = 1;
+		l3_len = bpf_ntohs(ip->tot_len);
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
@@ -62,6 +64,9 @@ static __always_inline int parse_tcp(struct __sk_buff *skb, struct packet *pkt)
 		ml_ip6_copy(pkt->dst_ip6, ip6->daddr.in6_u.u6_addr32);
 		pkt->tcp_offset = sizeof(*eth) + sizeof(*ip6);
 		pkt->is_ipv4 = 0;
+		l3_len = bpf_ntohs(ip6->payload_len);
+		if (l3_len)
+			l3_len += sizeof(*ip6);
 	} else {
 		return -1;
 	}
@@ -70,7 +75,14 @@ static __always_inline int parse_tcp(struct __sk_buff *skb, struct packet *pkt)
 		return -1;
 	pkt->src_port = bpf_ntohs(tcp->source);
 	pkt->dst_port = bpf_ntohs(tcp->dest);
-	pkt->tcp_flags = ((__u8 *)tcp)[13];
+	pkt->seg.flags = ((__u8 *)tcp)[13];
+	pkt->seg.seq = bpf_ntohl(tcp->seq);
+	pkt->seg.ack_seq = bpf_ntohl(tcp->ack_seq);
+	/* The IP length, not skb->len: a frame from a NIC may carry Ethernet padding. It is 0
+	 * only for BIG TCP packets (over 64 KiB), which have no padding. */
+	end = l3_len ? sizeof(*eth) + l3_len : skb->len;
+	headers = pkt->tcp_offset + tcp->doff * 4;
+	pkt->seg.payload_len = end > headers ? end - headers : 0;
 	return 0;
 }
 
@@ -136,9 +148,9 @@ static __always_inline int start_flow(const struct packet *pkt, const struct ml_
 	struct ml_tc_flow *existing = NULL;
 	long err;
 
-	err = bpf_map_update_elem(&ml_tcflows_v2, key, &flow, BPF_NOEXIST);
+	err = bpf_map_update_elem(&ml_tcflows_v3, key, &flow, BPF_NOEXIST);
 	if (err == -ML_EEXIST)
-		existing = bpf_map_lookup_elem(&ml_tcflows_v2, key);
+		existing = bpf_map_lookup_elem(&ml_tcflows_v3, key);
 	switch (ml_tc_syn_decide(err, existing, pkt->dst_port)) {
 	case ML_TC_SYN_STEER_RETRANSMIT:
 		return 1; /* filed at the first SYN */
@@ -156,7 +168,7 @@ static __always_inline int start_flow(const struct packet *pkt, const struct ml_
 	ml_ip6_copy(accepted.server_ip6, pkt->dst_ip6);
 	if (!ml_orig_dst_has_room() ||
 	    bpf_map_update_elem(&ml_origdst_v2, &accepted, &orig, BPF_ANY) != 0) {
-		bpf_map_delete_elem(&ml_tcflows_v2, key);
+		bpf_map_delete_elem(&ml_tcflows_v3, key);
 		pass_syn(pkt, wl, ML_CTR_INTERCEPT_SKIPPED_MAP_FULL, ML_SKIP_ORIG_DST_FULL);
 		return 0;
 	}
@@ -203,7 +215,7 @@ int ml_tc_ingress(struct __sk_buff *skb)
 	if (parse_tcp(skb, &pkt) != 0)
 		return TC_ACT_OK;
 	flow_key(&key, pkt.src_ip6, pkt.dst_ip6, pkt.src_port);
-	if ((pkt.tcp_flags & (ML_TCP_SYN | ML_TCP_ACK)) == ML_TCP_SYN) {
+	if ((pkt.seg.flags & (ML_TCP_SYN | ML_TCP_ACK)) == ML_TCP_SYN) {
 		__u32 deny_detail = 0;
 		__u8 rule;
 
@@ -235,12 +247,12 @@ int ml_tc_ingress(struct __sk_buff *skb)
 	}
 	/* Established flows are looked up without the workload: a pod removed from meshlane keeps
 	 * its steered connections until they end (the filters stay until the flows are gone). */
-	flow = bpf_map_lookup_elem(&ml_tcflows_v2, &key);
+	flow = bpf_map_lookup_elem(&ml_tcflows_v3, &key);
 	if (!flow || pkt.dst_port != flow->orig_port)
 		return TC_ACT_OK;
 	rewrite_port(skb, &pkt, 1, pkt.dst_port, flow->inbound_port);
-	if (ml_tc_flow_track(flow, pkt.tcp_flags, 1) == ML_TC_FLOW_DELETE)
-		bpf_map_delete_elem(&ml_tcflows_v2, &key);
+	if (ml_tc_flow_track(flow, &pkt.seg, 1) == ML_TC_FLOW_DELETE)
+		bpf_map_delete_elem(&ml_tcflows_v3, &key);
 	return TC_ACT_OK;
 }
 
@@ -254,11 +266,11 @@ int ml_tc_egress(struct __sk_buff *skb)
 	if (parse_tcp(skb, &pkt) != 0)
 		return TC_ACT_OK;
 	flow_key(&key, pkt.dst_ip6, pkt.src_ip6, pkt.dst_port);
-	flow = bpf_map_lookup_elem(&ml_tcflows_v2, &key);
+	flow = bpf_map_lookup_elem(&ml_tcflows_v3, &key);
 	if (!flow || pkt.src_port != flow->inbound_port)
 		return TC_ACT_OK;
 	rewrite_port(skb, &pkt, 0, pkt.src_port, flow->orig_port);
-	if (ml_tc_flow_track(flow, pkt.tcp_flags, 0) == ML_TC_FLOW_DELETE)
-		bpf_map_delete_elem(&ml_tcflows_v2, &key);
+	if (ml_tc_flow_track(flow, &pkt.seg, 0) == ML_TC_FLOW_DELETE)
+		bpf_map_delete_elem(&ml_tcflows_v3, &key);
 	return TC_ACT_OK;
 }

@@ -92,7 +92,7 @@ struct MapsConfig {
   // ml_origdst_v2: original destinations of intercepted handshakes in flight. Interception
   // pauses (the connect takes the normal path, intercept_skipped_map_full) an eighth before full.
   std::uint32_t orig_dst_max_entries = 65536;
-  // ml_tcflows_v2: connections from off the node steered to an inbound proxy by tc, while they
+  // ml_tcflows_v3: connections from off the node steered to an inbound proxy by tc, while they
   // last. When full, new SYNs are not steered (tc_flows_full).
   std::uint32_t tc_flow_max_entries = 65536;
   // ml_workloads_v1 and ml_wlcounters_v1: workloads (pods) in force on the node.

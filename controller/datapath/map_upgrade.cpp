@@ -141,7 +141,7 @@ Result<std::size_t> copy_entries(int from, int to, const MapSpec& spec, std::uin
   return copied;
 }
 
-// Values of the retired LRU maps, as the build that made them defined them (their keys,
+// Values of the retired maps, as the builds that made them defined them (their keys,
 // ml_tc_flow_key and ml_flow_key, did not change).
 struct TcFlowV1 {
   std::uint16_t orig_port;
@@ -150,10 +150,39 @@ struct TcFlowV1 {
   std::uint8_t fin_out;
   std::uint16_t pad;
 };
+// The first 16 bytes of today's ml_tc_flow.
+struct TcFlowV2 {
+  std::uint16_t orig_port;
+  std::uint16_t inbound_port;
+  std::uint8_t fin_in;
+  std::uint8_t fin_out;
+  std::uint8_t acked;
+  std::uint8_t pad8;
+  std::uint64_t start_ns;
+};
 using OrigDstV1 = ml_orig_dst;
-static_assert(sizeof(TcFlowV1) == 8 && sizeof(OrigDstV1) == 20, "the retired layouts");
-static_assert(sizeof(ml_tc_flow) == 16 && sizeof(ml_orig_dst_entry) == 32,
-              "a v2 layout changed: bump the map versions");
+static_assert(sizeof(TcFlowV1) == 8 && sizeof(TcFlowV2) == 16 && sizeof(OrigDstV1) == 20,
+              "the retired layouts");
+static_assert(sizeof(ml_tc_flow) == 32 && sizeof(ml_orig_dst_entry) == 32,
+              "a current layout changed: bump the map versions");
+
+// A flow of a retired layout in today's. The retired layouts did not record where a FIN ended:
+// a FIN they saw counts as acknowledged, so such a flow ends once the other side's FIN is
+// acknowledged (or at the next packet when both were seen), as the old build would have ended
+// it at the next pure ACK.
+ml_tc_flow converted_flow(std::uint16_t orig_port, std::uint16_t inbound_port, std::uint8_t fin_in,
+                          std::uint8_t fin_out, std::uint8_t acked, std::uint64_t start_ns) {
+  ml_tc_flow flow{};
+  flow.orig_port = orig_port;
+  flow.inbound_port = inbound_port;
+  flow.fin_in = fin_in;
+  flow.fin_out = fin_out;
+  flow.fin_in_acked = fin_in;
+  flow.fin_out_acked = fin_out;
+  flow.acked = acked;
+  flow.start_ns = start_ns;
+  return flow;
+}
 
 // A converted original destination is kept this long before the sweep removes it: the old
 // map kept every entry (LRU), so most of them belong to connections whose proxy asked long ago,
@@ -205,22 +234,25 @@ Result<std::size_t> convert_entries(const std::string& from_pin, const std::stri
 
 Status convert_retired_maps(const PinLayout& pins, RetiredConversion& conversion, bool final) {
   const std::uint64_t now = datapath_now_ns();
-  // Live flows must all come along (a flow left behind is a connection reset). They count as
-  // past their SYN: the old map cannot tell, and sweeping a live idle connection would break it.
-  auto flows = convert_entries<ml_tc_flow_key, TcFlowV1, ml_tc_flow>(
+  // Live flows must all come along (a flow left behind is a connection reset). v1 flows count
+  // as past their SYN: the old map cannot tell, and sweeping a live idle connection would break
+  // it. A node skips no build in between, so at most one of the two is pinned.
+  auto flows_v1 = convert_entries<ml_tc_flow_key, TcFlowV1, ml_tc_flow>(
       pins.map(ML_TC_FLOWS_V1_MAP_NAME), pins.map(ML_TC_FLOWS_MAP_NAME), conversion.seen_tc_flows,
       SIZE_MAX, [now](const TcFlowV1& old) {
-        ml_tc_flow flow{};
-        flow.orig_port = old.orig_port;
-        flow.inbound_port = old.inbound_port;
-        flow.fin_in = old.fin_in;
-        flow.fin_out = old.fin_out;
-        flow.acked = 1;
-        flow.start_ns = now;
-        return flow;
+        return converted_flow(old.orig_port, old.inbound_port, old.fin_in, old.fin_out, 1, now);
       });
-  if (!flows) {
-    return flows.error();
+  if (!flows_v1) {
+    return flows_v1.error();
+  }
+  auto flows_v2 = convert_entries<ml_tc_flow_key, TcFlowV2, ml_tc_flow>(
+      pins.map(ML_TC_FLOWS_V2_MAP_NAME), pins.map(ML_TC_FLOWS_MAP_NAME), conversion.seen_tc_flows,
+      SIZE_MAX, [](const TcFlowV2& old) {
+        return converted_flow(old.orig_port, old.inbound_port, old.fin_in, old.fin_out, old.acked,
+                              old.start_ns);
+      });
+  if (!flows_v2) {
+    return flows_v2.error();
   }
   // Original destinations: at most half the new map, filed so that the sweep removes them after
   // kConvertedOrigDstLife.
@@ -244,11 +276,14 @@ Status convert_retired_maps(const PinLayout& pins, RetiredConversion& conversion
   if (!orig_dsts) {
     return orig_dsts.error();
   }
-  if (flows.value() > 0 || orig_dsts.value() > 0) {
-    spdlog::info("{} {} tc flow(s) from {} and {} original destination(s) from {}",
-                 final ? "converted (added by the old programs meanwhile)" : "converted",
-                 flows.value(), ML_TC_FLOWS_V1_MAP_NAME, orig_dsts.value(),
+  const char* when = final ? "converted (added by the old programs meanwhile)" : "converted";
+  if (flows_v1.value() > 0 || orig_dsts.value() > 0) {
+    spdlog::info("{} {} tc flow(s) from {} and {} original destination(s) from {}", when,
+                 flows_v1.value(), ML_TC_FLOWS_V1_MAP_NAME, orig_dsts.value(),
                  ML_ORIG_DST_V1_MAP_NAME);
+  }
+  if (flows_v2.value() > 0) {
+    spdlog::info("{} {} tc flow(s) from {}", when, flows_v2.value(), ML_TC_FLOWS_V2_MAP_NAME);
   }
   return {};
 }

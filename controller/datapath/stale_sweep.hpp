@@ -53,7 +53,7 @@ using NetnsOfAddress = std::function<std::optional<std::string>(const std::uint8
 // The clock of bpf_ktime_get_coarse_ns(), which stamps the entries.
 std::uint64_t datapath_now_ns();
 
-// Sweeps ml_origdst_v2 and ml_tcflows_v2 under `pins` at time now_ns (datapath_now_ns()).
+// Sweeps ml_origdst_v2 and ml_tcflows_v3 under `pins` at time now_ns (datapath_now_ns()).
 // A missing map (interception never loaded) is not an error.
 Result<SweepReport> sweep_stale_entries(const PinLayout& pins, std::uint64_t now_ns);
 

@@ -92,7 +92,7 @@ std::string bypassed_explanation(const std::string& reason) {
            "normal path to where it was going";
   }
   if (reason == "tc_flows_full") {
-    return "not steered by tc: the steered-flow map (ml_tcflows_v2, maps.tc_flow_max_entries) "
+    return "not steered by tc: the steered-flow map (ml_tcflows_v3, maps.tc_flow_max_entries) "
            "was full, so the connection went to the app port directly";
   }
   if (reason == "tc_flow_collision") {

@@ -63,7 +63,7 @@ counter() { ctl_counter "$1"; }
 
 # ---------------------------------------------------------------------------------------------
 ml_log "1. configured sizes, read back from the kernel"
-for pair in ml_sockhash_v1:4 ml_origdst_v2:16 ml_tcflows_v2:32 ml_workloads_v1:2 ml_wlcounters_v1:2 ml_pod_ips_v1:3; do
+for pair in ml_sockhash_v1:4 ml_origdst_v2:16 ml_tcflows_v3:32 ml_workloads_v1:2 ml_wlcounters_v1:2 ml_pod_ips_v1:3; do
   got=$(kernel_max_entries "${pair%%:*}")
   [[ $got == "${pair#*:}" ]] || ml_fail "${pair%%:*}: bpftool reads max_entries $got, the config says ${pair#*:}"
 done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Steered tc flows whose end tc never sees, in an istio-style mesh (pods A and B with HAProxy
-# sidecars, host X off the node; rel_lib.sh). ml_tcflows_v2 is a plain hash: a flow ends when
+# sidecars, host X off the node; rel_lib.sh). ml_tcflows_v3 is a plain hash: a flow ends when
 # tc sees its RST or both FINs. A connection that dies otherwise (timed out, or destroyed while
 # its last packets were dropped before the pod's interface) would keep its flow for as long as
 # the workload exists; meshlaned looks for the pod-side socket of old flows (NETLINK_SOCK_DIAG
@@ -27,9 +27,9 @@ CONFIG="$ML_WORKDIR/meshlane.toml"
 rel_write_config "$CONFIG"
 MESHLANE_TEST_FAST_SWEEP=1 rel_start_timed "$CONFIG"
 
-# flow_ports: the client ports of the flows in ml_tcflows_v2, sorted (key bytes 32-33, host order).
+# flow_ports: the client ports of the flows in ml_tcflows_v3, sorted (key bytes 32-33, host order).
 flow_ports() {
-  "$BPFTOOL" -j map dump pinned "$ML_BPFFS_DIR/ml_tcflows_v2" | python3 -c '
+  "$BPFTOOL" -j map dump pinned "$ML_BPFFS_DIR/ml_tcflows_v3" | python3 -c '
 import json, sys
 for entry in json.load(sys.stdin):
     key = [int(b, 16) for b in entry["key"]]
@@ -60,7 +60,7 @@ ml_snapshot s1
   ml_fail "expected both held connections steered by tc, intercepted_inbound_tc rose by $(ml_delta s0 s1 intercepted_inbound_tc)"
 ports=$(flow_ports | tr '\n' ' ')
 [[ " $ports" == *" $dead_port "* && " $ports" == *" $live_port "* ]] ||
-  ml_fail "flows of ports $dead_port and $live_port expected in ml_tcflows_v2, found: $ports"
+  ml_fail "flows of ports $dead_port and $live_port expected in ml_tcflows_v3, found: $ports"
 before=$(swept_dead)
 ml_log "flows for client ports: $ports(dead $dead_port, live $live_port); swept so far: $before"
 

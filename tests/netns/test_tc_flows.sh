@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tc flow state (ml_tcflows_v2, a plain hash), in an istio-style mesh (pods A and B with HAProxy
+# tc flow state (ml_tcflows_v3, a plain hash), in an istio-style mesh (pods A and B with HAProxy
 # sidecars, host X off the node; rel_lib.sh):
 #   1. Flow key collision: two connections at once from X with the same source address and
 #      port (SO_REUSEADDR) to two app ports of B, 8092 then 8080. tc keys a flow by (client
@@ -10,7 +10,7 @@
 #      is left behind. (Before v2, the second SYN overwrote the first flow and one connection
 #      was reset.) `meshlanectl monitor` shows the second as "bypassed" reason
 #      "tc_flow_collision", from X4:40123 to B:8080.
-#   2. A full flow map (ml_tcflows_v2 shrunk to 4 entries with MESHLANE_TEST_MAP_MAX_ENTRIES):
+#   2. A full flow map (ml_tcflows_v3 shrunk to 4 entries with MESHLANE_TEST_MAP_MAX_ENTRIES):
 #      8 persistent connections X -> B:8093 at once (ml_connrate, stopped once all 8 have been
 #      counted and 100 requests answered): 4 steered, the others not steered (tc_flows_full)
 #      but served directly by the app; no request fails. The monitor shows each SYN left alone
@@ -47,7 +47,7 @@ monitor_stop() {
 }
 
 flow_count() {
-  "$BPFTOOL" -j map dump pinned "$ML_BPFFS_DIR/ml_tcflows_v2" |
+  "$BPFTOOL" -j map dump pinned "$ML_BPFFS_DIR/ml_tcflows_v3" |
     python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'
 }
 
@@ -89,10 +89,10 @@ monitor_stop
 host_kill_pid "$REL_ECHO_PID"
 
 # ---------------------------------------------------------------------------------------------
-ml_log "2. ml_tcflows_v2 with 4 entries, 8 persistent connections X -> B:8093"
+ml_log "2. ml_tcflows_v3 with 4 entries, 8 persistent connections X -> B:8093"
 ml_daemon_stop
 ml_daemon_cleanup
-MESHLANE_TEST_MAP_MAX_ENTRIES=ml_tcflows_v2=4 rel_start_timed "$CONFIG"
+MESHLANE_TEST_MAP_MAX_ENTRIES=ml_tcflows_v3=4 rel_start_timed "$CONFIG"
 monitor_start full
 ll_connrate_server "$REL_B" 8093 0
 ml_snapshot f0

@@ -14,19 +14,21 @@
 #      intercepted_inbound_tc flat).
 #   2. sockhash_max_entries changed: the pinned sockhash no longer matches; it is recreated
 #      (status: maps.ml_sockhash_v1 = "recreated"); new connections are spliced in the new one.
-#   3. Migration: ml_tcflows_v2 with another max_entries (MESHLANE_TEST_MAP_MAX_ENTRIES, tests
+#   3. Migration: ml_tcflows_v3 with another max_entries (MESHLANE_TEST_MAP_MAX_ENTRIES, tests
 #      only): status "migrated"; P-tc, whose flow state lives in that map, keeps working.
 #   4. An incompatible ml_portrules_v1 (value size 16, made with bpftool) in place of the pinned
 #      one: recreated (its contents come from the config), the log names the difference, the
 #      mesh still intercepts.
-#   5. An incompatible ml_tcflows_v2 (value size 24, made with bpftool): meshlaned refuses to
+#   5. An incompatible ml_tcflows_v3 (value size 24, made with bpftool): meshlaned refuses to
 #      start, naming the map and what to do; nothing changed (the links still run the same
 #      programs). The real map is pinned back and the daemon starts, reusing it.
-#   6. From the build with LRU maps: the flows of P-tc are moved into an ml_tcflows_v1 of the
-#      old layout (LRU, 8-byte values, made with bpftool) and an ml_origdst_v1 is pinned, the v2
-#      maps unpinned (the running programs keep them), as on a node running the old build. The
-#      new start converts every flow into a fresh ml_tcflows_v2 and unpins the v1 maps; P-tc,
-#      whose packets are then rewritten from the converted flows only, keeps working.
+#   6. From the previous build: the flows of P-tc are moved into an ml_tcflows_v2 of its layout
+#      (16-byte values, made with bpftool), the v3 map unpinned (the running programs keep it),
+#      as on a node running that build. The new start converts every flow into a fresh
+#      ml_tcflows_v3 and unpins v2; P-tc, whose packets are then rewritten from the converted
+#      flows only, keeps working.
+#   7. The same from the build with LRU maps: an ml_tcflows_v1 (LRU, 8-byte values) and an
+#      ml_origdst_v1, converted into fresh v3 and v2 maps and unpinned.
 # At the end P-mesh and P-tc are stopped and must report no error (and more than 1000 requests
 # each), and SIGTERM + --cleanup remove everything.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
@@ -149,17 +151,17 @@ mesh_still_intercepts after-sockhash-recreate
 persistent_alive "sockhash recreation"
 
 # ---------------------------------------------------------------------------------------------
-ml_log "3. ml_tcflows_v2 resized: migrated, the tc-steered persistent connections keep working"
-flows_before=$(map_len ml_tcflows_v2)
-restart MESHLANE_TEST_MAP_MAX_ENTRIES=ml_tcflows_v2=4096
-[[ $(map_status ml_tcflows_v2) == migrated ]] ||
-  ml_fail "status does not report ml_tcflows_v2 migrated: $(rel_status_json)"
-[[ $("$BPFTOOL" -j map show pinned "$ML_BPFFS_DIR/ml_tcflows_v2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["max_entries"])') -eq 4096 ]] ||
-  ml_fail "the pinned ml_tcflows_v2 does not have 4096 entries"
-flows_after=$(map_len ml_tcflows_v2)
+ml_log "3. ml_tcflows_v3 resized: migrated, the tc-steered persistent connections keep working"
+flows_before=$(map_len ml_tcflows_v3)
+restart MESHLANE_TEST_MAP_MAX_ENTRIES=ml_tcflows_v3=4096
+[[ $(map_status ml_tcflows_v3) == migrated ]] ||
+  ml_fail "status does not report ml_tcflows_v3 migrated: $(rel_status_json)"
+[[ $("$BPFTOOL" -j map show pinned "$ML_BPFFS_DIR/ml_tcflows_v3" | python3 -c 'import json,sys; print(json.load(sys.stdin)["max_entries"])') -eq 4096 ]] ||
+  ml_fail "the pinned ml_tcflows_v3 does not have 4096 entries"
+flows_after=$(map_len ml_tcflows_v3)
 ml_log "tc flows: $flows_before before, $flows_after in the migrated map"
-((flows_after >= 4)) || ml_fail "the migrated ml_tcflows_v2 holds $flows_after flows, expected the 4 persistent ones"
-[[ ! -e $ML_BPFFS_DIR/ml_tcflows_v2_migrating ]] || ml_fail "ml_tcflows_v2_migrating left behind"
+((flows_after >= 4)) || ml_fail "the migrated ml_tcflows_v3 holds $flows_after flows, expected the 4 persistent ones"
+[[ ! -e $ML_BPFFS_DIR/ml_tcflows_v3_migrating ]] || ml_fail "ml_tcflows_v3_migrating left behind"
 persistent_alive "tc flow migration"
 
 # ---------------------------------------------------------------------------------------------
@@ -177,53 +179,81 @@ mesh_still_intercepts after-portrules-recreate
 persistent_alive "port rules recreation"
 
 # ---------------------------------------------------------------------------------------------
-ml_log "5. an incompatible ml_tcflows_v2 (bpftool, value size 24): refused, nothing changes"
+ml_log "5. an incompatible ml_tcflows_v3 (bpftool, value size 24): refused, nothing changes"
 ml_daemon_stop
 before=$(rel_link_progs)
-real_id=$("$BPFTOOL" -j map show pinned "$ML_BPFFS_DIR/ml_tcflows_v2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-rm "$ML_BPFFS_DIR/ml_tcflows_v2"
-"$BPFTOOL" map create "$ML_BPFFS_DIR/ml_tcflows_v2" type hash key 40 value 24 entries 64 \
-  name ml_tcflows_v2 || ml_fail "bpftool map create failed"
+real_id=$("$BPFTOOL" -j map show pinned "$ML_BPFFS_DIR/ml_tcflows_v3" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+rm "$ML_BPFFS_DIR/ml_tcflows_v3"
+"$BPFTOOL" map create "$ML_BPFFS_DIR/ml_tcflows_v3" type hash key 40 value 24 entries 64 \
+  name ml_tcflows_v3 || ml_fail "bpftool map create failed"
 pins_before=$(find "$ML_BPFFS_DIR" | sort)
 rel_exec_daemon "$CONFIG"
 rc=0
 wait "$ML_DAEMON_PID" || rc=$?
 ML_DAEMON_PID=""
-[[ $rc -ne 0 ]] || ml_fail "meshlaned started with an incompatible ml_tcflows_v2"
+[[ $rc -ne 0 ]] || ml_fail "meshlaned started with an incompatible ml_tcflows_v3"
 cat "$ML_DAEMON_LOG" >&2
-grep -q "ml_tcflows_v2 is incompatible with this build: value size 24 (this build: 16)" "$ML_DAEMON_LOG" ||
-  ml_fail "the refusal does not name ml_tcflows_v2 and what differs"
-grep -q "rm $ML_BPFFS_DIR/ml_tcflows_v2" "$ML_DAEMON_LOG" && grep -q "meshlaned --cleanup" "$ML_DAEMON_LOG" ||
+grep -q "ml_tcflows_v3 is incompatible with this build: value size 24 (this build: 32)" "$ML_DAEMON_LOG" ||
+  ml_fail "the refusal does not name ml_tcflows_v3 and what differs"
+grep -q "rm $ML_BPFFS_DIR/ml_tcflows_v3" "$ML_DAEMON_LOG" && grep -q "meshlaned --cleanup" "$ML_DAEMON_LOG" ||
   ml_fail "the refusal does not say what to do"
 [[ $(rel_link_progs) == "$before" ]] || ml_fail "the refused start changed the attached programs"
 [[ $(find "$ML_BPFFS_DIR" | sort) == "$pins_before" ]] || ml_fail "the refused start changed the pins"
 persistent_alive "the refused start"
-rm "$ML_BPFFS_DIR/ml_tcflows_v2"
-"$BPFTOOL" map pin id "$real_id" "$ML_BPFFS_DIR/ml_tcflows_v2"
+rm "$ML_BPFFS_DIR/ml_tcflows_v3"
+"$BPFTOOL" map pin id "$real_id" "$ML_BPFFS_DIR/ml_tcflows_v3"
 rel_start_timed "$CONFIG"
-[[ $(map_status ml_tcflows_v2) == reused ]] || ml_fail "the restored ml_tcflows_v2 was not reused"
+[[ $(map_status ml_tcflows_v3) == reused ]] || ml_fail "the restored ml_tcflows_v3 was not reused"
 mesh_still_intercepts after-refusal
 
 # ---------------------------------------------------------------------------------------------
-ml_log "6. from the old build: flows in an LRU ml_tcflows_v1, converted into ml_tcflows_v2"
+ml_log "6. from the previous build: flows in an ml_tcflows_v2, converted into ml_tcflows_v3"
 ml_daemon_stop
-# The old layout: the same key, values of 8 bytes (orig_port, inbound_port, fin_in, fin_out, pad):
-# the first 6 bytes of a v2 value and two zero bytes.
+# copy_flows TO KEEP SIZE: every flow of ml_tcflows_v3 into the map pinned as TO, its value cut
+# to the first KEEP bytes and padded with zero bytes to SIZE (the older layouts are prefixes).
+copy_flows() {
+  "$BPFTOOL" -j map dump pinned "$ML_BPFFS_DIR/ml_tcflows_v3" | python3 -c '
+import json, subprocess, sys
+keep, size = int(sys.argv[3]), int(sys.argv[4])
+for entry in json.load(sys.stdin):
+    key = [b.replace("0x", "") for b in entry["key"]]
+    value = [b.replace("0x", "") for b in entry["value"][:keep]] + ["00"] * (size - keep)
+    subprocess.run([sys.argv[1], "map", "update", "pinned", sys.argv[2], "key", "hex", *key,
+                    "value", "hex", *value], check=True)
+' "$BPFTOOL" "$ML_BPFFS_DIR/$1" "$2" "$3" || ml_fail "cannot fill $1"
+}
+# v2: the same key; values of 16 bytes, the first 16 of a v3 value.
+"$BPFTOOL" map create "$ML_BPFFS_DIR/ml_tcflows_v2" type hash key 40 value 16 entries 65536 \
+  name ml_tcflows_v2 || ml_fail "bpftool map create ml_tcflows_v2 failed"
+copy_flows ml_tcflows_v2 16 16
+v2_flows=$(map_len ml_tcflows_v2)
+((v2_flows >= 4)) || ml_fail "ml_tcflows_v2 holds $v2_flows flows, expected the 4 persistent ones"
+rm "$ML_BPFFS_DIR/ml_tcflows_v3"
+rel_start_timed "$CONFIG"
+grep -q "converted $v2_flows tc flow(s) from ml_tcflows_v2" "$ML_DAEMON_LOG" || {
+  cat "$ML_DAEMON_LOG" >&2
+  ml_fail "the daemon did not log converting $v2_flows flows from ml_tcflows_v2"
+}
+[[ ! -e $ML_BPFFS_DIR/ml_tcflows_v2 ]] || ml_fail "ml_tcflows_v2 is still pinned: $(ls "$ML_BPFFS_DIR")"
+v3_flows=$(map_len ml_tcflows_v3)
+ml_log "tc flows: $v2_flows in ml_tcflows_v2, $v3_flows in the new ml_tcflows_v3"
+((v3_flows >= v2_flows)) || ml_fail "ml_tcflows_v3 holds $v3_flows flows after converting $v2_flows"
+persistent_alive "conversion from ml_tcflows_v2"
+mesh_still_intercepts after-conversion-v2
+
+# ---------------------------------------------------------------------------------------------
+ml_log "7. from the build with LRU maps: ml_tcflows_v1 and ml_origdst_v1, converted"
+ml_daemon_stop
+# v1: the same key, values of 8 bytes (orig_port, inbound_port, fin_in, fin_out, pad): the first
+# 6 bytes of a v3 value and two zero bytes.
 "$BPFTOOL" map create "$ML_BPFFS_DIR/ml_tcflows_v1" type lru_hash key 40 value 8 entries 65536 \
   name ml_tcflows_v1 || ml_fail "bpftool map create ml_tcflows_v1 failed"
 "$BPFTOOL" map create "$ML_BPFFS_DIR/ml_origdst_v1" type lru_hash key 48 value 20 entries 65536 \
   name ml_origdst_v1 || ml_fail "bpftool map create ml_origdst_v1 failed"
-"$BPFTOOL" -j map dump pinned "$ML_BPFFS_DIR/ml_tcflows_v2" | python3 -c '
-import json, subprocess, sys
-for entry in json.load(sys.stdin):
-    key = [b.replace("0x", "") for b in entry["key"]]
-    value = [b.replace("0x", "") for b in entry["value"][:6]] + ["00", "00"]
-    subprocess.run([sys.argv[1], "map", "update", "pinned", sys.argv[2], "key", "hex", *key,
-                    "value", "hex", *value], check=True)
-' "$BPFTOOL" "$ML_BPFFS_DIR/ml_tcflows_v1" || ml_fail "cannot fill ml_tcflows_v1"
+copy_flows ml_tcflows_v1 6 8
 v1_flows=$(map_len ml_tcflows_v1)
 ((v1_flows >= 4)) || ml_fail "ml_tcflows_v1 holds $v1_flows flows, expected the 4 persistent ones"
-rm "$ML_BPFFS_DIR/ml_tcflows_v2" "$ML_BPFFS_DIR/ml_origdst_v2"
+rm "$ML_BPFFS_DIR/ml_tcflows_v3" "$ML_BPFFS_DIR/ml_origdst_v2"
 rel_start_timed "$CONFIG"
 grep -q "converted $v1_flows tc flow(s) from ml_tcflows_v1" "$ML_DAEMON_LOG" || {
   cat "$ML_DAEMON_LOG" >&2
@@ -231,9 +261,9 @@ grep -q "converted $v1_flows tc flow(s) from ml_tcflows_v1" "$ML_DAEMON_LOG" || 
 }
 [[ ! -e $ML_BPFFS_DIR/ml_tcflows_v1 && ! -e $ML_BPFFS_DIR/ml_origdst_v1 ]] ||
   ml_fail "the v1 maps are still pinned: $(ls "$ML_BPFFS_DIR")"
-v2_flows=$(map_len ml_tcflows_v2)
-ml_log "tc flows: $v1_flows in ml_tcflows_v1, $v2_flows in the new ml_tcflows_v2"
-((v2_flows >= v1_flows)) || ml_fail "ml_tcflows_v2 holds $v2_flows flows after converting $v1_flows"
+v3_flows=$(map_len ml_tcflows_v3)
+ml_log "tc flows: $v1_flows in ml_tcflows_v1, $v3_flows in the new ml_tcflows_v3"
+((v3_flows >= v1_flows)) || ml_fail "ml_tcflows_v3 holds $v3_flows flows after converting $v1_flows"
 persistent_alive "conversion from ml_tcflows_v1"
 mesh_still_intercepts after-conversion
 

@@ -39,7 +39,7 @@ enum ml_counter {
 	/* A SYN not steered by tc: its flow key (client address and port, pod address) was taken
 	 * by a live steered connection to another port of the pod. */
 	ML_CTR_TC_FLOW_COLLISIONS,
-	ML_CTR_TC_FLOWS_FULL, /* a SYN not steered by tc: ml_tcflows_v2 was full */
+	ML_CTR_TC_FLOWS_FULL, /* a SYN not steered by tc: ml_tcflows_v3 was full */
 	/* A spliced socket went back to the normal stack because its reader had more than
 	 * acceleration.max_unread_bytes of redirected bytes unread (back-pressure). */
 	ML_CTR_REDIRECT_READER_BEHIND,

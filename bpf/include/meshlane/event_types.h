@@ -55,7 +55,7 @@ enum ml_skip_reason {
 	ML_SKIP_EXCLUDED_CIDR, /* the workload's outbound CIDR lists */
 	ML_SKIP_PROXY, /* the proxy's own connect (proxy uid/gid), not to a local workload */
 	ML_SKIP_ORIG_DST_FULL, /* ml_origdst_v2 (nearly) full: the normal path instead */
-	ML_SKIP_TC_FLOWS_FULL, /* tc: ml_tcflows_v2 full, the SYN not steered */
+	ML_SKIP_TC_FLOWS_FULL, /* tc: ml_tcflows_v3 full, the SYN not steered */
 	ML_SKIP_TC_FLOW_COLLISION, /* tc: the flow key taken by a connection to another port */
 	ML_SKIP_MAX,
 };

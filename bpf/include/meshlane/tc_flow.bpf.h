@@ -13,6 +13,6 @@ struct {
 	__uint(max_entries, 65536);
 	__type(key, struct ml_tc_flow_key);
 	__type(value, struct ml_tc_flow);
-} ml_tcflows_v2 SEC(".maps");
+} ml_tcflows_v3 SEC(".maps");
 
 #endif /* MESHLANE_TC_FLOW_BPF_H */

@@ -68,24 +68,51 @@ enum ml_tc_flow_end {
 	ML_TC_FLOW_DELETE = 1,
 };
 
-/* Tracks the close of a steered flow; `inbound` is the direction of this packet. The entry
- * must outlive both FINs until the last ACK has been translated, or that ACK would carry the
- * wrong port; a RST ends it at once. */
-ML_INLINE int ml_tc_flow_track(struct ml_tc_flow *flow, __u8 tcp_flags, int inbound)
+/* What tc reads of a TCP segment to follow a flow's close. */
+struct ml_tcp_segment {
+	__u32 seq;
+	__u32 ack_seq;
+	__u32 payload_len; /* bytes of data after the TCP header */
+	__u8 flags;
+};
+
+/* Whether ack_seq acknowledges everything before `end` (sequence numbers wrap). */
+ML_INLINE int ml_tcp_acks(__u32 ack_seq, __u32 end)
 {
-	if (inbound && !flow->acked && (tcp_flags & ML_TCP_ACK))
+	return (__s32)(ack_seq - end) >= 0;
+}
+
+/* Tracks the close of a steered flow; `inbound` is the direction of this segment. The entry
+ * lives until each side's FIN has been acknowledged by the other, by sequence number: after
+ * both FINs, a pure ACK may still be a duplicate ACK for a lost segment or a window update,
+ * and a flow removed then leaves the retransmissions it asks for unsteered (the app port resets
+ * them). The segment that completes the close is translated before the entry goes; a RST ends
+ * it at once. The ack numbers are written before the flags that make them valid. */
+ML_INLINE int ml_tc_flow_track(struct ml_tc_flow *flow, const struct ml_tcp_segment *seg,
+			       int inbound)
+{
+	if (inbound && !flow->acked && (seg->flags & ML_TCP_ACK))
 		flow->acked = 1; /* past the SYN: never swept as a stale handshake */
-	if (tcp_flags & ML_TCP_RST)
+	if (seg->flags & ML_TCP_RST)
 		return ML_TC_FLOW_DELETE;
-	if (flow->fin_in && flow->fin_out && !(tcp_flags & ML_TCP_FIN) && (tcp_flags & ML_TCP_ACK))
-		return ML_TC_FLOW_DELETE;
-	if (tcp_flags & ML_TCP_FIN) {
-		if (inbound)
-			flow->fin_in = 1;
-		else
-			flow->fin_out = 1;
+	if (seg->flags & ML_TCP_ACK) {
+		if (inbound && flow->fin_out && !flow->fin_out_acked &&
+		    ml_tcp_acks(seg->ack_seq, flow->fin_out_ack))
+			flow->fin_out_acked = 1;
+		if (!inbound && flow->fin_in && !flow->fin_in_acked &&
+		    ml_tcp_acks(seg->ack_seq, flow->fin_in_ack))
+			flow->fin_in_acked = 1;
 	}
-	return ML_TC_FLOW_KEEP;
+	if (seg->flags & ML_TCP_FIN) {
+		if (inbound && !flow->fin_in) {
+			flow->fin_in_ack = seg->seq + seg->payload_len + 1;
+			flow->fin_in = 1;
+		} else if (!inbound && !flow->fin_out) {
+			flow->fin_out_ack = seg->seq + seg->payload_len + 1;
+			flow->fin_out = 1;
+		}
+	}
+	return flow->fin_in_acked && flow->fin_out_acked ? ML_TC_FLOW_DELETE : ML_TC_FLOW_KEEP;
 }
 
 #endif /* MESHLANE_TC_FLOW_H */

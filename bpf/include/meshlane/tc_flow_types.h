@@ -6,7 +6,7 @@
 
 #include "meshlane/compiler.h"
 
-/* Key and value of ml_tcflows_v2: connections from off the node that tc steers to a pod's
+/* Key and value of ml_tcflows_v3: connections from off the node that tc steers to a pod's
  * inbound proxy. Keyed from the pod's side so both directions find the entry. */
 struct ml_tc_flow_key {
 	__u32 remote_ip6[4];
@@ -16,6 +16,9 @@ struct ml_tc_flow_key {
 	__u32 pad32;
 };
 
+/* The first 16 bytes are the retired v2 layout (map_upgrade.cpp converts it). Every flag has a
+ * byte of its own: ingress and egress update one flow on two CPUs at once, and a read-modify-
+ * write of shared bits would lose one. */
 struct ml_tc_flow {
 	__u16 orig_port; /* the app port the client connected to */
 	__u16 inbound_port; /* the inbound proxy port it was steered to */
@@ -26,10 +29,20 @@ struct ml_tc_flow {
 	/* bpf_ktime_get_coarse_ns() at the first SYN: the controller removes flows that are still
 	 * not acked long after (SYNs nobody answered, which a plain hash would keep forever). */
 	__u64 start_ns;
+	/* The acknowledgement number that covers each side's FIN (its sequence number + payload +
+	 * 1), valid once fin_in / fin_out is set. */
+	__u32 fin_in_ack;
+	__u32 fin_out_ack;
+	__u8 fin_in_acked; /* the pod acknowledged the remote side's FIN */
+	__u8 fin_out_acked; /* the remote side acknowledged the pod's FIN */
+	__u8 pad[6];
 };
 
-#define ML_TC_FLOWS_MAP_NAME "ml_tcflows_v2"
-/* Retired layout (LRU map) that a start converts into the current one (map_upgrade.cpp). */
+#define ML_TC_FLOWS_MAP_NAME "ml_tcflows_v3"
+/* Retired layouts that a start converts into the current one (map_upgrade.cpp): v1 an LRU map
+ * with 8-byte values, v2 a hash with the first 16 bytes of today's value (it ended a flow at
+ * the first pure ACK after both FINs, which could be a duplicate ACK or a window update). */
 #define ML_TC_FLOWS_V1_MAP_NAME "ml_tcflows_v1"
+#define ML_TC_FLOWS_V2_MAP_NAME "ml_tcflows_v2"
 
 #endif /* MESHLANE_TC_FLOW_TYPES_H */

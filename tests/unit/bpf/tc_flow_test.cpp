@@ -88,11 +88,30 @@ void expect_untouched_ports(const ml_tc_flow& flow) {
   EXPECT_EQ(flow.inbound_port, 15006);
 }
 
+// A segment: flags, its sequence number, what it acknowledges and how many data bytes it holds.
+ml_tcp_segment seg(__u8 flags, __u32 seq = 0, __u32 ack_seq = 0, __u32 payload_len = 0) {
+  ml_tcp_segment segment{};
+  segment.flags = flags;
+  segment.seq = seq;
+  segment.ack_seq = ack_seq;
+  segment.payload_len = payload_len;
+  return segment;
+}
+
+int track(ml_tc_flow& flow, const ml_tcp_segment& segment, int inbound) {
+  return ml_tc_flow_track(&flow, &segment, inbound);
+}
+
+// Sequence numbers of the two sides in the tests below: the remote side (the client off the
+// node) sends from kRemoteSeq, the pod from kPodSeq.
+constexpr __u32 kRemoteSeq = 1000;
+constexpr __u32 kPodSeq = 5000;
+
 TEST(TcFlowTrack, DataKeepsTheFlow) {
   ml_tc_flow flow = steered_flow();
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kInbound), ML_TC_FLOW_KEEP);
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_SYN | ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kRemoteSeq, kPodSeq, 100), kInbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kPodSeq, kRemoteSeq + 100), kOutbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(track(flow, seg(ML_TCP_SYN | ML_TCP_ACK), kOutbound), ML_TC_FLOW_KEEP);
   EXPECT_EQ(flow.fin_in, 0);
   EXPECT_EQ(flow.fin_out, 0);
   expect_untouched_ports(flow);
@@ -100,71 +119,150 @@ TEST(TcFlowTrack, DataKeepsTheFlow) {
 
 TEST(TcFlowTrack, RstDeletesAtOnceInEitherDirection) {
   ml_tc_flow in = steered_flow();
-  EXPECT_EQ(ml_tc_flow_track(&in, ML_TCP_RST, kInbound), ML_TC_FLOW_DELETE);
+  EXPECT_EQ(track(in, seg(ML_TCP_RST), kInbound), ML_TC_FLOW_DELETE);
   ml_tc_flow out = steered_flow();
-  EXPECT_EQ(ml_tc_flow_track(&out, ML_TCP_RST | ML_TCP_ACK, kOutbound), ML_TC_FLOW_DELETE);
+  EXPECT_EQ(track(out, seg(ML_TCP_RST | ML_TCP_ACK), kOutbound), ML_TC_FLOW_DELETE);
   ml_tc_flow half_closed = steered_flow();
   half_closed.fin_in = 1;
-  EXPECT_EQ(ml_tc_flow_track(&half_closed, ML_TCP_RST, kOutbound), ML_TC_FLOW_DELETE);
+  EXPECT_EQ(track(half_closed, seg(ML_TCP_RST), kOutbound), ML_TC_FLOW_DELETE);
 }
 
-TEST(TcFlowTrack, FinFromTheRemoteSetsFinIn) {
+TEST(TcFlowTrack, FinFromTheRemoteRecordsWhereItEnds) {
   ml_tc_flow flow = steered_flow();
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kInbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, kRemoteSeq, kPodSeq, 200), kInbound),
+            ML_TC_FLOW_KEEP);
   EXPECT_EQ(flow.fin_in, 1);
+  EXPECT_EQ(flow.fin_in_ack, kRemoteSeq + 200 + 1) << "its data, then the FIN itself";
   EXPECT_EQ(flow.fin_out, 0);
   expect_untouched_ports(flow);
 }
 
-TEST(TcFlowTrack, FinFromThePodSetsFinOut) {
+TEST(TcFlowTrack, FinFromThePodRecordsWhereItEnds) {
   ml_tc_flow flow = steered_flow();
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, kPodSeq, kRemoteSeq), kOutbound),
+            ML_TC_FLOW_KEEP);
   EXPECT_EQ(flow.fin_in, 0);
   EXPECT_EQ(flow.fin_out, 1);
+  EXPECT_EQ(flow.fin_out_ack, kPodSeq + 1);
 }
 
 TEST(TcFlowTrack, AckAfterOneFinKeepsTheFlow) {
   ml_tc_flow flow = steered_flow();
-  ASSERT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kInbound), ML_TC_FLOW_KEEP);
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kInbound), ML_TC_FLOW_KEEP);
+  ASSERT_EQ(track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, kRemoteSeq, kPodSeq), kInbound),
+            ML_TC_FLOW_KEEP);
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kPodSeq, kRemoteSeq + 1), kOutbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(flow.fin_in_acked, 1);
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kRemoteSeq + 1, kPodSeq), kInbound), ML_TC_FLOW_KEEP);
 }
 
 TEST(TcFlowTrack, RemoteClosesFirstFinalAckFromRemoteDeletes) {
   ml_tc_flow flow = steered_flow();
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kInbound), ML_TC_FLOW_KEEP);
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
-  // The pod's FIN+ACK completes both FINs but must still leave the entry for the last ACK.
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, kRemoteSeq, kPodSeq), kInbound),
+            ML_TC_FLOW_KEEP);
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kPodSeq, kRemoteSeq + 1), kOutbound), ML_TC_FLOW_KEEP);
+  // The pod's FIN completes both FINs but must still leave the entry for the last ACK.
+  EXPECT_EQ(track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, kPodSeq, kRemoteSeq + 1), kOutbound),
+            ML_TC_FLOW_KEEP);
   EXPECT_EQ(flow.fin_in, 1);
   EXPECT_EQ(flow.fin_out, 1);
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kInbound), ML_TC_FLOW_DELETE);
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kRemoteSeq + 1, kPodSeq + 1), kInbound), ML_TC_FLOW_DELETE);
 }
 
 TEST(TcFlowTrack, PodClosesFirstFinalAckFromPodDeletes) {
   ml_tc_flow flow = steered_flow();
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kInbound), ML_TC_FLOW_KEEP);
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kOutbound), ML_TC_FLOW_DELETE);
+  EXPECT_EQ(track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, kPodSeq, kRemoteSeq), kOutbound),
+            ML_TC_FLOW_KEEP);
+  // The remote side's FIN+ACK acknowledges the pod's FIN and sends its own.
+  EXPECT_EQ(track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, kRemoteSeq, kPodSeq + 1), kInbound),
+            ML_TC_FLOW_KEEP);
+  EXPECT_EQ(flow.fin_out_acked, 1);
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kPodSeq + 1, kRemoteSeq + 1), kOutbound),
+            ML_TC_FLOW_DELETE);
 }
 
-TEST(TcFlowTrack, FinAckWithBothFinsSeenDoesNotDeleteYet) {
-  // A retransmitted FIN after both FINs were seen: the final ACK is still to come.
+TEST(TcFlowTrack, SimultaneousCloseDeletesAtTheSecondFinalAck) {
   ml_tc_flow flow = steered_flow();
-  flow.fin_in = 1;
-  flow.fin_out = 1;
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kInbound), ML_TC_FLOW_KEEP);
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_FIN | ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
-  EXPECT_EQ(flow.fin_in, 1);
-  EXPECT_EQ(flow.fin_out, 1);
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kInbound), ML_TC_FLOW_DELETE);
+  EXPECT_EQ(track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, kPodSeq, kRemoteSeq), kOutbound),
+            ML_TC_FLOW_KEEP);
+  EXPECT_EQ(track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, kRemoteSeq, kPodSeq), kInbound),
+            ML_TC_FLOW_KEEP);
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kRemoteSeq + 1, kPodSeq + 1), kInbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kPodSeq + 1, kRemoteSeq + 1), kOutbound),
+            ML_TC_FLOW_DELETE);
 }
 
-TEST(TcFlowTrack, SegmentWithoutAckAfterBothFinsKeeps) {
+// The bug of ml_tcflows_v2: it ended the flow at the first pure ACK after both FINs.
+TEST(TcFlowTrack, DuplicateAckForALostSegmentAfterBothFinsKeepsTheFlow) {
   ml_tc_flow flow = steered_flow();
-  flow.fin_in = 1;
-  flow.fin_out = 1;
-  EXPECT_EQ(ml_tc_flow_track(&flow, 0, kInbound), ML_TC_FLOW_KEEP);
+  // The pod has closed and the remote side acknowledged it.
+  ASSERT_EQ(track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, kPodSeq, kRemoteSeq), kOutbound),
+            ML_TC_FLOW_KEEP);
+  ASSERT_EQ(track(flow, seg(ML_TCP_ACK, kRemoteSeq, kPodSeq + 1, 1000), kInbound), ML_TC_FLOW_KEEP);
+  // The remote side's FIN arrives after a lost segment [1000+1000, 1000+2000).
+  ASSERT_EQ(
+      track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, kRemoteSeq + 2000, kPodSeq + 1, 500), kInbound),
+      ML_TC_FLOW_KEEP);
+  // The pod's duplicate ACK asks for the lost segment: the flow must stay for its retransmission.
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kPodSeq + 1, kRemoteSeq + 1000), kOutbound),
+            ML_TC_FLOW_KEEP);
+  EXPECT_EQ(flow.fin_in_acked, 0);
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kRemoteSeq + 1000, kPodSeq + 1, 1000), kInbound),
+            ML_TC_FLOW_KEEP);
+  // Everything up to and with the FIN acknowledged: the close is complete.
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kPodSeq + 1, kRemoteSeq + 2500 + 1), kOutbound),
+            ML_TC_FLOW_DELETE);
+}
+
+TEST(TcFlowTrack, WindowUpdateAfterBothFinsKeepsTheFlow) {
+  ml_tc_flow flow = steered_flow();
+  ASSERT_EQ(track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, kPodSeq, kRemoteSeq), kOutbound),
+            ML_TC_FLOW_KEEP);
+  ASSERT_EQ(track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, kRemoteSeq, kPodSeq, 300), kInbound),
+            ML_TC_FLOW_KEEP);
+  // The remote side has not acknowledged the pod's FIN yet; a window update from the pod for
+  // data before the remote FIN neither.
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kPodSeq + 1, kRemoteSeq + 100), kOutbound),
+            ML_TC_FLOW_KEEP);
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kRemoteSeq + 301, kPodSeq), kInbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(flow.fin_out_acked, 0);
+}
+
+TEST(TcFlowTrack, RetransmittedFinKeepsWhereTheFirstEnded) {
+  ml_tc_flow flow = steered_flow();
+  ASSERT_EQ(track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, kRemoteSeq, kPodSeq, 10), kInbound),
+            ML_TC_FLOW_KEEP);
+  // A retransmission that starts earlier (segments collapsed) ends at the same place.
+  ASSERT_EQ(track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, kRemoteSeq - 90, kPodSeq, 100), kInbound),
+            ML_TC_FLOW_KEEP);
+  EXPECT_EQ(flow.fin_in_ack, kRemoteSeq + 11);
+}
+
+TEST(TcFlowTrack, SequenceNumbersWrap) {
+  ml_tc_flow flow = steered_flow();
+  const __u32 near_end = 0xffffff00U;
+  ASSERT_EQ(track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, near_end, kPodSeq, 0x200), kInbound),
+            ML_TC_FLOW_KEEP);
+  EXPECT_EQ(flow.fin_in_ack, 0x101U);
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kPodSeq, 0xffffff80U), kOutbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(flow.fin_in_acked, 0) << "before the wrap is before the FIN";
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kPodSeq, 0x101U), kOutbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(flow.fin_in_acked, 1);
+}
+
+TEST(TcFlowTrack, SegmentWithoutAckDoesNotAcknowledge) {
+  ml_tc_flow flow = steered_flow();
+  ASSERT_EQ(track(flow, seg(ML_TCP_FIN | ML_TCP_ACK, kPodSeq, kRemoteSeq), kOutbound),
+            ML_TC_FLOW_KEEP);
+  EXPECT_EQ(track(flow, seg(0, kRemoteSeq, kPodSeq + 1), kInbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(flow.fin_out_acked, 0);
+}
+
+TEST(TcFlowTrack, FlowConvertedWithBothFinsAcknowledgedEndsAtItsNextSegment) {
+  // map_upgrade.cpp marks the FINs of a retired layout as acknowledged.
+  ml_tc_flow flow = steered_flow();
+  flow.fin_in = flow.fin_out = 1;
+  flow.fin_in_acked = flow.fin_out_acked = 1;
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kRemoteSeq, kPodSeq), kInbound), ML_TC_FLOW_DELETE);
 }
 
 // ---- ml_tc_syn_decide: the SYN of a flow inserted with BPF_NOEXIST ----------------------------
@@ -203,9 +301,10 @@ TEST(TcSynDecide, FullMapIsNotSteered) {
 TEST(TcFlowTrack, ClientAckMarksTheFlowAcked) {
   ml_tc_flow flow = steered_flow();
   ASSERT_EQ(flow.acked, 0);
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kOutbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(track(flow, seg(ML_TCP_SYN | ML_TCP_ACK, kPodSeq, kRemoteSeq + 1), kOutbound),
+            ML_TC_FLOW_KEEP);
   EXPECT_EQ(flow.acked, 0) << "the pod's SYN-ACK does not complete the handshake";
-  EXPECT_EQ(ml_tc_flow_track(&flow, ML_TCP_ACK, kInbound), ML_TC_FLOW_KEEP);
+  EXPECT_EQ(track(flow, seg(ML_TCP_ACK, kRemoteSeq + 1, kPodSeq + 1), kInbound), ML_TC_FLOW_KEEP);
   EXPECT_EQ(flow.acked, 1);
 }
 

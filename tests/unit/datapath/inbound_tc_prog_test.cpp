@@ -132,8 +132,8 @@ void set_tcp_checksum(std::vector<std::uint8_t>& packet) {
   put16(packet, check, l4_checksum(packet, kProtoTcp));
 }
 
-// Ethernet + IPv4 or IPv6 + a transport header of `l4_length` bytes (no payload), addresses
-// and ports filled in; the transport checksum is left to the caller.
+// Ethernet + IPv4 or IPv6 + a transport segment of `l4_length` bytes (header and zeros),
+// addresses and ports filled in; the transport checksum is left to the caller.
 std::vector<std::uint8_t> ip_packet(const Address& src, const Address& dst, std::uint8_t protocol,
                                     std::size_t l4_length, std::uint16_t src_port,
                                     std::uint16_t dst_port) {
@@ -169,15 +169,24 @@ std::vector<std::uint8_t> ip_packet(const Address& src, const Address& dst, std:
   return packet;
 }
 
+// Sequence numbers of a TCP segment and the data bytes it carries (zeros).
+struct SegmentNumbers {
+  std::uint32_t seq = 0x10000001;
+  std::uint32_t ack = 0x20000002;  // written only with ML_TCP_ACK
+  std::size_t payload = 0;
+};
+
 std::vector<std::uint8_t> tcp_packet(const Address& src, std::uint16_t src_port, const Address& dst,
-                                     std::uint16_t dst_port, std::uint8_t flags) {
-  std::vector<std::uint8_t> packet = ip_packet(src, dst, kProtoTcp, kTcpLen, src_port, dst_port);
+                                     std::uint16_t dst_port, std::uint8_t flags,
+                                     const SegmentNumbers& numbers = {}) {
+  std::vector<std::uint8_t> packet =
+      ip_packet(src, dst, kProtoTcp, kTcpLen + numbers.payload, src_port, dst_port);
   const std::size_t tcp = l4_offset(packet);
-  put16(packet, tcp + 4, 0x1000);  // sequence number (high half)
-  put16(packet, tcp + 6, 0x0001);
+  put16(packet, tcp + 4, static_cast<std::uint16_t>(numbers.seq >> 16));
+  put16(packet, tcp + 6, static_cast<std::uint16_t>(numbers.seq));
   if (flags & ML_TCP_ACK) {
-    put16(packet, tcp + 8, 0x2000);
-    put16(packet, tcp + 10, 0x0002);
+    put16(packet, tcp + 8, static_cast<std::uint16_t>(numbers.ack >> 16));
+    put16(packet, tcp + 10, static_cast<std::uint16_t>(numbers.ack));
   }
   packet[tcp + 12] = (kTcpLen / 4) << 4;
   packet[tcp + 13] = flags;
@@ -325,7 +334,7 @@ class InboundTcProgram : public ::testing::Test {
 
   std::optional<ml_tc_flow> flow(const ml_tc_flow_key& key) {
     ml_tc_flow value{};
-    if (bpf_map_lookup_elem(map_fd(skeleton_->maps.ml_tcflows_v2), &key, &value) != 0) {
+    if (bpf_map_lookup_elem(map_fd(skeleton_->maps.ml_tcflows_v3), &key, &value) != 0) {
       return std::nullopt;
     }
     return value;
@@ -381,7 +390,7 @@ class InboundTcProgram : public ::testing::Test {
     const RunResult passed = ingress(sent);
     EXPECT_EQ(passed.verdict, kTcActOk);
     EXPECT_EQ(passed.packet, sent);
-    EXPECT_EQ(entries(skeleton_->maps.ml_tcflows_v2), 0u);
+    EXPECT_EQ(entries(skeleton_->maps.ml_tcflows_v3), 0u);
     EXPECT_EQ(entries(skeleton_->maps.ml_origdst_v2), 0u);
     EXPECT_EQ(node_counter(ML_CTR_INTERCEPT_INBOUND_TC), 0u);
   }
@@ -454,7 +463,7 @@ TEST_F(InboundTcProgram, RetransmittedSynIsSteeredAgainAndCountedOnce) {
   steer_syn(kClientIp4, kPodIp4);
   steer_syn(kClientIp4, kPodIp4);
 
-  EXPECT_EQ(entries(skeleton_->maps.ml_tcflows_v2), 1u);
+  EXPECT_EQ(entries(skeleton_->maps.ml_tcflows_v3), 1u);
   EXPECT_EQ(node_counter(ML_CTR_INTERCEPT_INBOUND_TC), 1u);
 }
 
@@ -617,7 +626,7 @@ TEST_F(InboundTcPolicy, SynDeniedByPolicyIsDropped) {
   EXPECT_EQ(result.verdict, kTcActShot);
   EXPECT_EQ(node_counter(ML_CTR_DENIED_INBOUND_TC), 1u);
   EXPECT_EQ(workload_counter(ML_CTR_DENIED_INBOUND_TC), 1u);
-  EXPECT_EQ(entries(skeleton_->maps.ml_tcflows_v2), 0u);
+  EXPECT_EQ(entries(skeleton_->maps.ml_tcflows_v3), 0u);
   EXPECT_EQ(node_counter(ML_CTR_INTERCEPT_INBOUND_TC), 0u);
 }
 
@@ -714,23 +723,77 @@ TEST_F(InboundTcProgram, EgressOfUnsteeredTrafficIsUntouched) {
   EXPECT_EQ(egress(unknown).packet, unknown);
 }
 
-TEST_F(InboundTcProgram, FlowEndsWithTheAckAfterBothFins) {
+// Sequence numbers of the close sequences below.
+constexpr std::uint32_t kClientSeq = 7000;
+constexpr std::uint32_t kPodSeq = 9000;
+
+TEST_F(InboundTcProgram, FlowEndsWithTheAckOfTheSecondFin) {
   steer_syn(kClientIp4, kPodIp4);
   const auto key = flow_key(kClientIp4, kClientPort, kPodIp4);
-  const auto client_fin =
-      tcp_packet(kClientIp4, kClientPort, kPodIp4, kAppPort, ML_TCP_FIN | ML_TCP_ACK);
-  const auto pod_fin =
-      tcp_packet(kPodIp4, kInboundPort, kClientIp4, kClientPort, ML_TCP_FIN | ML_TCP_ACK);
-  const auto last_ack = tcp_packet(kClientIp4, kClientPort, kPodIp4, kAppPort, ML_TCP_ACK);
+  // The client's last 100 bytes come with its FIN.
+  const auto client_fin = tcp_packet(kClientIp4, kClientPort, kPodIp4, kAppPort,
+                                     ML_TCP_FIN | ML_TCP_ACK, {kClientSeq, kPodSeq, 100});
+  const auto pod_fin = tcp_packet(kPodIp4, kInboundPort, kClientIp4, kClientPort,
+                                  ML_TCP_FIN | ML_TCP_ACK, {kPodSeq, kClientSeq + 101});
+  const auto last_ack = tcp_packet(kClientIp4, kClientPort, kPodIp4, kAppPort, ML_TCP_ACK,
+                                   {kClientSeq + 101, kPodSeq + 1});
 
   EXPECT_EQ(ingress(client_fin).packet, with_port(client_fin, true, kInboundPort));
   EXPECT_EQ(flow(key)->fin_in, 1);
+  EXPECT_EQ(flow(key)->fin_in_ack, kClientSeq + 101);
   EXPECT_EQ(egress(pod_fin).packet, with_port(pod_fin, false, kAppPort));
   EXPECT_EQ(flow(key)->fin_out, 1);
+  EXPECT_EQ(flow(key)->fin_in_acked, 1) << "the pod's FIN acknowledges the client's";
   // The last ACK is still translated, then the flow is gone.
   EXPECT_EQ(ingress(last_ack).packet, with_port(last_ack, true, kInboundPort));
   EXPECT_FALSE(flow(key).has_value());
   EXPECT_EQ(ingress(last_ack).packet, last_ack);
+}
+
+// A FIN that arrives after a lost segment: the pod's duplicate ACK, a pure ACK after both FINs,
+// must leave the flow for the retransmission (the v2 layout ended it there, and the retransmitted
+// segment went to the app port, which reset the connection).
+TEST_F(InboundTcProgram, FlowOutlivesADuplicateAckAfterBothFins) {
+  steer_syn(kClientIp6, kPodIp6);
+  const auto key = flow_key(kClientIp6, kClientPort, kPodIp6);
+  const auto pod_fin = tcp_packet(kPodIp6, kInboundPort, kClientIp6, kClientPort,
+                                  ML_TCP_FIN | ML_TCP_ACK, {kPodSeq, kClientSeq});
+  // [kClientSeq, +1000) is lost; the FIN comes with the 500 bytes after it.
+  const auto client_fin =
+      tcp_packet(kClientIp6, kClientPort, kPodIp6, kAppPort, ML_TCP_FIN | ML_TCP_ACK,
+                 {kClientSeq + 1000, kPodSeq + 1, 500});
+  const auto dup_ack = tcp_packet(kPodIp6, kInboundPort, kClientIp6, kClientPort, ML_TCP_ACK,
+                                  {kPodSeq + 1, kClientSeq});
+  const auto retransmission = tcp_packet(kClientIp6, kClientPort, kPodIp6, kAppPort, ML_TCP_ACK,
+                                         {kClientSeq, kPodSeq + 1, 1000});
+  const auto last_ack = tcp_packet(kPodIp6, kInboundPort, kClientIp6, kClientPort, ML_TCP_ACK,
+                                   {kPodSeq + 1, kClientSeq + 1501});
+
+  egress(pod_fin);
+  ingress(client_fin);
+  EXPECT_EQ(flow(key)->fin_out_acked, 1);
+  EXPECT_EQ(flow(key)->fin_in_ack, kClientSeq + 1501);
+  EXPECT_EQ(egress(dup_ack).packet, with_port(dup_ack, false, kAppPort));
+  ASSERT_TRUE(flow(key).has_value()) << "removed at a duplicate ACK";
+  EXPECT_EQ(ingress(retransmission).packet, with_port(retransmission, true, kInboundPort));
+  EXPECT_EQ(egress(last_ack).packet, with_port(last_ack, false, kAppPort));
+  EXPECT_FALSE(flow(key).has_value());
+}
+
+// Ethernet pads short frames to 60 bytes; at tc ingress the padding is still there. The FIN's
+// end comes from the IP length, not the frame's.
+TEST_F(InboundTcProgram, EthernetPaddingIsNotPayload) {
+  steer_syn(kClientIp4, kPodIp4);
+  auto client_fin = tcp_packet(kClientIp4, kClientPort, kPodIp4, kAppPort, ML_TCP_FIN | ML_TCP_ACK,
+                               {kClientSeq, kPodSeq});
+  ASSERT_EQ(client_fin.size(), 54u);
+  client_fin.resize(60, 0);
+
+  ingress(client_fin);
+
+  const auto tracked = flow(flow_key(kClientIp4, kClientPort, kPodIp4));
+  ASSERT_TRUE(tracked.has_value());
+  EXPECT_EQ(tracked->fin_in_ack, kClientSeq + 1);
 }
 
 TEST_F(InboundTcProgram, RstEndsTheFlow) {
@@ -745,7 +808,7 @@ TEST_F(InboundTcProgram, RstEndsTheFlow) {
 
 class InboundTcFullFlows : public InboundTcProgram {
  protected:
-  void size_maps() override { bpf_map__set_max_entries(skeleton_->maps.ml_tcflows_v2, 1); }
+  void size_maps() override { bpf_map__set_max_entries(skeleton_->maps.ml_tcflows_v3, 1); }
 };
 
 TEST_F(InboundTcFullFlows, SynIsNotSteeredWhenTheFlowMapIsFull) {

@@ -29,7 +29,7 @@ TEST_F(TestHooksFromEnvironment, NoneSetIsTheDefault) {
   EXPECT_FALSE(hooks.fast_sweep);
   EXPECT_TRUE(hooks.map_max_entries.empty());
   EXPECT_TRUE(hooks.missing_features.empty());
-  EXPECT_EQ(hooks.max_entries_override("ml_tcflows_v2"), 0U);
+  EXPECT_EQ(hooks.max_entries_override("ml_tcflows_v3"), 0U);
 }
 
 TEST_F(TestHooksFromEnvironment, FlagsTakeOnlyOne) {
@@ -47,9 +47,9 @@ TEST_F(TestHooksFromEnvironment, MapMaxEntriesFirstMentionWins) {
   if (skip_without_hooks()) {
     GTEST_SKIP() << "built without -DMESHLANE_TEST_HOOKS=ON";
   }
-  ::setenv("MESHLANE_TEST_MAP_MAX_ENTRIES", "ml_tcflows_v2=4,ml_origdst_v2=16,ml_tcflows_v2=9", 1);
+  ::setenv("MESHLANE_TEST_MAP_MAX_ENTRIES", "ml_tcflows_v3=4,ml_origdst_v2=16,ml_tcflows_v3=9", 1);
   const TestHooks hooks = test_hooks_from_environment();
-  EXPECT_EQ(hooks.max_entries_override("ml_tcflows_v2"), 4U);
+  EXPECT_EQ(hooks.max_entries_override("ml_tcflows_v3"), 4U);
   EXPECT_EQ(hooks.max_entries_override("ml_origdst_v2"), 16U);
   EXPECT_EQ(hooks.max_entries_override("ml_sockhash_v1"), 0U);
 }
@@ -69,7 +69,7 @@ TEST_F(TestHooksFromEnvironment, IgnoredWithoutTheBuildOption) {
   }
   ::setenv("MESHLANE_TEST_VERIFIER_REJECT", "1", 1);
   ::setenv("MESHLANE_TEST_FAST_SWEEP", "1", 1);
-  ::setenv("MESHLANE_TEST_MAP_MAX_ENTRIES", "ml_tcflows_v2=4", 1);
+  ::setenv("MESHLANE_TEST_MAP_MAX_ENTRIES", "ml_tcflows_v3=4", 1);
   ::setenv("MESHLANE_TEST_MISSING_FEATURES", "sk_msg", 1);
   const TestHooks hooks = test_hooks_from_environment();
   EXPECT_FALSE(hooks.verifier_reject);
