@@ -283,16 +283,35 @@ static __always_inline void take_orig_dst(struct ml_sock_state *state,
 	bpf_map_delete_elem(&ml_origdst_v2, &flow);
 }
 
-/* A connection that tc steered in from off the node: its peer is never a local socket, so it
- * is not worth a place in the sockhash. */
-static __always_inline int steered_from_outside(const struct ml_sock_key *self)
+/* Whether tc steered this connection into a pod's inbound proxy: the connection came from off
+ * the node or from a process that is not a workload's, and its server end is the proxy's
+ * socket, never a spliced one. This end is the pod's (the proxy's accepted socket) or the
+ * client's (a process of the cgroup in a namespace that is not a workload, e.g. a node agent
+ * probing a pod: its connect hook intercepted nothing and the listener it found is the app's,
+ * which tc bypasses). Its flow was filed at the SYN, before either end was established. A client
+ * whose connect hook sent it to a proxy or on the fast path (hop) is never steered. */
+static __always_inline int steered_by_tc(const struct ml_sock_key *self, int active, __u8 hop)
 {
 	struct ml_tc_flow_key key = {};
+	struct ml_tc_flow *flow;
 
-	ml_ip6_copy(key.remote_ip6, self->remote_ip6);
-	ml_ip6_copy(key.local_ip6, self->local_ip6);
-	key.remote_port = self->remote_port;
-	return bpf_map_lookup_elem(&ml_tcflows_v3, &key) != NULL;
+	if (active) {
+		if (hop != ML_HOP_OTHER)
+			return 0;
+		ml_ip6_copy(key.remote_ip6, self->local_ip6);
+		ml_ip6_copy(key.local_ip6, self->remote_ip6);
+		key.remote_port = self->local_port;
+	} else {
+		ml_ip6_copy(key.remote_ip6, self->remote_ip6);
+		ml_ip6_copy(key.local_ip6, self->local_ip6);
+		key.remote_port = self->remote_port;
+	}
+	flow = bpf_map_lookup_elem(&ml_tcflows_v3, &key);
+	if (!flow)
+		return 0;
+	/* The client sees the app port, the proxy its inbound port. */
+	return active ? flow->orig_port == self->remote_port :
+			flow->inbound_port == self->local_port;
 }
 
 /* Whether this client end's connect found a live listener of the cgroup in the namespace
@@ -380,7 +399,7 @@ static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_
 
 	if (!accelerate)
 		return ML_SKIP_ACCEL_OFF;
-	if (!active && steered_from_outside(self))
+	if (steered_by_tc(self, active, state->hop))
 		return ML_SKIP_STEERED;
 	if (!ports_allow_splice(self->local_port, self->remote_port)) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_PORT);

@@ -125,7 +125,8 @@ std::string skip_explanation(const std::string& reason) {
            "splice (acceleration.adaptive_splicing)";
   }
   if (reason == "steered") {
-    return "not spliced: tc steered this connection in from off the node";
+    return "not spliced: tc steered this connection into the pod's inbound proxy (from off "
+           "the node or from a process that is not a workload's)";
   }
   if (reason == "acceleration_off") {
     return "not spliced: acceleration.enabled = false";

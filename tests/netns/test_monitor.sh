@@ -9,7 +9,8 @@
 #     every one of them: intercepted outbound (dst A's sidecar 127.0.0.1:15001, orig_dst
 #     B:8080), intercepted inbound_local (A's sidecar -> B's inbound port, orig_dst B:8080),
 #     intercepted inbound_tc (from X, orig_dst B:8080), spliced sockets with the hop kind of
-#     their client end, skipped_blocking for the blocking pair; the count of each kind equals
+#     their client end, skipped "steered" for both ends of X's connection, skipped_blocking for
+#     the blocking pair; the count of each kind equals
 #     the rise of the matching counter in `meshlanectl stats -o json`; nothing was dropped;
 #   - filters are applied by the daemon: `--type spliced --port 15006` and `--type intercepted
 #     --workload pod-b` see exactly the matching subset of the unfiltered stream;
@@ -148,7 +149,7 @@ expect("intercepted node_proxy", len(by(type="intercepted", reason="node_proxy")
        delta["intercepted_to_node_proxy"])
 expect("spliced", len(by(type="spliced")), delta["sockets_added"])
 # A connection counts as spliced (spliced_<hop>) once both its ends are in: a client end whose
-# server end stayed out (tc-steered from off the node, blocking) has its own event but no count.
+# server end stayed out (blocking) has its own event but no count.
 server_ends = {(e["src"], e["dst"]) for e in by(type="spliced", side="server")}
 for hop in ("app_to_proxy", "proxy_to_proxy", "proxy_to_app", "other", "fastpath"):
     paired = [e for e in by(type="spliced", side="client", hop=hop)
@@ -190,13 +191,23 @@ for hop in ("app_to_proxy", "proxy_to_proxy", "proxy_to_app"):
     need(f"spliced {hop}", 3, type="spliced", side="client", hop=hop)
 need("spliced server ends", 9, type="spliced", side="server")
 need("blocking pair skipped", 2, type="skipped_blocking", workload="pod-a", peer_workload="pod-a")
-# The X -> B:8080 connection tc steered to B's inbound sidecar: the sidecar's end stays out of
-# the sockhash (its peer is off the node) and says why.
+# The X -> B:8080 connection tc steered to B's inbound sidecar: neither end joins the sockhash
+# and both say why. The sidecar's end has its peer off the node; X's end (X runs in the test
+# cgroup, like a node process that is not a workload's) saw B's app listening on 8080, but
+# tc took its connection to the sidecar: joined, it would wait for a server end that never
+# comes, and its FIONREAD would count only redirected bytes (0).
 need("the tc-steered server end skipped as steered", 1, type="skipped", reason="steered",
      side="server")
+need("the tc-steered client end skipped as steered", 1, type="skipped", reason="steered",
+     side="client")
 for e in by(type="skipped", reason="steered"):
-    if not e["dst"].startswith("198.18.0.100:"):
-        print(f"FAIL: a steered skip whose peer is not X: {e}")
+    x_end = e["dst"] if e["side"] == "server" else e["src"]
+    if not x_end.startswith("198.18.0.100:"):
+        print(f"FAIL: a steered skip whose client is not X: {e}")
+        sys.exit(1)
+for e in events:
+    if e["type"] in ("spliced", "fallback") and e["src"].startswith("198.18.0.100:"):
+        print(f"FAIL: X's end of the tc-steered connection joined the sockhash: {e}")
         sys.exit(1)
 for e in by(type="spliced", side="server"):
     if e["hop"] is not None:

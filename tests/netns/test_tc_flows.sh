@@ -10,7 +10,12 @@
 #      is left behind. (Before v2, the second SYN overwrote the first flow and one connection
 #      was reset.) `meshlanectl monitor` shows the second as "bypassed" reason
 #      "tc_flow_collision", from X4:40123 to B:8080.
-#   2. A full flow map (ml_tcflows_v3 shrunk to 4 entries with MESHLANE_TEST_MAP_MAX_ENTRIES):
+#   2. A process of the test cgroup in X (X is not a workload, like a node agent probing a pod)
+#      -> B:8080, steered by tc to B's sidecar: ml_xfer's fionread reads on both sides, 1 MiB
+#      each way; X's end stays out of the sockhash (it once joined, waiting for a server end
+#      that never came: a FIONREAD trap and a redirect_failed per connection), the sidecar's hop
+#      to the app is spliced.
+#   3. A full flow map (ml_tcflows_v3 shrunk to 4 entries with MESHLANE_TEST_MAP_MAX_ENTRIES):
 #      8 persistent connections X -> B:8093 at once (ml_connrate, stopped once all 8 have been
 #      counted and 100 requests answered): 4 steered, the others not steered (tc_flows_full)
 #      but served directly by the app; no request fails. The monitor shows each SYN left alone
@@ -89,7 +94,24 @@ monitor_stop
 host_kill_pid "$REL_ECHO_PID"
 
 # ---------------------------------------------------------------------------------------------
-ml_log "2. ml_tcflows_v3 with 4 entries, 8 persistent connections X -> B:8093"
+ml_log "2. a process of the cgroup that is not a workload's (in X) -> B:8080, steered by tc"
+# X's client saw B's app listening on 8080 (a listener of the cgroup in a workload), but tc
+# takes its connection to B's sidecar. Its end must stay out of the sockhash like the
+# sidecar's: joined, it would wait for a server end that never comes, and until then its
+# FIONREAD would count only redirected bytes (0) while recv() has data.
+ml_snapshot s0
+mesh_xfer steered-fionread "$REL_B" "0.0.0.0:$REL_APP" "$REL_X" "$B4:$REL_APP" \
+  --bytes 1M --read-mode fionread --timeout 30
+ml_snapshot s1
+ml_show_delta s0 s1
+mesh_assert_rose s0 s1 steered-fionread intercepted_inbound_tc
+mesh_assert_rose s0 s1 steered-fionread spliced_proxy_to_app
+mesh_assert_flat s0 s1 steered-fionread redirect_failed
+[[ $(ml_delta s0 s1 sockets_added) -eq 2 ]] ||
+  ml_fail "sockets_added rose by $(ml_delta s0 s1 sockets_added), expected 2 (the sidecar's hop to the app)"
+
+# ---------------------------------------------------------------------------------------------
+ml_log "3. ml_tcflows_v3 with 4 entries, 8 persistent connections X -> B:8093"
 ml_daemon_stop
 ml_daemon_cleanup
 MESHLANE_TEST_MAP_MAX_ENTRIES=ml_tcflows_v3=4 rel_start_timed "$CONFIG"

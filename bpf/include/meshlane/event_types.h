@@ -48,7 +48,7 @@ enum ml_skip_reason {
 	ML_SKIP_PEER, /* the other end is not (or cannot be) a spliced socket of this node */
 	ML_SKIP_BLOCKING, /* ML_EVENT_SKIPPED_BLOCKING's reason */
 	ML_SKIP_SHORT, /* ML_EVENT_SKIPPED_SHORT's reason */
-	ML_SKIP_STEERED, /* a server end of a connection tc steered in from off the node */
+	ML_SKIP_STEERED, /* either end of a connection tc steered into a pod's inbound proxy */
 	ML_SKIP_ACCEL_OFF, /* acceleration.enabled = false (node-wide) */
 	/* ML_EVENT_BYPASSED: */
 	ML_SKIP_EXCLUDED_PORT, /* the workload's outbound port lists */
