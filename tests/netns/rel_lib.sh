@@ -162,6 +162,16 @@ rel__echo_listening() {
 # rel_status_json: `meshlanectl -o json status` of the running daemon.
 rel_status_json() { "$MESHLANECTL" --socket "$(rel_socket)" -o json status; }
 
+# rel_swept_dead_flows: tc flows the daemon removed because their sidecar socket was gone
+# (status swept.dead_tc_flows), so far.
+rel_swept_dead_flows() { ml_json_int "$(rel_status_json | tr -d '\n')" dead_tc_flows; }
+
+# rel_map_len NAME: the entries of the map pinned as NAME under the bpffs directory.
+rel_map_len() {
+  "$BPFTOOL" -j map dump pinned "$ML_BPFFS_DIR/$1" |
+    python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'
+}
+
 # rel_kill9: SIGKILL to the daemon; waits for it to be gone.
 rel_kill9() {
   local pid=$ML_DAEMON_PID

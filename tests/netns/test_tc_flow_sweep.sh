@@ -35,7 +35,6 @@ for entry in json.load(sys.stdin):
     key = [int(b, 16) for b in entry["key"]]
     print(key[32] | key[33] << 8)' | sort -n
 }
-swept_dead() { ml_json_int "$(rel_status_json | tr -d '\n')" dead_tc_flows; }
 wait_ready() {  # wait_ready FILE PID: the client port once held_conn.py printed "ready PORT"
   host_wait_for "$ML_WAIT_S" held_ready "$1" "$2" || ml_fail "held connection not ready: $(cat "$1")"
   sed -n 's/^ready //p' "$1"
@@ -61,7 +60,7 @@ ml_snapshot s1
 ports=$(flow_ports | tr '\n' ' ')
 [[ " $ports" == *" $dead_port "* && " $ports" == *" $live_port "* ]] ||
   ml_fail "flows of ports $dead_port and $live_port expected in ml_tcflows_v3, found: $ports"
-before=$(swept_dead)
+before=$(rel_swept_dead_flows)
 ml_log "flows for client ports: $ports(dead $dead_port, live $live_port); swept so far: $before"
 
 ml_log "the sidecar's socket of the dead connection destroyed, its RST dropped before tc"
@@ -77,7 +76,7 @@ dead_flow_gone() {
 }
 host_wait_for "$ML_WAIT_S" dead_flow_gone ||
   ml_fail "the flow of the dead connection ($dead_port) was not removed within $ML_WAIT_S s"
-after=$(swept_dead)
+after=$(rel_swept_dead_flows)
 [[ $((after - before)) -eq 1 ]] ||
   ml_fail "status swept.dead_tc_flows rose by $((after - before)), expected 1"
 flow_ports | grep -qx "$live_port" || ml_fail "the live connection's flow was removed too"

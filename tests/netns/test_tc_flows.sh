@@ -51,10 +51,7 @@ monitor_stop() {
   host_wait_exit "$MON_PID" || ml_fail "meshlanectl monitor still runs after SIGINT"
 }
 
-flow_count() {
-  "$BPFTOOL" -j map dump pinned "$ML_BPFFS_DIR/ml_tcflows_v3" |
-    python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'
-}
+flow_count() { rel_map_len ml_tcflows_v3; }
 
 # ---------------------------------------------------------------------------------------------
 ml_log "1. two connections from $X4:40123 to $B4:8092 and $B4:8080 at once"

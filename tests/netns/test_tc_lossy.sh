@@ -33,12 +33,7 @@ CONFIG="$ML_WORKDIR/meshlane.toml"
 rel_write_config "$CONFIG"
 rel_start_timed "$CONFIG"
 
-flow_count() {
-  "$BPFTOOL" -j map dump pinned "$ML_BPFFS_DIR/$ML_TC_FLOWS_PIN" |
-    python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'
-}
-ML_TC_FLOWS_PIN=ml_tcflows_v3
-swept_dead() { ml_json_int "$(rel_status_json | tr -d '\n')" dead_tc_flows; }
+flow_count() { rel_map_len ml_tcflows_v3; }
 
 probability=$(awk -v p="$LOSS_PCT" 'BEGIN { printf "%.3f", p / 100 }')
 for ns in "$REL_X" "$REL_B"; do
@@ -55,7 +50,7 @@ out_rsts() {
 }
 rsts_x=$(out_rsts "$REL_X")
 rsts_b=$(out_rsts "$REL_B")
-swept_before=$(swept_dead)
+swept_before=$(rel_swept_dead_flows)
 ml_snapshot l0
 for ((i = 1; i <= ROUNDS; i++)); do
   mesh_xfer "lossy-$i" "$REL_B" "0.0.0.0:$REL_APP" "$REL_X" "$B4:$REL_APP" \
@@ -73,6 +68,6 @@ ml_show_delta l0 l1
 no_flows() { [[ $(flow_count) -eq 0 ]]; }
 host_wait_for "$ML_WAIT_S" no_flows ||
   ml_fail "$(flow_count) tc flow(s) left behind after every connection closed"
-[[ $(swept_dead) -eq $swept_before ]] ||
-  ml_fail "the sweep removed $(($(swept_dead) - swept_before)) flow(s): their close was not followed"
+[[ $(rel_swept_dead_flows) -eq $swept_before ]] ||
+  ml_fail "the sweep removed $(($(rel_swept_dead_flows) - swept_before)) flow(s): their close was not followed"
 ml_pass

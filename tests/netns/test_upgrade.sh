@@ -83,7 +83,6 @@ restart() {
 }
 
 map_status() { ml_json_field "$(rel_status_json | tr -d '\n')" "$1"; }
-map_len() { "$BPFTOOL" -j map dump pinned "$ML_BPFFS_DIR/$1" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 
 # mesh_still_intercepts LABEL: a new connection A -> B:8081 passes A's sidecar (orig B:8081)
 # and is spliced.
@@ -152,13 +151,13 @@ persistent_alive "sockhash recreation"
 
 # ---------------------------------------------------------------------------------------------
 ml_log "3. ml_tcflows_v3 resized: migrated, the tc-steered persistent connections keep working"
-flows_before=$(map_len ml_tcflows_v3)
+flows_before=$(rel_map_len ml_tcflows_v3)
 restart MESHLANE_TEST_MAP_MAX_ENTRIES=ml_tcflows_v3=4096
 [[ $(map_status ml_tcflows_v3) == migrated ]] ||
   ml_fail "status does not report ml_tcflows_v3 migrated: $(rel_status_json)"
 [[ $("$BPFTOOL" -j map show pinned "$ML_BPFFS_DIR/ml_tcflows_v3" | python3 -c 'import json,sys; print(json.load(sys.stdin)["max_entries"])') -eq 4096 ]] ||
   ml_fail "the pinned ml_tcflows_v3 does not have 4096 entries"
-flows_after=$(map_len ml_tcflows_v3)
+flows_after=$(rel_map_len ml_tcflows_v3)
 ml_log "tc flows: $flows_before before, $flows_after in the migrated map"
 ((flows_after >= 4)) || ml_fail "the migrated ml_tcflows_v3 holds $flows_after flows, expected the 4 persistent ones"
 [[ ! -e $ML_BPFFS_DIR/ml_tcflows_v3_migrating ]] || ml_fail "ml_tcflows_v3_migrating left behind"
@@ -226,7 +225,7 @@ for entry in json.load(sys.stdin):
 "$BPFTOOL" map create "$ML_BPFFS_DIR/ml_tcflows_v2" type hash key 40 value 16 entries 65536 \
   name ml_tcflows_v2 || ml_fail "bpftool map create ml_tcflows_v2 failed"
 copy_flows ml_tcflows_v2 16 16
-v2_flows=$(map_len ml_tcflows_v2)
+v2_flows=$(rel_map_len ml_tcflows_v2)
 ((v2_flows >= 4)) || ml_fail "ml_tcflows_v2 holds $v2_flows flows, expected the 4 persistent ones"
 rm "$ML_BPFFS_DIR/ml_tcflows_v3"
 rel_start_timed "$CONFIG"
@@ -235,7 +234,7 @@ grep -q "converted $v2_flows tc flow(s) from ml_tcflows_v2" "$ML_DAEMON_LOG" || 
   ml_fail "the daemon did not log converting $v2_flows flows from ml_tcflows_v2"
 }
 [[ ! -e $ML_BPFFS_DIR/ml_tcflows_v2 ]] || ml_fail "ml_tcflows_v2 is still pinned: $(ls "$ML_BPFFS_DIR")"
-v3_flows=$(map_len ml_tcflows_v3)
+v3_flows=$(rel_map_len ml_tcflows_v3)
 ml_log "tc flows: $v2_flows in ml_tcflows_v2, $v3_flows in the new ml_tcflows_v3"
 ((v3_flows >= v2_flows)) || ml_fail "ml_tcflows_v3 holds $v3_flows flows after converting $v2_flows"
 persistent_alive "conversion from ml_tcflows_v2"
@@ -251,7 +250,7 @@ ml_daemon_stop
 "$BPFTOOL" map create "$ML_BPFFS_DIR/ml_origdst_v1" type lru_hash key 48 value 20 entries 65536 \
   name ml_origdst_v1 || ml_fail "bpftool map create ml_origdst_v1 failed"
 copy_flows ml_tcflows_v1 6 8
-v1_flows=$(map_len ml_tcflows_v1)
+v1_flows=$(rel_map_len ml_tcflows_v1)
 ((v1_flows >= 4)) || ml_fail "ml_tcflows_v1 holds $v1_flows flows, expected the 4 persistent ones"
 rm "$ML_BPFFS_DIR/ml_tcflows_v3" "$ML_BPFFS_DIR/ml_origdst_v2"
 rel_start_timed "$CONFIG"
@@ -261,7 +260,7 @@ grep -q "converted $v1_flows tc flow(s) from ml_tcflows_v1" "$ML_DAEMON_LOG" || 
 }
 [[ ! -e $ML_BPFFS_DIR/ml_tcflows_v1 && ! -e $ML_BPFFS_DIR/ml_origdst_v1 ]] ||
   ml_fail "the v1 maps are still pinned: $(ls "$ML_BPFFS_DIR")"
-v3_flows=$(map_len ml_tcflows_v3)
+v3_flows=$(rel_map_len ml_tcflows_v3)
 ml_log "tc flows: $v1_flows in ml_tcflows_v1, $v3_flows in the new ml_tcflows_v3"
 ((v3_flows >= v1_flows)) || ml_fail "ml_tcflows_v3 holds $v3_flows flows after converting $v1_flows"
 persistent_alive "conversion from ml_tcflows_v1"
