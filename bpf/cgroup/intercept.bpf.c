@@ -47,6 +47,19 @@ static __always_inline void pass_if_orig_dst_full(struct ml_connect_verdict *ver
 		ml_verdict_pass(verdict, ML_CTR_INTERCEPT_SKIPPED_MAP_FULL, ML_HOP_OTHER);
 }
 
+/* A TCP socket may connect again after a connect failed; the hook runs only while it is closed.
+ * What an earlier connect recorded must not describe the new one, which records its own below
+ * (or nothing, when it is not intercepted). */
+static __always_inline void forget_earlier_connect(struct bpf_sock *sk)
+{
+	struct ml_sock_state *state = bpf_sk_storage_get(&ml_sockstate_v1, sk, 0, 0);
+
+	if (!state)
+		return;
+	state->hop = ML_HOP_OTHER;
+	state->has_orig_dst = 0;
+}
+
 /* Decides, records the original destination and hop kind, and returns the verdict. */
 static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_connect_request *req,
 					  struct ml_connect_verdict *verdict)
@@ -59,6 +72,7 @@ static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_c
 
 	if (!intercept || ctx->type != SOCK_STREAM)
 		return 0;
+	forget_earlier_connect(ctx->sk);
 	req->netns_cookie = bpf_get_netns_cookie(ctx);
 	self = bpf_map_lookup_elem(&ml_workloads_v1, &req->netns_cookie);
 	if (!self)
@@ -197,7 +211,9 @@ int ml_connect4(struct bpf_sock_addr *ctx)
 		note_server_listener(ctx, verdict.new_ip6, verdict.new_port);
 		break;
 	default:
-		note_server_listener(ctx, req.dst_ip6, req.dst_port);
+		/* The fast path's own condition was that listener: sock_ops goes by the hop. */
+		if (verdict.hop != ML_HOP_FAST_PATH)
+			note_server_listener(ctx, req.dst_ip6, req.dst_port);
 		break;
 	}
 	return 1;
@@ -229,7 +245,9 @@ int ml_connect6(struct bpf_sock_addr *ctx)
 		note_server_listener(ctx, verdict.new_ip6, verdict.new_port);
 		break;
 	default:
-		note_server_listener(ctx, req.dst_ip6, req.dst_port);
+		/* The fast path's own condition was that listener: sock_ops goes by the hop. */
+		if (verdict.hop != ML_HOP_FAST_PATH)
+			note_server_listener(ctx, req.dst_ip6, req.dst_port);
 		break;
 	}
 	return 1;

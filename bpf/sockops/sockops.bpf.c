@@ -265,22 +265,25 @@ static __always_inline void stop_watching_connect(struct bpf_sock_ops *skops)
 							 ~BPF_SOCK_OPS_STATE_CB_FLAG);
 }
 
+/* The original destination filed for the connection of this server end (file_orig_dst), or NULL;
+ * `flow` gets its key. */
+static __always_inline struct ml_orig_dst_entry *filed_orig_dst(const struct ml_sock_key *self,
+								struct ml_flow_key *flow)
+{
+	ml_flow_key_from_server(self, flow);
+	return bpf_map_lookup_elem(&ml_origdst_v2, flow);
+}
+
 /* The server end takes the original destination filed for its connection into its own socket
  * storage, where getsockopt answers from for as long as the socket lives (a proxy may ask
  * twice); the map then only holds handshakes in flight. */
 static __always_inline void take_orig_dst(struct ml_sock_state *state,
-					  const struct ml_sock_key *self)
+					  const struct ml_orig_dst_entry *entry,
+					  const struct ml_flow_key *flow)
 {
-	struct ml_orig_dst_entry *entry;
-	struct ml_flow_key flow = {};
-
-	ml_flow_key_from_server(self, &flow);
-	entry = bpf_map_lookup_elem(&ml_origdst_v2, &flow);
-	if (!entry)
-		return;
 	state->orig_dst = entry->dst;
 	state->has_orig_dst = 1;
-	bpf_map_delete_elem(&ml_origdst_v2, &flow);
+	bpf_map_delete_elem(&ml_origdst_v2, flow);
 }
 
 /* Whether tc steered this connection into a pod's inbound proxy: the connection came from off
@@ -338,7 +341,7 @@ static __always_inline int connected_to_listener(struct bpf_sock *sk, __u64 netn
  * the cgroup) would only ever send this socket bytes by TCP, and on a sockhash member the
  * kernel's FIONREAD counts only redirected bytes: it would read 0 while recv() has data. */
 static __always_inline int server_may_splice(struct bpf_sock_ops *skops, struct bpf_sock *sk,
-					     const struct ml_sock_key *self,
+					     const struct ml_sock_key *self, __u8 hop,
 					     struct ml_listener_key *server)
 {
 	__u64 netns_cookie = bpf_get_netns_cookie(skops);
@@ -354,9 +357,12 @@ static __always_inline int server_may_splice(struct bpf_sock_ops *skops, struct 
 	ml_ip6_copy(ip.ip6, self->remote_ip6);
 	wl = bpf_map_lookup_elem(&ml_pod_ips_v1, &ip);
 	if (wl) {
-		/* A pod's address: its server must listen from inside the cgroup too. */
+		/* A pod's address: its server must listen from inside the cgroup too. A fast-path
+		 * connect was only sent there because its hook found that listener (the fast path's
+		 * own condition), so it leaves no separate answer to read. */
 		server->netns_cookie = wl->netns_cookie;
-		return connected_to_listener(sk, wl->netns_cookie, self->remote_port);
+		return hop == ML_HOP_FAST_PATH ||
+		       connected_to_listener(sk, wl->netns_cookie, self->remote_port);
 	}
 	/* A sidecarless workload's connection to its node proxy, whose namespace is not known
 	 * here: its port is not judged (server->netns_cookie stays 0). */
@@ -375,27 +381,19 @@ static __always_inline __u32 skip_event_type(__u8 reason)
 	return ML_EVENT_SKIPPED;
 }
 
-/* Puts this socket into the sockhash if the connection can be spliced; returns 0 when it did,
- * else the rule that kept it out (enum ml_skip_reason, counted here; the caller emits the
- * event), or -1 when the sockhash refused it (counted and reported here).
- * Both ends must be spliced or neither: a sockhash member that receives bytes by TCP has a
- * FIONREAD of 0. The client end, established first, files its key in ml_pairing_v2; the
- * server end joins only if it takes that entry, and the client's first send takes it instead
- * when the server end is not established yet (that send then goes by TCP). */
-static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_sock *sk,
-					 const struct ml_sock_fields *fields,
-					 const struct ml_sock_key *self,
-					 struct ml_sock_state *state, int active)
+/* The rule that keeps this socket out of the sockhash (enum ml_skip_reason, counted here; the
+ * caller emits the event), or 0 when it may join. Decides only: `state` may be a scratch copy.
+ * `server` gets the server's namespace and port, for judging whether the port's connections are
+ * worth splicing (netns_cookie 0: not known, the node proxy); a server end's `pairing` gets the
+ * entry its client end filed. */
+static __always_inline int splice_skip_reason(struct bpf_sock_ops *skops, struct bpf_sock *sk,
+					      const struct ml_sock_fields *fields,
+					      const struct ml_sock_key *self,
+					      const struct ml_sock_state *state, int active,
+					      struct ml_listener_key *server,
+					      struct ml_pairing *pairing)
 {
-	struct ml_pairing pairing = {
-		.client_netns_cookie = fields->netns_cookie,
-		.hop = state->hop,
-	};
 	struct ml_pairing *filed = NULL;
-	/* The server's namespace and port, for judging whether the port's connections are worth
-	 * splicing; netns_cookie 0 when it is not known (the node proxy). */
-	struct ml_listener_key server = {};
-	long err;
 
 	if (!accelerate)
 		return ML_SKIP_ACCEL_OFF;
@@ -415,25 +413,49 @@ static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_
 	}
 	if (!active)
 		filed = bpf_map_lookup_elem(&ml_pairing_v2, &state->peer);
-	if (active ? !server_may_splice(skops, sk, self, &server) : !filed) {
+	if (active ? !server_may_splice(skops, sk, self, state->hop, server) : !filed) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_PEER);
 		return ML_SKIP_PEER;
 	}
+	if (filed)
+		*pairing = *filed;
 	if (!active) {
-		server.netns_cookie = fields->netns_cookie;
-		server.port = self->local_port;
+		server->netns_cookie = fields->netns_cookie;
+		server->port = self->local_port;
 	}
 	/* An intercepted connection is judged by the port its application asked for: a sidecar's
 	 * ports (15001, 15006) carry the connections of every service, short and long. Both ends
 	 * know it (the client from its connect hook, the server from take_orig_dst). */
 	if (state->has_orig_dst)
-		server.port = state->orig_dst.port;
+		server->port = state->orig_dst.port;
 	/* Decided by the client end only: its server end then finds no pairing entry and stays
 	 * out too (counted in sockets_skipped_peer). */
-	if (adaptive_splicing && active && server.netns_cookie && ml_port_skips_splice(&server)) {
+	if (adaptive_splicing && active && server->netns_cookie && ml_port_skips_splice(server)) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_SHORT);
 		return ML_SKIP_SHORT;
 	}
+	return 0;
+}
+
+/* Puts this socket, which splice_skip_reason let in, into the sockhash; `state` is its own
+ * storage. Returns 0 when it did, ML_SKIP_PEER when the client's first send came first (a
+ * server end), or -1 when the sockhash refused it (counted and reported here).
+ * Both ends must be spliced or neither: a sockhash member that receives bytes by TCP has a
+ * FIONREAD of 0. The client end, established first, files its key in ml_pairing_v2; the
+ * server end joins only if it takes that entry, and the client's first send takes it instead
+ * when the server end is not established yet (that send then goes by TCP). */
+static __always_inline int splice_join(struct bpf_sock_ops *skops, struct bpf_sock *sk,
+				       const struct ml_sock_fields *fields,
+				       const struct ml_sock_key *self, struct ml_sock_state *state,
+				       int active, const struct ml_listener_key *server,
+				       const struct ml_pairing *filed)
+{
+	struct ml_pairing pairing = {
+		.client_netns_cookie = fields->netns_cookie,
+		.hop = state->hop,
+	};
+	long err;
+
 	err = bpf_sock_hash_update(skops, &ml_sockhash_v1, (void *)self, BPF_ANY);
 	if (err != 0) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_ADD_FAILED);
@@ -449,10 +471,6 @@ static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_
 		}
 		state->pairing = 1;
 	} else {
-		if (!filed) /* ruled out above; the verifier wants to see it */
-			return -1;
-		/* Read before the delete: a deleted entry's memory may be reused at once. */
-		pairing = *filed;
 		if (bpf_map_delete_elem(&ml_pairing_v2, &state->peer) != 0) {
 			/* The client's first send took the entry between the lookup and the insert: it
 			 * went by TCP. This end was in the sockhash for no byte; it leaves again. */
@@ -462,34 +480,64 @@ static __always_inline int splice_socket(struct bpf_sock_ops *skops, struct bpf_
 		}
 		/* Both ends are in: the connection is spliced. Counted once, here, under the client
 		 * end's hop kind and workload. This end's sends are of the same kind. */
-		count_spliced_hop(pairing.client_netns_cookie, pairing.hop);
-		state->hop = pairing.hop;
+		count_spliced_hop(filed->client_netns_cookie, filed->hop);
+		state->hop = filed->hop;
 	}
-	if (adaptive_splicing && server.netns_cookie)
-		ml_sock_use_start(skops, sk, &server);
+	if (adaptive_splicing && server->netns_cookie)
+		ml_sock_use_start(skops, sk, server);
 	return 0;
 }
 
 static __always_inline void add_established(struct bpf_sock_ops *skops, int active)
 {
+	struct ml_sock_state scratch = {};
 	struct ml_sock_fields fields = {};
 	struct ml_sock_key self = {};
+	struct ml_listener_key server = {};
+	struct ml_pairing filed = {};
+	struct ml_orig_dst_entry *orig = NULL;
+	struct ml_flow_key flow = {};
 	struct ml_sock_state *state;
 	struct bpf_sock *sk = skops->sk;
+	int stored = 1;
 	int skipped;
 
 	if (!sk)
 		return;
 	read_fields(skops, &fields);
-	state = bpf_sk_storage_get(&ml_sockstate_v1, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!state)
-		return;
-	if (ml_build_keys(&fields, &self, &state->peer) != 0)
+	if (ml_build_keys(&fields, &self, &scratch.peer) != 0)
 		return;
 	if (!active)
-		take_orig_dst(state, &self);
+		orig = filed_orig_dst(&self, &flow);
+	/* Storage is kept only where something reads it later: a client end its connect hook
+	 * intercepted has it already, a server end with an original destination (getsockopt)
+	 * gets it here, and any other end only if it joins the sockhash (sk_msg). The ends that
+	 * stay unspliced then cost no allocation and no RCU-delayed free. Without memory for an
+	 * original destination the end is left as it is: the entry stays for getsockopt. */
+	state = bpf_sk_storage_get(&ml_sockstate_v1, sk, 0, orig ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (!state) {
+		if (orig)
+			return;
+		state = &scratch;
+		stored = 0;
+	}
+	state->peer = scratch.peer;
+	if (orig)
+		take_orig_dst(state, orig, &flow);
 	state->fallback = 1;
-	skipped = splice_socket(skops, sk, &fields, &self, state, active);
+	skipped = splice_skip_reason(skops, sk, &fields, &self, state, active, &server, &filed);
+	if (skipped == 0 && !stored) {
+		state = bpf_sk_storage_get(&ml_sockstate_v1, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!state) {
+			count_socket(fields.netns_cookie, ML_CTR_SOCKETS_ADD_FAILED);
+			state = &scratch;
+			skipped = -1;
+		} else {
+			*state = scratch;
+		}
+	}
+	if (skipped == 0)
+		skipped = splice_join(skops, sk, &fields, &self, state, active, &server, &filed);
 	if (skipped > 0)
 		ml_emit_socket(skip_event_type((__u8)skipped), &self, fields.netns_cookie, active,
 			       state->hop, 0, (__u8)skipped, state);
@@ -498,8 +546,8 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 			/* The client end may be in the sockhash, waiting for this end: it leaves, or
 			 * it would receive every byte by TCP. Nothing was redirected to it (only this
 			 * socket could), so nothing queued is lost. */
-			bpf_map_delete_elem(&ml_sockhash_v1, &state->peer);
-			bpf_map_delete_elem(&ml_pairing_v2, &state->peer);
+			bpf_map_delete_elem(&ml_sockhash_v1, &scratch.peer);
+			bpf_map_delete_elem(&ml_pairing_v2, &scratch.peer);
 		}
 		return;
 	}

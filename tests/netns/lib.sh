@@ -55,6 +55,7 @@ MESHLANE_BIN=${MESHLANE_BIN:-$MESHLANE_SRC/build/bin}
 MESHLANED=${MESHLANED:-$MESHLANE_BIN/meshlaned}
 ML_XFER=${ML_XFER:-$MESHLANE_BIN/ml_xfer}
 ML_CONNRATE=${ML_CONNRATE:-$MESHLANE_BIN/ml_connrate}
+ML_SOCKSTATE=${ML_SOCKSTATE:-$MESHLANE_BIN/ml_sockstate}
 BPFTOOL=${BPFTOOL:-/usr/sbin/bpftool}
 # A short tag unique to this test run, used in names of namespaces, cgroups and pins.
 ML_TAG="${ML_TEST_NAME//_/-}-$$"

@@ -97,6 +97,14 @@
 #      spliced on both of its hops; `meshlanectl -o json conns` shows the ends of the hop A's
 #      sidecar -> B:15020 with a kind other than "fastpath", as the counters count it
 #      (spliced_other, not spliced_fast_path); the stream finishes intact, B saw 198.18.0.10.
+#  15. socket storage, read back from the kernel by socket (ml_sockstate, 64 KiB each way,
+#      every byte checked): a spliced fast-path connection A -> B:8095 keeps its state on both
+#      ends (hop fastpath, not fallen back), and its client end has no separate listener
+#      answer (ml_srvlistener_v1); a blocking one A -> B:8096 (skipped_blocking +2) keeps the
+#      client's (hop fastpath) and gives the server end none. A socket whose fast-path connect
+#      to B:8097 is reset (an iptables REJECT in B for the step) connects again, to a listener
+#      in its own pod: spliced as "other" (spliced_other +1, spliced_fast_path flat), its state
+#      says hop other with no original destination.
 # Then SIGTERM (exit 0) and `meshlaned --cleanup`: no pin, nothing attached to the cgroup.
 # IPv6 and v4-mapped cases are fast-path ones only: HAProxy asks only SOL_IP SO_ORIGINAL_DST,
 # so it cannot be the sidecar of an IPv6 connection (test_mesh_istio.sh covers that with
@@ -702,6 +710,63 @@ EOF
   ml_fail "14: conns shows A's sidecar -> $B4:15020 (a sidecar hop: spliced_other +1, spliced_fast_path +0) as: $(cat "$ML_WORKDIR/conns15.check")"
 ml_log "14: $(cat "$ML_WORKDIR/conns15.check")"
 ll_finish ll-mesh-port "$A4"
+
+# ---------------------------------------------------------------------------------------------
+ml_log "15. socket storage: only where something reads it"
+# sockstate CASE ARGS...: ml_sockstate in the test cgroup (it enters the namespaces itself, so
+# the bpffs directory stays visible); its JSON line in SOCKSTATE_OUT, ml_fail on any error.
+sockstate() {
+  local label=$1
+  shift
+  SOCKSTATE_OUT=$(host_in "$ML_CG" - "$ML_SOCKSTATE" --maps "$ML_BPFFS_DIR" "$@" \
+    2>"$ML_WORKDIR/sockstate.$label.err") ||
+    ml_fail "15 $label: ml_sockstate failed: $(cat "$ML_WORKDIR/sockstate.$label.err") $SOCKSTATE_OUT"
+  ml_log "15 $label: $SOCKSTATE_OUT"
+}
+# expect_storage LABEL EXPR: the Python expression EXPR over ml_sockstate's JSON `j` holds.
+expect_storage() {
+  [[ $(json_eval "$SOCKSTATE_OUT" "$2") == true ]] || ml_fail "15 $1: not $2 in: $SOCKSTATE_OUT"
+}
+NS_A=/run/netns/$REL_A
+NS_B=/run/netns/$REL_B
+snap 0
+sockstate spliced --server-netns "$NS_B" --client-netns "$NS_A" --connect "$B4:8095"
+snap 1
+expect_eq storage-spliced spliced_fast_path "$(d spliced_fast_path)" 1
+# Both ends are sockhash members and keep their state; the client's fast-path connect left no
+# separate listener answer (its own condition was that listener).
+expect_storage spliced 'j["client"] == {"sockstate": True, "hop": 4, "fallback": 0, "has_orig_dst": 0, "pairing": 0, "srvlistener": False}'
+expect_storage spliced 'j["server"] == {"sockstate": True, "hop": 4, "fallback": 0, "has_orig_dst": 0, "pairing": 0, "srvlistener": False}'
+snap 0
+sockstate blocking --blocking --server-netns "$NS_B" --client-netns "$NS_A" --connect "$B4:8096"
+snap 1
+expect_eq storage-blocking fast_path_connections "$(d fast_path_connections)" 1
+expect_eq storage-blocking sockets_skipped_blocking "$(d sockets_skipped_blocking)" 2
+mesh_assert_flat s0 s1 storage-blocking spliced_fast_path
+# Unspliced: the client keeps what its connect hook recorded (the hop); the server end, which
+# nothing reads, has no storage at all.
+expect_storage blocking 'j["client"] == {"sockstate": True, "hop": 4, "fallback": 1, "has_orig_dst": 0, "pairing": 0, "srvlistener": False}'
+expect_storage blocking 'j["server"] == {"sockstate": False, "srvlistener": False}'
+# A socket that connects again after a refused fast-path connect: B's app listens on 8097 (so
+# the fast path applies) but B's firewall resets the SYN. The same socket then connects to a
+# listener in its own pod (not intercepted, hop "other"): nothing of the first connect is left.
+ml_bg REFUSED_SRV "$ML_WORKDIR/refused.out" "$ML_WORKDIR/refused.err" "$ML_CG" "$REL_B" \
+  "$ML_XFER" server --listen "0.0.0.0:8097" --connections 1 --nonblocking
+ml_wait_listen "$REL_B" 8097
+host_in - "$REL_B" iptables -w -A INPUT -p tcp --dport 8097 --syn -j REJECT --reject-with tcp-reset ||
+  ml_fail "15: cannot add the reject rule in $REL_B"
+snap 0
+sockstate reconnect --server-netns "$NS_A" --client-netns "$NS_A" --refused "$B4:8097" \
+  --connect "127.0.0.1:8098"
+snap 1
+host_in - "$REL_B" iptables -w -D INPUT -p tcp --dport 8097 --syn -j REJECT --reject-with tcp-reset ||
+  ml_fail "15: cannot remove the reject rule in $REL_B"
+host_kill_pid "$REFUSED_SRV"
+expect_eq storage-reconnect fast_path_connections "$(d fast_path_connections)" 1
+mesh_assert_flat s0 s1 storage-reconnect spliced_fast_path
+expect_eq storage-reconnect spliced_other "$(d spliced_other)" 1
+expect_storage reconnect 'j["client"]["sockstate"] and j["client"]["hop"] == 0 and j["client"]["has_orig_dst"] == 0 and j["client"]["fallback"] == 0'
+mesh_assert_no_iptables "$REL_B"
 
 # ---------------------------------------------------------------------------------------------
 ml_log "SIGTERM + meshlaned --cleanup"

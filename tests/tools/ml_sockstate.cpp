@@ -1,0 +1,335 @@
+// ml_sockstate: what meshlane's socket storage holds for both ends of one TCP connection, read
+// back from the kernel by socket fd (the only key a socket-storage map has).
+//
+//   ml_sockstate --maps BPFFS_DIR --server-netns PATH --client-netns PATH --connect ADDR:PORT
+//                [--blocking] [--refused ADDR:PORT] [--bytes N]
+//
+// Runs in the cgroup meshlane is attached to, and enters the network namespaces itself (paths
+// such as /run/netns/NAME) instead of running under `ip netns exec`, which remounts /sys and
+// with it the bpffs directory the maps are pinned in. It opens a listener on the any-address of
+// --connect's family and port in --server-netns, opens the client socket in --client-netns,
+// connects to --connect, accepts, sends --bytes (default 65536) of a counting pattern each way
+// and checks every byte.
+// Sockets are non-blocking from the start (listener before listen(), client before connect(),
+// accepted through accept4(SOCK_NONBLOCK)), or blocking with --blocking.
+//
+// --refused ADDR:PORT: the client socket first connects there (blocking), which must fail with
+// ECONNREFUSED, and then connects to --connect with the same socket, as a client that retries
+// with one socket does.
+//
+// Then it looks both sockets up in the pinned maps ml_sockstate_v1 (struct ml_sock_state, from
+// the header the BPF programs use; its value size is checked) and ml_srvlistener_v1, and prints
+// one JSON line:
+//   {"ok":true,"bytes":N,
+//    "client":{"sockstate":true,"hop":4,"fallback":0,"has_orig_dst":0,"pairing":0,
+//              "srvlistener":false},
+//    "server":{"sockstate":false,"srvlistener":false}}
+// Fields of a storage are printed only when the socket has one. Exit status: 0 success, 1 a
+// byte was wrong or the exchange failed, 2 usage or set-up errors (also: --refused connected).
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "meshlane/listener_types.h"
+#include "meshlane/splice_types.h"
+
+namespace {
+
+[[noreturn]] void die(int status, const std::string& what) {
+  std::fprintf(stderr, "ml_sockstate: %s\n", what.c_str());
+  std::printf("{\"ok\":false,\"error\":\"%s\"}\n", what.c_str());
+  std::exit(status);
+}
+
+std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+long bpf(int cmd, bpf_attr* attr) { return ::syscall(SYS_bpf, cmd, attr, sizeof(*attr)); }
+
+int pinned_map(const std::string& path, std::uint32_t value_size) {
+  bpf_attr attr{};
+  attr.pathname = reinterpret_cast<std::uint64_t>(path.c_str());
+  const int fd = static_cast<int>(bpf(BPF_OBJ_GET, &attr));
+  if (fd < 0) {
+    die(2, errno_text("cannot open the pinned map " + path));
+  }
+  bpf_map_info info{};
+  bpf_attr get{};
+  get.info.bpf_fd = static_cast<std::uint32_t>(fd);
+  get.info.info_len = sizeof(info);
+  get.info.info = reinterpret_cast<std::uint64_t>(&info);
+  if (bpf(BPF_OBJ_GET_INFO_BY_FD, &get) != 0) {
+    die(2, errno_text("cannot read the map info of " + path));
+  }
+  if (info.value_size != value_size) {
+    die(2, path + ": value size " + std::to_string(info.value_size) + ", this tool knows " +
+               std::to_string(value_size));
+  }
+  return fd;
+}
+
+// Whether the socket `sock` has storage in the map; its value goes to `value`.
+bool storage_of(int map, int sock, void* value) {
+  bpf_attr attr{};
+  attr.map_fd = static_cast<std::uint32_t>(map);
+  attr.key = reinterpret_cast<std::uint64_t>(&sock);
+  attr.value = reinterpret_cast<std::uint64_t>(value);
+  if (bpf(BPF_MAP_LOOKUP_ELEM, &attr) == 0) {
+    return true;
+  }
+  if (errno != ENOENT) {
+    die(2, errno_text("cannot look a socket up in a storage map"));
+  }
+  return false;
+}
+
+struct Address {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  int family = AF_INET;
+};
+
+Address parse_address(const std::string& text) {
+  Address out;
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos) {
+    die(2, "address without a port: " + text);
+  }
+  std::string host = text.substr(0, colon);
+  const int port = std::atoi(text.c_str() + colon + 1);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<std::uint16_t>(port));
+    if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) != 1) {
+      die(2, "not an IPv6 address: " + host);
+    }
+    out.length = sizeof(*v6);
+    out.family = AF_INET6;
+    return out;
+  }
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+  v4->sin_family = AF_INET;
+  v4->sin_port = htons(static_cast<std::uint16_t>(port));
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) != 1) {
+    die(2, "not an IPv4 address: " + host);
+  }
+  out.length = sizeof(*v4);
+  return out;
+}
+
+void enter_netns(int netns_fd, const std::string& name) {
+  if (::setns(netns_fd, CLONE_NEWNET) != 0) {
+    die(2, errno_text("cannot enter the network namespace " + name));
+  }
+}
+
+void set_nonblocking(int fd) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    die(2, errno_text("cannot make a socket non-blocking"));
+  }
+}
+
+void wait_for(int fd, short events) {
+  pollfd p{fd, events, 0};
+  if (::poll(&p, 1, 30000) != 1) {
+    die(1, "no progress on a socket in 30 s");
+  }
+}
+
+void enter_netns(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    die(2, errno_text("cannot open the network namespace " + path));
+  }
+  enter_netns(fd, path);
+  ::close(fd);
+}
+
+int listen_in(const std::string& netns_path, const Address& at, bool blocking) {
+  enter_netns(netns_path);
+  const int fd = ::socket(at.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  Address any = at;
+  if (at.family == AF_INET6) {
+    reinterpret_cast<sockaddr_in6*>(&any.storage)->sin6_addr = in6addr_any;
+  } else {
+    reinterpret_cast<sockaddr_in*>(&any.storage)->sin_addr.s_addr = htonl(INADDR_ANY);
+  }
+  if (fd < 0 || ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) {
+    die(2, errno_text("cannot open the listener"));
+  }
+  if (!blocking) {
+    set_nonblocking(fd);
+  }
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&any.storage), any.length) != 0 ||
+      ::listen(fd, 4) != 0) {
+    die(2, errno_text("cannot listen in " + netns_path));
+  }
+  return fd;
+}
+
+void connect_refused(int fd, const Address& to) {
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&to.storage), to.length) == 0) {
+    die(2, "the --refused address accepted the connection");
+  }
+  if (errno != ECONNREFUSED) {
+    die(2, errno_text("the --refused connect failed otherwise than refused"));
+  }
+}
+
+void connect_to(int fd, const Address& to) {
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&to.storage), to.length) == 0) {
+    return;
+  }
+  if (errno != EINPROGRESS) {
+    die(2, errno_text("cannot connect"));
+  }
+  wait_for(fd, POLLOUT);
+  int error = 0;
+  socklen_t length = sizeof(error);
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0 || error != 0) {
+    errno = error;
+    die(2, errno_text("cannot connect"));
+  }
+}
+
+int accept_from(int listener, bool blocking) {
+  wait_for(listener, POLLIN);
+  const int fd =
+      ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK));
+  if (fd < 0) {
+    die(2, errno_text("cannot accept"));
+  }
+  return fd;
+}
+
+// Sends `bytes` of the pattern on `from` and reads them on `to`, checking each.
+void exchange(int from, int to, std::size_t bytes) {
+  std::vector<unsigned char> out(bytes);
+  for (std::size_t i = 0; i < bytes; ++i) {
+    out[i] = static_cast<unsigned char>((i * 7U + 3U) & 0xffU);
+  }
+  std::vector<unsigned char> in(bytes);
+  std::size_t sent = 0;
+  std::size_t received = 0;
+  while (received < bytes) {
+    if (sent < bytes) {
+      const ssize_t n = ::send(from, out.data() + sent, bytes - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += static_cast<std::size_t>(n);
+      } else if (errno != EAGAIN) {
+        die(1, errno_text("send failed"));
+      }
+    }
+    pollfd p{to, POLLIN, 0};
+    if (::poll(&p, 1, 30000) != 1) {
+      die(1, "no data in 30 s");
+    }
+    const ssize_t n = ::recv(to, in.data() + received, bytes - received, MSG_DONTWAIT);
+    if (n == 0) {
+      die(1, "early EOF");
+    }
+    if (n < 0 && errno != EAGAIN) {
+      die(1, errno_text("recv failed"));
+    }
+    if (n > 0) {
+      received += static_cast<std::size_t>(n);
+    }
+  }
+  if (std::memcmp(in.data(), out.data(), bytes) != 0) {
+    die(1, "the bytes received differ from the bytes sent");
+  }
+}
+
+std::string end_json(int sock, int state_map, int listener_map) {
+  ml_sock_state state{};
+  ml_server_listener note{};
+  std::string out = "{";
+  if (storage_of(state_map, sock, &state)) {
+    out += R"("sockstate":true,"hop":)" + std::to_string(state.hop) +
+           ",\"fallback\":" + std::to_string(state.fallback) +
+           ",\"has_orig_dst\":" + std::to_string(state.has_orig_dst) +
+           ",\"pairing\":" + std::to_string(state.pairing);
+  } else {
+    out += "\"sockstate\":false";
+  }
+  out += storage_of(listener_map, sock, &note) ? ",\"srvlistener\":true" : ",\"srvlistener\":false";
+  return out + "}";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string maps, server_netns, client_netns, connect, refused;
+  bool blocking = false;
+  std::size_t bytes = 65536;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const bool has_value = i + 1 < argc;
+    if (arg == "--blocking") {
+      blocking = true;
+    } else if (arg == "--maps" && has_value) {
+      maps = argv[++i];
+    } else if (arg == "--server-netns" && has_value) {
+      server_netns = argv[++i];
+    } else if (arg == "--client-netns" && has_value) {
+      client_netns = argv[++i];
+    } else if (arg == "--connect" && has_value) {
+      connect = argv[++i];
+    } else if (arg == "--refused" && has_value) {
+      refused = argv[++i];
+    } else if (arg == "--bytes" && has_value) {
+      bytes = std::strtoul(argv[++i], nullptr, 10);
+    } else {
+      die(2,
+          "usage: ml_sockstate --maps DIR --server-netns PATH --client-netns PATH "
+          "--connect ADDR:PORT "
+          "[--blocking] [--refused ADDR:PORT] [--bytes N]");
+    }
+  }
+  if (maps.empty() || server_netns.empty() || client_netns.empty() || connect.empty() ||
+      bytes == 0) {
+    die(2, "--maps, --server-netns, --client-netns and --connect are required, --bytes > 0");
+  }
+  const int state_map = pinned_map(maps + "/" ML_SOCK_STATE_MAP_NAME, sizeof(ml_sock_state));
+  const int listener_map =
+      pinned_map(maps + "/" ML_SERVER_LISTENER_MAP_NAME, sizeof(ml_server_listener));
+  const Address to = parse_address(connect);
+  const int listener = listen_in(server_netns, to, blocking);
+  enter_netns(client_netns);
+  const int client = ::socket(to.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (client < 0) {
+    die(2, errno_text("cannot open the client socket"));
+  }
+  if (!refused.empty()) {
+    connect_refused(client, parse_address(refused));
+  }
+  if (!blocking) {
+    set_nonblocking(client);
+  }
+  connect_to(client, to);
+  const int server = accept_from(listener, blocking);
+  exchange(client, server, bytes);
+  exchange(server, client, bytes);
+  std::printf("{\"ok\":true,\"bytes\":%zu,\"client\":%s,\"server\":%s}\n", bytes,
+              end_json(client, state_map, listener_map).c_str(),
+              end_json(server, state_map, listener_map).c_str());
+  return 0;
+}
