@@ -355,13 +355,27 @@ probe() {
 loop_made() { ll_connrate_progress loop "$LOOP" && ((ML_CR_CONNECTIONS - LOOP_BASE >= $1)); }
 loop_conns() { ll_connrate_progress loop "$LOOP" || ml_fail "the connect loop has no progress yet"; echo "$ML_CR_CONNECTIONS"; }
 
+# loop_base_after_snapshot: LOOP_BASE from a progress report of the connect loop written after
+# the snapshot just taken. Reports are rewritten every 100 ms, so the one on disk may predate
+# the snapshot and count connections whose sessions the snapshot already holds: `made` would
+# then exceed what the sidecars can have accepted since.
+loop_base_after_snapshot() {
+  local before
+  before=$(loop_conns)
+  host_wait_for "$ML_WAIT_S" loop_beyond "$before" ||
+    ml_fail "the connect loop reported no connection after its $before"
+  LOOP_BASE=$ML_CR_CONNECTIONS
+}
+loop_beyond() { ll_connrate_progress loop "$LOOP" && ((ML_CR_CONNECTIONS > $1)); }
+
 # switch_fast_path LABEL FAST_A: pod-a's fast_path = FAST_A (config rewritten, SIGHUP); then,
-# between snapshots 0 and 1, the connect loop makes at least 200 more connections (made).
+# between snapshots 0 and 1, the connect loop makes at least 200 more connections (made, all
+# of them within that window; up to the loop's 4 in flight may have started before it).
 switch_fast_path() {
   write_config "$2"
   sighup "$1"
   snap 0
-  LOOP_BASE=$(loop_conns)
+  loop_base_after_snapshot
   host_wait_for "$ML_WAIT_S" loop_made 200 || ml_fail "$1: the connect loop did not make 200 more connections"
   made=$(($(loop_conns) - LOOP_BASE))
   snap 1
