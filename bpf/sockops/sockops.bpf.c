@@ -509,11 +509,12 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 		return;
 	if (!active)
 		orig = filed_orig_dst(&self, &flow);
-	/* Storage is kept only where something reads it later: a client end its connect hook
-	 * intercepted has it already, a server end with an original destination (getsockopt)
-	 * gets it here, and any other end only if it joins the sockhash (sk_msg). The ends that
-	 * stay unspliced then cost no allocation and no RCU-delayed free. Without memory for an
-	 * original destination the end is left as it is: the entry stays for getsockopt. */
+	/* Storage is kept only where something reads it later: a client end whose connect hook
+	 * recorded a hop kind or an original destination has it already, a server end with an
+	 * original destination (getsockopt) gets it here, and any other end only if it joins the
+	 * sockhash (sk_msg). The ends that stay unspliced then cost no allocation and no
+	 * RCU-delayed free. Without memory for an original destination the end is left as it
+	 * is: the entry stays for getsockopt. */
 	state = bpf_sk_storage_get(&ml_sockstate_v1, sk, 0, orig ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 	if (!state) {
 		if (orig)
