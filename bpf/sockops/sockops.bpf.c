@@ -299,12 +299,15 @@ static __always_inline int steered_by_tc(const struct ml_sock_key *self, int act
 	struct ml_tc_flow *flow;
 
 	if (active) {
-		if (hop != ML_HOP_OTHER)
+		if (hop != ML_HOP_OTHER ||
+		    !ml_tc_port_may_have_flow(ML_TC_PORTS_APP, self->remote_port))
 			return 0;
 		ml_ip6_copy(key.remote_ip6, self->local_ip6);
 		ml_ip6_copy(key.local_ip6, self->remote_ip6);
 		key.remote_port = self->local_port;
 	} else {
+		if (!ml_tc_port_may_have_flow(ML_TC_PORTS_INBOUND, self->local_port))
+			return 0;
 		ml_ip6_copy(key.remote_ip6, self->remote_ip6);
 		ml_ip6_copy(key.local_ip6, self->local_ip6);
 		key.remote_port = self->remote_port;

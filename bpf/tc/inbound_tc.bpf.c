@@ -4,7 +4,8 @@
  * app port to the inbound proxy port and files the original destination for getsockopt;
  * egress restores the app port on the replies. Flow state lives in a plain hash (full: the SYN
  * is not steered) and is removed on RST or once both FINs are acknowledged; the controller
- * removes flows whose SYN was never followed by the client's ACK. */
+ * removes flows whose SYN was never followed by the client's ACK. Only packets whose port a
+ * steered flow may use look it up (ml_tcports_v1). */
 #include "vmlinux.h"
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
@@ -148,6 +149,9 @@ static __always_inline int start_flow(const struct packet *pkt, const struct ml_
 	struct ml_tc_flow *existing = NULL;
 	long err;
 
+	/* Before the flow exists: its packets test these marks before looking it up. */
+	ml_tc_mark_port(ML_TC_PORTS_APP, pkt->dst_port);
+	ml_tc_mark_port(ML_TC_PORTS_INBOUND, wl->inbound_port);
 	err = bpf_map_update_elem(&ml_tcflows_v3, key, &flow, BPF_NOEXIST);
 	if (err == -ML_EEXIST)
 		existing = bpf_map_lookup_elem(&ml_tcflows_v3, key);
@@ -214,7 +218,6 @@ int ml_tc_ingress(struct __sk_buff *skb)
 
 	if (parse_tcp(skb, &pkt) != 0)
 		return TC_ACT_OK;
-	flow_key(&key, pkt.src_ip6, pkt.dst_ip6, pkt.src_port);
 	if ((pkt.seg.flags & (ML_TCP_SYN | ML_TCP_ACK)) == ML_TCP_SYN) {
 		__u32 deny_detail = 0;
 		__u8 rule;
@@ -241,12 +244,18 @@ int ml_tc_ingress(struct __sk_buff *skb)
 					ml_cidr_listed(wl->id, ML_CIDR_LIST_IN_EXCLUDE,
 						       pkt.src_ip6)))
 			return TC_ACT_OK;
+		flow_key(&key, pkt.src_ip6, pkt.dst_ip6, pkt.src_port);
 		if (start_flow(&pkt, wl, &key))
 			rewrite_port(skb, &pkt, 1, pkt.dst_port, wl->inbound_port);
 		return TC_ACT_OK;
 	}
 	/* Established flows are looked up without the workload: a pod removed from meshlane keeps
-	 * its steered connections until they end (the filters stay until the flows are gone). */
+	 * its steered connections until they end (the filters stay until the flows are gone).
+	 * A packet to a port that no steered flow uses (same-node traffic, the fast path) skips
+	 * the lookup (meshlane/tc_port_marks.h). */
+	if (!ml_tc_port_may_have_flow(ML_TC_PORTS_APP, pkt.dst_port))
+		return TC_ACT_OK;
+	flow_key(&key, pkt.src_ip6, pkt.dst_ip6, pkt.src_port);
 	flow = bpf_map_lookup_elem(&ml_tcflows_v3, &key);
 	if (!flow || pkt.dst_port != flow->orig_port)
 		return TC_ACT_OK;
@@ -264,6 +273,8 @@ int ml_tc_egress(struct __sk_buff *skb)
 	struct ml_tc_flow *flow;
 
 	if (parse_tcp(skb, &pkt) != 0)
+		return TC_ACT_OK;
+	if (!ml_tc_port_may_have_flow(ML_TC_PORTS_INBOUND, pkt.src_port))
 		return TC_ACT_OK;
 	flow_key(&key, pkt.dst_ip6, pkt.src_ip6, pkt.dst_port);
 	flow = bpf_map_lookup_elem(&ml_tcflows_v3, &key);

@@ -20,6 +20,7 @@
 #include "datapath/libbpf_log.hpp"
 #include "datapath/map_upgrade.hpp"
 #include "datapath/object_maps.hpp"
+#include "datapath/tc_port_filter.hpp"
 #include "inbound_tc.skel.h"
 #include "intercept.skel.h"
 #include "listener_scan.skel.h"
@@ -183,6 +184,10 @@ Status Datapath::load_objects(const Config& config) {
   // sockops first: it defines every shared map, the other two reuse the pins it made.
   if (auto loaded = sockops_.load(); !loaded) {
     return load_error(loaded.error().errnum, "sockops");
+  }
+  // Until attach() arms it again: tc filters of an older build may still file unmarked flows.
+  if (auto status = disarm_tc_port_filter(pins_); !status) {
+    return status;
   }
   if (support_.interception) {
     if (auto loaded = intercept_.load(); !loaded) {
@@ -384,6 +389,19 @@ Status Datapath::attach(const std::string& cgroup_path) {
   }
   for (const std::string& name : remove_retired_pins(pins_, build_maps_.names())) {
     spdlog::info("map {}: unpinned, this build does not use it (an older layout version)", name);
+  }
+  // Every live pod's tc filters run this build's programs now (the workloads were applied
+  // before), and the flows converted above are in place.
+  if (auto armed = arm_tc_port_filter(pins_); armed) {
+    spdlog::info(
+        "tc port filter armed: {} flow(s) filed, {} app port(s) and {} inbound port(s) "
+        "marked",
+        armed->flows, armed->app_ports, armed->inbound_ports);
+  } else {
+    spdlog::warn(
+        "tc port filter not armed, every packet through a pod's interface looks its "
+        "flow up: {}",
+        armed.error().message());
   }
   return {};
 }

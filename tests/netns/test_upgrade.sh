@@ -29,6 +29,11 @@
 #      flows only, keeps working.
 #   7. The same from the build with LRU maps: an ml_tcflows_v1 (LRU, 8-byte values) and an
 #      ml_origdst_v1, converted into fresh v3 and v2 maps and unpinned.
+#   8. From a build without port marks (no ml_tcports_v1): its programs filed P-tc's flows without
+#      marking their ports. The new start marks them (8092 as an app port, 15006 as an inbound
+#      port: read back from the map) and arms the filter, after which a packet whose port is
+#      unmarked skips the flow map; P-tc, whose ports only that start marked, keeps working, and
+#      a new connection from X is steered.
 # At the end P-mesh and P-tc are stopped and must report no error (and more than 1000 requests
 # each), and SIGTERM + --cleanup remove everything.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
@@ -265,6 +270,34 @@ ml_log "tc flows: $v1_flows in ml_tcflows_v1, $v3_flows in the new ml_tcflows_v3
 ((v3_flows >= v1_flows)) || ml_fail "ml_tcflows_v3 holds $v3_flows flows after converting $v1_flows"
 persistent_alive "conversion from ml_tcflows_v1"
 mesh_still_intercepts after-conversion
+
+# ---------------------------------------------------------------------------------------------
+ml_log "8. from a build without port marks: the flows' ports marked at start, the filter armed"
+ml_daemon_stop
+rm "$ML_BPFFS_DIR/ml_tcports_v1"
+rel_start_timed "$CONFIG"
+[[ $(map_status ml_tcports_v1) == created ]] || ml_fail "ml_tcports_v1 was not created: $(rel_status_json)"
+# port_mark SLOT: the 64-bit word at SLOT of ml_tcports_v1 (bpf/include/meshlane/tc_port_marks.h:
+# a bit per port, 64 ports to a slot, app ports from slot 0, inbound ports from 1024, armed 2048).
+port_mark() {
+  "$BPFTOOL" -j map lookup pinned "$ML_BPFFS_DIR/ml_tcports_v1" key $(($1 & 255)) $(($1 >> 8)) 0 0 |
+    python3 -c 'import json,sys; print(int.from_bytes(bytes(int(b, 16) for b in json.load(sys.stdin)["value"]), "little"))'
+}
+(($(port_mark 2048) == 1)) || ml_fail "the tc port filter is not armed after the start"
+(($(port_mark $((8092 >> 6))) >> (8092 & 63) & 1)) || ml_fail "app port 8092 of P-tc's flows is not marked"
+(($(port_mark $((1024 + (15006 >> 6)))) >> (15006 & 63) & 1)) ||
+  ml_fail "inbound port 15006 of P-tc's flows is not marked"
+(($(port_mark $((8091 >> 6))) >> (8091 & 63) & 1)) && ml_fail "port 8091, where nothing was steered, is marked"
+grep -qE "tc port filter armed: ([4-9]|[1-9][0-9]+) flow\(s\) filed, 1 app port\(s\) and 1 inbound port\(s\) marked" "$ML_DAEMON_LOG" || {
+  grep "tc port filter" "$ML_DAEMON_LOG" >&2
+  ml_fail "the daemon did not log marking the ports of P-tc's 4 flows"
+}
+persistent_alive "marks from the flows"
+ml_snapshot m0
+mesh_xfer marks-new-tc "$REL_B" "[::]:8093" "$REL_X" "$B4:8093" --bytes 1M --timeout 30
+ml_snapshot m1
+mesh_assert_rose m0 m1 marks-new-tc intercepted_inbound_tc 1
+(($(port_mark $((8093 >> 6))) >> (8093 & 63) & 1)) || ml_fail "app port 8093 was not marked by its SYN"
 
 # ---------------------------------------------------------------------------------------------
 persistent_alive "the last step"

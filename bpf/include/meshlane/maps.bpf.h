@@ -12,5 +12,6 @@
 #include "meshlane/rules.bpf.h"
 #include "meshlane/splice.bpf.h"
 #include "meshlane/tc_flow.bpf.h"
+#include "meshlane/tc_port_marks.bpf.h"
 
 #endif /* MESHLANE_MAPS_BPF_H */

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "datapath/tc_port_filter.hpp"
 #include "inbound_tc.skel.h"
 
 extern "C" {
@@ -26,6 +27,7 @@ extern "C" {
 #include "meshlane/shared.h"
 #include "meshlane/sock_key.h"
 #include "meshlane/tc_flow.h"
+#include "meshlane/tc_port_marks.h"
 }
 
 namespace {
@@ -802,6 +804,130 @@ TEST_F(InboundTcProgram, RstEndsTheFlow) {
 
   EXPECT_EQ(egress(rst).packet, with_port(rst, false, kAppPort));
   EXPECT_FALSE(flow(flow_key(kClientIp4, kClientPort, kPodIp4)).has_value());
+}
+
+// ---- Port marks (ml_tcports_v1) ------------------------------------------------------------
+
+class InboundTcPortMarks : public InboundTcProgram {
+ protected:
+  void set_armed(bool armed) {
+    const std::uint32_t slot = ML_TC_PORTS_ARMED_SLOT;
+    const std::uint64_t value = armed ? 1 : 0;
+    ASSERT_EQ(bpf_map_update_elem(map_fd(skeleton_->maps.ml_tcports_v1), &slot, &value, BPF_ANY),
+              0);
+  }
+  bool marked(ml_tc_port_set set, std::uint16_t port) {
+    const std::uint32_t slot = ml_tc_port_slot(set, port);
+    std::uint64_t word = 0;
+    EXPECT_EQ(bpf_map_lookup_elem(map_fd(skeleton_->maps.ml_tcports_v1), &slot, &word), 0);
+    return (word & ml_tc_port_bit(port)) != 0;
+  }
+  // A flow as a build without port marks filed it: in the flow map, its ports unmarked.
+  void file_unmarked_flow(const Address& client, std::uint16_t client_port, const Address& pod) {
+    ml_tc_flow value{};
+    value.orig_port = kAppPort;
+    value.inbound_port = kInboundPort;
+    value.acked = 1;
+    const ml_tc_flow_key key = flow_key(client, client_port, pod);
+    ASSERT_EQ(bpf_map_update_elem(map_fd(skeleton_->maps.ml_tcflows_v3), &key, &value, BPF_ANY), 0);
+  }
+};
+
+TEST_F(InboundTcPortMarks, SteeredSynMarksBothPortsBeforeItsPacketsNeedThem) {
+  set_armed(true);
+  EXPECT_FALSE(marked(ML_TC_PORTS_APP, kAppPort));
+  EXPECT_FALSE(marked(ML_TC_PORTS_INBOUND, kInboundPort));
+
+  steer_syn(kClientIp4, kPodIp4);
+
+  EXPECT_TRUE(marked(ML_TC_PORTS_APP, kAppPort));
+  EXPECT_TRUE(marked(ML_TC_PORTS_INBOUND, kInboundPort));
+  // Only those: a neighbour in the same 64-port word stays unmarked.
+  EXPECT_FALSE(marked(ML_TC_PORTS_APP, kAppPort + 1));
+  EXPECT_FALSE(marked(ML_TC_PORTS_INBOUND, kAppPort));
+  // Armed, the flow's packets still find it both ways.
+  const auto ack = tcp_packet(kClientIp4, kClientPort, kPodIp4, kAppPort, ML_TCP_ACK);
+  EXPECT_EQ(ingress(ack).packet, with_port(ack, true, kInboundPort));
+  const auto reply = tcp_packet(kPodIp4, kInboundPort, kClientIp4, kClientPort, ML_TCP_ACK);
+  EXPECT_EQ(egress(reply).packet, with_port(reply, false, kAppPort));
+  EXPECT_EQ(flow(flow_key(kClientIp4, kClientPort, kPodIp4))->acked, 1);
+}
+
+TEST_F(InboundTcPortMarks, ArmedPacketsOfUnmarkedPortsSkipTheFlowMap) {
+  // The only way to see that the lookup is skipped: a flow that is there but whose ports are
+  // unmarked (which the controller's arming rules out) is not found.
+  file_unmarked_flow(kClientIp6, kClientPort, kPodIp6);
+  const auto ack = tcp_packet(kClientIp6, kClientPort, kPodIp6, kAppPort, ML_TCP_ACK);
+  const auto reply = tcp_packet(kPodIp6, kInboundPort, kClientIp6, kClientPort, ML_TCP_ACK);
+
+  set_armed(true);
+  EXPECT_EQ(ingress(ack).packet, ack);
+  EXPECT_EQ(egress(reply).packet, reply);
+
+  // Disarmed (a start in progress), every packet looks its flow up again.
+  set_armed(false);
+  EXPECT_EQ(ingress(ack).packet, with_port(ack, true, kInboundPort));
+  EXPECT_EQ(egress(reply).packet, with_port(reply, false, kAppPort));
+}
+
+TEST_F(InboundTcPortMarks, EachDirectionTestsItsOwnSet) {
+  file_unmarked_flow(kClientIp4, kClientPort, kPodIp4);
+  set_armed(true);
+  const auto ack = tcp_packet(kClientIp4, kClientPort, kPodIp4, kAppPort, ML_TCP_ACK);
+  const auto reply = tcp_packet(kPodIp4, kInboundPort, kClientIp4, kClientPort, ML_TCP_ACK);
+
+  // The app port marked as an inbound port, and the inbound port as an app port: neither
+  // direction may take the other's mark.
+  for (const auto& [set, port] :
+       {std::pair{ML_TC_PORTS_INBOUND, kAppPort}, std::pair{ML_TC_PORTS_APP, kInboundPort}}) {
+    const std::uint32_t slot = ml_tc_port_slot(set, port);
+    const std::uint64_t word = ml_tc_port_bit(port);
+    ASSERT_EQ(bpf_map_update_elem(map_fd(skeleton_->maps.ml_tcports_v1), &slot, &word, BPF_ANY), 0);
+  }
+  EXPECT_EQ(ingress(ack).packet, ack);
+  EXPECT_EQ(egress(reply).packet, reply);
+
+  for (const auto& [set, port] :
+       {std::pair{ML_TC_PORTS_APP, kAppPort}, std::pair{ML_TC_PORTS_INBOUND, kInboundPort}}) {
+    const std::uint32_t slot = ml_tc_port_slot(set, port);
+    const std::uint64_t word = ml_tc_port_bit(port);
+    ASSERT_EQ(bpf_map_update_elem(map_fd(skeleton_->maps.ml_tcports_v1), &slot, &word, BPF_ANY), 0);
+  }
+  EXPECT_EQ(ingress(ack).packet, with_port(ack, true, kInboundPort));
+  EXPECT_EQ(egress(reply).packet, with_port(reply, false, kAppPort));
+}
+
+// What meshlaned does at start (controller/datapath/tc_port_filter.cpp), on the programs' maps:
+// flows an older build filed unmarked get their marks before the filter is armed.
+TEST_F(InboundTcPortMarks, ArmingMarksTheFlowsAnOlderBuildFiled) {
+  file_unmarked_flow(kClientIp4, kClientPort, kPodIp4);
+  file_unmarked_flow(kClientIp6, kClientPort, kPodIp6);
+
+  auto report = meshlane::arm_tc_port_filter(map_fd(skeleton_->maps.ml_tcports_v1),
+                                             map_fd(skeleton_->maps.ml_tcflows_v3));
+
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->flows, 2u);
+  EXPECT_EQ(report->app_ports, 1u);
+  EXPECT_EQ(report->inbound_ports, 1u);
+  EXPECT_TRUE(marked(ML_TC_PORTS_APP, kAppPort));
+  EXPECT_TRUE(marked(ML_TC_PORTS_INBOUND, kInboundPort));
+  const auto ack = tcp_packet(kClientIp6, kClientPort, kPodIp6, kAppPort, ML_TCP_ACK);
+  EXPECT_EQ(ingress(ack).packet, with_port(ack, true, kInboundPort));
+  const auto reply = tcp_packet(kPodIp4, kInboundPort, kClientIp4, kClientPort, ML_TCP_ACK);
+  EXPECT_EQ(egress(reply).packet, with_port(reply, false, kAppPort));
+  // Armed: a port no flow uses is skipped.
+  const std::uint32_t slot = ML_TC_PORTS_ARMED_SLOT;
+  std::uint64_t armed = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(map_fd(skeleton_->maps.ml_tcports_v1), &slot, &armed), 0);
+  EXPECT_EQ(armed, 1u);
+  EXPECT_FALSE(marked(ML_TC_PORTS_APP, kOtherAppPort));
+
+  ASSERT_TRUE(meshlane::disarm_tc_port_filter(map_fd(skeleton_->maps.ml_tcports_v1)));
+  ASSERT_EQ(bpf_map_lookup_elem(map_fd(skeleton_->maps.ml_tcports_v1), &slot, &armed), 0);
+  EXPECT_EQ(armed, 0u);
+  // Marks stay: only a new map starts without them.
+  EXPECT_TRUE(marked(ML_TC_PORTS_APP, kAppPort));
 }
 
 // ---- Full maps ------------------------------------------------------------------------------
