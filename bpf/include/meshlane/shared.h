@@ -14,6 +14,7 @@
 #include "meshlane/port_use_types.h"
 #include "meshlane/splice_types.h"
 #include "meshlane/tc_flow_types.h"
+#include "meshlane/tc_port_marks.h" /* ML_TC_PORTS_MAP_NAME and the slot of a port */
 #include "meshlane/workload_types.h"
 
 #endif /* MESHLANE_SHARED_H */
