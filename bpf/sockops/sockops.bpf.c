@@ -549,9 +549,13 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 		if (!active) {
 			/* The client end may be in the sockhash, waiting for this end: it leaves, or
 			 * it would receive every byte by TCP. Nothing was redirected to it (only this
-			 * socket could), so nothing queued is lost. */
+			 * socket could), so nothing queued is lost. Its pairing entry goes too, unless
+			 * this end was skipped for finding none (ML_SKIP_PEER: the lookup, or the
+			 * delete in splice_join, came up empty): deleting from an LRU hash takes
+			 * its locks even for a key that is not there. */
 			bpf_map_delete_elem(&ml_sockhash_v1, &scratch.peer);
-			bpf_map_delete_elem(&ml_pairing_v2, &scratch.peer);
+			if (skipped != ML_SKIP_PEER)
+				bpf_map_delete_elem(&ml_pairing_v2, &scratch.peer);
 		}
 		return;
 	}
