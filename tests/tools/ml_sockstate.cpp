@@ -30,6 +30,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -103,33 +104,32 @@ struct Address {
   int family = AF_INET;
 };
 
+// ADDR:PORT, an IPv6 address in brackets ([fd00::12]:8097).
 Address parse_address(const std::string& text) {
-  Address out;
   const auto colon = text.rfind(':');
   if (colon == std::string::npos) {
     die(2, "address without a port: " + text);
   }
   std::string host = text.substr(0, colon);
-  const int port = std::atoi(text.c_str() + colon + 1);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+  const bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
+  if (bracketed) {
     host = host.substr(1, host.size() - 2);
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(static_cast<std::uint16_t>(port));
-    if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) != 1) {
-      die(2, "not an IPv6 address: " + host);
-    }
-    out.length = sizeof(*v6);
-    out.family = AF_INET6;
-    return out;
   }
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
-  v4->sin_family = AF_INET;
-  v4->sin_port = htons(static_cast<std::uint16_t>(port));
-  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) != 1) {
-    die(2, "not an IPv4 address: " + host);
+  addrinfo hints{};
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), text.c_str() + colon + 1, &hints, &found) != 0) {
+    die(2, "not an address and port: " + text);
   }
-  out.length = sizeof(*v4);
+  Address out;
+  std::memcpy(&out.storage, found->ai_addr, found->ai_addrlen);
+  out.length = found->ai_addrlen;
+  out.family = found->ai_family;
+  ::freeaddrinfo(found);
+  if ((out.family == AF_INET6) != bracketed) {
+    die(2, "an IPv6 address goes in brackets, an IPv4 one does not: " + text);
+  }
   return out;
 }
 
