@@ -810,17 +810,23 @@ TEST_F(InboundTcProgram, RstEndsTheFlow) {
 
 class InboundTcPortMarks : public InboundTcProgram {
  protected:
-  void set_armed(bool armed) {
-    const std::uint32_t slot = ML_TC_PORTS_ARMED_SLOT;
-    const std::uint64_t value = armed ? 1 : 0;
+  std::uint64_t slot_value(std::uint32_t slot) {
+    std::uint64_t value = 0;
+    EXPECT_EQ(bpf_map_lookup_elem(map_fd(skeleton_->maps.ml_tcports_v1), &slot, &value), 0);
+    return value;
+  }
+  void set_slot(std::uint32_t slot, std::uint64_t value) {
     ASSERT_EQ(bpf_map_update_elem(map_fd(skeleton_->maps.ml_tcports_v1), &slot, &value, BPF_ANY),
               0);
   }
+  void set_armed(bool armed) { set_slot(ML_TC_PORTS_ARMED_SLOT, armed ? 1 : 0); }
+  bool armed() { return slot_value(ML_TC_PORTS_ARMED_SLOT) != 0; }
+  // Marks `port` alone in its slot, as the controller's arming would.
+  void mark(ml_tc_port_set set, std::uint16_t port) {
+    set_slot(ml_tc_port_slot(set, port), ml_tc_port_bit(port));
+  }
   bool marked(ml_tc_port_set set, std::uint16_t port) {
-    const std::uint32_t slot = ml_tc_port_slot(set, port);
-    std::uint64_t word = 0;
-    EXPECT_EQ(bpf_map_lookup_elem(map_fd(skeleton_->maps.ml_tcports_v1), &slot, &word), 0);
-    return (word & ml_tc_port_bit(port)) != 0;
+    return (slot_value(ml_tc_port_slot(set, port)) & ml_tc_port_bit(port)) != 0;
   }
   // A flow as a build without port marks filed it: in the flow map, its ports unmarked.
   void file_unmarked_flow(const Address& client, std::uint16_t client_port, const Address& pod) {
@@ -878,21 +884,13 @@ TEST_F(InboundTcPortMarks, EachDirectionTestsItsOwnSet) {
 
   // The app port marked as an inbound port, and the inbound port as an app port: neither
   // direction may take the other's mark.
-  for (const auto& [set, port] :
-       {std::pair{ML_TC_PORTS_INBOUND, kAppPort}, std::pair{ML_TC_PORTS_APP, kInboundPort}}) {
-    const std::uint32_t slot = ml_tc_port_slot(set, port);
-    const std::uint64_t word = ml_tc_port_bit(port);
-    ASSERT_EQ(bpf_map_update_elem(map_fd(skeleton_->maps.ml_tcports_v1), &slot, &word, BPF_ANY), 0);
-  }
+  mark(ML_TC_PORTS_INBOUND, kAppPort);
+  mark(ML_TC_PORTS_APP, kInboundPort);
   EXPECT_EQ(ingress(ack).packet, ack);
   EXPECT_EQ(egress(reply).packet, reply);
 
-  for (const auto& [set, port] :
-       {std::pair{ML_TC_PORTS_APP, kAppPort}, std::pair{ML_TC_PORTS_INBOUND, kInboundPort}}) {
-    const std::uint32_t slot = ml_tc_port_slot(set, port);
-    const std::uint64_t word = ml_tc_port_bit(port);
-    ASSERT_EQ(bpf_map_update_elem(map_fd(skeleton_->maps.ml_tcports_v1), &slot, &word, BPF_ANY), 0);
-  }
+  mark(ML_TC_PORTS_APP, kAppPort);
+  mark(ML_TC_PORTS_INBOUND, kInboundPort);
   EXPECT_EQ(ingress(ack).packet, with_port(ack, true, kInboundPort));
   EXPECT_EQ(egress(reply).packet, with_port(reply, false, kAppPort));
 }
@@ -916,16 +914,12 @@ TEST_F(InboundTcPortMarks, ArmingMarksTheFlowsAnOlderBuildFiled) {
   EXPECT_EQ(ingress(ack).packet, with_port(ack, true, kInboundPort));
   const auto reply = tcp_packet(kPodIp4, kInboundPort, kClientIp4, kClientPort, ML_TCP_ACK);
   EXPECT_EQ(egress(reply).packet, with_port(reply, false, kAppPort));
-  // Armed: a port no flow uses is skipped.
-  const std::uint32_t slot = ML_TC_PORTS_ARMED_SLOT;
-  std::uint64_t armed = 0;
-  ASSERT_EQ(bpf_map_lookup_elem(map_fd(skeleton_->maps.ml_tcports_v1), &slot, &armed), 0);
-  EXPECT_EQ(armed, 1u);
+  // Armed, with only the flows' ports marked.
+  EXPECT_TRUE(armed());
   EXPECT_FALSE(marked(ML_TC_PORTS_APP, kOtherAppPort));
 
   ASSERT_TRUE(meshlane::disarm_tc_port_filter(map_fd(skeleton_->maps.ml_tcports_v1)));
-  ASSERT_EQ(bpf_map_lookup_elem(map_fd(skeleton_->maps.ml_tcports_v1), &slot, &armed), 0);
-  EXPECT_EQ(armed, 0u);
+  EXPECT_FALSE(armed());
   // Marks stay: only a new map starts without them.
   EXPECT_TRUE(marked(ML_TC_PORTS_APP, kAppPort));
 }
