@@ -15,6 +15,7 @@
 #include "meshlane/maps.bpf.h"
 #include "meshlane/orig_dst.bpf.h"
 #include "meshlane/port_use.bpf.h"
+#include "meshlane/reader_spin.bpf.h"
 #include "meshlane/sock_key.h"
 #include "meshlane/splice.bpf.h"
 
@@ -35,6 +36,10 @@ const volatile __u8 splice_blocking_sockets = 0;
  * so without a limit a fast sender can fill the kernel's TCP memory and get ENOMEM. 0 (the
  * default): no limit, and the check below is dead code. */
 const volatile __u32 max_unread_bytes = 0;
+
+/* acceleration.leave_spinning_readers: a spliced socket whose reader keeps spinning on its
+ * socket sends by the normal stack from then on (meshlane/reader_spin.h). */
+const volatile __u8 leave_spinning_readers = 1;
 
 /* Whether the connect hooks run (interception is supported): they tell each client end which
  * live listener its connection reaches (ml_srvlistener_v1). Without them (degraded) a client
@@ -599,26 +604,42 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 /* The low bits of sk_user_data are flags (SK_USER_DATA_NOCOPY, _BPF, _PSOCK). */
 #define ML_SK_USER_DATA_FLAGS 7UL
 
-/* Redirected bytes that the socket this message was just redirected to has not read yet: its
- * psock's ingress queue (msg_tot_len, what FIONREAD reports on a sockhash member). 0 when the
- * kernel cannot tell. */
-static __always_inline __u32 redirect_target_unread(struct sk_msg_md *md)
+/* The socket this message was just redirected to; NULL when the kernel cannot tell. */
+static __always_inline struct sock *redirect_target(struct sk_msg_md *md)
 {
-	struct sk_psock *psock;
 	struct sk_msg *msg;
-	unsigned long data;
 
-	if (!bpf_cast_to_kern_ctx || !bpf_rdonly_cast ||
-	    !bpf_core_field_exists(struct sk_psock, msg_tot_len))
+	if (!bpf_cast_to_kern_ctx || !bpf_rdonly_cast)
 		return 0;
 	msg = bpf_cast_to_kern_ctx(md);
-	if (!msg->sk_redir)
+	return msg->sk_redir;
+}
+
+/* Redirected bytes that `target`, a sockhash member, has not read yet: its psock's ingress
+ * queue (msg_tot_len, what FIONREAD reports on a sockhash member). 0 when the kernel cannot
+ * tell. */
+static __always_inline __u32 redirected_unread(struct sock *target)
+{
+	struct sk_psock *psock;
+	unsigned long data;
+
+	if (!target || !bpf_core_field_exists(struct sk_psock, msg_tot_len))
 		return 0;
-	data = (unsigned long)msg->sk_redir->sk_user_data & ~ML_SK_USER_DATA_FLAGS;
+	data = (unsigned long)target->sk_user_data & ~ML_SK_USER_DATA_FLAGS;
 	if (!data)
 		return 0;
 	psock = bpf_rdonly_cast((void *)data, bpf_core_type_id_kernel(struct sk_psock));
 	return psock->msg_tot_len;
+}
+
+/* Whether the reader of `target` spins on it: holds the socket (inside recv()) with nothing
+ * redirected left to read, so this send will wait for its lock (meshlane/reader_spin.h). */
+static __always_inline int reader_spinning(struct sock *target)
+{
+	if (!target || !bpf_core_field_exists(struct sk_psock, msg_tot_len) ||
+	    !target->sk_lock.owned)
+		return 0;
+	return redirected_unread(target) == 0;
 }
 
 /* A client's first send: if its pairing entry is still there, the server end is not
@@ -641,6 +662,7 @@ int ml_sk_msg(struct sk_msg_md *msg)
 {
 	struct ml_sock_state *state;
 	struct bpf_sock *sk = msg->sk;
+	struct sock *target = 0;
 
 	if (test_verifier_reject)
 		return *(int *)(long)msg->size; /* a number used as a pointer: rejected */
@@ -672,8 +694,19 @@ int ml_sk_msg(struct sk_msg_md *msg)
 		ml_count(ML_CTR_FAST_PATH_BYTES, msg->size);
 		ml_count_workload(bpf_get_netns_cookie(msg), ML_CTR_FAST_PATH_BYTES, msg->size);
 	}
+	if (leave_spinning_readers || max_unread_bytes)
+		target = redirect_target(msg);
+	if (leave_spinning_readers && ml_reader_spin_sent(sk, reader_spinning(target))) {
+		/* Later sends take the normal stack, whose segments never wait for the reader's
+		 * lock; the queued redirected bytes are read first, so the order holds. */
+		state->fallback = 1;
+		ml_count(ML_CTR_REDIRECT_READER_SPINNING, 1);
+		ml_emit_fallback(&state->peer, bpf_get_netns_cookie(msg),
+				 ML_FALLBACK_READER_SPINNING, msg->size);
+		return SK_PASS;
+	}
 	if (max_unread_bytes) {
-		__u32 unread = redirect_target_unread(msg);
+		__u32 unread = redirected_unread(target);
 
 		if (unread > max_unread_bytes) {
 			/* The reader is that far behind: this message is the last one redirected,

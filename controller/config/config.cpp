@@ -97,10 +97,12 @@ Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
 }
 
 Status parse_acceleration_table(const Field& field, AccelerationConfig& acceleration) {
-  const std::array<KeyReader, 7> readers = {{
+  const std::array<KeyReader, 8> readers = {{
       {"enabled", [&](const Field& f) { return read_bool(f, acceleration.enabled); }},
       {"adaptive_splicing",
        [&](const Field& f) { return read_bool(f, acceleration.adaptive_splicing); }},
+      {"leave_spinning_readers",
+       [&](const Field& f) { return read_bool(f, acceleration.leave_spinning_readers); }},
       {"splice_blocking_sockets",
        [&](const Field& f) { return read_bool(f, acceleration.splice_blocking_sockets); }},
       {"sockhash_max_entries",

@@ -83,6 +83,10 @@ struct AccelerationConfig {
   // connection) stops splicing its new ones, which would cost more than they save; one in 16
   // is still spliced to notice when that changes (docs/datapath.md).
   bool adaptive_splicing = true;
+  // A spliced socket whose reader keeps spinning on its socket (recv() in a loop on a
+  // non-blocking socket with nothing queued) sends by TCP from then on: every redirected send
+  // would wait for the reader's lock and wake a vCPU for it (docs/datapath.md).
+  bool leave_spinning_readers = true;
 };
 
 // Capacities of the datapath's maps other than the sockhash (acceleration.sockhash_max_entries),

@@ -43,6 +43,8 @@ std::vector<std::string> changed_keys(const Config& was, const Config& now) {
           a1.splice_blocking_sockets);
   compare(out, "acceleration.max_unread_bytes", a0.max_unread_bytes, a1.max_unread_bytes);
   compare(out, "acceleration.adaptive_splicing", a0.adaptive_splicing, a1.adaptive_splicing);
+  compare(out, "acceleration.leave_spinning_readers", a0.leave_spinning_readers,
+          a1.leave_spinning_readers);
   compare(out, "maps.orig_dst_max_entries", was.maps.orig_dst_max_entries,
           now.maps.orig_dst_max_entries);
   compare(out, "maps.tc_flow_max_entries", was.maps.tc_flow_max_entries,

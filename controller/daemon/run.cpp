@@ -472,7 +472,7 @@ int run(const std::string& config_path, const Config& config, const TestHooks& t
   for (meshlane::KernelFeature& feature : meshlane::probe_optional_features(test_hooks)) {
     if (!feature.present) {
       // A warning where the operator asked for what is now off, information otherwise.
-      const bool asked_for = feature.needed_for == meshlane::kForBackPressure &&
+      const bool asked_for = feature.needed_for == meshlane::kForReaderLimits &&
                              config.acceleration.max_unread_bytes > 0;
       spdlog::log(asked_for ? spdlog::level::warn : spdlog::level::info,
                   "optional kernel feature off: {} (for {}): {}", feature.name, feature.needed_for,

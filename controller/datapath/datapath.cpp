@@ -133,6 +133,7 @@ Status Datapath::load_objects(const Config& config) {
   sockops_->rodata->splice_blocking_sockets = config.acceleration.splice_blocking_sockets ? 1 : 0;
   sockops_->rodata->max_unread_bytes = config.acceleration.max_unread_bytes;
   sockops_->rodata->adaptive_splicing = config.acceleration.adaptive_splicing ? 1 : 0;
+  sockops_->rodata->leave_spinning_readers = config.acceleration.leave_spinning_readers ? 1 : 0;
   sockops_->rodata->connect_hooks = support_.interception ? 1 : 0;
   if (test_hooks_.verifier_reject) {
     spdlog::warn("MESHLANE_TEST_VERIFIER_REJECT=1: ml_sk_msg made invalid on purpose (tests only)");

@@ -122,22 +122,23 @@ std::vector<KernelFeature> probe_optional_features(const TestHooks& hooks) {
   const BtfOwner kernel = load_kernel_btf();
   // The same lookups libbpf makes when it resolves the programs' __weak __ksym externs: a kfunc
   // absent from the BTF is left NULL and the program takes its fallback path.
-  KernelFeature back_pressure{
+  KernelFeature reader_limits{
       "kfuncs bpf_cast_to_kern_ctx, bpf_rdonly_cast and sk_psock.msg_tot_len (kernel >= 6.2)",
-      kForBackPressure,
+      kForReaderLimits,
       has_kfunc(kernel.get(), "bpf_cast_to_kern_ctx") &&
           has_kfunc(kernel.get(), "bpf_rdonly_cast") &&
           has_struct_member(kernel.get(), "sk_psock", "msg_tot_len")};
-  back_pressure.optional = true;
-  back_pressure.when_absent =
-      "max_unread_bytes is not enforced: a spliced socket's unread queue is not bounded";
+  reader_limits.optional = true;
+  reader_limits.when_absent =
+      "max_unread_bytes is not enforced (a spliced socket's unread queue is not bounded) and a "
+      "spinning reader keeps its splice";
   KernelFeature map_full_check{"kfunc bpf_map_sum_elem_count (kernel >= 6.6)", kForMapFullCheck,
                                has_kfunc(kernel.get(), "bpf_map_sum_elem_count")};
   map_full_check.optional = true;
   map_full_check.when_absent =
       "connects are intercepted even when ml_origdst_v2 is full; a failed entry is counted in "
       "orig_dst_file_failed and the proxy gets no original destination";
-  std::vector<KernelFeature> features = {std::move(back_pressure), std::move(map_full_check)};
+  std::vector<KernelFeature> features = {std::move(reader_limits), std::move(map_full_check)};
   apply_test_pretence(features, hooks.missing_features);
   return features;
 }

@@ -14,7 +14,8 @@ inline constexpr const char* kForSplicing = "local TCP splicing";
 inline constexpr const char* kForInterception = "interception";
 inline constexpr const char* kForBoth = "splicing and interception";
 // What the optional features are for.
-inline constexpr const char* kForBackPressure = "acceleration.max_unread_bytes (back-pressure)";
+inline constexpr const char* kForReaderLimits =
+    "acceleration.max_unread_bytes (back-pressure) and acceleration.leave_spinning_readers";
 inline constexpr const char* kForMapFullCheck = "the map-full pre-check before interception";
 
 struct KernelFeature {

@@ -244,11 +244,18 @@ nlohmann::json splicing_answer(const std::vector<const Event*>& sockets) {
     const std::string reason = fallback_reason_name(fallback->raw.reason);
     out["decision"] = "fell_back";
     out["rule"] = reason;
-    out["explanation"] =
-        reason == "reader_behind"
-            ? "spliced, then back to the normal stack: its reader had more than "
-              "acceleration.max_unread_bytes of redirected bytes unread (back-pressure)"
-            : "spliced, then back to the normal stack: a send found its peer not spliced";
+    if (reason == "reader_behind") {
+      out["explanation"] =
+          "spliced, then back to the normal stack: its reader had more than "
+          "acceleration.max_unread_bytes of redirected bytes unread (back-pressure)";
+    } else if (reason == "reader_spinning") {
+      out["explanation"] =
+          "spliced, then back to the normal stack: its reader spins on its socket, so each "
+          "redirected send waited for the reader's lock (acceleration.leave_spinning_readers)";
+    } else {
+      out["explanation"] =
+          "spliced, then back to the normal stack: a send found its peer not spliced";
+    }
   } else if (spliced) {
     out["decision"] = "spliced";
     out["rule"] = nullptr;

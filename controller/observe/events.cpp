@@ -106,7 +106,11 @@ const char* skip_reason_name(std::uint8_t reason) {
 }
 
 const char* fallback_reason_name(std::uint8_t reason) {
-  return reason == ML_FALLBACK_READER_BEHIND ? "reader_behind" : "peer_not_spliced";
+  switch (reason) {
+    case ML_FALLBACK_READER_BEHIND: return "reader_behind";
+    case ML_FALLBACK_READER_SPINNING: return "reader_spinning";
+    default: return "peer_not_spliced";
+  }
 }
 
 const char* hop_name(std::uint8_t hop) {

@@ -151,6 +151,9 @@ const char* counter_help(ml_counter counter) {
     case ML_CTR_DNS_SERVER_SWITCHED:
       return "DNS capture: captured queries to a server other than the socket's previous one "
              "(replies still due from the earlier server appear to come from the later).";
+    case ML_CTR_REDIRECT_READER_SPINNING:
+      return "Spliced sockets whose sends went back to the normal stack because their reader "
+             "spins on its socket (each redirected send would wait for the reader's lock).";
     case ML_CTR_MAX: break;
   }
   return "A meshlane datapath counter.";

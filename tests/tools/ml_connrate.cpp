@@ -7,7 +7,7 @@
 //                      [--threads T] [--ready-file F]
 //   ml_connrate client --connect ADDR:PORT [--concurrency N] [--duration S] [--warmup S]
 //                      [--request-size N] [--reply-size N] [--requests-per-conn K]
-//                      [--timeout S] [--bind ADDR] [--progress-file F]
+//                      [--timeout S] [--bind ADDR] [--progress-file F] [--busy-poll]
 //
 // The client keeps --concurrency connections in flight for --duration seconds, or, with
 // --duration 0, until it gets SIGTERM or SIGINT (background load that a test stops when its
@@ -27,6 +27,16 @@
 // in blocking mode by default). TCP_NODELAY is set on every connection. One thread drives all
 // connections with edge-triggered epoll; the server can use --threads SO_REUSEPORT listeners.
 //
+// Bytes are checked: every byte of a request is one letter, a..z in turn over the connection's
+// requests, and every byte of its reply is that letter in upper case; the server checks the
+// request (all one letter) and the client the reply, so a lost, repeated, reordered or
+// corrupted byte or message is an error (counted as "other" by the client, in "errors" by the
+// server).
+//
+// --busy-poll: the client calls recv()/send() on its sockets again at once when they would
+// block, never waiting in epoll_wait(), as busy-polling applications (sockperf's ping-pong
+// client) do.
+//
 // Latency: for the first request of a connection, from socket() to the last byte of the reply
 // (so it includes the handshake: the connection latency); for later requests on the same
 // connection, from the request's first write to the reply's last byte. Only requests that
@@ -40,7 +50,7 @@
 //   {"role":"client","connect":..,"concurrency":..,"duration_s":..,"connections":..,
 //    "requests":..,"conn_per_s":..,"req_per_s":..,"latency_us":{"min":..,"p50":..,"p90":..,
 //    "p99":..,"p999":..,"max":..,"mean":..},"errors":..,"error_kinds":{..},"first_error":"..",
-//    "nonblocking":true,"ok":true|false}
+//    "nonblocking":true,"busy_poll":true|false,"ok":true|false}
 // The server prints {"role":"server","connections":..,"requests":..,"errors":..,"ok":..} when
 // it gets SIGTERM or SIGINT.
 //
@@ -100,14 +110,15 @@ void print_help() {
       "                     [--close-after K] [--threads T] [--ready-file F]\n"
       "  ml_connrate client --connect ADDR:PORT [--concurrency N] [--duration S] [--warmup S]\n"
       "                     [--request-size N] [--reply-size N] [--requests-per-conn K]\n"
-      "                     [--timeout S] [--bind ADDR] [--progress-file F]\n"
+      "                     [--timeout S] [--bind ADDR] [--progress-file F] [--busy-poll]\n"
       "\n"
       "Client: keeps N connections in flight for S seconds (default 5; --duration 0 runs until\n"
       "SIGTERM or SIGINT, and that stop is then a success); each connects, sends K requests\n"
       "(default 1) of --request-size bytes (default 64), reads each --reply-size reply\n"
       "(default 64), waits for the server's close and closes; prints one JSON line with\n"
       "conn_per_s, req_per_s and latency percentiles in microseconds; --progress-file F is\n"
-      "rewritten every 100 ms with \"REQUESTS ERRORS CONNECTIONS\".\n"
+      "rewritten every 100 ms with \"REQUESTS ERRORS CONNECTIONS\"; --busy-poll retries\n"
+      "recv()/send() at once instead of waiting in epoll_wait().\n"
       "Server: replies to each request, closes after --close-after replies (default 1; 0 =\n"
       "when the client closes). Give the client --requests-per-conn equal to the server's\n"
       "--close-after. All sockets are non-blocking (spliceable by meshlane).\n"
@@ -206,6 +217,7 @@ struct Options {
   double duration = 5.0;
   double warmup = 0.0;
   double timeout = 5.0;
+  bool busy_poll = false;
 };
 
 Options parse_args(int argc, char** argv) {
@@ -266,6 +278,8 @@ Options parse_args(int argc, char** argv) {
       o.warmup = parse_seconds(value(), "--warmup", 0, 3600);
     } else if (a == "--timeout") {
       o.timeout = parse_seconds(value(), "--timeout", 0.01, 3600);
+    } else if (a == "--busy-poll") {
+      o.busy_poll = true;
     } else {
       usage_error("unknown argument '" + a + "'");
     }
@@ -276,7 +290,20 @@ Options parse_args(int argc, char** argv) {
   if (o.role == "client" && o.connect_str.empty()) {
     usage_error("client needs --connect ADDR:PORT");
   }
+  if (o.role == "server" && o.busy_poll) {
+    usage_error("--busy-poll is a client option");
+  }
   return o;
+}
+
+// The letter every byte of a connection's request number `index` (0-based) is, and the one
+// every byte of its reply is.
+char request_letter(long index) { return static_cast<char>('a' + index % 26); }
+char reply_letter(char request) { return static_cast<char>(request - 'a' + 'A'); }
+
+// Whether all of [data, data + n) is `letter`.
+bool all_letter(const char* data, std::size_t n, char letter) {
+  return std::all_of(data, data + n, [letter](char c) { return c == letter; });
 }
 
 void set_nodelay(int fd) {
@@ -309,6 +336,7 @@ struct ServerConn {
   long in_req = 0;    // bytes of the current request read so far
   long out_left = 0;  // bytes of the current reply still to write
   long replies = 0;
+  char letter = 'a';  // of the request being read (request_letter)
 };
 
 struct ServerTotals {
@@ -359,6 +387,7 @@ void server_loop(int lfd, const Options& o, ServerTotals& totals) {
   auto drive = [&](ServerConn* c) -> bool {
     for (;;) {
       if (c->out_left > 0) {
+        std::fill(reply.begin(), reply.end(), reply_letter(c->letter));
         ssize_t n = send(c->fd, reply.data() + (o.reply_size - c->out_left),
                          static_cast<std::size_t>(c->out_left), MSG_NOSIGNAL);
         if (n < 0) {
@@ -403,6 +432,14 @@ void server_loop(int lfd, const Options& o, ServerTotals& totals) {
         close_conn(c);  // the client closed (persistent mode, or it gave up)
         return false;
       }
+      // Every byte of a request is the letter of its place among the connection's requests.
+      const char letter = request_letter(c->replies);
+      if (!all_letter(buf.data(), static_cast<std::size_t>(n), letter)) {
+        totals.errors++;
+        close_conn(c);
+        return false;
+      }
+      c->letter = letter;
       c->in_req += n;
       if (c->in_req == o.request_size) {
         c->in_req = 0;
@@ -577,18 +614,25 @@ class Client {
       if (now >= end) {
         break;
       }
-      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(end - now).count();
-      int n = epoll_wait(ep_, events.data(), static_cast<int>(events.size()),
-                         static_cast<int>(std::min<long long>(ms + 1, 50)));
-      if (n < 0) {
-        if (errno == EINTR) {
-          continue;
+      if (o_.busy_poll) {
+        // No waiting: every socket's recv()/send() again at once, as busy-polling clients do.
+        for (std::size_t idx = 0; idx < slots_.size(); ++idx) {
+          drive(slots_[idx], idx, end);
         }
-        setup_error("epoll_wait", errno);
-      }
-      for (int i = 0; i < n; ++i) {
-        auto idx = static_cast<std::size_t>(events[i].data.u64);
-        drive(slots_[idx], idx, end);
+      } else {
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(end - now).count();
+        int n = epoll_wait(ep_, events.data(), static_cast<int>(events.size()),
+                           static_cast<int>(std::min<long long>(ms + 1, 50)));
+        if (n < 0) {
+          if (errno == EINTR) {
+            continue;
+          }
+          setup_error("epoll_wait", errno);
+        }
+        for (int i = 0; i < n; ++i) {
+          auto idx = static_cast<std::size_t>(events[i].data.u64);
+          drive(slots_[idx], idx, end);
+        }
       }
       // Per-connection timeouts (checked at most every 50 ms of idle time).
       now = Clock::now();
@@ -756,6 +800,7 @@ class Client {
           break;
         }
         case State::kSending: {
+          std::fill(request_.begin(), request_.end(), request_letter(s.replies));
           ssize_t n = send(s.fd, request_.data() + s.off,
                            static_cast<std::size_t>(o_.request_size - s.off), MSG_NOSIGNAL);
           if (n < 0) {
@@ -811,6 +856,13 @@ class Client {
           }
           if (s.state == State::kDraining) {
             fail(s, idx, stats_->err_other, "unexpected bytes after the last reply");
+            return;
+          }
+          if (const char want_letter = reply_letter(request_letter(s.replies));
+              !all_letter(buf_.data(), static_cast<std::size_t>(n), want_letter)) {
+            fail(s, idx, stats_->err_other,
+                 std::string("reply ") + std::to_string(s.replies + 1) + ": a byte is not '" +
+                     want_letter + "'");
             return;
           }
           s.off += n;
@@ -877,7 +929,8 @@ int run_client(const Options& o) {
       "\"latency_us\":{\"min\":%.1f,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,"
       "\"max\":%.1f,\"mean\":%.1f},\"errors\":%llu,"
       "\"error_kinds\":{\"connect\":%llu,\"reset\":%llu,\"early_eof\":%llu,\"timeout\":%llu,"
-      "\"other\":%llu},\"first_error\":\"%s\",\"nonblocking\":true,\"ok\":%s}\n",
+      "\"other\":%llu},\"first_error\":\"%s\",\"nonblocking\":true,\"busy_poll\":%s,"
+      "\"ok\":%s}\n",
       json_escape(o.connect_str).c_str(), o.concurrency, o.requests_per_conn, o.request_size,
       o.reply_size, secs, static_cast<unsigned long long>(st.connections),
       static_cast<unsigned long long>(st.requests),
@@ -890,7 +943,7 @@ int run_client(const Options& o) {
       static_cast<unsigned long long>(st.err_reset), static_cast<unsigned long long>(st.err_eof),
       static_cast<unsigned long long>(st.err_timeout),
       static_cast<unsigned long long>(st.err_other), json_escape(st.first_error).c_str(),
-      ok ? "true" : "false");
+      o.busy_poll ? "true" : "false", ok ? "true" : "false");
   std::fflush(stdout);
   return ok ? kExitOk : kExitErrors;
 }

@@ -73,6 +73,10 @@ enum ml_counter {
 	 * in flight from the earlier one will appear to come from the later (the limit of a
 	 * per-socket record; docs/interception.md). */
 	ML_CTR_DNS_SERVER_SWITCHED,
+	/* A spliced socket's sends went back to the normal stack because its reader spins on its
+	 * socket (holds it in recv() with nothing queued, again and again): each redirected send
+	 * would wait for that lock, and wake a vCPU for it (meshlane/reader_spin.h). */
+	ML_CTR_REDIRECT_READER_SPINNING,
 	ML_CTR_MAX,
 };
 

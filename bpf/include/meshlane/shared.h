@@ -12,6 +12,7 @@
 #include "meshlane/orig_dst_types.h"
 #include "meshlane/policy_types.h"
 #include "meshlane/port_use_types.h"
+#include "meshlane/reader_spin_types.h"
 #include "meshlane/splice_types.h"
 #include "meshlane/tc_flow_types.h"
 #include "meshlane/tc_port_marks.h" /* ML_TC_PORTS_MAP_NAME and the slot of a port */

@@ -179,6 +179,7 @@ include_ports = [8080, 9090]
 exclude_ports = [22]
 max_unread_bytes = 65536
 adaptive_splicing = false
+leave_spinning_readers = false
 )");
   EXPECT_EQ(config.daemon.bpffs_dir, "/sys/fs/bpf/test");
   EXPECT_EQ(config.daemon.cgroup, "meshlane-test");
@@ -190,6 +191,7 @@ adaptive_splicing = false
   EXPECT_EQ(config.acceleration.exclude_ports, (std::vector<std::uint16_t>{22}));
   EXPECT_EQ(config.acceleration.max_unread_bytes, 65536u);
   EXPECT_FALSE(config.acceleration.adaptive_splicing);
+  EXPECT_FALSE(config.acceleration.leave_spinning_readers);
 }
 
 TEST(ParseConfig, MissingKeysKeepDefaults) {
@@ -197,6 +199,7 @@ TEST(ParseConfig, MissingKeysKeepDefaults) {
   EXPECT_EQ(config.daemon.bpffs_dir, "/sys/fs/bpf/meshlane");
   EXPECT_TRUE(config.acceleration.enabled);
   EXPECT_TRUE(config.acceleration.adaptive_splicing);
+  EXPECT_TRUE(config.acceleration.leave_spinning_readers);
   EXPECT_EQ(config.acceleration.exclude_ports, (std::vector<std::uint16_t>{22}));
 }
 
@@ -329,10 +332,11 @@ TEST(ParseConfig, OnMissingFeature) {
 }
 
 TEST(ParseConfig, UnknownAccelerationKeyIsRejected) {
-  EXPECT_TRUE(contains(parse_error("[acceleration]\n  include_port = [80]\n"),
-                       "meshlane.toml:2:3: acceleration.include_port: unknown key (known keys: "
-                       "enabled, adaptive_splicing, splice_blocking_sockets, sockhash_max_entries, "
-                       "include_ports, exclude_ports, max_unread_bytes)"));
+  EXPECT_TRUE(
+      contains(parse_error("[acceleration]\n  include_port = [80]\n"),
+               "meshlane.toml:2:3: acceleration.include_port: unknown key (known keys: "
+               "enabled, adaptive_splicing, leave_spinning_readers, splice_blocking_sockets, "
+               "sockhash_max_entries, include_ports, exclude_ports, max_unread_bytes)"));
 }
 
 TEST(ParseConfig, MaxUnreadBytesIsOffByDefaultAndBounded) {

@@ -26,7 +26,7 @@ int kernel_version() {
 TEST(OptionalKernelFeatures, HaveTheirShape) {
   const std::vector<KernelFeature> features = probe_optional_features(TestHooks{});
   ASSERT_EQ(features.size(), 2u);
-  EXPECT_EQ(features[0].needed_for, kForBackPressure);
+  EXPECT_EQ(features[0].needed_for, kForReaderLimits);
   EXPECT_NE(features[0].name.find("(kernel >= 6.2)"), std::string::npos) << features[0].name;
   EXPECT_EQ(features[1].needed_for, kForMapFullCheck);
   EXPECT_NE(features[1].name.find("bpf_map_sum_elem_count (kernel >= 6.6)"), std::string::npos)

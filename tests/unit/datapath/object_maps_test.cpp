@@ -27,7 +27,7 @@ TEST(PinnedMapNamesOfBuild, AreEveryMapTheObjectsDefine) {
   auto names = pinned_map_names_of_build();
   ASSERT_TRUE(names) << names.error().message();
   // The maps of bpf/include/meshlane/maps.bpf.h (tc_port_marks.bpf.h among them), counters.bpf.h,
-  // events.bpf.h, listeners.bpf.h, port_use.bpf.h and dns_origin.bpf.h.
+  // events.bpf.h, listeners.bpf.h, port_use.bpf.h, reader_spin.bpf.h and dns_origin.bpf.h.
   const std::set<std::string> expected = {
       ML_SOCKHASH_MAP_NAME,        ML_SOCK_STATE_MAP_NAME,     ML_COUNTERS_MAP_NAME,
       ML_PORTS_MAP_NAME,           ML_ORIG_DST_MAP_NAME,       ML_WORKLOADS_MAP_NAME,
@@ -36,7 +36,7 @@ TEST(PinnedMapNamesOfBuild, AreEveryMapTheObjectsDefine) {
       ML_WL_COUNTERS_MAP_NAME,     ML_EVENTS_MAP_NAME,         ML_MONITOR_MAP_NAME,
       ML_PAIRING_MAP_NAME,         ML_LISTEN_MODE_MAP_NAME,    ML_LISTENERS_MAP_NAME,
       ML_SERVER_LISTENER_MAP_NAME, ML_PORT_USE_MAP_NAME,       ML_SOCK_USE_MAP_NAME,
-      ML_DNS_ORIGIN_MAP_NAME,      ML_TC_PORTS_MAP_NAME};
+      ML_DNS_ORIGIN_MAP_NAME,      ML_TC_PORTS_MAP_NAME,       ML_READER_SPIN_MAP_NAME};
   EXPECT_EQ(names.value(), expected);
 }
 

@@ -159,6 +159,18 @@ TEST(FallbackEvents, BackPressureSaysHowFarTheReaderWasBehind) {
   EXPECT_EQ(peer["bytes"], 512);
 }
 
+TEST(FallbackEvents, ASpinningReaderIsNamedWithTheSizeOfTheLastSend) {
+  ml_event raw = spliced_proxy_to_proxy(true);
+  raw.type = ML_EVENT_FALLBACK;
+  raw.side = 0;
+  raw.reason = ML_FALLBACK_READER_SPINNING;
+  raw.detail = 64;
+  const json spinning = event_to_json(event(raw));
+  EXPECT_EQ(spinning["reason"], "reader_spinning");
+  EXPECT_EQ(spinning["bytes"], 64);
+  EXPECT_FALSE(spinning.contains("unread_bytes"));
+}
+
 // ---- explain ---------------------------------------------------------------------------------
 
 TEST(ExplainQuery, EndpointsParseAndPrint) {
@@ -280,17 +292,30 @@ TEST(Explain, DeniedNamesTheRule) {
   EXPECT_EQ(answer["splicing"]["decision"], "no_record");
 }
 
-TEST(Explain, BackPressureFallback) {
+// What explain says of a spliced connection whose client end then fell back for `reason`.
+json explain_fallback(std::uint8_t reason, std::uint32_t detail) {
   ml_event client = skipped_app(ML_EVENT_SPLICED, 0, true);
   ml_event server = skipped_app(ML_EVENT_SPLICED, 0, false);
-  ml_event behind = client;
-  behind.type = ML_EVENT_FALLBACK;
-  behind.reason = ML_FALLBACK_READER_BEHIND;
-  behind.detail = 400000;
-  const json answer = explain(query("198.18.0.10:40000", "198.18.0.11:8080"),
-                              {at(client, 0), at(server, 1), at(behind, 2)}, {16, 3, 3, "pod-a"});
+  ml_event fallback = client;
+  fallback.type = ML_EVENT_FALLBACK;
+  fallback.reason = reason;
+  fallback.detail = detail;
+  return explain(query("198.18.0.10:40000", "198.18.0.11:8080"),
+                 {at(client, 0), at(server, 1), at(fallback, 2)}, {16, 3, 3, "pod-a"});
+}
+
+TEST(Explain, BackPressureFallback) {
+  const json answer = explain_fallback(ML_FALLBACK_READER_BEHIND, 400000);
   EXPECT_EQ(answer["splicing"]["decision"], "fell_back");
   EXPECT_EQ(answer["splicing"]["rule"], "reader_behind");
+}
+
+TEST(Explain, SpinningReaderFallback) {
+  const json answer = explain_fallback(ML_FALLBACK_READER_SPINNING, 64);
+  EXPECT_EQ(answer["splicing"]["decision"], "fell_back");
+  EXPECT_EQ(answer["splicing"]["rule"], "reader_spinning");
+  EXPECT_NE(answer["splicing"]["explanation"].get<std::string>().find("leave_spinning_readers"),
+            std::string::npos);
 }
 
 TEST(Explain, LoopbackIsNeverIntercepted) {
