@@ -3,8 +3,9 @@
 # takes the reader's socket lock; a reader that calls recv() in a loop on its non-blocking
 # socket holds that lock much of the time with nothing queued, so sends to it wait for the
 # lock (meshlane/reader_spin.h). The datapath sees this and sends that direction by TCP from
-# then on. Request/response over one persistent connection (ml_connrate, 64 B each way, every
-# byte checked by both ends: each request is one letter, its reply the same in upper case):
+# then on. Request/response over one persistent connection (ml_connrate --check-bytes, 64 B
+# each way, every byte checked by both ends: each request is one letter, its reply the same in
+# upper case):
 #
 #   1. The client busy-polls (--busy-poll: recv() again at once on EAGAIN, no epoll):
 #      redirect_reader_spinning rose, messages were redirected, then not all of them (fewer
@@ -28,11 +29,11 @@ request_response() {
   local label=$1 port=$2 server result
   shift 2
   ml_bg server "$ML_WORKDIR/$label.server.out" "$ML_WORKDIR/$label.server.err" "$ML_CG" "$NS" \
-    "$ML_CONNRATE" server --listen "127.0.0.1:$port" --close-after 0
+    "$ML_CONNRATE" server --listen "127.0.0.1:$port" --close-after 0 --check-bytes
   ml_wait_listen "$NS" "$port"
   ml_snapshot before
   host_in "$ML_CG" "$NS" "$ML_CONNRATE" client --connect "127.0.0.1:$port" --concurrency 1 \
-    --requests-per-conn 0 --duration 2 "$@" >"$ML_WORKDIR/$label.client.out" \
+    --requests-per-conn 0 --duration 2 --check-bytes "$@" >"$ML_WORKDIR/$label.client.out" \
     2>"$ML_WORKDIR/$label.client.err" ||
     ml_fail "$label: ml_connrate client failed: $(tail -n 1 "$ML_WORKDIR/$label.client.out") $(tail -n 3 "$ML_WORKDIR/$label.client.err")"
   ml_snapshot after
@@ -42,7 +43,8 @@ request_response() {
   SPINNING=$(ml_delta before after redirect_reader_spinning)
   MESSAGES=$(ml_delta before after messages_redirected)
   ml_log "$label: $REQUESTS requests, messages_redirected +$MESSAGES, redirect_reader_spinning +$SPINNING"
-  [[ $(ml_json_int "$result" errors) -eq 0 ]] || ml_fail "$label: errors: $result"
+  [[ $(ml_json_int "$result" errors) -eq 0 && $result == *'"check_bytes":true'* ]] ||
+    ml_fail "$label: errors, or bytes not checked: $result"
   ((REQUESTS >= 100)) || ml_fail "$label: only $REQUESTS requests in 2 s: $result"
 }
 

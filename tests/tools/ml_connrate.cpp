@@ -4,10 +4,11 @@
 // libraries (it measures them, so it must not share their code), in one self-contained file.
 //
 //   ml_connrate server --listen ADDR:PORT [--request-size N] [--reply-size N] [--close-after K]
-//                      [--threads T] [--ready-file F]
+//                      [--threads T] [--ready-file F] [--check-bytes]
 //   ml_connrate client --connect ADDR:PORT [--concurrency N] [--duration S] [--warmup S]
 //                      [--request-size N] [--reply-size N] [--requests-per-conn K]
 //                      [--timeout S] [--bind ADDR] [--progress-file F] [--busy-poll]
+//                      [--check-bytes]
 //
 // The client keeps --concurrency connections in flight for --duration seconds, or, with
 // --duration 0, until it gets SIGTERM or SIGINT (background load that a test stops when its
@@ -27,11 +28,12 @@
 // in blocking mode by default). TCP_NODELAY is set on every connection. One thread drives all
 // connections with edge-triggered epoll; the server can use --threads SO_REUSEPORT listeners.
 //
-// Bytes are checked: every byte of a request is one letter, a..z in turn over the connection's
-// requests, and every byte of its reply is that letter in upper case; the server checks the
-// request (all one letter) and the client the reply, so a lost, repeated, reordered or
-// corrupted byte or message is an error (counted as "other" by the client, in "errors" by the
-// server).
+// --check-bytes (both sides): every byte of a request is one letter, a..z in turn over the
+// connection's requests, and every byte of its reply is that letter in upper case; the server
+// checks the request (all one letter) and the client the reply, so a lost, repeated, reordered
+// or corrupted byte or message is an error (counted as "other" by the client, in "errors" by
+// the server). Without it neither side looks at the bytes (other clients, such as the tests'
+// conn_burst.py, send what they like).
 //
 // --busy-poll: the client calls recv()/send() on its sockets again at once when they would
 // block, never waiting in epoll_wait(), as busy-polling applications (sockperf's ping-pong
@@ -50,7 +52,7 @@
 //   {"role":"client","connect":..,"concurrency":..,"duration_s":..,"connections":..,
 //    "requests":..,"conn_per_s":..,"req_per_s":..,"latency_us":{"min":..,"p50":..,"p90":..,
 //    "p99":..,"p999":..,"max":..,"mean":..},"errors":..,"error_kinds":{..},"first_error":"..",
-//    "nonblocking":true,"busy_poll":true|false,"ok":true|false}
+//    "nonblocking":true,"busy_poll":true|false,"check_bytes":true|false,"ok":true|false}
 // The server prints {"role":"server","connections":..,"requests":..,"errors":..,"ok":..} when
 // it gets SIGTERM or SIGINT.
 //
@@ -107,10 +109,11 @@ void print_help() {
   std::fputs(
       "Usage:\n"
       "  ml_connrate server --listen ADDR:PORT [--request-size N] [--reply-size N]\n"
-      "                     [--close-after K] [--threads T] [--ready-file F]\n"
+      "                     [--close-after K] [--threads T] [--ready-file F] [--check-bytes]\n"
       "  ml_connrate client --connect ADDR:PORT [--concurrency N] [--duration S] [--warmup S]\n"
       "                     [--request-size N] [--reply-size N] [--requests-per-conn K]\n"
       "                     [--timeout S] [--bind ADDR] [--progress-file F] [--busy-poll]\n"
+      "                     [--check-bytes]\n"
       "\n"
       "Client: keeps N connections in flight for S seconds (default 5; --duration 0 runs until\n"
       "SIGTERM or SIGINT, and that stop is then a success); each connects, sends K requests\n"
@@ -119,6 +122,8 @@ void print_help() {
       "conn_per_s, req_per_s and latency percentiles in microseconds; --progress-file F is\n"
       "rewritten every 100 ms with \"REQUESTS ERRORS CONNECTIONS\"; --busy-poll retries\n"
       "recv()/send() at once instead of waiting in epoll_wait().\n"
+      "--check-bytes (give it to both): each request is one letter (a..z in turn), its reply\n"
+      "the same letter in upper case; a byte out of place is an error.\n"
       "Server: replies to each request, closes after --close-after replies (default 1; 0 =\n"
       "when the client closes). Give the client --requests-per-conn equal to the server's\n"
       "--close-after. All sockets are non-blocking (spliceable by meshlane).\n"
@@ -218,6 +223,7 @@ struct Options {
   double warmup = 0.0;
   double timeout = 5.0;
   bool busy_poll = false;
+  bool check_bytes = false;
 };
 
 Options parse_args(int argc, char** argv) {
@@ -280,6 +286,8 @@ Options parse_args(int argc, char** argv) {
       o.timeout = parse_seconds(value(), "--timeout", 0.01, 3600);
     } else if (a == "--busy-poll") {
       o.busy_poll = true;
+    } else if (a == "--check-bytes") {
+      o.check_bytes = true;
     } else {
       usage_error("unknown argument '" + a + "'");
     }
@@ -434,7 +442,7 @@ void server_loop(int lfd, const Options& o, ServerTotals& totals) {
       }
       // Every byte of a request is the letter of its place among the connection's requests.
       const char letter = request_letter(c->replies);
-      if (!all_letter(buf.data(), static_cast<std::size_t>(n), letter)) {
+      if (o.check_bytes && !all_letter(buf.data(), static_cast<std::size_t>(n), letter)) {
         totals.errors++;
         close_conn(c);
         return false;
@@ -859,6 +867,7 @@ class Client {
             return;
           }
           if (const char want_letter = reply_letter(request_letter(s.replies));
+              o_.check_bytes &&
               !all_letter(buf_.data(), static_cast<std::size_t>(n), want_letter)) {
             fail(s, idx, stats_->err_other,
                  std::string("reply ") + std::to_string(s.replies + 1) + ": a byte is not '" +
@@ -930,6 +939,7 @@ int run_client(const Options& o) {
       "\"max\":%.1f,\"mean\":%.1f},\"errors\":%llu,"
       "\"error_kinds\":{\"connect\":%llu,\"reset\":%llu,\"early_eof\":%llu,\"timeout\":%llu,"
       "\"other\":%llu},\"first_error\":\"%s\",\"nonblocking\":true,\"busy_poll\":%s,"
+      "\"check_bytes\":%s,"
       "\"ok\":%s}\n",
       json_escape(o.connect_str).c_str(), o.concurrency, o.requests_per_conn, o.request_size,
       o.reply_size, secs, static_cast<unsigned long long>(st.connections),
@@ -943,7 +953,7 @@ int run_client(const Options& o) {
       static_cast<unsigned long long>(st.err_reset), static_cast<unsigned long long>(st.err_eof),
       static_cast<unsigned long long>(st.err_timeout),
       static_cast<unsigned long long>(st.err_other), json_escape(st.first_error).c_str(),
-      o.busy_poll ? "true" : "false", ok ? "true" : "false");
+      o.busy_poll ? "true" : "false", o.check_bytes ? "true" : "false", ok ? "true" : "false");
   std::fflush(stdout);
   return ok ? kExitOk : kExitErrors;
 }
