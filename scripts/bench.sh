@@ -20,8 +20,9 @@ starts one mode later, and so on):
   d   the same sidecars, meshlane interception and acceleration (the default configuration)
   dx  as d with acceleration.exclude_ports = [15001]: the hop app -> outbound sidecar stays on
       TCP, the other two hops are spliced; request/response and connection cells only (in
-      the iperf3 cells that hop is not spliced in d either). On VMs whose idle vCPUs halt at
-      once this can beat d's latency: see "Idle vCPUs" in docs/performance.md
+      the iperf3 cells that hop is not spliced in d either). It beat d's latency for
+      busy-polling clients until d learned to take a spinning reader's replies off the
+      splice: see "Idle vCPUs" in docs/performance.md
   d+  as d with acceleration.splice_blocking_sockets = true; throughput cells only (iperf3
       uses blocking sockets, which d does not splice)
   f   as d with both pods opted in to the L4 fast path (fast_path = true, docs/fast-path.md):
