@@ -604,27 +604,26 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 /* The low bits of sk_user_data are flags (SK_USER_DATA_NOCOPY, _BPF, _PSOCK). */
 #define ML_SK_USER_DATA_FLAGS 7UL
 
-/* The socket this message was just redirected to; NULL when the kernel cannot tell. */
+/* The socket this message was just redirected to; NULL when the kernel cannot tell us what its
+ * reader has left unread (kernels before 6.2), which is all the callers want to know. */
 static __always_inline struct sock *redirect_target(struct sk_msg_md *md)
 {
 	struct sk_msg *msg;
 
-	if (!bpf_cast_to_kern_ctx || !bpf_rdonly_cast)
+	if (!bpf_cast_to_kern_ctx || !bpf_rdonly_cast ||
+	    !bpf_core_field_exists(struct sk_psock, msg_tot_len))
 		return 0;
 	msg = bpf_cast_to_kern_ctx(md);
 	return msg->sk_redir;
 }
 
-/* Redirected bytes that `target`, a sockhash member, has not read yet: its psock's ingress
- * queue (msg_tot_len, what FIONREAD reports on a sockhash member). 0 when the kernel cannot
- * tell. */
+/* Redirected bytes that `target` (from redirect_target), a sockhash member, has not read yet:
+ * its psock's ingress queue (msg_tot_len, what FIONREAD reports on a sockhash member). */
 static __always_inline __u32 redirected_unread(struct sock *target)
 {
 	struct sk_psock *psock;
 	unsigned long data;
 
-	if (!target || !bpf_core_field_exists(struct sk_psock, msg_tot_len))
-		return 0;
 	data = (unsigned long)target->sk_user_data & ~ML_SK_USER_DATA_FLAGS;
 	if (!data)
 		return 0;
@@ -632,29 +631,35 @@ static __always_inline __u32 redirected_unread(struct sock *target)
 	return psock->msg_tot_len;
 }
 
-/* Whether the reader of `target` spins on it: holds the socket (inside recv()) with nothing
- * redirected left to read, so this send will wait for its lock (meshlane/reader_spin.h). */
+/* Whether the reader of `target` (from redirect_target) spins on it: holds the socket (inside
+ * recv()) with nothing redirected left to read, so this send will wait for its lock
+ * (meshlane/reader_spin.h). */
 static __always_inline int reader_spinning(struct sock *target)
 {
-	if (!target || !bpf_core_field_exists(struct sk_psock, msg_tot_len) ||
-	    !target->sk_lock.owned)
-		return 0;
-	return redirected_unread(target) == 0;
+	return target->sk_lock.owned && redirected_unread(target) == 0;
+}
+
+/* This socket's later sends take the normal stack, for good: counted, and reported to the
+ * monitor with the reason and its detail. */
+static __always_inline void fall_back(struct ml_sock_state *state, struct sk_msg_md *msg,
+				      __u32 counter, __u8 reason, __u32 detail)
+{
+	state->fallback = 1;
+	ml_count(counter, 1);
+	ml_emit_fallback(&state->peer, bpf_get_netns_cookie(msg), reason, detail);
 }
 
 /* A client's first send: if its pairing entry is still there, the server end is not
  * established yet. Taking the entry makes the server end stay out of the sockhash (and take
- * this end out), and this send and all later ones go by TCP. */
+ * this end out). Returns 1 when it took the entry: this send and all later ones must then go
+ * by TCP. */
 static __always_inline int first_send_beats_server(struct ml_sock_state *state)
 {
 	struct ml_sock_key self = {};
 
 	state->pairing = 0;
 	ml_mirror_key(&state->peer, &self);
-	if (bpf_map_delete_elem(&ml_pairing_v2, &self) != 0)
-		return 0;
-	state->fallback = 1;
-	return 1;
+	return bpf_map_delete_elem(&ml_pairing_v2, &self) == 0;
 }
 
 SEC("sk_msg")
@@ -662,7 +667,7 @@ int ml_sk_msg(struct sk_msg_md *msg)
 {
 	struct ml_sock_state *state;
 	struct bpf_sock *sk = msg->sk;
-	struct sock *target = 0;
+	struct sock *target;
 
 	if (test_verifier_reject)
 		return *(int *)(long)msg->size; /* a number used as a pointer: rejected */
@@ -672,18 +677,13 @@ int ml_sk_msg(struct sk_msg_md *msg)
 	if (!state || state->fallback)
 		return SK_PASS;
 	if (state->pairing && first_send_beats_server(state)) {
-		ml_count(ML_CTR_REDIRECT_FAILED, 1);
-		ml_emit_fallback(&state->peer, bpf_get_netns_cookie(msg), ML_FALLBACK_PEER,
-				 msg->size);
+		fall_back(state, msg, ML_CTR_REDIRECT_FAILED, ML_FALLBACK_PEER, msg->size);
 		return SK_PASS;
 	}
 	if (bpf_msg_redirect_hash(msg, &ml_sockhash_v1, &state->peer, BPF_F_INGRESS) != SK_PASS) {
 		/* Peer not spliced (yet): this and every later send of this socket take the
 		 * normal stack, so the peer never reads redirected bytes ahead of queued ones. */
-		state->fallback = 1;
-		ml_count(ML_CTR_REDIRECT_FAILED, 1);
-		ml_emit_fallback(&state->peer, bpf_get_netns_cookie(msg), ML_FALLBACK_PEER,
-				 msg->size);
+		fall_back(state, msg, ML_CTR_REDIRECT_FAILED, ML_FALLBACK_PEER, msg->size);
 		return SK_PASS;
 	}
 	ml_count(ML_CTR_MESSAGES_REDIRECTED, 1);
@@ -694,29 +694,28 @@ int ml_sk_msg(struct sk_msg_md *msg)
 		ml_count(ML_CTR_FAST_PATH_BYTES, msg->size);
 		ml_count_workload(bpf_get_netns_cookie(msg), ML_CTR_FAST_PATH_BYTES, msg->size);
 	}
-	if (leave_spinning_readers || max_unread_bytes)
-		target = redirect_target(msg);
+	/* What follows looks at the reader of the socket this message goes to. */
+	if (!leave_spinning_readers && !max_unread_bytes)
+		return SK_PASS;
+	target = redirect_target(msg);
+	if (!target)
+		return SK_PASS;
 	if (leave_spinning_readers && ml_reader_spin_sent(sk, reader_spinning(target))) {
 		/* Later sends take the normal stack, whose segments never wait for the reader's
 		 * lock; the queued redirected bytes are read first, so the order holds. */
-		state->fallback = 1;
-		ml_count(ML_CTR_REDIRECT_READER_SPINNING, 1);
-		ml_emit_fallback(&state->peer, bpf_get_netns_cookie(msg),
-				 ML_FALLBACK_READER_SPINNING, msg->size);
+		fall_back(state, msg, ML_CTR_REDIRECT_READER_SPINNING, ML_FALLBACK_READER_SPINNING,
+			  msg->size);
 		return SK_PASS;
 	}
 	if (max_unread_bytes) {
 		__u32 unread = redirected_unread(target);
 
-		if (unread > max_unread_bytes) {
+		if (unread > max_unread_bytes)
 			/* The reader is that far behind: this message is the last one redirected,
 			 * later sends take the normal stack and its flow control. The reader gets the
 			 * queued redirected bytes before any that arrive by TCP, so the order holds. */
-			state->fallback = 1;
-			ml_count(ML_CTR_REDIRECT_READER_BEHIND, 1);
-			ml_emit_fallback(&state->peer, bpf_get_netns_cookie(msg),
-					 ML_FALLBACK_READER_BEHIND, unread);
-		}
+			fall_back(state, msg, ML_CTR_REDIRECT_READER_BEHIND,
+				  ML_FALLBACK_READER_BEHIND, unread);
 	}
 	return SK_PASS;
 }

@@ -140,32 +140,30 @@ TEST(DeniedEvents, CarryTheRuleOrWhyTheDefaultDenied) {
   EXPECT_EQ(both["default_deny"], json({"source_egress_isolated", "destination_ingress_isolated"}));
 }
 
-TEST(FallbackEvents, BackPressureSaysHowFarTheReaderWasBehind) {
+// A fallback event of a proxy-to-proxy socket, as the monitor shows it.
+json fallback_event(std::uint8_t reason, std::uint32_t detail) {
   ml_event raw = spliced_proxy_to_proxy(true);
   raw.type = ML_EVENT_FALLBACK;
   raw.side = 0;
-  raw.reason = ML_FALLBACK_READER_BEHIND;
-  raw.detail = 300000;
-  const json behind = event_to_json(event(raw));
+  raw.reason = reason;
+  raw.detail = detail;
+  return event_to_json(event(raw));
+}
+
+TEST(FallbackEvents, BackPressureSaysHowFarTheReaderWasBehind) {
+  const json behind = fallback_event(ML_FALLBACK_READER_BEHIND, 300000);
   EXPECT_EQ(behind["reason"], "reader_behind");
   EXPECT_EQ(behind["unread_bytes"], 300000);
   EXPECT_FALSE(behind.contains("bytes"));
   EXPECT_NE(format_line(behind).find("[reader_behind, 300000 B unread]"), std::string::npos);
 
-  raw.reason = ML_FALLBACK_PEER;
-  raw.detail = 512;
-  const json peer = event_to_json(event(raw));
+  const json peer = fallback_event(ML_FALLBACK_PEER, 512);
   EXPECT_EQ(peer["reason"], "peer_not_spliced");
   EXPECT_EQ(peer["bytes"], 512);
 }
 
 TEST(FallbackEvents, ASpinningReaderIsNamedWithTheSizeOfTheLastSend) {
-  ml_event raw = spliced_proxy_to_proxy(true);
-  raw.type = ML_EVENT_FALLBACK;
-  raw.side = 0;
-  raw.reason = ML_FALLBACK_READER_SPINNING;
-  raw.detail = 64;
-  const json spinning = event_to_json(event(raw));
+  const json spinning = fallback_event(ML_FALLBACK_READER_SPINNING, 64);
   EXPECT_EQ(spinning["reason"], "reader_spinning");
   EXPECT_EQ(spinning["bytes"], 64);
   EXPECT_FALSE(spinning.contains("unread_bytes"));
