@@ -14,6 +14,7 @@
 #include "meshlane/kernel_defs.bpf.h"
 #include "meshlane/maps.bpf.h"
 #include "meshlane/orig_dst.bpf.h"
+#include "meshlane/peer_left.h"
 #include "meshlane/port_use.bpf.h"
 #include "meshlane/reader_spin.bpf.h"
 #include "meshlane/sock_key.h"
@@ -639,6 +640,22 @@ static __always_inline int reader_spinning(struct sock *target)
 	return target->sk_lock.owned && redirected_unread(target) == 0;
 }
 
+/* Whether the other end's sends left the splice: bytes came to this socket by TCP
+ * (meshlane/peer_left.h). Never on kernels before 6.2, which lack the kfuncs to read it. */
+static __always_inline int peer_left_splice(struct sk_msg_md *md)
+{
+	struct tcp_sock *tp;
+	struct sk_msg *msg;
+
+	if (!bpf_cast_to_kern_ctx || !bpf_rdonly_cast)
+		return 0;
+	msg = bpf_cast_to_kern_ctx(md);
+	tp = bpf_rdonly_cast(msg->sk, bpf_core_type_id_kernel(struct tcp_sock));
+	return ml_peer_left_splice(tp->bytes_received,
+				   tp->inet_conn.icsk_inet.sk.__sk_common.skc_state ==
+					   BPF_TCP_CLOSE_WAIT);
+}
+
 /* This socket's later sends take the normal stack, for good: counted, and reported to the
  * monitor with the reason and its detail. */
 static __always_inline void fall_back(struct ml_sock_state *state, struct sk_msg_md *msg,
@@ -676,6 +693,11 @@ int ml_sk_msg(struct sk_msg_md *msg)
 	state = bpf_sk_storage_get(&ml_sockstate_v1, sk, 0, 0);
 	if (!state || state->fallback)
 		return SK_PASS;
+	if (peer_left_splice(msg)) {
+		/* Checked before redirecting: this send already takes the normal stack. */
+		fall_back(state, msg, ML_CTR_REDIRECT_PEER_LEFT, ML_FALLBACK_PEER_LEFT, msg->size);
+		return SK_PASS;
+	}
 	if (state->pairing && first_send_beats_server(state)) {
 		fall_back(state, msg, ML_CTR_REDIRECT_FAILED, ML_FALLBACK_PEER, msg->size);
 		return SK_PASS;

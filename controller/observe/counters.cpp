@@ -46,6 +46,7 @@ const char* counter_name(ml_counter counter) {
     case ML_CTR_DNS_REPLIES_REWRITTEN: return "dns_replies_rewritten";
     case ML_CTR_DNS_SERVER_SWITCHED: return "dns_server_switched";
     case ML_CTR_REDIRECT_READER_SPINNING: return "redirect_reader_spinning";
+    case ML_CTR_REDIRECT_PEER_LEFT: return "redirect_peer_left";
     case ML_CTR_MAX: break;
   }
   return "unknown";
@@ -89,6 +90,7 @@ bool counted_per_workload(ml_counter counter) {
     case ML_CTR_REDIRECT_FAILED:
     case ML_CTR_REDIRECT_READER_BEHIND:
     case ML_CTR_REDIRECT_READER_SPINNING:
+    case ML_CTR_REDIRECT_PEER_LEFT:
     case ML_CTR_ORIG_DST_ANSWERED:
     case ML_CTR_ORIG_DST_UNKNOWN:
     case ML_CTR_LISTENERS_SCANNED:

@@ -252,6 +252,10 @@ nlohmann::json splicing_answer(const std::vector<const Event*>& sockets) {
       out["explanation"] =
           "spliced, then back to the normal stack: its reader spins on its socket, so each "
           "redirected send waited for the reader's lock (acceleration.leave_spinning_readers)";
+    } else if (reason == "peer_left") {
+      out["explanation"] =
+          "spliced, then back to the normal stack: its peer's sends had left the splice (bytes "
+          "came by TCP), so the connection left it in both directions";
     } else {
       out["explanation"] =
           "spliced, then back to the normal stack: a send found its peer not spliced";

@@ -109,6 +109,7 @@ const char* fallback_reason_name(std::uint8_t reason) {
   switch (reason) {
     case ML_FALLBACK_READER_BEHIND: return "reader_behind";
     case ML_FALLBACK_READER_SPINNING: return "reader_spinning";
+    case ML_FALLBACK_PEER_LEFT: return "peer_left";
     default: return "peer_not_spliced";
   }
 }

@@ -154,6 +154,9 @@ const char* counter_help(ml_counter counter) {
     case ML_CTR_REDIRECT_READER_SPINNING:
       return "Spliced sockets whose sends went back to the normal stack because their reader "
              "spins on its socket (each redirected send would wait for the reader's lock).";
+    case ML_CTR_REDIRECT_PEER_LEFT:
+      return "Spliced sockets whose sends went back to the normal stack because their peer's had "
+             "(bytes came to them by TCP): the connection leaves the splice in both directions.";
     case ML_CTR_MAX: break;
   }
   return "A meshlane datapath counter.";

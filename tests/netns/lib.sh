@@ -361,7 +361,7 @@ ml_json_field() {
 }
 
 # (--stats -o json has more counters; these are the ones the tests check.)
-ML_COUNTERS="sockets_added sockets_add_failed sockets_skipped_by_port sockets_skipped_blocking messages_redirected bytes_redirected redirect_failed redirect_reader_behind redirect_reader_spinning sockets_skipped_peer sockets_skipped_short"
+ML_COUNTERS="sockets_added sockets_add_failed sockets_skipped_by_port sockets_skipped_blocking messages_redirected bytes_redirected redirect_failed redirect_reader_behind redirect_reader_spinning redirect_peer_left sockets_skipped_peer sockets_skipped_short"
 
 # ml_snapshot PREFIX: stores every counter in variables PREFIX_<counter>.
 ml_snapshot() {

@@ -87,7 +87,7 @@ def prom(name):  # the Prometheus name of a counter: units last
 # Counted per workload by the programs (controller/observe/counters.cpp); the others are
 # node-wide only and have no per-workload series.
 node_only = {"messages_redirected", "bytes_redirected", "redirect_failed", "redirect_reader_behind",
-             "redirect_reader_spinning", "orig_dst_answered", "orig_dst_unknown", "listeners_scanned", "listeners_unregistered"}
+             "redirect_reader_spinning", "redirect_peer_left", "orig_dst_answered", "orig_dst_unknown", "listeners_scanned", "listeners_unregistered"}
 node = {k: v for k, v in samples.items() if k.endswith("_total") and "{" not in k}
 labelled = {k: v for k, v in samples.items() if k.endswith("_total") and "{" in k}
 if set(wl_stats) != set(stats) - node_only:

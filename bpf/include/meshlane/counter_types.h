@@ -77,6 +77,9 @@ enum ml_counter {
 	 * socket (holds it in recv() with nothing queued, again and again): each redirected send
 	 * would wait for that lock, and wake a vCPU for it (meshlane/reader_spin.h). */
 	ML_CTR_REDIRECT_READER_SPINNING,
+	/* A spliced socket's sends went back to the normal stack because its peer's had: bytes came
+	 * to it by TCP. The connection leaves the splice in both directions (meshlane/peer_left.h). */
+	ML_CTR_REDIRECT_PEER_LEFT,
 	ML_CTR_MAX,
 };
 

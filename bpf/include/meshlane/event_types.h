@@ -64,6 +64,7 @@ enum ml_skip_reason {
 #define ML_FALLBACK_PEER 0 /* the peer was not in the sockhash (first send beat its server) */
 #define ML_FALLBACK_READER_BEHIND 1 /* back-pressure: the reader had > max_unread_bytes unread */
 #define ML_FALLBACK_READER_SPINNING 2 /* the reader spins on its socket (meshlane/reader_spin.h) */
+#define ML_FALLBACK_PEER_LEFT 3 /* the peer's sends left the splice first (meshlane/peer_left.h) */
 
 /* ml_event.detail for ML_EVENT_DENIED: the low 16 bits are the policy rule that denied the
  * connection (the daemon's rule table, 1-based: meshlanectl monitor names it); 0 when no rule

@@ -18,8 +18,7 @@
  * counted, against 17-20% of those to sockperf's busy-polling client. So the first spinning
  * send opens a window of ML_SPIN_WINDOW_SENDS sends; ML_SPIN_LEAVE spinning sends in it (9%)
  * make the socket's later sends take the normal stack, and a window with fewer is forgotten.
- * Only that direction leaves: the reader's own sends stay spliced while their reader waits.
- * Leaving is one-way and safe at any send: the reader gets the redirected bytes still queued
+ * The reader's own sends follow at their next send (meshlane/peer_left.h). Leaving is one-way and safe at any send: the reader gets the redirected bytes still queued
  * before any that arrive by TCP (the kernel reads the sockmap queue first). */
 #ifndef MESHLANE_READER_SPIN_H
 #define MESHLANE_READER_SPIN_H

@@ -169,6 +169,13 @@ TEST(FallbackEvents, ASpinningReaderIsNamedWithTheSizeOfTheLastSend) {
   EXPECT_FALSE(spinning.contains("unread_bytes"));
 }
 
+TEST(FallbackEvents, APeerThatLeftFirstIsNamedWithTheSizeOfTheSend) {
+  const json left = fallback_event(ML_FALLBACK_PEER_LEFT, 4096);
+  EXPECT_EQ(left["reason"], "peer_left");
+  EXPECT_EQ(left["bytes"], 4096);
+  EXPECT_FALSE(left.contains("unread_bytes"));
+}
+
 // ---- explain ---------------------------------------------------------------------------------
 
 TEST(ExplainQuery, EndpointsParseAndPrint) {
@@ -313,6 +320,14 @@ TEST(Explain, SpinningReaderFallback) {
   EXPECT_EQ(answer["splicing"]["decision"], "fell_back");
   EXPECT_EQ(answer["splicing"]["rule"], "reader_spinning");
   EXPECT_NE(answer["splicing"]["explanation"].get<std::string>().find("leave_spinning_readers"),
+            std::string::npos);
+}
+
+TEST(Explain, PeerLeftFallback) {
+  const json answer = explain_fallback(ML_FALLBACK_PEER_LEFT, 64);
+  EXPECT_EQ(answer["splicing"]["decision"], "fell_back");
+  EXPECT_EQ(answer["splicing"]["rule"], "peer_left");
+  EXPECT_NE(answer["splicing"]["explanation"].get<std::string>().find("both directions"),
             std::string::npos);
 }
 
