@@ -605,16 +605,21 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 /* The low bits of sk_user_data are flags (SK_USER_DATA_NOCOPY, _BPF, _PSOCK). */
 #define ML_SK_USER_DATA_FLAGS 7UL
 
-/* The socket this message was just redirected to; NULL when the kernel cannot tell us what its
- * reader has left unread (kernels before 6.2), which is all the callers want to know. */
-static __always_inline struct sock *redirect_target(struct sk_msg_md *md)
+/* The kernel's sk_msg behind `md`, whose sockets the checks below read; NULL on kernels before
+ * 6.2, which lack the kfuncs (the checks are then off). */
+static __always_inline struct sk_msg *kernel_msg(struct sk_msg_md *md)
 {
-	struct sk_msg *msg;
-
-	if (!bpf_cast_to_kern_ctx || !bpf_rdonly_cast ||
-	    !bpf_core_field_exists(struct sk_psock, msg_tot_len))
+	if (!bpf_cast_to_kern_ctx || !bpf_rdonly_cast)
 		return 0;
-	msg = bpf_cast_to_kern_ctx(md);
+	return bpf_cast_to_kern_ctx(md);
+}
+
+/* The socket this message was just redirected to; NULL when the kernel cannot tell us what its
+ * reader has left unread, which is all the callers want to know. */
+static __always_inline struct sock *redirect_target(struct sk_msg *msg)
+{
+	if (!msg || !bpf_core_field_exists(struct sk_psock, msg_tot_len))
+		return 0;
 	return msg->sk_redir;
 }
 
@@ -641,15 +646,13 @@ static __always_inline int reader_spinning(struct sock *target)
 }
 
 /* Whether the other end's sends left the splice: bytes came to this socket by TCP
- * (meshlane/peer_left.h). Never on kernels before 6.2, which lack the kfuncs to read it. */
-static __always_inline int peer_left_splice(struct sk_msg_md *md)
+ * (meshlane/peer_left.h). Never without the kfuncs (kernel_msg NULL). */
+static __always_inline int peer_left_splice(struct sk_msg *msg)
 {
 	struct tcp_sock *tp;
-	struct sk_msg *msg;
 
-	if (!bpf_cast_to_kern_ctx || !bpf_rdonly_cast)
+	if (!msg)
 		return 0;
-	msg = bpf_cast_to_kern_ctx(md);
 	tp = bpf_rdonly_cast(msg->sk, bpf_core_type_id_kernel(struct tcp_sock));
 	return ml_peer_left_splice(tp->bytes_received,
 				   tp->inet_conn.icsk_inet.sk.__sk_common.skc_state ==
@@ -684,6 +687,7 @@ int ml_sk_msg(struct sk_msg_md *msg)
 {
 	struct ml_sock_state *state;
 	struct bpf_sock *sk = msg->sk;
+	struct sk_msg *kmsg;
 	struct sock *target;
 
 	if (test_verifier_reject)
@@ -693,7 +697,8 @@ int ml_sk_msg(struct sk_msg_md *msg)
 	state = bpf_sk_storage_get(&ml_sockstate_v1, sk, 0, 0);
 	if (!state || state->fallback)
 		return SK_PASS;
-	if (peer_left_splice(msg)) {
+	kmsg = kernel_msg(msg);
+	if (peer_left_splice(kmsg)) {
 		/* Checked before redirecting: this send already takes the normal stack. */
 		fall_back(state, msg, ML_CTR_REDIRECT_PEER_LEFT, ML_FALLBACK_PEER_LEFT, msg->size);
 		return SK_PASS;
@@ -719,7 +724,7 @@ int ml_sk_msg(struct sk_msg_md *msg)
 	/* What follows looks at the reader of the socket this message goes to. */
 	if (!leave_spinning_readers && !max_unread_bytes)
 		return SK_PASS;
-	target = redirect_target(msg);
+	target = redirect_target(kmsg);
 	if (!target)
 		return SK_PASS;
 	if (leave_spinning_readers && ml_reader_spin_sent(sk, reader_spinning(target))) {

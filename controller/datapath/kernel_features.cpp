@@ -130,8 +130,8 @@ std::vector<KernelFeature> probe_optional_features(const TestHooks& hooks) {
           has_struct_member(kernel.get(), "sk_psock", "msg_tot_len")};
   reader_limits.optional = true;
   reader_limits.when_absent =
-      "max_unread_bytes is not enforced (a spliced socket's unread queue is not bounded) and a "
-      "spinning reader keeps its splice";
+      "max_unread_bytes is not enforced (a spliced socket's unread queue is not bounded), a "
+      "spinning reader keeps its splice, and so does the other end of a socket that left it";
   KernelFeature map_full_check{"kfunc bpf_map_sum_elem_count (kernel >= 6.6)", kForMapFullCheck,
                                has_kfunc(kernel.get(), "bpf_map_sum_elem_count")};
   map_full_check.optional = true;

@@ -15,7 +15,8 @@ inline constexpr const char* kForInterception = "interception";
 inline constexpr const char* kForBoth = "splicing and interception";
 // What the optional features are for.
 inline constexpr const char* kForReaderLimits =
-    "acceleration.max_unread_bytes (back-pressure) and acceleration.leave_spinning_readers";
+    "acceleration.max_unread_bytes (back-pressure), acceleration.leave_spinning_readers and "
+    "the other end following a socket that left the splice";
 inline constexpr const char* kForMapFullCheck = "the map-full pre-check before interception";
 
 struct KernelFeature {

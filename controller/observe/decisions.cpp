@@ -215,6 +215,23 @@ nlohmann::json interception_answer(const ExplainQuery& query,
   return out;
 }
 
+// Why a spliced socket's sends went back to the normal stack, by its fallback reason.
+const char* fallback_cause(const std::string& reason) {
+  if (reason == "reader_behind") {
+    return "its reader had more than acceleration.max_unread_bytes of redirected bytes unread "
+           "(back-pressure)";
+  }
+  if (reason == "reader_spinning") {
+    return "its reader spins on its socket, so each redirected send waited for the reader's "
+           "lock (acceleration.leave_spinning_readers)";
+  }
+  if (reason == "peer_left") {
+    return "its peer's sends had left the splice (bytes came by TCP), so the connection left it "
+           "in both directions";
+  }
+  return "a send found its peer not spliced";
+}
+
 nlohmann::json splicing_answer(const std::vector<const Event*>& sockets) {
   nlohmann::json events = nlohmann::json::array();
   const Event* skip = nullptr;
@@ -244,22 +261,8 @@ nlohmann::json splicing_answer(const std::vector<const Event*>& sockets) {
     const std::string reason = fallback_reason_name(fallback->raw.reason);
     out["decision"] = "fell_back";
     out["rule"] = reason;
-    if (reason == "reader_behind") {
-      out["explanation"] =
-          "spliced, then back to the normal stack: its reader had more than "
-          "acceleration.max_unread_bytes of redirected bytes unread (back-pressure)";
-    } else if (reason == "reader_spinning") {
-      out["explanation"] =
-          "spliced, then back to the normal stack: its reader spins on its socket, so each "
-          "redirected send waited for the reader's lock (acceleration.leave_spinning_readers)";
-    } else if (reason == "peer_left") {
-      out["explanation"] =
-          "spliced, then back to the normal stack: its peer's sends had left the splice (bytes "
-          "came by TCP), so the connection left it in both directions";
-    } else {
-      out["explanation"] =
-          "spliced, then back to the normal stack: a send found its peer not spliced";
-    }
+    out["explanation"] =
+        std::string("spliced, then back to the normal stack: ") + fallback_cause(reason);
   } else if (spliced) {
     out["decision"] = "spliced";
     out["rule"] = nullptr;

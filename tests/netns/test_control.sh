@@ -45,7 +45,7 @@ ctl_assert_json "$STATUS" 'j["splicing"] is True and j["interception"] is True a
 # happens without it; on a kernel new enough for both, both are on.
 ctl_assert_json "$STATUS" 'len(j["optional_kernel_features"]) == 2 and all(isinstance(f["present"], bool) and f["name"] and f["needed_for"] and f["when_absent"] for f in j["optional_kernel_features"])' \
   "status optional kernel features"
-ctl_assert_json "$STATUS" '[f["needed_for"] for f in j["optional_kernel_features"]] == ["acceleration.max_unread_bytes (back-pressure) and acceleration.leave_spinning_readers", "the map-full pre-check before interception"]' \
+ctl_assert_json "$STATUS" '[f["needed_for"] for f in j["optional_kernel_features"]] == ["acceleration.max_unread_bytes (back-pressure), acceleration.leave_spinning_readers and the other end following a socket that left the splice", "the map-full pre-check before interception"]' \
   "status optional kernel features are for back-pressure and the map-full pre-check"
 KERNEL_MM=$(uname -r | awk -F. '{ print $1 * 100 + $2 }')
 if ((KERNEL_MM >= 606)); then
