@@ -10,7 +10,7 @@ set -euo pipefail
 usage() {
   cat <<'EOF'
 Usage: sudo scripts/demo.sh [--rounds N] [--duration SECONDS] [--bytes SIZE] [--skip-deps]
-                            [--help]
+                            [--skip-fast-path] [--help]
 
 Installs dependencies (scripts/deps.sh), builds meshlane (scripts/build.sh), then, inside a
 network namespace and a child cgroup v2 of its own, runs the chain
@@ -31,17 +31,27 @@ the datapath is fully removed (meshlaned --cleanup) and the chain restarted. Pri
 (metric, without, with, ratio), the peak kernel TCP memory during each transfer and the
 counters of the meshlane phases.
 
+Then part 2, the L4 fast path (docs/fast-path.md), measured by the benchmark's harness
+(scripts/bench.sh --modes a,b,f --workloads spe64,rr1,cr16 --duration 3, same --rounds): two
+pods on a bridge, each with an HAProxy sidecar and Istio's iptables rules (the mesh as it runs
+today), against the same two pods under meshlane with fast_path = true (the apps talk directly,
+spliced), and against no mesh at all. Prints round-trip time, requests/s over one keep-alive
+connection and new connections/s (16 at once), and how many connections took the fast path.
+About 30 s per round.
+
 Options:
   --rounds N          rounds of (without, with); default 2 (about a minute, plus the build)
   --duration SECONDS  length of each sockperf run; default 5
   --bytes SIZE        payload of each bulk transfer, SIZE[K|M|G] (KiB, MiB, GiB); default 2G
   --skip-deps         do not run scripts/deps.sh (the packages are already installed)
+  --skip-fast-path    do not run part 2 (the L4 fast path)
   -h, --help          show this help
 
-Exit status: 0 when the demo ran, every workload succeeded with meshlane and meshlane spliced
-bytes; 1 when it could not run, a workload failed with meshlane running (for instance send()
-failing with ENOMEM: see "Known limitations" in README.md), or nothing was spliced. The reason
-is printed.
+Exit status: 0 when the demo ran, every workload succeeded with meshlane, meshlane spliced
+bytes and (part 2) the fast path carried the connections; 1 when it could not run, a workload
+failed with meshlane running (for instance send() failing with ENOMEM: see "Known limitations"
+in README.md), nothing was spliced, or a fast-path connection went through a sidecar. The
+reason is printed.
 EOF
 }
 
@@ -49,12 +59,14 @@ rounds=2
 duration=5
 size=2G
 skip_deps=0
+fast_path=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="${2:-}"; shift 2 || { usage >&2; exit 1; } ;;
     --duration) duration="${2:-}"; shift 2 || { usage >&2; exit 1; } ;;
     --bytes) size="${2:-}"; shift 2 || { usage >&2; exit 1; } ;;
     --skip-deps) skip_deps=1; shift ;;
+    --skip-fast-path) fast_path=0; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "demo.sh: unknown argument '$1' (see --help)" >&2; exit 1 ;;
   esac
@@ -130,7 +142,9 @@ host_trap_exit cleanup
 tmp="$(mktemp -d /tmp/meshlane-demo.XXXXXX)"
 
 # ---------------------------------------------------------------------------------------------
-step "demo: client -> HAProxy -> server, ${rounds} round(s) of (without, with meshlane): sockperf ${duration} s, bulk transfer of $size"
+plan="demo part 1: client -> HAProxy -> server, ${rounds} round(s) of (without, with meshlane): sockperf ${duration} s, bulk transfer of $size"
+if [ "$fast_path" -eq 1 ]; then plan+="; part 2: the L4 fast path"; fi
+step "$plan"
 
 if [ "$skip_deps" -eq 0 ]; then
   step "installing dependencies (scripts/deps.sh)"
@@ -588,4 +602,35 @@ case "$status" in
   3) die "meshlane spliced no bytes during the meshlane phases" ;;
   4) die "workloads failed with meshlane running (listed above)" ;;
   *) die "could not summarise the results (python3 exited with status $status)" ;;
+esac
+
+# ---------------------------------------------------------------------------------------------
+# Part 2: the L4 fast path. The benchmark's harness already builds the two pods, their sidecars
+# and Istio's rules, and checks every mode's counters: the demo runs a small slice of it.
+[ "$fast_path" -eq 1 ] || exit 0
+fast_path_dir="$tmp/fast-path"
+fast_path_cmd=(scripts/bench.sh --modes "a,b,f" --workloads "spe64,rr1,cr16" --rounds "$rounds"
+  --duration 3 --out "$fast_path_dir")
+echo
+step "part 2: the L4 fast path; two pods, each with an HAProxy sidecar: Istio's iptables rules (b), meshlane with fast_path = true (f), no mesh (a): ${fast_path_cmd[*]}"
+# bench.sh prints a progress line per cell ("[ 12s] [ 3/27, ETA 60s] round 1/2 mode b ..."); the
+# demo shows those and keeps the rest in the log.
+set +e
+"${fast_path_cmd[@]}" 2>&1 | tee "$tmp/fast-path.log" |
+  grep --line-buffered -E '^\[ *[0-9]+s\] \[ *[0-9]+/[0-9]+' | sed -u 's/^/  bench: /'
+bench_status=${PIPESTATUS[0]}
+set -e
+if [ "$bench_status" -ne 0 ] || [ ! -f "$fast_path_dir/results.json" ]; then
+  tail -n 20 "$tmp/fast-path.log" >&2
+  die "the fast-path measurement (${fast_path_cmd[*]}) failed with status $bench_status (last lines above)"
+fi
+
+status=0
+python3 "$repo/scripts/demo/fast_path_report.py" "$fast_path_dir/results.json" "$rounds" || status=$?
+case "$status" in
+  0) ;;
+  3) die "no connection took the fast path, or none was spliced (counters above)" ;;
+  4) die "benchmark cells failed in part 2 (listed above; log: ${fast_path_cmd[*]})" ;;
+  5) die "connections of the fast-path pods went through a sidecar (counters above)" ;;
+  *) die "could not summarise part 2 (python3 exited with status $status)" ;;
 esac
