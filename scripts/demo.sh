@@ -37,7 +37,7 @@ pods on a bridge, each with an HAProxy sidecar and Istio's iptables rules (the m
 today), against the same two pods under meshlane with fast_path = true (the apps talk directly,
 spliced), and against no mesh at all. Prints round-trip time, requests/s over one keep-alive
 connection and new connections/s (16 at once), and how many connections took the fast path.
-About 30 s per round.
+About 40 s per round.
 
 Options:
   --rounds N          rounds of (without, with); default 2 (about a minute, plus the build)
