@@ -34,14 +34,15 @@ counters of the meshlane phases.
 Then part 2, the L4 fast path (docs/fast-path.md), measured by the benchmark's harness
 (scripts/bench.sh --modes a,b,f --workloads spe64,rr1,cr16 --duration 3, same --rounds): two
 pods on a bridge, each with an HAProxy sidecar and Istio's iptables rules (the mesh as it runs
-today), against the same two pods under meshlane with fast_path = true (the apps talk directly,
-spliced), and against no mesh at all. Prints round-trip time, requests/s over one keep-alive
-connection and new connections/s (16 at once), and how many connections took the fast path.
-About 40 s per round.
+today), against the same two pods under meshlane with fast_path = true (the apps talk
+directly, spliced where that pays), and against no mesh at all. Prints round-trip time,
+requests/s over one keep-alive connection and new connections/s (16 at once), and how many
+connections took the fast path. About 40 s per round.
 
 Options:
-  --rounds N          rounds of (without, with); default 2 (about a minute, plus the build)
-  --duration SECONDS  length of each sockperf run; default 5
+  --rounds N          rounds of each part; default 2 (part 1 about a minute, part 2 about
+                      80 s, plus the build)
+  --duration SECONDS  length of each sockperf run of part 1; default 5
   --bytes SIZE        payload of each bulk transfer, SIZE[K|M|G] (KiB, MiB, GiB); default 2G
   --skip-deps         do not run scripts/deps.sh (the packages are already installed)
   --skip-fast-path    do not run part 2 (the L4 fast path)
