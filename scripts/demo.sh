@@ -630,8 +630,6 @@ status=0
 python3 "$repo/scripts/demo/fast_path_report.py" "$fast_path_dir/results.json" "$rounds" || status=$?
 case "$status" in
   0) ;;
-  3) die "no connection took the fast path, or none was spliced (counters above)" ;;
-  4) die "benchmark cells failed in part 2 (listed above; log: ${fast_path_cmd[*]})" ;;
-  5) die "connections of the fast-path pods went through a sidecar (counters above)" ;;
+  4) die "part 2 found problems (listed above)" ;;
   *) die "could not summarise part 2 (python3 exited with status $status)" ;;
 esac

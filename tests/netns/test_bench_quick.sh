@@ -13,9 +13,10 @@
 #     fast_path_checks);
 #   - the policy switch: no connect got the old verdict after `policy apply` returned;
 #   - results.md, results.json and chart.png were written;
-#   - the demo's part 2 report (scripts/demo/fast_path_report.py) reads these results, prints
-#     its table and accepts them, and rejects them once a fast-path connection is shown as
-#     intercepted for a sidecar or no connection as having taken the fast path.
+#   - report.py's fast-path checks warn on this run's f record doctored to show a sidecar
+#     carrying a connection, or no connection taking the fast path;
+#   - the demo's part 2 report (scripts/demo/fast_path_report.py) accepts these results and
+#     prints its table, and refuses them with a failed cell or a warning added.
 # Mode a (no mesh) runs for the demo's report, which compares with it. d+, f+ and fn are left
 # out: d+ and f+ (splice_blocking_sockets, opt-in) can hit the documented ENOMEM of bulk
 # transfers without back-pressure, and fn adds nothing that f does not check.
@@ -82,30 +83,51 @@ for p in problems:
 print("cells: %d, rows: %d, problems: %d" % (len(res["cells_raw"]), len(res["table"]), len(problems)), file=sys.stderr)
 sys.exit(1 if problems else 0)
 EOF
-# The demo's part 2 reads what the benchmark wrote: it must accept this run, print its table, and
-# refuse the same results doctored to show a sidecar carrying a fast-path connection, or no
-# connection taking the fast path.
+# The demo's part 2 takes the benchmark's verdict: it must accept this run and print its table,
+# and refuse the same results with a failed cell or a check's warning in them. The fast-path
+# checks those warnings come from must warn when a sidecar carried a connection of an f cell or
+# no connection took the fast path: shown here on this run's own f/cr16 record, doctored.
 report=$MESHLANE_SRC/scripts/demo/fast_path_report.py
 python3 "$report" "$out/run/results.json" 1 >"$out/report.out" 2>&1 ||
   ml_fail "the demo's fast-path report rejected this run: $(tail -n 5 "$out/report.out")"
 for row in "sockperf 64 B round trip, p50" "requests/s, one keep-alive conn." \
-  "new connections/s, 16 at once" " 0 intercepted for a sidecar."; do
+  "new connections/s, 16 at once" "connections took the fast path"; do
   grep -qF -- "$row" "$out/report.out" || ml_fail "the demo's report lacks '$row': $(cat "$out/report.out")"
 done
-python3 - "$out/run/results.json" "$out" <<'EOF' || ml_fail "could not write the doctored results"
+bench_dir=$MESHLANE_SRC/scripts/bench
+python3 - "$out/run/results.json" "$out" "$bench_dir" <<'EOF' || ml_fail "fast_path_checks missed a doctored record"
 import json, os, sys
-res = json.load(open(sys.argv[1]))
-intercepted = json.loads(json.dumps(res))
-intercepted["splicing_counters"]["f/cr16"]["intercepted_outbound"] = 1
-json.dump(intercepted, open(os.path.join(sys.argv[2], "intercepted.json"), "w"))
-for counters in res["splicing_counters"].values():
-    counters["fast_path_connections"] = 0
-json.dump(res, open(os.path.join(sys.argv[2], "not-taken.json"), "w"))
+results, out, bench_dir = sys.argv[1], sys.argv[2], sys.argv[3]
+res = json.load(open(results))
+problems = []
+
+sys.dont_write_bytecode = True  # nothing written into the source tree
+sys.path.insert(0, bench_dir)
+import report
+record = next(r for r in res["cells_raw"] if r["mode"] == "f" and r["cell"] == "cr16")
+for key, value, expected in (("intercepted_outbound", 1, "the sidecars carried"),
+                             ("fast_path_connections", 0, "no connection took the fast path")):
+    doctored = json.loads(json.dumps(record))
+    doctored["counters"][key] = value
+    warnings = []
+    report.fast_path_checks(doctored, warnings)
+    if not any(expected in w for w in warnings):
+        problems.append("fast_path_checks with %s = %d: %s" % (key, value, warnings or "no warning"))
+
+with_warning = json.loads(json.dumps(res))
+with_warning["warnings"].append({"round": 1, "mode": "f", "cell": "cr16", "warning": "doctored"})
+json.dump(with_warning, open(os.path.join(out, "warned.json"), "w"))
+with_failure = json.loads(json.dumps(res))
+with_failure["failures"].append({"round": 1, "mode": "f", "cell": "cr16", "error": "doctored"})
+json.dump(with_failure, open(os.path.join(out, "failed.json"), "w"))
+for p in problems:
+    print("problem:", p, file=sys.stderr)
+sys.exit(1 if problems else 0)
 EOF
-for doctored in intercepted:5 not-taken:3; do
+for doctored in warned failed; do
   rc=0
-  python3 "$report" "$out/${doctored%%:*}.json" 1 >/dev/null 2>&1 || rc=$?
-  [[ $rc -eq ${doctored##*:} ]] ||
-    ml_fail "the demo's report exited $rc on ${doctored%%:*}.json, expected ${doctored##*:}"
+  python3 "$report" "$out/$doctored.json" 1 >"$out/$doctored.out" 2>&1 || rc=$?
+  [[ $rc -eq 4 ]] || ml_fail "the demo's report exited $rc on $doctored.json, expected 4"
+  grep -qF "doctored" "$out/$doctored.out" || ml_fail "the demo's report did not list the $doctored cell"
 done
 ml_pass
