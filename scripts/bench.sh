@@ -34,6 +34,10 @@ starts one mode later, and so on):
   fn  as f with acceleration.enabled = false: the fast path without splicing (plain TCP app to
       app); connection and request cells only (cr1, cr16, rr1), to show what splicing a
       short connection costs or saves (f/fn)
+  fs  as f with daemon.inbound_steering = "sk_lookup" (docs/interception.md): no tc filter on
+      the pods' interfaces, connections from off the node would be steered at the socket
+      lookup; connection and request cells only (cr1, cr16, rr1), to show what tc's per-packet
+      programs cost the fast path (fs/f)
 
 Workloads (cells), client in pod A, server in pod B:
   sp64, sp4k            sockperf ping-pong --tcp --nonblocked, 64 B / 4 KiB: RTT p50, p99;
@@ -95,7 +99,7 @@ REPO=$(pwd)
 # shellcheck source=scripts/bench/lib.sh
 source "$REPO/scripts/bench/lib.sh"
 
-ALL_MODES="a b c d dx d+ f f+ fn"
+ALL_MODES="a b c d dx d+ f f+ fn fs"
 ALL_CELLS="sp64 sp4k spe64 spe4k ip1x1k ip1x64k ip8x1k ip8x64k cr1 cr16 rr1"
 rounds=5
 duration=4
@@ -310,7 +314,7 @@ setup_mode() {
       bench_iptables_on "$NS_A"
       bench_iptables_on "$NS_B"
       ;;
-    c | d | dx | d+ | f | f+ | fn)
+    c | d | dx | d+ | f | f+ | fn | fs)
       local enabled=true blocking=false exclude=""
       [[ $mode == c || $mode == fn ]] && enabled=false
       [[ $mode == d+ || $mode == f+ ]] && blocking=true
@@ -319,11 +323,16 @@ setup_mode() {
       DAEMON_CFG="$WORK/meshlane-r$r-$mode.toml"
       bench_write_daemon_config "$DAEMON_CFG" "$BPFFS_DIR" "$enabled" "$blocking" "$exclude" \
         pod-a "$NS_A" "$IP_A" pod-b "$NS_B" "$IP_B"
-      if [[ $mode == f || $mode == f+ || $mode == fn ]]; then
+      if [[ $mode == f || $mode == f+ || $mode == fn || $mode == fs ]]; then
         # Both pods opt in to the L4 fast path: one line after each workload's mesh key.
         sed -i 's/^mesh = "istio"$/&\nfast_path = true/' "$DAEMON_CFG"
         [[ $(grep -c '^fast_path = true$' "$DAEMON_CFG") -eq 2 ]] ||
           bench_die "could not opt both workloads in to the fast path in $DAEMON_CFG"
+      fi
+      if [[ $mode == fs ]]; then
+        sed -i 's/^log_level = .*$/&\ninbound_steering = "sk_lookup"/' "$DAEMON_CFG"
+        grep -q '^inbound_steering = "sk_lookup"$' "$DAEMON_CFG" ||
+          bench_die "could not set inbound_steering in $DAEMON_CFG"
       fi
       bench_daemon_start DAEMON_PID "$DAEMON_CFG" "$WORK/meshlaned-r$r-$mode.log"
       if [[ $bpf_stats -eq 1 ]]; then
@@ -362,7 +371,7 @@ teardown_mode() {
   PROXY_A=""
   PROXY_B=""
   case $mode in
-    c | d | dx | d+ | f | f+ | fn)
+    c | d | dx | d+ | f | f+ | fn | fs)
       bench_daemon_stats "$DAEMON_CFG" >"$RAW/r$r-$mode.counters.json"
       bench_kill_pid "$DAEMON_PID"
       bench_daemon_cleanup "$DAEMON_CFG"
@@ -462,12 +471,12 @@ run_cell() {
   fi
 }
 
-cells_for_mode() {  # d+ and f+ only run the throughput cells, dx all the others, fn cr* and rr1
+cells_for_mode() {  # d+ and f+ only run the throughput cells, dx all the others, fn and fs cr* and rr1
   local mode=$1 c out=""
   for c in $CELLS; do
     [[ ($mode == d+ || $mode == f+) && $c != ip* ]] && continue
     [[ $mode == dx && $c == ip* ]] && continue
-    [[ $mode == fn && $c != cr* && $c != rr1 ]] && continue
+    [[ ($mode == fn || $mode == fs) && $c != cr* && $c != rr1 ]] && continue
     out+="$c "
   done
   echo "$out"

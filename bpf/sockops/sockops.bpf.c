@@ -51,6 +51,10 @@ const volatile __u8 connect_hooks = 1;
  * messages each stops splicing its new ones (meshlane/port_use.h). */
 const volatile __u8 adaptive_splicing = 1;
 
+/* daemon.inbound_steering = "sk_lookup": connections from off the node are handed to the
+ * inbound proxy's listener at the socket lookup (ml_sk_lookup) instead of rewritten by tc. */
+const volatile __u8 steer_by_lookup = 0;
+
 /* Tests only (MESHLANE_TEST_VERIFIER_REJECT=1): makes ml_sk_msg a program the verifier
  * rejects, to test how meshlaned reports a rejection and that it then changes nothing. Zero in
  * every real load, where the branch below is dead code that the verifier drops. */
@@ -271,6 +275,22 @@ static __always_inline void stop_watching_connect(struct bpf_sock_ops *skops)
 							 ~BPF_SOCK_OPS_STATE_CB_FLAG);
 }
 
+/* A connection that the socket lookup handed to a pod's inbound proxy, counted and reported once
+ * it is established: the lookup also runs for stray packets of connections already gone (a
+ * late ACK or RST to a closed port), which reach the proxy's listener only to be reset, and
+ * must not count as steered. */
+static __always_inline void count_lookup_steered(const struct ml_sock_key *self)
+{
+	struct ml_workload *wl = ml_pod_of(self->local_ip6);
+
+	if (!wl)
+		return;
+	ml_count(ML_CTR_INTERCEPT_INBOUND_TC, 1);
+	ml_count_workload(wl->netns_cookie, ML_CTR_INTERCEPT_INBOUND_TC, 1);
+	ml_emit_tc_steered(self->remote_ip6, self->remote_port, self->local_ip6, self->local_port,
+			   wl);
+}
+
 /* The original destination filed for the connection of this server end (file_orig_dst), or NULL;
  * `flow` gets its key. */
 static __always_inline struct ml_orig_dst_entry *filed_orig_dst(const struct ml_sock_key *self,
@@ -324,6 +344,25 @@ static __always_inline int steered_by_tc(const struct ml_sock_key *self, int act
 	/* The client sees the app port, the proxy its inbound port. */
 	return active ? flow->orig_port == self->remote_port :
 			flow->inbound_port == self->local_port;
+}
+
+/* The same for connections steered at the socket lookup (ml_sk_lookup), which keep their
+ * addresses and ports: the proxy's accepted socket took an original destination that is its own
+ * local address (a connect hook's redirect always changes the port), and a client end of the
+ * cgroup finds the one ml_sk_lookup filed for its connection, which the server end takes only
+ * once this end is established. */
+static __always_inline int steered_by_lookup(const struct ml_sock_key *self, int active,
+					     const struct ml_sock_state *state)
+{
+	struct ml_flow_key flow = {};
+
+	if (!active)
+		return state->has_orig_dst && state->orig_dst.port == self->local_port &&
+		       ml_ip6_equal(state->orig_dst.ip6, self->local_ip6);
+	if (state->hop != ML_HOP_OTHER)
+		return 0;
+	ml_flow_key_from_client(self, &flow);
+	return bpf_map_lookup_elem(&ml_origdst_v2, &flow) != NULL;
 }
 
 /* Whether this client end's connect found a live listener of the cgroup in the namespace
@@ -406,7 +445,8 @@ static __always_inline int splice_skip_reason(struct bpf_sock_ops *skops, struct
 
 	if (!accelerate)
 		return ML_SKIP_ACCEL_OFF;
-	if (steered_by_tc(self, active, state->hop))
+	if (steer_by_lookup ? steered_by_lookup(self, active, state) :
+			      steered_by_tc(self, active, state->hop))
 		return ML_SKIP_STEERED;
 	if (!ports_allow_splice(self->local_port, self->remote_port)) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_PORT);
@@ -532,8 +572,11 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 		stored = 0;
 	}
 	state->peer = scratch.peer;
-	if (orig)
+	if (orig) {
 		take_orig_dst(state, orig, &flow);
+		if (steer_by_lookup && steered_by_lookup(&self, active, state))
+			count_lookup_steered(&self);
+	}
 	state->fallback = 1;
 	skipped = splice_skip_reason(skops, sk, &fields, &self, state, active, &server, &filed);
 	if (skipped == 0 && !stored) {

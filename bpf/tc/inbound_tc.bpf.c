@@ -285,3 +285,150 @@ int ml_tc_egress(struct __sk_buff *skb)
 		bpf_map_delete_elem(&ml_tcflows_v3, &key);
 	return TC_ACT_OK;
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * Steering by socket lookup (daemon.inbound_steering = "sk_lookup", docs/interception.md).
+ *
+ * The same decisions as ml_tc_ingress makes at the SYN, made where the kernel looks for the
+ * listening socket of a new connection in the pod's namespace: a connection to steer is handed
+ * to the inbound proxy's listener (bpf_sk_assign) instead of having its port rewritten. Its
+ * packets then keep their addresses and ports all the way: nothing runs per packet (no tc
+ * filter on the pod's interface at all), no flow is tracked, and two connections from the same
+ * client address and port to two app ports are two different sockets of the proxy. The
+ * proxy's accepted socket has the original destination as its own local address; it is filed
+ * for SO_ORIGINAL_DST like tc's. */
+
+#define ML_ENOENT 2
+
+/* One load of a context field at its own offset: the verifier refuses a load through a context
+ * pointer the compiler moved (ctx + 16, kept for the four words of an address). */
+#define ML_CTX_READ(field) (*(volatile __typeof__(field) *)&(field))
+
+static __always_inline int lookup_packet(const struct bpf_sk_lookup *ctx, struct packet *pkt)
+{
+	if (ctx->protocol != IPPROTO_TCP)
+		return -1;
+	if (ctx->family == ML_AF_INET) {
+		ml_ip4_to_mapped(ctx->remote_ip4, pkt->src_ip6);
+		ml_ip4_to_mapped(ctx->local_ip4, pkt->dst_ip6);
+		pkt->is_ipv4 = 1;
+	} else if (ctx->family == ML_AF_INET6) {
+		pkt->src_ip6[0] = ML_CTX_READ(ctx->remote_ip6[0]);
+		pkt->src_ip6[1] = ML_CTX_READ(ctx->remote_ip6[1]);
+		pkt->src_ip6[2] = ML_CTX_READ(ctx->remote_ip6[2]);
+		pkt->src_ip6[3] = ML_CTX_READ(ctx->remote_ip6[3]);
+		pkt->dst_ip6[0] = ML_CTX_READ(ctx->local_ip6[0]);
+		pkt->dst_ip6[1] = ML_CTX_READ(ctx->local_ip6[1]);
+		pkt->dst_ip6[2] = ML_CTX_READ(ctx->local_ip6[2]);
+		pkt->dst_ip6[3] = ML_CTX_READ(ctx->local_ip6[3]);
+		pkt->is_ipv4 = 0;
+	} else {
+		return -1;
+	}
+	pkt->src_port = bpf_ntohs(ctx->remote_port);
+	pkt->dst_port = (__u16)ctx->local_port;
+	return 0;
+}
+
+/* Hands the connection to a listener of the workload's inbound proxy port, from the registry
+ * of the cgroup's listeners (ml_listener_socks_v1): any slot whose socket takes it (an IPv4
+ * listener cannot take an IPv6 connection; a member of an SO_REUSEPORT group stands for its
+ * group, the kernel picks among them). */
+static __always_inline long assign_inbound_listener(struct bpf_sk_lookup *ctx,
+						    const struct ml_workload *wl)
+{
+	struct ml_listener_key key = {
+		.netns_cookie = wl->netns_cookie,
+		.port = wl->inbound_port,
+	};
+	struct bpf_sock *sk;
+	long err = -ML_ENOENT;
+
+	for (__u16 slot = 0; slot < ML_LISTENER_SLOTS; slot++) {
+		key.slot = slot;
+		sk = bpf_map_lookup_elem(&ml_listener_socks_v1, &key);
+		if (!sk)
+			continue;
+		err = bpf_sk_assign(ctx, sk, 0);
+		bpf_sk_release(sk);
+		if (err == 0)
+			break;
+	}
+	return err;
+}
+
+/* A connection chosen for the inbound proxy: its original destination filed (the key the
+ * proxy's accepted socket will look it up by: its own local port is the app port), then the
+ * proxy's listener assigned. With no room to file it, it goes to the app as it asked (as tc
+ * leaves such a SYN). With no proxy listening, it is refused (a reset), as a redirect to a port
+ * nobody listens on is: it never reaches the app around the proxy. */
+static __always_inline int steer_lookup(struct bpf_sk_lookup *ctx, const struct packet *pkt,
+					const struct ml_workload *wl)
+{
+	struct ml_orig_dst_entry orig = {
+		.dst.port = pkt->dst_port,
+		.dst.family = pkt->is_ipv4 ? ML_AF_INET : ML_AF_INET6,
+		.filed_ns = bpf_ktime_get_coarse_ns(),
+	};
+	struct ml_flow_key accepted = {
+		.client_port = pkt->src_port,
+		.server_port = pkt->dst_port,
+	};
+
+	ml_ip6_copy(orig.dst.ip6, pkt->dst_ip6);
+	ml_ip6_copy(accepted.client_ip6, pkt->src_ip6);
+	ml_ip6_copy(accepted.server_ip6, pkt->dst_ip6);
+	if (!ml_orig_dst_has_room() ||
+	    bpf_map_update_elem(&ml_origdst_v2, &accepted, &orig, BPF_ANY) != 0) {
+		pass_syn(pkt, wl, ML_CTR_INTERCEPT_SKIPPED_MAP_FULL, ML_SKIP_ORIG_DST_FULL);
+		return SK_PASS;
+	}
+	if (assign_inbound_listener(ctx, wl) != 0) {
+		bpf_map_delete_elem(&ml_origdst_v2, &accepted);
+		count_tc(wl, ML_CTR_STEERED_NO_PROXY);
+		return SK_DROP;
+	}
+	/* Counted and reported by sock_ops once established (count_lookup_steered). */
+	return SK_PASS;
+}
+
+SEC("sk_lookup")
+int ml_sk_lookup(struct bpf_sk_lookup *ctx)
+{
+	struct packet pkt = {};
+	struct ml_workload *wl;
+	__u32 deny_detail = 0;
+	__u8 rule;
+
+	if (lookup_packet(ctx, &pkt) != 0)
+		return SK_PASS;
+	wl = ml_pod_of(pkt.dst_ip6);
+	if (!wl)
+		return SK_PASS;
+	/* Connections the pod makes to itself (its inbound proxy to its app from the passthrough
+	 * address, an app to its own pod address) never cross its interface, where tc steers: the
+	 * connect hooks judge those. The lookup cannot tell them by interface (one to the pod's
+	 * own address is looked up as arriving on the interface that has it), so by their source. */
+	if (ml_ip6_is_loopback(pkt.src_ip6) || ml_is_passthrough_source(wl, pkt.src_ip6) ||
+	    ml_ip6_equal(pkt.src_ip6, pkt.dst_ip6) || ml_pod_of(pkt.src_ip6) == wl)
+		return SK_PASS;
+	/* As at tc: the inbound proxy port, when a pod of this node connects to it, was chosen
+	 * by that pod's connect hook, which judged the policy on the original destination. A
+	 * denied connection is refused (reset) here, where tc dropped its SYN. */
+	if ((pkt.dst_port != wl->inbound_port || !ml_pod_of(pkt.src_ip6)) &&
+	    ml_policy_judge_inbound(pkt.src_ip6, pkt.dst_ip6, pkt.dst_port, &deny_detail) ==
+		    ML_POLICY_DENY) {
+		ml_count(ML_CTR_DENIED_INBOUND_TC, 1);
+		ml_count_workload(wl->netns_cookie, ML_CTR_DENIED_INBOUND_TC, 1);
+		ml_emit_denied(wl->netns_cookie, wl->id, pkt.src_ip6, pkt.src_port, pkt.dst_ip6,
+			       pkt.dst_port, deny_detail);
+		return SK_DROP;
+	}
+	if (sent_on_fast_path(&pkt, wl))
+		return SK_PASS;
+	rule = ml_port_rule(wl->id, ML_DIR_INBOUND, pkt.dst_port);
+	if (!ml_tc_should_steer(wl, pkt.dst_port, rule,
+				ml_cidr_listed(wl->id, ML_CIDR_LIST_IN_EXCLUDE, pkt.src_ip6)))
+		return SK_PASS;
+	return steer_lookup(ctx, &pkt, wl);
+}

@@ -46,7 +46,7 @@ using namespace config_fields;  // NOLINT(google-build-using-namespace): this li
 
 Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
   const toml::node* socket_group_node = nullptr;
-  const std::array<KeyReader, 12> readers = {{
+  const std::array<KeyReader, 13> readers = {{
       {"bpffs_dir", [&](const Field& f) { return read_bpffs_dir(f, daemon.bpffs_dir); }},
       {"cgroup", [&](const Field& f) { return read_string(f, daemon.cgroup); }},
       {"log_level", [&](const Field& f) { return read_log_level(f, daemon.log_level); }},
@@ -77,6 +77,8 @@ Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
          }
          return status;
        }},
+      {"inbound_steering",
+       [&](const Field& f) { return read_inbound_steering(f, daemon.inbound_steering); }},
   }};
   if (Status status = read_table(field, readers); !status) {
     return status;

@@ -59,6 +59,11 @@ struct DaemonConfig {
   // monitor client watches. Above 0 it emits those events for every connection (a ring buffer
   // record each, and the daemon reads them).
   std::uint32_t decision_log = 0;
+  // How connections that enter a pod from off the node reach its inbound proxy
+  // (docs/interception.md): "tc" rewrites their port with tc filters on the pod's interface;
+  // "sk_lookup" hands them to the proxy's listener at the socket lookup, with nothing per
+  // packet (Linux 5.9+). Read at start; changing it needs a restart after `meshlaned --cleanup`.
+  std::string inbound_steering = "tc";
 };
 
 // Upper bound of daemon.decision_log.

@@ -32,6 +32,7 @@ std::vector<std::string> changed_keys(const Config& was, const Config& now) {
   compare(out, "daemon.state_dir", d0.state_dir, d1.state_dir);
   compare(out, "daemon.allow_host_netns", d0.allow_host_netns, d1.allow_host_netns);
   compare(out, "daemon.decision_log", d0.decision_log, d1.decision_log);
+  compare(out, "daemon.inbound_steering", d0.inbound_steering, d1.inbound_steering);
   const AccelerationConfig& a0 = was.acceleration;
   const AccelerationConfig& a1 = now.acceleration;
   compare(out, "acceleration.enabled", a0.enabled, a1.enabled);

@@ -357,6 +357,18 @@ Status read_on_missing_feature(const Field& field, std::string& out) {
   return {};
 }
 
+Status read_inbound_steering(const Field& field, std::string& out) {
+  std::string choice;
+  if (Status status = read_string(field, choice); !status) {
+    return status;
+  }
+  if (choice != "tc" && choice != "sk_lookup") {
+    return field.error("unknown choice \"" + choice + "\" (allowed: \"tc\", \"sk_lookup\")");
+  }
+  out = std::move(choice);
+  return {};
+}
+
 Status read_proxy_id(const Field& field, std::uint32_t& out) {
   // The proxy's own connects are never intercepted: with id 0 every process running as root in
   // the pod would bypass the mesh.

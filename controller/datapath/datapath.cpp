@@ -20,6 +20,7 @@
 #include "datapath/libbpf_log.hpp"
 #include "datapath/map_upgrade.hpp"
 #include "datapath/object_maps.hpp"
+#include "datapath/sk_lookup_attach.hpp"
 #include "datapath/tc_port_filter.hpp"
 #include "inbound_tc.skel.h"
 #include "intercept.skel.h"
@@ -96,7 +97,8 @@ TcPrograms Datapath::tc_programs() const {
     return {};  // interception is off (degraded): no tc programs
   }
   return {bpf_program__fd(inbound_tc_->progs.ml_tc_ingress),
-          bpf_program__fd(inbound_tc_->progs.ml_tc_egress)};
+          bpf_program__fd(inbound_tc_->progs.ml_tc_egress),
+          bpf_program__fd(inbound_tc_->progs.ml_sk_lookup), steer_by_lookup_};
 }
 
 Status Datapath::open_objects() {
@@ -135,6 +137,8 @@ Status Datapath::load_objects(const Config& config) {
   sockops_->rodata->adaptive_splicing = config.acceleration.adaptive_splicing ? 1 : 0;
   sockops_->rodata->leave_spinning_readers = config.acceleration.leave_spinning_readers ? 1 : 0;
   sockops_->rodata->connect_hooks = support_.interception ? 1 : 0;
+  steer_by_lookup_ = support_.interception && config.daemon.inbound_steering == "sk_lookup";
+  sockops_->rodata->steer_by_lookup = steer_by_lookup_ ? 1 : 0;
   if (test_hooks_.verifier_reject) {
     spdlog::warn("MESHLANE_TEST_VERIFIER_REJECT=1: ml_sk_msg made invalid on purpose (tests only)");
     sockops_->rodata->test_verifier_reject = 1;
@@ -144,6 +148,8 @@ Status Datapath::load_objects(const Config& config) {
   if (support_.interception) {
     objects.push_back(intercept_->obj);
     objects.push_back(inbound_tc_->obj);
+    // Loaded only when used: older kernels (before 5.9) have no socket-lookup programs.
+    bpf_program__set_autoload(inbound_tc_->progs.ml_sk_lookup, steer_by_lookup_);
   }
   for (bpf_object* object : objects) {
     size_maps(object, config, test_hooks_);
@@ -445,6 +451,21 @@ Result<CleanupReport> remove_datapath(const std::string& bpffs_dir) {
     } else if (removed->detach_errno != 0 && removed->detach_errno != ENOLINK) {
       spdlog::warn("cannot detach link {}: {}", pin, std::strerror(removed->detach_errno));
     }
+    ++report.pins_removed;
+  }
+  // The socket-lookup links of the workloads (daemon.inbound_steering = "sk_lookup").
+  std::vector<std::string> lookup_pins;
+  for (const auto& entry : fs::directory_iterator(pins.links_dir(), ec)) {
+    if (entry.path().filename().string().starts_with(kSkLookupLinkPrefix)) {
+      lookup_pins.push_back(entry.path().string());
+    }
+  }
+  for (const std::string& pin : lookup_pins) {
+    auto removed = PinnedLink::detach_and_unpin(pin);
+    if (!removed) {
+      return removed.error();
+    }
+    report.links_detached += removed->detached ? 1 : 0;
     ++report.pins_removed;
   }
   // Every map pin meshlane makes: this build's maps, older layout versions (ml_*_v1 once a

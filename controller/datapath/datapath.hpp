@@ -91,6 +91,7 @@ class Datapath {
   std::optional<ListenerScanner> listener_scanner_;
   std::string listener_scan_unavailable_;
   std::uint64_t cgroup_id_ = 0;
+  bool steer_by_lookup_ = false;  // daemon.inbound_steering = "sk_lookup"
 };
 
 struct CleanupReport {

@@ -13,6 +13,10 @@ namespace meshlane {
 struct TcPrograms {
   int ingress_fd = -1;
   int egress_fd = -1;
+  // daemon.inbound_steering = "sk_lookup": the socket-lookup program the workload manager
+  // attaches to each pod's namespace instead of the tc filters (sk_lookup_attach.hpp).
+  int sk_lookup_fd = -1;
+  bool steer_by_lookup = false;
 };
 
 // Fixed handle and priority identify meshlane's filters among others on the interface.

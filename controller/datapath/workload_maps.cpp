@@ -16,6 +16,7 @@
 #include "datapath/bpf_map.hpp"
 #include "datapath/counter_maps.hpp"
 #include "datapath/pin_layout.hpp"
+#include "datapath/sk_lookup_attach.hpp"
 #include "datapath/tc_attach.hpp"
 #include "observe/counters.hpp"
 
@@ -420,13 +421,20 @@ Status WorkloadManager::apply(const std::vector<WorkloadConfig>& workloads) {
     // Recorded before attaching: a crash in between must not leave a filter nobody knows of.
     now_applied[config.name] = {config.netns, config.interface, config.ips};
     save_record(&now_applied);
-    if (auto status = attach_tc(config.netns, config.interface, tc_programs_); !status) {
+    if (tc_programs_.steer_by_lookup) {
+      if (auto status = attach_sk_lookup(PinLayout{bpffs_dir_}, config.name, config.netns,
+                                         tc_programs_.sk_lookup_fd);
+          !status) {
+        return status;
+      }
+    } else if (auto status = attach_tc(config.netns, config.interface, tc_programs_); !status) {
       return status;
     }
     draining_.erase(config.name);
-    spdlog::info("workload {}: netns {} (cookie {}), {} address(es), mesh {}, tc on {}",
-                 config.name, config.netns, workload.netns_cookie, config.ips.size(),
-                 to_string(config.mesh), config.interface);
+    spdlog::info("workload {}: netns {} (cookie {}), {} address(es), mesh {}, {}", config.name,
+                 config.netns, workload.netns_cookie, config.ips.size(), to_string(config.mesh),
+                 tc_programs_.steer_by_lookup ? std::string("steered by socket lookup")
+                                              : "tc on " + config.interface);
   }
   for (const auto& [name, attachment] : applied_) {
     auto still = now_applied.find(name);
@@ -500,6 +508,15 @@ std::size_t WorkloadManager::reap_draining(std::chrono::steady_clock::duration m
     if (!drained && now - it->second.since < max_drain) {
       ++it;
       continue;
+    }
+    // A socket-lookup link is per workload name: one that is applied again (in another
+    // namespace) has its link re-attached already. Removing it leaves every established
+    // connection as it is, so nothing waits for it.
+    if (applied_.count(it->first) == 0) {
+      if (auto status = detach_sk_lookup(PinLayout{bpffs_dir_}, it->first); !status) {
+        spdlog::warn("workload {}: cannot remove its socket-lookup steering: {}", it->first,
+                     status.error().message());
+      }
     }
     if (auto status = detach_tc(attachment.netns, attachment.interface); !status) {
       spdlog::warn("workload {}: cannot remove its tc filters: {}", it->first,
@@ -585,7 +602,9 @@ WorkloadHealth WorkloadManager::health(const WorkloadConfig& workload) const {
     if (tc_programs_.ingress_fd < 0) {
       health.tc = WorkloadHealth::Tc::kOff;
     } else if (health.netns == WorkloadHealth::Netns::kPresent) {
-      auto attached = tc_filters_attached(workload.netns, workload.interface);
+      auto attached = tc_programs_.steer_by_lookup
+                          ? sk_lookup_attached(PinLayout{bpffs_dir_}, workload.name, workload.netns)
+                          : tc_filters_attached(workload.netns, workload.interface);
       if (!attached) {
         health.tc = WorkloadHealth::Tc::kUnknown;
         health.tc_error = attached.error().message();

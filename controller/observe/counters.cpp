@@ -47,6 +47,7 @@ const char* counter_name(ml_counter counter) {
     case ML_CTR_DNS_SERVER_SWITCHED: return "dns_server_switched";
     case ML_CTR_REDIRECT_READER_SPINNING: return "redirect_reader_spinning";
     case ML_CTR_REDIRECT_PEER_LEFT: return "redirect_peer_left";
+    case ML_CTR_STEERED_NO_PROXY: return "steered_no_proxy";
     case ML_CTR_MAX: break;
   }
   return "unknown";
@@ -84,7 +85,8 @@ bool counted_per_workload(ml_counter counter) {
     case ML_CTR_DNS_CAPTURED_UDP:
     case ML_CTR_DNS_CAPTURED_TCP:
     case ML_CTR_DNS_REPLIES_REWRITTEN:
-    case ML_CTR_DNS_SERVER_SWITCHED: return true;
+    case ML_CTR_DNS_SERVER_SWITCHED:
+    case ML_CTR_STEERED_NO_PROXY: return true;
     case ML_CTR_MESSAGES_REDIRECTED:
     case ML_CTR_BYTES_REDIRECTED:
     case ML_CTR_REDIRECT_FAILED:

@@ -157,6 +157,9 @@ const char* counter_help(ml_counter counter) {
     case ML_CTR_REDIRECT_PEER_LEFT:
       return "Spliced sockets whose sends went back to the normal stack because their peer's had "
              "(bytes came to them by TCP): the connection leaves the splice in both directions.";
+    case ML_CTR_STEERED_NO_PROXY:
+      return "Connections from off the node that socket-lookup steering refused because no "
+             "listener of the pod's inbound proxy port was found.";
     case ML_CTR_MAX: break;
   }
   return "A meshlane datapath counter.";

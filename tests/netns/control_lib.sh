@@ -80,6 +80,7 @@ ctl_daemon_start() {
     echo "log_level = \"debug\""
     echo "socket = \"$CTL_SOCKET\""
     echo "state_dir = \"$CTL_STATE_DIR\""
+    [[ -z ${ML_INBOUND_STEERING:-} ]] || echo "inbound_steering = \"$ML_INBOUND_STEERING\""
     local l
     for l in "$@"; do echo "$l"; done
   } >"$ML_CONFIG"

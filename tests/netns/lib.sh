@@ -174,7 +174,8 @@ ml_require_test_hooks() {
 # The daemon
 
 # ml_write_config FILE [EXTRA_LINE...]: a config for this test: unique bpffs_dir, the test
-# cgroup, and EXTRA_LINEs appended inside [acceleration] (start one with "[table]" to move on).
+# cgroup, daemon.inbound_steering from ML_INBOUND_STEERING when set, and EXTRA_LINEs appended
+# inside [acceleration] (start one with "[table]" to move on).
 ml_write_config() {
   local file=$1
   shift
@@ -188,6 +189,8 @@ ml_write_config() {
     echo "log_level = \"debug\""
     echo "socket = \"$ML_WORKDIR/meshlane.sock\""
     echo "state_dir = \"$ML_WORKDIR/state\""
+    # ML_INBOUND_STEERING=sk_lookup runs a test with socket-lookup steering instead of tc.
+    [[ -z ${ML_INBOUND_STEERING:-} ]] || echo "inbound_steering = \"$ML_INBOUND_STEERING\""
     echo ""
     echo "[acceleration]"
     echo "enabled = true"

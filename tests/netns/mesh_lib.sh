@@ -108,8 +108,48 @@ mesh_tc_filters() {
   ip netns exec "$ns" tc filter show dev "$dev" egress 2>/dev/null || true
 }
 
-# mesh_assert_cleaned NS...: after `meshlaned --cleanup`: no tc filter on eth0 in any NS, no
-# bpffs directory, no program attached to the test cgroup.
+# mesh_sk_lookup_links NS: how many socket-lookup links are attached to NS's network namespace,
+# as the kernel lists them (bpftool link).
+mesh_sk_lookup_links() {
+  local ino
+  ino=$(stat -L -c %i "/var/run/netns/$1") || ml_fail "no network namespace $1"
+  "$BPFTOOL" -j link show 2>/dev/null | python3 -c '
+import json, sys
+links = json.load(sys.stdin)
+print(sum(1 for l in links if l.get("type") == "netns" and l.get("attach_type") == "sk_lookup"
+          and l.get("netns_ino") == int(sys.argv[1])))' "$ino"
+}
+
+# mesh_assert_steering NS: meshlane's inbound steering is on NS's interface eth0: tc filters on
+# ingress and egress, or with ML_INBOUND_STEERING=sk_lookup one socket-lookup link on its
+# namespace and no tc filter at all.
+mesh_assert_steering() {
+  local ns=$1
+  if [[ ${ML_INBOUND_STEERING:-tc} == sk_lookup ]]; then
+    [[ $(mesh_sk_lookup_links "$ns") -eq 1 ]] ||
+      ml_fail "$(mesh_sk_lookup_links "$ns") socket-lookup link(s) on workload $ns, expected 1"
+    [[ -z $(mesh_tc_filters "$ns") ]] ||
+      ml_fail "tc filters on workload $ns with socket-lookup steering: $(mesh_tc_filters "$ns")"
+    return 0
+  fi
+  [[ -n $(ip netns exec "$ns" tc filter show dev eth0 ingress) ]] ||
+    ml_fail "no tc ingress filter on eth0 in workload $ns"
+  [[ -n $(ip netns exec "$ns" tc filter show dev eth0 egress) ]] ||
+    ml_fail "no tc egress filter on eth0 in workload $ns"
+}
+
+# mesh_assert_no_steering NS: neither tc filters on eth0 nor a socket-lookup link in NS.
+mesh_assert_no_steering() {
+  local ns=$1
+  [[ -z $(mesh_tc_filters "$ns") ]] || {
+    mesh_tc_filters "$ns" >&2
+    ml_fail "tc filters on eth0 in $ns"
+  }
+  [[ $(mesh_sk_lookup_links "$ns") -eq 0 ]] || ml_fail "a socket-lookup link on $ns"
+}
+
+# mesh_assert_cleaned NS...: after `meshlaned --cleanup`: no tc filter on eth0 and no
+# socket-lookup link in any NS, no bpffs directory, no program attached to the test cgroup.
 mesh_assert_cleaned() {
   local ns
   for ns in "$@"; do
@@ -117,6 +157,8 @@ mesh_assert_cleaned() {
       mesh_tc_filters "$ns" >&2
       ml_fail "tc filters left on eth0 in $ns after meshlaned --cleanup"
     }
+    [[ $(mesh_sk_lookup_links "$ns") -eq 0 ]] ||
+      ml_fail "a socket-lookup link left on $ns after meshlaned --cleanup"
   done
   [[ ! -e $ML_BPFFS_DIR ]] || ml_fail "$ML_BPFFS_DIR still exists after meshlaned --cleanup"
   [[ -z $(ml_cgroup_progs "$ML_CG") ]] || {
@@ -574,9 +616,7 @@ mesh__phase() {
   # 4. From off the node: X -> B:8080 is steered by tc to B's inbound proxy.
   label="v$fam-inbound-tc"
   ml_log "$label: $MESH_X (not a workload) -> $b:$app, via tc to B's inbound proxy"
-  local filters
-  filters=$(mesh_tc_filters "$MESH_B")
-  [[ -n $filters ]] || ml_fail "$label: no tc filter on eth0 in $MESH_B"
+  mesh_assert_steering "$MESH_B"
   sb=$(mesh_log_lines "$MESH_LOG_B")
   ml_snapshot t0
   mesh_xfer "$label" "$MESH_B" "[::]:$app" "$MESH_X" "$b:$app" --bytes 4M --timeout 30
@@ -646,16 +686,9 @@ mesh_run_suite() {
   mesh__workloads
   ml_daemon_start "${MESH_WL_LINES[@]}"
   local ns
-  for ns in "${MESH_PODS[@]}"; do
-    [[ -n $(ip netns exec "$ns" tc filter show dev eth0 ingress) ]] ||
-      ml_fail "no tc ingress filter on eth0 in workload $ns"
-    [[ -n $(ip netns exec "$ns" tc filter show dev eth0 egress) ]] ||
-      ml_fail "no tc egress filter on eth0 in workload $ns"
-  done
+  for ns in "${MESH_PODS[@]}"; do mesh_assert_steering "$ns"; done
   ml_log "tc filters in $MESH_B: $(mesh_tc_filters "$MESH_B" | tr '\n' ' ')"
-  for ns in "$MESH_NP" "$MESH_X" "$MESH_X2"; do
-    [[ -z $(mesh_tc_filters "$ns") ]] || ml_fail "tc filters on $ns, which is not a workload"
-  done
+  for ns in "$MESH_NP" "$MESH_X" "$MESH_X2"; do mesh_assert_no_steering "$ns"; done
 
   # IPv4: HAProxy (it asks SOL_IP SO_ORIGINAL_DST) as sidecars and as the node proxy.
   local pa pb pnp src_arg=()

@@ -31,7 +31,8 @@
 //   error client=ADDR:PORT local=ADDR:PORT getsockopt(SOL_IP|SOL_IPV6, 80): <strerror>
 //   error client=ADDR:PORT orig=ADDR:PORT asked again: ADDR:PORT|<strerror>   (--ask-twice)
 //   error client=ADDR:PORT orig=ADDR:PORT connect from SRC: <strerror>
-//   error client=ADDR:PORT orig=ADDR:PORT is this proxy's own listener   (loop, not connected)
+//   error client=ADDR:PORT orig=ADDR:PORT is this proxy's own listener   (orig is the listening
+//     port: a loop, not connected)
 //   done client=ADDR:PORT orig=ADDR:PORT upstream=SRC:PORT up=N down=N [error=...]
 // Addresses are printed as a.b.c.d:port (IPv4 and v4-mapped) or [v6]:port.
 // Exit status: 0 on SIGTERM/SIGINT, 2 on usage or setup errors.
@@ -367,8 +368,13 @@ void handle(int cfd, const Options& opt, int listen_port) {
                " asked again: " + format_addr(again));
     }
   }
-  if (orig_s == local_s) {
-    // Not redirected (or answered with its own address): connecting would loop into itself.
+  const in_port_t orig_port =
+      ntohs(orig.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&orig)->sin_port
+                                      : reinterpret_cast<sockaddr_in6*>(&orig)->sin6_port);
+  if (orig_port == listen_port) {
+    // Not redirected (or answered with the listener's own port): connecting would loop into
+    // itself. A connection handed to the listener at the socket lookup keeps its destination,
+    // so its local address is the original destination, which is fine.
     log_line("error client=" + client + " orig=" + orig_s + " is this proxy's own listener");
     close(cfd);
     return;

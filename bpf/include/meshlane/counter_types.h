@@ -80,6 +80,9 @@ enum ml_counter {
 	/* A spliced socket's sends went back to the normal stack because its peer's had: bytes came
 	 * to it by TCP. The connection leaves the splice in both directions (meshlane/peer_left.h). */
 	ML_CTR_REDIRECT_PEER_LEFT,
+	/* A connection to steer to a pod's inbound proxy (daemon.inbound_steering = "sk_lookup")
+	 * found no listener on the proxy's inbound port: refused, never handed to the app. */
+	ML_CTR_STEERED_NO_PROXY,
 	ML_CTR_MAX,
 };
 

@@ -304,7 +304,8 @@ TEST(ParseConfig, UnknownKeyNamesFileLineColumnAndKey) {
   EXPECT_EQ(message,
             "meshlane.toml:3:1: daemon.colour: unknown key (known keys: bpffs_dir, cgroup, "
             "log_level, on_missing_feature, socket, socket_mode, socket_read_group, "
-            "socket_write_group, socket_group, state_dir, allow_host_netns, decision_log)");
+            "socket_write_group, socket_group, state_dir, allow_host_netns, decision_log, "
+            "inbound_steering)");
 }
 
 TEST(ParseConfig, DecisionLog) {

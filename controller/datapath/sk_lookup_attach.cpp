@@ -1,0 +1,83 @@
+#include "datapath/sk_lookup_attach.hpp"
+
+#include <bpf/bpf.h>
+#include <sys/stat.h>
+
+#include <cstring>
+
+#include "common/netns.hpp"
+#include "datapath/pinned_link.hpp"
+
+namespace meshlane {
+
+namespace {
+
+// Whether link_fd is a socket-lookup link on the namespace whose inode is given.
+bool is_lookup_link_on(int link_fd, ino_t netns_inode) {
+  bpf_link_info info{};
+  __u32 length = sizeof(info);
+  return bpf_obj_get_info_by_fd(link_fd, &info, &length) == 0 && info.type == BPF_LINK_TYPE_NETNS &&
+         info.netns.attach_type == BPF_SK_LOOKUP && info.netns.netns_ino == netns_inode;
+}
+
+}  // namespace
+
+std::string sk_lookup_link_pin(const PinLayout& pins, const std::string& workload) {
+  return pins.link(std::string(kSkLookupLinkPrefix) + workload);
+}
+
+Status attach_sk_lookup(const PinLayout& pins, const std::string& workload,
+                        const std::string& netns_path, int prog_fd) {
+  auto netns = open_network_namespace(netns_path);
+  if (!netns) {
+    return netns.error();
+  }
+  auto id = netns_id_of(netns->get(), netns_path);
+  if (!id) {
+    return id.error();
+  }
+  const ino_t inode = id->inode;
+  auto link =
+      PinnedLink::attach(sk_lookup_link_pin(pins, workload), prog_fd, netns->get(), BPF_SK_LOOKUP,
+                         [inode](int fd) { return is_lookup_link_on(fd, inode); });
+  if (!link) {
+    return make_error(link.error().errnum,
+                      "cannot attach the socket-lookup program (inbound steering) to network "
+                      "namespace " +
+                          netns_path + " of workload " + workload + ": " + link.error().message() +
+                          " (Linux 5.9 or later is needed; or set daemon.inbound_steering = "
+                          "\"tc\")");
+  }
+  return {};
+}
+
+Result<bool> sk_lookup_attached(const PinLayout& pins, const std::string& workload,
+                                const std::string& netns_path) {
+  auto netns = open_network_namespace(netns_path);
+  if (!netns) {
+    return netns.error();
+  }
+  auto id = netns_id_of(netns->get(), netns_path);
+  if (!id) {
+    return id.error();
+  }
+  const ino_t inode = id->inode;
+  return PinnedLink::adopt(sk_lookup_link_pin(pins, workload),
+                           [inode](int fd) { return is_lookup_link_on(fd, inode); })
+      .has_value();
+}
+
+Status detach_sk_lookup(const PinLayout& pins, const std::string& workload) {
+  const std::string pin = sk_lookup_link_pin(pins, workload);
+  auto removed = PinnedLink::detach_and_unpin(pin);
+  if (!removed) {
+    return removed.error();
+  }
+  if (removed->was_pinned && !removed->detached && removed->detach_errno != 0 &&
+      removed->detach_errno != ENOLINK) {
+    return make_error(removed->detach_errno, "cannot detach the socket-lookup link " + pin);
+  }
+  return {};
+}
+
+}  // namespace meshlane
