@@ -23,6 +23,11 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* Zero when the daemon steers by socket lookup (daemon.inbound_steering = "sk_lookup"): tc
+ * filters of an earlier run are then replaced by these programs only to keep rewriting the
+ * connections they steered until those end; every new SYN is left to the socket lookup. */
+const volatile __u8 steer_new_flows = 1;
+
 /* A parsed TCP/IP packet: where its TCP header is and its addresses (v4-mapped for IPv4). */
 struct packet {
 	__u32 src_ip6[4];
@@ -222,6 +227,8 @@ int ml_tc_ingress(struct __sk_buff *skb)
 		__u32 deny_detail = 0;
 		__u8 rule;
 
+		if (!steer_new_flows)
+			return TC_ACT_OK;
 		wl = ml_pod_of(pkt.dst_ip6);
 		if (!wl)
 			return TC_ACT_OK;

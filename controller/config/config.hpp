@@ -62,7 +62,7 @@ struct DaemonConfig {
   // How connections that enter a pod from off the node reach its inbound proxy
   // (docs/interception.md): "tc" rewrites their port with tc filters on the pod's interface;
   // "sk_lookup" hands them to the proxy's listener at the socket lookup, with nothing per
-  // packet (Linux 5.9+). Read at start; changing it needs a restart after `meshlaned --cleanup`.
+  // packet (Linux 5.9+). Read at start (a restart switches, open connections included).
   std::string inbound_steering = "tc";
 };
 

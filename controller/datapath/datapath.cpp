@@ -139,6 +139,9 @@ Status Datapath::load_objects(const Config& config) {
   sockops_->rodata->connect_hooks = support_.interception ? 1 : 0;
   steer_by_lookup_ = support_.interception && config.daemon.inbound_steering == "sk_lookup";
   sockops_->rodata->steer_by_lookup = steer_by_lookup_ ? 1 : 0;
+  if (support_.interception) {
+    inbound_tc_->rodata->steer_new_flows = steer_by_lookup_ ? 0 : 1;
+  }
   if (test_hooks_.verifier_reject) {
     spdlog::warn("MESHLANE_TEST_VERIFIER_REJECT=1: ml_sk_msg made invalid on purpose (tests only)");
     sockops_->rodata->test_verifier_reject = 1;

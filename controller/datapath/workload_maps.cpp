@@ -421,16 +421,45 @@ Status WorkloadManager::apply(const std::vector<WorkloadConfig>& workloads) {
     // Recorded before attaching: a crash in between must not leave a filter nobody knows of.
     now_applied[config.name] = {config.netns, config.interface, config.ips};
     save_record(&now_applied);
+    bool tc_draining = false;
     if (tc_programs_.steer_by_lookup) {
       if (auto status = attach_sk_lookup(PinLayout{bpffs_dir_}, config.name, config.netns,
                                          tc_programs_.sk_lookup_fd);
           !status) {
         return status;
       }
-    } else if (auto status = attach_tc(config.netns, config.interface, tc_programs_); !status) {
-      return status;
+      // tc filters an earlier run left (daemon.inbound_steering was "tc"): the connections
+      // they steered need their rewrite until they end. Their programs are swapped for this
+      // build's, which steer no new connection, and they go once those connections have.
+      auto filters = tc_filters_attached(config.netns, config.interface);
+      if (filters && filters.value()) {
+        if (auto status = attach_tc(config.netns, config.interface, tc_programs_); !status) {
+          return status;
+        }
+        auto since = draining_.find(config.name);
+        draining_[config.name] = {now_applied[config.name], since != draining_.end()
+                                                                ? since->second.since
+                                                                : std::chrono::steady_clock::now()};
+        tc_draining = true;
+        spdlog::info(
+            "workload {}: tc filters of an earlier run kept for the connections they steered "
+            "(no new one); removed once those end",
+            config.name);
+      }
+    } else {
+      if (auto status = attach_tc(config.netns, config.interface, tc_programs_); !status) {
+        return status;
+      }
+      // A socket-lookup link of an earlier run (daemon.inbound_steering was "sk_lookup"):
+      // established connections do not need it, and tc steers from now on.
+      if (auto status = detach_sk_lookup(PinLayout{bpffs_dir_}, config.name); !status) {
+        spdlog::warn("workload {}: cannot remove the socket-lookup link of an earlier run: {}",
+                     config.name, status.error().message());
+      }
     }
-    draining_.erase(config.name);
+    if (!tc_draining) {
+      draining_.erase(config.name);
+    }
     spdlog::info("workload {}: netns {} (cookie {}), {} address(es), mesh {}, {}", config.name,
                  config.netns, workload.netns_cookie, config.ips.size(), to_string(config.mesh),
                  tc_programs_.steer_by_lookup ? std::string("steered by socket lookup")
