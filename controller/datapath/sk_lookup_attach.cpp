@@ -3,6 +3,9 @@
 #include <bpf/bpf.h>
 #include <sys/stat.h>
 
+#include <cctype>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 
 #include "common/netns.hpp"
@@ -23,7 +26,21 @@ bool is_lookup_link_on(int link_fd, ino_t netns_inode) {
 }  // namespace
 
 std::string sk_lookup_link_pin(const PinLayout& pins, const std::string& workload) {
-  return pins.link(std::string(kSkLookupLinkPrefix) + workload);
+  // bpffs refuses some characters a workload name may have (the CNI plugin's names are
+  // "namespace.pod"): the pin has the name's first 40 letters, digits and dashes, the rest as
+  // dashes, then a hash of the whole name (FNV-1a, stable across builds) to keep it unique.
+  std::string readable;
+  for (char c : workload.substr(0, 40)) {
+    const auto byte = static_cast<unsigned char>(c);
+    readable += (std::isalnum(byte) != 0 || c == '-') ? c : '-';
+  }
+  std::uint64_t hash = 14695981039346656037ULL;
+  for (char c : workload) {
+    hash = (hash ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(hash));
+  return pins.link(std::string(kSkLookupLinkPrefix) + readable + "_" + hex);
 }
 
 Status attach_sk_lookup(const PinLayout& pins, const std::string& workload,

@@ -1,6 +1,6 @@
 // meshlane's socket-lookup program (daemon.inbound_steering = "sk_lookup") in a pod's network
 // namespace: one BPF link per workload, pinned under the links directory as
-// ml_sklookup_<workload>, so that steering goes on while meshlaned restarts and a restarted
+// ml_sklookup_<workload's name, made safe for bpffs>_<hash of the name>, so that steering goes on while meshlaned restarts and a restarted
 // daemon swaps its program in place (PinnedLink).
 #pragma once
 

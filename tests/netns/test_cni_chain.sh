@@ -196,7 +196,7 @@ add_pod A a "$ML_WORKDIR/net-1.0.0.conflist" "$ISTIO_ANNOTATIONS"
 same_json "$TRACE/ADD-0-bridge.out" "$TRACE/ADD-1-meshlane-cni.out" \
   "meshlane-cni's 1.0.0 ADD result differs from its prevResult (the bridge's result)"
 assert_registered shop.a "$A" "$A_V4" "$A_V6"
-[[ -n $(mesh_tc_filters "$A") ]] || ml_fail "no tc filter on eth0 of pod a, a workload"
+mesh_assert_steering "$A"
 # What meshlane-cni got and gave for pod a, to ADD it again (the reference bridge plugin's ADD
 # is not repeatable: it refuses an eth0 that exists).
 cp "$TRACE/ADD-1-meshlane-cni.in" "$ML_WORKDIR/a-add.in"
@@ -218,9 +218,7 @@ ml_log "B -> C: neither is a workload, nothing intercepted"
 mesh_xfer b-to-c "$C" "0.0.0.0:8080" "$B" "$C_V4:8080" --bytes 1M --timeout 30
 ml_snapshot s2
 mesh_assert_flat s1 s2 b-to-c intercepted_outbound
-for ns in "$B" "$C"; do
-  [[ -z $(mesh_tc_filters "$ns") ]] || ml_fail "tc filters on eth0 of $ns, which is not a workload"
-done
+for ns in "$B" "$C"; do mesh_assert_no_steering "$ns"; done
 
 # ---- Idempotence, CHECK, STATUS, GC, DEL ----------------------------------------------------
 ml_log "ADD twice, CHECK"
@@ -319,7 +317,7 @@ resync = json.loads(sys.argv[1])["cni_resync"]
 assert resync["enabled"] is True, resync
 assert (resync["entries"], resync["added"], resync["skipped"], resync["failed"]) == (4, 2, 2, 0), resync
 PY
-[[ -n $(mesh_tc_filters "$E") ]] || ml_fail "no tc filter on eth0 of pod e after the restart"
+mesh_assert_steering "$E"
 
 ml_log "e's app -> b: through e's HAProxy sidecar, spliced"
 to_b_via_sidecar e-to-b e "$E" r0 r1

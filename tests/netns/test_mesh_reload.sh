@@ -54,6 +54,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/mesh_lib.sh"
 # shellcheck source-path=SCRIPTDIR source=long_conns.sh
 source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
+# With tc steering whatever daemon.inbound_steering defaults to: tc's filters draining after a workload's removal are part of what this tests (socket-lookup steering drains nothing: test_sk_lookup_steering.sh).
+export ML_INBOUND_STEERING=tc
 
 UID_ISTIO=1337
 OUT=15001

@@ -29,7 +29,7 @@ X4=$(mesh_v4 100)
 CONFIG="$ML_WORKDIR/meshlane.toml"
 rel_write_config "$CONFIG"
 rel_start_timed "$CONFIG"
-LINK_B="$ML_BPFFS_DIR/links/ml_sklookup_pod-b"
+LINK_B=$(echo "$ML_BPFFS_DIR"/links/ml_sklookup_pod-b_*)
 
 # link_field FIELD: a field of B's pinned link, as bpftool shows it.
 link_field() { ml_json_int "$("$BPFTOOL" -j link show pinned "$LINK_B")" "$1"; }

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The mesh, fast-path and policy tests again, with inbound steering by socket lookup
+# The mesh, fast-path, policy and CNI tests again, with inbound steering by socket lookup
 # (daemon.inbound_steering = "sk_lookup") instead of tc: every scenario of test_mesh_istio.sh,
-# test_mesh_linkerd.sh, test_fast_path.sh and test_policy.sh must hold the same way (the
+# test_mesh_linkerd.sh, test_fast_path.sh, test_policy.sh and test_cni_chain.sh (workloads
+# named "namespace.pod") must hold the same way (the
 # policy's denials of connections from off the pods are refused there, where tc drops them).
 # Each test sets up and cleans up after itself; this runs them one after the other and fails
 # with the first that fails.
 set -uo pipefail
 dir=$(dirname "${BASH_SOURCE[0]}")
 export ML_INBOUND_STEERING=sk_lookup
-for test in test_mesh_istio test_mesh_linkerd test_fast_path test_policy; do
+for test in test_mesh_istio test_mesh_linkerd test_fast_path test_policy test_cni_chain; do
   echo "=== $test with ML_INBOUND_STEERING=sk_lookup"
   if ! bash "$dir/$test.sh"; then
     echo "FAIL: sk_lookup_suites: $test failed with socket-lookup steering (above)"

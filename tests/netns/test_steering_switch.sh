@@ -46,7 +46,7 @@ via_sidecar() {
 # ---------------------------------------------------------------------------------------------
 ml_log "1. tc steering, a connection X -> B:8097 held open"
 start_with tc
-mesh_assert_steering "$REL_B"
+ML_INBOUND_STEERING=tc mesh_assert_steering "$REL_B"
 rel_echo_server "$REL_B" 8097
 ml_bg HELD "$ML_WORKDIR/held.out" "$ML_WORKDIR/held.err" "$ML_CG" "$REL_X" \
   python3 "$HERE/held_conn.py" "$B4" 8097 "$ML_WORKDIR/held.go"
@@ -79,7 +79,7 @@ ml_daemon_stop
 start_with tc
 [[ $(mesh_sk_lookup_links "$REL_B") -eq 0 && $(mesh_sk_lookup_links "$REL_A") -eq 0 ]] ||
   ml_fail "socket-lookup links left after switching back to tc"
-mesh_assert_steering "$REL_B"
+ML_INBOUND_STEERING=tc mesh_assert_steering "$REL_B"
 via_sidecar back-to-tc 8099
 ml_daemon_stop
 ml_daemon_cleanup

@@ -16,6 +16,8 @@
 #     the sidecar.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+# With tc steering whatever daemon.inbound_steering defaults to: tc's flow map and its sweep are what this tests.
+export ML_INBOUND_STEERING=tc
 
 HERE=$(dirname "${BASH_SOURCE[0]}")
 rel_setup

@@ -24,6 +24,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
 # shellcheck source-path=SCRIPTDIR source=long_conns.sh
 source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
+# With tc steering whatever daemon.inbound_steering defaults to: tc's flow map is what this tests.
+export ML_INBOUND_STEERING=tc
 
 PAIR=$(dirname "${BASH_SOURCE[0]}")/same_port_pair.py
 rel_setup

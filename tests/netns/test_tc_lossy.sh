@@ -21,6 +21,8 @@
 # RST; at worst it ends the peer's TIME_WAIT early.
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
+# With tc steering whatever daemon.inbound_steering defaults to: tc's flow tracking under loss is what this tests.
+export ML_INBOUND_STEERING=tc
 
 ROUNDS=${ROUNDS:-40}
 BYTES=${BYTES:-512K}

@@ -15,6 +15,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
 # shellcheck source-path=SCRIPTDIR source=long_conns.sh
 source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
+# With tc steering whatever daemon.inbound_steering defaults to: tc's filters draining across an uninstall are what this tests (socket-lookup links: test_sk_lookup_steering.sh).
+export ML_INBOUND_STEERING=tc
 
 rel_setup
 rel_sidecars

@@ -40,6 +40,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
 # shellcheck source-path=SCRIPTDIR source=long_conns.sh
 source "$(dirname "${BASH_SOURCE[0]}")/long_conns.sh"
+# With tc steering whatever daemon.inbound_steering defaults to: the upgrades of tc's flow maps
+# are much of what this tests (a socket-lookup link adopted and updated: test_sk_lookup_steering.sh).
+export ML_INBOUND_STEERING=tc
 
 rel_setup
 ml_require_test_hooks
