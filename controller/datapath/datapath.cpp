@@ -138,6 +138,11 @@ Status Datapath::load_objects(const Config& config) {
   sockops_->rodata->leave_spinning_readers = config.acceleration.leave_spinning_readers ? 1 : 0;
   sockops_->rodata->connect_hooks = support_.interception ? 1 : 0;
   steer_by_lookup_ = support_.interception && config.daemon.inbound_steering == "sk_lookup";
+  if (steer_by_lookup_ && libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_LOOKUP, nullptr) != 1) {
+    return make_error(ENOTSUP,
+                      "daemon.inbound_steering = \"sk_lookup\" needs socket-lookup programs "
+                      "(Linux 5.9 or later), which this kernel does not run: set it to \"tc\"");
+  }
   sockops_->rodata->steer_by_lookup = steer_by_lookup_ ? 1 : 0;
   if (support_.interception) {
     inbound_tc_->rodata->steer_new_flows = steer_by_lookup_ ? 0 : 1;
