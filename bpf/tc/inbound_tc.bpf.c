@@ -213,6 +213,41 @@ static __always_inline int sent_on_fast_path(const struct packet *pkt, const str
 	return verdict.hop == ML_HOP_FAST_PATH;
 }
 
+/* What becomes of a new connection from off the node (or a process that is not a workload's)
+ * to the pod `wl`, whichever way it is steered (tc at the SYN, or the socket lookup). */
+enum inbound_verdict {
+	INBOUND_PASS, /* to the port it asked for */
+	INBOUND_DENY, /* L4 policy: counted and reported here */
+	INBOUND_STEER, /* to the pod's inbound proxy */
+};
+
+static __always_inline enum inbound_verdict decide_inbound(const struct packet *pkt,
+							   const struct ml_workload *wl)
+{
+	__u32 deny_detail = 0;
+	__u8 rule;
+
+	/* A SYN from a pod on this node to the inbound proxy port was sent there by connect4,
+	 * where the policy already judged it against the original destination. Anyone else going
+	 * straight to that port is judged on it like any other port. */
+	if ((pkt->dst_port != wl->inbound_port || !ml_pod_of(pkt->src_ip6)) &&
+	    ml_policy_judge_inbound(pkt->src_ip6, pkt->dst_ip6, pkt->dst_port, &deny_detail) ==
+		    ML_POLICY_DENY) {
+		ml_count(ML_CTR_DENIED_INBOUND_TC, 1);
+		ml_count_workload(wl->netns_cookie, ML_CTR_DENIED_INBOUND_TC, 1);
+		ml_emit_denied(wl->netns_cookie, wl->id, pkt->src_ip6, pkt->src_port, pkt->dst_ip6,
+			       pkt->dst_port, deny_detail);
+		return INBOUND_DENY;
+	}
+	if (sent_on_fast_path(pkt, wl))
+		return INBOUND_PASS;
+	rule = ml_port_rule(wl->id, ML_DIR_INBOUND, pkt->dst_port);
+	if (!ml_tc_should_steer(wl, pkt->dst_port, rule,
+				ml_cidr_listed(wl->id, ML_CIDR_LIST_IN_EXCLUDE, pkt->src_ip6)))
+		return INBOUND_PASS;
+	return INBOUND_STEER;
+}
+
 SEC("tc")
 int ml_tc_ingress(struct __sk_buff *skb)
 {
@@ -224,33 +259,19 @@ int ml_tc_ingress(struct __sk_buff *skb)
 	if (parse_tcp(skb, &pkt) != 0)
 		return TC_ACT_OK;
 	if ((pkt.seg.flags & (ML_TCP_SYN | ML_TCP_ACK)) == ML_TCP_SYN) {
-		__u32 deny_detail = 0;
-		__u8 rule;
-
 		if (!steer_new_flows)
 			return TC_ACT_OK;
 		wl = ml_pod_of(pkt.dst_ip6);
 		if (!wl)
 			return TC_ACT_OK;
-		/* A SYN from a pod on this node to the inbound proxy port was sent there by
-		 * connect4, where the policy already judged it against the original destination.
-		 * Anyone else going straight to that port is judged on it like any other port. */
-		if ((pkt.dst_port != wl->inbound_port || !ml_pod_of(pkt.src_ip6)) &&
-		    ml_policy_judge_inbound(pkt.src_ip6, pkt.dst_ip6, pkt.dst_port, &deny_detail) ==
-			    ML_POLICY_DENY) {
-			ml_count(ML_CTR_DENIED_INBOUND_TC, 1);
-			ml_count_workload(wl->netns_cookie, ML_CTR_DENIED_INBOUND_TC, 1);
-			ml_emit_denied(wl->netns_cookie, wl->id, pkt.src_ip6, pkt.src_port,
-				       pkt.dst_ip6, pkt.dst_port, deny_detail);
+		switch (decide_inbound(&pkt, wl)) {
+		case INBOUND_DENY:
 			return TC_ACT_SHOT;
+		case INBOUND_PASS:
+			return TC_ACT_OK;
+		default:
+			break;
 		}
-		if (sent_on_fast_path(&pkt, wl))
-			return TC_ACT_OK;
-		rule = ml_port_rule(wl->id, ML_DIR_INBOUND, pkt.dst_port);
-		if (!ml_tc_should_steer(wl, pkt.dst_port, rule,
-					ml_cidr_listed(wl->id, ML_CIDR_LIST_IN_EXCLUDE,
-						       pkt.src_ip6)))
-			return TC_ACT_OK;
 		flow_key(&key, pkt.src_ip6, pkt.dst_ip6, pkt.src_port);
 		if (start_flow(&pkt, wl, &key))
 			rewrite_port(skb, &pkt, 1, pkt.dst_port, wl->inbound_port);
@@ -404,8 +425,6 @@ int ml_sk_lookup(struct bpf_sk_lookup *ctx)
 {
 	struct packet pkt = {};
 	struct ml_workload *wl;
-	__u32 deny_detail = 0;
-	__u8 rule;
 
 	if (lookup_packet(ctx, &pkt) != 0)
 		return SK_PASS;
@@ -419,23 +438,12 @@ int ml_sk_lookup(struct bpf_sk_lookup *ctx)
 	if (ml_ip6_is_loopback(pkt.src_ip6) || ml_is_passthrough_source(wl, pkt.src_ip6) ||
 	    ml_ip6_equal(pkt.src_ip6, pkt.dst_ip6) || ml_pod_of(pkt.src_ip6) == wl)
 		return SK_PASS;
-	/* As at tc: the inbound proxy port, when a pod of this node connects to it, was chosen
-	 * by that pod's connect hook, which judged the policy on the original destination. A
-	 * denied connection is refused (reset) here, where tc dropped its SYN. */
-	if ((pkt.dst_port != wl->inbound_port || !ml_pod_of(pkt.src_ip6)) &&
-	    ml_policy_judge_inbound(pkt.src_ip6, pkt.dst_ip6, pkt.dst_port, &deny_detail) ==
-		    ML_POLICY_DENY) {
-		ml_count(ML_CTR_DENIED_INBOUND_TC, 1);
-		ml_count_workload(wl->netns_cookie, ML_CTR_DENIED_INBOUND_TC, 1);
-		ml_emit_denied(wl->netns_cookie, wl->id, pkt.src_ip6, pkt.src_port, pkt.dst_ip6,
-			       pkt.dst_port, deny_detail);
-		return SK_DROP;
+	switch (decide_inbound(&pkt, wl)) {
+	case INBOUND_DENY:
+		return SK_DROP; /* refused (a reset), where tc drops the SYN */
+	case INBOUND_PASS:
+		return SK_PASS;
+	default:
+		return steer_lookup(ctx, &pkt, wl);
 	}
-	if (sent_on_fast_path(&pkt, wl))
-		return SK_PASS;
-	rule = ml_port_rule(wl->id, ML_DIR_INBOUND, pkt.dst_port);
-	if (!ml_tc_should_steer(wl, pkt.dst_port, rule,
-				ml_cidr_listed(wl->id, ML_CIDR_LIST_IN_EXCLUDE, pkt.src_ip6)))
-		return SK_PASS;
-	return steer_lookup(ctx, &pkt, wl);
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <initializer_list>
 #include <limits>
 #include <utility>
 
@@ -345,28 +346,34 @@ Status read_log_level(const Field& field, std::string& out) {
   return {};
 }
 
-Status read_on_missing_feature(const Field& field, std::string& out) {
+namespace {
+
+// A string that must be one of `allowed`.
+Status read_choice(const Field& field, std::initializer_list<const char*> allowed,
+                   std::string& out) {
   std::string choice;
   if (Status status = read_string(field, choice); !status) {
     return status;
   }
-  if (choice != "refuse" && choice != "degrade") {
-    return field.error("unknown choice \"" + choice + "\" (allowed: \"refuse\", \"degrade\")");
+  std::string listed;
+  for (const char* name : allowed) {
+    if (choice == name) {
+      out = std::move(choice);
+      return {};
+    }
+    listed += std::string(listed.empty() ? "" : ", ") + "\"" + name + "\"";
   }
-  out = std::move(choice);
-  return {};
+  return field.error("unknown choice \"" + choice + "\" (allowed: " + listed + ")");
+}
+
+}  // namespace
+
+Status read_on_missing_feature(const Field& field, std::string& out) {
+  return read_choice(field, {"refuse", "degrade"}, out);
 }
 
 Status read_inbound_steering(const Field& field, std::string& out) {
-  std::string choice;
-  if (Status status = read_string(field, choice); !status) {
-    return status;
-  }
-  if (choice != "tc" && choice != "sk_lookup") {
-    return field.error("unknown choice \"" + choice + "\" (allowed: \"tc\", \"sk_lookup\")");
-  }
-  out = std::move(choice);
-  return {};
+  return read_choice(field, {"tc", "sk_lookup"}, out);
 }
 
 Status read_proxy_id(const Field& field, std::uint32_t& out) {

@@ -23,6 +23,26 @@ bool is_lookup_link_on(int link_fd, ino_t netns_inode) {
          info.netns.attach_type == BPF_SK_LOOKUP && info.netns.netns_ino == netns_inode;
 }
 
+// The namespace at netns_path, open, and the test that a pinned link is our link on it.
+struct LookupTarget {
+  UniqueFd netns;
+  IsOurLink is_ours;
+};
+
+Result<LookupTarget> lookup_target(const std::string& netns_path) {
+  auto netns = open_network_namespace(netns_path);
+  if (!netns) {
+    return netns.error();
+  }
+  auto id = netns_id_of(netns->get(), netns_path);
+  if (!id) {
+    return id.error();
+  }
+  const ino_t inode = id->inode;
+  return LookupTarget{std::move(netns.value()),
+                      [inode](int fd) { return is_lookup_link_on(fd, inode); }};
+}
+
 }  // namespace
 
 std::string sk_lookup_link_pin(const PinLayout& pins, const std::string& workload) {
@@ -45,18 +65,12 @@ std::string sk_lookup_link_pin(const PinLayout& pins, const std::string& workloa
 
 Status attach_sk_lookup(const PinLayout& pins, const std::string& workload,
                         const std::string& netns_path, int prog_fd) {
-  auto netns = open_network_namespace(netns_path);
-  if (!netns) {
-    return netns.error();
+  auto target = lookup_target(netns_path);
+  if (!target) {
+    return target.error();
   }
-  auto id = netns_id_of(netns->get(), netns_path);
-  if (!id) {
-    return id.error();
-  }
-  const ino_t inode = id->inode;
-  auto link =
-      PinnedLink::attach(sk_lookup_link_pin(pins, workload), prog_fd, netns->get(), BPF_SK_LOOKUP,
-                         [inode](int fd) { return is_lookup_link_on(fd, inode); });
+  auto link = PinnedLink::attach(sk_lookup_link_pin(pins, workload), prog_fd, target->netns.get(),
+                                 BPF_SK_LOOKUP, target->is_ours);
   if (!link) {
     return make_error(link.error().errnum,
                       "cannot attach the socket-lookup program (inbound steering) to network "
@@ -70,18 +84,11 @@ Status attach_sk_lookup(const PinLayout& pins, const std::string& workload,
 
 Result<bool> sk_lookup_attached(const PinLayout& pins, const std::string& workload,
                                 const std::string& netns_path) {
-  auto netns = open_network_namespace(netns_path);
-  if (!netns) {
-    return netns.error();
+  auto target = lookup_target(netns_path);
+  if (!target) {
+    return target.error();
   }
-  auto id = netns_id_of(netns->get(), netns_path);
-  if (!id) {
-    return id.error();
-  }
-  const ino_t inode = id->inode;
-  return PinnedLink::adopt(sk_lookup_link_pin(pins, workload),
-                           [inode](int fd) { return is_lookup_link_on(fd, inode); })
-      .has_value();
+  return PinnedLink::adopt(sk_lookup_link_pin(pins, workload), target->is_ours).has_value();
 }
 
 Status detach_sk_lookup(const PinLayout& pins, const std::string& workload) {

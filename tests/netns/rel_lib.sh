@@ -159,6 +159,29 @@ rel__echo_listening() {
   return 1
 }
 
+# rel_assert_steered_fionread: a process of the cgroup in X (not a workload) -> B's app port,
+# steered to B's inbound sidecar, 1 MiB each way with FIONREAD reads on both ends (ml_xfer).
+# Its end must stay out of the sockhash like the sidecar's: joined, it would wait for a server
+# end that never comes, and until then its FIONREAD would count only redirected bytes (0) while
+# recv() has data. Checks: B's app saw the sidecar (the passthrough source), the steering and
+# the sidecar's spliced hop to the app counted, no redirect_failed, exactly 2 sockets added.
+rel_assert_steered_fionread() {
+  local b4
+  b4=$(mesh_v4 11)
+  ml_snapshot s0
+  mesh_xfer steered-fionread "$REL_B" "0.0.0.0:$REL_APP" "$REL_X" "$b4:$REL_APP" \
+    --bytes 1M --read-mode fionread --timeout 30
+  [[ $(mesh_peer_host "$MESH_SERVER_PEER") == "$REL_SRC" ]] ||
+    ml_fail "B's app saw client $MESH_SERVER_PEER, expected B's inbound sidecar from $REL_SRC"
+  ml_snapshot s1
+  ml_show_delta s0 s1
+  mesh_assert_rose s0 s1 steered-fionread intercepted_inbound_tc
+  mesh_assert_rose s0 s1 steered-fionread spliced_proxy_to_app
+  mesh_assert_flat s0 s1 steered-fionread redirect_failed
+  [[ $(ml_delta s0 s1 sockets_added) -eq 2 ]] ||
+    ml_fail "sockets_added rose by $(ml_delta s0 s1 sockets_added), expected 2 (the sidecar's hop to the app)"
+}
+
 # rel_status_json: `meshlanectl -o json status` of the running daemon.
 rel_status_json() { "$MESHLANECTL" --socket "$(rel_socket)" -o json status; }
 

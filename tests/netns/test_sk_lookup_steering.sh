@@ -66,18 +66,7 @@ ml_log "both connections went through B's inbound sidecar"
 # ---------------------------------------------------------------------------------------------
 ml_log "2. a process of the cgroup that is not a workload's (in X) -> B:8080, steered"
 host_kill_pid "$REL_ECHO_PID"
-ml_snapshot s0
-mesh_xfer steered-fionread "$REL_B" "0.0.0.0:$REL_APP" "$REL_X" "$B4:$REL_APP" \
-  --bytes 1M --read-mode fionread --timeout 30
-[[ $(mesh_peer_host "$MESH_SERVER_PEER") == "$REL_SRC" ]] ||
-  ml_fail "B's app saw client $MESH_SERVER_PEER, expected B's inbound sidecar from $REL_SRC"
-ml_snapshot s1
-ml_show_delta s0 s1
-mesh_assert_rose s0 s1 steered-fionread intercepted_inbound_tc
-mesh_assert_rose s0 s1 steered-fionread spliced_proxy_to_app
-mesh_assert_flat s0 s1 steered-fionread redirect_failed
-[[ $(ml_delta s0 s1 sockets_added) -eq 2 ]] ||
-  ml_fail "sockets_added rose by $(ml_delta s0 s1 sockets_added), expected 2 (the sidecar's hop to the app)"
+rel_assert_steered_fionread
 
 # ---------------------------------------------------------------------------------------------
 ml_log "3. meshlaned killed: steering goes on; a new meshlaned adopts the link"

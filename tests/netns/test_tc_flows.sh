@@ -98,16 +98,7 @@ ml_log "2. a process of the cgroup that is not a workload's (in X) -> B:8080, st
 # takes its connection to B's sidecar. Its end must stay out of the sockhash like the
 # sidecar's: joined, it would wait for a server end that never comes, and until then its
 # FIONREAD would count only redirected bytes (0) while recv() has data.
-ml_snapshot s0
-mesh_xfer steered-fionread "$REL_B" "0.0.0.0:$REL_APP" "$REL_X" "$B4:$REL_APP" \
-  --bytes 1M --read-mode fionread --timeout 30
-ml_snapshot s1
-ml_show_delta s0 s1
-mesh_assert_rose s0 s1 steered-fionread intercepted_inbound_tc
-mesh_assert_rose s0 s1 steered-fionread spliced_proxy_to_app
-mesh_assert_flat s0 s1 steered-fionread redirect_failed
-[[ $(ml_delta s0 s1 sockets_added) -eq 2 ]] ||
-  ml_fail "sockets_added rose by $(ml_delta s0 s1 sockets_added), expected 2 (the sidecar's hop to the app)"
+rel_assert_steered_fionread
 
 # ---------------------------------------------------------------------------------------------
 ml_log "3. ml_tcflows_v3 with 4 entries, 8 persistent connections X -> B:8093"
