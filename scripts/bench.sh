@@ -10,7 +10,7 @@ Usage: sudo scripts/bench.sh [--quick] [--rounds N] [--duration S] [--modes LIST
                              [--build] [--help]
 
 Two pods (network namespaces on a bridge in a node namespace, 198.18.0.11 and .12) talk over
-TCP in these modes, measured in one run and interleaved (round 1: a b c d dx d+ f f+ fn, round 2
+TCP in these modes, measured in one run and interleaved (round 1: a b c d dx d+ f f+ fn ft, round 2
 starts one mode later, and so on):
 
   a   direct: client pod -> server pod, no mesh (the floor)
@@ -34,10 +34,11 @@ starts one mode later, and so on):
   fn  as f with acceleration.enabled = false: the fast path without splicing (plain TCP app to
       app); connection and request cells only (cr1, cr16, rr1), to show what splicing a
       short connection costs or saves (f/fn)
-  fs  as f with daemon.inbound_steering = "sk_lookup" (docs/interception.md): no tc filter on
-      the pods' interfaces, connections from off the node would be steered at the socket
-      lookup; connection and request cells only (cr1, cr16, rr1), to show what tc's per-packet
-      programs cost the fast path (fs/f)
+  ft  as f with daemon.inbound_steering = "tc" (the default before 2026-12-07,
+      docs/interception.md): tc filters on the pods' interfaces where every other mode has
+      none (connections from off the node are steered at the socket lookup there); connection
+      and request cells only (cr1, cr16, rr1), to show what tc's per-packet hook costs the fast
+      path (ft/f)
 
 Workloads (cells), client in pod A, server in pod B:
   sp64, sp4k            sockperf ping-pong --tcp --nonblocked, 64 B / 4 KiB: RTT p50, p99;
@@ -63,7 +64,7 @@ Options:
                       200 switches of a 1,000-rule L4 policy; 40 with --quick
   --rounds N          interleaved rounds (default 5)
   --duration S        seconds per cell, an integer (default 4)
-  --modes LIST        comma-separated subset of a,b,c,d,dx,d+,f,f+,fn (default all; b is needed for
+  --modes LIST        comma-separated subset of a,b,c,d,dx,d+,f,f+,fn,ft (default all; b is needed for
                       ratios, a for f's ratios against the floor)
   --workloads LIST    comma-separated subset of the cells above (default all)
   --proxy-threads N   HAProxy nbthread per sidecar (default 1; this VM class has 2 vCPUs)
@@ -99,7 +100,7 @@ REPO=$(pwd)
 # shellcheck source=scripts/bench/lib.sh
 source "$REPO/scripts/bench/lib.sh"
 
-ALL_MODES="a b c d dx d+ f f+ fn fs"
+ALL_MODES="a b c d dx d+ f f+ fn ft"
 ALL_CELLS="sp64 sp4k spe64 spe4k ip1x1k ip1x64k ip8x1k ip8x64k cr1 cr16 rr1"
 rounds=5
 duration=4
@@ -314,7 +315,7 @@ setup_mode() {
       bench_iptables_on "$NS_A"
       bench_iptables_on "$NS_B"
       ;;
-    c | d | dx | d+ | f | f+ | fn | fs)
+    c | d | dx | d+ | f | f+ | fn | ft)
       local enabled=true blocking=false exclude=""
       [[ $mode == c || $mode == fn ]] && enabled=false
       [[ $mode == d+ || $mode == f+ ]] && blocking=true
@@ -323,15 +324,15 @@ setup_mode() {
       DAEMON_CFG="$WORK/meshlane-r$r-$mode.toml"
       bench_write_daemon_config "$DAEMON_CFG" "$BPFFS_DIR" "$enabled" "$blocking" "$exclude" \
         pod-a "$NS_A" "$IP_A" pod-b "$NS_B" "$IP_B"
-      if [[ $mode == f || $mode == f+ || $mode == fn || $mode == fs ]]; then
+      if [[ $mode == f || $mode == f+ || $mode == fn || $mode == ft ]]; then
         # Both pods opt in to the L4 fast path: one line after each workload's mesh key.
         sed -i 's/^mesh = "istio"$/&\nfast_path = true/' "$DAEMON_CFG"
         [[ $(grep -c '^fast_path = true$' "$DAEMON_CFG") -eq 2 ]] ||
           bench_die "could not opt both workloads in to the fast path in $DAEMON_CFG"
       fi
-      if [[ $mode == fs ]]; then
-        sed -i 's/^log_level = .*$/&\ninbound_steering = "sk_lookup"/' "$DAEMON_CFG"
-        grep -q '^inbound_steering = "sk_lookup"$' "$DAEMON_CFG" ||
+      if [[ $mode == ft ]]; then
+        sed -i 's/^log_level = .*$/&\ninbound_steering = "tc"/' "$DAEMON_CFG"
+        grep -q '^inbound_steering = "tc"$' "$DAEMON_CFG" ||
           bench_die "could not set inbound_steering in $DAEMON_CFG"
       fi
       bench_daemon_start DAEMON_PID "$DAEMON_CFG" "$WORK/meshlaned-r$r-$mode.log"
@@ -371,7 +372,7 @@ teardown_mode() {
   PROXY_A=""
   PROXY_B=""
   case $mode in
-    c | d | dx | d+ | f | f+ | fn | fs)
+    c | d | dx | d+ | f | f+ | fn | ft)
       bench_daemon_stats "$DAEMON_CFG" >"$RAW/r$r-$mode.counters.json"
       bench_kill_pid "$DAEMON_PID"
       bench_daemon_cleanup "$DAEMON_CFG"
@@ -471,12 +472,12 @@ run_cell() {
   fi
 }
 
-cells_for_mode() {  # d+ and f+ only run the throughput cells, dx all the others, fn and fs cr* and rr1
+cells_for_mode() {  # d+ and f+ only run the throughput cells, dx all the others, fn and ft cr* and rr1
   local mode=$1 c out=""
   for c in $CELLS; do
     [[ ($mode == d+ || $mode == f+) && $c != ip* ]] && continue
     [[ $mode == dx && $c == ip* ]] && continue
-    [[ ($mode == fn || $mode == fs) && $c != cr* && $c != rr1 ]] && continue
+    [[ ($mode == fn || $mode == ft) && $c != cr* && $c != rr1 ]] && continue
     out+="$c "
   done
   echo "$out"

@@ -60,10 +60,10 @@ struct DaemonConfig {
   // record each, and the daemon reads them).
   std::uint32_t decision_log = 0;
   // How connections that enter a pod from off the node reach its inbound proxy
-  // (docs/interception.md): "tc" rewrites their port with tc filters on the pod's interface;
-  // "sk_lookup" hands them to the proxy's listener at the socket lookup, with nothing per
-  // packet (Linux 5.9+). Read at start (a restart switches, open connections included).
-  std::string inbound_steering = "tc";
+  // (docs/interception.md): "sk_lookup" hands them to the proxy's listener at the socket
+  // lookup, with nothing per packet; "tc" rewrites their port with tc filters on the pod's
+  // interface. Read at start (a restart switches, open connections included).
+  std::string inbound_steering = "sk_lookup";
 };
 
 // Upper bound of daemon.decision_log.

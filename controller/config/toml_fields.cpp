@@ -373,7 +373,7 @@ Status read_on_missing_feature(const Field& field, std::string& out) {
 }
 
 Status read_inbound_steering(const Field& field, std::string& out) {
-  return read_choice(field, {"tc", "sk_lookup"}, out);
+  return read_choice(field, {"sk_lookup", "tc"}, out);
 }
 
 Status read_proxy_id(const Field& field, std::uint32_t& out) {

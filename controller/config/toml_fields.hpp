@@ -104,7 +104,7 @@ Status read_socket_mode(const Field& field, std::uint32_t& out);
 Status read_socket_group(const Field& field, std::string& out);
 Status read_log_level(const Field& field, std::string& out);
 Status read_on_missing_feature(const Field& field, std::string& out);
-// daemon.inbound_steering: "tc" or "sk_lookup".
+// daemon.inbound_steering: "sk_lookup" or "tc".
 Status read_inbound_steering(const Field& field, std::string& out);
 Status read_proxy_id(const Field& field, std::uint32_t& out);
 Status read_workload_name(const Field& field, std::string& out);

@@ -28,7 +28,7 @@ import statistics
 import subprocess
 import sys
 
-MODES = ["a", "b", "c", "d", "dx", "d+", "f", "f+", "fn", "fs"]
+MODES = ["a", "b", "c", "d", "dx", "d+", "f", "f+", "fn", "ft"]
 MODE_NAMES = {
     "a": "a: direct",
     "b": "b: iptables + HAProxy",
@@ -39,14 +39,14 @@ MODE_NAMES = {
     "f": "f: d + L4 fast path (app to app)",
     "f+": "f+: f + splice blocking sockets",
     "fn": "fn: f without splicing",
-    "fs": "fs: f, steering by socket lookup",
+    "ft": "ft: f, steering by tc",
 }
 MESHLANE_MODES = ("c", "d", "dx", "d+")
 SPLICING_MODES = ("d", "dx", "d+")
 # The L4 fast path: d's sidecars and splicing, both pods opted in (docs/fast-path.md). The
 # client's connections to the server pod skip both sidecars, so its evidence is another one
 # (sanity_checks); its figures are also paired against a, the no-mesh floor.
-FAST_PATH_MODES = ("f", "f+", "fn", "fs")
+FAST_PATH_MODES = ("f", "f+", "fn", "ft")
 # Variants of d shown next to it in the targets, for the cells they ran.
 D_VARIANTS = ("dx", "d+", "f", "f+")
 CELLS = ["sp64", "sp4k", "spe64", "spe4k", "rr1", "cr1", "cr16", "ip1x1k", "ip1x64k", "ip8x1k", "ip8x64k"]
@@ -866,7 +866,7 @@ def chart(out_dir, result, modes, table):
         meta.get("date", "")[:10], len(result["rounds"]), meta.get("duration", "?"),
         " (--quick)" if meta.get("quick") == "1" else "")
     colors = {"a": "#9e9e9e", "c": "#6baed6", "d": "#2171b5", "dx": "#fd8d3c", "d+": "#74c476",
-              "f": "#6a51a3", "f+": "#9e9ac8", "fn": "#bcbddc", "fs": "#54278f"}
+              "f": "#6a51a3", "f+": "#9e9ac8", "fn": "#bcbddc", "ft": "#54278f"}
     plots = []
     for i, m in enumerate(others):
         base = 2 + 3 * i

@@ -174,7 +174,8 @@ ml_require_test_hooks() {
 # The daemon
 
 # ml_write_config FILE [EXTRA_LINE...]: a config for this test: unique bpffs_dir, the test
-# cgroup, daemon.inbound_steering from ML_INBOUND_STEERING when set, and EXTRA_LINEs appended
+# cgroup, daemon.inbound_steering from ML_INBOUND_STEERING when set ("tc", "sk_lookup"; unset:
+# the default, "sk_lookup"), and EXTRA_LINEs appended
 # inside [acceleration] (start one with "[table]" to move on).
 ml_write_config() {
   local file=$1
@@ -189,7 +190,7 @@ ml_write_config() {
     echo "log_level = \"debug\""
     echo "socket = \"$ML_WORKDIR/meshlane.sock\""
     echo "state_dir = \"$ML_WORKDIR/state\""
-    # ML_INBOUND_STEERING=sk_lookup runs a test with socket-lookup steering instead of tc.
+    # ML_INBOUND_STEERING=tc runs a test with tc steering instead of the socket lookup.
     [[ -z ${ML_INBOUND_STEERING:-} ]] || echo "inbound_steering = \"$ML_INBOUND_STEERING\""
     echo ""
     echo "[acceleration]"

@@ -121,11 +121,11 @@ print(sum(1 for l in links if l.get("type") == "netns" and l.get("attach_type") 
 }
 
 # mesh_assert_steering NS: meshlane's inbound steering is on NS's interface eth0: tc filters on
-# ingress and egress, or with ML_INBOUND_STEERING=sk_lookup one socket-lookup link on its
-# namespace and no tc filter at all.
+# ingress and egress with ML_INBOUND_STEERING=tc, or else (socket-lookup steering, the default)
+# one socket-lookup link on its namespace and no tc filter at all.
 mesh_assert_steering() {
   local ns=$1
-  if [[ ${ML_INBOUND_STEERING:-tc} == sk_lookup ]]; then
+  if [[ ${ML_INBOUND_STEERING:-sk_lookup} == sk_lookup ]]; then
     [[ $(mesh_sk_lookup_links "$ns") -eq 1 ]] ||
       ml_fail "$(mesh_sk_lookup_links "$ns") socket-lookup link(s) on workload $ns, expected 1"
     [[ -z $(mesh_tc_filters "$ns") ]] ||

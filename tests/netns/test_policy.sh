@@ -67,10 +67,10 @@ start_listener() {  # NS HOST PORT NAME
 start_listener "$POD_A" :: 15001 sidecar-a
 start_listener "$POD_B" 0.0.0.0 15006 inbound-b
 
-# A connection from off the pods that the policy denies: tc drops its SYN (the client times
-# out); socket-lookup steering (ML_INBOUND_STEERING=sk_lookup) refuses it (a reset).
-OFF_POD_DENIED=timeout
-[[ ${ML_INBOUND_STEERING:-tc} != sk_lookup ]] || OFF_POD_DENIED=ECONNREFUSED
+# A connection from off the pods that the policy denies: socket-lookup steering (the default)
+# refuses it (a reset); tc (ML_INBOUND_STEERING=tc) drops its SYN (the client times out).
+OFF_POD_DENIED=ECONNREFUSED
+[[ ${ML_INBOUND_STEERING:-sk_lookup} != tc ]] || OFF_POD_DENIED=timeout
 
 # probe LABEL NS HOST PORT EXPECT: EXPECT is ok, EPERM, ECONNREFUSED or timeout; checks what the listener
 # behind saw (sidecar-a for pod A's connects, inbound-b for the node's). A connect expected to

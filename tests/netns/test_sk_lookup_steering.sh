@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Inbound steering by socket lookup (daemon.inbound_steering = "sk_lookup", docs/interception.md)
+# Inbound steering by socket lookup (daemon.inbound_steering = "sk_lookup", the default;
+# docs/interception.md)
 # in an istio-style mesh (pods A and B with HAProxy sidecars, host X off the node; rel_lib.sh):
 #   0. No tc filter on any pod; one socket-lookup link on each workload's namespace, pinned.
 #   1. Two connections at once from one address and port of X to B:8092 and B:8080, which tc
@@ -16,7 +17,8 @@
 #   5. pod-b removed from the config (SIGHUP): its link is gone at once, X -> B:8096 reaches
 #      the app directly (it sees X as its peer), B's sidecar logs nothing.
 #   6. SIGTERM + `meshlaned --cleanup`: no link and no pin left.
-# Other tests run with ML_INBOUND_STEERING=sk_lookup too (test_sk_lookup_suites.sh).
+# Every other test runs with it too unless it sets ML_INBOUND_STEERING=tc (test_tc_suites.sh
+# runs the mesh, fast-path, policy and CNI tests again with tc).
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
 

@@ -32,7 +32,7 @@ const std::map<std::string, std::string> kChangedValue = {
     {"daemon.state_dir", "\"/var/lib/other\""},
     {"daemon.allow_host_netns", "true"},
     {"daemon.decision_log", "4096"},
-    {"daemon.inbound_steering", "\"sk_lookup\""},
+    {"daemon.inbound_steering", "\"tc\""},
     {"acceleration.enabled", "false"},
     {"acceleration.sockhash_max_entries", "1024"},
     {"acceleration.include_ports", "[8080]"},

@@ -316,6 +316,16 @@ TEST(ParseConfig, DecisionLog) {
   EXPECT_TRUE(contains(parse_error("[daemon]\ndecision_log = 1000001\n"), "daemon.decision_log:"));
 }
 
+TEST(ParseConfig, InboundSteering) {
+  EXPECT_EQ(parse_ok("").daemon.inbound_steering, "sk_lookup");
+  EXPECT_EQ(parse_ok("[daemon]\ninbound_steering = \"tc\"\n").daemon.inbound_steering, "tc");
+  EXPECT_EQ(parse_ok("[daemon]\ninbound_steering = \"sk_lookup\"\n").daemon.inbound_steering,
+            "sk_lookup");
+  const std::string message = parse_error("[daemon]\ninbound_steering = \"iptables\"\n");
+  EXPECT_TRUE(contains(message, "meshlane.toml:2:20: daemon.inbound_steering:")) << message;
+  EXPECT_TRUE(contains(message, "sk_lookup")) << message;
+}
+
 TEST(ParseConfig, AllowHostNetns) {
   EXPECT_FALSE(parse_ok("").daemon.allow_host_netns);
   EXPECT_TRUE(parse_ok("[daemon]\nallow_host_netns = true\n").daemon.allow_host_netns);
