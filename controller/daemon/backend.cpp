@@ -64,6 +64,7 @@ nlohmann::json DaemonBackend::status() {
       {"maps", maps},
       {"splicing", datapath_.support().splicing},
       {"interception", datapath_.support().interception},
+      {"inbound_steering", datapath_.inbound_steering()},
       {"policies_enforced", datapath_.support().interception},
       // What daemon.on_missing_feature = "degrade" turned off; never an optional feature.
       {"degraded", !datapath_.support().splicing || !datapath_.support().interception},

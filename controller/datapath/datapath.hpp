@@ -57,6 +57,14 @@ class Datapath {
   [[nodiscard]] const std::vector<AttachReport>& attachments() const { return attachments_; }
   [[nodiscard]] TcPrograms tc_programs() const;
   [[nodiscard]] const FeatureSupport& support() const { return support_; }
+  // How connections from off the node reach a pod's inbound proxy: "sk_lookup", "tc", or "off"
+  // without interception (daemon.inbound_steering, as applied at start).
+  [[nodiscard]] const char* inbound_steering() const {
+    if (!support_.interception) {
+      return "off";
+    }
+    return steer_by_lookup_ ? "sk_lookup" : "tc";
+  }
   [[nodiscard]] const std::vector<PinDecision>& map_plan() const { return map_plan_; }
 
   // Records the mode of the cgroup's listeners that have none (opened before the datapath was

@@ -117,12 +117,15 @@ std::string listener_scan_text(const json& scan) {
   return line + "; " + text(scan.value("scans", json())) + " scan(s)";
 }
 
-// "splicing on, interception on", and why when a part is off.
+// "splicing on, interception on (inbound steering by sk_lookup)", and why when a part is off.
 std::string datapath_text(const json& r) {
   const bool splicing = r.value("splicing", true);
   const bool interception = r.value("interception", true);
   std::string line = std::string("splicing ") + (splicing ? "on" : "off") + ", interception " +
                      (interception ? "on" : "off");
+  if (interception && r.contains("inbound_steering")) {
+    line += " (inbound steering by " + text(r["inbound_steering"]) + ")";
+  }
   if (!splicing || !interception) {
     line += " (degraded: the kernel lacks a feature, see KERNEL FEATURE)";
   }

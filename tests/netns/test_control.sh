@@ -41,6 +41,8 @@ ctl_assert_json "$STATUS" 'len(j["attachments"]) == 9' "status attach point coun
 ctl_assert_json "$STATUS" 'j["workloads"] == {"total": 0, "config": 0, "live": 0}' "status workloads"
 ctl_assert_json "$STATUS" 'j["splicing"] is True and j["interception"] is True and j["degraded"] is False' \
   "status splicing, interception, not degraded"
+ctl_assert_json "$STATUS" "j[\"inbound_steering\"] == \"${ML_INBOUND_STEERING:-sk_lookup}\"" \
+  "status inbound_steering (the default, or ML_INBOUND_STEERING)"
 # Optional features (kernel >= 6.2, >= 6.6): listed apart, each with what it is for and what
 # happens without it; on a kernel new enough for both, both are on.
 ctl_assert_json "$STATUS" 'len(j["optional_kernel_features"]) == 2 and all(isinstance(f["present"], bool) and f["name"] and f["needed_for"] and f["when_absent"] for f in j["optional_kernel_features"])' \
@@ -57,7 +59,7 @@ OPTIONAL_ON=$(ctl_json "$STATUS" 'len([f for f in j["optional_kernel_features"] 
 ctl_ok status
 grep -q '^version  *[0-9]' <<<"$CTL_OUT" || ml_fail "status table has no version line: $CTL_OUT"
 grep -q '^connect6 on ' <<<"$CTL_OUT" || ml_fail "status table lists no connect6 attach point"
-grep -qE '^datapath +splicing on, interception on$' <<<"$CTL_OUT" ||
+grep -qE "^datapath +splicing on, interception on \\(inbound steering by ${ML_INBOUND_STEERING:-sk_lookup}\\)\$" <<<"$CTL_OUT" ||
   ml_fail "status table does not say splicing and interception are on: $CTL_OUT"
 grep -qE "^kernel +$(uname -r), $REQUIRED of $REQUIRED features found, $OPTIONAL_ON of 2 optional ones on\$" <<<"$CTL_OUT" ||
   ml_fail "status table kernel line: $CTL_OUT"

@@ -148,7 +148,8 @@ grep -q 'optional kernel feature off: kfunc bpf_map_sum_elem_count (kernel >= 6.
   "$ML_DAEMON_LOG" || ml_fail "the daemon does not log the optional feature that is off"
 grep -q 'degraded (daemon.on_missing_feature' "$ML_DAEMON_LOG" && ml_fail "the daemon logs degraded for an optional feature"
 table=$("$MESHLANECTL" --socket "$(rel_socket)" status)
-grep -qE '^datapath +splicing on, interception on$' <<<"$table" || ml_fail "status table: $table"
+grep -qE '^datapath +splicing on, interception on \(inbound steering by (sk_lookup|tc)\)$' <<<"$table" ||
+  ml_fail "status table: $table"
 grep -qE '^kfunc bpf_map_sum_elem_count \(kernel >= 6\.6\) +no +the map-full pre-check before interception +connects are intercepted even when ml_origdst_v2 is full' <<<"$table" ||
   ml_fail "status table does not show the optional feature off and what it costs: $table"
 ml_snapshot o0

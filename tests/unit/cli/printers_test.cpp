@@ -48,8 +48,8 @@ json status_result() {
       {"name": "kfuncs for back-pressure (kernel >= 6.2)",
        "needed_for": "acceleration.max_unread_bytes (back-pressure)", "present": true,
        "when_absent": "max_unread_bytes is not enforced"}],
-    "splicing": true, "interception": true, "policies_enforced": true, "degraded": false,
-    "attachments": [], "cgroup": "/sys/fs/cgroup/x", "bpffs_dir": "/sys/fs/bpf/x",
+    "splicing": true, "interception": true, "inbound_steering": "sk_lookup",
+    "policies_enforced": true, "degraded": false, "attachments": [], "cgroup": "/sys/fs/cgroup/x", "bpffs_dir": "/sys/fs/bpf/x",
     "acceleration": {"enabled": true, "sockhash_max_entries": 65536},
     "workloads": {"total": 0, "config": 0, "live": 0}, "listener_scan": {"available": true},
     "socket": "/run/x.sock", "state_dir": "/var/lib/x"
@@ -60,7 +60,9 @@ TEST(PrintStatus, ShowsSplicingInterceptionAndOptionalFeatures) {
   const std::string out = printed(print_status, status_result());
   EXPECT_TRUE(has_line(out, R"(kernel +6\.18\.0, 2 of 2 features found, 1 of 2 optional ones on)"))
       << out;
-  EXPECT_TRUE(has_line(out, R"(datapath +splicing on, interception on)")) << out;
+  EXPECT_TRUE(has_line(out, R"(datapath +splicing on, interception on \(inbound steering by )"
+                            R"(sk_lookup\))"))
+      << out;
   EXPECT_TRUE(has_line(out, R"(OPTIONAL KERNEL FEATURE +ON +FOR +WHEN OFF)")) << out;
   EXPECT_TRUE(has_line(out, R"(kfunc bpf_map_sum_elem_count \(kernel >= 6\.6\) +no +the map-full )"
                             R"(pre-check before interception +connects are intercepted even when )"
@@ -78,7 +80,19 @@ TEST(PrintStatus, SaysDegradedWhenAPartIsOff) {
   result["splicing"] = false;
   result["degraded"] = true;
   const std::string out = printed(print_status, result);
-  EXPECT_TRUE(has_line(out, R"(datapath +splicing off, interception on \(degraded: .*\))")) << out;
+  EXPECT_TRUE(has_line(out, R"(datapath +splicing off, interception on \(inbound steering by )"
+                            R"(sk_lookup\) \(degraded: .*\))"))
+      << out;
+}
+
+TEST(PrintStatus, SaysNoSteeringWithoutInterception) {
+  json result = status_result();
+  result["interception"] = false;
+  result["inbound_steering"] = "off";
+  result["degraded"] = true;
+  const std::string out = printed(print_status, result);
+  EXPECT_TRUE(has_line(out, R"(datapath +splicing on, interception off \(degraded: .*\))")) << out;
+  EXPECT_EQ(out.find("inbound steering"), std::string::npos) << out;
 }
 
 TEST(PrintStatus, OmitsWhatAnOlderDaemonDoesNotReport) {
