@@ -85,7 +85,7 @@ struct AccelerationConfig {
   // unread goes back to the normal stack and TCP's flow control. 0 (the default): no limit.
   std::uint32_t max_unread_bytes = 0;
   // A server port whose spliced connections carry only a few messages each (one request per
-  // connection) stops splicing its new ones, which would cost more than they save; one in 16
+  // connection) stops splicing its new ones, which would cost more than they save; one in 128
   // is still spliced to notice when that changes (docs/datapath.md).
   bool adaptive_splicing = true;
   // A spliced socket whose reader keeps spinning on its socket (recv() in a loop on a

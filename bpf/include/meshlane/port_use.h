@@ -28,8 +28,13 @@
 #define ML_USE_WINDOW_ENDS 256
 /* A port is short while fewer than one in ML_USE_BUSY_SHARE of its judged ends is busy. */
 #define ML_USE_BUSY_SHARE 8
-/* Of a short port's connections, one in this many is still spliced, to keep judging it. */
-#define ML_USE_SAMPLE_EVERY 16
+/* Of a short port's connections, one in this many is still spliced, to keep judging it. Fewer
+ * than one in 100: a spliced short connection is slower than an unspliced one (its psocks), and
+ * with one in 16 the samples were the slowest 6% of a short port's connections, its p99
+ * (measured: p99 of d against c with one new connection at a time, 1.07 with 16, 1.02 with 128;
+ * docs/performance.md). The price: a port whose connections turn long splices again only after
+ * two samples, up to 256 connections later. */
+#define ML_USE_SAMPLE_EVERY 128
 
 /* Whether the port's recent spliced ends were mostly short. */
 ML_INLINE int ml_port_use_short(__u32 busy_ends, __u32 short_ends)
