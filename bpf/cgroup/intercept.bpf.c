@@ -26,6 +26,10 @@ char LICENSE[] SEC("license") = "GPL";
 #define IP6T_SO_ORIGINAL_DST 80
 
 const volatile __u8 intercept = 1;
+/* Whether sock_ops splices (acceleration on and supported): only then does a client end read the
+ * listener its connect found (ml_srvlistener_v1). Without splicing nobody reads it, and each
+ * note would cost an allocation and an RCU-delayed free per connection for nothing. */
+const volatile __u8 note_listeners = 1;
 
 /* Counted node-wide, for the connecting workload and for the local workload it tried to reach. */
 static __always_inline void count_denied(const struct ml_connect_request *req,
@@ -130,7 +134,7 @@ static __always_inline void note_server_listener(struct bpf_sock_addr *ctx, cons
 	struct ml_workload *pod;
 	int found;
 
-	if (ctx->type != SOCK_STREAM)
+	if (!note_listeners || ctx->type != SOCK_STREAM)
 		return;
 	if (!ml_ip6_is_loopback(ip6)) {
 		pod = ml_pod_of(ip6);

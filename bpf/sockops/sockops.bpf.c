@@ -82,7 +82,9 @@ static __always_inline enum ml_socket_mode socket_mode_of(struct bpf_sock *sk)
 /* An accepted connection has no file yet when it is established, so the mode of the listener
  * that accepts it stands in for its own. The mode goes into the listener's own storage, which
  * the kernel clones into each socket it accepts (ml_listenmode_v1, BPF_F_CLONE): listeners
- * sharing a port (IPv4 and IPv6-only, an SO_REUSEPORT group) each pass on their own mode. */
+ * sharing a port (IPv4 and IPv6-only, an SO_REUSEPORT group) each pass on their own mode. Only
+ * the splice decision reads it, so with acceleration off there is no record: each would be
+ * cloned into every accepted socket, an allocation and an RCU-delayed free for nothing. */
 static __always_inline void record_listener(struct bpf_sock_ops *skops)
 {
 	struct ml_listener_key key = {
@@ -93,8 +95,9 @@ static __always_inline void record_listener(struct bpf_sock_ops *skops)
 	struct bpf_sock *sk = skops->sk;
 	__u8 mode = ML_SOCKET_MODE_UNKNOWN;
 
-	if (sk) {
+	if (sk)
 		mode = socket_mode_of(sk);
+	if (sk && accelerate) {
 		state = bpf_sk_storage_get(&ml_listenmode_v1, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (state) {
 			state->mode = mode;

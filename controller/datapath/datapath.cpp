@@ -168,6 +168,10 @@ Status Datapath::load_objects(const Config& config) {
     bpf_program__set_autoload(sockops_->progs.ml_sk_msg, false);
     sockops_->rodata->accelerate = 0;
   }
+  if (support_.interception) {
+    // What a connect found listening is read only by the splice decision.
+    intercept_->rodata->note_listeners = sockops_->rodata->accelerate;
+  }
 
   // Every pinned map is checked against this build before anything changes: a refusal leaves
   // the running datapath exactly as it was.

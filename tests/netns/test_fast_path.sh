@@ -104,7 +104,12 @@
 #      client's (hop fastpath) and gives the server end none. A socket whose fast-path connect
 #      to B:8097 is reset (an iptables REJECT in B for the step) connects again, to a listener
 #      in its own pod: spliced as "other" (spliced_other +1, spliced_fast_path flat), its state
-#      says hop other with no original destination.
+#      says hop other with no original destination; its connect found that listener
+#      (ml_srvlistener_v1) and the server end carries the listener's non-blocking mode
+#      (ml_listenmode_v1; the blocking one's server end carries "blocking").
+#  16. restarted with acceleration.enabled = false: a loopback connection in A (bytes checked)
+#      leaves no storage on either end: no listener answer on the client end, no listener
+#      record cloned into the server end.
 # Then SIGTERM (exit 0) and `meshlaned --cleanup`: no pin, nothing attached to the cgroup.
 # IPv6 and v4-mapped cases are fast-path ones only: HAProxy asks only SOL_IP SO_ORIGINAL_DST,
 # so it cannot be the sidecar of an IPv6 connection (test_mesh_istio.sh covers that with
@@ -750,7 +755,7 @@ expect_eq storage-spliced spliced_fast_path "$(d spliced_fast_path)" 1
 # Both ends are sockhash members and keep their state; the client's fast-path connect left no
 # separate listener answer (its own condition was that listener).
 expect_storage spliced 'j["client"] == {"sockstate": True, "hop": 4, "fallback": 0, "has_orig_dst": 0, "pairing": 0, "srvlistener": False}'
-expect_storage spliced 'j["server"] == {"sockstate": True, "hop": 4, "fallback": 0, "has_orig_dst": 0, "pairing": 0, "srvlistener": False}'
+expect_storage spliced 'j["server"] == {"sockstate": True, "hop": 4, "fallback": 0, "has_orig_dst": 0, "pairing": 0, "srvlistener": False, "listenmode": 2}'
 snap 0
 sockstate blocking --blocking --server-netns "$NS_B" --client-netns "$NS_A" --connect "$B4:8096"
 snap 1
@@ -758,9 +763,9 @@ expect_eq storage-blocking fast_path_connections "$(d fast_path_connections)" 1
 expect_eq storage-blocking sockets_skipped_blocking "$(d sockets_skipped_blocking)" 2
 mesh_assert_flat s0 s1 storage-blocking spliced_fast_path
 # Unspliced: the client keeps what its connect hook recorded (the hop); the server end, which
-# nothing reads, has no storage at all.
+# nothing reads, has no state of its own, only its blocking listener's record (1: blocking).
 expect_storage blocking 'j["client"] == {"sockstate": True, "hop": 4, "fallback": 1, "has_orig_dst": 0, "pairing": 0, "srvlistener": False}'
-expect_storage blocking 'j["server"] == {"sockstate": False, "srvlistener": False}'
+expect_storage blocking 'j["server"] == {"sockstate": False, "srvlistener": False, "listenmode": 1}'
 # A socket that connects again after a refused fast-path connect: B's app listens on 8097 (so
 # the fast path applies) but B's firewall resets the SYN. The same socket then connects to a
 # listener in its own pod (not intercepted, hop "other"): nothing of the first connect is left.
@@ -780,7 +785,28 @@ expect_eq storage-reconnect fast_path_connections "$(d fast_path_connections)" 1
 mesh_assert_flat s0 s1 storage-reconnect spliced_fast_path
 expect_eq storage-reconnect spliced_other "$(d spliced_other)" 1
 expect_storage reconnect 'j["client"]["sockstate"] and j["client"]["hop"] == 0 and j["client"]["has_orig_dst"] == 0 and j["client"]["fallback"] == 0'
+# Its connect found the listener in its own pod (what sock_ops then judged it by), whose
+# non-blocking mode the server end carries.
+expect_storage reconnect 'j["client"]["srvlistener"] and j["server"]["listenmode"] == 2'
 mesh_assert_no_iptables "$REL_B"
+
+# ---------------------------------------------------------------------------------------------
+ml_log "16. acceleration off: no listener record, no listener answer"
+# Restarted with acceleration.enabled = false (a load-time setting): nothing would read what a
+# connect found listening or a listener's mode, so neither is kept. The same loopback
+# connection as 15's second one, in pod A: bytes checked, no storage on either end.
+ml_daemon_stop
+[[ $ML_DAEMON_RC -eq 0 ]] || ml_fail "16: meshlaned exited with status $ML_DAEMON_RC on SIGTERM"
+sed -i 's/^enabled = true$/enabled = false/' "$CONFIG"
+grep -qx 'enabled = false' "$CONFIG" || ml_fail "16: cannot turn acceleration off in $CONFIG"
+ML_DAEMON_SEQ=$((ML_DAEMON_SEQ + 1))
+ml_daemon_start_with_config "$CONFIG"
+snap 0
+sockstate accel-off --server-netns "$NS_A" --client-netns "$NS_A" --connect "127.0.0.1:8099"
+snap 1
+mesh_assert_flat s0 s1 accel-off spliced_other
+expect_storage accel-off 'j["client"] == {"sockstate": False, "srvlistener": False}'
+expect_storage accel-off 'j["server"] == {"sockstate": False, "srvlistener": False, "listenmode": False}'
 
 # ---------------------------------------------------------------------------------------------
 ml_log "SIGTERM + meshlaned --cleanup"

@@ -18,12 +18,13 @@
 // with one socket does.
 //
 // Then it looks both sockets up in the pinned maps ml_sockstate_v1 (struct ml_sock_state, from
-// the header the BPF programs use; its value size is checked) and ml_srvlistener_v1, and prints
-// one JSON line:
+// the header the BPF programs use; its value size is checked) and ml_srvlistener_v1, the server
+// end also in ml_listenmode_v1 (the record the kernel cloned from its listener: the mode, or
+// false when there is none), and prints one JSON line:
 //   {"ok":true,"bytes":N,
 //    "client":{"sockstate":true,"hop":4,"fallback":0,"has_orig_dst":0,"pairing":0,
 //              "srvlistener":false},
-//    "server":{"sockstate":false,"srvlistener":false}}
+//    "server":{"sockstate":false,"srvlistener":false,"listenmode":1}}
 // Fields of a storage are printed only when the socket has one. Exit status: 0 success, 1 a
 // byte was wrong or the exchange failed, 2 usage or set-up errors (also: --refused connected).
 
@@ -258,9 +259,11 @@ void exchange(int from, int to, std::size_t bytes) {
   }
 }
 
-std::string end_json(int sock, int state_map, int listener_map) {
+// mode_map: ml_listenmode_v1 for the server end, -1 for the client end.
+std::string end_json(int sock, int state_map, int listener_map, int mode_map) {
   ml_sock_state state{};
   ml_server_listener note{};
+  ml_listener_state cloned{};
   std::string out = "{";
   if (storage_of(state_map, sock, &state)) {
     out += R"("sockstate":true,"hop":)" + std::to_string(state.hop) +
@@ -271,6 +274,10 @@ std::string end_json(int sock, int state_map, int listener_map) {
     out += "\"sockstate\":false";
   }
   out += storage_of(listener_map, sock, &note) ? ",\"srvlistener\":true" : ",\"srvlistener\":false";
+  if (mode_map >= 0) {
+    out += storage_of(mode_map, sock, &cloned) ? ",\"listenmode\":" + std::to_string(cloned.mode)
+                                               : ",\"listenmode\":false";
+  }
   return out + "}";
 }
 
@@ -311,6 +318,7 @@ int main(int argc, char** argv) {
   const int state_map = pinned_map(maps + "/" ML_SOCK_STATE_MAP_NAME, sizeof(ml_sock_state));
   const int listener_map =
       pinned_map(maps + "/" ML_SERVER_LISTENER_MAP_NAME, sizeof(ml_server_listener));
+  const int mode_map = pinned_map(maps + "/" ML_LISTEN_MODE_MAP_NAME, sizeof(ml_listener_state));
   const Address to = parse_address(connect);
   const int listener = listen_in(server_netns, to, blocking);
   enter_netns(client_netns);
@@ -329,7 +337,7 @@ int main(int argc, char** argv) {
   exchange(client, server, bytes);
   exchange(server, client, bytes);
   std::printf("{\"ok\":true,\"bytes\":%zu,\"client\":%s,\"server\":%s}\n", bytes,
-              end_json(client, state_map, listener_map).c_str(),
-              end_json(server, state_map, listener_map).c_str());
+              end_json(client, state_map, listener_map, -1).c_str(),
+              end_json(server, state_map, listener_map, mode_map).c_str());
   return 0;
 }
