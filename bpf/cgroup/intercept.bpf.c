@@ -14,6 +14,7 @@
 #include "meshlane/maps.bpf.h"
 #include "meshlane/orig_dst.bpf.h"
 #include "meshlane/policy.bpf.h"
+#include "meshlane/port_use_map.bpf.h"
 #include "meshlane/rules.bpf.h"
 #include "meshlane/splice.bpf.h"
 
@@ -30,6 +31,10 @@ const volatile __u8 intercept = 1;
  * listener its connect found (ml_srvlistener_v1). Without splicing nobody reads it, and each
  * note would cost an allocation and an RCU-delayed free per connection for nothing. */
 const volatile __u8 note_listeners = 1;
+/* acceleration.adaptive_splicing (with acceleration on): a connection whose listener answer is
+ * noted takes adaptive splicing's decision here, so that a connection it keeps unspliced costs no
+ * answer at all (note_server_listener). */
+const volatile __u8 adaptive_splicing = 0;
 
 /* Counted node-wide, for the connecting workload and for the local workload it tried to reach. */
 static __always_inline void count_denied(const struct ml_connect_request *req,
@@ -125,29 +130,57 @@ static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_c
  * node (ml_srvlistener_v1, read by its client end; sock_ops cannot look the registry up). The
  * destination is the final one, after any redirect; its namespace is the pod's that owns the
  * address, else the caller's own (loopback, or possibly its own address: sock_ops consults the
- * answer only for those). A socket that connects again gets a new answer. */
+ * answer only for those). A socket that connects again gets a new answer.
+ * For a loopback or pod address, adaptive splicing's decision is taken here, by the port the
+ * connection is judged by (`judged_port`: the original destination's when the connect is
+ * redirected, as sock_ops judges it): a connection to a port whose connections are short, and
+ * not one of its samples, will not be spliced and gets no answer, which spares an allocation and
+ * an RCU-delayed free per connection on such ports (sock_ops tells it from the port,
+ * ml_port_is_short). */
 static __always_inline void note_server_listener(struct bpf_sock_addr *ctx, const __u32 ip6[4],
-						 __u16 port)
+						 __u16 port, __u16 judged_port)
 {
-	__u64 netns_cookie = bpf_get_netns_cookie(ctx);
+	struct ml_listener_key judged_by = {
+		.netns_cookie = bpf_get_netns_cookie(ctx),
+		.port = judged_port,
+	};
 	struct ml_server_listener *note;
 	struct ml_workload *pod;
-	int found;
+	int decides = ml_ip6_is_loopback(ip6);
+	int found, judged = 0;
 
 	if (!note_listeners || ctx->type != SOCK_STREAM)
 		return;
-	if (!ml_ip6_is_loopback(ip6)) {
+	if (!decides) {
 		pod = ml_pod_of(ip6);
-		if (pod)
-			netns_cookie = pod->netns_cookie;
+		if (pod) {
+			judged_by.netns_cookie = pod->netns_cookie;
+			decides = 1;
+		}
 	}
-	found = ml_listening(netns_cookie, port);
+	found = ml_listening(judged_by.netns_cookie, port);
+	if (found && adaptive_splicing && decides) {
+		if (ml_port_skips_splice(&judged_by))
+			found = 0;
+		else
+			judged = 1;
+	}
 	note = bpf_sk_storage_get(&ml_srvlistener_v1, ctx->sk, 0,
 				  found ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 	if (!note)
 		return;
-	note->netns_cookie = found ? netns_cookie : 0;
+	note->netns_cookie = found ? judged_by.netns_cookie : 0;
 	note->port = port;
+	note->judged = judged;
+}
+
+/* The port adaptive splicing judges a redirected connection by: the one its application asked
+ * for when its original destination is recorded (a sidecar's ports carry every service's
+ * connections), else the one it now goes to. */
+static __always_inline __u16 judged_port(const struct ml_connect_request *req,
+					 const struct ml_connect_verdict *verdict)
+{
+	return verdict->record_orig_dst ? req->dst_port : verdict->new_port;
 }
 
 /* The address the app gave, as the request's destination (v4 as v4-mapped). */
@@ -212,12 +245,13 @@ int ml_connect4(struct bpf_sock_addr *ctx)
 		return 0;
 	case ML_CONNECT_REDIRECT:
 		set_user_addr4(ctx, verdict.new_ip6, verdict.new_port);
-		note_server_listener(ctx, verdict.new_ip6, verdict.new_port);
+		note_server_listener(ctx, verdict.new_ip6, verdict.new_port,
+				     judged_port(&req, &verdict));
 		break;
 	default:
 		/* The fast path's own condition was that listener: sock_ops goes by the hop. */
 		if (verdict.hop != ML_HOP_FAST_PATH)
-			note_server_listener(ctx, req.dst_ip6, req.dst_port);
+			note_server_listener(ctx, req.dst_ip6, req.dst_port, req.dst_port);
 		break;
 	}
 	return 1;
@@ -246,12 +280,13 @@ int ml_connect6(struct bpf_sock_addr *ctx)
 		return 0;
 	case ML_CONNECT_REDIRECT:
 		set_user_addr6(ctx, verdict.new_ip6, verdict.new_port);
-		note_server_listener(ctx, verdict.new_ip6, verdict.new_port);
+		note_server_listener(ctx, verdict.new_ip6, verdict.new_port,
+				     judged_port(&req, &verdict));
 		break;
 	default:
 		/* The fast path's own condition was that listener: sock_ops goes by the hop. */
 		if (verdict.hop != ML_HOP_FAST_PATH)
-			note_server_listener(ctx, req.dst_ip6, req.dst_port);
+			note_server_listener(ctx, req.dst_ip6, req.dst_port, req.dst_port);
 		break;
 	}
 	return 1;

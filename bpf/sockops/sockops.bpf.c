@@ -368,10 +368,19 @@ static __always_inline int steered_by_lookup(const struct ml_sock_key *self, int
 	return bpf_map_lookup_elem(&ml_origdst_v2, &flow) != NULL;
 }
 
+/* What server_may_splice found out about a client end's server end. */
+enum ml_server_reach {
+	ML_SERVER_OUT = 0, /* not a spliced socket of this node */
+	ML_SERVER_MAY_SPLICE, /* may be one: adaptive splicing judges the port next */
+	ML_SERVER_JUDGED, /* may be one, and the connect hook already judged the port */
+};
+
 /* Whether this client end's connect found a live listener of the cgroup in the namespace
- * `netns_cookie` on `port` (the connect hook's answer, ml_srvlistener_v1). */
+ * `netns_cookie` on `port` (the connect hook's answer, ml_srvlistener_v1; enum
+ * ml_server_reach). `asked` is set when the answer was the connect hook's, which gives none to a
+ * connection it kept unspliced as short. */
 static __always_inline int connected_to_listener(struct bpf_sock *sk, __u64 netns_cookie,
-						 __u16 port)
+						 __u16 port, int *asked)
 {
 	struct ml_listener_key filter = {
 		.netns_cookie = netns_cookie,
@@ -380,9 +389,13 @@ static __always_inline int connected_to_listener(struct bpf_sock *sk, __u64 netn
 	struct ml_server_listener *found;
 
 	if (!connect_hooks)
-		return bpf_map_lookup_elem(&ml_listeners_v1, &filter) != NULL;
+		return bpf_map_lookup_elem(&ml_listeners_v1, &filter) ? ML_SERVER_MAY_SPLICE :
+									ML_SERVER_OUT;
+	*asked = 1;
 	found = bpf_sk_storage_get(&ml_srvlistener_v1, sk, 0, 0);
-	return found && found->netns_cookie == netns_cookie && found->port == port;
+	if (!found || found->netns_cookie != netns_cookie || found->port != port)
+		return ML_SERVER_OUT;
+	return found->judged ? ML_SERVER_JUDGED : ML_SERVER_MAY_SPLICE;
 }
 
 /* Whether the server end of this client's connection can be a spliced socket of this node: a
@@ -393,7 +406,7 @@ static __always_inline int connected_to_listener(struct bpf_sock *sk, __u64 netn
  * kernel's FIONREAD counts only redirected bytes: it would read 0 while recv() has data. */
 static __always_inline int server_may_splice(struct bpf_sock_ops *skops, struct bpf_sock *sk,
 					     const struct ml_sock_key *self, __u8 hop,
-					     struct ml_listener_key *server)
+					     struct ml_listener_key *server, int *asked)
 {
 	__u64 netns_cookie = bpf_get_netns_cookie(skops);
 	struct ml_ip_key ip = {};
@@ -403,7 +416,7 @@ static __always_inline int server_may_splice(struct bpf_sock_ops *skops, struct 
 	if (ml_ip6_is_loopback(self->remote_ip6) ||
 	    ml_ip6_equal(self->remote_ip6, self->local_ip6)) {
 		server->netns_cookie = netns_cookie;
-		return connected_to_listener(sk, netns_cookie, self->remote_port);
+		return connected_to_listener(sk, netns_cookie, self->remote_port, asked);
 	}
 	ml_ip6_copy(ip.ip6, self->remote_ip6);
 	wl = bpf_map_lookup_elem(&ml_pod_ips_v1, &ip);
@@ -412,14 +425,17 @@ static __always_inline int server_may_splice(struct bpf_sock_ops *skops, struct 
 		 * connect was only sent there because its hook found that listener (the fast path's
 		 * own condition), so it leaves no separate answer to read. */
 		server->netns_cookie = wl->netns_cookie;
-		return hop == ML_HOP_FAST_PATH ||
-		       connected_to_listener(sk, wl->netns_cookie, self->remote_port);
+		if (hop == ML_HOP_FAST_PATH)
+			return ML_SERVER_MAY_SPLICE;
+		return connected_to_listener(sk, wl->netns_cookie, self->remote_port, asked);
 	}
 	/* A sidecarless workload's connection to its node proxy, whose namespace is not known
 	 * here: its port is not judged (server->netns_cookie stays 0). */
 	wl = bpf_map_lookup_elem(&ml_workloads_v1, &netns_cookie);
 	return wl && (wl->flags & ML_WL_NODE_PROXY) &&
-	       ml_ip6_equal(self->remote_ip6, wl->node_proxy_ip6);
+			       ml_ip6_equal(self->remote_ip6, wl->node_proxy_ip6) ?
+		       ML_SERVER_MAY_SPLICE :
+		       ML_SERVER_OUT;
 }
 
 /* The event type a splice skip is reported as: blocking and short had their own types first. */
@@ -445,6 +461,8 @@ static __always_inline int splice_skip_reason(struct bpf_sock_ops *skops, struct
 					      struct ml_pairing *pairing)
 {
 	struct ml_pairing *filed = NULL;
+	int reach = ML_SERVER_OUT;
+	int asked = 0;
 
 	if (!accelerate)
 		return ML_SKIP_ACCEL_OFF;
@@ -463,15 +481,10 @@ static __always_inline int splice_skip_reason(struct bpf_sock_ops *skops, struct
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_BLOCKING);
 		return ML_SKIP_BLOCKING;
 	}
-	if (!active)
+	if (active) {
+		reach = server_may_splice(skops, sk, self, state->hop, server, &asked);
+	} else {
 		filed = bpf_map_lookup_elem(&ml_pairing_v2, &state->peer);
-	if (active ? !server_may_splice(skops, sk, self, state->hop, server) : !filed) {
-		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_PEER);
-		return ML_SKIP_PEER;
-	}
-	if (filed)
-		*pairing = *filed;
-	if (!active) {
 		server->netns_cookie = fields->netns_cookie;
 		server->port = self->local_port;
 	}
@@ -480,9 +493,25 @@ static __always_inline int splice_skip_reason(struct bpf_sock_ops *skops, struct
 	 * know it (the client from its connect hook, the server from take_orig_dst). */
 	if (state->has_orig_dst)
 		server->port = state->orig_dst.port;
-	/* Decided by the client end only: its server end then finds no pairing entry and stays
-	 * out too (counted in sockets_skipped_peer). */
-	if (adaptive_splicing && active && server->netns_cookie && ml_port_skips_splice(server)) {
+	if (active ? reach == ML_SERVER_OUT : !filed) {
+		/* The connect hook gives no answer to a connection it keeps unspliced because its
+		 * port's connections are short (note_server_listener): that one is skipped as short.
+		 * (A port found short whose listener has gone since counts so too.) */
+		if (asked && adaptive_splicing && server->netns_cookie &&
+		    ml_port_is_short(server)) {
+			count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_SHORT);
+			return ML_SKIP_SHORT;
+		}
+		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_PEER);
+		return ML_SKIP_PEER;
+	}
+	if (filed)
+		*pairing = *filed;
+	/* Decided by the client end only, here or at its connect hook (ML_SERVER_JUDGED): its
+	 * server end then finds no pairing entry and stays out too (counted in
+	 * sockets_skipped_peer). */
+	if (adaptive_splicing && active && reach != ML_SERVER_JUDGED && server->netns_cookie &&
+	    ml_port_skips_splice(server)) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_SHORT);
 		return ML_SKIP_SHORT;
 	}

@@ -171,6 +171,7 @@ Status Datapath::load_objects(const Config& config) {
   if (support_.interception) {
     // What a connect found listening is read only by the splice decision.
     intercept_->rodata->note_listeners = sockops_->rodata->accelerate;
+    intercept_->rodata->adaptive_splicing = sockops_->rodata->adaptive_splicing;
   }
 
   // Every pinned map is checked against this build before anything changes: a refusal leaves

@@ -11,6 +11,9 @@
 #      (every connection is one or the other), redirect_failed + 0, and `meshlanectl monitor
 #      --type skipped_short` shows one event per skipped client end, each to port 5501, reason
 #      "short";
+#      1b. one more connection to 5501 (ml_sockstate, 64 KiB each way): skipped as short, its
+#      client end has no listener answer (ml_srvlistener_v1, read back by socket: the connect
+#      hook took the decision and kept none), or, if it is a sample, spliced with one;
 #   2. 40 connections of 8 requests to 5502: all spliced, none skipped;
 #   3. 5501's connections turn persistent (8 requests): within 300 connections its samples (the
 #      2 it takes, one in 128 skipped) judge it busy again (skipped <= 260), then 40 more are
@@ -118,6 +121,28 @@ ON_PORT=$(grep '"type":"skipped_short"' "$ML_WORKDIR/monitor.out" |
   ml_fail "monitor: $EVENTS skipped_short events ($ON_PORT client ends to 5501 with reason short), counter rose by $SKIPPED"
 }
 ml_log "monitor: $EVENTS skipped_short events, all client ends to 5501"
+
+# ---- 1b: what a skipped connection costs: no listener answer on its client end ----------------
+# The connect hook takes the decision for 5501, now short: a connection it keeps unspliced gets
+# no answer (ml_srvlistener_v1), only one of its samples does. ml_sockstate reads both ends'
+# storage back from the kernel (64 KiB each way, every byte checked).
+ml_snapshot short_before
+STATE=$(host_in "$ML_CG" - "$ML_SOCKSTATE" --maps "$ML_BPFFS_DIR" \
+  --server-netns "/run/netns/$POD_A" --client-netns "/run/netns/$POD_A" \
+  --connect 127.0.0.1:5501 2>"$ML_WORKDIR/sockstate.err") ||
+  ml_fail "short-port storage: ml_sockstate failed: $(cat "$ML_WORKDIR/sockstate.err") $STATE"
+ml_snapshot short_after
+SHORT=$(ml_delta short_before short_after sockets_skipped_short)
+SAMPLED=$(ml_delta short_before short_after spliced_other)
+ANSWERED=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["client"]["srvlistener"]))' "$STATE")
+ml_log "short-port storage: skipped_short +$SHORT, spliced_other +$SAMPLED: $STATE"
+if [[ $SHORT -eq 1 && $SAMPLED -eq 0 ]]; then
+  [[ $ANSWERED -eq 0 ]] || ml_fail "short-port storage: a skipped client end has a listener answer: $STATE"
+elif [[ $SHORT -eq 0 && $SAMPLED -eq 1 ]]; then
+  [[ $ANSWERED -eq 1 ]] || ml_fail "short-port storage: a sample spliced without a listener answer: $STATE"
+else
+  ml_fail "short-port storage: skipped_short +$SHORT and spliced_other +$SAMPLED for one connection"
+fi
 
 # ---- 2, 3: a port of persistent connections; the short port turning persistent ----------------
 loopback_phase busy-port 5502 40 8

@@ -1,19 +1,10 @@
-/* Per-port judgement of whether splicing pays (meshlane/port_use.h): the maps, and what
- * sock_ops and sk_msg do with them. Used by bpf/sockops/sockops.bpf.c only. */
+/* Per-port judgement of whether splicing pays (meshlane/port_use.h): what sock_ops and sk_msg
+ * do with it. Used by bpf/sockops/sockops.bpf.c only; the per-port map and the decision for a
+ * new connection are in port_use_map.bpf.h, which the connect hooks share. */
 #ifndef MESHLANE_PORT_USE_BPF_H
 #define MESHLANE_PORT_USE_BPF_H
 
-#include "meshlane/port_use.h"
-#include "meshlane/port_use_types.h"
-
-/* Server ports (namespace, port) and what their spliced ends were. LRU: a port that stops
- * being used is forgotten, and judged afresh if it comes back. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct ml_listener_key); /* slot always 0 */
-	__type(value, struct ml_port_use);
-} ml_portuse_v1 SEC(".maps");
+#include "meshlane/port_use_map.bpf.h"
 
 /* On each spliced end until it is judged (struct ml_sock_use). */
 struct {
@@ -22,22 +13,6 @@ struct {
 	__type(key, int);
 	__type(value, struct ml_sock_use);
 } ml_sockuse_v1 SEC(".maps");
-
-/* Whether a new connection to this server port should stay unspliced because the port's
- * connections are short; one in ML_USE_SAMPLE_EVERY is spliced anyway. */
-static __always_inline int ml_port_skips_splice(const struct ml_listener_key *port)
-{
-	struct ml_port_use *use = bpf_map_lookup_elem(&ml_portuse_v1, port);
-	__u32 skipped;
-
-	if (!use || !ml_port_use_short(use->busy_ends, use->short_ends))
-		return 0;
-	/* Not atomic (a fetching add needs BPF ISA v3): two racing connects may both count the
-	 * same number, which only moves a sample by one. */
-	skipped = use->skipped;
-	use->skipped = skipped + 1;
-	return !ml_port_use_sampled(skipped);
-}
 
 /* Starts watching a spliced end of a connection to `port`: its sends (ml_sock_use_sent) and
  * its leaving ESTABLISHED (ml_sock_use_closed, through the state callback) judge it. */
