@@ -53,9 +53,9 @@ Status migrate_entries(const std::vector<PinDecision>& decisions, bool final);
 
 // Retired map layouts this build converts instead of dropping: ml_tcflows_v1 (an LRU map) and
 // ml_tcflows_v2, whose flows carry established tc-steered connections, into ml_tcflows_v3, and
-// ml_origdst_v1 into ml_origdst_v2. Like a migration, in two passes: after loading (the old programs still run on
-// the old maps) and again after attaching (only the keys the first pass did not see: those the
-// old programs added meanwhile). remove_retired_pins() then unpins the old maps.
+// ml_origdst_v1 into ml_origdst_v2. Like a migration, in two passes: after loading (the old
+// programs still run on the old maps) and again after attaching (only the keys the first pass did
+// not see: those the old programs added meanwhile). remove_retired_pins() then unpins the old maps.
 struct RetiredConversion {
   std::set<std::string> seen_tc_flows;  // raw keys the first pass looked at
   std::set<std::string> seen_orig_dsts;
