@@ -124,6 +124,18 @@ Result<NetnsId> netns_id_of(int netns_fd, const std::string& netns_path) {
   return NetnsId{st.st_dev, st.st_ino};
 }
 
+Result<OpenNetns> open_network_namespace_with_id(const std::string& netns_path) {
+  auto netns = open_network_namespace(netns_path);
+  if (!netns) {
+    return netns.error();
+  }
+  auto id = netns_id_of(netns->get(), netns_path);
+  if (!id) {
+    return id.error();
+  }
+  return OpenNetns{std::move(netns.value()), id.value()};
+}
+
 Status check_not_host_netns(const NetnsId& id, const std::string& netns_path) {
   constexpr const char* kAllow =
       ": meshlane would steer the node's own connections and put tc filters on its "
@@ -160,20 +172,16 @@ Status check_not_host_netns(const NetnsId& id, const std::string& netns_path) {
 }
 
 Result<NetnsInfo> inspect_workload_netns(const std::string& netns_path, HostNetns host) {
-  auto netns = open_network_namespace(netns_path);
+  auto netns = open_network_namespace_with_id(netns_path);
   if (!netns) {
     return netns.error();
   }
-  auto id = netns_id_of(netns->get(), netns_path);
-  if (!id) {
-    return id.error();
-  }
   if (host == HostNetns::kRefuse) {
-    if (auto allowed = check_not_host_netns(id.value(), netns_path); !allowed) {
+    if (auto allowed = check_not_host_netns(netns->id, netns_path); !allowed) {
       return allowed.error();
     }
   }
-  auto entry = NetnsEntry::enter(netns->get(), netns_path);
+  auto entry = NetnsEntry::enter(netns->fd.get(), netns_path);
   if (!entry) {
     return entry.error();
   }
@@ -181,7 +189,7 @@ Result<NetnsInfo> inspect_workload_netns(const std::string& netns_path, HostNetn
   if (!cookie) {
     return cookie.error();
   }
-  return NetnsInfo{id.value(), cookie.value()};
+  return NetnsInfo{netns->id, cookie.value()};
 }
 
 Result<NetnsEntry> NetnsEntry::enter(const std::string& netns_path) {

@@ -32,6 +32,13 @@ Result<UniqueFd> open_network_namespace(const std::string& netns_path);
 // The id of an open namespace file.
 Result<NetnsId> netns_id_of(int netns_fd, const std::string& netns_path);
 
+// A namespace opened by open_network_namespace(), with its id.
+struct OpenNetns {
+  UniqueFd fd;
+  NetnsId id;
+};
+Result<OpenNetns> open_network_namespace_with_id(const std::string& netns_path);
+
 // Whether a workload may name the host's network namespace.
 enum class HostNetns { kRefuse, kAllow };
 

@@ -30,16 +30,12 @@ struct LookupTarget {
 };
 
 Result<LookupTarget> lookup_target(const std::string& netns_path) {
-  auto netns = open_network_namespace(netns_path);
+  auto netns = open_network_namespace_with_id(netns_path);
   if (!netns) {
     return netns.error();
   }
-  auto id = netns_id_of(netns->get(), netns_path);
-  if (!id) {
-    return id.error();
-  }
-  const ino_t inode = id->inode;
-  return LookupTarget{std::move(netns.value()),
+  const ino_t inode = netns->id.inode;
+  return LookupTarget{std::move(netns->fd),
                       [inode](int fd) { return is_lookup_link_on(fd, inode); }};
 }
 

@@ -278,12 +278,8 @@ control::ControlStatus WorkloadRegistry::commit(std::map<std::string, WorkloadCo
 }
 
 std::optional<NetnsId> namespace_id_of(const std::string& netns_path) {
-  const Result<UniqueFd> opened = open_network_namespace(netns_path);
-  if (!opened) {
-    return std::nullopt;
-  }
-  const Result<NetnsId> id = netns_id_of(opened->get(), netns_path);
-  return id ? std::optional<NetnsId>(id.value()) : std::nullopt;
+  const Result<OpenNetns> opened = open_network_namespace_with_id(netns_path);
+  return opened ? std::optional<NetnsId>(opened->id) : std::nullopt;
 }
 
 const WorkloadConfig* WorkloadRegistry::namespace_owner(const WorkloadConfig& workload) const {

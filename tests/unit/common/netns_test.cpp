@@ -118,6 +118,22 @@ TEST(OpenNetworkNamespace, OwnNamespaceOpensButIsRefusedAsTheHost) {
   }
 }
 
+TEST(OpenNetworkNamespace, WithIdGivesTheFileAndTheIdOfThatFile) {
+  auto opened = open_network_namespace_with_id("/proc/self/ns/net");
+  ASSERT_TRUE(opened.ok()) << opened.error().message();
+  struct stat st {};
+  ASSERT_EQ(::fstat(opened->fd.get(), &st), 0);
+  EXPECT_EQ(opened->id, (NetnsId{st.st_dev, st.st_ino}));
+  struct stat own {};
+  ASSERT_EQ(::stat("/proc/self/ns/net", &own), 0);
+  EXPECT_EQ(opened->id.inode, own.st_ino);
+
+  // The refusals are open_network_namespace()'s.
+  auto refused = open_network_namespace_with_id("/proc/self/ns/uts");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(contains(refused.error().message(), "is a uts namespace"));
+}
+
 TEST(OpenNetworkNamespace, SymlinkToAPodNamespaceIsFine) {
   ChildNetns pod;
   if (!pod.ok()) {
