@@ -432,10 +432,10 @@ static __always_inline int server_may_splice(struct bpf_sock_ops *skops, struct 
 	/* A sidecarless workload's connection to its node proxy, whose namespace is not known
 	 * here: its port is not judged (server->netns_cookie stays 0). */
 	wl = bpf_map_lookup_elem(&ml_workloads_v1, &netns_cookie);
-	return wl && (wl->flags & ML_WL_NODE_PROXY) &&
-			       ml_ip6_equal(self->remote_ip6, wl->node_proxy_ip6) ?
-		       ML_SERVER_MAY_SPLICE :
-		       ML_SERVER_OUT;
+	if (wl && (wl->flags & ML_WL_NODE_PROXY) &&
+	    ml_ip6_equal(self->remote_ip6, wl->node_proxy_ip6))
+		return ML_SERVER_MAY_SPLICE;
+	return ML_SERVER_OUT;
 }
 
 /* The event type a splice skip is reported as: blocking and short had their own types first. */
