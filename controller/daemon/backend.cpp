@@ -167,6 +167,7 @@ nlohmann::json DaemonBackend::listener_scan_json() const {
     last["recorded_nonblocking"] = last_scan_->recorded_nonblocking;
     last["recorded_blocking"] = last_scan_->recorded_blocking;
     last["already_known"] = last_scan_->already_known;
+    last["modes_recorded"] = last_scan_->modes_recorded;
     last["registered"] = last_scan_->registered;
     last["registry_full"] = last_scan_->registry_full;
     last["complete"] = last_scan_->complete;

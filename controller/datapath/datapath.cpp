@@ -249,7 +249,9 @@ void Datapath::load_listener_scanner(const Config& config) {
     }
   }
   if (status) {
-    auto scanner = ListenerScanner::attach(std::move(skeleton.value()));
+    // A mode is read only by the splice decision.
+    auto scanner =
+        ListenerScanner::attach(std::move(skeleton.value()), sockops_->rodata->accelerate != 0);
     if (scanner) {
       listener_scanner_.emplace(std::move(scanner.value()));
       return;

@@ -31,6 +31,7 @@ void add_scan_records(std::span<const ml_scanned_listener> records, std::set<std
     switch (record(listener)) {
       case RecordOutcome::kAlreadyKnown: ++report.already_known; break;
       case RecordOutcome::kVanished: ++report.vanished; break;
+      case RecordOutcome::kRegisteredOnly: break;
       case RecordOutcome::kRecorded:
         ++report.recorded;
         if (listener.mode == ML_SOCKET_MODE_NONBLOCKING) {
@@ -62,11 +63,13 @@ RegistrySlot choose_registry_slot(std::span<const std::optional<std::uint64_t>> 
 
 std::string describe(const ListenerScanReport& report) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(report.elapsed).count();
+  const std::string modes = report.modes_recorded
+                                ? std::to_string(report.recorded_nonblocking) + " non-blocking, " +
+                                      std::to_string(report.recorded_blocking) + " blocking"
+                                : "acceleration off: no mode is recorded";
   return std::to_string(report.listeners) +
          " listener(s) of the cgroup: " + std::to_string(report.recorded) + " recorded now (" +
-         std::to_string(report.recorded_nonblocking) + " non-blocking, " +
-         std::to_string(report.recorded_blocking) + " blocking), " +
-         std::to_string(report.already_known) + " already known, " +
+         modes + "), " + std::to_string(report.already_known) + " already known, " +
          std::to_string(report.vanished) + " closed meanwhile, " +
          std::to_string(report.registered) + " registered" +
          (report.registry_full == 0
@@ -77,8 +80,9 @@ std::string describe(const ListenerScanReport& report) {
          (report.complete ? "" : " (incomplete: a scan limit was reached)");
 }
 
-Result<ListenerScanner> ListenerScanner::attach(ListenerScanSkeleton skeleton) {
+Result<ListenerScanner> ListenerScanner::attach(ListenerScanSkeleton skeleton, bool record_modes) {
   ListenerScanner scanner;
+  scanner.record_modes_ = record_modes;
   bpf_link* link = bpf_program__attach_iter(skeleton->progs.ml_scan_listeners, nullptr);
   if (link == nullptr) {
     return make_error(errno, "cannot attach the listener scan iterator (iter/task_file)");
@@ -118,6 +122,10 @@ RecordOutcome ListenerScanner::record(const ml_scanned_listener& listener) {
   if (!socket || ::fstat(socket.get(), &st) != 0 || !S_ISSOCK(st.st_mode) ||
       st.st_ino != listener.inode) {
     return RecordOutcome::kVanished;
+  }
+  if (!record_modes_) {
+    register_listener(socket.get(), listener);
+    return RecordOutcome::kRegisteredOnly;
   }
   const int key = socket.get();
   const ml_listener_state state{listener.mode, ML_LISTENER_FROM_SCAN, 0};
@@ -195,6 +203,7 @@ Result<ListenerScanReport> ListenerScanner::run(std::uint64_t cgroup_id,
     return make_error(errno, "cannot create a listener scan iterator");
   }
   ListenerScanReport report;
+  report.modes_recorded = record_modes_;
   registered_ = 0;
   registry_full_ = 0;
   std::set<std::uint64_t> seen;

@@ -32,14 +32,17 @@ struct ListenerScanReport {
   std::size_t vanished = 0;              // closed (or its process gone) before it could be recorded
   std::size_t registered = 0;            // put in the listener registry (ml_listener_socks_v1)
   std::size_t registry_full = 0;         // left out of it: its port's slots were all taken
-  bool complete = true;                  // false when a limit stopped the scan (ListenerScanLimits)
+  // false with acceleration off: nothing would read a mode, and a record would be cloned into
+  // every socket the listener accepts, so the scan only registers listeners (recorded stays 0)
+  bool modes_recorded = true;
+  bool complete = true;  // false when a limit stopped the scan (ListenerScanLimits)
   std::chrono::microseconds elapsed{0};
 
   bool operator==(const ListenerScanReport&) const = default;
 };
 
 // What recording one listener came to.
-enum class RecordOutcome { kRecorded, kAlreadyKnown, kVanished };
+enum class RecordOutcome { kRecorded, kAlreadyKnown, kVanished, kRegisteredOnly };
 
 // Where a listener goes in the registry, given the cookies of the sockets in its namespace and
 // port's slots (nullopt: a free slot): nowhere when it is there already, else the first free
@@ -78,13 +81,14 @@ class ListenerScanner {
   };
 
   // Takes a loaded skeleton (its maps are the datapath's pinned ones) and attaches its
-  // iterator.
-  static Result<ListenerScanner> attach(ListenerScanSkeleton skeleton);
+  // iterator. `record_modes`: whether splicing reads listener modes (acceleration on).
+  static Result<ListenerScanner> attach(ListenerScanSkeleton skeleton, bool record_modes);
 
   // Walks every open file of every task once; records listeners of the cgroup `cgroup_id`
   // (its cgroup v2 inode number) that have no record. Each is recorded through a duplicate of
   // its file (pidfd_getfd) in ml_listenmode_v1, never replacing a record, and put in the
-  // listener registry (ml_listener_socks_v1) unless it is there.
+  // listener registry (ml_listener_socks_v1) unless it is there. Without `record_modes`, only
+  // the latter (the fast path still needs to know who listens).
   Result<ListenerScanReport> run(std::uint64_t cgroup_id, const ListenerScanLimits& limits = {});
 
  private:
@@ -98,6 +102,7 @@ class ListenerScanner {
   ListenerScanSkeleton skeleton_;
   std::optional<ListenerModes> modes_;
   std::optional<ListenerRegistry> registry_;
+  bool record_modes_ = true;
   std::size_t registered_ = 0;     // by the current run
   std::size_t registry_full_ = 0;  // by the current run
   std::optional<TypedMap<std::uint32_t, std::uint64_t>> counters_;

@@ -106,10 +106,13 @@ std::string listener_scan_text(const json& scan) {
   if (last.contains("error")) {
     line += "failed: " + text(last["error"]);
   } else {
+    const std::string modes = last.value("modes_recorded", true)
+                                  ? text(last.value("recorded_nonblocking", json())) +
+                                        " non-blocking, " +
+                                        text(last.value("recorded_blocking", json())) + " blocking"
+                                  : std::string("acceleration off: no mode recorded");
     line += text(last.value("listeners", json())) + " listener(s), " +
-            text(last.value("recorded", json())) + " recorded (" +
-            text(last.value("recorded_nonblocking", json())) + " non-blocking, " +
-            text(last.value("recorded_blocking", json())) + " blocking), " +
+            text(last.value("recorded", json())) + " recorded (" + modes + "), " +
             text(last.value("already_known", json())) + " already known, " +
             text(last.value("registered", json())) + " registered" +
             (last.value("complete", true) ? "" : ", incomplete");

@@ -19,6 +19,11 @@
 #      B:8081's), and A -> B:8081 is spliced on every hop.
 #   5. A workload change (SIGHUP with one workload more) runs the scan again (status reason
 #      "workloads changed"), which finds every listener already known and records nothing.
+#   6. `meshlaned --cleanup` and a start with acceleration.enabled = false: the scan still
+#      registers the listeners (the fast path asks who listens) but records no mode (nothing
+#      would read one, and each would be cloned into every accepted socket): B's sidecar
+#      listeners, read back from the kernel, carry no record, where at step 1 they carried
+#      "non-blocking".
 # shellcheck source-path=SCRIPTDIR source=rel_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rel_lib.sh"
 
@@ -96,9 +101,29 @@ hops() {
   [[ $got == "$want" ]] || ml_fail "$label: spliced hops rose by ($got), expected ($want)"
 }
 
+# listener_modes LABEL PID WANT: every listening socket of process PID carries WANT in
+# ml_listenmode_v1 (2: non-blocking, false: no record), read back by ml_sockstate; B's
+# sidecar's inbound and outbound ports are among them.
+listener_modes() {
+  local label=$1 pid=$2 want=$3 out
+  out=$(host_in "$ML_CG" - "$ML_SOCKSTATE" --maps "$ML_BPFFS_DIR" --listeners-of "$pid" \
+    2>"$ML_WORKDIR/listeners.$label.err") ||
+    ml_fail "$label: ml_sockstate --listeners-of failed: $(cat "$ML_WORKDIR/listeners.$label.err") $out"
+  ml_log "$label: listeners of $pid: $out"
+  python3 - "$out" "$want" "$REL_OUT" "$REL_IN" <<'PY' ||
+import json, sys
+j, want = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+ports = {l["port"] for l in j["listeners"]}
+sys.exit(not ({int(sys.argv[3]), int(sys.argv[4])} <= ports and
+              all(l["listenmode"] == want for l in j["listeners"])))
+PY
+    ml_fail "$label: not every listener of $pid (ports $REL_OUT and $REL_IN among them) carries listenmode $want: $out"
+}
+
 ML_COUNTERS+=" spliced_app_to_proxy spliced_proxy_to_proxy spliced_proxy_to_app intercepted_outbound"
 # 4 HAProxy listeners, apps 8080 and 8081 non-blocking, 8082 blocking.
 assert_start_scan "first start" 6 1
+listener_modes "first start" "$REL_PB" 2
 "$MESHLANECTL" --socket "$(rel_socket)" status | grep -E "^listener scan +start: [0-9]+ listener\(s\), [0-9]+ recorded" ||
   ml_fail "meshlanectl status does not show the listener scan: $("$MESHLANECTL" --socket "$(rel_socket)" status)"
 
@@ -146,6 +171,23 @@ done
 [[ $(scan_field reason) == '"workloads changed"' ]] || ml_fail "the last scan's reason is $(scan_field reason)"
 [[ $(scan_field recorded) -eq 0 && $(scan_field already_known) -ge 4 ]] ||
   ml_fail "the rescan recorded $(scan_field recorded) and knew $(scan_field already_known) listener(s): expected 0 and at least the 4 sidecar listeners"
+
+# ---------------------------------------------------------------------------------------------
+ml_log "6. acceleration off: the scan registers the listeners and records no mode"
+ml_daemon_stop
+ml_daemon_cleanup
+sed -i 's/^enabled = true$/enabled = false/' "$CONFIG"
+grep -qx 'enabled = false' "$CONFIG" || ml_fail "6: cannot turn acceleration off in $CONFIG"
+rel_start_timed "$CONFIG"
+[[ $(scan_field reason) == '"start"' && $(scan_field modes_recorded) == false ]] ||
+  ml_fail "6: the start scan's reason is $(scan_field reason), modes_recorded $(scan_field modes_recorded): expected start, false"
+(($(scan_field recorded) == 0 && $(scan_field listeners) >= 4 && $(scan_field registered) >= 4)) ||
+  ml_fail "6: the scan found $(scan_field listeners), recorded $(scan_field recorded), registered $(scan_field registered) listener(s): expected at least the 4 sidecar listeners registered, none recorded"
+grep -q "listener scan (start): [0-9]* listener(s) of the cgroup: 0 recorded now (acceleration off: no mode is recorded)" "$ML_DAEMON_LOG" ||
+  ml_fail "6: the daemon log does not say that the scan recorded no mode"
+"$MESHLANECTL" --socket "$(rel_socket)" status | grep -E "^listener scan +start: .*acceleration off: no mode recorded" ||
+  ml_fail "6: meshlanectl status does not say that the scan recorded no mode"
+listener_modes "acceleration off" "$REL_PB" false
 
 ml_daemon_stop
 ml_daemon_cleanup

@@ -27,6 +27,13 @@
 //    "server":{"sockstate":false,"srvlistener":false,"listenmode":1}}
 // Fields of a storage are printed only when the socket has one. Exit status: 0 success, 1 a
 // byte was wrong or the exchange failed, 2 usage or set-up errors (also: --refused connected).
+//
+//   ml_sockstate --maps BPFFS_DIR --listeners-of PID
+//
+// Instead: the record in ml_listenmode_v1 of each listening TCP socket process PID holds (its
+// own, which the kernel clones into what it accepts), read through a duplicate of its file
+// (pidfd_getfd), one JSON line sorted by port:
+//   {"ok":true,"listeners":[{"port":15001,"listenmode":2},{"port":15006,"listenmode":false}]}
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -44,6 +51,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -281,10 +290,62 @@ std::string end_json(int sock, int state_map, int listener_map, int mode_map) {
   return out + "}";
 }
 
+// The listening TCP sockets of process `pid`, by port, each with its mode record or false.
+std::string listeners_json(pid_t pid, int mode_map) {
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    die(2, errno_text("cannot open process " + std::to_string(pid)));
+  }
+  std::multimap<unsigned, std::string> found;
+  std::error_code error;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    const std::string target = std::filesystem::read_symlink(entry.path(), error).string();
+    if (error || target.rfind("socket:", 0) != 0) {
+      continue;
+    }
+    const int number = std::atoi(entry.path().filename().c_str());
+    const int sock = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, number, 0));
+    if (sock < 0) {
+      continue;  // closed since the listing
+    }
+    int listening = 0;
+    int protocol = 0;
+    socklen_t size = sizeof(int);
+    sockaddr_storage local{};
+    socklen_t local_size = sizeof(local);
+    const bool tcp_listener =
+        ::getsockopt(sock, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) == 0 && listening != 0 &&
+        ::getsockopt(sock, SOL_SOCKET, SO_PROTOCOL, &protocol, &size) == 0 &&
+        protocol == IPPROTO_TCP &&
+        ::getsockname(sock, reinterpret_cast<sockaddr*>(&local), &local_size) == 0;
+    if (tcp_listener) {
+      const unsigned port =
+          ntohs(local.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&local)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&local)->sin_port);
+      ml_listener_state record{};
+      found.emplace(port, storage_of(mode_map, sock, &record) ? std::to_string(record.mode)
+                                                              : std::string("false"));
+    }
+    ::close(sock);
+  }
+  if (error) {
+    die(2, "cannot list " + dir + ": " + error.message());
+  }
+  ::close(pidfd);
+  std::string out = "[";
+  for (const auto& [port, mode] : found) {
+    out += (out.size() > 1 ? "," : "") + std::string(R"({"port":)") + std::to_string(port) +
+           R"(,"listenmode":)" + mode + "}";
+  }
+  return out + "]";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string maps, server_netns, client_netns, connect, refused;
+  pid_t listeners_of = 0;
   bool blocking = false;
   std::size_t bytes = 65536;
   for (int i = 1; i < argc; ++i) {
@@ -302,14 +363,22 @@ int main(int argc, char** argv) {
       connect = argv[++i];
     } else if (arg == "--refused" && has_value) {
       refused = argv[++i];
+    } else if (arg == "--listeners-of" && has_value) {
+      listeners_of = static_cast<pid_t>(std::strtol(argv[++i], nullptr, 10));
     } else if (arg == "--bytes" && has_value) {
       bytes = std::strtoul(argv[++i], nullptr, 10);
     } else {
       die(2,
           "usage: ml_sockstate --maps DIR --server-netns PATH --client-netns PATH "
           "--connect ADDR:PORT "
-          "[--blocking] [--refused ADDR:PORT] [--bytes N]");
+          "[--blocking] [--refused ADDR:PORT] [--bytes N] | ml_sockstate --maps DIR "
+          "--listeners-of PID");
     }
+  }
+  if (listeners_of > 0 && !maps.empty()) {
+    const int modes = pinned_map(maps + "/" ML_LISTEN_MODE_MAP_NAME, sizeof(ml_listener_state));
+    std::printf("{\"ok\":true,\"listeners\":%s}\n", listeners_json(listeners_of, modes).c_str());
+    return 0;
   }
   if (maps.empty() || server_netns.empty() || client_netns.empty() || connect.empty() ||
       bytes == 0) {

@@ -75,6 +75,27 @@ TEST(PrintStatus, ShowsSplicingInterceptionAndOptionalFeatures) {
   EXPECT_EQ(out.find("degraded"), std::string::npos) << out;
 }
 
+TEST(PrintStatus, ShowsTheListenerScanAndWhenItRecordsNoMode) {
+  json result = status_result();
+  result["listener_scan"] = json::parse(R"json({"available": true, "scans": 2,
+    "last": {"reason": "start", "listeners": 7, "recorded": 6, "recorded_nonblocking": 5,
+             "recorded_blocking": 1, "already_known": 1, "registered": 7, "complete": true,
+             "modes_recorded": true}})json");
+  std::string out = printed(print_status, result);
+  EXPECT_TRUE(has_line(out, R"(listener scan +start: 7 listener\(s\), 6 recorded \(5 )"
+                            R"(non-blocking, 1 blocking\), 1 already known, 7 registered; 2 )"
+                            R"(scan\(s\))"))
+      << out;
+  result["listener_scan"]["last"] = json::parse(R"json({"reason": "start", "listeners": 4,
+    "recorded": 0, "recorded_nonblocking": 0, "recorded_blocking": 0, "already_known": 0,
+    "registered": 4, "complete": true, "modes_recorded": false})json");
+  out = printed(print_status, result);
+  EXPECT_TRUE(has_line(out, R"(listener scan +start: 4 listener\(s\), 0 recorded )"
+                            R"(\(acceleration off: no mode recorded\), 0 already known, 4 )"
+                            R"(registered; 2 scan\(s\))"))
+      << out;
+}
+
 TEST(PrintStatus, SaysDegradedWhenAPartIsOff) {
   json result = status_result();
   result["splicing"] = false;

@@ -101,5 +101,31 @@ TEST(ListenerScan, DescribeSaysWhatWasFound) {
   EXPECT_NE(describe(report).find("incomplete"), std::string::npos);
 }
 
+TEST(ListenerScan, ListenersOnlyRegisteredAreCountedButNotAsRecorded) {
+  const std::vector<ml_scanned_listener> records = {listener(1, ML_SOCKET_MODE_NONBLOCKING),
+                                                    listener(2, ML_SOCKET_MODE_BLOCKING)};
+  std::set<std::uint64_t> seen;
+  ListenerScanReport report;
+  add_scan_records(records, seen, report,
+                   [](const ml_scanned_listener&) { return RecordOutcome::kRegisteredOnly; });
+  EXPECT_EQ(report.listeners, 2U);
+  EXPECT_EQ(report.recorded, 0U);
+  EXPECT_EQ(report.recorded_nonblocking, 0U);
+  EXPECT_EQ(report.recorded_blocking, 0U);
+  EXPECT_EQ(report.already_known, 0U);
+  EXPECT_EQ(report.vanished, 0U);
+}
+
+TEST(ListenerScan, DescribeSaysWhenNoModeIsRecorded) {
+  ListenerScanReport report;
+  report.listeners = 4;
+  report.registered = 4;
+  report.modes_recorded = false;
+  report.elapsed = std::chrono::milliseconds(1);
+  EXPECT_EQ(describe(report),
+            "4 listener(s) of the cgroup: 0 recorded now (acceleration off: no mode is recorded), "
+            "0 already known, 0 closed meanwhile, 4 registered, in 1 ms");
+}
+
 }  // namespace
 }  // namespace meshlane
