@@ -115,7 +115,13 @@ ml_log "burst (exit $rc): $(cat "$ML_WORKDIR/burst.out") $(tail -n 3 "$ML_WORKDI
 [[ $rc -eq 0 ]] || ml_fail "burst connections failed"
 map_empty() { [[ $(orig_dst_count) -eq 0 ]]; }
 host_wait_for "$ML_WAIT_S" map_empty || true
-[[ $(orig_dst_count) -eq 0 ]] || ml_fail "$(orig_dst_count) original destination(s) left after the handshakes completed"
+if [[ $(orig_dst_count) -ne 0 ]]; then
+  # What is left, and the sockets of both pods, for the log.
+  "$BPFTOOL" map dump pinned "$ML_BPFFS_DIR/ml_origdst_v2" >&2 || true
+  host_in - "$REL_A" ss -tanei >&2 || true
+  host_in - "$REL_B" ss -tanei >&2 || true
+  ml_fail "$(orig_dst_count) original destination(s) left after the handshakes completed"
+fi
 ml_snapshot f3
 ml_show_delta f0 f3
 intercepted=$(ml_delta f0 f3 intercepted_outbound)

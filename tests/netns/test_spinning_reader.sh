@@ -37,16 +37,25 @@ ml_daemon_start
 # LATE_MESSAGES to the messages redirected meanwhile.
 REQUEST_COUNT=20000
 LATE_REQUESTS=5000
+# The client on CPU 0, the server on CPU 1. A spinning reader delays a redirected send only
+# while both run at once. On one shared CPU the reader is preempted in user space (the
+# kernel's preemption model here is "none"), never inside recv() with its socket held, so a
+# send never finds the socket held: there is nothing to see and nothing to gain, and a run
+# where the scheduler happens to keep both on one CPU could never see the spinning reader.
+CLIENT_CPU=(taskset -c 0)
+SERVER_CPU=(taskset -c 1)
+(($(nproc) >= 2)) || ml_fail "this test needs 2 CPUs: client and server each on its own"
+ml_require_cmd taskset
 request_response() {
   local label=$1 port=$2 server client progress at
   progress="$ML_WORKDIR/$1.progress"
   shift 2
   ml_bg server "$ML_WORKDIR/$label.server.out" "$ML_WORKDIR/$label.server.err" "$ML_CG" "$NS" \
-    "$ML_CONNRATE" server --listen "127.0.0.1:$port" --close-after 0 --check-bytes
+    "${SERVER_CPU[@]}" "$ML_CONNRATE" server --listen "127.0.0.1:$port" --close-after 0 --check-bytes
   ml_wait_listen "$NS" "$port"
   ml_snapshot before
   ml_bg client "$ML_WORKDIR/$label.client.out" "$ML_WORKDIR/$label.client.err" "$ML_CG" "$NS" \
-    "$ML_CONNRATE" client --connect "127.0.0.1:$port" --concurrency 1 --requests-per-conn 0 \
+    "${CLIENT_CPU[@]}" "$ML_CONNRATE" client --connect "127.0.0.1:$port" --concurrency 1 --requests-per-conn 0 \
     --duration 0 --progress-file "$progress" --check-bytes "$@"
   enough_requests() {
     ml_connrate_progress "$client" "$ML_WORKDIR/$label.client.out" "$progress" "$label" &&
