@@ -110,7 +110,7 @@ std::string listener_scan_text(const json& scan) {
                                   ? text(last.value("recorded_nonblocking", json())) +
                                         " non-blocking, " +
                                         text(last.value("recorded_blocking", json())) + " blocking"
-                                  : std::string("acceleration off: no mode recorded");
+                                  : std::string("acceleration off: no mode is recorded");
     line += text(last.value("listeners", json())) + " listener(s), " +
             text(last.value("recorded", json())) + " recorded (" + modes + "), " +
             text(last.value("already_known", json())) + " already known, " +

@@ -185,7 +185,7 @@ rel_start_timed "$CONFIG"
   ml_fail "6: the scan found $(scan_field listeners), recorded $(scan_field recorded), registered $(scan_field registered) listener(s): expected at least the 4 sidecar listeners registered, none recorded"
 grep -q "listener scan (start): [0-9]* listener(s) of the cgroup: 0 recorded now (acceleration off: no mode is recorded)" "$ML_DAEMON_LOG" ||
   ml_fail "6: the daemon log does not say that the scan recorded no mode"
-"$MESHLANECTL" --socket "$(rel_socket)" status | grep -E "^listener scan +start: .*acceleration off: no mode recorded" ||
+"$MESHLANECTL" --socket "$(rel_socket)" status | grep -E "^listener scan +start: .*acceleration off: no mode is recorded" ||
   ml_fail "6: meshlanectl status does not say that the scan recorded no mode"
 listener_modes "acceleration off" "$REL_PB" false
 

@@ -91,7 +91,7 @@ TEST(PrintStatus, ShowsTheListenerScanAndWhenItRecordsNoMode) {
     "registered": 4, "complete": true, "modes_recorded": false})json");
   out = printed(print_status, result);
   EXPECT_TRUE(has_line(out, R"(listener scan +start: 4 listener\(s\), 0 recorded )"
-                            R"(\(acceleration off: no mode recorded\), 0 already known, 4 )"
+                            R"(\(acceleration off: no mode is recorded\), 0 already known, 4 )"
                             R"(registered; 2 scan\(s\))"))
       << out;
 }

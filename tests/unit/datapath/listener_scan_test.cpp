@@ -108,12 +108,9 @@ TEST(ListenerScan, ListenersOnlyRegisteredAreCountedButNotAsRecorded) {
   ListenerScanReport report;
   add_scan_records(records, seen, report,
                    [](const ml_scanned_listener&) { return RecordOutcome::kRegisteredOnly; });
-  EXPECT_EQ(report.listeners, 2U);
-  EXPECT_EQ(report.recorded, 0U);
-  EXPECT_EQ(report.recorded_nonblocking, 0U);
-  EXPECT_EQ(report.recorded_blocking, 0U);
-  EXPECT_EQ(report.already_known, 0U);
-  EXPECT_EQ(report.vanished, 0U);
+  ListenerScanReport expected;  // every other count stays 0
+  expected.listeners = 2;
+  EXPECT_EQ(report, expected);
 }
 
 TEST(ListenerScan, DescribeSaysWhenNoModeIsRecorded) {
