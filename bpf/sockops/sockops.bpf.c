@@ -41,6 +41,9 @@ const volatile __u32 max_unread_bytes = 0;
 /* acceleration.leave_spinning_readers: a spliced socket whose reader keeps spinning on its
  * socket sends by the normal stack from then on (meshlane/reader_spin.h). */
 const volatile __u8 leave_spinning_readers = 1;
+/* acceleration.spinning_reader_per_mille: of 1,000 redirected sends, how many must find the
+ * reader spinning for the socket to leave (meshlane/reader_spin.h). */
+const volatile __u32 spinning_reader_per_mille = ML_SPIN_DEFAULT_PER_MILLE;
 
 /* Whether the connect hooks run (interception is supported): they tell each client end which
  * live listener its connection reaches (ml_srvlistener_v1). Without them (degraded) a client
@@ -802,7 +805,8 @@ int ml_sk_msg(struct sk_msg_md *msg)
 	target = redirect_target(kmsg);
 	if (!target)
 		return SK_PASS;
-	if (leave_spinning_readers && ml_reader_spin_sent(sk, reader_spinning(target))) {
+	if (leave_spinning_readers &&
+	    ml_reader_spin_sent(sk, reader_spinning(target), spinning_reader_per_mille)) {
 		/* Later sends take the normal stack, whose segments never wait for the reader's
 		 * lock; the queued redirected bytes are read first, so the order holds. */
 		fall_back(state, msg, ML_CTR_REDIRECT_READER_SPINNING, ML_FALLBACK_READER_SPINNING,

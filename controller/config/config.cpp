@@ -99,12 +99,21 @@ Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
 }
 
 Status parse_acceleration_table(const Field& field, AccelerationConfig& acceleration) {
-  const std::array<KeyReader, 8> readers = {{
+  const std::array<KeyReader, 9> readers = {{
       {"enabled", [&](const Field& f) { return read_bool(f, acceleration.enabled); }},
       {"adaptive_splicing",
        [&](const Field& f) { return read_bool(f, acceleration.adaptive_splicing); }},
       {"leave_spinning_readers",
        [&](const Field& f) { return read_bool(f, acceleration.leave_spinning_readers); }},
+      {"spinning_reader_per_mille",
+       [&](const Field& f) {
+         std::int64_t per_mille = 0;
+         Status status = read_integer(f, 1, 1000, per_mille);
+         if (status) {
+           acceleration.spinning_reader_per_mille = static_cast<std::uint32_t>(per_mille);
+         }
+         return status;
+       }},
       {"splice_blocking_sockets",
        [&](const Field& f) { return read_bool(f, acceleration.splice_blocking_sockets); }},
       {"sockhash_max_entries",

@@ -92,6 +92,10 @@ struct AccelerationConfig {
   // non-blocking socket with nothing queued) sends by TCP from then on: every redirected send
   // would wait for the reader's lock and wake a vCPU for it (docs/datapath.md).
   bool leave_spinning_readers = true;
+  // How many of every 1,000 redirected sends (counted from the first that found the reader
+  // spinning, at least 24 of them) must find it spinning for the socket to leave. How often a
+  // spinning reader is found holding its socket depends on the machine (docs/datapath.md).
+  std::uint32_t spinning_reader_per_mille = 90;
 };
 
 // Capacities of the datapath's maps other than the sockhash (acceleration.sockhash_max_entries),

@@ -46,6 +46,8 @@ std::vector<std::string> changed_keys(const Config& was, const Config& now) {
   compare(out, "acceleration.adaptive_splicing", a0.adaptive_splicing, a1.adaptive_splicing);
   compare(out, "acceleration.leave_spinning_readers", a0.leave_spinning_readers,
           a1.leave_spinning_readers);
+  compare(out, "acceleration.spinning_reader_per_mille", a0.spinning_reader_per_mille,
+          a1.spinning_reader_per_mille);
   compare(out, "maps.orig_dst_max_entries", was.maps.orig_dst_max_entries,
           now.maps.orig_dst_max_entries);
   compare(out, "maps.tc_flow_max_entries", was.maps.tc_flow_max_entries,

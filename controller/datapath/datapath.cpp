@@ -136,6 +136,7 @@ Status Datapath::load_objects(const Config& config) {
   sockops_->rodata->max_unread_bytes = config.acceleration.max_unread_bytes;
   sockops_->rodata->adaptive_splicing = config.acceleration.adaptive_splicing ? 1 : 0;
   sockops_->rodata->leave_spinning_readers = config.acceleration.leave_spinning_readers ? 1 : 0;
+  sockops_->rodata->spinning_reader_per_mille = config.acceleration.spinning_reader_per_mille;
   sockops_->rodata->connect_hooks = support_.interception ? 1 : 0;
   steer_by_lookup_ = support_.interception && config.daemon.inbound_steering == "sk_lookup";
   if (steer_by_lookup_ && libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_LOOKUP, nullptr) != 1) {

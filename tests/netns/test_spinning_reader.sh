@@ -2,32 +2,44 @@
 # Spinning readers (acceleration.leave_spinning_readers, on by default). A redirected send
 # takes the reader's socket lock; a reader that calls recv() in a loop on its non-blocking
 # socket holds that lock much of the time with nothing queued, so sends to it wait for the
-# lock (meshlane/reader_spin.h). The datapath sees this and sends that direction by TCP from
-# then on; the other end follows at its next send, once bytes come to it by TCP
-# (meshlane/peer_left.h), so the connection leaves the splice whole. 20,000 requests over one
-# persistent connection (ml_connrate --check-bytes, 64 B each way, every byte checked by both
-# ends: each request is one letter, its reply the same in upper case; the client runs until it
-# has made them, however long that takes):
+# lock (meshlane/reader_spin.h). The datapath counts the sends that find the reader so, from
+# the first one; once 24 have and they make acceleration.spinning_reader_per_mille of the sends
+# counted, that direction takes TCP from then on; the other end follows at its next send, once
+# bytes come to it by TCP (meshlane/peer_left.h), so the connection leaves the splice whole.
+# 20,000 requests over one persistent connection (ml_connrate --check-bytes, 64 B each way,
+# every byte checked by both ends: each request is one letter, its reply the same in upper
+# case; the client runs until it has made them, however long that takes):
 #
-#   1. The client busy-polls (--busy-poll: recv() again at once on EAGAIN, no epoll):
-#      redirect_reader_spinning rose, then redirect_peer_left; messages were redirected, and
-#      after redirect_peer_left rose, over 5,000 more requests, none (both directions left);
-#      the monitor showed fallback events with reasons reader_spinning and peer_left; every
-#      request got its reply, intact.
-#   2. The client waits in epoll: its reader never holds its socket when the reply comes.
-#      Nothing falls back: neither counter rises, every message is redirected.
+#   1. The client busy-polls (--busy-poll: recv() again at once on EAGAIN, no epoll), with
+#      spinning_reader_per_mille = 2: redirect_reader_spinning rose, then redirect_peer_left;
+#      messages were redirected, and after redirect_peer_left rose, over 5,000 more requests,
+#      none (both directions left); the monitor showed fallback events with reasons
+#      reader_spinning and peer_left; every request got its reply, intact.
+#   2. With the default share, the client waits in epoll: its reader rarely holds its socket
+#      when the reply comes. Nothing falls back: neither counter rises, every message is
+#      redirected.
 #   3. A half-close is not a peer leaving: the server sends its header and shuts down its write
 #      side at once (its FIN comes by TCP, and TCP counts it as one received byte), while the
 #      client goes on sending 64 MiB (ml_xfer, every byte checked). The client keeps its
 #      splice: redirect_peer_left stays, and all of its bytes are redirected.
-#   4. With leave_spinning_readers = false, the busy-polling client of step 1 keeps its splice:
-#      every message redirected, neither counter rises.
+#   4. With leave_spinning_readers = false (and the share of step 1), the busy-polling client
+#      keeps its splice: every message redirected, neither counter rises.
+#
+# Why step 1 sets the share: how often a send finds a busy-polling reader holding its socket
+# depends on the machine, not on the reader alone: 17-20% of the sends to sockperf's client on
+# a VM whose idle vCPUs halt, 1-2.6% of those to this client on a VM that polls before halting
+# (where each wait costs little, so the default 9% keeps the splice there: docs/datapath.md).
+# 2 per mille is below every share measured for a busy-polling reader and far above those of
+# event-loop readers on the machines where they were measured (under 0.02% on the polling
+# VM), and the share is counted over thousands of sends, so the verdict does not depend on how
+# the spins happen to fall, nor on how the scheduler places the client and the server.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ml_setup
 ml_require_meshlane
 ml_make_cgroup
 ml_make_netns NS
-ml_daemon_start
+SENSITIVE="spinning_reader_per_mille = 2"
+ml_daemon_start "$SENSITIVE"
 
 # request_response LABEL PORT [CLIENT ARGS...]: an ml_connrate server on PORT and a client with
 # one persistent connection, stopped once it has made REQUEST_COUNT requests (however long
@@ -37,25 +49,16 @@ ml_daemon_start
 # LATE_MESSAGES to the messages redirected meanwhile.
 REQUEST_COUNT=20000
 LATE_REQUESTS=5000
-# The client on CPU 0, the server on CPU 1. A spinning reader delays a redirected send only
-# while both run at once. On one shared CPU the reader is preempted in user space (the
-# kernel's preemption model here is "none"), never inside recv() with its socket held, so a
-# send never finds the socket held: there is nothing to see and nothing to gain, and a run
-# where the scheduler happens to keep both on one CPU could never see the spinning reader.
-CLIENT_CPU=(taskset -c 0)
-SERVER_CPU=(taskset -c 1)
-(($(nproc) >= 2)) || ml_fail "this test needs 2 CPUs: client and server each on its own"
-ml_require_cmd taskset
 request_response() {
   local label=$1 port=$2 server client progress at
   progress="$ML_WORKDIR/$1.progress"
   shift 2
   ml_bg server "$ML_WORKDIR/$label.server.out" "$ML_WORKDIR/$label.server.err" "$ML_CG" "$NS" \
-    "${SERVER_CPU[@]}" "$ML_CONNRATE" server --listen "127.0.0.1:$port" --close-after 0 --check-bytes
+    "$ML_CONNRATE" server --listen "127.0.0.1:$port" --close-after 0 --check-bytes
   ml_wait_listen "$NS" "$port"
   ml_snapshot before
   ml_bg client "$ML_WORKDIR/$label.client.out" "$ML_WORKDIR/$label.client.err" "$ML_CG" "$NS" \
-    "${CLIENT_CPU[@]}" "$ML_CONNRATE" client --connect "127.0.0.1:$port" --concurrency 1 --requests-per-conn 0 \
+    "$ML_CONNRATE" client --connect "127.0.0.1:$port" --concurrency 1 --requests-per-conn 0 \
     --duration 0 --progress-file "$progress" --check-bytes "$@"
   enough_requests() {
     ml_connrate_progress "$client" "$ML_WORKDIR/$label.client.out" "$progress" "$label" &&
@@ -116,7 +119,9 @@ for reason in reader_spinning peer_left; do
 done
 host_kill_pid "$MON_PID"
 
-# 2. An event-loop client keeps the splice.
+# 2. An event-loop client keeps the splice (the default share, as operators run it).
+ml_daemon_stop
+ml_daemon_start
 request_response epoll 5402
 ((SPINNING == 0)) ||
   ml_fail "epoll: redirect_reader_spinning rose by $SPINNING: an epoll reader was taken for a spinning one"
@@ -144,7 +149,7 @@ ml_log "half-close: redirect_peer_left +$PEER_LEFT, bytes_redirected +$REDIRECTE
 
 # 4. Off: the busy-polling client keeps the splice.
 ml_daemon_stop
-ml_daemon_start "leave_spinning_readers = false"
+ml_daemon_start "leave_spinning_readers = false" "$SENSITIVE"
 request_response busy-off 5403 --busy-poll
 ((SPINNING == 0)) || ml_fail "busy-off: redirect_reader_spinning rose by $SPINNING with the setting off"
 ((PEER_LEFT == 0)) || ml_fail "busy-off: redirect_peer_left rose by $PEER_LEFT with the setting off"

@@ -6,13 +6,13 @@
 
 #include "meshlane/compiler.h"
 
-/* Value of ml_readerspin_v1, on a spliced socket from the first of its sends that found its
+/* Value of ml_readerspin_v2, on a spliced socket from the first of its sends that found its
  * reader spinning (holding its socket, nothing queued) until the socket is judged. */
 struct ml_reader_spin {
-	__u16 sends; /* redirected sends judged in this window */
-	__u16 spinning; /* of which found the reader spinning */
+	__u32 sends; /* redirected sends judged in this window */
+	__u32 spinning; /* of which found the reader spinning */
 };
 
-#define ML_READER_SPIN_MAP_NAME "ml_readerspin_v1"
+#define ML_READER_SPIN_MAP_NAME "ml_readerspin_v2"
 
 #endif /* MESHLANE_READER_SPIN_TYPES_H */

@@ -41,6 +41,7 @@ const std::map<std::string, std::string> kChangedValue = {
     {"acceleration.max_unread_bytes", "65536"},
     {"acceleration.adaptive_splicing", "false"},
     {"acceleration.leave_spinning_readers", "false"},
+    {"acceleration.spinning_reader_per_mille", "5"},
     {"maps.orig_dst_max_entries", "1024"},
     {"maps.tc_flow_max_entries", "1024"},
     {"maps.workload_max_entries", "64"},

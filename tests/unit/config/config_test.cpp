@@ -180,6 +180,7 @@ exclude_ports = [22]
 max_unread_bytes = 65536
 adaptive_splicing = false
 leave_spinning_readers = false
+spinning_reader_per_mille = 5
 )");
   EXPECT_EQ(config.daemon.bpffs_dir, "/sys/fs/bpf/test");
   EXPECT_EQ(config.daemon.cgroup, "meshlane-test");
@@ -192,6 +193,7 @@ leave_spinning_readers = false
   EXPECT_EQ(config.acceleration.max_unread_bytes, 65536u);
   EXPECT_FALSE(config.acceleration.adaptive_splicing);
   EXPECT_FALSE(config.acceleration.leave_spinning_readers);
+  EXPECT_EQ(config.acceleration.spinning_reader_per_mille, 5u);
 }
 
 TEST(ParseConfig, MissingKeysKeepDefaults) {
@@ -200,6 +202,7 @@ TEST(ParseConfig, MissingKeysKeepDefaults) {
   EXPECT_TRUE(config.acceleration.enabled);
   EXPECT_TRUE(config.acceleration.adaptive_splicing);
   EXPECT_TRUE(config.acceleration.leave_spinning_readers);
+  EXPECT_EQ(config.acceleration.spinning_reader_per_mille, 90u);
   EXPECT_EQ(config.acceleration.exclude_ports, (std::vector<std::uint16_t>{22}));
 }
 
@@ -346,8 +349,9 @@ TEST(ParseConfig, UnknownAccelerationKeyIsRejected) {
   EXPECT_TRUE(
       contains(parse_error("[acceleration]\n  include_port = [80]\n"),
                "meshlane.toml:2:3: acceleration.include_port: unknown key (known keys: "
-               "enabled, adaptive_splicing, leave_spinning_readers, splice_blocking_sockets, "
-               "sockhash_max_entries, include_ports, exclude_ports, max_unread_bytes)"));
+               "enabled, adaptive_splicing, leave_spinning_readers, spinning_reader_per_mille, "
+               "splice_blocking_sockets, sockhash_max_entries, include_ports, exclude_ports, "
+               "max_unread_bytes)"));
 }
 
 TEST(ParseConfig, MaxUnreadBytesIsOffByDefaultAndBounded) {
@@ -356,6 +360,17 @@ TEST(ParseConfig, MaxUnreadBytesIsOffByDefaultAndBounded) {
                        "acceleration.max_unread_bytes: 2147483648 is out of range (allowed "
                        "0..1073741824)"));
   EXPECT_TRUE(contains(parse_error("[acceleration]\nmax_unread_bytes = -1\n"), "is out of range"));
+}
+
+TEST(ParseConfig, SpinningReaderPerMilleIsBounded) {
+  EXPECT_TRUE(contains(parse_error("[acceleration]\nspinning_reader_per_mille = 0\n"),
+                       "acceleration.spinning_reader_per_mille: 0 is out of range (allowed "
+                       "1..1000)"));
+  EXPECT_TRUE(contains(parse_error("[acceleration]\nspinning_reader_per_mille = 1001\n"),
+                       "is out of range"));
+  EXPECT_EQ(parse_ok("[acceleration]\nspinning_reader_per_mille = 1000\n")
+                .acceleration.spinning_reader_per_mille,
+            1000u);
 }
 
 TEST(ParseConfig, NestedTableIsAnUnknownKey) {
