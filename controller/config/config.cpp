@@ -69,14 +69,7 @@ Status parse_daemon_table(const Field& field, DaemonConfig& daemon) {
        }},
       {"allow_host_netns", [&](const Field& f) { return read_bool(f, daemon.allow_host_netns); }},
       {"decision_log",
-       [&](const Field& f) {
-         std::int64_t entries = 0;
-         Status status = read_integer(f, 0, kMaxDecisionLog, entries);
-         if (status) {
-           daemon.decision_log = static_cast<std::uint32_t>(entries);
-         }
-         return status;
-       }},
+       [&](const Field& f) { return read_uint32(f, 0, kMaxDecisionLog, daemon.decision_log); }},
       {"inbound_steering",
        [&](const Field& f) { return read_inbound_steering(f, daemon.inbound_steering); }},
   }};
@@ -107,34 +100,21 @@ Status parse_acceleration_table(const Field& field, AccelerationConfig& accelera
        [&](const Field& f) { return read_bool(f, acceleration.leave_spinning_readers); }},
       {"spinning_reader_per_mille",
        [&](const Field& f) {
-         std::int64_t per_mille = 0;
-         Status status = read_integer(f, 1, 1000, per_mille);
-         if (status) {
-           acceleration.spinning_reader_per_mille = static_cast<std::uint32_t>(per_mille);
-         }
-         return status;
+         return read_uint32(f, kMinSpinningReaderPerMille, kMaxSpinningReaderPerMille,
+                            acceleration.spinning_reader_per_mille);
        }},
       {"splice_blocking_sockets",
        [&](const Field& f) { return read_bool(f, acceleration.splice_blocking_sockets); }},
       {"sockhash_max_entries",
        [&](const Field& f) {
-         std::int64_t entries = 0;
-         Status status = read_integer(f, kMinSockhashEntries, kMaxSockhashEntries, entries);
-         if (status) {
-           acceleration.sockhash_max_entries = static_cast<std::uint32_t>(entries);
-         }
-         return status;
+         return read_uint32(f, kMinSockhashEntries, kMaxSockhashEntries,
+                            acceleration.sockhash_max_entries);
        }},
       {"include_ports", [&](const Field& f) { return read_ports(f, acceleration.include_ports); }},
       {"exclude_ports", [&](const Field& f) { return read_ports(f, acceleration.exclude_ports); }},
       {"max_unread_bytes",
        [&](const Field& f) {
-         std::int64_t bytes = 0;
-         Status status = read_integer(f, 0, kMaxUnreadBytesLimit, bytes);
-         if (status) {
-           acceleration.max_unread_bytes = static_cast<std::uint32_t>(bytes);
-         }
-         return status;
+         return read_uint32(f, 0, kMaxUnreadBytesLimit, acceleration.max_unread_bytes);
        }},
   }};
   return read_table(field, readers);
@@ -142,14 +122,7 @@ Status parse_acceleration_table(const Field& field, AccelerationConfig& accelera
 
 Status parse_maps_table(const Field& field, MapsConfig& maps) {
   auto entries = [](std::int64_t min, std::int64_t max, std::uint32_t& out) {
-    return [min, max, &out](const Field& f) {
-      std::int64_t value = 0;
-      Status status = read_integer(f, min, max, value);
-      if (status) {
-        out = static_cast<std::uint32_t>(value);
-      }
-      return status;
-    };
+    return [min, max, &out](const Field& f) { return read_uint32(f, min, max, out); };
   };
   const std::array<KeyReader, 4> readers = {{
       {"orig_dst_max_entries",

@@ -13,6 +13,7 @@
 
 #include "common/addresses.hpp"
 #include "common/error.hpp"
+#include "meshlane/reader_spin.h"
 
 namespace meshlane {
 
@@ -95,7 +96,7 @@ struct AccelerationConfig {
   // How many of every 1,000 redirected sends (counted from the first that found the reader
   // spinning, at least 24 of them) must find it spinning for the socket to leave. How often a
   // spinning reader is found holding its socket depends on the machine (docs/datapath.md).
-  std::uint32_t spinning_reader_per_mille = 90;
+  std::uint32_t spinning_reader_per_mille = ML_SPIN_DEFAULT_PER_MILLE;
 };
 
 // Capacities of the datapath's maps other than the sockhash (acceleration.sockhash_max_entries),

@@ -132,6 +132,15 @@ Status read_integer(const Field& field, std::int64_t min, std::int64_t max, std:
   return {};
 }
 
+Status read_uint32(const Field& field, std::int64_t min, std::int64_t max, std::uint32_t& out) {
+  std::int64_t value = 0;
+  Status status = read_integer(field, min, max, value);
+  if (status) {
+    out = static_cast<std::uint32_t>(value);
+  }
+  return status;
+}
+
 Status read_port(const Field& field, std::uint16_t& out) {
   std::int64_t port = 0;
   if (Status status = read_integer(field, kMinPort, kMaxPort, port); !status) {

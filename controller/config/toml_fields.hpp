@@ -24,6 +24,8 @@ constexpr std::int64_t kMinPort = 1;
 constexpr std::int64_t kMaxPort = 65535;
 constexpr std::int64_t kMinSockhashEntries = 1;
 constexpr std::int64_t kMaxUnreadBytesLimit = std::int64_t{1} << 30;
+constexpr std::int64_t kMinSpinningReaderPerMille = 1;
+constexpr std::int64_t kMaxSpinningReaderPerMille = 1000;
 constexpr std::int64_t kMaxSockhashEntries = 16777216;  // 2^24: keeps map memory bounded
 // The hash maps of [maps] are preallocated (their whole capacity is kernel memory from the
 // start), so their upper bounds are lower. The flow maps keep an eighth free as headroom
@@ -88,6 +90,8 @@ Status read_table(const Field& field, std::span<const KeyReader> readers);
 Status read_string(const Field& field, std::string& out);
 Status read_bool(const Field& field, bool& out);
 Status read_integer(const Field& field, std::int64_t min, std::int64_t max, std::int64_t& out);
+// read_integer into a 32-bit setting; min and max must lie within its range.
+Status read_uint32(const Field& field, std::int64_t min, std::int64_t max, std::uint32_t& out);
 Status read_port(const Field& field, std::uint16_t& out);
 Status read_address(const Field& field, IpAddress& out);
 std::string cidr_problem(std::string_view text);
