@@ -73,6 +73,8 @@ int ml_scan_listeners(struct bpf_iter__task_file *ctx)
 		       BPF_CORE_READ_BITFIELD_PROBED(sk, __sk_common.skc_ipv6only);
 	found.mode = (BPF_CORE_READ(file, f_flags) & ML_O_NONBLOCK) ? ML_SOCKET_MODE_NONBLOCKING :
 								      ML_SOCKET_MODE_BLOCKING;
+	found.marked_nonblocking = (BPF_CORE_READ((struct tcp_sock *)sk, bpf_sock_ops_cb_flags) &
+				    ML_LISTENER_NONBLOCKING_CB_FLAG) != 0;
 	key.netns_cookie = found.netns_cookie;
 	key.port = found.port;
 	if (!bpf_map_lookup_elem(&ml_listeners_v1, &key))

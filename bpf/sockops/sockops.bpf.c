@@ -83,30 +83,51 @@ static __always_inline enum ml_socket_mode socket_mode_of(struct bpf_sock *sk)
 }
 
 /* An accepted connection has no file yet when it is established, so the mode of the listener
- * that accepts it stands in for its own. The mode goes into the listener's own storage, which
- * the kernel clones into each socket it accepts (ml_listenmode_v1, BPF_F_CLONE): listeners
- * sharing a port (IPv4 and IPv6-only, an SO_REUSEPORT group) each pass on their own mode. Only
- * the splice decision reads it, so with acceleration off there is no record: each would be
- * cloned into every accepted socket, an allocation and an RCU-delayed free for nothing. */
+ * that accepts it stands in for its own. Each listener passes on its own mode, so listeners
+ * sharing a port (IPv4 and IPv6-only, an SO_REUSEPORT group) never stand in for each other:
+ * - a non-blocking one is marked in its sock_ops flags, which the kernel copies into each
+ *   socket it accepts (ML_LISTENER_NONBLOCKING_CB_FLAG): no allocation per connection;
+ * - a blocking one gets a record in its own storage, cloned into each socket it accepts
+ *   (ml_listenmode_v1, BPF_F_CLONE), so that a later scan, which reads the file's mode now,
+ *   finds it known and never marks it non-blocking.
+ * A listen() again (a new backlog) updates both to the mode of that moment. Only the splice
+ * decision reads the mode, so with acceleration off neither is kept. */
+static __always_inline void mark_listener_mode(struct bpf_sock_ops *skops, struct bpf_sock *sk,
+					       __u8 mode)
+{
+	__u32 flags = skops->bpf_sock_ops_cb_flags;
+	__u32 marked = mode == ML_SOCKET_MODE_NONBLOCKING ?
+			       flags | ML_LISTENER_NONBLOCKING_CB_FLAG :
+			       flags & ~(__u32)ML_LISTENER_NONBLOCKING_CB_FLAG;
+	struct ml_listener_state *state;
+	__u64 create = 0;
+
+	if (marked != flags)
+		bpf_sock_ops_cb_flags_set(skops, marked);
+	/* A non-blocking listener keeps a record only if it has one already (from a scan, or an
+	 * older build), brought up to date so that the two never disagree. */
+	if (mode != ML_SOCKET_MODE_NONBLOCKING)
+		create = BPF_SK_STORAGE_GET_F_CREATE;
+	state = bpf_sk_storage_get(&ml_listenmode_v1, sk, 0, create);
+	if (state) {
+		state->mode = mode;
+		state->source = ML_LISTENER_FROM_LISTEN;
+	}
+}
+
 static __always_inline void record_listener(struct bpf_sock_ops *skops)
 {
 	struct ml_listener_key key = {
 		.netns_cookie = bpf_get_netns_cookie(skops),
 		.port = (__u16)skops->local_port,
 	};
-	struct ml_listener_state *state;
 	struct bpf_sock *sk = skops->sk;
 	__u8 mode = ML_SOCKET_MODE_UNKNOWN;
 
 	if (sk)
 		mode = socket_mode_of(sk);
-	if (sk && accelerate) {
-		state = bpf_sk_storage_get(&ml_listenmode_v1, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (state) {
-			state->mode = mode;
-			state->source = ML_LISTENER_FROM_LISTEN;
-		}
-	}
+	if (sk && accelerate)
+		mark_listener_mode(skops, sk, mode);
 	bpf_map_update_elem(&ml_listeners_v1, &key, &mode, BPF_ANY);
 	/* The first free slot of its namespace and port. With all ML_LISTENER_SLOTS taken the
 	 * port stays known by the others; it only goes unseen if they all close first. */
@@ -118,7 +139,8 @@ static __always_inline void record_listener(struct bpf_sock_ops *skops)
 	ml_count(ML_CTR_LISTENERS_UNREGISTERED, 1);
 }
 
-static __always_inline int reader_may_block(struct bpf_sock *sk, int active)
+static __always_inline int reader_may_block(struct bpf_sock_ops *skops, struct bpf_sock *sk,
+					    int active)
 {
 	struct ml_listener_state *listener;
 
@@ -126,7 +148,10 @@ static __always_inline int reader_may_block(struct bpf_sock *sk, int active)
 		return 0;
 	if (active)
 		return socket_mode_of(sk) != ML_SOCKET_MODE_NONBLOCKING;
-	/* Cloned from the listener that accepted this socket; absent when that listener was
+	/* Inherited from the listener that accepted this socket (record_listener). */
+	if (skops->bpf_sock_ops_cb_flags & ML_LISTENER_NONBLOCKING_CB_FLAG)
+		return 0;
+	/* Cloned from that listener: blocking, or found by the scan; absent when the listener was
 	 * opened before the datapath and the scan has not recorded it (unknown: not spliced). */
 	listener = bpf_sk_storage_get(&ml_listenmode_v1, sk, 0, 0);
 	return !listener || listener->mode != ML_SOCKET_MODE_NONBLOCKING;
@@ -480,7 +505,7 @@ static __always_inline int splice_skip_reason(struct bpf_sock_ops *skops, struct
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_WORKLOAD);
 		return ML_SKIP_WORKLOAD;
 	}
-	if (reader_may_block(sk, active)) {
+	if (reader_may_block(skops, sk, active)) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_BLOCKING);
 		return ML_SKIP_BLOCKING;
 	}

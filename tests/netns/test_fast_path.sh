@@ -105,8 +105,9 @@
 #      to B:8097 is reset (an iptables REJECT in B for the step) connects again, to a listener
 #      in its own pod: spliced as "other" (spliced_other +1, spliced_fast_path flat), its state
 #      says hop other with no original destination; its connect found that listener
-#      (ml_srvlistener_v1) and the server end carries the listener's non-blocking mode
-#      (ml_listenmode_v1; the blocking one's server end carries "blocking").
+#      (ml_srvlistener_v1). A server end accepted by a non-blocking listener carries no
+#      listener record (its listener's mode came with its sock_ops flags); the blocking one's
+#      server end carries the cloned record "blocking" (ml_listenmode_v1).
 #  16. restarted with acceleration.enabled = false: a loopback connection in A (bytes checked)
 #      leaves no storage on either end: no listener answer on the client end, no listener
 #      record cloned into the server end.
@@ -755,7 +756,9 @@ expect_eq storage-spliced spliced_fast_path "$(d spliced_fast_path)" 1
 # Both ends are sockhash members and keep their state; the client's fast-path connect left no
 # separate listener answer (its own condition was that listener).
 expect_storage spliced 'j["client"] == {"sockstate": True, "hop": 4, "fallback": 0, "has_orig_dst": 0, "pairing": 0, "srvlistener": False}'
-expect_storage spliced 'j["server"] == {"sockstate": True, "hop": 4, "fallback": 0, "has_orig_dst": 0, "pairing": 0, "srvlistener": False, "listenmode": 2}'
+# The server end was judged non-blocking by the mark its listener's flags passed on: it
+# carries no listener record (none is cloned from a non-blocking listener).
+expect_storage spliced 'j["server"] == {"sockstate": True, "hop": 4, "fallback": 0, "has_orig_dst": 0, "pairing": 0, "srvlistener": False, "listenmode": False}'
 snap 0
 sockstate blocking --blocking --server-netns "$NS_B" --client-netns "$NS_A" --connect "$B4:8096"
 snap 1
@@ -785,9 +788,9 @@ expect_eq storage-reconnect fast_path_connections "$(d fast_path_connections)" 1
 mesh_assert_flat s0 s1 storage-reconnect spliced_fast_path
 expect_eq storage-reconnect spliced_other "$(d spliced_other)" 1
 expect_storage reconnect 'j["client"]["sockstate"] and j["client"]["hop"] == 0 and j["client"]["has_orig_dst"] == 0 and j["client"]["fallback"] == 0'
-# Its connect found the listener in its own pod (what sock_ops then judged it by), whose
-# non-blocking mode the server end carries.
-expect_storage reconnect 'j["client"]["srvlistener"] and j["server"]["listenmode"] == 2'
+# Its connect found the listener in its own pod (what sock_ops then judged it by); the server
+# end, accepted by a non-blocking listener, carries no cloned record.
+expect_storage reconnect 'j["client"]["srvlistener"] and j["server"]["listenmode"] == False'
 mesh_assert_no_iptables "$REL_B"
 
 # ---------------------------------------------------------------------------------------------

@@ -17,8 +17,12 @@
 #   4. SIGTERM, `meshlaned --cleanup` (every pin and link gone, so every record too), a fresh
 #      start: the scan records the listeners that are still open again (the sidecars' and
 #      B:8081's), and A -> B:8081 is spliced on every hop.
-#   5. A workload change (SIGHUP with one workload more) runs the scan again (status reason
-#      "workloads changed"), which finds every listener already known and records nothing.
+#   5. Two app listeners opened after the datapath (B:8083 non-blocking, B:8084 blocking),
+#      then a workload change (SIGHUP with one workload more) runs the scan again (status
+#      reason "workloads changed"), which finds every listener already known and records
+#      nothing: the non-blocking one carries no record (sock_ops marked it in its flags), the
+#      blocking one its record "blocking". A -> B:8083 is spliced on every hop, A -> B:8084 on
+#      all but the last (sockets_skipped_blocking +1), every byte checked.
 #   6. `meshlaned --cleanup` and a start with acceleration.enabled = false: the scan still
 #      registers the listeners (the fast path asks who listens) but records no mode (nothing
 #      would read one, and each would be cloned into every accepted socket): B's sidecar
@@ -120,6 +124,23 @@ PY
     ml_fail "$label: not every listener of $pid (ports $REL_OUT and $REL_IN among them) carries listenmode $want: $out"
 }
 
+# app_listener_mode LABEL PID PORT WANT: process PID's listener on PORT carries WANT in
+# ml_listenmode_v1 (1: blocking, false: no record), read back by ml_sockstate.
+app_listener_mode() {
+  local label=$1 pid=$2 port=$3 want=$4 out
+  out=$(host_in "$ML_CG" - "$ML_SOCKSTATE" --maps "$ML_BPFFS_DIR" --listeners-of "$pid" \
+    2>"$ML_WORKDIR/listeners.$label.err") ||
+    ml_fail "$label: ml_sockstate --listeners-of failed: $(cat "$ML_WORKDIR/listeners.$label.err") $out"
+  ml_log "$label: listeners of $pid: $out"
+  python3 - "$out" "$want" "$port" <<'PY' ||
+import json, sys
+j, want, port = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+mine = [l for l in j["listeners"] if l["port"] == port]
+sys.exit(not (mine and all(l["listenmode"] == want for l in mine)))
+PY
+    ml_fail "$label: the listener of $pid on port $port does not carry listenmode $want: $out"
+}
+
 ML_COUNTERS+=" spliced_app_to_proxy spliced_proxy_to_proxy spliced_proxy_to_app intercepted_outbound"
 # 4 HAProxy listeners, apps 8080 and 8081 non-blocking, 8082 blocking.
 assert_start_scan "first start" 6 1
@@ -157,6 +178,13 @@ mesh_assert_flat fresh0 fresh1 fresh sockets_skipped_blocking
 
 # ---------------------------------------------------------------------------------------------
 ml_log "5. a workload change scans again and records nothing new"
+# Two app listeners opened after the datapath: sock_ops saw their listen(). The non-blocking
+# one is marked in its sock_ops flags and has no record (none to clone into the sockets it
+# accepts), the blocking one has its record "blocking"; the scan must take both as known.
+ml_xfer_server_bg S8083 "$ML_CG" "$REL_B" app8083 --listen "[::]:8083" --nonblocking \
+  --bytes "$BYTES" --timeout 300
+ml_xfer_server_bg S8084 "$ML_CG" "$REL_B" app8084 --listen "[::]:8084" \
+  --bytes "$BYTES" --timeout 300
 scans=$(scan_field .scans)
 mesh_add_pod REL_C c 12
 MESH_WL_LINES=("${REL_WL_LINES[@]}")
@@ -169,8 +197,18 @@ for ((i = 0; i < 600; i++)); do
 done
 (($(scan_field .scans) > scans)) || ml_fail "no listener scan within 60 s of the workload change"
 [[ $(scan_field reason) == '"workloads changed"' ]] || ml_fail "the last scan's reason is $(scan_field reason)"
-[[ $(scan_field recorded) -eq 0 && $(scan_field already_known) -ge 4 ]] ||
-  ml_fail "the rescan recorded $(scan_field recorded) and knew $(scan_field already_known) listener(s): expected 0 and at least the 4 sidecar listeners"
+[[ $(scan_field recorded) -eq 0 && $(scan_field already_known) -ge 6 ]] ||
+  ml_fail "the rescan recorded $(scan_field recorded) and knew $(scan_field already_known) listener(s): expected 0 and at least the 4 sidecar listeners and the apps on 8083 and 8084"
+app_listener_mode marked "$S8083" 8083 false
+app_listener_mode blockingafter "$S8084" 8084 1
+# The marked listener's connections are spliced on every hop, the blocking one's last hop not.
+through_mesh marked 8083 "$S8083"
+hops marked 1 1 1
+mesh_assert_flat marked0 marked1 marked sockets_skipped_blocking
+through_mesh blockingafter 8084 "$S8084"
+hops blockingafter 1 1 0
+(($(ml_delta blockingafter0 blockingafter1 sockets_skipped_blocking) == 1)) ||
+  ml_fail "blockingafter: sockets_skipped_blocking rose by $(ml_delta blockingafter0 blockingafter1 sockets_skipped_blocking), expected 1 (B's app end)"
 
 # ---------------------------------------------------------------------------------------------
 ml_log "6. acceleration off: the scan registers the listeners and records no mode"

@@ -20,7 +20,8 @@
 // Then it looks both sockets up in the pinned maps ml_sockstate_v1 (struct ml_sock_state, from
 // the header the BPF programs use; its value size is checked) and ml_srvlistener_v1, the server
 // end also in ml_listenmode_v1 (the record the kernel cloned from its listener: the mode, or
-// false when there is none), and prints one JSON line:
+// false when there is none, as for a listener sock_ops marked non-blocking in its flags, which
+// user space cannot read), and prints one JSON line:
 //   {"ok":true,"bytes":N,
 //    "client":{"sockstate":true,"hop":4,"fallback":0,"has_orig_dst":0,"pairing":0,
 //              "srvlistener":false},

@@ -52,7 +52,10 @@ enum ml_listener_source {
 /* Value of ml_listenmode_v1: socket-local storage of a listening socket of the cgroup, created
  * with BPF_F_CLONE, so the kernel copies it into every socket the listener accepts (at
  * sk_clone_lock, before the server end's established callback). A server end therefore reads
- * the mode of exactly the listener that accepted it, and the record dies with its socket. */
+ * the mode of exactly the listener that accepted it, and the record dies with its socket.
+ * Only blocking listeners (at listen()) and listeners the scan found get a record: a listener
+ * that sock_ops saw non-blocking is marked in its sock_ops flags instead, which its accepted
+ * sockets inherit with no allocation (ML_LISTENER_NONBLOCKING_CB_FLAG, listeners.bpf.h). */
 struct ml_listener_state {
 	__u8 mode; /* enum ml_socket_mode, at listen() or at the scan */
 	__u8 source; /* enum ml_listener_source */
@@ -70,7 +73,8 @@ struct ml_scanned_listener {
 	__u16 family; /* AF_INET or AF_INET6 */
 	__u8 mode; /* enum ml_socket_mode of its file now */
 	__u8 v6only; /* AF_INET6 with IPV6_V6ONLY */
-	__u16 pad16;
+	__u8 marked_nonblocking; /* sock_ops marked it non-blocking at listen() (its cb flags) */
+	__u8 pad8;
 };
 
 #define ML_LISTENERS_MAP_NAME "ml_listeners_v1"

@@ -29,8 +29,17 @@ struct {
 	__type(value, __u64);
 } ml_listener_socks_v1 SEC(".maps");
 
-/* The mode of each listener, on the listener itself; BPF_F_CLONE copies it into every socket it
- * accepts (see struct ml_listener_state). */
+/* A listener sock_ops saw non-blocking at listen() carries this sock_ops callback flag. The
+ * kernel copies a listener's tcp_sock, flags included, into each socket it accepts
+ * (sk_clone_lock), so a server end finds its own listener's mode in its own flags. A record in
+ * ml_listenmode_v1 would do the same but is cloned into every accepted socket: an allocation
+ * and an RCU-delayed free per connection, which cost new-connection cells 4% of their rate and
+ * 10% of their p99 (docs/datapath.md). The RTO flag only asks for a sock_ops call at a
+ * retransmission timeout, which ml_sockops ignores: rare inside a node, and one program run. */
+#define ML_LISTENER_NONBLOCKING_CB_FLAG BPF_SOCK_OPS_RTO_CB_FLAG
+
+/* The mode of a blocking listener or one the scan found, on the listener itself; BPF_F_CLONE
+ * copies it into every socket it accepts (see struct ml_listener_state). */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
