@@ -33,8 +33,8 @@ struct {
  * kernel copies a listener's tcp_sock, flags included, into each socket it accepts
  * (sk_clone_lock), so a server end finds its own listener's mode in its own flags. A record in
  * ml_listenmode_v1 would do the same but is cloned into every accepted socket: an allocation
- * and an RCU-delayed free per connection, which cost new-connection cells 4% of their rate and
- * 10% of their p99 (docs/datapath.md). The RTO flag only asks for a sock_ops call at a
+ * and an RCU-delayed free per accepted socket, a cost new connections paid whether spliced or
+ * not (docs/datapath.md). The RTO flag only asks for a sock_ops call at a
  * retransmission timeout, which ml_sockops ignores: rare inside a node, and one program run. */
 #define ML_LISTENER_NONBLOCKING_CB_FLAG BPF_SOCK_OPS_RTO_CB_FLAG
 
