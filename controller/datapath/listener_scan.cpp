@@ -127,18 +127,16 @@ RecordOutcome ListenerScanner::record(const ml_scanned_listener& listener) {
     register_listener(socket.get(), listener);
     return RecordOutcome::kRegisteredOnly;
   }
-  // Marked non-blocking at listen(): its accepted sockets inherit the mark, and a record would
-  // only be cloned into each of them for nothing.
-  if (listener.marked_nonblocking != 0) {
-    register_listener(socket.get(), listener);
-    return RecordOutcome::kAlreadyKnown;
-  }
   const int key = socket.get();
   const ml_listener_state state{listener.mode, ML_LISTENER_FROM_SCAN, 0};
-  // BPF_NOEXIST: a record made at listen() (a blocking listener) or by an earlier scan is never
-  // replaced.
   RecordOutcome outcome = RecordOutcome::kRecorded;
-  if (auto status = modes_->update(key, state, BPF_NOEXIST); !status) {
+  if (listener.marked_nonblocking != 0) {
+    // Marked non-blocking at listen(): its accepted sockets inherit the mark, and a record
+    // would only be cloned into each of them for nothing.
+    outcome = RecordOutcome::kAlreadyKnown;
+  } else if (auto status = modes_->update(key, state, BPF_NOEXIST); !status) {
+    // BPF_NOEXIST: a record made at listen() (a blocking listener) or by an earlier scan is
+    // never replaced.
     if (status.error().errnum != EEXIST) {
       return RecordOutcome::kVanished;
     }
