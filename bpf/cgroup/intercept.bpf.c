@@ -133,10 +133,10 @@ static __always_inline int handle_connect(struct bpf_sock_addr *ctx, struct ml_c
  * answer only for those). A socket that connects again gets a new answer.
  * For a loopback or pod address, adaptive splicing's decision is taken here, by the port the
  * connection is judged by (`judged_port`: the original destination's when the connect is
- * redirected, as sock_ops judges it): a connection to a port whose connections are short, and
- * not one of its samples, will not be spliced and gets no answer, which spares an allocation and
- * an RCU-delayed free per connection on such ports (sock_ops tells it from the port,
- * ml_port_is_short). */
+ * redirected, as sock_ops judges it): a connection to a port whose connections are short will
+ * not be spliced and gets no answer, which spares an allocation and an RCU-delayed free per
+ * connection on such ports (sock_ops tells it from the port, ml_port_is_short, and picks the
+ * samples among them). */
 static __always_inline void note_server_listener(struct bpf_sock_addr *ctx, const __u32 ip6[4],
 						 __u16 port, __u16 judged_port)
 {
@@ -160,7 +160,7 @@ static __always_inline void note_server_listener(struct bpf_sock_addr *ctx, cons
 	}
 	found = ml_listening(judged_by.netns_cookie, port);
 	if (found && adaptive_splicing && decides) {
-		if (ml_port_skips_splice(&judged_by))
+		if (ml_port_is_short(&judged_by))
 			found = 0;
 		else
 			judged = 1;

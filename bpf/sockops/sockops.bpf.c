@@ -539,7 +539,7 @@ static __always_inline int splice_skip_reason(struct bpf_sock_ops *skops, struct
 	 * server end then finds no pairing entry and stays out too (counted in
 	 * sockets_skipped_peer). */
 	if (adaptive_splicing && active && reach != ML_SERVER_JUDGED && server->netns_cookie &&
-	    ml_port_skips_splice(server)) {
+	    ml_port_is_short(server)) {
 		count_socket(fields->netns_cookie, ML_CTR_SOCKETS_SKIPPED_SHORT);
 		return ML_SKIP_SHORT;
 	}
@@ -651,6 +651,9 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 	}
 	if (skipped == 0)
 		skipped = splice_join(skops, sk, &fields, &self, state, active, &server, &filed);
+	if (skipped == ML_SKIP_SHORT && ml_port_takes_sample(&server) &&
+	    ml_sample_start(skops, sk, &server))
+		count_socket(fields.netns_cookie, ML_CTR_SOCKETS_SAMPLED_SHORT);
 	if (skipped > 0)
 		ml_emit_socket(skip_event_type((__u8)skipped), &self, fields.netns_cookie, active,
 			       state->hop, 0, (__u8)skipped, state);
@@ -694,6 +697,9 @@ int ml_sockops(struct bpf_sock_ops *skops)
 		break;
 	case BPF_SOCK_OPS_TCP_LISTEN_CB:
 		record_listener(skops);
+		break;
+	case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
+		ml_sample_sending(skops);
 		break;
 	default:
 		break;

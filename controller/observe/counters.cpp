@@ -48,6 +48,7 @@ const char* counter_name(ml_counter counter) {
     case ML_CTR_REDIRECT_READER_SPINNING: return "redirect_reader_spinning";
     case ML_CTR_REDIRECT_PEER_LEFT: return "redirect_peer_left";
     case ML_CTR_STEERED_NO_PROXY: return "steered_no_proxy";
+    case ML_CTR_SOCKETS_SAMPLED_SHORT: return "sockets_sampled_short";
     case ML_CTR_MAX: break;
   }
   return "unknown";
@@ -82,6 +83,7 @@ bool counted_per_workload(ml_counter counter) {
     case ML_CTR_SPLICED_FAST_PATH:
     case ML_CTR_FAST_PATH_BYTES:
     case ML_CTR_SOCKETS_SKIPPED_SHORT:
+    case ML_CTR_SOCKETS_SAMPLED_SHORT:
     case ML_CTR_DNS_CAPTURED_UDP:
     case ML_CTR_DNS_CAPTURED_TCP:
     case ML_CTR_DNS_REPLIES_REWRITTEN:

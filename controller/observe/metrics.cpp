@@ -160,6 +160,9 @@ const char* counter_help(ml_counter counter) {
     case ML_CTR_STEERED_NO_PROXY:
       return "Connections from off the node that socket-lookup steering refused because no "
              "listener of the pod's inbound proxy port was found.";
+    case ML_CTR_SOCKETS_SAMPLED_SHORT:
+      return "Client sockets of a short port's connections watched unspliced as samples, one in "
+             "16, to keep the port's judgement current (acceleration.adaptive_splicing).";
     case ML_CTR_MAX: break;
   }
   return "A meshlane datapath counter.";

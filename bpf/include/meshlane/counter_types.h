@@ -83,6 +83,10 @@ enum ml_counter {
 	/* A connection to steer to a pod's inbound proxy (daemon.inbound_steering = "sk_lookup")
 	 * found no listener on the proxy's inbound port: refused, never handed to the app. */
 	ML_CTR_STEERED_NO_PROXY,
+	/* Client ends of a short port's connections (counted in sockets_skipped_short too) watched
+	 * unspliced as samples, one in ML_USE_SAMPLE_EVERY: their data segments keep the port's
+	 * judgement current (meshlane/port_use.h). */
+	ML_CTR_SOCKETS_SAMPLED_SHORT,
 	ML_CTR_MAX,
 };
 

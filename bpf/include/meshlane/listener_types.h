@@ -29,8 +29,8 @@ struct ml_server_listener {
 	__u64 netns_cookie;
 	__u16 port; /* host byte order */
 	/* Set when the connect hook also took adaptive splicing's decision for the connection (its
-	 * port's connections are not short, or it is one of their samples): sock_ops then does
-	 * not judge it again. Was padding (always zero) before. */
+	 * port's connections are not short): sock_ops then does not judge it again. Was padding
+	 * (always zero) before. */
 	__u8 judged;
 	__u8 pad8;
 	__u32 pad32;

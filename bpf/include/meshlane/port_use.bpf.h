@@ -4,15 +4,38 @@
 #ifndef MESHLANE_PORT_USE_BPF_H
 #define MESHLANE_PORT_USE_BPF_H
 
+#include "meshlane/cb_flags.bpf.h"
 #include "meshlane/port_use_map.bpf.h"
 
-/* On each spliced end until it is judged (struct ml_sock_use). */
+/* On each spliced end until it is judged, and on a sample's client end (struct ml_sock_use). */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
 	__type(value, struct ml_sock_use);
 } ml_sockuse_v1 SEC(".maps");
+
+/* The sock_ops callbacks a sample's client end asks for until both its ends are judged: the
+ * state callback (it leaves ESTABLISHED), and the header-option length callback, which the
+ * kernel makes at each send() and before each segment the end sends, ACKs included, so that an
+ * end whose peer streams to it is judged busy too. The program reserves no room, so no option
+ * is ever written. */
+#define ML_SAMPLE_CB_FLAGS (BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG)
+
+/* Counts one judged end for its port; the port's first judged end creates its entry. */
+static __always_inline void ml_port_use_count(const struct ml_listener_key *key, int busy)
+{
+	struct ml_port_use *port = bpf_map_lookup_elem(&ml_portuse_v1, key);
+	struct ml_port_use first = {};
+
+	if (port) {
+		ml_port_use_judge(port, busy);
+		return;
+	}
+	/* Two first judgements at once: one of them is lost, as in any racing count. */
+	ml_port_use_judge(&first, busy);
+	bpf_map_update_elem(&ml_portuse_v1, key, &first, BPF_NOEXIST);
+}
 
 /* Starts watching a spliced end of a connection to `port`: its sends (ml_sock_use_sent) and
  * its leaving ESTABLISHED (ml_sock_use_closed, through the state callback) judge it. */
@@ -27,23 +50,27 @@ static __always_inline void ml_sock_use_start(struct bpf_sock_ops *skops, struct
 	use->port = *port;
 	use->messages = 0;
 	use->judged = 0;
-	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	use->sample = 0;
+	ml_cb_flags_add(skops, BPF_SOCK_OPS_STATE_CB_FLAG);
 }
 
-/* Counts the end's judgement for its port; the port's first judged end creates its entry. */
-static __always_inline void ml_sock_use_judge(struct ml_sock_use *use, int busy)
+/* Starts watching the client end of an unspliced connection to the short port `port` as a
+ * sample (ml_port_takes_sample): its data segments judge both its ends (ml_sample_watch).
+ * Returns whether it is watched (not without memory for its storage). */
+static __always_inline int ml_sample_start(struct bpf_sock_ops *skops, struct bpf_sock *sk,
+					   const struct ml_listener_key *port)
 {
-	struct ml_port_use *port = bpf_map_lookup_elem(&ml_portuse_v1, &use->port);
-	struct ml_port_use first = {};
+	struct ml_sock_use *use;
 
-	use->judged = 1;
-	if (port) {
-		ml_port_use_judge(port, busy);
-		return;
-	}
-	/* Two first judgements at once: one of them is lost, as in any racing count. */
-	ml_port_use_judge(&first, busy);
-	bpf_map_update_elem(&ml_portuse_v1, &use->port, &first, BPF_NOEXIST);
+	use = bpf_sk_storage_get(&ml_sockuse_v1, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!use)
+		return 0;
+	use->port = *port;
+	use->messages = 0;
+	use->judged = 0;
+	use->sample = 1;
+	ml_cb_flags_add(skops, ML_SAMPLE_CB_FLAGS);
+	return 1;
 }
 
 /* sk_msg, after a message of this end was redirected. */
@@ -54,12 +81,50 @@ static __always_inline void ml_sock_use_sent(struct bpf_sock *sk)
 	if (!use || use->judged)
 		return;
 	use->messages++;
-	if (ml_sock_use_busy(use->messages))
-		ml_sock_use_judge(use, 1);
+	if (ml_sock_use_busy(use->messages)) {
+		use->judged = 1;
+		ml_port_use_count(&use->port, 1);
+	}
 }
 
-/* sock_ops state callback: the end leaves ESTABLISHED (closes, or its peer did). An end not
- * judged busy by then is short. */
+/* A sample's client end, at a callback: counts the ends its data segments judge now
+ * (ml_sample_judge; `leaving`: it leaves ESTABLISHED, which judges the rest short), and stops
+ * the callbacks once both ends are judged. */
+static __always_inline void ml_sample_watch(struct bpf_sock_ops *skops, struct ml_sock_use *use,
+					    int leaving)
+{
+	__u8 busy = 0;
+	__u8 now;
+
+	now = ml_sample_judge(skops->data_segs_out, skops->data_segs_in, leaving, use->judged,
+			      &busy);
+	if (now & ML_SAMPLE_CLIENT)
+		ml_port_use_count(&use->port, busy & ML_SAMPLE_CLIENT);
+	if (now & ML_SAMPLE_SERVER)
+		ml_port_use_count(&use->port, busy & ML_SAMPLE_SERVER);
+	use->judged |= now;
+	if ((use->judged & ML_SAMPLE_BOTH) == ML_SAMPLE_BOTH)
+		ml_cb_flags_drop(skops, ML_SAMPLE_CB_FLAGS);
+}
+
+/* sock_ops header-option length callback: only a sample's client end asks for it. */
+static __always_inline void ml_sample_sending(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct ml_sock_use *use;
+
+	if (!sk)
+		return;
+	use = bpf_sk_storage_get(&ml_sockuse_v1, sk, 0, 0);
+	if (use && use->sample) {
+		ml_sample_watch(skops, use, 0);
+		return;
+	}
+	ml_cb_flags_drop(skops, BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG);
+}
+
+/* sock_ops state callback: the end leaves ESTABLISHED (closes, or its peer did). A spliced end
+ * not judged busy by then is short; a sample judges its ends from their segments. */
 static __always_inline void ml_sock_use_closed(struct bpf_sock_ops *skops)
 {
 	struct bpf_sock *sk = skops->sk;
@@ -68,10 +133,15 @@ static __always_inline void ml_sock_use_closed(struct bpf_sock_ops *skops)
 	if (skops->args[0] != BPF_TCP_ESTABLISHED || !sk)
 		return;
 	use = bpf_sk_storage_get(&ml_sockuse_v1, sk, 0, 0);
-	if (use && !use->judged)
-		ml_sock_use_judge(use, 0);
-	bpf_sock_ops_cb_flags_set(skops,
-				  skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_STATE_CB_FLAG);
+	if (use && use->sample) {
+		ml_sample_watch(skops, use, 1);
+		return;
+	}
+	if (use && !use->judged) {
+		use->judged = 1;
+		ml_port_use_count(&use->port, 0);
+	}
+	ml_cb_flags_drop(skops, BPF_SOCK_OPS_STATE_CB_FLAG);
 }
 
 #endif /* MESHLANE_PORT_USE_BPF_H */

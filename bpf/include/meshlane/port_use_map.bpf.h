@@ -1,7 +1,7 @@
 /* Adaptive splicing's per-port map (meshlane/port_use.h) and the decision it gives a new
  * connection: shared by sock_ops (bpf/sockops/sockops.bpf.c) and the connect hooks
- * (bpf/cgroup/intercept.bpf.c), which take the decision for the connections whose server end
- * they look up (ml_srvlistener_v1). */
+ * (bpf/cgroup/intercept.bpf.c), which give no listener answer (ml_srvlistener_v1) to a
+ * connection of a short port. */
 #ifndef MESHLANE_PORT_USE_MAP_BPF_H
 #define MESHLANE_PORT_USE_MAP_BPF_H
 
@@ -17,8 +17,7 @@ struct {
 	__type(value, struct ml_port_use);
 } ml_portuse_v1 SEC(".maps");
 
-/* Whether the port's recent spliced connections were short, without deciding for a connection
- * (no sample is counted). */
+/* Whether the port's recent connections were short: its new ones stay unspliced. */
 static __always_inline int ml_port_is_short(const struct ml_listener_key *port)
 {
 	struct ml_port_use *use = bpf_map_lookup_elem(&ml_portuse_v1, port);
@@ -26,21 +25,20 @@ static __always_inline int ml_port_is_short(const struct ml_listener_key *port)
 	return use && ml_port_use_short(use->busy_ends, use->short_ends);
 }
 
-/* Whether a new connection to this server port should stay unspliced because the port's
- * connections are short; one in ML_USE_SAMPLE_EVERY is spliced anyway. Called once per
- * connection: each call counts towards the next sample. */
-static __always_inline int ml_port_skips_splice(const struct ml_listener_key *port)
+/* Counts one more connection of a short port left unspliced, and says whether it is the one in
+ * ML_USE_SAMPLE_EVERY to watch as a sample. Called once per such connection, by its client end. */
+static __always_inline int ml_port_takes_sample(const struct ml_listener_key *port)
 {
 	struct ml_port_use *use = bpf_map_lookup_elem(&ml_portuse_v1, port);
 	__u32 skipped;
 
-	if (!use || !ml_port_use_short(use->busy_ends, use->short_ends))
+	if (!use)
 		return 0;
-	/* Not atomic (a fetching add needs BPF ISA v3): two racing connects may both count the
+	/* Not atomic (a fetching add needs BPF ISA v3): two racing connections may both count the
 	 * same number, which only moves a sample by one. */
 	skipped = use->skipped;
 	use->skipped = skipped + 1;
-	return !ml_port_use_sampled(skipped);
+	return ml_port_use_sampled(skipped);
 }
 
 #endif /* MESHLANE_PORT_USE_MAP_BPF_H */
