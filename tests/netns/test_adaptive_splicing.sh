@@ -19,6 +19,11 @@
 #   3. 5501's connections turn persistent (8 requests): the first sample among them (one in 16
 #      skipped) judges it busy again, so at most 16 are skipped, exactly one of them a sample,
 #      then 40 more are all spliced and none skipped;
+#   3b. 160 one-request connections make 5504 short; then 16 streams to it are opened and kept
+#      open (the client sends one request, the server answers with 1 MiB): one of them is a
+#      sample, whose server end its client end's ACKs judge busy while it is open, so a probe
+#      connection made while all 16 are still open is spliced (samples +1, spliced >= 1,
+#      spliced + skipped = 17);
 #   4. through the HAProxy sidecars of pods A and B (Istio rules, meshlane interception), an
 #      app in A makes 160 one-request connections to B:7001, then 20 of 8 requests to B:7002.
 #      Every connection crosses the sidecars' shared ports 15001 and 15006, so the hops are
@@ -52,13 +57,15 @@ ml_daemon_start "${MESH_WL_LINES[@]}"
 SOCKET="$ML_WORKDIR/meshlane.sock"
 
 # run_phase NAME CONNECTIONS ROUNDS PORT [HOST]: port_use.py in pod A (server and client, or
-# only the client when HOST is given: the server then runs in pod B), with counter deltas
+# only the client when HOST is given: the server then runs in pod B; PHASE_ARGS are passed on to
+# it), with counter deltas
 # around it in SPLICED (spliced_other), SKIPPED (sockets_skipped_short), SAMPLED
 # (sockets_sampled_short) and FAILED (redirect_failed); the snapshots are phase_before and phase_after.
+PHASE_ARGS=()
 run_phase() {
   local name=$1 connections=$2 rounds=$3 port=$4 host=${5:-} out="$ML_WORKDIR/$1.out" rc=0
   local server_pid="" json
-  local args=(--port "$port" --connections "$connections" --rounds "$rounds")
+  local args=(--port "$port" --connections "$connections" --rounds "$rounds" "${PHASE_ARGS[@]}")
   if [[ -n $host ]]; then
     ml_bg server_pid "$ML_WORKDIR/$name.server.out" "$ML_WORKDIR/$name.server.err" "$ML_CG" \
       "$POD_B" python3 "$TOOL" "${args[@]}" --role server --host 0.0.0.0
@@ -157,6 +164,21 @@ loopback_phase turning-busy 5501 300 8
 loopback_phase turned-busy 5501 40 8
 [[ $SPLICED -eq 40 && $SKIPPED -eq 0 ]] ||
   ml_fail "turned-busy: $SPLICED of 40 spliced, $SKIPPED skipped"
+
+# ---- 3b: a sample judged while it is open: a stream to its client ------------------------------
+# 5504 turns short on 160 one-request connections. Then 16 streams are opened and kept open (on
+# each the client sends one request and reads 1 MiB back, at least 16 segments): 16 skipped
+# connections in a row hold exactly one sample. Its client end sent one segment; the ACKs it
+# sends for the stream call it back (the header-option callback), which judges the server end
+# busy while the stream is open. So the probe connection made next, with every stream still
+# open, is spliced: no connection has closed that could have judged the port otherwise.
+loopback_phase stream-judged 5504 160 1
+[[ $SKIPPED -ge 100 ]] || ml_fail "stream-judged: only $SKIPPED of 160 one-request connections were skipped as short"
+PHASE_ARGS=(--stream 1048576)
+run_phase streams-open 16 1 5504
+PHASE_ARGS=()
+[[ $SAMPLED -eq 1 && $SKIPPED -le 16 && $SPLICED -ge 1 && $((SPLICED + SKIPPED)) -eq 17 ]] ||
+  ml_fail "streams-open: $SKIPPED skipped ($SAMPLED samples) and $SPLICED spliced of 16 open streams and a probe: the open sample did not turn the judgement"
 
 # ---- 4: through the sidecars, judged by the port the app asked for ----------------------------
 mesh_start_haproxy PA "$POD_A" hap-a "$UID_PROXY" 15001 15006 127.0.0.6
