@@ -593,7 +593,7 @@ static __always_inline int splice_join(struct bpf_sock_ops *skops, struct bpf_so
 		state->hop = filed->hop;
 	}
 	if (adaptive_splicing && server->netns_cookie)
-		ml_sock_use_start(skops, sk, server);
+		ml_sock_use_watch(skops, sk, server, 0);
 	return 0;
 }
 
@@ -652,7 +652,7 @@ static __always_inline void add_established(struct bpf_sock_ops *skops, int acti
 	if (skipped == 0)
 		skipped = splice_join(skops, sk, &fields, &self, state, active, &server, &filed);
 	if (skipped == ML_SKIP_SHORT && ml_port_takes_sample(&server) &&
-	    ml_sample_start(skops, sk, &server))
+	    ml_sock_use_watch(skops, sk, &server, 1))
 		count_socket(fields.netns_cookie, ML_CTR_SOCKETS_SAMPLED_SHORT);
 	if (skipped > 0)
 		ml_emit_socket(skip_event_type((__u8)skipped), &self, fields.netns_cookie, active,

@@ -37,28 +37,14 @@ static __always_inline void ml_port_use_count(const struct ml_listener_key *key,
 	bpf_map_update_elem(&ml_portuse_v1, key, &first, BPF_NOEXIST);
 }
 
-/* Starts watching a spliced end of a connection to `port`: its sends (ml_sock_use_sent) and
- * its leaving ESTABLISHED (ml_sock_use_closed, through the state callback) judge it. */
-static __always_inline void ml_sock_use_start(struct bpf_sock_ops *skops, struct bpf_sock *sk,
-					      const struct ml_listener_key *port)
-{
-	struct ml_sock_use *use;
-
-	use = bpf_sk_storage_get(&ml_sockuse_v1, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!use)
-		return;
-	use->port = *port;
-	use->messages = 0;
-	use->judged = 0;
-	use->sample = 0;
-	ml_cb_flags_add(skops, BPF_SOCK_OPS_STATE_CB_FLAG);
-}
-
-/* Starts watching the client end of an unspliced connection to the short port `port` as a
- * sample (ml_port_takes_sample): its data segments judge both its ends (ml_sample_watch).
- * Returns whether it is watched (not without memory for its storage). */
-static __always_inline int ml_sample_start(struct bpf_sock_ops *skops, struct bpf_sock *sk,
-					   const struct ml_listener_key *port)
+/* Starts watching an end of a connection to `port`, with a record in ml_sockuse_v1:
+ * - a spliced end (`sample` 0): its sends (ml_sock_use_sent) and its leaving ESTABLISHED
+ *   (ml_sock_use_closed, through the state callback) judge it;
+ * - the client end of an unspliced connection to a short port taken as a sample
+ *   (ml_port_takes_sample): its data segments judge both its ends (ml_sample_watch).
+ * Returns whether it is watched (not without memory for its record). */
+static __always_inline int ml_sock_use_watch(struct bpf_sock_ops *skops, struct bpf_sock *sk,
+					     const struct ml_listener_key *port, __u8 sample)
 {
 	struct ml_sock_use *use;
 
@@ -68,9 +54,25 @@ static __always_inline int ml_sample_start(struct bpf_sock_ops *skops, struct bp
 	use->port = *port;
 	use->messages = 0;
 	use->judged = 0;
-	use->sample = 1;
-	ml_cb_flags_add(skops, ML_SAMPLE_CB_FLAGS);
+	use->sample = sample;
+	ml_cb_flags_add(skops, sample ? ML_SAMPLE_CB_FLAGS : BPF_SOCK_OPS_STATE_CB_FLAG);
 	return 1;
+}
+
+/* Counts one more connection of a short port left unspliced, and says whether it is the one in
+ * ML_USE_SAMPLE_EVERY to watch as a sample. Called once per such connection, by its client end. */
+static __always_inline int ml_port_takes_sample(const struct ml_listener_key *port)
+{
+	struct ml_port_use *use = bpf_map_lookup_elem(&ml_portuse_v1, port);
+	__u32 skipped;
+
+	if (!use)
+		return 0;
+	/* Not atomic (a fetching add needs BPF ISA v3): two racing connections may both count the
+	 * same number, which only moves a sample by one. */
+	skipped = use->skipped;
+	use->skipped = skipped + 1;
+	return ml_port_use_sampled(skipped);
 }
 
 /* sk_msg, after a message of this end was redirected. */

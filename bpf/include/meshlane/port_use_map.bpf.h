@@ -25,20 +25,4 @@ static __always_inline int ml_port_is_short(const struct ml_listener_key *port)
 	return use && ml_port_use_short(use->busy_ends, use->short_ends);
 }
 
-/* Counts one more connection of a short port left unspliced, and says whether it is the one in
- * ML_USE_SAMPLE_EVERY to watch as a sample. Called once per such connection, by its client end. */
-static __always_inline int ml_port_takes_sample(const struct ml_listener_key *port)
-{
-	struct ml_port_use *use = bpf_map_lookup_elem(&ml_portuse_v1, port);
-	__u32 skipped;
-
-	if (!use)
-		return 0;
-	/* Not atomic (a fetching add needs BPF ISA v3): two racing connections may both count the
-	 * same number, which only moves a sample by one. */
-	skipped = use->skipped;
-	use->skipped = skipped + 1;
-	return ml_port_use_sampled(skipped);
-}
-
 #endif /* MESHLANE_PORT_USE_MAP_BPF_H */
