@@ -16,7 +16,15 @@
 #   d. non-blocking server and client: spliced, nothing skipped, both ends added;
 #   e. a blocking listener on the port a non-blocking listener used before (case d), with a
 #      non-blocking client: not spliced, + 1 (the server end), so a stale listener record
-#      never lets blocking sockets in.
+#      never lets blocking sockets in;
+#   f. signals: each side's reader thread takes a SIGALRM every millisecond (handler with
+#      SA_RESTART, as profilers and runtimes install it). Blocking on both sides: not spliced,
+#      + 2, and no recv() fails. This is the case the guard exists for: with
+#      splice_blocking_sockets = true the kernel's sockmap receive path returns EAGAIN to a
+#      blocking reader at the first signal that finds it waiting (Linux 6.18: every run of
+#      this transfer failed within its first ten signals), where TCP restarts the call.
+#      Non-blocking on both sides: spliced, and the readers' interrupted poll() calls are
+#      simply retried. Each reader must have taken signals, or the case proves nothing.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ml_setup
 ml_require_meshlane
@@ -67,4 +75,20 @@ case_ c-blocking-client-nb-server 2 2 nb blocking 5305 --bytes 64M --read-mode p
 case_ d-nonblocking spliced 2 nb nb 5306 --bytes 64M --read-mode plain "${W[@]}"
 # e. The port of case d again, now with a blocking listener.
 case_ e-port-reused-blocking 1 1 blocking nb 5306 --bytes 64M --read-mode peek "${W[@]}"
+
+# assert_signalled LABEL: each side's reader handled SIGALRMs during transfer LABEL.
+assert_signalled() {
+  local role n
+  for role in client server; do
+    n=$(ml_json_int "$(ml_xfer_last "$1" "$role")" signals) || exit 1
+    ((n > 0)) || ml_fail "$1: the $role's reader took no SIGALRM, so the case tested nothing"
+    ml_log "$1: the $role's reader took $n SIGALRMs"
+  done
+}
+S=(--signal-every-us 1000 --min-write 1 --max-write 64K --timeout 90)
+# f. Signals to the readers.
+case_ f-blocking-signals 2 1 blocking blocking 5307 --bytes 64M --read-mode plain "${S[@]}"
+assert_signalled f-blocking-signals
+case_ f-nonblocking-signals spliced 1 nb nb 5308 --bytes 64M --read-mode plain "${S[@]}"
+assert_signalled f-nonblocking-signals
 ml_pass

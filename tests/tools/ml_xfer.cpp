@@ -57,6 +57,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -206,6 +207,7 @@ struct Options {
   bool quiet = false;
   std::optional<std::uint64_t> corrupt_at;  // self-test: flip one sent payload byte
   bool nonblocking = false;                 // every socket O_NONBLOCK, poll() + EAGAIN = wait
+  std::uint64_t signal_every_us = 0;        // SIGALRM interval (SA_RESTART); 0: none
 };
 
 const char kUsage[] =
@@ -246,6 +248,11 @@ const char kUsage[] =
     "  --timeout SEC      watchdog; exit 3 when exceeded (default 120)\n"
     "  --quiet            no progress messages on stderr\n"
     "  --corrupt-at N     self-test of the checker: flip the sent payload byte at offset N\n"
+    "  --signal-every-us N  deliver SIGALRM every N microseconds (an interval timer; the\n"
+    "                     handler is installed with SA_RESTART, as profilers and language\n"
+    "                     runtimes do). On a TCP socket the kernel restarts an interrupted\n"
+    "                     blocking recv(), so one failing with EAGAIN is an error (EINTR\n"
+    "                     is retried, as applications do). Default 0: no signals\n"
     "\n"
     "exit status: 0 ok, 1 data mismatch or socket behaviour error, 2 usage/setup error,\n"
     "3 timeout. The last stdout line is a JSON summary.\n";
@@ -365,6 +372,8 @@ Options parse_args(int argc, char** argv) {
       o.max_write = size_arg(1ULL << 30);
     } else if (a == "--max-read") {
       o.max_read = size_arg(1ULL << 30);
+    } else if (a == "--signal-every-us") {
+      o.signal_every_us = size_arg(60ULL * 1000 * 1000);
     } else if (a == "--corrupt-at") {
       o.corrupt_at = size_arg(UINT64_MAX >> 1);
     } else if (a == "--read-mode") {
@@ -554,6 +563,7 @@ class Summary {
   std::atomic<int> connections_done{0};
   std::atomic<std::uint64_t> blocking_eagain{0};
   std::atomic<std::uint64_t> eagain_waits{0};
+  std::atomic<std::uint64_t> signals{0};  // SIGALRMs handled (--signal-every-us)
 
  private:
   std::mutex mu_;
@@ -593,7 +603,7 @@ void print_summary(const Failure& f) {
       "{\"role\":\"%s\",\"connections\":%d,\"bytes_sent\":%llu,\"bytes_received\":%llu,"
       "\"ok\":%s,\"error\":\"%s\",\"read_mode\":\"%s\",\"nonblocking\":%s,\"seed\":%llu,"
       "\"payload_bytes\":%llu,\"blocking_eagain\":%llu,\"eagain_waits\":%llu,"
-      "\"elapsed_s\":%.3f}\n",
+      "\"signals\":%llu,\"elapsed_s\":%.3f}\n",
       g_opts.role.c_str(), g_summary.connections_done.load(),
       static_cast<unsigned long long>(g_summary.bytes_sent.load()),
       static_cast<unsigned long long>(g_summary.bytes_received.load()),
@@ -601,7 +611,8 @@ void print_summary(const Failure& f) {
       read_mode_name(g_opts.read_mode), g_opts.nonblocking ? "true" : "false",
       static_cast<unsigned long long>(g_opts.seed), static_cast<unsigned long long>(g_opts.bytes),
       static_cast<unsigned long long>(g_summary.blocking_eagain.load()),
-      static_cast<unsigned long long>(g_summary.eagain_waits.load()), secs);
+      static_cast<unsigned long long>(g_summary.eagain_waits.load()),
+      static_cast<unsigned long long>(g_summary.signals.load()), secs);
   std::fflush(stdout);
 }
 
@@ -638,6 +649,7 @@ class Conn {
       return;
     }
     std::thread writer([this] { write_side(); });
+    take_signals();  // after the writer started: it keeps SIGALRM blocked
     read_side();
     writer.join();
     if (!failed_) {
@@ -649,6 +661,18 @@ class Conn {
   void fail(int code, const std::string& msg) {
     failed_ = true;
     g_summary.fail(code, name_ + ": " + msg);
+  }
+
+  // With --signal-every-us, lets SIGALRM interrupt this thread (the reader; every other
+  // thread keeps it blocked, see start_signal_timer).
+  static void take_signals() {
+    if (g_opts.signal_every_us == 0) {
+      return;
+    }
+    sigset_t alarm;
+    sigemptyset(&alarm);
+    sigaddset(&alarm, SIGALRM);
+    pthread_sigmask(SIG_UNBLOCK, &alarm, nullptr);
   }
 
   // ---- writer ----
@@ -825,9 +849,9 @@ class Conn {
   // for POLLIN and return true to retry. Otherwise the socket is blocking, and recv() without
   // MSG_DONTWAIT on a blocking socket (no SO_RCVTIMEO) must block, never fail with EAGAIN. A
   // socket in a sockmap with only an sk_msg program has been seen to do it (tcp_bpf_recvmsg
-  // returns -EAGAIN when woken without queued data, e.g. by the FIN or by a write-space
-  // wakeup), which breaks every application that reads with blocking calls: reported as an
-  // error (returns false).
+  // returns -EAGAIN when woken without queued data, e.g. by a signal (every time: see
+  // --signal-every-us), by the FIN or by a write-space wakeup), which breaks every
+  // application that reads with blocking calls: reported as an error (returns false).
   bool recv_eagain(const char* what) {
     if (g_opts.nonblocking) {
       g_summary.eagain_waits.fetch_add(1);
@@ -1302,12 +1326,42 @@ void start_watchdog() {
   }).detach();
 }
 
+// With --signal-every-us: SIGALRM at that interval, handled with SA_RESTART. Applications get
+// such signals from profilers (SIGPROF), timers and runtimes; on plain TCP a blocking recv()
+// they interrupt is restarted and never seen. The main thread blocks SIGALRM before any
+// thread starts, so every thread inherits the block; only the readers unblock it
+// (Conn::take_signals), so each signal interrupts a reader, typically one waiting for data.
+void on_alarm(int /*signo*/) { g_summary.signals.fetch_add(1, std::memory_order_relaxed); }
+
+void start_signal_timer() {
+  if (g_opts.signal_every_us == 0) {
+    return;
+  }
+  sigset_t alarm;
+  sigemptyset(&alarm);
+  sigaddset(&alarm, SIGALRM);
+  struct sigaction sa {};
+  sa.sa_handler = on_alarm;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  struct itimerval every {};
+  every.it_interval.tv_sec = static_cast<time_t>(g_opts.signal_every_us / 1000000);
+  every.it_interval.tv_usec = static_cast<suseconds_t>(g_opts.signal_every_us % 1000000);
+  every.it_value = every.it_interval;
+  if (pthread_sigmask(SIG_BLOCK, &alarm, nullptr) != 0 || sigaction(SIGALRM, &sa, nullptr) != 0 ||
+      setitimer(ITIMER_REAL, &every, nullptr) != 0) {
+    std::fprintf(stderr, "ml_xfer: cannot start the SIGALRM timer: %s\n", std::strerror(errno));
+    std::exit(kExitUsage);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   g_opts = parse_args(argc, argv);
   g_start = std::chrono::steady_clock::now();
+  start_signal_timer();  // first: every thread started after it inherits the SIGALRM block
   start_watchdog();
   return g_opts.role == "server" ? run_server() : run_client();
 }
