@@ -623,6 +623,14 @@ void log_msg(const std::string& m) {
   }
 }
 
+// The set holding only SIGALRM, the signal of --signal-every-us.
+sigset_t alarm_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGALRM);
+  return set;
+}
+
 // ---------------------------------------------------------------------------------------------
 // One connection
 
@@ -669,9 +677,7 @@ class Conn {
     if (g_opts.signal_every_us == 0) {
       return;
     }
-    sigset_t alarm;
-    sigemptyset(&alarm);
-    sigaddset(&alarm, SIGALRM);
+    const sigset_t alarm = alarm_set();
     pthread_sigmask(SIG_UNBLOCK, &alarm, nullptr);
   }
 
@@ -1337,9 +1343,7 @@ void start_signal_timer() {
   if (g_opts.signal_every_us == 0) {
     return;
   }
-  sigset_t alarm;
-  sigemptyset(&alarm);
-  sigaddset(&alarm, SIGALRM);
+  const sigset_t alarm = alarm_set();
   struct sigaction sa {};
   sa.sa_handler = on_alarm;
   sa.sa_flags = SA_RESTART;
